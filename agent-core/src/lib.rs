@@ -1,0 +1,13 @@
+//! flightdeck-agent-core: everything the local agent does, with no knowledge of Tauri.
+//!
+//! - [`watch`]: `RepoWatcher`, live and incremental `RepoStatus` of git working trees (git2 + notify).
+//! - [`store`]: the agent's SQLite database, the source of truth for what happened on this machine.
+//! - [`runner`]: `TaskRunner`, the queue of tasks and their lifecycle.
+//! - [`executor`]: the `claude` and `shell` executors that turn processes into `TaskEvent`s.
+//! - [`redact`]: secret redaction applied to everything that leaves the machine.
+
+pub mod executor;
+pub mod redact;
+pub mod runner;
+pub mod store;
+pub mod watch;

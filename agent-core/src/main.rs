@@ -1,0 +1,3 @@
+fn main() {
+    println!("flightdeck-agent {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,4 @@
+//! The integration tests of flightdeck-agent-core: one test binary, one module per area.
+
+mod runner;
+mod watch;

@@ -1,0 +1,1 @@
+//! Task runner, executors and store tests.

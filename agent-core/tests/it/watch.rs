@@ -1,0 +1,1 @@
+//! Repo watcher tests.

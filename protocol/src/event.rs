@@ -1,0 +1,118 @@
+//! `TaskEvent`: what a task did, one step at a time (SPEC section 3.1, seed 000).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::TaskStatus;
+
+/// Which stream a `chunk` of text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkStream {
+    Assistant,
+    Stdout,
+    Stderr,
+}
+
+/// One step of a task's transcript. Events of one task are numbered `seq` = 1, 2, 3, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub enum TaskEvent {
+    Status {
+        status: TaskStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+    },
+    Chunk {
+        text: String,
+        stream: ChunkStream,
+    },
+    ToolStart {
+        tool_id: String,
+        tool_name: String,
+        #[serde(default)]
+        params: Value,
+    },
+    ToolProgress {
+        tool_id: String,
+        elapsed_secs: f64,
+    },
+    ToolDone {
+        tool_id: String,
+        output: String,
+        #[serde(default)]
+        is_error: bool,
+    },
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+        total_cost_usd: f64,
+    },
+    Done {
+        summary: String,
+    },
+    Error {
+        error: String,
+    },
+}
+
+impl TaskEvent {
+    /// The snake_case `kind` of this event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskEvent::Status { .. } => "status",
+            TaskEvent::Chunk { .. } => "chunk",
+            TaskEvent::ToolStart { .. } => "tool_start",
+            TaskEvent::ToolProgress { .. } => "tool_progress",
+            TaskEvent::ToolDone { .. } => "tool_done",
+            TaskEvent::Usage { .. } => "usage",
+            TaskEvent::Done { .. } => "done",
+            TaskEvent::Error { .. } => "error",
+        }
+    }
+
+    /// Applies `f` to every piece of free text in the event (chunk text, tool params and
+    /// output, summaries, errors): what redaction must cover before an event leaves the machine.
+    pub fn map_text(&mut self, mut f: impl FnMut(&str) -> String) {
+        fn map_value(v: &mut Value, f: &mut dyn FnMut(&str) -> String) {
+            match v {
+                Value::String(s) => *s = f(s),
+                Value::Array(items) => items.iter_mut().for_each(|i| map_value(i, f)),
+                Value::Object(map) => map.values_mut().for_each(|i| map_value(i, f)),
+                _ => {}
+            }
+        }
+        match self {
+            TaskEvent::Chunk { text, .. } => *text = f(text),
+            TaskEvent::ToolStart { params, .. } => map_value(params, &mut f),
+            TaskEvent::ToolDone { output, .. } => *output = f(output),
+            TaskEvent::Done { summary } => *summary = f(summary),
+            TaskEvent::Error { error } => *error = f(error),
+            TaskEvent::Status { .. } | TaskEvent::ToolProgress { .. } | TaskEvent::Usage { .. } => {}
+        }
+    }
+}
+
+/// An event with its place in the task's transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct SeqEvent {
+    pub seq: u64,
+    pub event: TaskEvent,
+}
+
+/// An event with its task and place: the unit of `flightdeck-agent task --json` output and of
+/// `hud:` topic events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct TaskEventRecord {
+    pub task_id: String,
+    pub seq: u64,
+    pub event: TaskEvent,
+}

@@ -1,0 +1,316 @@
+//! The viewer <-> relay bus on `GET /api/realtime` (SPEC section 3.4, seed 003).
+//!
+//! A client subscribes to topics; each subscribe is answered, per topic, by a `snapshot` (the
+//! full current state) and then `event`s. There is no replay: a client that reconnects
+//! subscribes again and gets fresh snapshots.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::{SeqEvent, TaskEventRecord};
+use crate::model::{AgentInfo, Alert, RepoStatus, Task};
+use crate::names;
+use crate::validate::{self, Detail, InvalidMessage};
+
+/// A message from a viewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub enum ClientMessage {
+    Subscribe { topics: Vec<String> },
+    Unsubscribe { topics: Vec<String> },
+    Ping {},
+}
+
+impl ClientMessage {
+    pub fn parse(text: &str) -> Result<ClientMessage, InvalidMessage> {
+        validate::parse_strict(text)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("wire types always serialize")
+    }
+}
+
+/// A message to a viewer. `payload` depends on the topic: see [`TopicSnapshot`] and [`TopicEvent`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub enum ServerMessage {
+    Snapshot {
+        topic: String,
+        payload: Value,
+    },
+    Event {
+        topic: String,
+        payload: Value,
+    },
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<Vec<Detail>>,
+    },
+    Pong {},
+}
+
+impl ServerMessage {
+    pub fn parse(text: &str) -> Result<ServerMessage, InvalidMessage> {
+        validate::parse_strict(text)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("wire types always serialize")
+    }
+
+    /// The `error` answer to an invalid frame.
+    pub fn invalid(invalid: &InvalidMessage) -> ServerMessage {
+        ServerMessage::Error { message: invalid.message.clone(), topic: None, details: Some(invalid.details.clone()) }
+    }
+
+    /// The answer to a subscribe the client may not make.
+    pub fn forbidden(topic: &str) -> ServerMessage {
+        ServerMessage::Error { message: "forbidden".into(), topic: Some(topic.into()), details: None }
+    }
+}
+
+/// Borrowed form of `snapshot` / `event`, so a server can write one frame from a typed payload
+/// without building an intermediate `Value`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum ServerFrame<'a, P: Serialize> {
+    Snapshot { topic: &'a str, payload: &'a P },
+    Event { topic: &'a str, payload: &'a P },
+}
+
+/// The JSON text of a `snapshot` frame.
+pub fn encode_snapshot<P: Serialize>(topic: &str, payload: &P) -> String {
+    serde_json::to_string(&ServerFrame::Snapshot { topic, payload }).expect("wire types always serialize")
+}
+
+/// The JSON text of an `event` frame.
+pub fn encode_event<P: Serialize>(topic: &str, payload: &P) -> String {
+    serde_json::to_string(&ServerFrame::Event { topic, payload }).expect("wire types always serialize")
+}
+
+/// A parsed topic name. Names without a user mean the authenticated user's own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    Agents,
+    Repos,
+    Tasks,
+    Alerts,
+    /// `task:<taskId>`: one task's whole transcript.
+    Task(String),
+    /// `hud:<user>/<repo>`: one repo's HUD, possibly another user's public one.
+    Hud {
+        user: String,
+        repo: String,
+    },
+}
+
+/// Why a topic name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("unknown topic {0:?}: expected agents, repos, tasks, alerts, task:<taskId> or hud:<user>/<repo>")]
+    Unknown(String),
+    #[error("bad task id in {0:?}: {1}")]
+    BadTaskId(String, String),
+    #[error("bad HUD topic {0:?}: expected hud:<user>/<repo>")]
+    BadHud(String),
+    #[error("bad user name in {0:?}: {1}")]
+    BadUser(String, names::NameError),
+    #[error("bad repo slug in {0:?}: {1}")]
+    BadRepo(String, names::NameError),
+}
+
+impl FromStr for Topic {
+    type Err = TopicError;
+
+    fn from_str(s: &str) -> Result<Topic, TopicError> {
+        match s {
+            "agents" => return Ok(Topic::Agents),
+            "repos" => return Ok(Topic::Repos),
+            "tasks" => return Ok(Topic::Tasks),
+            "alerts" => return Ok(Topic::Alerts),
+            _ => {}
+        }
+        if let Some(id) = s.strip_prefix("task:") {
+            validate_task_id(id).map_err(|e| TopicError::BadTaskId(s.into(), e))?;
+            return Ok(Topic::Task(id.to_string()));
+        }
+        if let Some(rest) = s.strip_prefix("hud:") {
+            let (user, repo) = rest.split_once('/').ok_or_else(|| TopicError::BadHud(s.into()))?;
+            names::validate_user(user).map_err(|e| TopicError::BadUser(s.into(), e))?;
+            names::validate_repo(repo).map_err(|e| TopicError::BadRepo(s.into(), e))?;
+            return Ok(Topic::Hud { user: user.into(), repo: repo.into() });
+        }
+        Err(TopicError::Unknown(s.into()))
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Topic::Agents => f.write_str("agents"),
+            Topic::Repos => f.write_str("repos"),
+            Topic::Tasks => f.write_str("tasks"),
+            Topic::Alerts => f.write_str("alerts"),
+            Topic::Task(id) => write!(f, "task:{id}"),
+            Topic::Hud { user, repo } => write!(f, "hud:{user}/{repo}"),
+        }
+    }
+}
+
+/// Task ids are made by agents and relays: 1 to 64 characters of `[A-Za-z0-9_-]` (a UUID fits).
+pub fn validate_task_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err("may contain only letters, digits, '-' and '_'".into());
+    }
+    Ok(())
+}
+
+/// `task:<id>` snapshot: the task and its whole transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct TaskSnapshot {
+    pub task: Task,
+    pub events: Vec<SeqEvent>,
+}
+
+/// `hud:<user>/<repo>` snapshot: the repo and its current or last task, with its transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct HudSnapshot {
+    pub user: String,
+    pub repo: String,
+    pub public: bool,
+    pub agent_online: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_status: Option<RepoStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    #[serde(default)]
+    pub events: Vec<SeqEvent>,
+}
+
+/// A `repos` topic event: a changed repo, or one that is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RepoEvent {
+    Removed { removed: String },
+    Status(RepoStatus),
+}
+
+/// A `hud:` topic event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum HudEvent {
+    RepoStatus {
+        repo_status: RepoStatus,
+    },
+    Task {
+        task: Task,
+    },
+    /// An event of the HUD's current task. `agentOnline` changes come as `{agentOnline}`.
+    TaskEvent(TaskEventRecord),
+    AgentOnline {
+        agent_online: bool,
+    },
+}
+
+/// A snapshot payload, typed by its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopicSnapshot {
+    Agents(Vec<AgentInfo>),
+    Repos(Vec<RepoStatus>),
+    Tasks(Vec<Task>),
+    Alerts(Vec<Alert>),
+    Task(Box<TaskSnapshot>),
+    Hud(Box<HudSnapshot>),
+}
+
+/// An event payload, typed by its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopicEvent {
+    Agent(AgentInfo),
+    Repo(RepoEvent),
+    Task(Task),
+    Alert(Alert),
+    TaskEvent(SeqEvent),
+    Hud(HudEvent),
+}
+
+impl TopicSnapshot {
+    /// Decodes a snapshot payload for its topic.
+    pub fn decode(topic: &Topic, payload: Value) -> Result<TopicSnapshot, serde_json::Error> {
+        Ok(match topic {
+            Topic::Agents => TopicSnapshot::Agents(serde_json::from_value(payload)?),
+            Topic::Repos => TopicSnapshot::Repos(serde_json::from_value(payload)?),
+            Topic::Tasks => TopicSnapshot::Tasks(serde_json::from_value(payload)?),
+            Topic::Alerts => TopicSnapshot::Alerts(serde_json::from_value(payload)?),
+            Topic::Task(_) => TopicSnapshot::Task(serde_json::from_value(payload)?),
+            Topic::Hud { .. } => TopicSnapshot::Hud(serde_json::from_value(payload)?),
+        })
+    }
+}
+
+impl TopicEvent {
+    /// Decodes an event payload for its topic.
+    pub fn decode(topic: &Topic, payload: Value) -> Result<TopicEvent, serde_json::Error> {
+        Ok(match topic {
+            Topic::Agents => TopicEvent::Agent(serde_json::from_value(payload)?),
+            Topic::Repos => TopicEvent::Repo(serde_json::from_value(payload)?),
+            Topic::Tasks => TopicEvent::Task(serde_json::from_value(payload)?),
+            Topic::Alerts => TopicEvent::Alert(serde_json::from_value(payload)?),
+            Topic::Task(_) => TopicEvent::TaskEvent(serde_json::from_value(payload)?),
+            Topic::Hud { .. } => TopicEvent::Hud(serde_json::from_value(payload)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip_and_reject_bad_names() {
+        for good in
+            ["agents", "repos", "tasks", "alerts", "task:0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "hud:alice/flightdeck"]
+        {
+            let topic: Topic = good.parse().unwrap();
+            assert_eq!(topic.to_string(), good);
+        }
+        let bad: &[(&str, &str)] = &[
+            ("agent", "unknown topic"),
+            ("task:", "bad task id"),
+            ("task:../x", "bad task id"),
+            ("hud:alice", "bad HUD topic"),
+            ("hud:al ice/x", "bad user name"),
+            ("hud:alice/..", "bad repo slug"),
+            ("hud:alice/a/b", "bad repo slug"),
+            ("", "unknown topic"),
+        ];
+        for (name, want) in bad {
+            let err = name.parse::<Topic>().unwrap_err().to_string();
+            assert!(err.starts_with(want), "{name:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn encode_matches_the_owned_message() {
+        let payload = serde_json::json!({"removed": "r1"});
+        let text = encode_event("repos", &payload);
+        assert_eq!(ServerMessage::parse(&text).unwrap(), ServerMessage::Event { topic: "repos".into(), payload });
+    }
+}

@@ -1,0 +1,1 @@
+//! flightdeck-relay: the relay server.

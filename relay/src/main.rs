@@ -1,0 +1,3 @@
+fn main() {
+    println!("flightdeck-relay {}", env!("CARGO_PKG_VERSION"));
+}

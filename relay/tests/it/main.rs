@@ -1,0 +1,1 @@
+//! The integration tests of flightdeck-relay: real server on 127.0.0.1:0, real WebSocket clients.

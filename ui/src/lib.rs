@@ -1,0 +1,1 @@
+//! flightdeck-ui: the yew app.
