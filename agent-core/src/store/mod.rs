@@ -1,0 +1,126 @@
+//! The agent's SQLite database: the source of truth for what happened on this machine.
+//!
+//! One connection behind a std `Mutex` (nothing awaits while holding it). Every method is
+//! blocking: async callers run them on `spawn_blocking` or a dedicated thread, because rusqlite
+//! calls must never run on the async executor's threads.
+//!
+//! Areas live in submodules, each an `impl Store` block: [`repos`] (latest repo status),
+//! [`alerts`], [`settings`]; tasks, events and the outbox are added by the task runner.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+mod alerts;
+mod repos;
+mod settings;
+
+/// Errors of the store. All are internal: a broken or unwritable database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("bad JSON in the database: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Never edit a migration that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE repo_status (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        json       TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE alerts (
+        id              TEXT PRIMARY KEY,
+        severity        TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        repo            TEXT,
+        task_id         TEXT,
+        acknowledged    INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        json            TEXT NOT NULL
+    );
+    CREATE INDEX alerts_by_time ON alerts (created_at DESC);
+    "#,
+];
+
+/// A handle to the agent's database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `flightdeck.db` in `data_dir`, in WAL mode, migrated.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
+        let conn = Connection::open(data_dir.join("flightdeck.db"))?;
+        Store::from_connection(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        Store::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(mut conn: Connection) -> Result<Store> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// The connection, for the `impl Store` blocks of each area.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (each call is one statement
+        // or one transaction), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_setting("relay.url", "ws://example").unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.setting("relay.url").unwrap().as_deref(), Some("ws://example"));
+        let version: i64 = store.conn().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+    }
+}

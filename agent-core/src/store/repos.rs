@@ -1,0 +1,45 @@
+//! The latest status of each watched repo.
+
+use flightdeck_protocol::RepoStatus;
+use rusqlite::params;
+
+use super::{Result, Store};
+
+impl Store {
+    /// Saves the latest status of a repo (replacing the previous one).
+    pub fn save_repo_status(&self, status: &RepoStatus) -> Result<()> {
+        let json = serde_json::to_string(status)?;
+        let updated = status.updated_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        self.conn().execute(
+            "INSERT INTO repo_status (id, name, path, status, json, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, path = excluded.path,
+                status = excluded.status, json = excluded.json, updated_at = excluded.updated_at",
+            params![
+                status.id,
+                status.name,
+                status.path.as_deref().unwrap_or(""),
+                status.status.as_str(),
+                json,
+                updated
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every saved repo status, by name.
+    pub fn repo_statuses(&self) -> Result<Vec<RepoStatus>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT json FROM repo_status ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(serde_json::from_str(&json?)?);
+        }
+        Ok(out)
+    }
+
+    pub fn delete_repo_status(&self, id: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM repo_status WHERE id = ?1", [id])?;
+        Ok(())
+    }
+}
