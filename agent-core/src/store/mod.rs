@@ -5,7 +5,7 @@
 //! calls must never run on the async executor's threads.
 //!
 //! Areas live in submodules, each an `impl Store` block: [`repos`] (latest repo status),
-//! [`alerts`], [`settings`]; tasks, events and the outbox are added by the task runner.
+//! [`alerts`], [`settings`], [`tasks`] (tasks, their numbered events, full tool outputs).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +15,9 @@ use rusqlite::Connection;
 mod alerts;
 mod repos;
 mod settings;
+mod tasks;
+
+pub use tasks::TaskFilter;
 
 /// Errors of the store. All are internal: a broken or unwritable database file.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,32 @@ const MIGRATIONS: &[&str] = &[
         json            TEXT NOT NULL
     );
     CREATE INDEX alerts_by_time ON alerts (created_at DESC);
+    "#,
+    // 2: tasks, their transcripts, and the full text of truncated tool outputs (local only).
+    r#"
+    CREATE TABLE tasks (
+        id         TEXT PRIMARY KEY,
+        status     TEXT NOT NULL,
+        executor   TEXT NOT NULL,
+        repo       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        json       TEXT NOT NULL
+    );
+    CREATE INDEX tasks_by_time ON tasks (created_at DESC);
+    CREATE INDEX tasks_by_status ON tasks (status, created_at DESC);
+    CREATE INDEX tasks_by_repo ON tasks (repo, created_at DESC);
+    CREATE TABLE task_events (
+        task_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        json    TEXT NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE tool_outputs (
+        task_id TEXT NOT NULL,
+        tool_id TEXT NOT NULL,
+        output  TEXT NOT NULL,
+        PRIMARY KEY (task_id, tool_id)
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -1,1 +1,0 @@
-//! executor (being written).

@@ -1,0 +1,85 @@
+//! Executors: turn a process into a stream of `TaskEvent`s.
+//!
+//! - [`shell`]: `sh -c COMMAND`, stdout and stderr lines as chunks.
+//! - [`claude`]: the Claude Code CLI in `stream-json` mode, parsed by [`stream_json`].
+//! - [`process`]: process groups, so that stopping a task stops everything it started.
+//!
+//! An executor sends the events of one task (including its own `done` or `error`) on a channel
+//! and returns an [`ExecOutcome`]. It knows nothing of `seq`, the store or the queue: the
+//! runner numbers, records and publishes what it sends.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flightdeck_protocol::{Executor, TaskEvent, TaskPayload};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod claude;
+pub mod process;
+pub mod shell;
+pub mod stream_json;
+
+/// How to run the Claude Code CLI.
+#[derive(Debug, Clone, Default)]
+pub struct ClaudeConfig {
+    /// The CLI to run; `None` means `$FLIGHTDECK_CLAUDE_BIN`, else `claude` on `PATH`.
+    pub bin: Option<PathBuf>,
+    /// Extra environment for the CLI, on top of the user's (which it always inherits).
+    pub env: Vec<(String, String)>,
+}
+
+impl ClaudeConfig {
+    /// The binary that will run: the configured one, `$FLIGHTDECK_CLAUDE_BIN`, or `claude`.
+    pub fn resolved_bin(&self) -> PathBuf {
+        self.bin
+            .clone()
+            .or_else(|| std::env::var_os("FLIGHTDECK_CLAUDE_BIN").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("claude"))
+    }
+}
+
+/// Everything an executor needs to run one task.
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    pub task_id: String,
+    pub executor: Executor,
+    pub payload: TaskPayload,
+    /// The directory the process runs in: the repo, or the task's worktree.
+    pub cwd: PathBuf,
+    pub claude: ClaudeConfig,
+    /// Cancelled when the task must stop (cancel, timeout, budget, shutdown).
+    pub stop: CancellationToken,
+    /// Time between SIGTERM and SIGKILL when stopping.
+    pub kill_grace: Duration,
+}
+
+/// How an executor run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecOutcome {
+    /// The work finished; a `done` event was sent with this summary.
+    Completed { summary: String },
+    /// The work failed; an `error` event was sent with this message.
+    Failed { error: String },
+    /// `stop` was cancelled and the process group has been killed.
+    Stopped,
+}
+
+/// Runs the task's executor to the end.
+pub async fn run(ctx: ExecContext, events: mpsc::Sender<TaskEvent>) -> ExecOutcome {
+    match ctx.executor {
+        Executor::Shell => shell::run(ctx, events).await,
+        Executor::Claude => claude::run(ctx, events).await,
+    }
+}
+
+/// Sends an event; a closed channel means the runner is gone, which the stop token also says.
+pub(crate) async fn emit(events: &mpsc::Sender<TaskEvent>, event: TaskEvent) {
+    let _ = events.send(event).await;
+}
+
+/// Fails with an `error` event.
+pub(crate) async fn fail(events: &mpsc::Sender<TaskEvent>, error: String) -> ExecOutcome {
+    emit(events, TaskEvent::Error { error: error.clone() }).await;
+    ExecOutcome::Failed { error }
+}

@@ -1,0 +1,157 @@
+//! Drives one started task: worktree, executor, timeout, budget, final status, alerts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use flightdeck_protocol::{AlertKind, Severity, Task, TaskEvent, TaskStatus};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::recorder::Recorder;
+use super::worktree::{worktree_dir, TaskWorktree};
+use super::{Shared, StopReason, StopSwitch};
+use crate::executor::{self, ExecContext, ExecOutcome};
+
+/// How many executor events are recorded in one transaction at most.
+const BATCH: usize = 256;
+
+pub(crate) async fn drive(shared: Arc<Shared>, mut task: Task, stop: StopSwitch) {
+    task.status = TaskStatus::Running;
+    task.started_at = Some(Utc::now());
+    let mut rec = Recorder::new(shared.clone(), task);
+    rec.save_task().await;
+
+    let Some(repo_dir) = (shared.repos)(&rec.task.repo) else {
+        let error = format!("unknown repo `{}`: it is not watched by this agent", rec.task.repo);
+        return fail_early(&mut rec, error).await;
+    };
+    let worktree = if rec.task.payload.worktree == Some(true) {
+        let dir = worktree_dir(shared.config.data_dir.as_deref(), &repo_dir, &rec.task.id);
+        match TaskWorktree::create(&repo_dir, dir, &rec.task.id).await {
+            Ok(worktree) => Some(worktree),
+            Err(error) => return fail_early(&mut rec, format!("cannot create the task's worktree: {error}")).await,
+        }
+    } else {
+        None
+    };
+
+    let ctx = ExecContext {
+        task_id: rec.task.id.clone(),
+        executor: rec.task.executor,
+        payload: rec.task.payload.clone(),
+        cwd: worktree.as_ref().map(|w| w.dir.clone()).unwrap_or(repo_dir),
+        claude: shared.config.claude.clone(),
+        stop: stop.token.clone(),
+        kill_grace: shared.config.kill_grace,
+    };
+    let (tx, mut rx) = mpsc::channel(BATCH);
+    let mut exec = tokio::spawn(executor::run(ctx, tx));
+    let deadline = rec.task.payload.timeout_secs.filter(|s| *s > 0).map(|s| Instant::now() + Duration::from_secs(s));
+    let max_cost = rec.task.payload.max_cost_usd;
+    let mut batch = Vec::with_capacity(BATCH);
+
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break; // The executor has returned.
+                }
+                let mut out = Vec::with_capacity(n);
+                for event in batch.drain(..) {
+                    let stopping = stop.reason().is_some();
+                    match event {
+                        // After a stop the runner says how the task ended, not the dying process.
+                        TaskEvent::Done { .. } | TaskEvent::Error { .. } if stopping => {}
+                        TaskEvent::Done { mut summary } => {
+                            if let Some(w) = &worktree {
+                                summary.push_str(&format!("\n\nBranch: {}", w.branch));
+                            }
+                            out.push(TaskEvent::Done { summary });
+                        }
+                        TaskEvent::ToolDone { tool_id, output, is_error } => {
+                            let output = truncate_output(&mut rec, &tool_id, output, shared.config.tool_output_limit);
+                            out.push(TaskEvent::ToolDone { tool_id, output, is_error });
+                        }
+                        TaskEvent::Usage { total_cost_usd, .. } => {
+                            out.push(event);
+                            if let Some(max) = max_cost.filter(|max| total_cost_usd > *max && !stopping) {
+                                stop.stop(StopReason::BudgetExceeded);
+                                let error = format!("budget exceeded: spent ${total_cost_usd:.4}, the limit is ${max:.4}");
+                                out.push(TaskEvent::Error { error: error.clone() });
+                                rec.raise(Severity::Critical, AlertKind::BudgetExceeded, format!("Task \"{}\" stopped: {error}", rec.task.title)).await;
+                            }
+                        }
+                        other => out.push(other),
+                    }
+                }
+                let usage_changed = out.iter().any(|e| matches!(e, TaskEvent::Usage { .. }));
+                rec.record(out).await;
+                if usage_changed {
+                    rec.publish_task();
+                }
+            }
+            _ = sleep_until_opt(deadline), if stop.reason().is_none() => {
+                stop.stop(StopReason::TimedOut);
+                let secs = rec.task.payload.timeout_secs.unwrap_or_default();
+                rec.record(vec![TaskEvent::Error { error: format!("timed out after {secs} s") }]).await;
+            }
+        }
+    }
+    let outcome = match (&mut exec).await {
+        Ok(outcome) => outcome,
+        Err(err) => ExecOutcome::Failed { error: format!("the executor crashed: {err}") },
+    };
+
+    let status = match (stop.reason(), &outcome) {
+        (Some(StopReason::Cancelled), _) => TaskStatus::Cancelled,
+        (Some(StopReason::Shutdown), _) => TaskStatus::Interrupted,
+        (Some(StopReason::TimedOut | StopReason::BudgetExceeded), _) => TaskStatus::Failed,
+        (None, ExecOutcome::Completed { .. }) => TaskStatus::Completed,
+        (None, ExecOutcome::Failed { .. } | ExecOutcome::Stopped) => TaskStatus::Failed,
+    };
+    if let Some(worktree) = &worktree {
+        let removed = worktree.clean_up().await;
+        tracing::info!(task = %rec.task.id, branch = %worktree.branch, removed, "task worktree cleaned up");
+    }
+    rec.finish(status).await;
+    if status == TaskStatus::Failed && stop.reason() != Some(StopReason::BudgetExceeded) {
+        let error = rec.task.error.clone().unwrap_or_else(|| "failed".into());
+        rec.raise(Severity::Warning, AlertKind::TaskFailed, format!("Task \"{}\" failed: {error}", rec.task.title))
+            .await;
+    }
+}
+
+/// Fails a task that could not start: an `error` event, `failed`, an alert.
+async fn fail_early(rec: &mut Recorder, error: String) {
+    rec.record(vec![TaskEvent::Error { error: error.clone() }]).await;
+    rec.finish(TaskStatus::Failed).await;
+    rec.raise(Severity::Warning, AlertKind::TaskFailed, format!("Task \"{}\" failed: {error}", rec.task.title)).await;
+}
+
+/// The output for the event: the full text when short, else its head with a marker (the full
+/// text goes to the local database with the event).
+fn truncate_output(rec: &mut Recorder, tool_id: &str, output: String, limit: usize) -> String {
+    if output.len() <= limit {
+        return output;
+    }
+    let mut cut = limit;
+    while !output.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let head = format!(
+        "{}\n… [output truncated: {} of {} bytes shown; the full output is kept on the agent]",
+        &output[..cut],
+        cut,
+        output.len()
+    );
+    rec.keep_full_output(tool_id.to_string(), output);
+    head
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

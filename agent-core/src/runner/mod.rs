@@ -1,0 +1,485 @@
+//! `TaskRunner`: the queue of tasks and their lifecycle.
+//!
+//! [`TaskRunner::start`] recovers what a previous run left unfinished, starts the runner's loop
+//! and returns the handle; dropping the handle (or [`TaskRunner::shutdown`]) stops it. The loop
+//! `select!`s over a closed [`Command`] enum, the "a task finished" channel and shutdown.
+//!
+//! Lifecycle: `create` records the task as `queued` (event 1) and queues it. A task starts when
+//! fewer than `max_running_per_repo` tasks of its repo and fewer than `max_running` tasks in all
+//! run. A started task is driven by its own tokio task ([`driver`]), which runs the executor,
+//! numbers its events, writes them to SQLite and only then publishes them, enforces the
+//! timeout and the budget, and ends the task with a final `status` event (completed, failed,
+//! cancelled or interrupted) followed by the final `Task`.
+//!
+//! Start-up recovery: tasks the database says are `running` were cut off by a crash or a
+//! kill; they become `interrupted` with a final `status` event and a `warning` alert. Tasks
+//! still `queued` (never started) also become `interrupted`, without an alert: whoever queued
+//! them (a CLI that exited, a relay that will resend) is gone or will ask again, and running
+//! them unannounced hours later would surprise. Recovery only happens when this runner holds
+//! the data directory's `runner.lock`, so a second agent on the same data directory never
+//! marks the first one's live tasks as interrupted.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use flightdeck_protocol::event::TaskEventRecord;
+use flightdeck_protocol::{Alert, AlertKind, Executor, Severity, Task, TaskEvent, TaskPayload, TaskSource, TaskStatus};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::ClaudeConfig;
+use crate::store::{Store, StoreError};
+
+mod driver;
+mod recorder;
+pub mod worktree;
+
+use recorder::Recorder;
+
+/// Finds the working tree of a repo slug. The repo watcher owns the set of repos, so the runner
+/// asks it rather than keeping its own copy.
+pub type RepoResolver = Arc<dyn Fn(&str) -> Option<PathBuf> + Send + Sync>;
+
+/// How the runner behaves. `Default` gives the production values.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The agent's data directory: holds `runner.lock` and the task worktrees (`worktrees/<taskId>`).
+    /// `None` (tests): no lock, worktrees go to `<repo>/.git/flightdeck-worktrees/<taskId>`.
+    pub data_dir: Option<PathBuf>,
+    /// Put on every task this runner creates.
+    pub agent_id: Option<String>,
+    /// Tasks running at once, all repos together.
+    pub max_running: usize,
+    /// Tasks running at once in one repo.
+    pub max_running_per_repo: usize,
+    pub claude: ClaudeConfig,
+    /// Between SIGTERM and SIGKILL when a task is stopped.
+    pub kill_grace: Duration,
+    /// A `tool_done` output longer than this (bytes) is truncated in its event; the full text
+    /// stays in the local database (`Store::tool_output`).
+    pub tool_output_limit: usize,
+    /// Capacity of the broadcast of [`RunnerEvent`]s; a subscriber further behind gets `Lagged`
+    /// and catches up from the store.
+    pub broadcast_capacity: usize,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> RunnerConfig {
+        RunnerConfig {
+            data_dir: None,
+            agent_id: None,
+            max_running: 4,
+            max_running_per_repo: 1,
+            claude: ClaudeConfig::default(),
+            kill_grace: Duration::from_secs(5),
+            tool_output_limit: 16 * 1024,
+            broadcast_capacity: 4096,
+        }
+    }
+}
+
+/// What the runner publishes, after it is in the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunnerEvent {
+    /// A task was created, started, updated (usage) or finished: its latest state.
+    Task(Task),
+    /// One event of a task's transcript.
+    Event(TaskEventRecord),
+    /// An alert was raised (task failed, budget exceeded, task interrupted).
+    Alert(Alert),
+}
+
+/// A task to create.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The id; `None` makes a UUID v7. Remote tasks carry the relay's id.
+    pub id: Option<String>,
+    /// `None` derives one from the prompt or command.
+    pub title: Option<String>,
+    /// The repo slug; the runner resolves it with its [`RepoResolver`].
+    pub repo: String,
+    pub executor: Executor,
+    pub payload: TaskPayload,
+    pub source: TaskSource,
+}
+
+impl NewTask {
+    pub fn local(repo: impl Into<String>, executor: Executor, payload: TaskPayload) -> NewTask {
+        NewTask { id: None, title: None, repo: repo.into(), executor, payload, source: TaskSource::Local }
+    }
+
+    /// A task sent by the relay with its `taskId`.
+    pub fn remote(
+        task_id: impl Into<String>,
+        repo: impl Into<String>,
+        executor: Executor,
+        payload: TaskPayload,
+    ) -> NewTask {
+        NewTask {
+            id: Some(task_id.into()),
+            title: None,
+            repo: repo.into(),
+            executor,
+            payload,
+            source: TaskSource::Remote,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the task runner has stopped")]
+    Stopped,
+}
+
+/// The closed set of requests the runner's loop serves.
+enum Command {
+    Create { task: NewTask, reply: oneshot::Sender<Result<Task, RunnerError>> },
+    Cancel { task_id: String, reply: oneshot::Sender<Result<Option<Task>, RunnerError>> },
+}
+
+/// Why a running task is being stopped; the first reason wins.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StopReason {
+    Cancelled,
+    TimedOut,
+    BudgetExceeded,
+    Shutdown,
+}
+
+/// The stop switch of one running task, shared by the loop and the task's driver.
+#[derive(Clone, Default)]
+pub(crate) struct StopSwitch {
+    token: CancellationToken,
+    // A std Mutex: nothing awaits while holding it.
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl StopSwitch {
+    /// Records the reason (unless one is already set) and signals the executor.
+    pub(crate) fn stop(&self, reason: StopReason) {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    pub(crate) fn reason(&self) -> Option<StopReason> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What the runner shares with the drivers of running tasks.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) config: RunnerConfig,
+    pub(crate) repos: RepoResolver,
+    pub(crate) updates: broadcast::Sender<RunnerEvent>,
+}
+
+/// The handle of a running task runner. Dropping it stops the runner (running tasks are killed
+/// and marked `interrupted`); [`TaskRunner::shutdown`] does the same and waits for the end.
+pub struct TaskRunner {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    join: Option<JoinHandle<()>>,
+}
+
+impl TaskRunner {
+    /// Recovers unfinished tasks (see the module docs) and starts the runner. Must be called
+    /// within a tokio runtime.
+    pub async fn start(store: Store, config: RunnerConfig, repos: RepoResolver) -> Result<TaskRunner, RunnerError> {
+        let (updates, _) = broadcast::channel(config.broadcast_capacity.max(16));
+        let shared = Arc::new(Shared { store, config, repos, updates });
+        let lock = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || recover(&shared)).await.map_err(|_| RunnerError::Stopped)??
+        };
+        let (commands, command_rx) = mpsc::channel(64);
+        let shutdown = CancellationToken::new();
+        let run_loop = RunnerLoop {
+            shared: shared.clone(),
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            finished: mpsc::unbounded_channel(),
+            _lock: lock,
+        };
+        let join = tokio::spawn(run_loop.run(command_rx, shutdown.clone()));
+        Ok(TaskRunner { commands, shared, shutdown, join: Some(join) })
+    }
+
+    /// Task updates, events and alerts, each published after it is in the database. Subscribe
+    /// before creating a task to see all of its events.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunnerEvent> {
+        self.shared.updates.subscribe()
+    }
+
+    /// The store the runner writes to (for transcripts, lists, catching up after `Lagged`).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Creates and queues a task; returns it as recorded (`queued`). A task with an id that
+    /// already exists is not created again: the existing task is returned (the relay may resend).
+    /// A task that cannot run (unknown repo, no prompt or command) is recorded as `failed`.
+    pub async fn create(&self, task: NewTask) -> Result<Task, RunnerError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Create { task, reply }).await.map_err(|_| RunnerError::Stopped)?;
+        rx.await.map_err(|_| RunnerError::Stopped)?
+    }
+
+    /// Cancels a task: a queued one ends `cancelled` at once; a running one gets SIGTERM (its
+    /// whole process group), SIGKILL after the grace period, and ends `cancelled`. Returns the
+    /// task as it is now (`None`: no such task); cancelling a finished task changes nothing.
+    pub async fn cancel(&self, task_id: &str) -> Result<Option<Task>, RunnerError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Cancel { task_id: task_id.to_string(), reply })
+            .await
+            .map_err(|_| RunnerError::Stopped)?;
+        rx.await.map_err(|_| RunnerError::Stopped)?
+    }
+
+    /// Stops the runner: running tasks are killed and marked `interrupted`, queued ones too.
+    /// Waits for that to be recorded.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(join) = self.join.take() {
+            let bound = self.shared.config.kill_grace + Duration::from_secs(5);
+            if tokio::time::timeout(bound, join).await.is_err() {
+                tracing::warn!("the task runner did not stop in time");
+            }
+        }
+    }
+}
+
+impl Drop for TaskRunner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+struct RunnerLoop {
+    shared: Arc<Shared>,
+    queue: VecDeque<Task>,
+    running: HashMap<String, RunningTask>,
+    finished: (mpsc::UnboundedSender<String>, mpsc::UnboundedReceiver<String>),
+    /// Held for the runner's life: this runner owns the data directory's tasks.
+    _lock: Option<std::fs::File>,
+}
+
+struct RunningTask {
+    repo: String,
+    stop: StopSwitch,
+}
+
+impl RunnerLoop {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Create { task, reply }) => {
+                        let _ = reply.send(self.create(task).await);
+                        self.schedule();
+                    }
+                    Some(Command::Cancel { task_id, reply }) => {
+                        let _ = reply.send(self.cancel(&task_id).await);
+                    }
+                    // Every handle is gone (dropping the last one also cancels `shutdown`).
+                    None => break,
+                },
+                Some(task_id) = self.finished.1.recv() => {
+                    self.running.remove(&task_id);
+                    self.schedule();
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        self.stop_all().await;
+    }
+
+    async fn create(&mut self, new: NewTask) -> Result<Task, RunnerError> {
+        if let Some(id) = &new.id {
+            let store = self.shared.store.clone();
+            let id = id.clone();
+            if let Some(existing) = blocking(move || store.task(&id)).await? {
+                return Ok(existing);
+            }
+        }
+        let task = Task {
+            id: new.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            title: new.title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| title_of(new.executor, &new.payload)),
+            repo: new.repo,
+            agent_id: self.shared.config.agent_id.clone(),
+            executor: new.executor,
+            payload: new.payload,
+            status: TaskStatus::Queued,
+            source: new.source,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            summary: None,
+            error: None,
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            last_seq: 0,
+        };
+        let mut recorder = Recorder::new(self.shared.clone(), task);
+        recorder.record(vec![TaskEvent::Status { status: TaskStatus::Queued, model: None, session_id: None }]).await;
+        recorder.publish_task();
+        if let Some(problem) = self.problem_of(&recorder.task) {
+            recorder.task.error = Some(problem.clone());
+            recorder.record(vec![TaskEvent::Error { error: problem }]).await;
+            recorder.finish(TaskStatus::Failed).await;
+            return Ok(recorder.task);
+        }
+        let task = recorder.task;
+        self.queue.push_back(task.clone());
+        Ok(task)
+    }
+
+    /// Why a task cannot run, if it cannot.
+    fn problem_of(&self, task: &Task) -> Option<String> {
+        if (self.shared.repos)(&task.repo).is_none() {
+            return Some(format!("unknown repo `{}`: it is not watched by this agent", task.repo));
+        }
+        let missing = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+        match task.executor {
+            Executor::Claude if missing(&task.payload.prompt) => Some("a claude task needs a prompt".into()),
+            Executor::Shell if missing(&task.payload.command) => Some("a shell task needs a command".into()),
+            _ => None,
+        }
+    }
+
+    async fn cancel(&mut self, task_id: &str) -> Result<Option<Task>, RunnerError> {
+        if let Some(pos) = self.queue.iter().position(|t| t.id == task_id) {
+            let task = self.queue.remove(pos).expect("position is in range");
+            let mut recorder = Recorder::new(self.shared.clone(), task);
+            recorder.finish(TaskStatus::Cancelled).await;
+            return Ok(Some(recorder.task));
+        }
+        if let Some(running) = self.running.get(task_id) {
+            running.stop.stop(StopReason::Cancelled);
+        }
+        let store = self.shared.store.clone();
+        let id = task_id.to_string();
+        blocking(move || store.task(&id)).await
+    }
+
+    /// Starts every queued task the limits allow, oldest first.
+    fn schedule(&mut self) {
+        let max_running = self.shared.config.max_running.max(1);
+        let per_repo = self.shared.config.max_running_per_repo.max(1);
+        let mut i = 0;
+        while i < self.queue.len() && self.running.len() < max_running {
+            let repo_running = self.running.values().filter(|r| r.repo == self.queue[i].repo).count();
+            if repo_running >= per_repo {
+                i += 1;
+                continue;
+            }
+            let task = self.queue.remove(i).expect("index is in range");
+            let stop = StopSwitch::default();
+            self.running.insert(task.id.clone(), RunningTask { repo: task.repo.clone(), stop: stop.clone() });
+            let finished = self.finished.0.clone();
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let id = task.id.clone();
+                driver::drive(shared, task, stop).await;
+                let _ = finished.send(id);
+            });
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for running in self.running.values() {
+            running.stop.stop(StopReason::Shutdown);
+        }
+        for task in std::mem::take(&mut self.queue) {
+            Recorder::new(self.shared.clone(), task).finish(TaskStatus::Interrupted).await;
+        }
+        let bound = tokio::time::Instant::now() + self.shared.config.kill_grace + Duration::from_secs(3);
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(bound, self.finished.1.recv()).await {
+                Ok(Some(id)) => {
+                    self.running.remove(&id);
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// A title from the prompt or command: its first line, at most 80 characters.
+fn title_of(executor: Executor, payload: &TaskPayload) -> String {
+    let text = match executor {
+        Executor::Claude => payload.prompt.as_deref(),
+        Executor::Shell => payload.command.as_deref(),
+    }
+    .unwrap_or_default();
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    let mut title: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 {
+        title.push('…');
+    }
+    if title.is_empty() {
+        title = format!("{} task", executor.as_str());
+    }
+    title
+}
+
+/// Marks what a previous run left unfinished as `interrupted` (see the module docs). Returns the
+/// held lock file, or `None` when another runner holds it (or there is no data directory).
+fn recover(shared: &Shared) -> Result<Option<std::fs::File>, RunnerError> {
+    let Some(dir) = &shared.config.data_dir else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+    let path = dir.join("runner.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::DataDir { path: path.display().to_string(), source })?;
+    if file.try_lock().is_err() {
+        tracing::info!(path = %path.display(), "another agent runs tasks from this data directory; not recovering its tasks");
+        return Ok(None);
+    }
+    let store = &shared.store;
+    for mut task in store.unfinished_tasks()? {
+        let was_running = task.status == TaskStatus::Running;
+        let now = Utc::now();
+        task.status = TaskStatus::Interrupted;
+        task.finished_at = Some(now);
+        task.last_seq += 1;
+        let event = flightdeck_protocol::SeqEvent {
+            seq: task.last_seq,
+            event: TaskEvent::Status { status: TaskStatus::Interrupted, model: None, session_id: None },
+        };
+        store.record_events(&task, &[event])?;
+        if was_running {
+            let alert = recorder::alert(
+                &task,
+                Severity::Warning,
+                AlertKind::TaskFailed,
+                format!("Task \"{}\" was interrupted: it was running when the agent stopped", task.title),
+            );
+            store.insert_alert(&alert)?;
+        }
+        tracing::info!(task = %task.id, was_running, "marked interrupted at start-up");
+    }
+    Ok(Some(file))
+}
+
+/// Runs a store call on the blocking pool: rusqlite never runs on the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, RunnerError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| RunnerError::Stopped)?.map_err(RunnerError::from)
+}
