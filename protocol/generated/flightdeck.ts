@@ -2,6 +2,35 @@
 // Regenerate with: cargo run -p flightdeck-protocol --bin flightdeck-codegen
 
 /**
+ * A change the agent pushes to every front end (Tauri event [`EVENT`]).
+ */
+export type AgentEvent = ({
+  repo: RepoStatus;
+  type: "repo-status";
+}) | ({
+  id: string;
+  type: "repo-removed";
+}) | ({
+  task: Task;
+  type: "task-update";
+}) | ({
+  record: TaskEventRecord;
+  type: "task-event";
+}) | ({
+  alert: Alert;
+  type: "alert";
+}) | ({
+  status: LinkStatus;
+  type: "link";
+}) | ({
+  paused: boolean;
+  type: "watching";
+}) | ({
+  settings: SettingsView;
+  type: "settings";
+});
+
+/**
  * One agent as the relay sees it.
  */
 export type AgentInfo = {
@@ -86,6 +115,16 @@ export type Alert = {
 export type AlertKind = "task_failed" | "task_stalled" | "repo_diverged" | "repo_conflict" | "repo_missing" | "agent_offline" | "budget_exceeded";
 
 /**
+ * `list_alerts`: filters, newest first.
+ */
+export type AlertQuery = {
+  acknowledged?: boolean | null;
+  limit?: number | null;
+  offset?: number | null;
+  severity?: Severity | null;
+};
+
+/**
  * `POST /api/cockpit/alerts/ack/:id`
  */
 export type AlertResponse = {
@@ -133,6 +172,31 @@ export type ClientMessage = ({
 }) | ({
   type: "ping";
 });
+
+/**
+ * `cockpit_state`: the whole picture at once, for the window's first render.
+ */
+export type CockpitState = {
+  /**
+   * Unacknowledged alerts, newest first.
+   */
+  alerts: Alert[];
+  link: LinkStatus;
+  repos: RepoStatus[];
+  settings: SettingsView;
+  /**
+   * The 100 newest tasks.
+   */
+  tasks: Task[];
+};
+
+/**
+ * Why a command failed. `code` is one of [`error_codes`].
+ */
+export type CommandError = {
+  code: string;
+  message: string;
+};
 
 /**
  * `POST /api/cockpit/tasks`
@@ -275,6 +339,11 @@ export type HudStatus = "idle" | "queued" | "running" | "completed" | "failed" |
 export type KeyScope = "agent" | "owner" | "viewer";
 
 /**
+ * The relay link as the window sees it.
+ */
+export type LinkStatus = ("connecting" | "connected") | "off" | "disconnected";
+
+/**
  * `POST /api/login`
  */
 export type LoginRequest = {
@@ -410,7 +479,59 @@ export type ServerMessage = ({
   type: "pong";
 });
 
+/**
+ * `set_settings`: absent fields are left as they are; an empty string clears `relayUrl` or `key`.
+ */
+export type SettingsUpdate = {
+  agentId?: string | null;
+  key?: string | null;
+  relayUrl?: string | null;
+};
+
+/**
+ * The agent's settings as the window sees them: the relay key is never sent back, only a hint.
+ */
+export type SettingsView = {
+  agentId: string;
+  /**
+   * The key redacted for display, e.g. `fdk_…9f2c`.
+   */
+  keyHint?: string | null;
+  /**
+   * Whether a relay key is stored.
+   */
+  keySet: boolean;
+  /**
+   * `ws://` or `wss://` URL of the relay (or its `http(s)://` base); absent = local only.
+   */
+  relayUrl?: string | null;
+  /**
+   * The watched repos' paths.
+   */
+  repos: string[];
+  watchingPaused: boolean;
+};
+
 export type Severity = "info" | "warning" | "critical";
+
+/**
+ * `start_task`: a task to run on this machine.
+ */
+export type StartTaskRequest = {
+  executor: Executor;
+  /**
+   * `prompt` (claude) or `command` (shell), and the options (model, budget, timeout, worktree).
+   */
+  payload: TaskPayload;
+  /**
+   * The repo's id or slug.
+   */
+  repo: string;
+  /**
+   * Defaults to the first line of the prompt or command.
+   */
+  title?: string | null;
+};
 
 /**
  * One run of an executor in a repo.
@@ -522,6 +643,23 @@ export type TaskPayload = {
    * Run in a fresh git worktree on branch `flightdeck/<taskId>`.
    */
   worktree?: boolean | null;
+};
+
+/**
+ * `list_tasks`: filters, newest first.
+ */
+export type TaskQuery = {
+  executor?: Executor | null;
+  /**
+   * Default 50, at most 500.
+   */
+  limit?: number | null;
+  offset?: number | null;
+  /**
+   * A repo slug.
+   */
+  repo?: string | null;
+  status?: TaskStatus | null;
 };
 
 /**

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-use crate::{agent, api, event, model, realtime, validate};
+use crate::{agent, api, desktop, event, model, realtime, validate};
 
 /// The file names under `protocol/generated/` and their contents.
 pub fn generated_files() -> Vec<(&'static str, String)> {
@@ -62,6 +62,15 @@ fn definitions() -> BTreeMap<String, Value> {
         api::HudStartRequest,
         api::HudStartResponse,
         api::HudSettings,
+        desktop::CommandError,
+        desktop::StartTaskRequest,
+        desktop::TaskQuery,
+        desktop::AlertQuery,
+        desktop::SettingsView,
+        desktop::SettingsUpdate,
+        desktop::LinkStatus,
+        desktop::CockpitState,
+        desktop::AgentEvent,
     );
     generator.definitions().iter().map(|(k, v)| (k.clone(), sorted(v))).collect()
 }

@@ -7,6 +7,7 @@
 //! - [`api`]: the bodies of the relay's REST API and the HUD page context.
 //! - [`names`]: validation of user names and repo slugs (length, characters, no traversal).
 //! - [`validate`]: strict parsing that reports every problem as `{path, problem}` details.
+//! - [`desktop`]: the desktop app's Tauri commands, their errors and the events pushed to the window.
 //! - [`codegen`]: JSON Schema and TypeScript definitions for every wire type.
 //! - [`close`]: WebSocket close codes.
 //!
@@ -16,6 +17,7 @@ pub mod agent;
 pub mod api;
 pub mod close;
 pub mod codegen;
+pub mod desktop;
 pub mod event;
 pub mod model;
 pub mod names;
