@@ -1,7 +1,7 @@
 //! The latest status of each watched repo.
 
 use flightdeck_protocol::RepoStatus;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::{Result, Store};
 
@@ -36,6 +36,13 @@ impl Store {
             out.push(serde_json::from_str(&json?)?);
         }
         Ok(out)
+    }
+
+    /// The saved status of one repo.
+    pub fn repo_status(&self, id: &str) -> Result<Option<RepoStatus>> {
+        let json: Option<String> =
+            self.conn().query_row("SELECT json FROM repo_status WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
     }
 
     pub fn delete_repo_status(&self, id: &str) -> Result<()> {
