@@ -1,1 +1,152 @@
-//! flightdeck-relay: the relay server.
+//! flightdeck-relay: the self-hostable relay between local agents and HUD viewers.
+//!
+//! - [`config`]: layered settings (defaults, TOML, `FLIGHTDECK_RELAY_*`).
+//! - [`db`]: the SQLite database (users, keys, sessions, cached agent data, HUD settings).
+//! - [`state`]: shared state, request authentication, rate limits, publish helpers.
+//! - [`hub`]: topic fan-out with bounded per-viewer queues; registries of live sockets.
+//! - [`socket`]: the batched writer and frame limits shared by every WebSocket.
+//! - [`agent_link`]: `/api/ws`, the agent link.
+//! - [`realtime`]: `/api/realtime`, the viewer bus.
+//! - [`api`]: the REST API.
+//! - [`hud`]: HUD pages, ui assets and the HUD API.
+//! - [`error`]: the one error type of HTTP handlers.
+//! - [`metrics`]: Prometheus counters.
+//!
+//! Start a server with [`run`] on a bound listener; tests bind `127.0.0.1:0`.
+
+pub mod agent_link;
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod hub;
+pub mod hud;
+pub mod metrics;
+pub mod realtime;
+pub mod socket;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::Settings;
+pub use db::Db;
+pub use state::AppState;
+
+/// How long shutdown waits for sockets to send their close frames.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Every route of the relay.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/api/login", post(api::login))
+        .route("/api/logout", post(api::logout))
+        .route("/api/ws", get(agent_link::handler))
+        .route("/api/realtime", get(realtime::handler))
+        .route("/api/cockpit/agents", get(api::agents))
+        .route("/api/cockpit/tasks", get(api::list_tasks).post(api::create_task_route))
+        .route("/api/cockpit/tasks/{id}", get(api::get_task))
+        .route("/api/cockpit/tasks/{id}/events", get(api::task_events))
+        .route("/api/cockpit/tasks/{id}/cancel", post(api::cancel_task))
+        .route("/api/cockpit/repos", get(api::repos))
+        .route("/api/cockpit/alerts", get(api::alerts))
+        .route("/api/cockpit/alerts/ack/{id}", post(api::ack_alert))
+        .route("/api/hud/session", get(hud::session))
+        .route("/api/hud/start", post(hud::start))
+        .route("/api/hud/settings", get(hud::get_settings).put(hud::put_settings))
+        .route("/hud/{user}/{repo}", get(hud::hud_page))
+        .route("/embed/{user}/{repo}", get(hud::embed_page))
+        .route("/assets/{file}", get(hud::asset))
+        // Bodies of REST calls are small; frames have their own limit on the sockets.
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// Opens the database in `settings.data_dir` and serves on `listener` until `shutdown`
+/// completes; then closes every socket with 1001 and flushes the database.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let data_dir = settings.data_dir.clone();
+    let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
+        let db = Db::open_in(&data_dir)?;
+        db.mark_all_agents_offline()?;
+        Ok(db)
+    })
+    .await??;
+    serve(listener, AppState::new(settings, db), shutdown).await
+}
+
+/// Serves an already built state (see [`run`]).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "relay listening");
+    let poller = tokio::spawn(watch_revocations(state.clone()));
+    let token = state.shutdown.clone();
+    let conns = state.conns.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        token.cancel();
+        conns.close_all(flightdeck_protocol::close::GOING_AWAY);
+    };
+    axum::serve(listener, app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(signal)
+        .await?;
+    state.shutdown.cancel();
+    state.conns.close_all(flightdeck_protocol::close::GOING_AWAY);
+    poller.abort();
+    state.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
+        tracing::warn!("some sockets did not close in time");
+    }
+    state.db(|db, _| Ok(db.checkpoint()?)).await?;
+    Ok(())
+}
+
+/// Admin commands revoke keys from another process: poll the key generation and close the
+/// sockets of newly revoked keys with 4401.
+async fn watch_revocations(state: AppState) {
+    let period = Duration::from_millis(state.settings.revocation_poll_ms.max(10));
+    let mut ticker = tokio::time::interval(period);
+    let mut seen: Option<i64> = None;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let result = state
+            .db(move |db, _| {
+                let generation = db.key_generation()?;
+                if Some(generation) == seen {
+                    return Ok((generation, Vec::new()));
+                }
+                Ok((generation, db.revoked_key_ids()?))
+            })
+            .await;
+        match result {
+            Ok((generation, revoked)) => {
+                seen = Some(generation);
+                for key_id in revoked {
+                    let closed = state.conns.close_key(&key_id, flightdeck_protocol::close::KEY_REVOKED);
+                    if closed > 0 {
+                        tracing::info!(key = %key_id, sockets = closed, "closed sockets of a revoked key");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "revocation check failed"),
+        }
+    }
+}

@@ -1,3 +1,157 @@
-fn main() {
-    println!("flightdeck-relay {}", env!("CARGO_PKG_VERSION"));
+//! The `flightdeck-relay` binary: `serve` and the admin commands of SPEC section 5.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flightdeck_protocol::api::KeyScope;
+use flightdeck_protocol::names;
+use flightdeck_relay::{Db, Settings};
+
+#[derive(Parser)]
+#[command(name = "flightdeck-relay", version, about = "The Flightdeck relay")]
+struct Cli {
+    /// Directory of the SQLite database (overrides config and environment).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// A TOML config file.
+    #[arg(long, global = true, env = "FLIGHTDECK_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8787.
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Add { name: String },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key and print it, alone, on stdout (it is shown only once).
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_parser = ["agent", "owner", "viewer"])]
+        scope: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key; a running server closes its sockets with 4401.
+    Revoke { id: String },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,flightdeck_relay=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut settings = Settings::from_env(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                settings.bind = bind;
+            }
+            serve(settings)
+        }
+        Command::User { command: UserCommand::Add { name } } => {
+            names::validate_user(&name).map_err(|e| anyhow::anyhow!("invalid user name {name:?}: {e}"))?;
+            Db::open_in(&settings.data_dir)?.add_user(&name)?;
+            eprintln!("user {name} added");
+            Ok(())
+        }
+        Command::Key { command } => key_command(&settings, command),
+    }
+}
+
+fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
+    let mut db = Db::open_in(&settings.data_dir)?;
+    match command {
+        KeyCommand::Create { user, scope } => {
+            let scope = KeyScope::parse(&scope).context("scope must be agent, owner or viewer")?;
+            let key = db.create_key(&user, scope)?;
+            eprintln!("key {} created for {user} ({}); it will not be shown again", key.id, scope.as_str());
+            println!("{}", key.secret);
+        }
+        KeyCommand::List => {
+            println!("{:<14} {:<16} {:<7} {:<14} {:<26} REVOKED", "ID", "USER", "SCOPE", "PREFIX", "CREATED");
+            for k in db.list_keys()? {
+                println!(
+                    "{:<14} {:<16} {:<7} {:<14} {:<26} {}",
+                    k.id,
+                    k.user,
+                    k.scope.as_str(),
+                    k.prefix,
+                    k.created_at,
+                    k.revoked_at.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            if !db.revoke_key(&id)? {
+                anyhow::bail!("no live key with id {id:?} (see `flightdeck-relay key list`)");
+            }
+            eprintln!("key {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    tracing::info!(?settings, "starting");
+    let listener = tokio::net::TcpListener::bind(&settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    flightdeck_relay::run(listener, settings, shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

@@ -1,0 +1,535 @@
+//! `GET /api/ws`: the agent link of SPEC 3.3.
+//!
+//! The first message must be `agent-status`; the relay answers `welcome {agentId, heartbeatSecs,
+//! lastSeqs}` and from then on pings every heartbeat, stores and fans out what the agent
+//! reports, and sends it the tasks queued for its repos. A second connection with the same
+//! `agentId` replaces this one (4000); no pong within the timeout closes it (1000).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use chrono::Utc;
+use flightdeck_protocol::agent::TaskResultStatus;
+use flightdeck_protocol::api::KeyScope;
+use flightdeck_protocol::close;
+use flightdeck_protocol::event::TaskEventRecord;
+use flightdeck_protocol::realtime::{validate_task_id, HudEvent, RepoEvent};
+use flightdeck_protocol::{
+    names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, SeqEvent,
+    Severity, TaskStatus, Topic,
+};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::db::Principal;
+use crate::error::AppError;
+use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
+use crate::socket::{self, Incoming, InvalidBudget};
+use crate::state::{AppState, Auth, ClientIp};
+
+/// Tasks finished longer ago than this are left out of `lastSeqs`.
+const LAST_SEQS_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub async fn handler(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    auth: Auth,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    state.check_ws_rate(ip)?;
+    let principal = auth.required()?.clone();
+    if principal.scope != KeyScope::Agent {
+        return Err(AppError::Forbidden("/api/ws needs an agent key".into()));
+    }
+    let ws = socket::configure(ws, &state.settings);
+    let tasks = state.tasks.clone();
+    Ok(ws.on_upgrade(move |socket| tasks.track_future(run(state, principal, socket))))
+}
+
+/// One agent connection, after its `agent-status`.
+struct Session {
+    agent_id: String,
+    info: AgentInfo,
+    /// Tasks already sent on this connection, so a `git-status` does not send them twice.
+    dispatched: HashSet<String>,
+}
+
+struct Link {
+    state: AppState,
+    principal: Principal,
+    conn_id: u64,
+    tx: mpsc::Sender<Frame>,
+    closer: Arc<Closer>,
+    budget: InvalidBudget,
+    session: Option<Session>,
+    last_pong: Instant,
+}
+
+async fn run(state: AppState, principal: Principal, socket: WebSocket) {
+    let conn_id = state.conns.next_id();
+    let closer = Closer::new();
+    let _guard = state.conns.register(&principal.key_id, conn_id, closer.clone());
+    if state.shutdown.is_cancelled() {
+        closer.close(close::GOING_AWAY);
+    }
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(state.settings.agent_queue_len.max(8));
+    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone()));
+    state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
+
+    let mut link = Link {
+        budget: InvalidBudget::new(state.settings.invalid_frames_per_minute),
+        state: state.clone(),
+        principal,
+        conn_id,
+        tx,
+        closer: closer.clone(),
+        session: None,
+        last_pong: Instant::now(),
+    };
+    let heartbeat = Duration::from_millis(state.settings.heartbeat_ms.max(1));
+    let pong_timeout = Duration::from_millis(state.settings.pong_timeout_ms.max(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let max = state.settings.max_frame_bytes;
+
+    loop {
+        let deadline = tokio::time::Instant::from_std(link.last_pong + pong_timeout);
+        tokio::select! {
+            biased;
+            _ = closer.closed() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                // No pong (or no agent-status) in time: a stale connection.
+                let code = if link.session.is_some() { close::NORMAL } else { close::POLICY };
+                closer.close(code);
+            }
+            _ = ticker.tick(), if link.session.is_some() => {
+                let ping = RelayMessage::Ping { timestamp: Utc::now().timestamp_millis() };
+                link.send(&ping);
+            }
+            msg = stream.next() => match socket::classify(msg, max) {
+                Incoming::Text(text) => {
+                    state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = link.on_text(&text).await {
+                        tracing::warn!(error = %e, "agent message failed");
+                        if e.status().is_server_error() {
+                            link.send(&RelayMessage::Error { message: "internal error".into(), details: None });
+                        }
+                    }
+                }
+                Incoming::Binary => link.invalid(vec![Detail::new("$", "expected a text frame")]),
+                Incoming::Control => {}
+                Incoming::TooBig => closer.close(close::TOO_BIG),
+                Incoming::Closed => closer.close(close::NORMAL),
+            },
+        }
+    }
+    drop(link.tx);
+    let _ = writer.await;
+    state.metrics.agents_connected.fetch_sub(1, Ordering::Relaxed);
+    if let Some(session) = link.session.take() {
+        let replaced = closer.code() == close::REPLACED;
+        gone(&state, &link.principal.user, session, conn_id, replaced).await;
+    }
+}
+
+impl Link {
+    fn send(&self, message: &RelayMessage) {
+        if self.tx.try_send(Frame::from(message.to_json())).is_err() {
+            self.closer.close(close::TOO_SLOW);
+        }
+    }
+
+    fn invalid(&mut self, details: Vec<Detail>) {
+        self.state.metrics.invalid_frames.fetch_add(1, Ordering::Relaxed);
+        self.send(&RelayMessage::invalid(&InvalidMessage::new(details)));
+        if self.budget.hit(Instant::now()) {
+            self.closer.close(close::POLICY);
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), AppError> {
+        let message = match AgentMessage::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.invalid(e.details);
+                return Ok(());
+            }
+        };
+        if let Err(details) = check_names(&message) {
+            self.invalid(details);
+            return Ok(());
+        }
+        if self.session.is_none() && !matches!(message, AgentMessage::AgentStatus { .. }) {
+            self.invalid(vec![Detail::new("$.type", "the first message must be agent-status")]);
+            return Ok(());
+        }
+        let user = self.principal.user.clone();
+        match message {
+            AgentMessage::AgentStatus { agent_id, status, capabilities, metadata, version } => {
+                self.on_status(agent_id, status, capabilities, metadata, version).await?
+            }
+            AgentMessage::GitStatus { repos, full } => {
+                let agent_id = self.agent_id();
+                let full = full.unwrap_or(false);
+                let names: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
+                let info = self.state.db(move |db, st| {
+                    let was_online: Vec<(String, bool)> = repos
+                        .iter()
+                        .map(|r| Ok((r.name.clone(), db.repo_agent_online(&user, &r.name)?.is_some())))
+                        .collect::<Result<_, AppError>>()?;
+                    for (repo, (_, online_before)) in repos.iter().zip(was_online) {
+                        let previous = db.repo(&user, &repo.name)?;
+                        db.upsert_repo(&user, &agent_id, repo)?;
+                        let changed = previous.as_ref().is_none_or(|(p, a)| !p.same_state(repo) || *a != agent_id);
+                        if changed {
+                            st.publish_repo(&user, repo);
+                        }
+                        if !online_before {
+                            let key = TopicKey::new(&user, Topic::Hud { user: user.clone(), repo: repo.name.clone() });
+                            st.hub.publish(&key, &HudEvent::AgentOnline { agent_online: true });
+                        }
+                    }
+                    if full {
+                        for gone in db.repos(&user, None, Some(&agent_id))? {
+                            if !repos.iter().any(|r| r.name == gone.name) {
+                                db.delete_repo(&user, &gone.name)?;
+                                st.hub.publish(
+                                    &TopicKey::new(&user, Topic::Repos),
+                                    &RepoEvent::Removed { removed: gone.id.clone() },
+                                );
+                            }
+                        }
+                    }
+                    let mut info = db.agent(&user, &agent_id)?;
+                    if let Some(info) = &mut info {
+                        let mut all: Vec<String> =
+                            db.repos(&user, None, Some(&agent_id))?.into_iter().map(|r| r.name).collect();
+                        all.sort();
+                        if info.repos != all {
+                            info.repos = all;
+                            db.upsert_agent(&user, info, true)?;
+                            st.publish_agent(&user, info);
+                        }
+                    }
+                    Ok(info)
+                });
+                let info = info.await?;
+                if let (Some(info), Some(session)) = (info, self.session.as_mut()) {
+                    session.info = info;
+                }
+                self.dispatch_queued(names).await?;
+            }
+            AgentMessage::TaskUpdate { task } => {
+                if let Some(error) = self.owned_elsewhere(&task.id).await? {
+                    self.invalid(vec![error]);
+                    return Ok(());
+                }
+                let agent_id = self.agent_id();
+                self.state
+                    .db(move |db, st| {
+                        let mut task = task;
+                        if task.agent_id.is_none() {
+                            task.agent_id = Some(agent_id);
+                        }
+                        let stored = db.upsert_task(&user, &task)?;
+                        st.publish_task(db, &user, &stored)
+                    })
+                    .await?;
+            }
+            AgentMessage::TaskEvent { task_id, seq, event } => {
+                if seq == 0 {
+                    self.invalid(vec![Detail::new("$.seq", "must be at least 1")]);
+                    return Ok(());
+                }
+                let known = self
+                    .state
+                    .db({
+                        let task_id = task_id.clone();
+                        move |db, st| {
+                            let Some(task) = db.task(&user, &task_id)? else { return Ok(false) };
+                            if !db.insert_event(&task_id, seq, &event)? {
+                                // Already held: receiving an event twice changes nothing.
+                                return Ok(true);
+                            }
+                            let record = SeqEvent { seq, event };
+                            st.hub.publish(&TopicKey::new(&user, Topic::Task(task_id.clone())), &record);
+                            let key = TopicKey::new(&user, Topic::Hud { user: user.clone(), repo: task.repo.clone() });
+                            if st.hub.has_subscribers(&key)
+                                && db.hud_task(&user, &task.repo)?.is_some_and(|t| t.id == task_id)
+                            {
+                                let record = TaskEventRecord { task_id, seq, event: record.event };
+                                st.hub.publish(&key, &HudEvent::TaskEvent(record));
+                            }
+                            Ok(true)
+                        }
+                    })
+                    .await?;
+                if !known {
+                    self.invalid(vec![Detail::new("$.taskId", "unknown task: send task-update before its events")]);
+                }
+            }
+            AgentMessage::TaskResult { task_id, status, result, logs: _ } => {
+                let found = self
+                    .state
+                    .db(move |db, st| {
+                        let Some(mut task) = db.task(&user, &task_id)? else { return Ok(false) };
+                        task.status = match status {
+                            TaskResultStatus::Completed => TaskStatus::Completed,
+                            TaskResultStatus::Failed => TaskStatus::Failed,
+                            TaskResultStatus::Cancelled => TaskStatus::Cancelled,
+                        };
+                        task.finished_at.get_or_insert_with(Utc::now);
+                        match (status, result) {
+                            (TaskResultStatus::Failed, serde_json::Value::String(s)) => task.error = Some(s),
+                            (_, serde_json::Value::String(s)) => task.summary = Some(s),
+                            _ => {}
+                        }
+                        let stored = db.upsert_task(&user, &task)?;
+                        st.publish_task(db, &user, &stored)?;
+                        Ok(true)
+                    })
+                    .await?;
+                if !found {
+                    self.invalid(vec![Detail::new("$.taskId", "unknown task")]);
+                }
+            }
+            AgentMessage::Alert { alert } => {
+                self.state
+                    .db(move |db, st| {
+                        db.upsert_alert(&user, &alert)?;
+                        st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                        Ok(())
+                    })
+                    .await?;
+            }
+            AgentMessage::Pong { .. } => {
+                self.last_pong = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn agent_id(&self) -> String {
+        self.session.as_ref().map(|s| s.agent_id.clone()).unwrap_or_default()
+    }
+
+    /// A task id that belongs to another user is refused (ids are global).
+    async fn owned_elsewhere(&self, task_id: &str) -> Result<Option<Detail>, AppError> {
+        let id = task_id.to_string();
+        let owner = self.state.db(move |db, _| Ok(db.task_user(&id)?)).await?;
+        Ok(owner.filter(|u| *u != self.principal.user).map(|_| Detail::new("$.task.id", "task id already in use")))
+    }
+
+    async fn on_status(
+        &mut self,
+        agent_id: String,
+        status: AgentState,
+        capabilities: Option<Vec<String>>,
+        metadata: Option<serde_json::Map<String, serde_json::Value>>,
+        version: Option<String>,
+    ) -> Result<(), AppError> {
+        if let Some(session) = &self.session {
+            if session.agent_id != agent_id {
+                self.invalid(vec![Detail::new("$.agentId", "cannot change agentId on a connection")]);
+                return Ok(());
+            }
+        }
+        let first = self.session.is_none();
+        let user = self.principal.user.clone();
+        let now = Utc::now();
+        if first {
+            let handle = AgentHandle { conn_id: self.conn_id, tx: self.tx.clone(), closer: self.closer.clone() };
+            if let Some(old) = self.state.agents.insert(&user, &agent_id, handle) {
+                old.closer.close(close::REPLACED);
+            }
+        }
+        let since = (now - chrono::Duration::from_std(LAST_SEQS_WINDOW).unwrap_or_default()).timestamp_millis();
+        let id = agent_id.clone();
+        let (info, last_seqs, known_repos) = self
+            .state
+            .db(move |db, st| {
+                let previous = db.agent(&user, &id)?;
+                let repos: Vec<String> = db.repos(&user, None, Some(&id))?.into_iter().map(|r| r.name).collect();
+                let info = AgentInfo {
+                    agent_id: id.clone(),
+                    status,
+                    capabilities: capabilities.unwrap_or_default(),
+                    metadata: metadata.unwrap_or_default(),
+                    version: version.unwrap_or_default(),
+                    connected_at: match (&previous, first) {
+                        (Some(p), false) => p.connected_at,
+                        _ => now,
+                    },
+                    last_ping_at: now,
+                    repos: repos.clone(),
+                };
+                db.upsert_agent(&user, &info, true)?;
+                st.publish_agent(&user, &info);
+                if first {
+                    st.publish_agent_online(db, &user, &id)?;
+                }
+                let last_seqs = if first { db.last_seqs(&user, &id, since)? } else { Default::default() };
+                Ok((info, last_seqs, repos))
+            })
+            .await?;
+        if first {
+            self.send(&RelayMessage::Welcome {
+                agent_id: agent_id.clone(),
+                heartbeat_secs: self.state.settings.heartbeat_secs(),
+                last_seqs,
+            });
+            self.last_pong = Instant::now();
+            self.session = Some(Session { agent_id, info, dispatched: HashSet::new() });
+            self.dispatch_queued(known_repos).await?;
+        } else if let Some(session) = self.session.as_mut() {
+            session.info = info;
+        }
+        Ok(())
+    }
+
+    /// Sends this agent the queued tasks of `repos` it has not been sent on this connection.
+    async fn dispatch_queued(&mut self, repos: Vec<String>) -> Result<(), AppError> {
+        let Some(session) = &self.session else { return Ok(()) };
+        let user = self.principal.user.clone();
+        let agent_id = session.agent_id.clone();
+        let already: HashSet<String> = session.dispatched.clone();
+        let sent = self
+            .state
+            .db(move |db, st| {
+                let mut sent = Vec::new();
+                for task in db.queued_tasks_for(&user, &agent_id, &repos)? {
+                    if already.contains(&task.id) {
+                        continue;
+                    }
+                    let mut task = task;
+                    task.agent_id = Some(agent_id.clone());
+                    if st.dispatch(db, &user, &task)? {
+                        sent.push(task.id);
+                    }
+                }
+                Ok(sent)
+            })
+            .await?;
+        if let Some(session) = self.session.as_mut() {
+            session.dispatched.extend(sent);
+        }
+        Ok(())
+    }
+}
+
+/// Names that end up in URLs and topics are checked before anything is stored.
+fn check_names(message: &AgentMessage) -> Result<(), Vec<Detail>> {
+    let mut details = Vec::new();
+    match message {
+        AgentMessage::AgentStatus { agent_id, .. } => {
+            if let Err(e) = names::validate_agent_id(agent_id) {
+                details.push(Detail::new("$.agentId", e.to_string()));
+            }
+        }
+        AgentMessage::GitStatus { repos, .. } => {
+            for (i, repo) in repos.iter().enumerate() {
+                if let Err(e) = names::validate_repo(&repo.name) {
+                    details.push(Detail::new(format!("$.repos[{i}].name"), e.to_string()));
+                }
+            }
+        }
+        AgentMessage::TaskUpdate { task } => {
+            if let Err(e) = validate_task_id(&task.id) {
+                details.push(Detail::new("$.task.id", e));
+            }
+            if let Err(e) = names::validate_repo(&task.repo) {
+                details.push(Detail::new("$.task.repo", e.to_string()));
+            }
+        }
+        AgentMessage::TaskEvent { task_id, .. } | AgentMessage::TaskResult { task_id, .. } => {
+            if let Err(e) = validate_task_id(task_id) {
+                details.push(Detail::new("$.taskId", e));
+            }
+        }
+        AgentMessage::Alert { alert } => {
+            if let Err(e) = validate_task_id(&alert.id) {
+                details.push(Detail::new("$.alert.id", e));
+            }
+        }
+        AgentMessage::Pong { .. } => {}
+    }
+    if details.is_empty() {
+        Ok(())
+    } else {
+        Err(details)
+    }
+}
+
+/// The agent's connection ended. Unless a newer connection took over, it is offline now, and
+/// still offline after the grace period raises an `agent_offline` alert.
+async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, replaced: bool) {
+    if replaced || !state.agents.remove_if_current(user, &session.agent_id, conn_id) {
+        return;
+    }
+    let (u, id) = (user.to_string(), session.agent_id.clone());
+    let marked = state
+        .db(move |db, st| {
+            if st.agents.is_connected(&u, &id) {
+                return Ok(());
+            }
+            if let Some(mut info) = db.agent(&u, &id)? {
+                info.status = AgentState::Offline;
+                db.upsert_agent(&u, &info, false)?;
+                st.publish_agent(&u, &info);
+            }
+            st.publish_agent_online(db, &u, &id)
+        })
+        .await;
+    if let Err(e) = marked {
+        tracing::warn!(error = %e, "could not mark agent offline");
+    }
+    if state.shutdown.is_cancelled() {
+        return;
+    }
+    let grace = Duration::from_millis(state.settings.agent_offline_grace_ms);
+    let state = state.clone();
+    let user = user.to_string();
+    let generation = state.agents.gone_generation(&user, &session.agent_id);
+    let task_state = state.clone();
+    task_state.tasks.spawn(async move {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(grace) => {}
+        }
+        let agent_id = session.agent_id;
+        if state.agents.is_connected(&user, &agent_id) || state.agents.gone_generation(&user, &agent_id) != generation {
+            return;
+        }
+        let result = state
+            .db(move |db, st| {
+                if db.agent_online(&user, &agent_id)? {
+                    return Ok(());
+                }
+                let alert = Alert {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    severity: Severity::Warning,
+                    kind: AlertKind::AgentOffline,
+                    repo: None,
+                    task_id: None,
+                    agent_id: Some(agent_id.clone()),
+                    message: format!("agent {agent_id} has been offline for {} s", grace.as_secs()),
+                    created_at: Utc::now(),
+                    acknowledged: false,
+                    acknowledged_at: None,
+                };
+                db.upsert_alert(&user, &alert)?;
+                st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not raise agent_offline");
+        }
+    });
+}

@@ -1,0 +1,367 @@
+//! The REST API of SPEC section 4: health, metrics, login, and the cockpit endpoints.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use flightdeck_protocol::api::{
+    AgentsResponse, AlertResponse, AlertsResponse, CreateTaskRequest, EventsResponse, Health, KeyScope, LoginRequest,
+    LoginResponse, ReposResponse, TaskListResponse, TaskResponse,
+};
+use flightdeck_protocol::realtime::validate_task_id;
+use flightdeck_protocol::validate::parse_strict;
+use flightdeck_protocol::{names, Executor, RelayMessage, Task, TaskSource, TaskStatus, Topic};
+
+use crate::db::TaskFilter;
+use crate::error::AppError;
+use crate::hub::{Frame, TopicKey};
+use crate::state::{session_cookie, AppState, Auth, ClientIp, SESSION_COOKIE};
+
+pub type Params = Query<HashMap<String, String>>;
+
+/// Default and largest page sizes of list endpoints.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+/// Parses a JSON body strictly; problems come back as a 400 naming each field.
+pub fn parse_body<T>(body: &Bytes) -> Result<T, AppError>
+where
+    T: serde::de::DeserializeOwned + schemars::JsonSchema + 'static,
+{
+    let text = std::str::from_utf8(body).map_err(|_| AppError::field("$", "body is not UTF-8"))?;
+    Ok(parse_strict::<T>(text)?)
+}
+
+fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    q.get(name).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+pub fn limit_param(q: &HashMap<String, String>) -> Result<u32, AppError> {
+    match param(q, "limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(AppError::field("$.limit", format!("must be an integer from 1 to {MAX_LIMIT}, got {v:?}"))),
+        },
+    }
+}
+
+fn u64_param(q: &HashMap<String, String>, name: &str) -> Result<u64, AppError> {
+    match param(q, name) {
+        None => Ok(0),
+        Some(v) => v
+            .parse()
+            .map_err(|_| AppError::field(&format!("$.{name}"), format!("must be a non-negative integer, got {v:?}"))),
+    }
+}
+
+fn choice_param(q: &HashMap<String, String>, name: &str, allowed: &[&str]) -> Result<Option<String>, AppError> {
+    match param(q, name) {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v) => Ok(Some(v.to_string())),
+        Some(v) => {
+            Err(AppError::field(&format!("$.{name}"), format!("expected one of {}, got {v:?}", allowed.join(", "))))
+        }
+    }
+}
+
+const TASK_STATUSES: &[&str] = &["queued", "running", "completed", "failed", "cancelled", "interrupted"];
+const EXECUTORS: &[&str] = &["claude", "shell"];
+const REPO_STATES: &[&str] = &["clean", "dirty", "ahead", "behind", "diverged", "missing"];
+const SEVERITIES: &[&str] = &["info", "warning", "critical"];
+
+// ----- login -------------------------------------------------------------------------------
+
+pub async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    state.check_login_rate(ip)?;
+    let request: LoginRequest = parse_body(&body)?;
+    let ttl = state.session_ttl();
+    let found = state
+        .db(move |db, _| {
+            let Some(principal) = db.principal_by_key(&request.token)? else { return Ok(None) };
+            if principal.scope == KeyScope::Agent {
+                return Ok(Some((principal, None)));
+            }
+            let session = db.create_session(&principal.key_id, ttl)?;
+            Ok(Some((principal, Some(session))))
+        })
+        .await?;
+    let Some((principal, session)) = found else { return Err(AppError::Unauthorized) };
+    let Some(session) = session else {
+        return Err(AppError::Forbidden("agent keys cannot log in".into()));
+    };
+    let secure = if state.is_https(&headers) { "; Secure" } else { "" };
+    let cookie =
+        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", ttl.as_secs());
+    let mut response = Json(LoginResponse { user: principal.user, scope: principal.scope }).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?);
+    Ok(response)
+}
+
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    if let Some(session) = session_cookie(&headers) {
+        state.db(move |db, _| Ok(db.delete_session(&session)?)).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_static("fd_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"));
+    Ok(response)
+}
+
+// ----- cockpit -----------------------------------------------------------------------------
+
+pub async fn agents(State(state): State<AppState>, auth: Auth) -> Result<Json<AgentsResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    let agents = state.db(move |db, _| Ok(db.agents(&user)?)).await?;
+    Ok(Json(AgentsResponse { count: agents.len(), agents }))
+}
+
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Params,
+) -> Result<Json<TaskListResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    let filter = TaskFilter {
+        status: choice_param(&q, "status", TASK_STATUSES)?,
+        executor: choice_param(&q, "executor", EXECUTORS)?,
+        repo: match param(&q, "repo") {
+            None => None,
+            Some(r) => {
+                names::validate_repo(r).map_err(|e| AppError::field("$.repo", e.to_string()))?;
+                Some(r.to_string())
+            }
+        },
+    };
+    let limit = limit_param(&q)?;
+    let offset = u64_param(&q, "offset")?;
+    let (tasks, total) = state.db(move |db, _| Ok(db.list_tasks(&user, &filter, limit, offset)?)).await?;
+    Ok(Json(TaskListResponse { tasks, total, limit, offset }))
+}
+
+pub async fn create_task_route(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<TaskResponse>), AppError> {
+    let user = auth.owner()?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    let request: CreateTaskRequest = parse_body(&body)?;
+    let task = create_task(&state, &user, request).await?;
+    Ok((StatusCode::CREATED, Json(TaskResponse { task })))
+}
+
+/// Checks, stores, publishes and dispatches a remote task; it waits `queued` when no agent
+/// with its repo is online.
+pub async fn create_task(state: &AppState, user: &str, request: CreateTaskRequest) -> Result<Task, AppError> {
+    names::validate_repo(&request.repo).map_err(|e| AppError::field("$.repo", e.to_string()))?;
+    if let Some(agent) = &request.agent_id {
+        names::validate_agent_id(agent).map_err(|e| AppError::field("$.agentId", e.to_string()))?;
+    }
+    let main_text = match request.executor {
+        Executor::Shell => request.payload.command.as_deref(),
+        Executor::Claude => request.payload.prompt.as_deref(),
+    };
+    let main_text = match main_text.map(str::trim) {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => {
+            let (field, what) = match request.executor {
+                Executor::Shell => ("$.payload.command", "a shell task needs payload.command"),
+                Executor::Claude => ("$.payload.prompt", "a claude task needs payload.prompt"),
+            };
+            return Err(AppError::field(field, what));
+        }
+    };
+    let title = match request.title.as_deref().map(str::trim) {
+        Some(t) if !t.is_empty() => t.chars().take(200).collect(),
+        _ => main_text.lines().next().unwrap_or_default().chars().take(80).collect(),
+    };
+    let mut payload = request.payload;
+    payload.repo = Some(request.repo.clone());
+    let task = Task {
+        id: uuid::Uuid::now_v7().to_string(),
+        title,
+        repo: request.repo,
+        agent_id: request.agent_id,
+        executor: request.executor,
+        payload,
+        status: TaskStatus::Queued,
+        source: TaskSource::Remote,
+        created_at: Utc::now(),
+        started_at: None,
+        finished_at: None,
+        summary: None,
+        error: None,
+        cost_usd: None,
+        input_tokens: None,
+        output_tokens: None,
+        last_seq: 0,
+    };
+    let user = user.to_string();
+    state
+        .db(move |db, st| {
+            let stored = db.upsert_task(&user, &task)?;
+            st.publish_task(db, &user, &stored)?;
+            st.dispatch(db, &user, &stored)?;
+            Ok(db.task(&user, &stored.id)?.unwrap_or(stored))
+        })
+        .await
+}
+
+fn task_id_param(id: &str) -> Result<(), AppError> {
+    validate_task_id(id).map_err(|_| AppError::not_found())
+}
+
+pub async fn get_task(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<TaskResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    task_id_param(&id)?;
+    let task = state.db(move |db, _| Ok(db.task(&user, &id)?)).await?;
+    Ok(Json(TaskResponse { task: task.ok_or_else(AppError::not_found)? }))
+}
+
+pub async fn task_events(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Result<Json<EventsResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    task_id_param(&id)?;
+    let after = u64_param(&q, "after")?;
+    let limit = limit_param(&q)?;
+    let events = state
+        .db(move |db, _| {
+            if db.task(&user, &id)?.is_none() {
+                return Err(AppError::not_found());
+            }
+            Ok(db.events(&id, after, limit)?)
+        })
+        .await?;
+    let next_after = events.last().map_or(after, |e| e.seq);
+    Ok(Json(EventsResponse { events, next_after }))
+}
+
+/// Forwards `cancel` to the agent running the task; a task no agent has yet is cancelled here.
+pub async fn cancel_task(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<TaskResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    task_id_param(&id)?;
+    let task = state
+        .db(move |db, st| {
+            let mut task = db.task(&user, &id)?.ok_or_else(AppError::not_found)?;
+            if task.status.is_terminal() {
+                return Err(AppError::Conflict(format!("task already {}", task.status.as_str())));
+            }
+            let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
+            if let Some(agent) = &task.agent_id {
+                if st.agents.send(&user, agent, cancel) {
+                    return Ok(task);
+                }
+            }
+            if task.status != TaskStatus::Queued {
+                return Err(AppError::Conflict("the agent running this task is offline".into()));
+            }
+            task.status = TaskStatus::Cancelled;
+            task.finished_at = Some(Utc::now());
+            let stored = db.upsert_task(&user, &task)?;
+            st.publish_task(db, &user, &stored)?;
+            Ok(stored)
+        })
+        .await?;
+    Ok(Json(TaskResponse { task }))
+}
+
+pub async fn repos(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Params,
+) -> Result<Json<ReposResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    let status = choice_param(&q, "status", REPO_STATES)?;
+    let agent = match param(&q, "agentId") {
+        None => None,
+        Some(a) => {
+            names::validate_agent_id(a).map_err(|e| AppError::field("$.agentId", e.to_string()))?;
+            Some(a.to_string())
+        }
+    };
+    let repos = state.db(move |db, _| Ok(db.repos(&user, status.as_deref(), agent.as_deref())?)).await?;
+    Ok(Json(ReposResponse { repos }))
+}
+
+pub async fn alerts(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Params,
+) -> Result<Json<AlertsResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    let severity = choice_param(&q, "severity", SEVERITIES)?;
+    let acknowledged = match param(&q, "acknowledged") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(v) => return Err(AppError::field("$.acknowledged", format!("expected true or false, got {v:?}"))),
+    };
+    let limit = limit_param(&q)?;
+    let offset = u64_param(&q, "offset")?;
+    let (alerts, total) =
+        state.db(move |db, _| Ok(db.list_alerts(&user, severity.as_deref(), acknowledged, limit, offset)?)).await?;
+    Ok(Json(AlertsResponse { alerts, total }))
+}
+
+pub async fn ack_alert(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<AlertResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    let alert = state
+        .db(move |db, st| {
+            let mut alert = db.alert(&user, &id)?.ok_or_else(AppError::not_found)?;
+            if !alert.acknowledged {
+                alert.acknowledged = true;
+                alert.acknowledged_at = Some(Utc::now());
+                db.upsert_alert(&user, &alert)?;
+                st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+            }
+            Ok(alert)
+        })
+        .await?;
+    Ok(Json(AlertResponse { alert }))
+}

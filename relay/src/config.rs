@@ -1,0 +1,218 @@
+//! Typed settings, layered: defaults, then a TOML file, then `FLIGHTDECK_RELAY_*` environment
+//! variables (the environment wins). Command-line flags of `serve` are applied last by `main`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the relay can be configured with.
+///
+/// Durations are in milliseconds so tests can run the heartbeat in a fraction of a second;
+/// `welcome.heartbeatSecs` reports `heartbeat_ms` rounded up to whole seconds.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address `serve` listens on.
+    pub bind: String,
+    /// Directory holding `relay.sqlite3`.
+    pub data_dir: PathBuf,
+    /// The public base URL (`https://relay.example.com`), used for `wsUrl`; derived from the
+    /// request's `Host` when absent.
+    pub public_url: Option<String>,
+    /// Serve `/assets/*` from this directory instead of the bundle built into the binary.
+    pub ui_dir: Option<PathBuf>,
+    /// How often agents are pinged.
+    pub heartbeat_ms: u64,
+    /// An agent that has not answered a ping for this long is closed (1000).
+    pub pong_timeout_ms: u64,
+    /// An agent away for longer than this raises an `agent_offline` alert.
+    pub agent_offline_grace_ms: u64,
+    /// Largest accepted WebSocket message (1009 above it).
+    pub max_frame_bytes: usize,
+    /// Frames a viewer may have waiting before it is closed with 4001.
+    pub viewer_queue_len: usize,
+    /// Messages an agent may have waiting before it is closed with 4001.
+    pub agent_queue_len: usize,
+    /// Invalid frames tolerated per connection and minute before closing with 1008.
+    pub invalid_frames_per_minute: u32,
+    /// WebSocket connections (agents and viewers) accepted per client IP and minute.
+    pub ws_connections_per_minute: u32,
+    /// `POST /api/login` attempts accepted per client IP and minute.
+    pub logins_per_minute: u32,
+    /// How often the server looks for keys revoked by an admin command.
+    pub revocation_poll_ms: u64,
+    /// Mark cookies `Secure`: `None` decides per request (`X-Forwarded-Proto: https`).
+    pub secure_cookies: Option<bool>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy).
+    pub trust_forwarded_for: bool,
+    /// `frame-ancestors` sent on embeddable HUD pages.
+    pub embed_frame_ancestors: String,
+    /// Lifetime of a login session.
+    pub session_days: u32,
+    /// `redis://...` for multi-node fan-out (not used by this version; kept secret in `Debug`).
+    pub broker: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            bind: "127.0.0.1:8787".into(),
+            data_dir: PathBuf::from("flightdeck-relay-data"),
+            public_url: None,
+            ui_dir: None,
+            heartbeat_ms: 60_000,
+            pong_timeout_ms: 120_000,
+            agent_offline_grace_ms: 120_000,
+            max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
+            viewer_queue_len: 1024,
+            agent_queue_len: 1024,
+            invalid_frames_per_minute: 100,
+            ws_connections_per_minute: 120,
+            logins_per_minute: 10,
+            revocation_poll_ms: 1000,
+            secure_cookies: None,
+            trust_forwarded_for: false,
+            embed_frame_ancestors: "*".into(),
+            session_days: 30,
+            broker: None,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url)
+            .field("ui_dir", &self.ui_dir)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("pong_timeout_ms", &self.pong_timeout_ms)
+            .field("agent_offline_grace_ms", &self.agent_offline_grace_ms)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("viewer_queue_len", &self.viewer_queue_len)
+            .field("agent_queue_len", &self.agent_queue_len)
+            .field("invalid_frames_per_minute", &self.invalid_frames_per_minute)
+            .field("ws_connections_per_minute", &self.ws_connections_per_minute)
+            .field("logins_per_minute", &self.logins_per_minute)
+            .field("revocation_poll_ms", &self.revocation_poll_ms)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("embed_frame_ancestors", &self.embed_frame_ancestors)
+            .field("session_days", &self.session_days)
+            // The broker URL may carry a password.
+            .field("broker", &self.broker.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Why the settings could not be loaded; the message says which file or variable to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("invalid settings (check the config file and FLIGHTDECK_RELAY_* variables): {0}")]
+    Invalid(toml::de::Error),
+}
+
+/// Settings keys whose values are strings even when they look like numbers or booleans.
+const STRING_KEYS: &[&str] = &["bind", "data_dir", "public_url", "ui_dir", "embed_frame_ancestors", "broker"];
+
+const ENV_PREFIX: &str = "FLIGHTDECK_RELAY_";
+
+impl Settings {
+    /// Defaults, then `config` (a TOML file), then the given environment variables.
+    pub fn load(
+        config: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = config {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            let file: toml::Table =
+                toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.into(), source })?;
+            table.extend(file);
+        }
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let key = key.to_ascii_lowercase();
+            // CONFIG names the file itself, not a setting.
+            if key == "config" {
+                continue;
+            }
+            table.insert(key.clone(), env_value(&key, &value));
+        }
+        toml::Value::Table(table).try_into().map_err(ConfigError::Invalid)
+    }
+
+    /// Loads with the process environment.
+    pub fn from_env(config: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load(config, std::env::vars())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("relay.sqlite3")
+    }
+
+    /// `heartbeatSecs` for `welcome`: the heartbeat rounded up to whole seconds, at least 1.
+    pub fn heartbeat_secs(&self) -> u64 {
+        self.heartbeat_ms.div_ceil(1000).max(1)
+    }
+}
+
+fn env_value(key: &str, raw: &str) -> toml::Value {
+    if STRING_KEYS.contains(&key) {
+        return toml::Value::String(raw.to_string());
+    }
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_env_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "bind = \"0.0.0.0:9000\"\nheartbeat_ms = 5000\nlogins_per_minute = 3\n").unwrap();
+        let env = vec![
+            ("FLIGHTDECK_RELAY_HEARTBEAT_MS".to_string(), "250".to_string()),
+            ("FLIGHTDECK_RELAY_PUBLIC_URL".to_string(), "https://relay.example".to_string()),
+            ("FLIGHTDECK_RELAY_SECURE_COOKIES".to_string(), "true".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let s = Settings::load(Some(&file), env).unwrap();
+        assert_eq!(s.bind, "0.0.0.0:9000");
+        assert_eq!(s.heartbeat_ms, 250);
+        assert_eq!(s.logins_per_minute, 3);
+        assert_eq!(s.public_url.as_deref(), Some("https://relay.example"));
+        assert_eq!(s.secure_cookies, Some(true));
+        assert_eq!(s.pong_timeout_ms, 120_000);
+        assert_eq!(s.heartbeat_secs(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let err = Settings::load(None, vec![("FLIGHTDECK_RELAY_NOPE".into(), "1".into())]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = Settings::load(None, vec![("FLIGHTDECK_RELAY_HEARTBEAT_MS".into(), "soon".into())]).unwrap_err();
+        assert!(err.to_string().contains("heartbeat_ms"), "{err}");
+    }
+
+    #[test]
+    fn debug_redacts_the_broker_url() {
+        let s = Settings { broker: Some("redis://:hunter2@host".into()), ..Settings::default() };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}

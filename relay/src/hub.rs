@@ -1,0 +1,283 @@
+//! Fan-out and the registries of live sockets.
+//!
+//! [`Hub`] maps each topic to its subscribers. A publish serializes the payload once into a
+//! [`Frame`] (reference-counted bytes) and hands a clone to every subscriber's bounded queue
+//! with `try_send`: a full queue closes that viewer with 4001 and never delays the others.
+//!
+//! Ordering: every publish happens while the database lock is held (see `AppState::db`), and a
+//! subscribe takes its snapshot and registers under that same lock. So each event is either in
+//! the snapshot or delivered after it, never both and never neither.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use flightdeck_protocol::realtime::encode_event;
+use flightdeck_protocol::Topic;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// One serialized text frame, shared by every socket it goes to.
+pub type Frame = Utf8Bytes;
+
+/// Asks one socket to close with a code; the first code asked for wins.
+#[derive(Debug, Default)]
+pub struct Closer {
+    code: AtomicU16,
+    token: CancellationToken,
+}
+
+impl Closer {
+    pub fn new() -> Arc<Closer> {
+        Arc::new(Closer::default())
+    }
+
+    pub fn close(&self, code: u16) {
+        let _ = self.code.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+        self.token.cancel();
+    }
+
+    /// The code asked for, once [`Closer::closed`] has fired.
+    pub fn code(&self) -> u16 {
+        self.code.load(Ordering::SeqCst)
+    }
+
+    pub async fn closed(&self) {
+        self.token.cancelled().await
+    }
+}
+
+/// A topic of one user: `tasks` of alice and `tasks` of bob are different topics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicKey {
+    /// The user whose data the topic carries (for `hud:` topics, the user in the name).
+    pub user: String,
+    pub topic: Topic,
+}
+
+impl TopicKey {
+    pub fn new(user: &str, topic: Topic) -> TopicKey {
+        TopicKey { user: user.to_string(), topic }
+    }
+}
+
+/// One viewer's subscription to one topic.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub viewer_id: u64,
+    pub tx: mpsc::Sender<Frame>,
+    pub closer: Arc<Closer>,
+    /// The owner or a viewer of the topic's user: still allowed when a HUD turns private.
+    pub privileged: bool,
+}
+
+impl Subscriber {
+    /// Queues a frame; false when this subscriber is gone or was closed for being too slow.
+    pub fn offer(&self, frame: Frame, metrics: &Metrics) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
+                self.closer.close(flightdeck_protocol::close::TOO_SLOW);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+pub struct Hub {
+    // A std Mutex, not a tokio one: nothing awaits while holding it.
+    topics: Mutex<HashMap<TopicKey, Vec<Subscriber>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Hub {
+        Hub { topics: Mutex::new(HashMap::new()), metrics }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicKey, Vec<Subscriber>>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds (or replaces) a viewer's subscription to a topic.
+    pub fn subscribe(&self, key: TopicKey, sub: Subscriber) {
+        let mut topics = self.lock();
+        let subs = topics.entry(key).or_default();
+        subs.retain(|s| s.viewer_id != sub.viewer_id);
+        subs.push(sub);
+    }
+
+    pub fn unsubscribe(&self, key: &TopicKey, viewer_id: u64) {
+        let mut topics = self.lock();
+        if let Some(subs) = topics.get_mut(key) {
+            subs.retain(|s| s.viewer_id != viewer_id);
+            if subs.is_empty() {
+                topics.remove(key);
+            }
+        }
+    }
+
+    pub fn has_subscribers(&self, key: &TopicKey) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    /// Serializes `payload` once as an `event` of `key`'s topic and queues it for every
+    /// subscriber. Costs nothing when nobody listens.
+    pub fn publish<P: Serialize>(&self, key: &TopicKey, payload: &P) {
+        let mut topics = self.lock();
+        let Some(subs) = topics.get_mut(key) else { return };
+        let frame: Frame = encode_event(&key.topic.to_string(), payload).into();
+        let metrics = &self.metrics;
+        subs.retain(|s| s.offer(frame.clone(), metrics));
+        if subs.is_empty() {
+            topics.remove(key);
+        }
+    }
+
+    /// Removes the subscribers of `key` that are not privileged (a HUD turned private) and
+    /// returns them so the caller can tell them why.
+    pub fn evict_unprivileged(&self, key: &TopicKey) -> Vec<Subscriber> {
+        let mut topics = self.lock();
+        let Some(subs) = topics.get_mut(key) else { return Vec::new() };
+        let (keep, evicted): (Vec<_>, Vec<_>) = subs.drain(..).partition(|s| s.privileged);
+        *subs = keep;
+        if subs.is_empty() {
+            topics.remove(key);
+        }
+        evicted
+    }
+}
+
+/// The sockets of one key: connection id and closer.
+type KeySockets = Vec<(u64, Arc<Closer>)>;
+
+/// Live sockets by the key they authenticated with, so a revoked key's sockets can be closed.
+#[derive(Default)]
+pub struct Connections {
+    by_key: Mutex<HashMap<String, KeySockets>>,
+    next_id: AtomicU64,
+}
+
+impl Connections {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a socket; dropping the guard unregisters it.
+    pub fn register(self: &Arc<Self>, key_id: &str, conn_id: u64, closer: Arc<Closer>) -> ConnectionGuard {
+        self.by_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key_id.to_string())
+            .or_default()
+            .push((conn_id, closer));
+        ConnectionGuard { conns: self.clone(), key_id: key_id.to_string(), conn_id }
+    }
+
+    /// Closes every socket of `key_id` with `code`; returns how many there were.
+    pub fn close_key(&self, key_id: &str, code: u16) -> usize {
+        let map = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = map.get(key_id) else { return 0 };
+        for (_, closer) in list {
+            closer.close(code);
+        }
+        list.len()
+    }
+
+    /// Closes every socket (shutdown).
+    pub fn close_all(&self, code: u16) {
+        let map = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, closer) in map.values().flatten() {
+            closer.close(code);
+        }
+    }
+}
+
+pub struct ConnectionGuard {
+    conns: Arc<Connections>,
+    key_id: String,
+    conn_id: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut map = self.conns.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = map.get_mut(&self.key_id) {
+            list.retain(|(id, _)| *id != self.conn_id);
+            if list.is_empty() {
+                map.remove(&self.key_id);
+            }
+        }
+    }
+}
+
+/// The outbound side of one connected agent.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<Frame>,
+    pub closer: Arc<Closer>,
+}
+
+/// Connected agents by `(user, agentId)`.
+#[derive(Default)]
+pub struct AgentRegistry {
+    map: Mutex<HashMap<(String, String), AgentHandle>>,
+    /// How many times each agent's current connection went away: an offline alert is raised
+    /// only if no other disconnect happened during its grace period.
+    gone: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl AgentRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), AgentHandle>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers an agent; returns the connection it replaces.
+    pub fn insert(&self, user: &str, agent_id: &str, handle: AgentHandle) -> Option<AgentHandle> {
+        self.lock().insert((user.to_string(), agent_id.to_string()), handle)
+    }
+
+    /// Unregisters `conn_id` if it is still the current connection of that agent.
+    pub fn remove_if_current(&self, user: &str, agent_id: &str, conn_id: u64) -> bool {
+        let mut map = self.lock();
+        let key = (user.to_string(), agent_id.to_string());
+        if map.get(&key).is_some_and(|h| h.conn_id == conn_id) {
+            map.remove(&key);
+            *self.gone.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn gone_generation(&self, user: &str, agent_id: &str) -> u64 {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        gone.get(&(user.to_string(), agent_id.to_string())).copied().unwrap_or(0)
+    }
+
+    pub fn is_connected(&self, user: &str, agent_id: &str) -> bool {
+        self.lock().contains_key(&(user.to_string(), agent_id.to_string()))
+    }
+
+    /// Queues a message for an agent; false when it is not connected. An agent whose queue is
+    /// full is closed as too slow (it reconnects and gets its queued tasks again).
+    pub fn send(&self, user: &str, agent_id: &str, frame: Frame) -> bool {
+        let map = self.lock();
+        let Some(handle) = map.get(&(user.to_string(), agent_id.to_string())) else { return false };
+        match handle.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                handle.closer.close(flightdeck_protocol::close::TOO_SLOW);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! HUD pages (`/hud/{user}/{repo}`, `/embed/{user}/{repo}`), the ui bundle under `/assets/`,
+//! and the HUD API (`/api/hud/session`, `/api/hud/start`, `/api/hud/settings`).
+//!
+//! A new HUD is private with embedding off. A private HUD is 404 to anyone but its owner and
+//! viewers; `/embed` is 403 unless embedding is allowed. Pages carry a
+//! `Content-Security-Policy: frame-ancestors` that matches.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use flightdeck_protocol::api::{
+    CreateTaskRequest, HudContext, HudSessionResponse, HudSettings, HudStartRequest, HudStartResponse, HudStatus,
+};
+use flightdeck_protocol::{names, Executor, ServerMessage, Task, TaskPayload, TaskStatus, Topic};
+
+use crate::api::{create_task, parse_body};
+use crate::error::AppError;
+use crate::hub::{Frame, TopicKey};
+use crate::state::{AppState, Auth};
+
+/// The ui bundle built by `ui/build.sh`. Debug builds read it from disk, release builds embed
+/// it; a missing bundle is allowed so the relay builds before the ui does.
+#[derive(rust_embed::Embed)]
+#[folder = "../ui/dist"]
+#[allow_missing = true]
+struct UiBundle;
+
+const BUNDLE_ENTRY: &str = "flightdeck_ui.js";
+
+fn status_of(task: Option<&Task>) -> HudStatus {
+    match task.map(|t| t.status) {
+        None => HudStatus::Idle,
+        Some(TaskStatus::Queued) => HudStatus::Queued,
+        Some(TaskStatus::Running) => HudStatus::Running,
+        Some(TaskStatus::Completed) => HudStatus::Completed,
+        Some(TaskStatus::Failed) => HudStatus::Failed,
+        Some(TaskStatus::Cancelled) => HudStatus::Cancelled,
+        Some(TaskStatus::Interrupted) => HudStatus::Interrupted,
+    }
+}
+
+/// `user/repo`, both validated; a bad value is a 400 naming `field`.
+fn parse_slug(value: Option<&str>, field: &str) -> Result<(String, String), AppError> {
+    let value = value.ok_or_else(|| AppError::field(field, "missing: expected user/repo"))?;
+    let (user, repo) = value.split_once('/').ok_or_else(|| AppError::field(field, "expected user/repo"))?;
+    names::validate_user(user).map_err(|e| AppError::field(field, format!("user {e}")))?;
+    names::validate_repo(repo).map_err(|e| AppError::field(field, format!("repo {e}")))?;
+    Ok((user.to_string(), repo.to_string()))
+}
+
+/// What a page or the session endpoint needs to know about a HUD.
+struct HudFacts {
+    settings: HudSettings,
+    task: Option<Task>,
+    agent_online: bool,
+}
+
+async fn facts(state: &AppState, user: &str, repo: &str) -> Result<HudFacts, AppError> {
+    let (user, repo) = (user.to_string(), repo.to_string());
+    state
+        .db(move |db, _| {
+            Ok(HudFacts {
+                settings: db.hud_settings(&user, &repo)?,
+                task: db.hud_task(&user, &repo)?,
+                agent_online: db.repo_agent_online(&user, &repo)?.is_some(),
+            })
+        })
+        .await
+}
+
+pub async fn hud_page(
+    state: State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path((user, repo)): Path<(String, String)>,
+) -> Response {
+    page(state, auth, headers, user, repo, false).await
+}
+
+pub async fn embed_page(
+    state: State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path((user, repo)): Path<(String, String)>,
+) -> Response {
+    page(state, auth, headers, user, repo, true).await
+}
+
+fn with_frame_ancestors(mut response: Response, ancestors: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("frame-ancestors {ancestors}")) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
+}
+
+async fn page(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    user: String,
+    repo: String,
+    embed: bool,
+) -> Response {
+    let deny = "'none'";
+    if names::validate_user(&user).is_err() || names::validate_repo(&repo).is_err() {
+        return with_frame_ancestors(AppError::not_found().into_response(), deny);
+    }
+    let facts = match facts(&state, &user, &repo).await {
+        Ok(f) => f,
+        Err(e) => return with_frame_ancestors(e.into_response(), deny),
+    };
+    if embed && !facts.settings.embed_allowed {
+        let refused = AppError::Forbidden("embedding is not allowed for this HUD".into());
+        return with_frame_ancestors(refused.into_response(), deny);
+    }
+    if !facts.settings.public && !auth.can_view_private(&user) {
+        return with_frame_ancestors(AppError::not_found().into_response(), deny);
+    }
+    let context = HudContext {
+        username: user.clone(),
+        repo: repo.clone(),
+        is_owner: auth.is_owner_of(&user),
+        is_public: facts.settings.public,
+        embed_mode: embed,
+        session_id: facts.task.as_ref().map(|t| t.id.clone()),
+        ws_url: state.realtime_url(&headers),
+        status: status_of(facts.task.as_ref()),
+    };
+    let bundle_present = match &state.settings.ui_dir {
+        Some(dir) => dir.join(BUNDLE_ENTRY).is_file(),
+        None => UiBundle::get(BUNDLE_ENTRY).is_some(),
+    };
+    let html = render_page(&context, bundle_present);
+    let ancestors = if embed { state.settings.embed_frame_ancestors.as_str() } else { deny };
+    let mut response = with_frame_ancestors(Html(html).into_response(), ancestors);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// JSON that is safe inside a `<script>` element: `<`, `>` and `&` are escaped.
+pub fn script_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value)
+        .expect("wire types always serialize")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+fn render_page(context: &HudContext, bundle_present: bool) -> String {
+    // User and repo names are validated to `[A-Za-z0-9._-]`, so they are safe in HTML as is.
+    let title = format!("{}/{} · Flightdeck HUD", context.username, context.repo);
+    let notice = if bundle_present {
+        String::new()
+    } else {
+        "<p class=\"fd-notice\" role=\"alert\">The Flightdeck HUD bundle is not built on this relay: \
+         run <code>ui/build.sh</code> and rebuild the relay (or set <code>ui_dir</code>).</p>\n"
+            .to_string()
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
+         <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
+         <script>window.HUD_CONTEXT = {context};</script>\n</head>\n<body>\n{notice}<div id=\"app\"></div>\n\
+         <script type=\"module\">import init from \"/assets/flightdeck_ui.js\"; init();</script>\n</body>\n</html>\n",
+        context = script_json(context),
+    )
+}
+
+fn content_type(file: &str) -> &'static str {
+    match file.rsplit('.').next().unwrap_or_default() {
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "css" => "text/css; charset=utf-8",
+        "html" => "text/html; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response, AppError> {
+    // One plain file name: no directories, no traversal.
+    let plain = !file.is_empty()
+        && !file.starts_with('.')
+        && !file.contains("..")
+        && file.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !plain {
+        return Err(AppError::not_found());
+    }
+    let data: Vec<u8> = match &state.settings.ui_dir {
+        Some(dir) => tokio::fs::read(dir.join(&file)).await.map_err(|_| AppError::not_found())?,
+        None => UiBundle::get(&file).ok_or_else(AppError::not_found)?.data.into_owned(),
+    };
+    let mut response = Bytes::from(data).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&file)));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(response)
+}
+
+pub async fn session(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<HudSessionResponse>, AppError> {
+    let (user, repo) = parse_slug(q.get("repo").map(String::as_str), "$.repo")?;
+    let facts = facts(&state, &user, &repo).await?;
+    if !facts.settings.public && !auth.can_view_private(&user) {
+        return Err(AppError::not_found());
+    }
+    let owner = auth.is_owner_of(&user);
+    let reason = if !owner {
+        Some("only the owner can start a task".to_string())
+    } else if !facts.agent_online {
+        Some("no agent with this repo is online".to_string())
+    } else {
+        None
+    };
+    Ok(Json(HudSessionResponse {
+        status: status_of(facts.task.as_ref()),
+        can_start: reason.is_none(),
+        reason,
+        session_id: facts.task.as_ref().map(|t| t.id.clone()),
+        ws_url: Some(state.realtime_url(&headers)),
+    }))
+}
+
+/// Starts a claude task from the HUD. Owner only; with a session cookie the request must
+/// carry a same-origin `Origin` (bearer keys are exempt: a browser never sends them itself).
+pub async fn start(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<HudStartResponse>), AppError> {
+    let principal = auth.owner()?.clone();
+    state.check_same_origin(&auth, &headers)?;
+    let request: HudStartRequest = parse_body(&body)?;
+    let (user, repo) = parse_slug(Some(&request.repo), "$.repo")?;
+    if user != principal.user {
+        return Err(AppError::Forbidden("only the owner can start a task".into()));
+    }
+    if request.prompt.trim().is_empty() {
+        return Err(AppError::field("$.prompt", "must not be empty"));
+    }
+    let create = CreateTaskRequest {
+        title: None,
+        executor: Executor::Claude,
+        repo,
+        payload: TaskPayload { prompt: Some(request.prompt), ..TaskPayload::default() },
+        agent_id: None,
+    };
+    let task = create_task(&state, &user, create).await?;
+    Ok((StatusCode::CREATED, Json(HudStartResponse { session_id: task.id, ws_url: state.realtime_url(&headers) })))
+}
+
+pub async fn get_settings(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<HudSettings>, AppError> {
+    auth.required()?;
+    let (user, repo) = parse_slug(q.get("repo").map(String::as_str), "$.repo")?;
+    if !auth.can_view_private(&user) {
+        return Err(AppError::forbidden());
+    }
+    Ok(Json(state.db(move |db, _| Ok(db.hud_settings(&user, &repo)?)).await?))
+}
+
+/// Changes a HUD's settings. Turning a HUD private drops its anonymous and foreign viewers
+/// at once (they get `error {topic, message: "forbidden"}`).
+pub async fn put_settings(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<HudSettings>, AppError> {
+    auth.required()?;
+    let (user, repo) = parse_slug(q.get("repo").map(String::as_str), "$.repo")?;
+    if !auth.is_owner_of(&user) {
+        return Err(AppError::forbidden());
+    }
+    state.check_same_origin(&auth, &headers)?;
+    let settings: HudSettings = parse_body(&body)?;
+    state
+        .db(move |db, st| {
+            db.set_hud_settings(&user, &repo, settings)?;
+            if !settings.public {
+                let topic = Topic::Hud { user: user.clone(), repo: repo.clone() };
+                let refusal = Frame::from(ServerMessage::forbidden(&topic.to_string()).to_json());
+                for sub in st.hub.evict_unprivileged(&TopicKey::new(&user, topic)) {
+                    sub.offer(refusal.clone(), &st.metrics);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(Json(settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_context_cannot_break_out_of_its_script() {
+        let context = HudContext {
+            username: "alice".into(),
+            repo: "r".into(),
+            is_owner: false,
+            is_public: true,
+            embed_mode: false,
+            session_id: Some("</script><script>alert(1)</script>".into()),
+            ws_url: "ws://x/api/realtime".into(),
+            status: HudStatus::Idle,
+        };
+        let html = render_page(&context, true);
+        assert_eq!(html.matches("</script>").count(), 2, "{html}");
+        assert!(html.contains("\\u003c/script\\u003e"));
+        assert!(!html.contains("fd-notice"));
+        assert!(render_page(&context, false).contains("fd-notice"));
+    }
+
+    #[test]
+    fn slugs_are_validated() {
+        assert_eq!(parse_slug(Some("alice/repo"), "$.repo").unwrap(), ("alice".into(), "repo".into()));
+        for bad in ["alice", "alice/..", "../x/y", "al ice/r", "alice/a/b"] {
+            assert!(parse_slug(Some(bad), "$.repo").is_err(), "{bad}");
+        }
+    }
+}

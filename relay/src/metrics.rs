@@ -1,0 +1,45 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub agents_connected: AtomicI64,
+    pub viewers_connected: AtomicI64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    /// Viewers (or agents) closed with 4001 because their queue overflowed.
+    pub queue_drops: AtomicU64,
+    pub invalid_frames: AtomicU64,
+    pub rate_limited: AtomicU64,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let gauges = [
+            ("flightdeck_agents_connected", "Agents connected now.", self.agents_connected.load(Ordering::Relaxed)),
+            ("flightdeck_viewers_connected", "Viewers connected now.", self.viewers_connected.load(Ordering::Relaxed)),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        let counters = [
+            ("flightdeck_messages_in_total", "WebSocket messages received.", &self.messages_in),
+            ("flightdeck_messages_out_total", "WebSocket messages sent.", &self.messages_out),
+            (
+                "flightdeck_queue_drops_total",
+                "Sockets closed with 4001 because their queue overflowed.",
+                &self.queue_drops,
+            ),
+            ("flightdeck_invalid_frames_total", "Invalid frames received.", &self.invalid_frames),
+            ("flightdeck_rate_limited_total", "Requests refused by a rate limit.", &self.rate_limited),
+        ];
+        for (name, help, value) in counters {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        out
+    }
+}

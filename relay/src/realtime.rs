@@ -1,0 +1,270 @@
+//! `GET /api/realtime`: the viewer bus of SPEC 3.4 (seed 003).
+//!
+//! Auth: the `fd_session` cookie, `?token=<key>`, or none (public HUD topics only). Owner keys
+//! read every topic of their user; viewer keys read their user's HUD topics, private ones
+//! included; agent keys are refused (403): an agent publishes, it does not watch.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use flightdeck_protocol::api::KeyScope;
+use flightdeck_protocol::close;
+use flightdeck_protocol::realtime::{encode_snapshot, HudSnapshot, TaskSnapshot};
+use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::db::{Db, TaskFilter};
+use crate::error::AppError;
+use crate::hub::{Closer, Frame, Subscriber, TopicKey};
+use crate::socket::{self, Incoming, InvalidBudget};
+use crate::state::{AppState, Auth, ClientIp};
+
+/// Newest tasks in a `tasks` snapshot.
+const TASKS_SNAPSHOT_LEN: u32 = 100;
+/// Most unacknowledged alerts in an `alerts` snapshot.
+const ALERTS_SNAPSHOT_LEN: u32 = 1000;
+
+pub async fn handler(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    auth: Auth,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    state.check_ws_rate(ip)?;
+    if auth.principal.as_ref().is_some_and(|p| p.scope == KeyScope::Agent) {
+        return Err(AppError::Forbidden("agent keys cannot read the realtime bus".into()));
+    }
+    let ws = socket::configure(ws, &state.settings);
+    let tasks = state.tasks.clone();
+    Ok(ws.on_upgrade(move |socket| tasks.track_future(run(state, auth, socket))))
+}
+
+struct Viewer {
+    state: AppState,
+    auth: Auth,
+    id: u64,
+    tx: mpsc::Sender<Frame>,
+    closer: std::sync::Arc<Closer>,
+    budget: InvalidBudget,
+    topics: HashSet<TopicKey>,
+}
+
+async fn run(state: AppState, auth: Auth, socket: WebSocket) {
+    let id = state.conns.next_id();
+    let closer = Closer::new();
+    let key_id = auth.principal.as_ref().map(|p| p.key_id.clone()).unwrap_or_default();
+    let _guard = state.conns.register(&key_id, id, closer.clone());
+    if state.shutdown.is_cancelled() {
+        closer.close(close::GOING_AWAY);
+    }
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(state.settings.viewer_queue_len.max(1));
+    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone()));
+    state.metrics.viewers_connected.fetch_add(1, Ordering::Relaxed);
+    let mut viewer = Viewer {
+        budget: InvalidBudget::new(state.settings.invalid_frames_per_minute),
+        state: state.clone(),
+        auth,
+        id,
+        tx,
+        closer: closer.clone(),
+        topics: HashSet::new(),
+    };
+    let max = state.settings.max_frame_bytes;
+    loop {
+        tokio::select! {
+            biased;
+            _ = closer.closed() => break,
+            msg = stream.next() => match socket::classify(msg, max) {
+                Incoming::Text(text) => {
+                    state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = viewer.on_text(&text).await {
+                        tracing::warn!(error = %e, "viewer message failed");
+                        viewer.send(&ServerMessage::Error { message: "internal error".into(), topic: None, details: None });
+                    }
+                }
+                Incoming::Binary => viewer.invalid(vec![Detail::new("$", "expected a text frame")]),
+                Incoming::Control => {}
+                Incoming::TooBig => closer.close(close::TOO_BIG),
+                Incoming::Closed => closer.close(close::NORMAL),
+            },
+        }
+    }
+    for key in viewer.topics.drain() {
+        state.hub.unsubscribe(&key, id);
+    }
+    drop(viewer);
+    let _ = writer.await;
+    state.metrics.viewers_connected.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Viewer {
+    fn send(&self, message: &ServerMessage) {
+        if self.tx.try_send(Frame::from(message.to_json())).is_err() {
+            self.state.metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
+            self.closer.close(close::TOO_SLOW);
+        }
+    }
+
+    fn invalid(&mut self, details: Vec<Detail>) {
+        self.state.metrics.invalid_frames.fetch_add(1, Ordering::Relaxed);
+        self.send(&ServerMessage::invalid(&InvalidMessage::new(details)));
+        if self.budget.hit(Instant::now()) {
+            self.closer.close(close::POLICY);
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), AppError> {
+        let message = match ClientMessage::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.invalid(e.details);
+                return Ok(());
+            }
+        };
+        match message {
+            ClientMessage::Ping {} => self.send(&ServerMessage::Pong {}),
+            ClientMessage::Subscribe { topics } => {
+                for (i, name) in topics.iter().enumerate() {
+                    match name.parse::<Topic>() {
+                        Ok(topic) => self.subscribe(topic).await?,
+                        Err(e) => {
+                            self.state.metrics.invalid_frames.fetch_add(1, Ordering::Relaxed);
+                            self.send(&ServerMessage::Error {
+                                message: e.to_string(),
+                                topic: Some(name.clone()),
+                                details: Some(vec![Detail::new(format!("$.topics[{i}]"), e.to_string())]),
+                            });
+                            if self.budget.hit(Instant::now()) {
+                                self.closer.close(close::POLICY);
+                            }
+                        }
+                    }
+                }
+            }
+            ClientMessage::Unsubscribe { topics } => {
+                for name in topics {
+                    if let Ok(topic) = name.parse::<Topic>() {
+                        let key = self.key_for(topic);
+                        self.state.hub.unsubscribe(&key, self.id);
+                        self.topics.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Names without a user are the authenticated user's own (anonymous: none).
+    fn key_for(&self, topic: Topic) -> TopicKey {
+        match &topic {
+            Topic::Hud { user, .. } => TopicKey::new(&user.clone(), topic),
+            _ => {
+                let user = self.auth.principal.as_ref().map(|p| p.user.clone()).unwrap_or_default();
+                TopicKey::new(&user, topic)
+            }
+        }
+    }
+
+    /// Checks access, then under the database lock queues the snapshot and registers the
+    /// subscription, so no event falls between them or is sent twice.
+    async fn subscribe(&mut self, topic: Topic) -> Result<(), AppError> {
+        let key = self.key_for(topic.clone());
+        let name = topic.to_string();
+        let auth = self.auth.clone();
+        let sub = Subscriber {
+            viewer_id: self.id,
+            tx: self.tx.clone(),
+            closer: self.closer.clone(),
+            privileged: auth.can_view_private(&key.user),
+        };
+        let registered = key.clone();
+        let outcome = self
+            .state
+            .db(move |db, st| {
+                let payload = match snapshot(db, &auth, &key)? {
+                    Ok(payload) => payload,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                let frame: Frame = encode_snapshot(&name, &payload).into();
+                if !sub.offer(frame, &st.metrics) {
+                    return Ok(Ok(false));
+                }
+                st.hub.subscribe(key, sub);
+                Ok(Ok(true))
+            })
+            .await?;
+        match outcome {
+            Ok(true) => {
+                self.topics.insert(registered);
+            }
+            Ok(false) => {}
+            Err(message) => {
+                self.send(&ServerMessage::Error { message, topic: Some(topic.to_string()), details: None });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The snapshot payload of a topic, or why the caller may not have it.
+fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<serde_json::Value, String>, AppError> {
+    let forbidden = || Ok(Err("forbidden".to_string()));
+    let user = key.user.as_str();
+    if let Topic::Hud { repo, .. } = &key.topic {
+        let settings = db.hud_settings(user, repo)?;
+        if !settings.public && !auth.can_view_private(user) {
+            return forbidden();
+        }
+        return Ok(Ok(serde_json::to_value(hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
+    }
+    // Every other topic is the owner's alone.
+    if !auth.is_owner_of(user) {
+        return forbidden();
+    }
+    let value = match &key.topic {
+        Topic::Agents => serde_json::to_value(db.agents(user)?),
+        Topic::Repos => serde_json::to_value(db.repos(user, None, None)?),
+        Topic::Tasks => serde_json::to_value(db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
+        Topic::Alerts => serde_json::to_value(db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
+        Topic::Task(id) => {
+            let Some(task) = db.task(user, id)? else {
+                return match db.task_user(id)? {
+                    Some(_) => forbidden(),
+                    None => Ok(Err("not found".into())),
+                };
+            };
+            let events = db.events(id, 0, u32::MAX)?;
+            serde_json::to_value(TaskSnapshot { task, events })
+        }
+        Topic::Hud { .. } => unreachable!("handled above"),
+    };
+    Ok(Ok(value.map_err(internal)?))
+}
+
+fn internal(e: serde_json::Error) -> AppError {
+    AppError::Internal(e.to_string())
+}
+
+/// A HUD's state: public fields only, whoever asks.
+pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<HudSnapshot, AppError> {
+    let task = db.hud_task(user, repo)?;
+    let events = match &task {
+        Some(t) => db.events(&t.id, 0, u32::MAX)?,
+        None => Vec::new(),
+    };
+    Ok(HudSnapshot {
+        user: user.to_string(),
+        repo: repo.to_string(),
+        public,
+        agent_online: db.repo_agent_online(user, repo)?.is_some(),
+        repo_status: db.repo(user, repo)?.map(|(r, _)| r.public_view()),
+        task,
+        events,
+    })
+}

@@ -1,0 +1,151 @@
+//! What agent and viewer sockets share: upgrade limits, the batched writer, close handling and
+//! the invalid-frame budget.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use futures_util::stream::SplitSink;
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
+
+use crate::config::Settings;
+use crate::hub::{Closer, Frame};
+use crate::metrics::Metrics;
+
+/// The read buffer of each connection: small, so idle sockets cost little memory.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Frames written per flush at most, so one busy socket cannot hog its writer forever.
+const MAX_BATCH: usize = 512;
+/// How long a closing socket may take to get its close frame out to a slow peer.
+const CLOSE_LINGER: Duration = Duration::from_secs(10);
+
+/// Applies the frame limits. Tungstenite refuses anything above twice the limit outright; a
+/// message between the limit and that is read whole and answered with a clean 1009, so the
+/// client sees the close frame rather than a reset.
+pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade {
+    let hard_cap = settings.max_frame_bytes.saturating_mul(2).max(READ_BUFFER_BYTES);
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(READ_BUFFER_BYTES * 2)
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+}
+
+/// Writes queued frames in batches (drain the queue, feed each, one flush) until the closer
+/// fires or the queue ends, then sends the close frame.
+pub async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Frame>,
+    closer: Arc<Closer>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = closer.closed() => break,
+            frame = rx.recv() => frame,
+        };
+        let Some(first) = first else { break };
+        let write = async {
+            sink.feed(Message::Text(first)).await?;
+            let mut n = 1u64;
+            while (n as usize) < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(frame) => {
+                        sink.feed(Message::Text(frame)).await?;
+                        n += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await?;
+            Ok::<u64, axum::Error>(n)
+        };
+        // A write blocked on a peer that stopped reading must not keep the close from happening.
+        let written = tokio::select! {
+            biased;
+            _ = closer.closed() => break,
+            written = write => written,
+        };
+        match written {
+            Ok(n) => {
+                metrics.messages_out.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(_) => {
+                closer.close(flightdeck_protocol::close::NORMAL);
+                return;
+            }
+        }
+    }
+    let code = match closer.code() {
+        0 => flightdeck_protocol::close::NORMAL,
+        code => code,
+    };
+    let frame = CloseFrame { code, reason: flightdeck_protocol::close::reason(code).into() };
+    // Frames already handed to the socket stay ahead of the close frame. A peer that reads
+    // nothing gets a bounded wait, then the connection is dropped.
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    })
+    .await;
+}
+
+/// Invalid frames counted over a sliding minute (approximated by fixed one-minute windows).
+#[derive(Debug)]
+pub struct InvalidBudget {
+    limit: u32,
+    window_start: Instant,
+    count: u32,
+}
+
+impl InvalidBudget {
+    pub fn new(limit: u32) -> InvalidBudget {
+        InvalidBudget { limit, window_start: Instant::now(), count: 0 }
+    }
+
+    /// Counts one invalid frame; true when the budget is exceeded (close with 1008).
+    pub fn hit(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window_start) >= Duration::from_secs(60) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count > self.limit
+    }
+}
+
+/// What a received message means for the read loop.
+pub enum Incoming {
+    Text(axum::extract::ws::Utf8Bytes),
+    /// Binary frames are not part of the protocol.
+    Binary,
+    /// Ping/pong frames, handled by tungstenite.
+    Control,
+    /// The peer closed or the connection failed.
+    Closed,
+    /// The message exceeded the frame limit.
+    TooBig,
+}
+
+/// Classifies one `recv` result, enforcing `max_frame_bytes`.
+pub fn classify(msg: Option<Result<Message, axum::Error>>, max_frame_bytes: usize) -> Incoming {
+    match msg {
+        Some(Ok(Message::Text(text))) if text.len() > max_frame_bytes => Incoming::TooBig,
+        Some(Ok(Message::Text(text))) => Incoming::Text(text),
+        Some(Ok(Message::Binary(data))) if data.len() > max_frame_bytes => Incoming::TooBig,
+        Some(Ok(Message::Binary(_))) => Incoming::Binary,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+        Some(Ok(Message::Close(_))) | None => Incoming::Closed,
+        Some(Err(e)) => {
+            // Tungstenite reports an over-limit frame as a capacity error.
+            let text = format!("{e:?}");
+            if text.contains("Capacity") || text.contains("too long") || text.contains("TooLong") {
+                Incoming::TooBig
+            } else {
+                Incoming::Closed
+            }
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The shared state of a running relay, request authentication, rate limits, and the helpers
+//! that publish changes to the right topics.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use flightdeck_protocol::api::KeyScope;
+use flightdeck_protocol::realtime::HudEvent;
+use flightdeck_protocol::{AgentInfo, RelayMessage, RepoStatus, Task, Topic};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::db::{Db, Principal};
+use crate::error::AppError;
+use crate::hub::{AgentRegistry, Connections, Frame, Hub, TopicKey};
+use crate::metrics::Metrics;
+
+/// Cheap to clone: everything lives behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub settings: Settings,
+    // A std Mutex used only from the blocking pool (see `AppState::db`).
+    db: Mutex<Db>,
+    pub hub: Hub,
+    pub agents: AgentRegistry,
+    pub conns: Arc<Connections>,
+    pub metrics: Arc<Metrics>,
+    /// Fired when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Every socket task, so shutdown can wait for their close frames.
+    pub tasks: TaskTracker,
+    pub ws_limiter: RateLimiter,
+    pub login_limiter: RateLimiter,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, db: Db) -> AppState {
+        let metrics = Arc::new(Metrics::default());
+        let ws_limiter = RateLimiter::new(settings.ws_connections_per_minute);
+        let login_limiter = RateLimiter::new(settings.logins_per_minute);
+        AppState {
+            inner: Arc::new(Inner {
+                settings,
+                db: Mutex::new(db),
+                hub: Hub::new(metrics.clone()),
+                agents: AgentRegistry::default(),
+                conns: Arc::new(Connections::default()),
+                metrics,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                ws_limiter,
+                login_limiter,
+            }),
+        }
+    }
+
+    /// Runs `f` with the database on the blocking pool. Publishing from inside `f` is what
+    /// keeps snapshots and events in order (see [`crate::hub`]).
+    pub async fn db<R, F>(&self, f: F) -> Result<R, AppError>
+    where
+        F: FnOnce(&mut Db, &AppState) -> Result<R, AppError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut db = state.inner.db.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut db, &state)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("database task failed: {e}")))?
+    }
+
+    // ----- publishing (call with the database lock held) --------------------------------------
+
+    pub fn publish_agent(&self, user: &str, info: &AgentInfo) {
+        self.hub.publish(&TopicKey::new(user, Topic::Agents), info);
+    }
+
+    /// `agentOnline` of every HUD whose repo this agent has.
+    pub fn publish_agent_online(&self, db: &Db, user: &str, agent_id: &str) -> Result<(), AppError> {
+        for repo in db.repos(user, None, Some(agent_id))? {
+            let online = db.repo_agent_online(user, &repo.name)?.is_some();
+            let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: repo.name.clone() });
+            self.hub.publish(&key, &HudEvent::AgentOnline { agent_online: online });
+        }
+        Ok(())
+    }
+
+    /// A changed repo: in full to the owner's `repos`, without owner-only fields to its HUD.
+    pub fn publish_repo(&self, user: &str, repo: &RepoStatus) {
+        self.hub.publish(&TopicKey::new(user, Topic::Repos), repo);
+        let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: repo.name.clone() });
+        if self.hub.has_subscribers(&key) {
+            self.hub.publish(&key, &HudEvent::RepoStatus { repo_status: repo.public_view() });
+        }
+    }
+
+    /// A changed task: to `tasks`, and to its repo's HUD when it is the task the HUD shows.
+    pub fn publish_task(&self, db: &Db, user: &str, task: &Task) -> Result<(), AppError> {
+        self.hub.publish(&TopicKey::new(user, Topic::Tasks), task);
+        let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: task.repo.clone() });
+        if self.hub.has_subscribers(&key) && db.hud_task(user, &task.repo)?.is_some_and(|t| t.id == task.id) {
+            self.hub.publish(&key, &HudEvent::Task { task: task.clone() });
+        }
+        Ok(())
+    }
+
+    /// Sends a queued task to the agent that should run it: the one it names, or the online
+    /// agent that has its repo. Records that agent on the task. False when none is online.
+    pub fn dispatch(&self, db: &Db, user: &str, task: &Task) -> Result<bool, AppError> {
+        let agent = match &task.agent_id {
+            Some(id) if self.agents.is_connected(user, id) => Some(id.clone()),
+            Some(_) => None,
+            None => db.repo_agent_online(user, &task.repo)?.filter(|id| self.agents.is_connected(user, id)),
+        };
+        let Some(agent) = agent else { return Ok(false) };
+        let mut payload = task.payload.clone();
+        payload.repo = Some(task.repo.clone());
+        let message = RelayMessage::Task { task_id: task.id.clone(), task_type: task.executor, payload };
+        if !self.agents.send(user, &agent, Frame::from(message.to_json())) {
+            return Ok(false);
+        }
+        if task.agent_id.as_deref() != Some(agent.as_str()) {
+            let mut assigned = task.clone();
+            assigned.agent_id = Some(agent);
+            let stored = db.upsert_task(user, &assigned)?;
+            self.publish_task(db, user, &stored)?;
+        }
+        Ok(true)
+    }
+
+    // ----- request helpers -------------------------------------------------------------------
+
+    /// The `ws://` / `wss://` URL of `/api/realtime` as a browser should reach it.
+    pub fn realtime_url(&self, headers: &HeaderMap) -> String {
+        format!("{}/api/realtime", self.public_origin(headers).replacen("http", "ws", 1))
+    }
+
+    /// `scheme://host` of this relay as the client sees it.
+    pub fn public_origin(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.settings.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let scheme = if self.is_https(headers) { "https" } else { "http" };
+        format!("{scheme}://{host}")
+    }
+
+    pub fn is_https(&self, headers: &HeaderMap) -> bool {
+        if let Some(secure) = self.settings.secure_cookies {
+            return secure;
+        }
+        if self.settings.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+            return true;
+        }
+        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"))
+    }
+
+    /// A state-changing request made with a session cookie must come from this origin (CSRF).
+    pub fn check_same_origin(&self, auth: &Auth, headers: &HeaderMap) -> Result<(), AppError> {
+        if !auth.via_cookie {
+            return Ok(());
+        }
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        match origin {
+            Some(o) if o.trim_end_matches('/') == self.public_origin(headers) => Ok(()),
+            _ => Err(AppError::Forbidden("cookie-authenticated requests need a same-origin Origin header".into())),
+        }
+    }
+}
+
+/// Who made a request: a key (bearer header or `?token=`), a session cookie, or nobody.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub principal: Option<Principal>,
+    pub via_cookie: bool,
+}
+
+pub const SESSION_COOKIE: &str = "fd_session";
+
+impl Auth {
+    /// The principal, or 401.
+    pub fn required(&self) -> Result<&Principal, AppError> {
+        self.principal.as_ref().ok_or(AppError::Unauthorized)
+    }
+
+    /// An owner key of any user, or 401/403.
+    pub fn owner(&self) -> Result<&Principal, AppError> {
+        let p = self.required()?;
+        if p.scope != KeyScope::Owner {
+            return Err(AppError::Forbidden("an owner key is required".into()));
+        }
+        Ok(p)
+    }
+
+    /// Owner or viewer of `user`: may see that user's private HUDs.
+    pub fn can_view_private(&self, user: &str) -> bool {
+        self.principal.as_ref().is_some_and(|p| p.user == user && matches!(p.scope, KeyScope::Owner | KeyScope::Viewer))
+    }
+
+    pub fn is_owner_of(&self, user: &str) -> bool {
+        self.principal.as_ref().is_some_and(|p| p.user == user && p.scope == KeyScope::Owner)
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn query_token(parts: &Parts) -> Option<String> {
+    let query = parts.uri.query()?;
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == "token").map(|(_, v)| v.to_string())
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = AppError;
+
+    /// A bad key is 401; a stale session cookie counts as anonymous, so public HUDs still work.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, AppError> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|v| v.trim().to_string());
+        if let Some(secret) = bearer.or_else(|| query_token(parts)) {
+            let principal = state.db(move |db, _| Ok(db.principal_by_key(&secret)?)).await?;
+            return match principal {
+                Some(p) => Ok(Auth { principal: Some(p), via_cookie: false }),
+                None => Err(AppError::Unauthorized),
+            };
+        }
+        if let Some(session) = cookie_value(&parts.headers, SESSION_COOKIE).map(str::to_string) {
+            let principal = state.db(move |db, _| Ok(db.principal_by_session(&session)?)).await?;
+            return Ok(Auth { via_cookie: principal.is_some(), principal });
+        }
+        Ok(Auth::default())
+    }
+}
+
+/// The session cookie's value, for logout.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, SESSION_COOKIE).map(str::to_string)
+}
+
+/// The client's IP: the peer address, or the first `X-Forwarded-For` hop when configured.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientIp, AppError> {
+        if state.settings.trust_forwarded_for {
+            let forwarded = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse().ok());
+            if let Some(ip) = forwarded {
+                return Ok(ClientIp(ip));
+            }
+        }
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientIp(peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+    }
+}
+
+/// A token bucket per client IP: `per_minute` requests, refilled continuously.
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter { per_minute, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token, or says how many seconds to wait.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        let capacity = f64::from(self.per_minute.max(1));
+        let per_sec = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 10_000 {
+            // Forget full buckets so the map cannot grow without bound.
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * per_sec < capacity);
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_sec).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / per_sec).ceil() as u64)
+        }
+    }
+}
+
+impl AppState {
+    pub fn check_ws_rate(&self, ip: ClientIp) -> Result<(), AppError> {
+        self.ws_limiter.check(ip.0, Instant::now()).map_err(|retry_after_secs| {
+            self.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            AppError::RateLimited { retry_after_secs }
+        })
+    }
+
+    pub fn check_login_rate(&self, ip: ClientIp) -> Result<(), AppError> {
+        self.login_limiter.check(ip.0, Instant::now()).map_err(|retry_after_secs| {
+            self.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            AppError::RateLimited { retry_after_secs }
+        })
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.settings.session_days) * 86_400)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_refills_over_time() {
+        let limiter = RateLimiter::new(2);
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let t0 = Instant::now();
+        assert!(limiter.check(ip, t0).is_ok());
+        assert!(limiter.check(ip, t0).is_ok());
+        let wait = limiter.check(ip, t0).unwrap_err();
+        assert_eq!(wait, 30);
+        assert!(limiter.check(IpAddr::from([10, 0, 0, 2]), t0).is_ok());
+        assert!(limiter.check(ip, t0 + Duration::from_secs(30)).is_ok());
+    }
+}
