@@ -114,19 +114,20 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut task: Task, stop: StopSwitch)
         let removed = worktree.clean_up().await;
         tracing::info!(task = %rec.task.id, branch = %worktree.branch, removed, "task worktree cleaned up");
     }
-    rec.finish(status).await;
+    // The alert goes first so that the final `Task` is the last thing published about a task.
     if status == TaskStatus::Failed && stop.reason() != Some(StopReason::BudgetExceeded) {
         let error = rec.task.error.clone().unwrap_or_else(|| "failed".into());
         rec.raise(Severity::Warning, AlertKind::TaskFailed, format!("Task \"{}\" failed: {error}", rec.task.title))
             .await;
     }
+    rec.finish(status).await;
 }
 
 /// Fails a task that could not start: an `error` event, `failed`, an alert.
 async fn fail_early(rec: &mut Recorder, error: String) {
     rec.record(vec![TaskEvent::Error { error: error.clone() }]).await;
-    rec.finish(TaskStatus::Failed).await;
     rec.raise(Severity::Warning, AlertKind::TaskFailed, format!("Task \"{}\" failed: {error}", rec.task.title)).await;
+    rec.finish(TaskStatus::Failed).await;
 }
 
 /// The output for the event: the full text when short, else its head with a marker (the full

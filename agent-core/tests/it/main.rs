@@ -1,4 +1,5 @@
 //! The integration tests of flightdeck-agent-core: one test binary, one module per area.
 
 mod runner;
+mod support;
 mod watch;
