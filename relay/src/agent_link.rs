@@ -5,7 +5,6 @@
 //! reports, and sends it the tasks queued for its repos. A second connection with the same
 //! `agentId` replaces this one (4000); no pong within the timeout closes it (1000).
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,8 +54,6 @@ pub async fn handler(
 struct Session {
     agent_id: String,
     info: AgentInfo,
-    /// Tasks already sent on this connection, so a `git-status` does not send them twice.
-    dispatched: HashSet<String>,
 }
 
 struct Link {
@@ -344,7 +341,7 @@ impl Link {
         let user = self.principal.user.clone();
         let now = Utc::now();
         if first {
-            let handle = AgentHandle { conn_id: self.conn_id, tx: self.tx.clone(), closer: self.closer.clone() };
+            let handle = AgentHandle::new(self.conn_id, self.tx.clone(), self.closer.clone());
             if let Some(old) = self.state.agents.insert(&user, &agent_id, handle) {
                 old.closer.close(close::REPLACED);
             }
@@ -385,7 +382,7 @@ impl Link {
                 last_seqs,
             });
             self.last_pong = Instant::now();
-            self.session = Some(Session { agent_id, info, dispatched: HashSet::new() });
+            self.session = Some(Session { agent_id, info });
             self.dispatch_queued(known_repos).await?;
         } else if let Some(session) = self.session.as_mut() {
             session.info = info;
@@ -393,33 +390,19 @@ impl Link {
         Ok(())
     }
 
-    /// Sends this agent the queued tasks of `repos` it has not been sent on this connection.
+    /// Sends this agent the queued tasks of `repos` (each once per connection).
     async fn dispatch_queued(&mut self, repos: Vec<String>) -> Result<(), AppError> {
         let Some(session) = &self.session else { return Ok(()) };
         let user = self.principal.user.clone();
         let agent_id = session.agent_id.clone();
-        let already: HashSet<String> = session.dispatched.clone();
-        let sent = self
-            .state
+        self.state
             .db(move |db, st| {
-                let mut sent = Vec::new();
                 for task in db.queued_tasks_for(&user, &agent_id, &repos)? {
-                    if already.contains(&task.id) {
-                        continue;
-                    }
-                    let mut task = task;
-                    task.agent_id = Some(agent_id.clone());
-                    if st.dispatch(db, &user, &task)? {
-                        sent.push(task.id);
-                    }
+                    st.dispatch(db, &user, &task)?;
                 }
-                Ok(sent)
+                Ok(())
             })
-            .await?;
-        if let Some(session) = self.session.as_mut() {
-            session.dispatched.extend(sent);
-        }
-        Ok(())
+            .await
     }
 }
 

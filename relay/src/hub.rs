@@ -223,6 +223,15 @@ pub struct AgentHandle {
     pub conn_id: u64,
     pub tx: mpsc::Sender<Frame>,
     pub closer: Arc<Closer>,
+    /// Tasks already sent on this connection: a task is sent once per connection, however
+    /// often the agent reports its repos.
+    pub sent_tasks: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl AgentHandle {
+    pub fn new(conn_id: u64, tx: mpsc::Sender<Frame>, closer: Arc<Closer>) -> AgentHandle {
+        AgentHandle { conn_id, tx, closer, sent_tasks: Arc::default() }
+    }
 }
 
 /// Connected agents by `(user, agentId)`.
@@ -264,6 +273,24 @@ impl AgentRegistry {
 
     pub fn is_connected(&self, user: &str, agent_id: &str) -> bool {
         self.lock().contains_key(&(user.to_string(), agent_id.to_string()))
+    }
+
+    /// Sends a task to an agent unless this connection already got it. True when the agent
+    /// has it (now or before).
+    pub fn send_task(&self, user: &str, agent_id: &str, task_id: &str, frame: Frame) -> bool {
+        let sent_tasks = {
+            let map = self.lock();
+            let Some(handle) = map.get(&(user.to_string(), agent_id.to_string())) else { return false };
+            handle.sent_tasks.clone()
+        };
+        if sent_tasks.lock().unwrap_or_else(|e| e.into_inner()).contains(task_id) {
+            return true;
+        }
+        let sent = self.send(user, agent_id, frame);
+        if sent {
+            sent_tasks.lock().unwrap_or_else(|e| e.into_inner()).insert(task_id.to_string());
+        }
+        sent
     }
 
     /// Queues a message for an agent; false when it is not connected. An agent whose queue is

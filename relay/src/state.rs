@@ -134,7 +134,7 @@ impl AppState {
         let mut payload = task.payload.clone();
         payload.repo = Some(task.repo.clone());
         let message = RelayMessage::Task { task_id: task.id.clone(), task_type: task.executor, payload };
-        if !self.agents.send(user, &agent, Frame::from(message.to_json())) {
+        if !self.agents.send_task(user, &agent, &task.id, Frame::from(message.to_json())) {
             return Ok(false);
         }
         if task.agent_id.as_deref() != Some(agent.as_str()) {

@@ -1,1 +1,8 @@
 //! The integration tests of flightdeck-relay: real server on 127.0.0.1:0, real WebSocket clients.
+
+mod admin;
+mod agent;
+mod auth;
+mod http;
+mod realtime;
+mod support;

@@ -1,0 +1,278 @@
+//! The agent link: welcome and lastSeqs, task routing, dedup, invalid and oversized frames,
+//! heartbeat and stale cleanup, replacement.
+
+use flightdeck_protocol::{AgentMessage, RelayMessage, RepoState, ServerMessage, TaskStatus};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn tasks_reach_the_agent_with_the_repo_and_events_are_deduplicated() {
+    let relay = Relay::start().await;
+    let key = relay.keys.owner.clone();
+    // Queued before any agent is online.
+    let body = json!({"executor": "shell", "repo": "web", "payload": {"command": "make"}});
+    let (status, queued) = relay.post("/api/cockpit/tasks", &key, &body).await;
+    assert_eq!(status, 201);
+    let queued_id = queued["task"]["id"].as_str().unwrap().to_string();
+
+    let (mut agent, last_seqs) = relay.agent("mac").await;
+    assert!(last_seqs.is_empty());
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: Some(true) }).await;
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Task { task_id, task_type, payload } => {
+            assert_eq!(task_id, queued_id);
+            assert_eq!(task_type, flightdeck_protocol::Executor::Shell);
+            assert_eq!(payload.command.as_deref(), Some("make"));
+            assert_eq!(payload.repo.as_deref(), Some("web"));
+        }
+        other => panic!("expected the queued task, got {other:?}"),
+    }
+    // Made while the agent is online: straight to it.
+    let body = json!({"executor": "claude", "repo": "web", "payload": {"prompt": "fix it"}});
+    let (_, live) = relay.post("/api/cockpit/tasks", &key, &body).await;
+    let live_id = live["task"]["id"].as_str().unwrap().to_string();
+    assert_eq!(live["task"]["agentId"], "mac");
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Task { task_id, payload, .. } => {
+            assert_eq!(task_id, live_id);
+            assert_eq!(payload.prompt.as_deref(), Some("fix it"));
+        }
+        other => panic!("expected the new task, got {other:?}"),
+    }
+    // Cancel is forwarded.
+    let (status, _) = relay.post(&format!("/api/cockpit/tasks/{live_id}/cancel"), &key, &json!({})).await;
+    assert_eq!(status, 200);
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Cancel { task_id } => assert_eq!(task_id, live_id),
+        other => panic!("expected cancel, got {other:?}"),
+    }
+
+    // The agent runs the queued task; a viewer watches its transcript.
+    let mut task = local_task(&queued_id, "web", TaskStatus::Running);
+    task.source = flightdeck_protocol::TaskSource::Remote;
+    send(&mut agent, &AgentMessage::TaskUpdate { task: task.clone() }).await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    let topic = format!("task:{queued_id}");
+    let snapshot = eventually("the running task", || {
+        let relay = &relay;
+        let key = key.clone();
+        let id = queued_id.clone();
+        async move {
+            let (_, b) = relay.get(&format!("/api/cockpit/tasks/{id}"), &key).await;
+            (b["task"]["status"] == "running").then_some(())
+        }
+    });
+    snapshot.await;
+    let snap = subscribe(&mut viewer, &topic).await;
+    assert_eq!(snap["task"]["status"], "running");
+    assert_eq!(snap["events"], json!([]));
+    for seq in 1..=3 {
+        send(&mut agent, &event_message(&queued_id, seq, &format!("line {seq}"))).await;
+    }
+    // Sent again (a reconnecting agent would): nothing changes, nothing is re-published.
+    send(&mut agent, &event_message(&queued_id, 2, "line 2 again")).await;
+    send(&mut agent, &event_message(&queued_id, 4, "line 4")).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let e = next_event(&mut viewer, &topic).await;
+        seen.push((e["seq"].as_u64().unwrap(), e["event"]["text"].as_str().unwrap().to_string()));
+    }
+    let want: Vec<(u64, String)> = (1..=4).map(|s| (s, format!("line {s}"))).collect();
+    assert_eq!(seen, want);
+    let (_, events) = relay.get(&format!("/api/cockpit/tasks/{queued_id}/events?after=1&limit=2"), &key).await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 2);
+    assert_eq!(events["events"][0]["event"]["text"], "line 2");
+    assert_eq!(events["nextAfter"], 3);
+    let (_, t) = relay.get(&format!("/api/cockpit/tasks/{queued_id}"), &key).await;
+    assert_eq!(t["task"]["lastSeq"], 4);
+
+    // A gap: seq 6 without 5. After a reconnect, lastSeqs says 4, so the agent resends 5 and 6.
+    send(&mut agent, &event_message(&queued_id, 6, "line 6")).await;
+    let e = next_event(&mut viewer, &topic).await;
+    assert_eq!(e["seq"], 6);
+    drop(agent);
+    let (mut agent, last_seqs) = relay.agent("mac").await;
+    assert_eq!(last_seqs.get(&queued_id), Some(&4), "{last_seqs:?}");
+    // The cancelled live task is still queued on the relay (the agent decides), so it is known too.
+    assert_eq!(last_seqs.get(&live_id), Some(&0), "{last_seqs:?}");
+    // The agent's known repos bring the still-queued task again on this new connection.
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Task { task_id, .. } => assert_eq!(task_id, live_id),
+        other => panic!("expected the still-queued task, got {other:?}"),
+    }
+    // task-result finishes the task.
+    send(
+        &mut agent,
+        &AgentMessage::TaskResult {
+            task_id: queued_id.clone(),
+            status: flightdeck_protocol::agent::TaskResultStatus::Completed,
+            result: json!("all green"),
+            logs: None,
+        },
+    )
+    .await;
+    let tasks_done = eventually("the completed task", || {
+        let relay = &relay;
+        let key = key.clone();
+        let id = queued_id.clone();
+        async move {
+            let (_, b) = relay.get(&format!("/api/cockpit/tasks/{id}"), &key).await;
+            (b["task"]["status"] == "completed").then_some(b)
+        }
+    })
+    .await;
+    assert_eq!(tasks_done["task"]["summary"], "all green");
+}
+
+#[tokio::test]
+async fn malformed_frames_get_details_and_too_many_close_1008() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    let cases: &[(&str, &str)] = &[
+        ("not json", "$"),
+        (r#"{"type":"launch-missiles"}"#, "$.type"),
+        (r#"{"type":"git-status","repos":[{"id":"r","name":"web","aheadCount":"many"}]}"#, "$.repos[0].aheadCount"),
+        (r#"{"type":"git-status","repos":[{"id":"r","name":"../etc"}]}"#, "$.repos[0].name"),
+        (
+            r#"{"type":"task-event","taskId":"nope","seq":1,"event":{"kind":"chunk","text":"x","stream":"stdout"}}"#,
+            "$.taskId",
+        ),
+    ];
+    for (text, path) in cases {
+        send_text(&mut agent, text).await;
+        match recv_relay_skip_pings(&mut agent).await {
+            RelayMessage::Error { message, details } => {
+                assert_eq!(message, "Invalid message format");
+                let details = details.unwrap();
+                assert!(details.iter().any(|d| d.path == *path), "{text}: {details:?}");
+            }
+            other => panic!("{text}: expected an error, got {other:?}"),
+        }
+    }
+    // Still open and working.
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: None }).await;
+    let key = relay.keys.owner.clone();
+    eventually("the repo after errors", || async {
+        let (_, b) = relay.get("/api/cockpit/repos", &key).await;
+        (b["repos"].as_array().is_some_and(|r| r.len() == 1)).then_some(())
+    })
+    .await;
+    // 5 invalid so far; 96 more makes 101 in a minute.
+    for _ in 0..96 {
+        send_text(&mut agent, "{").await;
+    }
+    assert_eq!(recv_close(&mut agent).await.0, 1008);
+    assert!(relay.metric("flightdeck_invalid_frames_total").await >= 101.0);
+
+    // Viewers get the same treatment.
+    let mut viewer = relay.viewer(None).await;
+    send_text(&mut viewer, r#"{"type":"subscribe","topics":"agents"}"#).await;
+    match recv_server(&mut viewer).await {
+        ServerMessage::Error { details: Some(d), .. } => assert_eq!(d[0].path, "$.topics"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    send_text(&mut viewer, r#"{"type":"subscribe","topics":["hud:al ice/x"]}"#).await;
+    match recv_server(&mut viewer).await {
+        ServerMessage::Error { topic, .. } => assert_eq!(topic.as_deref(), Some("hud:al ice/x")),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    send(&mut viewer, &flightdeck_protocol::ClientMessage::Ping {}).await;
+    assert_eq!(recv_server(&mut viewer).await, ServerMessage::Pong {});
+}
+
+#[tokio::test]
+async fn oversized_frames_close_1009() {
+    let relay = Relay::start_with(|s| s.max_frame_bytes = 64 * 1024).await;
+    let (mut agent, _) = relay.agent("mac").await;
+    let big = format!(r#"{{"type":"pong","pad":"{}"}}"#, "x".repeat(64 * 1024));
+    send_text(&mut agent, &big).await;
+    assert_eq!(recv_close(&mut agent).await, (1009, "message too big".to_string()));
+
+    let mut viewer = relay.viewer(None).await;
+    send_text(&mut viewer, &big).await;
+    assert_eq!(recv_close(&mut viewer).await.0, 1009);
+
+    // Far above the limit (refused by the frame reader itself) still shows 1009.
+    let mut viewer = relay.viewer(None).await;
+    send_text(&mut viewer, &"y".repeat(512 * 1024)).await;
+    assert_eq!(recv_close(&mut viewer).await.0, 1009);
+
+    // A frame just under the limit is fine (and invalid, so it gets an error, not a close).
+    let mut agent = relay.agent_socket(&relay.keys.agent).await;
+    send_text(&mut agent, &"z".repeat(60 * 1024)).await;
+    assert!(matches!(recv_relay(&mut agent).await, RelayMessage::Error { .. }));
+}
+
+#[tokio::test]
+async fn default_frame_limit_is_one_mebibyte() {
+    let relay = Relay::start().await;
+    let mut viewer = relay.viewer(None).await;
+    send_text(&mut viewer, &"x".repeat(1024 * 1024 + 1)).await;
+    assert_eq!(recv_close(&mut viewer).await.0, 1009);
+}
+
+#[tokio::test]
+async fn silent_agents_are_pinged_closed_and_reported_offline() {
+    let relay = Relay::start_with(|s| {
+        s.heartbeat_ms = 100;
+        s.pong_timeout_ms = 600;
+        s.agent_offline_grace_ms = 200;
+    })
+    .await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    assert_eq!(subscribe(&mut viewer, "alerts").await, json!([]));
+    let (mut agent, _) = relay.agent("mac").await;
+    // Answer two pings: the connection stays up past the timeout it would otherwise hit.
+    let started = tokio::time::Instant::now();
+    let mut answered = 0;
+    while answered < 2 {
+        match recv_relay(&mut agent).await {
+            RelayMessage::Ping { timestamp } => {
+                assert!(timestamp > 1_600_000_000_000, "milliseconds since the epoch");
+                send(&mut agent, &AgentMessage::Pong { timestamp: Some(timestamp) }).await;
+                answered += 1;
+            }
+            other => panic!("expected a ping, got {other:?}"),
+        }
+    }
+    // Then silence: closed with 1000 within the pong timeout.
+    let (code, _) = recv_close(&mut agent).await;
+    assert_eq!(code, 1000);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
+    // Offline past the grace period: an agent_offline alert, published to `alerts`.
+    let alert = next_event(&mut viewer, "alerts").await;
+    assert_eq!(alert["kind"], "agent_offline");
+    assert_eq!(alert["agentId"], "mac");
+    let (_, agents) = relay.get("/api/cockpit/agents", &relay.keys.owner).await;
+    assert_eq!(agents["agents"][0]["status"], "offline");
+}
+
+#[tokio::test]
+async fn same_agent_id_replaces_the_old_socket_with_4000() {
+    let relay = Relay::start_with(|s| s.agent_offline_grace_ms = 100).await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    subscribe(&mut viewer, "agents").await;
+    let (mut first, _) = relay.agent("mac").await;
+    let (mut second, _) = relay.agent("mac").await;
+    assert_eq!(recv_close(&mut first).await, (4000, "replaced".to_string()));
+    // The new socket works and the agent stays online.
+    send(&mut second, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Ahead)], full: None }).await;
+    let key = relay.keys.owner.clone();
+    eventually("the repo from the new socket", || async {
+        let (_, b) = relay.get("/api/cockpit/repos?status=ahead", &key).await;
+        (b["repos"].as_array().is_some_and(|r| r.len() == 1)).then_some(())
+    })
+    .await;
+    let (_, agents) = relay.get("/api/cockpit/agents", &key).await;
+    assert_eq!(agents["count"], 1);
+    assert_eq!(agents["agents"][0]["status"], "online");
+    // Every agents event so far said online: the replaced socket never marked it offline.
+    loop {
+        let info: Value = next_event(&mut viewer, "agents").await;
+        assert_eq!(info["status"], "online", "{info}");
+        if info["repos"] == json!(["web"]) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The REST API: seed 004's curl examples, filters, pagination, 400s naming the field, login.
+
+use flightdeck_protocol::{AgentMessage, Alert, AlertKind, RepoState, Severity};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn detail_paths(body: &Value) -> Vec<String> {
+    body["error"]["details"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|x| x["path"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn seed_004_tasks_examples() {
+    let relay = Relay::start().await;
+    let key = relay.keys.owner.clone();
+
+    // The seed's body as is: "subagent" is no executor here and the repo is missing.
+    let seed = json!({"title": "Run npm test", "executor": "subagent", "payload": {"command": "npm test"}});
+    let (status, body) = relay.post("/api/cockpit/tasks", &key, &seed).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request");
+    let paths = detail_paths(&body);
+    assert!(paths.contains(&"$.executor".to_string()), "{body}");
+    assert!(paths.contains(&"$.repo".to_string()), "{body}");
+
+    // Field-level checks after the schema: each 400 names its field.
+    let cases = [
+        (json!({"executor": "shell", "repo": "web", "payload": {}}), "$.payload.command"),
+        (json!({"executor": "claude", "repo": "web", "payload": {"command": "x"}}), "$.payload.prompt"),
+        (json!({"executor": "shell", "repo": "../etc", "payload": {"command": "x"}}), "$.repo"),
+        (json!({"executor": "shell", "repo": "web", "payload": {"command": "x"}, "agentId": "a b"}), "$.agentId"),
+        (json!({"executor": "shell", "repo": "web", "payload": {"command": "x"}, "extra": 1}), "$.extra"),
+    ];
+    for (body_in, path) in cases {
+        let (status, body) = relay.post("/api/cockpit/tasks", &key, &body_in).await;
+        assert_eq!(status, 400, "{body_in} -> {body}");
+        assert!(detail_paths(&body).contains(&path.to_string()), "{body_in} -> {body}");
+    }
+
+    // The seed's example, made valid: it waits queued, with a UUID v7 id.
+    let good = json!({"title": "Run npm test", "executor": "shell", "repo": "web", "payload": {"command": "npm test"}});
+    let (status, body) = relay.post("/api/cockpit/tasks", &key, &good).await;
+    assert_eq!(status, 201, "{body}");
+    let task = &body["task"];
+    assert_eq!(task["status"], "queued");
+    assert_eq!(task["source"], "remote");
+    assert_eq!(task["payload"]["repo"], "web");
+    let id = task["id"].as_str().unwrap().to_string();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+    for i in 0..3 {
+        let body = json!({"executor": "claude", "repo": "api", "payload": {"prompt": format!("fix bug {i}\nmore")}});
+        let (status, created) = relay.post("/api/cockpit/tasks", &key, &body).await;
+        assert_eq!(status, 201);
+        assert_eq!(created["task"]["title"], format!("fix bug {i}"));
+    }
+
+    // curl ".../tasks?status=pending&limit=10": "pending" is no status here.
+    let (status, body) = relay.get("/api/cockpit/tasks?status=pending&limit=10", &key).await;
+    assert_eq!(status, 400);
+    assert_eq!(detail_paths(&body), vec!["$.status"]);
+    let (status, body) = relay.get("/api/cockpit/tasks?status=queued&limit=10", &key).await;
+    assert_eq!(status, 200);
+    assert_eq!((body["total"].as_u64(), body["limit"].as_u64()), (Some(4), Some(10)));
+
+    for (query, path) in [
+        ("limit=0", "$.limit"),
+        ("limit=501", "$.limit"),
+        ("limit=ten", "$.limit"),
+        ("offset=-1", "$.offset"),
+        ("executor=subagent", "$.executor"),
+        ("repo=..", "$.repo"),
+    ] {
+        let (status, body) = relay.get(&format!("/api/cockpit/tasks?{query}"), &key).await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(detail_paths(&body), vec![path], "{query}");
+    }
+
+    // Filters and pagination.
+    let (_, body) = relay.get("/api/cockpit/tasks?executor=claude&limit=2", &key).await;
+    assert_eq!(body["total"], 3);
+    assert_eq!(body["tasks"].as_array().unwrap().len(), 2);
+    let (_, page2) = relay.get("/api/cockpit/tasks?executor=claude&limit=2&offset=2", &key).await;
+    assert_eq!(page2["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["offset"], 2);
+    // Newest first, no task on two pages.
+    assert_eq!(body["tasks"][0]["title"], "fix bug 2");
+    assert_eq!(page2["tasks"][0]["title"], "fix bug 0");
+    let (_, body) = relay.get("/api/cockpit/tasks?repo=web", &key).await;
+    assert_eq!(body["total"], 1);
+    let (_, body) = relay.get("/api/cockpit/tasks", &key).await;
+    assert_eq!(body["limit"], 50);
+
+    let (status, body) = relay.get(&format!("/api/cockpit/tasks/{id}"), &key).await;
+    assert_eq!((status, body["task"]["id"].as_str()), (200, Some(id.as_str())));
+    let (status, body) = relay.get(&format!("/api/cockpit/tasks/{id}/events?after=0"), &key).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"events": [], "nextAfter": 0}));
+    let (status, _) = relay.get("/api/cockpit/tasks/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", &key).await;
+    assert_eq!(status, 404);
+
+    // Cancel: no agent has it, so it is cancelled here; a second cancel conflicts.
+    let (status, body) = relay.post(&format!("/api/cockpit/tasks/{id}/cancel"), &key, &json!({})).await;
+    assert_eq!((status, body["task"]["status"].as_str()), (200, Some("cancelled")));
+    let (status, body) = relay.post(&format!("/api/cockpit/tasks/{id}/cancel"), &key, &json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")));
+}
+
+#[tokio::test]
+async fn seed_004_repos_alerts_and_ack() {
+    let relay = Relay::start().await;
+    let key = relay.keys.owner.clone();
+    let (mut agent, _) = relay.agent("mac").await;
+    let repos = vec![repo("web", RepoState::Dirty), repo("api", RepoState::Clean)];
+    send(&mut agent, &AgentMessage::GitStatus { repos, full: Some(true) }).await;
+    let alert = Alert {
+        id: "alert_123".into(),
+        severity: Severity::Critical,
+        kind: AlertKind::RepoConflict,
+        repo: Some("web".into()),
+        task_id: None,
+        agent_id: Some("mac".into()),
+        message: "merge conflict in web".into(),
+        created_at: chrono::Utc::now(),
+        acknowledged: false,
+        acknowledged_at: None,
+    };
+    send(&mut agent, &AgentMessage::Alert { alert: alert.clone() }).await;
+    let mut info = alert.clone();
+    info.id = "alert_124".into();
+    info.severity = Severity::Info;
+    send(&mut agent, &AgentMessage::Alert { alert: info }).await;
+
+    // curl ".../repos?status=dirty"
+    let body = eventually("the dirty repo", || async {
+        let (_, body) = relay.get("/api/cockpit/repos?status=dirty", &key).await;
+        (body["repos"].as_array().is_some_and(|r| r.len() == 1)).then_some(body)
+    })
+    .await;
+    assert_eq!(body["repos"][0]["name"], "web");
+    // The owner sees the path.
+    assert_eq!(body["repos"][0]["path"], "/home/alice/src/web");
+    let (_, body) = relay.get("/api/cockpit/repos?agentId=mac", &key).await;
+    assert_eq!(body["repos"].as_array().unwrap().len(), 2);
+    let (_, body) = relay.get("/api/cockpit/repos?agentId=other", &key).await;
+    assert_eq!(body["repos"], json!([]));
+    let (status, body) = relay.get("/api/cockpit/repos?status=filthy", &key).await;
+    assert_eq!((status, detail_paths(&body)), (400, vec!["$.status".to_string()]));
+
+    // curl ".../alerts?severity=critical&acknowledged=false"
+    let body = eventually("both alerts", || async {
+        let (_, body) = relay.get("/api/cockpit/alerts", &key).await;
+        (body["total"] == 2).then_some(body)
+    })
+    .await;
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 2);
+    let (_, body) = relay.get("/api/cockpit/alerts?severity=critical&acknowledged=false", &key).await;
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["alerts"][0]["id"], "alert_123");
+    let (status, body) = relay.get("/api/cockpit/alerts?acknowledged=maybe", &key).await;
+    assert_eq!((status, detail_paths(&body)), (400, vec!["$.acknowledged".to_string()]));
+    let (status, body) = relay.get("/api/cockpit/alerts?severity=fatal", &key).await;
+    assert_eq!((status, detail_paths(&body)), (400, vec!["$.severity".to_string()]));
+
+    // curl -X POST ".../alerts/ack/alert_123"
+    let (status, body) = relay.post("/api/cockpit/alerts/ack/alert_123", &key, &json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["alert"]["acknowledged"], true);
+    assert!(body["alert"]["acknowledgedAt"].is_string());
+    let (_, body) = relay.get("/api/cockpit/alerts?severity=critical&acknowledged=false", &key).await;
+    assert_eq!(body["total"], 0);
+    let (_, body) = relay.get("/api/cockpit/alerts?acknowledged=true", &key).await;
+    assert_eq!(body["total"], 1);
+    let (status, _) = relay.post("/api/cockpit/alerts/ack/alert_999", &key, &json!({})).await;
+    assert_eq!(status, 404);
+
+    // The agents endpoint of the seed's monitoring section.
+    let (_, body) = relay.get("/api/cockpit/agents", &key).await;
+    assert_eq!(body["count"], 1);
+    assert_eq!(body["agents"][0]["agentId"], "mac");
+    assert_eq!(body["agents"][0]["repos"], json!(["api", "web"]));
+}
+
+#[tokio::test]
+async fn health_metrics_and_error_shapes() {
+    let relay = Relay::start().await;
+    let r = relay.http().get(relay.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+    let r = relay.http().get(relay.url("/metrics")).send().await.unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    for name in [
+        "flightdeck_agents_connected",
+        "flightdeck_viewers_connected",
+        "flightdeck_messages_in_total",
+        "flightdeck_messages_out_total",
+        "flightdeck_queue_drops_total",
+        "flightdeck_invalid_frames_total",
+    ] {
+        assert!(text.contains(&format!("# TYPE {name}")), "{name} in {text}");
+    }
+    let r = relay.http().get(relay.url("/api/cockpit/tasks")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, body) = relay.get("/api/cockpit/tasks", "fdk_nonsense").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+}
+
+#[tokio::test]
+async fn login_sets_a_session_cookie_that_needs_same_origin_for_writes() {
+    let relay = Relay::start_with(|s| s.logins_per_minute = 3).await;
+    let http = relay.http();
+    let login = |proto: Option<&'static str>, token: String| {
+        let mut r = http.post(relay.url("/api/login")).json(&json!({ "token": token }));
+        if let Some(p) = proto {
+            r = r.header("x-forwarded-proto", p);
+        }
+        r.send()
+    };
+    let r = login(None, relay.keys.owner.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("fd_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"user": "alice", "scope": "owner"}));
+    let r = login(Some("https"), relay.keys.viewer.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    // An agent key cannot log in; a wrong key is 401. The third attempt hits the limit of 3.
+    let r = login(None, relay.keys.agent.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = login(None, "fdk_wrong".into()).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+
+    let session = cookie.split(';').next().unwrap().to_string();
+    let r = http.get(relay.url("/api/cockpit/tasks")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let task = json!({"executor": "shell", "repo": "web", "payload": {"command": "ls"}});
+    let r = http.post(relay.url("/api/cockpit/tasks")).header("cookie", &session).json(&task).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a cookie write without Origin");
+    let r = http
+        .post(relay.url("/api/cockpit/tasks"))
+        .header("cookie", &session)
+        .header("origin", "https://evil.example")
+        .json(&task)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a cookie write from another origin");
+    let r = http
+        .post(relay.url("/api/cockpit/tasks"))
+        .header("cookie", &session)
+        .header("origin", format!("http://{}", relay.addr))
+        .json(&task)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let r = http.post(relay.url("/api/logout")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http.get(relay.url("/api/cockpit/tasks")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the session is gone after logout");
+}
+
+#[tokio::test]
+async fn websocket_connections_are_rate_limited_per_ip() {
+    let relay = Relay::start_with(|s| s.ws_connections_per_minute = 2).await;
+    let _a = relay.viewer(None).await;
+    let _b = relay.viewer(None).await;
+    let err = tokio_tungstenite::connect_async(relay.ws_url("/api/realtime")).await.unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    assert!(relay.metric("flightdeck_rate_limited_total").await >= 1.0);
+}

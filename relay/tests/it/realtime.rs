@@ -1,0 +1,240 @@
+//! The viewer bus: snapshots, nothing lost or doubled, fan-out, slow viewers, HUD privacy.
+
+use flightdeck_protocol::{AgentMessage, RepoState, ServerMessage, TaskStatus};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// Reports a running task with `n` events; waits until the relay holds them all.
+async fn running_task(relay: &Relay, agent: &mut Ws, id: &str, repo_name: &str, n: u64) {
+    send(agent, &AgentMessage::TaskUpdate { task: local_task(id, repo_name, TaskStatus::Running) }).await;
+    for seq in 1..=n {
+        send(agent, &event_message(id, seq, &format!("line {seq}"))).await;
+    }
+    let key = relay.keys.owner.clone();
+    eventually("the transcript", || async {
+        let (_, b) = relay.get(&format!("/api/cockpit/tasks/{id}"), &key).await;
+        (b["task"]["lastSeq"] == n).then_some(())
+    })
+    .await;
+}
+
+async fn make_public(relay: &Relay, repo: &str, embed: bool) {
+    let r = relay
+        .http()
+        .put(relay.url(&format!("/api/hud/settings?repo=alice/{repo}")))
+        .bearer_auth(&relay.keys.owner)
+        .json(&json!({"public": true, "embedAllowed": embed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn subscribe_answers_with_a_snapshot_per_topic_then_events() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Dirty)], full: Some(true) }).await;
+    running_task(&relay, &mut agent, "t1", "web", 2).await;
+
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    let agents = subscribe(&mut viewer, "agents").await;
+    assert_eq!(agents[0]["agentId"], "mac");
+    assert_eq!(agents[0]["status"], "online");
+    let repos = subscribe(&mut viewer, "repos").await;
+    assert_eq!(repos[0]["name"], "web");
+    assert_eq!(repos[0]["path"], "/home/alice/src/web", "the owner sees the path");
+    let tasks = subscribe(&mut viewer, "tasks").await;
+    assert_eq!(tasks[0]["id"], "t1");
+    assert_eq!(subscribe(&mut viewer, "alerts").await, json!([]));
+    let task = subscribe(&mut viewer, "task:t1").await;
+    assert_eq!(task["task"]["id"], "t1");
+    assert_eq!(task["events"].as_array().unwrap().len(), 2);
+    assert_eq!(task["events"][1], json!({"seq": 2, "event": {"kind": "chunk", "text": "line 2", "stream": "stdout"}}));
+    let hud = subscribe(&mut viewer, "hud:alice/web").await;
+    assert_eq!(hud["user"], "alice");
+    assert_eq!(hud["public"], false);
+    assert_eq!(hud["agentOnline"], true);
+    assert_eq!(hud["task"]["id"], "t1");
+    assert_eq!(hud["events"].as_array().unwrap().len(), 2);
+    assert!(hud["repoStatus"].get("path").is_none(), "HUD payloads never carry the path: {hud}");
+
+    // Then events, on every topic concerned.
+    send(&mut agent, &event_message("t1", 3, "line 3")).await;
+    assert_eq!(next_event(&mut viewer, "task:t1").await["seq"], 3);
+    let hud_event = next_event(&mut viewer, "hud:alice/web").await;
+    assert_eq!((hud_event["taskId"].as_str(), hud_event["seq"].as_u64()), (Some("t1"), Some(3)));
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: Some(true) }).await;
+    let repo_event = next_event(&mut viewer, "repos").await;
+    assert_eq!(repo_event["status"], "clean");
+    let hud_event = next_event(&mut viewer, "hud:alice/web").await;
+    assert_eq!(hud_event["repoStatus"]["status"], "clean");
+    assert!(hud_event["repoStatus"].get("path").is_none());
+    // A full git-status without the repo removes it.
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![], full: Some(true) }).await;
+    assert_eq!(next_event(&mut viewer, "repos").await, json!({"removed": "id-web"}));
+
+    // Unsubscribe stops events of that topic; the others go on.
+    send(&mut viewer, &flightdeck_protocol::ClientMessage::Unsubscribe { topics: vec!["task:t1".into()] }).await;
+    send(&mut viewer, &flightdeck_protocol::ClientMessage::Ping {}).await;
+    loop {
+        match recv_server(&mut viewer).await {
+            ServerMessage::Pong {} => break,
+            ServerMessage::Event { .. } => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    send(&mut agent, &event_message("t1", 4, "line 4")).await;
+    let e = next_event(&mut viewer, "hud:alice/web").await;
+    assert_eq!(e["seq"], 4);
+    send(&mut viewer, &flightdeck_protocol::ClientMessage::Ping {}).await;
+    assert_eq!(recv_server(&mut viewer).await, ServerMessage::Pong {}, "no task:t1 event after unsubscribe");
+}
+
+#[tokio::test]
+async fn nothing_is_lost_or_doubled_between_snapshot_and_events() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    running_task(&relay, &mut agent, "race", "web", 1).await;
+    const N: u64 = 400;
+    // Events stream in while viewers subscribe at different moments.
+    let publisher = tokio::spawn(async move {
+        for seq in 2..=N {
+            send(&mut agent, &event_message("race", seq, "x")).await;
+        }
+        agent
+    });
+    let mut viewers = Vec::new();
+    for _ in 0..8 {
+        let mut v = relay.viewer(Some(&relay.keys.owner)).await;
+        let snap = subscribe(&mut v, "task:race").await;
+        viewers.push((v, snap));
+    }
+    let _agent = publisher.await.unwrap();
+    let mut late_snapshots = 0;
+    for (mut v, snap) in viewers {
+        let mut seqs: Vec<u64> =
+            snap["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        let from_snapshot = seqs.len() as u64;
+        if from_snapshot > 1 {
+            late_snapshots += 1;
+        }
+        while seqs.last().copied() != Some(N) {
+            seqs.push(next_event(&mut v, "task:race").await["seq"].as_u64().unwrap());
+        }
+        assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "snapshot held {from_snapshot}");
+    }
+    // Not a tautology: at least one viewer subscribed mid-stream.
+    assert!(late_snapshots >= 1);
+}
+
+#[tokio::test]
+async fn fan_out_to_many_viewers_of_a_public_hud() {
+    let relay = Relay::start().await;
+    make_public(&relay, "web", false).await;
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Dirty)], full: Some(true) }).await;
+    running_task(&relay, &mut agent, "fan", "web", 1).await;
+    let mut viewers = Vec::new();
+    for _ in 0..100 {
+        let mut v = relay.viewer(None).await;
+        let snap = subscribe(&mut v, "hud:alice/web").await;
+        assert_eq!(snap["public"], true);
+        assert!(snap["repoStatus"].get("path").is_none());
+        viewers.push(v);
+    }
+    assert!(relay.metric("flightdeck_viewers_connected").await >= 100.0);
+    for seq in 2..=21 {
+        send(&mut agent, &event_message("fan", seq, &format!("line {seq}"))).await;
+    }
+    let results = futures_util::future::join_all(viewers.iter_mut().map(|v| async move {
+        let mut seqs = Vec::new();
+        for _ in 0..20 {
+            let e = next_event(v, "hud:alice/web").await;
+            assert_eq!(e["event"]["text"], format!("line {}", e["seq"]));
+            seqs.push(e["seq"].as_u64().unwrap());
+        }
+        seqs
+    }))
+    .await;
+    for seqs in results {
+        assert_eq!(seqs, (2..=21).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_viewer_is_closed_with_4001_and_the_fast_one_gets_everything() {
+    let relay = Relay::start_with(|s| s.viewer_queue_len = 16).await;
+    let (mut agent, _) = relay.agent("mac").await;
+    running_task(&relay, &mut agent, "flood", "web", 1).await;
+
+    // The stalled viewer reads through a tiny receive buffer and then stops reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(relay.addr).await.unwrap();
+    let url = relay.ws_url(&format!("/api/realtime?token={}", relay.keys.owner));
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    subscribe(&mut stalled, "task:flood").await;
+    let mut fast = relay.viewer(Some(&relay.keys.owner)).await;
+    subscribe(&mut fast, "task:flood").await;
+
+    // Lockstep with the fast viewer, so only the stalled one falls behind.
+    let text = "z".repeat(32 * 1024);
+    let mut seq = 1;
+    while relay.metric("flightdeck_queue_drops_total").await < 1.0 {
+        seq += 1;
+        assert!(seq < 3000, "the stalled viewer was never dropped");
+        send(&mut agent, &event_message("flood", seq, &text)).await;
+        let e = next_event(&mut fast, "task:flood").await;
+        assert_eq!(e["seq"], seq, "the fast viewer gets every event, in order");
+    }
+    // The fast viewer keeps going.
+    for _ in 0..5 {
+        seq += 1;
+        send(&mut agent, &event_message("flood", seq, "after")).await;
+        assert_eq!(next_event(&mut fast, "task:flood").await["seq"], seq);
+    }
+    // The stalled viewer, reading again, finds what got through and then a 4001 close.
+    let (code, reason) = recv_close(&mut stalled).await;
+    assert_eq!((code, reason.as_str()), (4001, "too slow"));
+}
+
+#[tokio::test]
+async fn a_hud_turned_private_drops_its_anonymous_viewers() {
+    let relay = Relay::start().await;
+    make_public(&relay, "web", false).await;
+    let mut anonymous = relay.viewer(None).await;
+    let mut viewer = relay.viewer(Some(&relay.keys.viewer)).await;
+    assert_eq!(subscribe(&mut anonymous, "hud:alice/web").await["public"], true);
+    subscribe(&mut viewer, "hud:alice/web").await;
+    let r = relay
+        .http()
+        .put(relay.url("/api/hud/settings?repo=alice/web"))
+        .bearer_auth(&relay.keys.owner)
+        .json(&json!({"public": false, "embedAllowed": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    match recv_server(&mut anonymous).await {
+        ServerMessage::Error { message, topic, .. } => {
+            assert_eq!((message.as_str(), topic.as_deref()), ("forbidden", Some("hud:alice/web")));
+        }
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+    // The user's own viewer key keeps watching.
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: None }).await;
+    let e: Value = loop {
+        let e = next_event(&mut viewer, "hud:alice/web").await;
+        if e.get("repoStatus").is_some() {
+            break e;
+        }
+    };
+    assert_eq!(e["repoStatus"]["name"], "web");
+    // And the anonymous one cannot subscribe again.
+    send(&mut anonymous, &flightdeck_protocol::ClientMessage::Subscribe { topics: vec!["hud:alice/web".into()] }).await;
+    assert_eq!(recv_server(&mut anonymous).await, ServerMessage::forbidden("hud:alice/web"));
+}
