@@ -4,9 +4,11 @@
 //! - [`store`]: the agent's SQLite database, the source of truth for what happened on this machine.
 //! - [`runner`]: `TaskRunner`, the queue of tasks and their lifecycle.
 //! - [`executor`]: the `claude` and `shell` executors that turn processes into `TaskEvent`s.
+//! - [`link`]: the WebSocket link to a relay, with backoff and an outbox so nothing is lost.
 //! - [`redact`]: secret redaction applied to everything that leaves the machine.
 
 pub mod executor;
+pub mod link;
 pub mod redact;
 pub mod runner;
 pub mod store;

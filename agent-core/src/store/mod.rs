@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 mod alerts;
+mod outbox;
 mod repos;
 mod settings;
 mod tasks;
 
+pub use alerts::AlertFilter;
 pub use tasks::TaskFilter;
 
 /// Errors of the store. All are internal: a broken or unwritable database file.
@@ -85,6 +87,14 @@ const MIGRATIONS: &[&str] = &[
         tool_id TEXT NOT NULL,
         output  TEXT NOT NULL,
         PRIMARY KEY (task_id, tool_id)
+    ) WITHOUT ROWID;
+    "#,
+    // 3: what the relay is known to hold, so a reconnect resends exactly what it lacks.
+    r#"
+    CREATE TABLE relay_sync (
+        task_id   TEXT PRIMARY KEY,
+        relay_seq INTEGER NOT NULL DEFAULT 0,
+        confirmed INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     "#,
 ];

@@ -1,0 +1,162 @@
+//! Where requests go: the relay's REST API, or the local agent through Tauri commands.
+//! Views call these methods and never care which one they talk to.
+
+use flightdeck_protocol::api::{
+    AlertResponse, ApiError, CreateTaskRequest, EventsResponse, HudSessionResponse, HudSettings, HudStartRequest,
+    HudStartResponse, TaskResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use crate::tauri;
+
+/// Where the data comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    /// The relay's REST API under `base` ("" for the page's own origin; cookies go along).
+    Relay { base: String },
+    /// The local agent, through the desktop shell's Tauri commands.
+    Tauri,
+}
+
+/// A request that did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl Failure {
+    fn network(e: JsValue) -> Failure {
+        Failure { status: None, message: format!("network error: {}", js_message(&e)) }
+    }
+
+    /// The caller may not do this: polling stops instead of retrying (401, 403, 404).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.status, Some(401 | 403 | 404))
+    }
+
+    /// There was an answer: the API is reachable, whatever it said.
+    pub fn reached_server(&self) -> bool {
+        self.status.is_some()
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+pub fn js_message(e: &JsValue) -> String {
+    e.as_string()
+        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// Percent-encodes a query value (repo names are `user/repo`).
+fn q(value: &str) -> String {
+    String::from(js_sys::encode_uri_component(value))
+}
+
+impl Backend {
+    fn url(&self, path: &str) -> String {
+        match self {
+            Backend::Relay { base } => format!("{}{path}", base.trim_end_matches('/')),
+            Backend::Tauri => path.to_string(),
+        }
+    }
+
+    async fn http<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<String>) -> Result<T, Failure> {
+        let init = web_sys::RequestInit::new();
+        init.set_method(method);
+        // Same-origin pages send the session cookie; a cross-origin relay (cockpit with
+        // `?relay=`) needs `include`.
+        init.set_credentials(web_sys::RequestCredentials::Include);
+        let headers = web_sys::Headers::new().map_err(Failure::network)?;
+        headers.set("accept", "application/json").map_err(Failure::network)?;
+        if let Some(body) = &body {
+            headers.set("content-type", "application/json").map_err(Failure::network)?;
+            init.set_body(&JsValue::from_str(body));
+        }
+        init.set_headers(&headers);
+        let window = web_sys::window().ok_or_else(|| Failure { status: None, message: "no window".into() })?;
+        let response =
+            JsFuture::from(window.fetch_with_str_and_init(&self.url(path), &init)).await.map_err(Failure::network)?;
+        let response: web_sys::Response = response.unchecked_into();
+        let status = response.status();
+        let text = match response.text() {
+            Ok(p) => JsFuture::from(p).await.ok().and_then(|t| t.as_string()).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<ApiError>(&text)
+                .map(|e| e.error.message)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
+            return Err(Failure { status: Some(status), message });
+        }
+        serde_json::from_str(&text).map_err(|e| Failure { status: Some(status), message: format!("bad answer: {e}") })
+    }
+
+    async fn call<A: Serialize, T: DeserializeOwned>(&self, command: &str, args: &A) -> Result<T, Failure> {
+        tauri::invoke(command, args).await.map_err(|message| Failure { status: None, message })
+    }
+
+    /// Whether the API answers at all (`GET /healthz`, or the `health` command).
+    pub async fn health(&self) -> bool {
+        match self {
+            Backend::Relay { .. } => {
+                self.http::<flightdeck_protocol::api::Health>("GET", "/healthz", None).await.is_ok()
+            }
+            Backend::Tauri => self.call::<_, serde_json::Value>("health", &tauri::NoArgs {}).await.is_ok(),
+        }
+    }
+
+    /// The polling fallback: events of a task after `after`.
+    pub async fn task_events(&self, task_id: &str, after: u64) -> Result<EventsResponse, Failure> {
+        match self {
+            Backend::Relay { .. } => {
+                self.http("GET", &format!("/api/cockpit/tasks/{}/events?after={after}&limit=500", q(task_id)), None)
+                    .await
+            }
+            Backend::Tauri => self.call("task_events", &tauri::TaskEventsArgs { task_id: task_id.into(), after }).await,
+        }
+    }
+
+    pub async fn ack_alert(&self, id: &str) -> Result<AlertResponse, Failure> {
+        match self {
+            Backend::Relay { .. } => self.http("POST", &format!("/api/cockpit/alerts/ack/{}", q(id)), None).await,
+            Backend::Tauri => self.call("ack_alert", &tauri::IdArgs { id: id.into() }).await,
+        }
+    }
+
+    pub async fn create_task(&self, request: &CreateTaskRequest) -> Result<TaskResponse, Failure> {
+        match self {
+            Backend::Relay { .. } => self.http("POST", "/api/cockpit/tasks", Some(to_json(request))).await,
+            Backend::Tauri => self.call("create_task", &tauri::CreateTaskArgs { request: request.clone() }).await,
+        }
+    }
+
+    pub async fn hud_session(&self, repo: &str) -> Result<HudSessionResponse, Failure> {
+        self.http("GET", &format!("/api/hud/session?repo={}", q(repo)), None).await
+    }
+
+    pub async fn hud_start(&self, request: &HudStartRequest) -> Result<HudStartResponse, Failure> {
+        self.http("POST", "/api/hud/start", Some(to_json(request))).await
+    }
+
+    pub async fn hud_settings(&self, repo: &str) -> Result<HudSettings, Failure> {
+        self.http("GET", &format!("/api/hud/settings?repo={}", q(repo)), None).await
+    }
+
+    pub async fn put_hud_settings(&self, repo: &str, settings: &HudSettings) -> Result<HudSettings, Failure> {
+        self.http("PUT", &format!("/api/hud/settings?repo={}", q(repo)), Some(to_json(settings))).await
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("protocol types always serialize")
+}

@@ -1,0 +1,66 @@
+use std::rc::Rc;
+
+use flightdeck_protocol::Task;
+use wasm_bindgen_futures::spawn_local;
+use yew::prelude::*;
+
+use super::{AlertList, ConnectionIndicator, RepoPanel, Shared, TaskList, ThreadView};
+use crate::hooks::use_app;
+use crate::state::Action;
+
+/// The desktop window: every repo, every task, alerts, and the selected task's transcript.
+#[function_component(CockpitPage)]
+pub fn cockpit_page() -> Html {
+    let app = use_app();
+    let store = &app.store;
+    let on_select = {
+        let dispatch = store.dispatcher();
+        let subscribe = app.subscribe.clone();
+        Callback::from(move |id: String| {
+            subscribe.emit(format!("task:{id}"));
+            dispatch.dispatch(Action::SelectTask(Some(id)));
+        })
+    };
+    let on_ack = {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        Callback::from(move |id: String| {
+            let backend = backend.clone();
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                match backend.ack_alert(&id).await {
+                    Ok(answer) => dispatch.dispatch(Action::AlertUpdated(answer.alert)),
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not acknowledge: {e}")))),
+                }
+            });
+        })
+    };
+    let selected = store.selected_task.clone();
+    let task: Option<Task> = selected.as_deref().and_then(|id| store.task(id).cloned());
+    let transcript = selected.as_deref().and_then(|id| store.transcript(id)).map(|t| Shared(t.clone()));
+    let online = store.agents.iter().filter(|a| a.status != flightdeck_protocol::AgentState::Offline).count();
+    html! {
+        <div class="app cockpit" data-mode="cockpit">
+            <header class="topbar">
+                <h1>{ "Flightdeck" }</h1>
+                <span class="badge">{ format!("{online} agent{} online", if online == 1 { "" } else { "s" }) }</span>
+                <span class="spacer"></span>
+                <ConnectionIndicator connection={store.connection} />
+            </header>
+            if let Some(n) = store.notice.clone() {
+                <div class="notice" role="alert"><span>{ n }</span></div>
+            }
+            <main class="layout">
+                <div class="main-pane">
+                    <ThreadView task={task} transcript={transcript}
+                                empty_text={Some(AttrValue::from("Choose a task to see its transcript."))} />
+                </div>
+                <aside class="side">
+                    <AlertList alerts={Rc::new(store.alerts.clone())} on_ack={on_ack} />
+                    <TaskList tasks={Rc::new(store.tasks.clone())} selected={selected.map(AttrValue::from)} on_select={on_select} />
+                    { for store.repos.iter().map(|r| html! { <RepoPanel key={r.id.clone()} repo={Some(r.clone())} /> }) }
+                </aside>
+            </main>
+        </div>
+    }
+}

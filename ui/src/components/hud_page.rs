@@ -1,0 +1,209 @@
+use std::rc::Rc;
+
+use flightdeck_protocol::api::{HudContext, HudSettings, HudStartRequest};
+use flightdeck_protocol::Task;
+use wasm_bindgen_futures::spawn_local;
+use yew::prelude::*;
+
+use super::{AlertList, ConnectionIndicator, RepoPanel, SettingsToggles, Shared, StartForm, TaskList, ThreadView};
+use crate::hooks::use_app;
+use crate::state::Action;
+
+#[derive(Properties, PartialEq)]
+pub struct HudPageProps {
+    pub context: Rc<HudContext>,
+}
+
+/// The HUD of one repo (`/hud/:user/:repo`), or its chrome-less embed (`/embed/...`).
+#[function_component(HudPage)]
+pub fn hud_page(props: &HudPageProps) -> Html {
+    let app = use_app();
+    let ctx = &props.context;
+    let store = &app.store;
+    let full_repo = format!("{}/{}", ctx.username, ctx.repo);
+    let starting = use_state(|| false);
+    let start_message = use_state(|| None::<AttrValue>);
+
+    // The owner's REST state: whether a task may be started (and why not), and the settings.
+    {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        let repo = full_repo.clone();
+        use_effect_with((ctx.is_owner, repo), move |(is_owner, repo)| {
+            if *is_owner {
+                let repo = repo.clone();
+                spawn_local(async move {
+                    if let Ok(session) = backend.hud_session(&repo).await {
+                        dispatch.dispatch(Action::Session(session));
+                    }
+                    match backend.hud_settings(&repo).await {
+                        Ok(settings) => dispatch.dispatch(Action::Settings(settings)),
+                        Err(e) => dispatch.dispatch(Action::Notice(Some(format!("settings: {e}")))),
+                    }
+                });
+            }
+        });
+    }
+
+    let on_start = {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        let repo = full_repo.clone();
+        let starting = starting.clone();
+        let start_message = start_message.clone();
+        Callback::from(move |prompt: String| {
+            let backend = backend.clone();
+            let dispatch = dispatch.clone();
+            let request = HudStartRequest { repo: repo.clone(), prompt };
+            let starting = starting.clone();
+            let start_message = start_message.clone();
+            starting.set(true);
+            spawn_local(async move {
+                match backend.hud_start(&request).await {
+                    Ok(_) => {
+                        start_message.set(Some("Task sent to the agent.".into()));
+                        dispatch.dispatch(Action::SelectTask(None));
+                    }
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not start: {e}")))),
+                }
+                starting.set(false);
+            });
+        })
+    };
+    let on_ack = {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        Callback::from(move |id: String| {
+            let backend = backend.clone();
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                match backend.ack_alert(&id).await {
+                    Ok(answer) => dispatch.dispatch(Action::AlertUpdated(answer.alert)),
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not acknowledge: {e}")))),
+                }
+            });
+        })
+    };
+    let on_settings = {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        let repo = full_repo.clone();
+        Callback::from(move |settings: HudSettings| {
+            let backend = backend.clone();
+            let dispatch = dispatch.clone();
+            let repo = repo.clone();
+            dispatch.dispatch(Action::Settings(settings));
+            spawn_local(async move {
+                match backend.put_hud_settings(&repo, &settings).await {
+                    Ok(saved) => dispatch.dispatch(Action::Settings(saved)),
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not save settings: {e}")))),
+                }
+            });
+        })
+    };
+    let on_select = {
+        let dispatch = store.dispatcher();
+        let subscribe = app.subscribe.clone();
+        let current = store.hud.as_ref().and_then(|h| h.task.as_ref()).map(|t| t.id.clone());
+        Callback::from(move |id: String| {
+            if current.as_deref() == Some(id.as_str()) {
+                dispatch.dispatch(Action::SelectTask(None));
+            } else {
+                subscribe.emit(format!("task:{id}"));
+                dispatch.dispatch(Action::SelectTask(Some(id)));
+            }
+        })
+    };
+    let on_dismiss = {
+        let dispatch = store.dispatcher();
+        Callback::from(move |_: MouseEvent| dispatch.dispatch(Action::Notice(None)))
+    };
+
+    let topic = format!("hud:{full_repo}");
+    let forbidden = store.forbidden.contains(&topic);
+    let hud = store.hud.as_ref();
+    let shown_id = store.shown_task_id().map(str::to_string);
+    let shown_task: Option<Task> = shown_id.as_deref().and_then(|id| store.task(id).cloned());
+    let transcript = shown_id.as_deref().and_then(|id| store.transcript(id)).map(|t| Shared(t.clone()));
+    let agent_online =
+        hud.map(|h| h.agent_online).or_else(|| store.session.as_ref().map(|s| s.can_start)).unwrap_or(false);
+    let can_start = ctx.is_owner && agent_online;
+    let reason: Option<AttrValue> = (!can_start).then(|| {
+        store
+            .session
+            .as_ref()
+            .and_then(|s| s.reason.clone())
+            .filter(|_| !agent_online || !ctx.is_owner)
+            .unwrap_or_else(|| "No agent with this repo is online.".into())
+            .into()
+    });
+    let public = store.settings.map(|s| s.public).or(hud.map(|h| h.public)).unwrap_or(ctx.is_public);
+    let repo_tasks: Rc<Vec<Task>> =
+        Rc::new(store.tasks.iter().filter(|t| t.repo == ctx.repo).take(30).cloned().collect());
+    let repo_alerts = Rc::new(
+        store.alerts.iter().filter(|a| a.repo.as_deref().is_none_or(|r| r == ctx.repo)).cloned().collect::<Vec<_>>(),
+    );
+
+    let notice = store.notice.clone().map(|n| {
+        html! {
+            <div class="notice" role="alert">
+                <span>{ n }</span>
+                <button type="button" class="small" aria-label="Dismiss" onclick={on_dismiss}>{ "×" }</button>
+            </div>
+        }
+    });
+
+    if ctx.embed_mode {
+        return html! {
+            <div class="app hud embed" data-mode="embed">
+                if forbidden {
+                    <p class="muted center">{ "This HUD is not available." }</p>
+                } else {
+                    <ThreadView task={shown_task} transcript={transcript} connection={Some(store.connection)} />
+                }
+            </div>
+        };
+    }
+
+    html! {
+        <div class="app hud" data-mode="hud">
+            <a class="skip" href="#transcript">{ "Skip to transcript" }</a>
+            <header class="topbar">
+                <h1><span class="user">{ &ctx.username }</span>{ " / " }<span class="repo">{ &ctx.repo }</span></h1>
+                <span class={classes!("badge", if public { "public" } else { "private" })}>{ if public { "Public" } else { "Private" } }</span>
+                <span class={classes!("badge", if agent_online { "online" } else { "offline" })} data-testid="agent-online">
+                    { if agent_online { "Agent online" } else { "Agent offline" } }
+                </span>
+                <span class="spacer"></span>
+                <ConnectionIndicator connection={store.connection} />
+            </header>
+            { for notice }
+            if forbidden {
+                <main class="layout single"><p class="muted center">{ "This HUD is private." }</p></main>
+            } else {
+                <main class="layout">
+                    <div class="main-pane">
+                        if store.selected_task.is_some() {
+                            <button type="button" class="link back" onclick={
+                                let dispatch = store.dispatcher();
+                                Callback::from(move |_: MouseEvent| dispatch.dispatch(Action::SelectTask(None)))
+                            }>{ "← Back to the current task" }</button>
+                        }
+                        <ThreadView task={shown_task} transcript={transcript}
+                                    empty_text={if hud.is_none() { Some(AttrValue::from("Connecting…")) } else { None }} />
+                    </div>
+                    <aside class="side">
+                        <RepoPanel repo={hud.and_then(|h| h.repo_status.clone())} title={AttrValue::from("Repository")} />
+                        if ctx.is_owner {
+                            <StartForm can_start={can_start} reason={reason} busy={*starting} on_start={on_start}
+                                       message={(*start_message).clone()} />
+                            <SettingsToggles settings={store.settings} on_change={on_settings} />
+                            <AlertList alerts={repo_alerts} on_ack={on_ack} />
+                            <TaskList tasks={repo_tasks} selected={shown_id.map(AttrValue::from)} on_select={on_select} />
+                        }
+                    </aside>
+                </main>
+            }
+        </div>
+    }
+}

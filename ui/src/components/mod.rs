@@ -1,0 +1,89 @@
+//! The views, one component per file. They read the store through `use_app` (or props) and
+//! never know whether the data came from the relay or from the desktop shell.
+
+mod alert_list;
+mod app;
+mod cockpit_page;
+mod connection_indicator;
+mod hud_page;
+mod repo_panel;
+mod settings_toggles;
+mod start_form;
+mod status_bar;
+mod task_list;
+mod thread_view;
+mod tool_card;
+mod transcript_item;
+
+pub use alert_list::{AlertList, AlertListProps};
+pub use app::{App, AppProps};
+pub use cockpit_page::CockpitPage;
+pub use connection_indicator::{ConnectionIndicator, ConnectionIndicatorProps};
+pub use hud_page::{HudPage, HudPageProps};
+pub use repo_panel::{RepoPanel, RepoPanelProps};
+pub use settings_toggles::{SettingsToggles, SettingsTogglesProps};
+pub use start_form::{StartForm, StartFormProps};
+pub use status_bar::{StatusBar, StatusBarProps};
+pub use task_list::{TaskList, TaskListProps};
+pub use thread_view::{ThreadView, ThreadViewProps};
+pub use tool_card::{ToolCard, ToolCardProps};
+pub use transcript_item::{TranscriptItem, TranscriptItemProps};
+
+use std::rc::Rc;
+
+/// An `Rc` whose equality is identity: props holding one re-render only when the store
+/// replaced the value, never by comparing a long transcript's text.
+#[derive(Debug)]
+pub struct Shared<T>(pub Rc<T>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Shared<T> {
+        Shared(Rc::clone(&self.0))
+    }
+}
+
+impl<T> PartialEq for Shared<T> {
+    fn eq(&self, other: &Shared<T>) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// `$0.0123`
+pub fn format_cost(usd: f64) -> String {
+    if usd >= 1.0 {
+        format!("${usd:.2}")
+    } else {
+        format!("${usd:.4}")
+    }
+}
+
+/// `12.3k`
+pub fn format_count(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.1}M", n as f64 / 1e6)
+    } else if n >= 10_000 {
+        format!("{:.1}k", n as f64 / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_cost(0.002), "$0.0020");
+        assert_eq!(format_cost(12.5), "$12.50");
+        assert_eq!(format_count(950), "950");
+        assert_eq!(format_count(12_345), "12.3k");
+    }
+}

@@ -1,0 +1,47 @@
+use std::rc::Rc;
+
+use flightdeck_protocol::Task;
+use yew::prelude::*;
+
+use super::format_cost;
+
+#[derive(Properties, PartialEq)]
+pub struct TaskListProps {
+    pub tasks: Rc<Vec<Task>>,
+    pub selected: Option<AttrValue>,
+    pub on_select: Callback<String>,
+}
+
+/// Tasks with status badges; choosing one shows its transcript.
+#[function_component(TaskList)]
+pub fn task_list(props: &TaskListProps) -> Html {
+    html! {
+        <section class="panel tasks" aria-label="Tasks">
+            <h3>{ "Tasks" }</h3>
+            if props.tasks.is_empty() {
+                <p class="muted">{ "No tasks yet." }</p>
+            }
+            <ul class="task-list">
+                { for props.tasks.iter().map(|t| {
+                    let id = t.id.clone();
+                    let on_select = props.on_select.clone();
+                    let selected = props.selected.as_deref() == Some(t.id.as_str());
+                    html! {
+                        <li key={t.id.clone()}>
+                            <button type="button" class={classes!("task-row", selected.then_some("selected"))}
+                                    aria-pressed={selected.to_string()} data-task-id={t.id.clone()}
+                                    onclick={Callback::from(move |_: MouseEvent| on_select.emit(id.clone()))}>
+                                <span class={classes!("badge", format!("st-{}", t.status.as_str()))}>{ t.status.as_str() }</span>
+                                <span class="task-title">{ &t.title }</span>
+                                <span class="task-meta muted">
+                                    { format!("{} · {}", t.repo, t.created_at.format("%m-%d %H:%M")) }
+                                    if let Some(c) = t.cost_usd { { format!(" · {}", format_cost(c)) } }
+                                </span>
+                            </button>
+                        </li>
+                    }
+                }) }
+            </ul>
+        </section>
+    }
+}

@@ -1,0 +1,49 @@
+use flightdeck_protocol::event::ChunkStream;
+use yew::prelude::*;
+
+use super::{Shared, ToolCard};
+use crate::markdown::{blocks, Block};
+use crate::transcript::Item;
+
+#[derive(Properties, PartialEq)]
+pub struct TranscriptItemProps {
+    pub item: Shared<Item>,
+}
+
+/// One transcript item. Its props compare by identity, so only items the last batch of events
+/// touched re-render.
+#[function_component(TranscriptItem)]
+pub fn transcript_item(props: &TranscriptItemProps) -> Html {
+    match &*props.item.0 {
+        Item::Message { stream: ChunkStream::Assistant, text } => html! {
+            <div class="msg assistant">
+                { for blocks(text).into_iter().map(|b| match b {
+                    Block::Text(t) => html! { <div class="prose">{ t }</div> },
+                    Block::Code { lang, code } => html! {
+                        <pre class="code" data-lang={lang.to_string()}><code>{ code }</code></pre>
+                    },
+                }) }
+            </div>
+        },
+        Item::Message { stream, text } => {
+            let (class, label) = match stream {
+                ChunkStream::Stderr => ("term stderr", "stderr"),
+                _ => ("term stdout", "stdout"),
+            };
+            html! { <pre class={class} aria-label={label}>{ text }</pre> }
+        }
+        Item::Tool(_) => html! { <ToolCard item={props.item.clone()} /> },
+        Item::Status { status, model } => html! {
+            <div class="status-line">
+                <span class={classes!("badge", format!("st-{}", status.as_str()))}>{ status.as_str() }</span>
+                if let Some(m) = model { <span class="model">{ m }</span> }
+            </div>
+        },
+        Item::Done { summary } => html! {
+            <div class="done" data-testid="done"><strong>{ "Done: " }</strong>{ summary }</div>
+        },
+        Item::Error { error } => html! {
+            <div class="error" role="alert"><strong>{ "Error: " }</strong>{ error }</div>
+        },
+    }
+}

@@ -1,0 +1,341 @@
+//! The live feed (seeds 001 and 003): one WebSocket to the relay's `/api/realtime`, or the
+//! desktop shell's Tauri events, turned into [`Action`]s for the store.
+//!
+//! - Subscriptions are sent again after every reconnect; the relay answers with fresh
+//!   snapshots, which replace the store's state.
+//! - Reconnect backoff 1, 2, 4, 8 ... 30 s, reset when a socket opens.
+//! - While the socket is down, the shown task's events are polled from the REST API
+//!   (`/api/cockpit/tasks/{id}/events?after=N`); a 401/403/404 stops polling that task.
+//! - `/healthz` is checked periodically (and at once when the socket opens or closes), for
+//!   the connection indicator's "API reachable" half.
+//! - Frames are queued and handed to the store once per animation frame, so a burst of
+//!   chunks is one render, not hundreds.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::{Rc, Weak};
+
+use flightdeck_protocol::ClientMessage;
+use gloo_timers::callback::Timeout;
+use gloo_timers::future::sleep;
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{MessageEvent, WebSocket};
+use yew::Callback;
+
+use crate::backend::Backend;
+use crate::connection::Backoff;
+use crate::state::{decode_server_frame, Action};
+use crate::tauri;
+
+/// The task to poll while the socket is down: its id and the last seq the store holds.
+pub type PollTarget = Rc<RefCell<Option<(String, u64)>>>;
+
+/// A socket event handler, kept alive as long as its socket.
+type Handler = Closure<dyn FnMut(JsValue)>;
+
+const POLL_EVERY: Duration = Duration::from_secs(2);
+const HEALTH_EVERY_OPEN: Duration = Duration::from_secs(15);
+const HEALTH_EVERY_DOWN: Duration = Duration::from_secs(2);
+const PING_EVERY_TICKS: u32 = 2;
+
+/// What to connect to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedConfig {
+    pub backend: Backend,
+    /// The relay's realtime endpoint; `None` with the Tauri backend.
+    pub ws_url: Option<String>,
+    pub topics: Vec<String>,
+}
+
+/// A running feed; dropping it closes the socket and stops every loop.
+pub struct Feed {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    config: FeedConfig,
+    dispatch: Callback<Action>,
+    poll_target: PollTarget,
+    topics: RefCell<Vec<String>>,
+    socket: RefCell<Option<WebSocket>>,
+    handlers: RefCell<Vec<Handler>>,
+    backoff: RefCell<Backoff>,
+    reconnect: RefCell<Option<Timeout>>,
+    queue: RefCell<Vec<Action>>,
+    flush_scheduled: Cell<bool>,
+    open: Cell<bool>,
+    stopped: Cell<bool>,
+    /// Tasks the REST API refused to poll.
+    refused: RefCell<HashSet<String>>,
+    tauri_listener: RefCell<Option<tauri::Listener>>,
+}
+
+impl Feed {
+    pub fn start(config: FeedConfig, dispatch: Callback<Action>, poll_target: PollTarget) -> Feed {
+        let inner = Rc::new(Inner {
+            topics: RefCell::new(config.topics.clone()),
+            config,
+            dispatch,
+            poll_target,
+            socket: RefCell::new(None),
+            handlers: RefCell::new(Vec::new()),
+            backoff: RefCell::new(Backoff::new()),
+            reconnect: RefCell::new(None),
+            queue: RefCell::new(Vec::new()),
+            flush_scheduled: Cell::new(false),
+            open: Cell::new(false),
+            stopped: Cell::new(false),
+            refused: RefCell::new(HashSet::new()),
+            tauri_listener: RefCell::new(None),
+        });
+        match inner.config.ws_url {
+            Some(_) => Inner::connect(&inner),
+            None => Inner::start_tauri(&inner),
+        }
+        spawn_local(Inner::health_loop(Rc::downgrade(&inner)));
+        spawn_local(Inner::poll_loop(Rc::downgrade(&inner)));
+        Feed { inner }
+    }
+
+    /// Adds topics; sent now if the socket is open, and after every reconnect.
+    pub fn subscribe(&self, topics: Vec<String>) {
+        let new: Vec<String> = {
+            let mut current = self.inner.topics.borrow_mut();
+            let new: Vec<String> = topics.into_iter().filter(|t| !current.contains(t)).collect();
+            current.extend(new.iter().cloned());
+            new
+        };
+        if !new.is_empty() {
+            self.inner.send_subscribe(new);
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.inner.stopped.set(true);
+        self.inner.reconnect.borrow_mut().take();
+        if let Some(ws) = self.inner.socket.borrow_mut().take() {
+            ws.set_onclose(None);
+            let _ = ws.close();
+        }
+        self.inner.handlers.borrow_mut().clear();
+        self.inner.tauri_listener.borrow_mut().take();
+    }
+}
+
+impl Inner {
+    fn connect(this: &Rc<Inner>) {
+        if this.stopped.get() {
+            return;
+        }
+        let url = this.config.ws_url.clone().unwrap_or_default();
+        let ws = match WebSocket::new(&url) {
+            Ok(ws) => ws,
+            Err(e) => {
+                web_sys::console::warn_1(&e);
+                Inner::schedule_reconnect(this);
+                return;
+            }
+        };
+        let weak = Rc::downgrade(this);
+        let on_open = Closure::<dyn FnMut(JsValue)>::new({
+            let weak = weak.clone();
+            move |_| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.open.set(true);
+                    inner.backoff.borrow_mut().reset();
+                    let topics = inner.topics.borrow().clone();
+                    inner.send_subscribe(topics);
+                    inner.push(Action::SocketOpen(true));
+                    spawn_local(Inner::check_health(Rc::downgrade(&inner)));
+                }
+            }
+        });
+        let on_message = Closure::<dyn FnMut(JsValue)>::new({
+            let weak = weak.clone();
+            move |event: JsValue| {
+                let Some(inner) = weak.upgrade() else { return };
+                let Some(text) = event.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) else { return };
+                match decode_server_frame(&text) {
+                    Ok(Some(action)) => inner.push(action),
+                    Ok(None) => {}
+                    Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("dropped frame: {e}"))),
+                }
+            }
+        });
+        let on_close = Closure::<dyn FnMut(JsValue)>::new({
+            let weak = weak.clone();
+            move |_| {
+                let Some(inner) = weak.upgrade() else { return };
+                inner.open.set(false);
+                inner.socket.borrow_mut().take();
+                inner.push(Action::SocketOpen(false));
+                spawn_local(Inner::check_health(Rc::downgrade(&inner)));
+                Inner::schedule_reconnect(&inner);
+            }
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        *this.handlers.borrow_mut() = vec![on_open, on_message, on_close];
+        *this.socket.borrow_mut() = Some(ws);
+    }
+
+    fn schedule_reconnect(this: &Rc<Inner>) {
+        if this.stopped.get() {
+            return;
+        }
+        let delay = this.backoff.borrow_mut().next_delay_ms();
+        let weak = Rc::downgrade(this);
+        *this.reconnect.borrow_mut() = Some(Timeout::new(delay, move || {
+            if let Some(inner) = weak.upgrade() {
+                Inner::connect(&inner);
+            }
+        }));
+    }
+
+    fn send_subscribe(&self, topics: Vec<String>) {
+        if topics.is_empty() {
+            return;
+        }
+        if self.config.ws_url.is_none() {
+            spawn_local(async move {
+                let r: Result<serde_json::Value, String> =
+                    tauri::invoke("realtime_subscribe", &tauri::SubscribeArgs { topics }).await;
+                if let Err(e) = r {
+                    web_sys::console::warn_1(&JsValue::from_str(&e));
+                }
+            });
+            return;
+        }
+        if !self.open.get() {
+            return;
+        }
+        if let Some(ws) = self.socket.borrow().as_ref() {
+            let _ = ws.send_with_str(&ClientMessage::Subscribe { topics }.to_json());
+        }
+    }
+
+    fn start_tauri(this: &Rc<Inner>) {
+        let weak = Rc::downgrade(this);
+        spawn_local(async move {
+            let on_frame = {
+                let weak = weak.clone();
+                move |text: String| {
+                    let Some(inner) = weak.upgrade() else { return };
+                    match decode_server_frame(&text) {
+                        Ok(Some(action)) => inner.push(action),
+                        Ok(None) => {}
+                        Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("dropped frame: {e}"))),
+                    }
+                }
+            };
+            let listener = tauri::listen(tauri::REALTIME_EVENT, on_frame).await;
+            let Some(inner) = weak.upgrade() else { return };
+            match listener {
+                Ok(listener) => {
+                    *inner.tauri_listener.borrow_mut() = Some(listener);
+                    inner.open.set(true);
+                    inner.push(Action::SocketOpen(true));
+                    let topics = inner.topics.borrow().clone();
+                    inner.send_subscribe(topics);
+                }
+                Err(e) => inner.push(Action::Notice(Some(format!("desktop events unavailable: {e}")))),
+            }
+        });
+    }
+
+    /// Queues an action; the queue goes to the store once per animation frame.
+    fn push(self: &Rc<Inner>, action: Action) {
+        self.queue.borrow_mut().push(action);
+        if self.flush_scheduled.replace(true) {
+            return;
+        }
+        let Some(window) = web_sys::window() else { return };
+        let weak = Rc::downgrade(self);
+        let flush = move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.flush();
+            }
+        };
+        let on_frame = Closure::once_into_js(flush.clone());
+        let _ = window.request_animation_frame(on_frame.unchecked_ref());
+        // Animation frames pause in hidden tabs; a timer makes sure the queue still drains.
+        Timeout::new(250, flush).forget();
+    }
+
+    fn flush(&self) {
+        self.flush_scheduled.set(false);
+        let actions = std::mem::take(&mut *self.queue.borrow_mut());
+        if !actions.is_empty() && !self.stopped.get() {
+            self.dispatch.emit(Action::Batch(actions));
+        }
+    }
+
+    async fn check_health(weak: Weak<Inner>) {
+        let Some(backend) = weak.upgrade().map(|i| i.config.backend.clone()) else { return };
+        let ok = backend.health().await;
+        if let Some(inner) = weak.upgrade() {
+            if !inner.stopped.get() {
+                inner.push(Action::ApiReachable(ok));
+            }
+        }
+    }
+
+    async fn health_loop(weak: Weak<Inner>) {
+        let mut ticks = 0u32;
+        loop {
+            Inner::check_health(weak.clone()).await;
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.stopped.get() {
+                return;
+            }
+            let open = inner.open.get();
+            ticks += 1;
+            if open && ticks.is_multiple_of(PING_EVERY_TICKS) {
+                if let Some(ws) = inner.socket.borrow().as_ref() {
+                    let _ = ws.send_with_str(&ClientMessage::Ping {}.to_json());
+                }
+            }
+            drop(inner);
+            sleep(if open { HEALTH_EVERY_OPEN } else { HEALTH_EVERY_DOWN }).await;
+        }
+    }
+
+    async fn poll_loop(weak: Weak<Inner>) {
+        loop {
+            sleep(POLL_EVERY).await;
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.stopped.get() {
+                return;
+            }
+            if inner.open.get() {
+                continue;
+            }
+            let Some((task_id, after)) = inner.poll_target.borrow().clone() else { continue };
+            if inner.refused.borrow().contains(&task_id) {
+                continue;
+            }
+            let backend = inner.config.backend.clone();
+            drop(inner);
+            let result = backend.task_events(&task_id, after).await;
+            let Some(inner) = weak.upgrade() else { return };
+            match result {
+                Ok(answer) => {
+                    inner.push(Action::ApiReachable(true));
+                    if !answer.events.is_empty() {
+                        inner.push(Action::Polled { task_id, events: answer.events });
+                    }
+                }
+                Err(e) if e.is_refusal() => {
+                    inner.refused.borrow_mut().insert(task_id);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The store: everything the views show, and the reducer that changes it.
+//!
+//! Pure (no web-sys): the realtime client and the REST calls turn what they receive into
+//! [`Action`]s, the reducer applies them, and the host tests check the rules:
+//! a snapshot replaces (never duplicates), events dedup by `(taskId, seq)`, a batch of actions
+//! collected during one animation frame is one render.
+
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+
+use flightdeck_protocol::api::{HudSessionResponse, HudSettings};
+use flightdeck_protocol::realtime::{HudEvent, HudSnapshot, RepoEvent, TopicEvent, TopicSnapshot};
+use flightdeck_protocol::{AgentInfo, Alert, RepoStatus, SeqEvent, ServerMessage, Task, Topic};
+use yew::Reducible;
+
+use crate::connection::Connection;
+use crate::transcript::Transcript;
+
+/// How many tasks the task list keeps (the `tasks` topic snapshot holds the 100 newest).
+const MAX_TASKS: usize = 200;
+
+/// The `hud:` topic's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HudState {
+    pub user: String,
+    pub repo: String,
+    pub public: bool,
+    pub agent_online: bool,
+    pub repo_status: Option<RepoStatus>,
+    /// The current or last task of the repo.
+    pub task: Option<Task>,
+}
+
+/// Everything the views show.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    /// Bumped by every change: the cheap equality that decides whether to re-render.
+    pub version: u64,
+    pub connection: Connection,
+    pub hud: Option<HudState>,
+    pub agents: Vec<AgentInfo>,
+    pub repos: Vec<RepoStatus>,
+    /// Newest first.
+    pub tasks: Vec<Task>,
+    /// Unacknowledged alerts, newest first.
+    pub alerts: Vec<Alert>,
+    pub transcripts: HashMap<String, Rc<Transcript>>,
+    /// The task the thread view shows when it is not the HUD's current one.
+    pub selected_task: Option<String>,
+    pub settings: Option<HudSettings>,
+    pub session: Option<HudSessionResponse>,
+    /// Topics the relay refused.
+    pub forbidden: BTreeSet<String>,
+    /// The last thing that went wrong, for a dismissable banner.
+    pub notice: Option<String>,
+}
+
+impl PartialEq for Store {
+    fn eq(&self, other: &Store) -> bool {
+        self.version == other.version
+    }
+}
+
+/// A change to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Snapshot(Topic, TopicSnapshot),
+    Event(Topic, TopicEvent),
+    /// The relay refused a topic, or reported a problem.
+    ServerError {
+        topic: Option<String>,
+        message: String,
+    },
+    /// Events fetched by the polling fallback.
+    Polled {
+        task_id: String,
+        events: Vec<SeqEvent>,
+    },
+    SocketOpen(bool),
+    ApiReachable(bool),
+    /// A task seen outside the topics (e.g. the answer to a start request).
+    TaskUpdated(Task),
+    /// An alert changed (acknowledged ones leave the list).
+    AlertUpdated(Alert),
+    Settings(HudSettings),
+    Session(HudSessionResponse),
+    SelectTask(Option<String>),
+    Notice(Option<String>),
+    /// Several actions applied as one change: one render per animation frame.
+    Batch(Vec<Action>),
+}
+
+/// Decodes one realtime frame into an action, with the protocol's types only. Frames that do
+/// not decode are dropped (and logged by the caller); `pong` is no action.
+pub fn decode_server_frame(text: &str) -> Result<Option<Action>, String> {
+    // Plain serde, not `ServerMessage::parse`: the schema validation is for untrusted input on
+    // the relay; here it would only add size to the bundle.
+    let msg: ServerMessage = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(match msg {
+        ServerMessage::Snapshot { topic, payload } => {
+            let topic: Topic = topic.parse().map_err(|e: flightdeck_protocol::realtime::TopicError| e.to_string())?;
+            let snapshot = TopicSnapshot::decode(&topic, payload).map_err(|e| format!("{topic}: {e}"))?;
+            Some(Action::Snapshot(topic, snapshot))
+        }
+        ServerMessage::Event { topic, payload } => {
+            let topic: Topic = topic.parse().map_err(|e: flightdeck_protocol::realtime::TopicError| e.to_string())?;
+            let event = TopicEvent::decode(&topic, payload).map_err(|e| format!("{topic}: {e}"))?;
+            Some(Action::Event(topic, event))
+        }
+        ServerMessage::Error { message, topic, .. } => Some(Action::ServerError { topic, message }),
+        ServerMessage::Pong {} => None,
+    })
+}
+
+impl Store {
+    /// The task the thread view shows: the selected one, else the HUD's current one.
+    pub fn shown_task_id(&self) -> Option<&str> {
+        self.selected_task.as_deref().or_else(|| self.hud.as_ref().and_then(|h| h.task.as_ref()).map(|t| t.id.as_str()))
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.hud
+            .as_ref()
+            .and_then(|h| h.task.as_ref())
+            .filter(|t| t.id == id)
+            .or_else(|| self.tasks.iter().find(|t| t.id == id))
+    }
+
+    pub fn transcript(&self, id: &str) -> Option<&Rc<Transcript>> {
+        self.transcripts.get(id)
+    }
+
+    pub fn apply(&mut self, action: Action) {
+        self.version += 1;
+        match action {
+            Action::Batch(actions) => actions.into_iter().for_each(|a| self.apply_one(a)),
+            other => self.apply_one(other),
+        }
+    }
+
+    fn apply_one(&mut self, action: Action) {
+        match action {
+            Action::Batch(actions) => actions.into_iter().for_each(|a| self.apply_one(a)),
+            Action::Snapshot(topic, snapshot) => self.apply_snapshot(topic, snapshot),
+            Action::Event(_, event) => self.apply_event(event),
+            Action::ServerError { topic, message } => match topic {
+                Some(topic) if message == "forbidden" => {
+                    self.forbidden.insert(topic);
+                }
+                Some(topic) => self.notice = Some(format!("{topic}: {message}")),
+                None => self.notice = Some(message),
+            },
+            Action::Polled { task_id, events } => {
+                let t = Rc::make_mut(self.transcripts.entry(task_id).or_default());
+                for e in events {
+                    t.apply(e.seq, e.event);
+                }
+            }
+            Action::SocketOpen(open) => self.connection.socket_open = open,
+            Action::ApiReachable(ok) => self.connection.api_reachable = ok,
+            Action::TaskUpdated(task) => self.upsert_task(task),
+            Action::AlertUpdated(alert) => self.upsert_alert(alert),
+            Action::Settings(settings) => {
+                if let Some(hud) = &mut self.hud {
+                    hud.public = settings.public;
+                }
+                self.settings = Some(settings);
+            }
+            Action::Session(session) => self.session = Some(session),
+            Action::SelectTask(id) => self.selected_task = id,
+            Action::Notice(notice) => self.notice = notice,
+        }
+    }
+
+    fn apply_snapshot(&mut self, topic: Topic, snapshot: TopicSnapshot) {
+        self.forbidden.remove(&topic.to_string());
+        match snapshot {
+            TopicSnapshot::Agents(agents) => self.agents = agents,
+            TopicSnapshot::Repos(repos) => self.repos = repos,
+            TopicSnapshot::Tasks(mut tasks) => {
+                tasks.sort_by_key(|t| std::cmp::Reverse(t.created_at));
+                self.tasks = tasks;
+            }
+            TopicSnapshot::Alerts(alerts) => {
+                self.alerts = alerts.into_iter().filter(|a| !a.acknowledged).collect();
+                self.alerts.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+            }
+            TopicSnapshot::Task(snap) => {
+                let snap = *snap;
+                self.transcripts.insert(snap.task.id.clone(), Rc::new(Transcript::from_events(snap.events)));
+                self.upsert_task(snap.task);
+            }
+            TopicSnapshot::Hud(snap) => {
+                let HudSnapshot { user, repo, public, agent_online, repo_status, task, events } = *snap;
+                if let Some(task) = &task {
+                    // A snapshot is the whole truth: replace, so a reconnect never duplicates.
+                    self.transcripts.insert(task.id.clone(), Rc::new(Transcript::from_events(events)));
+                    self.upsert_task(task.clone());
+                }
+                self.hud = Some(HudState { user, repo, public, agent_online, repo_status, task });
+            }
+        }
+    }
+
+    fn apply_event(&mut self, event: TopicEvent) {
+        match event {
+            TopicEvent::Agent(agent) => match self.agents.iter_mut().find(|a| a.agent_id == agent.agent_id) {
+                Some(slot) => *slot = agent,
+                None => self.agents.push(agent),
+            },
+            TopicEvent::Repo(RepoEvent::Removed { removed }) => self.repos.retain(|r| r.id != removed),
+            TopicEvent::Repo(RepoEvent::Status(repo)) => match self.repos.iter_mut().find(|r| r.id == repo.id) {
+                Some(slot) => *slot = repo,
+                None => self.repos.push(repo),
+            },
+            TopicEvent::Task(task) => self.upsert_task(task),
+            TopicEvent::Alert(alert) => self.upsert_alert(alert),
+            TopicEvent::TaskEvent(_) => {
+                // A `task:<id>` event carries no task id; `apply_task_topic_event` handles it.
+            }
+            TopicEvent::Hud(HudEvent::RepoStatus { repo_status }) => {
+                if let Some(hud) = &mut self.hud {
+                    hud.repo_status = Some(repo_status);
+                }
+            }
+            TopicEvent::Hud(HudEvent::AgentOnline { agent_online }) => {
+                if let Some(hud) = &mut self.hud {
+                    hud.agent_online = agent_online;
+                }
+            }
+            TopicEvent::Hud(HudEvent::Task { task }) => {
+                if let Some(hud) = &mut self.hud {
+                    let newer =
+                        hud.task.as_ref().is_none_or(|cur| cur.id == task.id || task.created_at >= cur.created_at);
+                    if newer {
+                        if hud.task.as_ref().is_some_and(|cur| cur.id != task.id) && self.selected_task.is_none() {
+                            // A new task replaces the shown one; its transcript starts empty.
+                            self.transcripts.entry(task.id.clone()).or_default();
+                        }
+                        hud.task = Some(task.clone());
+                    }
+                }
+                self.upsert_task(task);
+            }
+            TopicEvent::Hud(HudEvent::TaskEvent(record)) => {
+                let t = Rc::make_mut(self.transcripts.entry(record.task_id).or_default());
+                t.apply(record.seq, record.event);
+            }
+        }
+    }
+
+    fn upsert_task(&mut self, task: Task) {
+        if let Some(hud) = &mut self.hud {
+            if hud.task.as_ref().is_some_and(|t| t.id == task.id) {
+                hud.task = Some(task.clone());
+            }
+        }
+        match self.tasks.iter_mut().find(|t| t.id == task.id) {
+            Some(slot) => *slot = task,
+            None => {
+                let at = self.tasks.iter().position(|t| t.created_at < task.created_at).unwrap_or(self.tasks.len());
+                self.tasks.insert(at, task);
+                self.tasks.truncate(MAX_TASKS);
+            }
+        }
+    }
+
+    fn upsert_alert(&mut self, alert: Alert) {
+        self.alerts.retain(|a| a.id != alert.id);
+        if !alert.acknowledged {
+            let at = self.alerts.iter().position(|a| a.created_at < alert.created_at).unwrap_or(self.alerts.len());
+            self.alerts.insert(at, alert);
+        }
+    }
+}
+
+/// `task:<id>` events carry no id in their payload; the topic does. This is the one place that
+/// joins them, so `Action::Event` stays a plain (topic, event) pair.
+fn apply_task_topic_event(store: &mut Store, topic: &Topic, event: &TopicEvent) {
+    if let (Topic::Task(id), TopicEvent::TaskEvent(e)) = (topic, event) {
+        let t = Rc::make_mut(store.transcripts.entry(id.clone()).or_default());
+        t.apply(e.seq, e.event.clone());
+    }
+}
+
+impl Reducible for Store {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut store = Rc::unwrap_or_clone(self);
+        store.reduce_in_place(action);
+        Rc::new(store)
+    }
+}
+
+impl Store {
+    /// `apply`, plus the `task:<id>` events that need their topic.
+    pub fn reduce_in_place(&mut self, action: Action) {
+        fn task_topic_events(store: &mut Store, action: &Action) {
+            match action {
+                Action::Event(topic, event) => apply_task_topic_event(store, topic, event),
+                Action::Batch(actions) => actions.iter().for_each(|a| task_topic_events(store, a)),
+                _ => {}
+            }
+        }
+        task_topic_events(self, &action);
+        self.apply(action);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcript::Item;
+    use flightdeck_protocol::event::ChunkStream;
+    use flightdeck_protocol::realtime::encode_event;
+    use flightdeck_protocol::{Executor, TaskEvent, TaskPayload, TaskSource, TaskStatus};
+    use serde_json::json;
+
+    fn task(id: &str, at: &str) -> Task {
+        Task {
+            id: id.into(),
+            title: format!("task {id}"),
+            repo: "flightdeck".into(),
+            agent_id: None,
+            executor: Executor::Claude,
+            payload: TaskPayload::default(),
+            status: TaskStatus::Running,
+            source: TaskSource::Local,
+            created_at: at.parse().unwrap(),
+            started_at: None,
+            finished_at: None,
+            summary: None,
+            error: None,
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            last_seq: 0,
+        }
+    }
+
+    fn chunk(seq: u64, text: &str) -> SeqEvent {
+        SeqEvent { seq, event: TaskEvent::Chunk { text: text.into(), stream: ChunkStream::Assistant } }
+    }
+
+    fn hud_snapshot(events: Vec<SeqEvent>) -> String {
+        flightdeck_protocol::realtime::encode_snapshot(
+            "hud:alice/flightdeck",
+            &HudSnapshot {
+                user: "alice".into(),
+                repo: "flightdeck".into(),
+                public: true,
+                agent_online: true,
+                repo_status: None,
+                task: Some(task("t1", "2026-01-01T00:00:00Z")),
+                events,
+            },
+        )
+    }
+
+    fn feed(store: &mut Store, frames: &[String]) {
+        for f in frames {
+            if let Some(a) = decode_server_frame(f).unwrap() {
+                store.reduce_in_place(a);
+            }
+        }
+    }
+
+    fn shown_text(store: &Store) -> String {
+        let t = store.transcript(store.shown_task_id().unwrap()).unwrap();
+        t.items
+            .iter()
+            .filter_map(|i| match i.as_ref() {
+                Item::Message { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn hud_event(seq: u64, text: &str) -> String {
+        encode_event(
+            "hud:alice/flightdeck",
+            &json!({"taskId": "t1", "seq": seq, "event": {"kind": "chunk", "text": text, "stream": "assistant"}}),
+        )
+    }
+
+    #[test]
+    fn late_join_then_live_events_then_reconnect_snapshot_never_duplicates() {
+        let mut store = Store::default();
+        feed(&mut store, &[hud_snapshot(vec![chunk(1, "a"), chunk(2, "b")]), hud_event(3, "c"), hud_event(3, "c")]);
+        assert_eq!(shown_text(&store), "abc");
+        // Reconnect: a fresh snapshot replaces, then live events continue.
+        feed(
+            &mut store,
+            &[
+                hud_snapshot(vec![chunk(1, "a"), chunk(2, "b"), chunk(3, "c"), chunk(4, "d")]),
+                hud_event(4, "d"),
+                hud_event(5, "e"),
+            ],
+        );
+        assert_eq!(shown_text(&store), "abcde");
+        assert_eq!(store.tasks.len(), 1);
+    }
+
+    #[test]
+    fn polled_events_and_socket_events_dedup_by_seq() {
+        let mut store = Store::default();
+        feed(&mut store, &[hud_snapshot(vec![chunk(1, "a")])]);
+        store.reduce_in_place(Action::Polled { task_id: "t1".into(), events: vec![chunk(2, "b"), chunk(3, "c")] });
+        feed(&mut store, &[hud_event(2, "b"), hud_event(4, "d")]);
+        assert_eq!(shown_text(&store), "abcd");
+    }
+
+    #[test]
+    fn task_topic_events_use_the_topic_id() {
+        let mut store = Store::default();
+        let snap = flightdeck_protocol::realtime::encode_snapshot(
+            "task:t2",
+            &json!({"task": task("t2", "2026-01-02T00:00:00Z"), "events": [chunk(1, "x")]}),
+        );
+        let ev =
+            encode_event("task:t2", &json!({"seq": 2, "event": {"kind": "chunk", "text": "y", "stream": "assistant"}}));
+        feed(&mut store, &[snap, ev.clone(), ev]);
+        store.reduce_in_place(Action::SelectTask(Some("t2".into())));
+        assert_eq!(shown_text(&store), "xy");
+    }
+
+    #[test]
+    fn hud_events_update_agent_repo_and_task() {
+        let mut store = Store::default();
+        feed(&mut store, &[hud_snapshot(vec![])]);
+        feed(&mut store, &[encode_event("hud:alice/flightdeck", &json!({"agentOnline": false}))]);
+        assert!(!store.hud.as_ref().unwrap().agent_online);
+        let mut repo = RepoStatus::new("r1", "flightdeck");
+        repo.branch = Some("main".into());
+        feed(&mut store, &[encode_event("hud:alice/flightdeck", &json!({"repoStatus": repo}))]);
+        assert_eq!(store.hud.as_ref().unwrap().repo_status.as_ref().unwrap().branch.as_deref(), Some("main"));
+        // A newer task becomes the shown one.
+        feed(&mut store, &[encode_event("hud:alice/flightdeck", &json!({"task": task("t3", "2026-02-01T00:00:00Z")}))]);
+        assert_eq!(store.shown_task_id(), Some("t3"));
+        assert_eq!(store.tasks.first().unwrap().id, "t3");
+    }
+
+    #[test]
+    fn forbidden_topics_and_acknowledged_alerts() {
+        let mut store = Store::default();
+        let err = ServerMessage::forbidden("hud:bob/x").to_json();
+        feed(&mut store, &[err]);
+        assert!(store.forbidden.contains("hud:bob/x"));
+        let alert: Alert = serde_json::from_value(json!({
+            "id": "a1", "severity": "warning", "kind": "task_failed", "message": "m",
+            "createdAt": "2026-01-01T00:00:00Z", "acknowledged": false
+        }))
+        .unwrap();
+        feed(&mut store, &[flightdeck_protocol::realtime::encode_snapshot("alerts", &vec![alert.clone()])]);
+        assert_eq!(store.alerts.len(), 1);
+        store.reduce_in_place(Action::AlertUpdated(Alert { acknowledged: true, ..alert }));
+        assert!(store.alerts.is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_one_version() {
+        let mut store = Store::default();
+        feed(&mut store, &[hud_snapshot(vec![])]);
+        let v = store.version;
+        let actions =
+            (1..=10_000).map(|seq| decode_server_frame(&hud_event(seq, "w ")).unwrap().unwrap()).collect::<Vec<_>>();
+        store.reduce_in_place(Action::Batch(actions));
+        assert_eq!(store.version, v + 1);
+        let t = store.transcript("t1").unwrap();
+        assert_eq!(t.items.len(), 1);
+        assert_eq!(t.event_count, 10_000);
+    }
+
+    #[test]
+    fn bad_frames_are_errors_not_panics() {
+        assert!(decode_server_frame("{").is_err());
+        assert!(decode_server_frame(r#"{"type":"snapshot","topic":"nope","payload":{}}"#).is_err());
+        assert_eq!(decode_server_frame(r#"{"type":"pong"}"#).unwrap(), None);
+    }
+}

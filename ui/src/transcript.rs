@@ -1,0 +1,367 @@
+//! The transcript of one task, built from its `TaskEvent`s (SPEC 3.1).
+//!
+//! Pure data, no web-sys, so it is tested on the host. Events are applied in `seq` order,
+//! exactly once: duplicates are dropped and early arrivals wait in `pending` until the gap
+//! closes. Consecutive `chunk`s of one stream are coalesced into one message, so a transcript
+//! of 10,000 chunk events stays a handful of items (and a handful of DOM text nodes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use flightdeck_protocol::event::ChunkStream;
+use flightdeck_protocol::{SeqEvent, TaskEvent, TaskStatus};
+use serde_json::Value;
+
+/// Most events held back waiting for a gap to close; past this, they are applied anyway
+/// (a gap that does not close within that many events is never going to).
+const MAX_PENDING: usize = 512;
+
+/// One tool call, from `tool_start` to `tool_done`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub tool_id: String,
+    pub tool_name: String,
+    pub params: Value,
+    /// From the latest `tool_progress`.
+    pub elapsed_secs: Option<f64>,
+    /// Set by `tool_done`.
+    pub output: Option<String>,
+    pub is_error: bool,
+}
+
+impl ToolCall {
+    pub fn is_running(&self) -> bool {
+        self.output.is_none()
+    }
+
+    /// A one-line summary of the parameters for the collapsed card (`command`, `file_path`,
+    /// `pattern` ... or the first string parameter).
+    pub fn headline(&self) -> String {
+        const KEYS: [&str; 6] = ["command", "file_path", "path", "pattern", "url", "description"];
+        let Value::Object(map) = &self.params else { return String::new() };
+        let pick = KEYS.iter().find_map(|k| map.get(*k).and_then(Value::as_str));
+        let pick = pick.or_else(|| map.values().find_map(Value::as_str)).unwrap_or("");
+        let line = pick.lines().next().unwrap_or("");
+        if line.chars().count() > 120 {
+            format!("{}…", line.chars().take(120).collect::<String>())
+        } else {
+            line.to_string()
+        }
+    }
+}
+
+/// The latest `usage` of a task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_cost_usd: f64,
+}
+
+/// One rendered block of a transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// Consecutive chunks of one stream, joined.
+    Message {
+        stream: ChunkStream,
+        text: String,
+    },
+    Tool(ToolCall),
+    Status {
+        status: TaskStatus,
+        model: Option<String>,
+    },
+    Done {
+        summary: String,
+    },
+    Error {
+        error: String,
+    },
+}
+
+/// A task's transcript. Items are append-only, so an item's index is a stable key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transcript {
+    pub items: Vec<Rc<Item>>,
+    pub usage: Option<Usage>,
+    /// The latest status an event reported.
+    pub status: Option<TaskStatus>,
+    /// The highest `seq` applied.
+    pub last_seq: u64,
+    /// How many events were applied.
+    pub event_count: usize,
+    pending: BTreeMap<u64, TaskEvent>,
+    tools: HashMap<String, usize>,
+}
+
+impl Transcript {
+    /// A transcript from a snapshot's events (in any order, duplicates allowed). The first event
+    /// need not be seq 1: a snapshot may start later.
+    pub fn from_events(events: impl IntoIterator<Item = SeqEvent>) -> Transcript {
+        let mut sorted: Vec<SeqEvent> = events.into_iter().collect();
+        sorted.sort_by_key(|e| e.seq);
+        sorted.dedup_by_key(|e| e.seq);
+        let mut t = Transcript::default();
+        if let Some(first) = sorted.first() {
+            t.last_seq = first.seq.saturating_sub(1);
+        }
+        for e in sorted {
+            t.apply(e.seq, e.event);
+        }
+        t
+    }
+
+    /// Applies one event. Returns false when it changed nothing (a duplicate, or held back).
+    pub fn apply(&mut self, seq: u64, event: TaskEvent) -> bool {
+        if seq <= self.last_seq {
+            return false;
+        }
+        if seq != self.last_seq + 1 {
+            self.pending.insert(seq, event);
+            if self.pending.len() > MAX_PENDING {
+                self.flush_pending();
+                return true;
+            }
+            return false;
+        }
+        self.apply_in_order(seq, event);
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() != self.last_seq + 1 {
+                break;
+            }
+            let (seq, event) = entry.remove_entry();
+            self.apply_in_order(seq, event);
+        }
+        true
+    }
+
+    /// Applies every held-back event in order, accepting the gaps.
+    pub fn flush_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for (seq, event) in pending {
+            if seq > self.last_seq {
+                self.apply_in_order(seq, event);
+            }
+        }
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn apply_in_order(&mut self, seq: u64, event: TaskEvent) {
+        self.last_seq = seq;
+        self.event_count += 1;
+        match event {
+            TaskEvent::Chunk { text, stream } => {
+                if let Some(last) = self.items.last_mut() {
+                    if let Item::Message { stream: s, .. } = last.as_ref() {
+                        if *s == stream {
+                            // Copies the text only when a view still holds the old item; within
+                            // one batch of events this happens at most once.
+                            if let Item::Message { text: t, .. } = Rc::make_mut(last) {
+                                t.push_str(&text);
+                            }
+                            return;
+                        }
+                    }
+                }
+                self.items.push(Rc::new(Item::Message { stream, text }));
+            }
+            TaskEvent::ToolStart { tool_id, tool_name, params } => {
+                if let Some(&i) = self.tools.get(&tool_id) {
+                    // A repeated start updates the card in place.
+                    if let Item::Tool(call) = Rc::make_mut(&mut self.items[i]) {
+                        call.tool_name = tool_name;
+                        call.params = params;
+                    }
+                    return;
+                }
+                self.tools.insert(tool_id.clone(), self.items.len());
+                self.items.push(Rc::new(Item::Tool(ToolCall {
+                    tool_id,
+                    tool_name,
+                    params,
+                    elapsed_secs: None,
+                    output: None,
+                    is_error: false,
+                })));
+            }
+            TaskEvent::ToolProgress { tool_id, elapsed_secs } => {
+                let i = self.tool_index(&tool_id);
+                if let Item::Tool(call) = Rc::make_mut(&mut self.items[i]) {
+                    call.elapsed_secs = Some(elapsed_secs);
+                }
+            }
+            TaskEvent::ToolDone { tool_id, output, is_error } => {
+                let i = self.tool_index(&tool_id);
+                if let Item::Tool(call) = Rc::make_mut(&mut self.items[i]) {
+                    call.output = Some(output);
+                    call.is_error = is_error;
+                }
+            }
+            TaskEvent::Usage { input_tokens, output_tokens, total_cost_usd } => {
+                self.usage = Some(Usage { input_tokens, output_tokens, total_cost_usd });
+            }
+            TaskEvent::Status { status, model, .. } => {
+                self.status = Some(status);
+                // Only the first status, or a change of status, is worth a line.
+                let repeat = self.items.iter().rev().find_map(|i| match i.as_ref() {
+                    Item::Status { status: s, .. } => Some(*s == status),
+                    _ => None,
+                });
+                if repeat != Some(true) {
+                    self.items.push(Rc::new(Item::Status { status, model }));
+                }
+            }
+            TaskEvent::Done { summary } => self.items.push(Rc::new(Item::Done { summary })),
+            TaskEvent::Error { error } => self.items.push(Rc::new(Item::Error { error })),
+        }
+    }
+
+    /// The item of a tool, creating a card when progress or output arrives for an unknown tool.
+    fn tool_index(&mut self, tool_id: &str) -> usize {
+        if let Some(&i) = self.tools.get(tool_id) {
+            return i;
+        }
+        let i = self.items.len();
+        self.tools.insert(tool_id.to_string(), i);
+        self.items.push(Rc::new(Item::Tool(ToolCall {
+            tool_id: tool_id.to_string(),
+            tool_name: "tool".into(),
+            params: Value::Null,
+            elapsed_secs: None,
+            output: None,
+            is_error: false,
+        })));
+        i
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chunk(text: &str) -> TaskEvent {
+        TaskEvent::Chunk { text: text.into(), stream: ChunkStream::Assistant }
+    }
+
+    fn texts(t: &Transcript) -> Vec<String> {
+        t.items
+            .iter()
+            .map(|i| match i.as_ref() {
+                Item::Message { text, .. } => format!("msg:{text}"),
+                Item::Tool(c) => format!("tool:{}:{}", c.tool_name, c.output.as_deref().unwrap_or("…")),
+                Item::Status { status, .. } => format!("status:{}", status.as_str()),
+                Item::Done { summary } => format!("done:{summary}"),
+                Item::Error { error } => format!("error:{error}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_becomes_an_item() {
+        let events = vec![
+            TaskEvent::Status { status: TaskStatus::Running, model: Some("m".into()), session_id: None },
+            chunk("Hello "),
+            chunk("world"),
+            TaskEvent::ToolStart { tool_id: "t1".into(), tool_name: "Bash".into(), params: json!({"command": "ls"}) },
+            TaskEvent::ToolProgress { tool_id: "t1".into(), elapsed_secs: 2.0 },
+            TaskEvent::ToolDone { tool_id: "t1".into(), output: "a b".into(), is_error: false },
+            TaskEvent::Chunk { text: "out\n".into(), stream: ChunkStream::Stdout },
+            TaskEvent::Chunk { text: "err\n".into(), stream: ChunkStream::Stderr },
+            chunk("Done."),
+            TaskEvent::Usage { input_tokens: 10, output_tokens: 5, total_cost_usd: 0.01 },
+            TaskEvent::Done { summary: "ok".into() },
+            TaskEvent::Error { error: "boom".into() },
+        ];
+        let t = Transcript::from_events(
+            events.into_iter().enumerate().map(|(i, event)| SeqEvent { seq: i as u64 + 1, event }),
+        );
+        assert_eq!(
+            texts(&t),
+            [
+                "status:running",
+                "msg:Hello world",
+                "tool:Bash:a b",
+                "msg:out\n",
+                "msg:err\n",
+                "msg:Done.",
+                "done:ok",
+                "error:boom"
+            ]
+        );
+        assert_eq!(t.usage.unwrap().output_tokens, 5);
+        assert_eq!(t.last_seq, 12);
+        assert_eq!(t.event_count, 12);
+    }
+
+    #[test]
+    fn duplicates_are_ignored_and_gaps_wait() {
+        let mut t = Transcript::default();
+        assert!(t.apply(1, chunk("a")));
+        assert!(!t.apply(1, chunk("a")));
+        assert!(!t.apply(3, chunk("c")));
+        assert_eq!(texts(&t), ["msg:a"]);
+        assert!(t.apply(2, chunk("b")));
+        assert_eq!(texts(&t), ["msg:abc"]);
+        assert_eq!(t.pending_len(), 0);
+        assert!(!t.apply(2, chunk("b")));
+        assert_eq!(t.last_seq, 3);
+    }
+
+    #[test]
+    fn snapshot_may_start_late_and_be_unsorted() {
+        let t = Transcript::from_events(vec![
+            SeqEvent { seq: 7, event: chunk("y") },
+            SeqEvent { seq: 6, event: chunk("x") },
+            SeqEvent { seq: 7, event: chunk("y") },
+        ]);
+        assert_eq!(texts(&t), ["msg:xy"]);
+        assert_eq!(t.last_seq, 7);
+    }
+
+    #[test]
+    fn ten_thousand_chunks_stay_one_item() {
+        let mut t = Transcript::default();
+        for seq in 1..=10_000 {
+            t.apply(seq, chunk("word "));
+        }
+        assert_eq!(t.items.len(), 1);
+        assert_eq!(t.event_count, 10_000);
+    }
+
+    #[test]
+    fn progress_for_an_unknown_tool_makes_a_card() {
+        let mut t = Transcript::default();
+        t.apply(1, TaskEvent::ToolProgress { tool_id: "x".into(), elapsed_secs: 1.5 });
+        let Item::Tool(call) = t.items[0].as_ref() else { panic!() };
+        assert!(call.is_running());
+        assert_eq!(call.elapsed_secs, Some(1.5));
+    }
+
+    #[test]
+    fn headline_picks_the_telling_parameter() {
+        let call = ToolCall {
+            tool_id: "t".into(),
+            tool_name: "Bash".into(),
+            params: json!({"timeout": 5, "command": "cargo test\n--all"}),
+            elapsed_secs: None,
+            output: None,
+            is_error: false,
+        };
+        assert_eq!(call.headline(), "cargo test");
+    }
+
+    #[test]
+    fn a_long_gap_is_eventually_accepted() {
+        let mut t = Transcript::default();
+        t.apply(1, chunk("a"));
+        for seq in 3..(3 + MAX_PENDING as u64 + 1) {
+            t.apply(seq, chunk("."));
+        }
+        assert_eq!(t.pending_len(), 0);
+        assert!(t.last_seq > 3);
+    }
+}
