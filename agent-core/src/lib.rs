@@ -5,8 +5,10 @@
 //! - [`runner`]: `TaskRunner`, the queue of tasks and their lifecycle.
 //! - [`executor`]: the `claude` and `shell` executors that turn processes into `TaskEvent`s.
 //! - [`link`]: the WebSocket link to a relay, with backoff and an outbox so nothing is lost.
+//! - [`config`]: `Settings`, layered defaults -> TOML -> `FLIGHTDECK_AGENT_*` environment.
 //! - [`redact`]: secret redaction applied to everything that leaves the machine.
 
+pub mod config;
 pub mod executor;
 pub mod link;
 pub mod redact;

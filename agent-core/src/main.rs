@@ -1,3 +1,324 @@
-fn main() {
-    println!("flightdeck-agent {}", env!("CARGO_PKG_VERSION"));
+//! `flightdeck-agent`: the headless local agent (SPEC section 5).
+//!
+//! - `task --repo PATH (--claude PROMPT | --shell CMD) [--json] [task options]`: runs one task
+//!   locally through the `TaskRunner` (recorded in the data directory) and prints its events;
+//!   with `--json`, one `{taskId, seq, event}` object per line. Exits 0 when the task
+//!   completed, 1 when it did not.
+//!
+//! Settings come from `flightdeck_agent_core::config::Settings` (defaults, TOML, environment);
+//! flags win over them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use flightdeck_agent_core::config::Settings;
+use flightdeck_agent_core::runner::{NewTask, RunnerEvent, TaskRunner};
+use flightdeck_agent_core::store::Store;
+use flightdeck_protocol::event::{ChunkStream, TaskEventRecord};
+use flightdeck_protocol::{Executor, Task, TaskEvent, TaskPayload, TaskStatus};
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Parser)]
+#[command(name = "flightdeck-agent", version, about = "The Flightdeck local agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// The TOML settings file (default: $XDG_CONFIG_HOME/flightdeck/agent.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the database and task worktrees live (default: $XDG_DATA_HOME/flightdeck).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// Settings with these flags applied on top.
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            settings.data_dir = Some(dir.clone());
+        }
+        Ok(settings)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one task locally and prints its events.
+    Task(TaskArgs),
+    // The headless agent (`run`) is added here, as `Run(RunArgs)` with `CommonArgs` flattened.
+}
+
+/// The task options of SPEC section 5, the same in every front end.
+#[derive(Args, Clone, Default)]
+struct TaskOptions {
+    /// The model Claude Code uses.
+    #[arg(long, value_name = "M")]
+    model: Option<String>,
+    /// Claude Code's permission mode (default, acceptEdits, plan, bypassPermissions, ...).
+    #[arg(long, value_name = "MODE")]
+    permission_mode: Option<String>,
+    /// Tools Claude Code may use without asking, comma-separated (e.g. "Bash,Edit").
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    allowed_tools: Option<Vec<String>>,
+    /// Stop the task when it has cost more than this (US dollars).
+    #[arg(long, value_name = "N")]
+    max_cost_usd: Option<f64>,
+    /// Stop the task after this many seconds.
+    #[arg(long = "timeout", value_name = "SECS")]
+    timeout_secs: Option<u64>,
+    /// Run in a new git worktree on the branch flightdeck/<taskId>.
+    #[arg(long)]
+    worktree: bool,
+}
+
+impl TaskOptions {
+    fn payload(&self) -> TaskPayload {
+        TaskPayload {
+            model: self.model.clone(),
+            permission_mode: self.permission_mode.clone(),
+            allowed_tools: self.allowed_tools.clone(),
+            max_cost_usd: self.max_cost_usd,
+            timeout_secs: self.timeout_secs,
+            worktree: self.worktree.then_some(true),
+            ..TaskPayload::default()
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["claude", "shell"]))]
+struct TaskArgs {
+    /// The repo (a directory) the task runs in.
+    #[arg(long, value_name = "PATH")]
+    repo: PathBuf,
+    /// Run Claude Code with this prompt.
+    #[arg(long, value_name = "PROMPT")]
+    claude: Option<String>,
+    /// Run this shell command (sh -c).
+    #[arg(long, value_name = "CMD")]
+    shell: Option<String>,
+    /// Print one {taskId, seq, event} JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// The task's title (default: the first line of the prompt or command).
+    #[arg(long)]
+    title: Option<String>,
+    #[command(flatten)]
+    options: TaskOptions,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("flightdeck-agent: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Task(args) => runtime.block_on(task(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("flightdeck-agent: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `flightdeck-agent task`: 0 when the task completed, 1 otherwise.
+async fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.common.settings()?;
+    let repo = args.repo.canonicalize().with_context(|| format!("--repo {}", args.repo.display()))?;
+    if !repo.is_dir() {
+        bail!("--repo {}: not a directory", repo.display());
+    }
+    let slug = repo.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+
+    let (executor, mut payload) = match (&args.claude, &args.shell) {
+        (Some(prompt), None) => {
+            (Executor::Claude, TaskPayload { prompt: Some(prompt.clone()), ..args.options.payload() })
+        }
+        (None, Some(command)) => {
+            (Executor::Shell, TaskPayload { command: Some(command.clone()), ..args.options.payload() })
+        }
+        _ => bail!("give exactly one of --claude and --shell"),
+    };
+    payload.repo = Some(slug.clone());
+    settings.apply_task_defaults(&mut payload);
+
+    let data_dir = settings.data_dir();
+    let store = {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await?
+            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?
+    };
+    let resolver_slug = slug.clone();
+    let resolver = Arc::new(move |s: &str| (s == resolver_slug).then(|| repo.clone()));
+    let runner = TaskRunner::start(store.clone(), settings.runner_config(), resolver).await?;
+
+    let mut events = runner.subscribe();
+    let new = NewTask { title: args.title.clone(), ..NewTask::local(slug, executor, payload) };
+    let task = runner.create(new).await?;
+    let mut printer = Printer { json: args.json, last_seq: 0, at_line_start: true };
+
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut cancelling = false;
+    let finished: Task = loop {
+        tokio::select! {
+            received = events.recv() => match received {
+                Ok(RunnerEvent::Event(record)) if record.task_id == task.id => printer.print(&record)?,
+                Ok(RunnerEvent::Task(t)) if t.id == task.id && t.status.is_terminal() => {
+                    printer.catch_up(&store, &t).await?;
+                    break t;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    // Fell behind the broadcast: the store has every event.
+                    let t = store.task(&task.id)?.unwrap_or_else(|| task.clone());
+                    printer.catch_up(&store, &t).await?;
+                    if t.status.is_terminal() {
+                        break t;
+                    }
+                }
+                Err(RecvError::Closed) => bail!("the task runner stopped"),
+            },
+            _ = &mut ctrl_c, if !cancelling => {
+                cancelling = true;
+                eprintln!("flightdeck-agent: cancelling the task (Ctrl-C)");
+                runner.cancel(&task.id).await?;
+            }
+        }
+    };
+    runner.shutdown().await;
+    if !args.json {
+        printer.summary(&finished);
+    }
+    Ok(if finished.status == TaskStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints events in `seq` order, skipping any already printed.
+struct Printer {
+    json: bool,
+    last_seq: u64,
+    at_line_start: bool,
+}
+
+impl Printer {
+    fn print(&mut self, record: &TaskEventRecord) -> anyhow::Result<()> {
+        if record.seq <= self.last_seq {
+            return Ok(());
+        }
+        self.last_seq = record.seq;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, record)?;
+            writeln!(out)?;
+            return Ok(out.flush()?);
+        }
+        match &record.event {
+            TaskEvent::Chunk { text, stream: ChunkStream::Stderr } => {
+                out.flush()?;
+                eprint!("{text}");
+            }
+            TaskEvent::Chunk { text, .. } => {
+                write!(out, "{text}")?;
+                self.at_line_start = text.ends_with('\n');
+            }
+            other => {
+                if !self.at_line_start {
+                    writeln!(out)?;
+                }
+                writeln!(out, "{}", describe(other))?;
+                self.at_line_start = true;
+            }
+        }
+        Ok(out.flush()?)
+    }
+
+    /// Prints what the broadcast did not deliver, from the store.
+    async fn catch_up(&mut self, store: &Store, task: &Task) -> anyhow::Result<()> {
+        if self.last_seq >= task.last_seq {
+            return Ok(());
+        }
+        let (store, id, after) = (store.clone(), task.id.clone(), self.last_seq);
+        let missing = tokio::task::spawn_blocking(move || store.events_after(&id, after, u32::MAX)).await??;
+        for e in missing {
+            self.print(&TaskEventRecord { task_id: task.id.clone(), seq: e.seq, event: e.event })?;
+        }
+        Ok(())
+    }
+
+    fn summary(&self, task: &Task) {
+        let mut line = format!("── task {} {}", task.id, task.status.as_str());
+        if let (Some(start), Some(end)) = (task.started_at, task.finished_at) {
+            line.push_str(&format!(" in {:.1} s", (end - start).num_milliseconds() as f64 / 1000.0));
+        }
+        eprintln!("{line}");
+    }
+}
+
+/// One line for a non-chunk event.
+fn describe(event: &TaskEvent) -> String {
+    match event {
+        TaskEvent::Status { status, model, session_id } => {
+            let mut line = format!("● {}", status.as_str());
+            if let Some(model) = model {
+                line.push_str(&format!(" (model {model}"));
+                if let Some(session) = session_id {
+                    line.push_str(&format!(", session {session}"));
+                }
+                line.push(')');
+            }
+            line
+        }
+        TaskEvent::ToolStart { tool_name, params, .. } => {
+            let shown = params
+                .get("command")
+                .or_else(|| params.get("file_path"))
+                .and_then(|v| v.as_str())
+                .map(String::from)
+                .unwrap_or_else(|| params.to_string());
+            format!("→ {tool_name} {}", one_line(&shown, 160))
+        }
+        TaskEvent::ToolProgress { elapsed_secs, .. } => format!("  … {elapsed_secs:.0} s"),
+        TaskEvent::ToolDone { output, is_error, .. } => {
+            format!("{} {}", if *is_error { "✗" } else { "←" }, one_line(output, 160))
+        }
+        TaskEvent::Usage { input_tokens, output_tokens, total_cost_usd } => {
+            format!("$ {input_tokens} tokens in, {output_tokens} out, ${total_cost_usd:.4}")
+        }
+        TaskEvent::Done { summary } => format!("✓ {summary}"),
+        TaskEvent::Error { error } => format!("✗ {error}"),
+        TaskEvent::Chunk { text, .. } => text.clone(),
+    }
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat
+    }
 }

@@ -1,6 +1,7 @@
 //! The integration tests of flightdeck-agent-core: one test binary, one module per area.
 
 mod claude;
+mod cli;
 mod runner;
 mod support;
 mod watch;
