@@ -19,13 +19,13 @@ use flightdeck_protocol::close;
 use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::realtime::{validate_task_id, HudEvent, RepoEvent};
 use flightdeck_protocol::{
-    names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, SeqEvent,
-    Severity, TaskStatus, Topic,
+    names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, RepoStatus,
+    SeqEvent, Severity, TaskStatus, Topic,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::db::Principal;
+use crate::db::{Db, Principal};
 use crate::error::AppError;
 use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
@@ -53,7 +53,6 @@ pub async fn handler(
 /// One agent connection, after its `agent-status`.
 struct Session {
     agent_id: String,
-    info: AgentInfo,
 }
 
 struct Link {
@@ -175,51 +174,7 @@ impl Link {
                 let agent_id = self.agent_id();
                 let full = full.unwrap_or(false);
                 let names: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
-                let info = self.state.db(move |db, st| {
-                    let was_online: Vec<(String, bool)> = repos
-                        .iter()
-                        .map(|r| Ok((r.name.clone(), db.repo_agent_online(&user, &r.name)?.is_some())))
-                        .collect::<Result<_, AppError>>()?;
-                    for (repo, (_, online_before)) in repos.iter().zip(was_online) {
-                        let previous = db.repo(&user, &repo.name)?;
-                        db.upsert_repo(&user, &agent_id, repo)?;
-                        let changed = previous.as_ref().is_none_or(|(p, a)| !p.same_state(repo) || *a != agent_id);
-                        if changed {
-                            st.publish_repo(&user, repo);
-                        }
-                        if !online_before {
-                            let key = TopicKey::new(&user, Topic::Hud { user: user.clone(), repo: repo.name.clone() });
-                            st.hub.publish(&key, &HudEvent::AgentOnline { agent_online: true });
-                        }
-                    }
-                    if full {
-                        for gone in db.repos(&user, None, Some(&agent_id))? {
-                            if !repos.iter().any(|r| r.name == gone.name) {
-                                db.delete_repo(&user, &gone.name)?;
-                                st.hub.publish(
-                                    &TopicKey::new(&user, Topic::Repos),
-                                    &RepoEvent::Removed { removed: gone.id.clone() },
-                                );
-                            }
-                        }
-                    }
-                    let mut info = db.agent(&user, &agent_id)?;
-                    if let Some(info) = &mut info {
-                        let mut all: Vec<String> =
-                            db.repos(&user, None, Some(&agent_id))?.into_iter().map(|r| r.name).collect();
-                        all.sort();
-                        if info.repos != all {
-                            info.repos = all;
-                            db.upsert_agent(&user, info, true)?;
-                            st.publish_agent(&user, info);
-                        }
-                    }
-                    Ok(info)
-                });
-                let info = info.await?;
-                if let (Some(info), Some(session)) = (info, self.session.as_mut()) {
-                    session.info = info;
-                }
+                self.state.db(move |db, st| apply_git_status(db, st, &user, &agent_id, &repos, full)).await?;
                 self.dispatch_queued(names).await?;
             }
             AgentMessage::TaskUpdate { task } => {
@@ -348,7 +303,7 @@ impl Link {
         }
         let since = (now - chrono::Duration::from_std(LAST_SEQS_WINDOW).unwrap_or_default()).timestamp_millis();
         let id = agent_id.clone();
-        let (info, last_seqs, known_repos) = self
+        let (last_seqs, known_repos) = self
             .state
             .db(move |db, st| {
                 let previous = db.agent(&user, &id)?;
@@ -372,7 +327,7 @@ impl Link {
                     st.publish_agent_online(db, &user, &id)?;
                 }
                 let last_seqs = if first { db.last_seqs(&user, &id, since)? } else { Default::default() };
-                Ok((info, last_seqs, repos))
+                Ok((last_seqs, repos))
             })
             .await?;
         if first {
@@ -382,10 +337,8 @@ impl Link {
                 last_seqs,
             });
             self.last_pong = Instant::now();
-            self.session = Some(Session { agent_id, info });
+            self.session = Some(Session { agent_id });
             self.dispatch_queued(known_repos).await?;
-        } else if let Some(session) = self.session.as_mut() {
-            session.info = info;
         }
         Ok(())
     }
@@ -404,6 +357,48 @@ impl Link {
             })
             .await
     }
+}
+
+/// Stores a `git-status` and publishes what changed: repos (in full to the owner, public view to
+/// HUDs), repos gone from a `full` set, HUDs whose agent came online, the agent's repo list.
+fn apply_git_status(
+    db: &Db,
+    st: &AppState,
+    user: &str,
+    agent_id: &str,
+    repos: &[RepoStatus],
+    full: bool,
+) -> Result<(), AppError> {
+    for repo in repos {
+        let online_before = db.repo_agent_online(user, &repo.name)?.is_some();
+        let previous = db.repo(user, &repo.name)?;
+        db.upsert_repo(user, agent_id, repo)?;
+        let changed = previous.as_ref().is_none_or(|(p, a)| !p.same_state(repo) || a != agent_id);
+        if changed {
+            st.publish_repo(user, repo);
+        }
+        if !online_before {
+            let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.name.clone() });
+            st.hub.publish(&key, &HudEvent::AgentOnline { agent_online: true });
+        }
+    }
+    if full {
+        for gone in db.repos(user, None, Some(agent_id))? {
+            if !repos.iter().any(|r| r.name == gone.name) {
+                db.delete_repo(user, &gone.name)?;
+                st.hub.publish(&TopicKey::new(user, Topic::Repos), &RepoEvent::Removed { removed: gone.id.clone() });
+            }
+        }
+    }
+    if let Some(mut info) = db.agent(user, agent_id)? {
+        let all: Vec<String> = db.repos(user, None, Some(agent_id))?.into_iter().map(|r| r.name).collect();
+        if info.repos != all {
+            info.repos = all;
+            db.upsert_agent(user, &info, true)?;
+            st.publish_agent(user, &info);
+        }
+    }
+    Ok(())
 }
 
 /// Names that end up in URLs and topics are checked before anything is stored.

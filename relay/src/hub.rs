@@ -308,3 +308,46 @@ impl AgentRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriber(id: u64, capacity: usize) -> (Subscriber, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Subscriber { viewer_id: id, tx, closer: Closer::new(), privileged: false }, rx)
+    }
+
+    #[test]
+    fn a_full_queue_closes_only_its_viewer_and_frames_are_shared() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone());
+        let key = TopicKey::new("alice", Topic::Tasks);
+        let (slow, _slow_rx) = subscriber(1, 1);
+        let (fast, mut fast_rx) = subscriber(2, 8);
+        let slow_closer = slow.closer.clone();
+        hub.subscribe(key.clone(), slow);
+        hub.subscribe(key.clone(), fast);
+        hub.publish(&key, &serde_json::json!({"n": 1}));
+        hub.publish(&key, &serde_json::json!({"n": 2}));
+        assert_eq!(slow_closer.code(), flightdeck_protocol::close::TOO_SLOW);
+        assert_eq!(metrics.queue_drops.load(Ordering::Relaxed), 1);
+        let first = fast_rx.try_recv().unwrap();
+        assert_eq!(first.as_str(), r#"{"type":"event","topic":"tasks","payload":{"n":1}}"#);
+        assert!(fast_rx.try_recv().unwrap().as_str().contains(r#""n":2"#));
+        // The slow viewer is gone from the topic; the fast one stays.
+        hub.publish(&key, &serde_json::json!({"n": 3}));
+        assert!(fast_rx.try_recv().is_ok());
+        assert_eq!(metrics.queue_drops.load(Ordering::Relaxed), 1);
+        hub.unsubscribe(&key, 2);
+        assert!(!hub.has_subscribers(&key));
+    }
+
+    #[test]
+    fn the_first_close_code_wins() {
+        let closer = Closer::new();
+        closer.close(flightdeck_protocol::close::REPLACED);
+        closer.close(flightdeck_protocol::close::NORMAL);
+        assert_eq!(closer.code(), flightdeck_protocol::close::REPLACED);
+    }
+}

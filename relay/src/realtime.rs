@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
@@ -33,11 +34,17 @@ pub async fn handler(
     State(state): State<AppState>,
     ip: ClientIp,
     auth: Auth,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     state.check_ws_rate(ip)?;
     if auth.principal.as_ref().is_some_and(|p| p.scope == KeyScope::Agent) {
         return Err(AppError::Forbidden("agent keys cannot read the realtime bus".into()));
+    }
+    // Cross-site WebSocket hijacking: a page elsewhere must not ride on the session cookie.
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if auth.via_cookie && origin.is_some_and(|o| o.trim_end_matches('/') != state.public_origin(&headers)) {
+        return Err(AppError::Forbidden("session cookies work only from this origin".into()));
     }
     let ws = socket::configure(ws, &state.settings);
     let tasks = state.tasks.clone();

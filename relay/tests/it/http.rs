@@ -3,6 +3,8 @@
 use flightdeck_protocol::{AgentMessage, Alert, AlertKind, RepoState, Severity};
 use serde_json::{json, Value};
 
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
 use crate::support::*;
 
 fn detail_paths(body: &Value) -> Vec<String> {
@@ -263,6 +265,21 @@ async fn login_sets_a_session_cookie_that_needs_same_origin_for_writes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+
+    // The realtime bus takes the cookie, but not from a page on another origin.
+    for (origin, want) in [(format!("http://{}", relay.addr), 101), ("https://evil.example".to_string(), 403)] {
+        let mut request = relay.ws_url("/api/realtime").into_client_request().unwrap();
+        request.headers_mut().insert("cookie", session.parse().unwrap());
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((mut ws, _)) => {
+                assert_eq!(want, 101);
+                assert_eq!(subscribe(&mut ws, "tasks").await.as_array().unwrap().len(), 1, "the cookie's user");
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), want, "{origin}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     let r = http.post(relay.url("/api/logout")).header("cookie", &session).send().await.unwrap();
     assert_eq!(r.status(), 204);
