@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,flightdeck_relay=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut settings = Settings::from_env(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {

@@ -151,3 +151,45 @@ async fn a_restart_keeps_users_keys_settings_queued_tasks_and_transcripts() {
         other => panic!("expected the queued task, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env("FLIGHTDECK_RELAY_HEARTBEAT_MS", "60000")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("relay listening addr=").nth(1) {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("the relay exited before listening");
+    })
+    .await
+    .expect("the relay starts in time");
+    let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let (mut viewer, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/realtime")).await.unwrap();
+    send(&mut viewer, &flightdeck_protocol::ClientMessage::Ping {}).await;
+    assert_eq!(recv_server(&mut viewer).await, flightdeck_protocol::ServerMessage::Pong {});
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(recv_close(&mut viewer).await.0, 1001);
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await.expect("the relay exits in time").unwrap();
+    assert!(status.success(), "{status:?}");
+    // Flushed: the WAL was folded back into the database file.
+    let wal = dir.path().join("relay.sqlite3-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+}
