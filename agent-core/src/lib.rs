@@ -6,12 +6,16 @@
 //! - [`executor`]: the `claude` and `shell` executors that turn processes into `TaskEvent`s.
 //! - [`link`]: the WebSocket link to a relay, with backoff and an outbox so nothing is lost.
 //! - [`config`]: `Settings`, layered defaults -> TOML -> `FLIGHTDECK_AGENT_*` environment.
+//! - [`agent`]: `Agent`, the facade every front end uses (desktop app, headless `run`), with stable error codes.
+//! - [`tray`]: the tray menu and icon as plain data, built from repos, tasks, alerts and link state.
 //! - [`redact`]: secret redaction applied to everything that leaves the machine.
 
+pub mod agent;
 pub mod config;
 pub mod executor;
 pub mod link;
 pub mod redact;
 pub mod runner;
 pub mod store;
+pub mod tray;
 pub mod watch;

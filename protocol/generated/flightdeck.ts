@@ -480,12 +480,14 @@ export type ServerMessage = ({
 });
 
 /**
- * `set_settings`: absent fields are left as they are; an empty string clears `relayUrl` or `key`.
+ * `set_settings`: absent fields are left as they are; an empty string clears `relayUrl`,
+ * `relayUser` or `key`.
  */
 export type SettingsUpdate = {
   agentId?: string | null;
   key?: string | null;
   relayUrl?: string | null;
+  relayUser?: string | null;
 };
 
 /**
@@ -505,6 +507,10 @@ export type SettingsView = {
    * `ws://` or `wss://` URL of the relay (or its `http(s)://` base); absent = local only.
    */
   relayUrl?: string | null;
+  /**
+   * The user the key belongs to on the relay, for HUD links (`<relay>/hud/<user>/<repo>`).
+   */
+  relayUser?: string | null;
   /**
    * The watched repos' paths.
    */

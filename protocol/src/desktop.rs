@@ -134,6 +134,9 @@ pub struct SettingsView {
     /// `ws://` or `wss://` URL of the relay (or its `http(s)://` base); absent = local only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_url: Option<String>,
+    /// The user the key belongs to on the relay, for HUD links (`<relay>/hud/<user>/<repo>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_user: Option<String>,
     /// Whether a relay key is stored.
     pub key_set: bool,
     /// The key redacted for display, e.g. `fdk_…9f2c`.
@@ -145,13 +148,16 @@ pub struct SettingsView {
     pub watching_paused: bool,
 }
 
-/// `set_settings`: absent fields are left as they are; an empty string clears `relayUrl` or `key`.
+/// `set_settings`: absent fields are left as they are; an empty string clears `relayUrl`,
+/// `relayUser` or `key`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct SettingsUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

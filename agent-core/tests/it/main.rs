@@ -1,5 +1,6 @@
 //! The integration tests of flightdeck-agent-core: one test binary, one module per area.
 
+mod agent;
 mod claude;
 mod cli;
 mod runner;

@@ -1,0 +1,1204 @@
+//! `Agent`: the whole local agent behind one facade, shared by the desktop app and the headless
+//! `flightdeck-agent run`.
+//!
+//! [`Agent::start`] opens the store in the data directory, starts the [`RepoWatcher`] on the
+//! saved repos (plus any given at start), the [`TaskRunner`], and the relay link when a relay URL
+//! and key are configured. Background tasks forward what the watcher and the runner publish to
+//! the link's outbound queue and to the [`AgentEvent`] broadcast that user interfaces follow, and
+//! turn what the relay asks (run a task, cancel one) into runner calls.
+//!
+//! Every cockpit operation is a method returning `Result<T, AgentError>`; [`AgentError::code`] is
+//! the stable code front ends match on (`protocol::desktop::error_codes`). Store calls run on the
+//! blocking pool: rusqlite must never run on the async executor's threads.
+//!
+//! Dropping the `Agent` stops everything without waiting; [`Agent::shutdown`] first cancels the
+//! running tasks and waits (with a deadline) until they have ended.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flightdeck_protocol::api::EventsResponse;
+use flightdeck_protocol::api::{AlertsResponse, TaskListResponse};
+use flightdeck_protocol::desktop::{
+    error_codes, AgentEvent, AlertQuery, CockpitState, CommandError, LinkStatus, SettingsUpdate, SettingsView,
+    StartTaskRequest, TaskQuery,
+};
+use flightdeck_protocol::names::{validate_agent_id, validate_user};
+use flightdeck_protocol::realtime::TaskSnapshot;
+use flightdeck_protocol::{
+    AgentState, Alert, Executor, RepoStatus, Severity, Task, TaskPayload, TaskStatus, Timestamp,
+};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+mod bus;
+
+pub use bus::{agent_info, CockpitBus};
+
+use crate::link::{Inbound, LinkConfig, LinkHandle, LinkState, Outbound, RelayLink};
+use crate::runner::{NewTask, RepoResolver, RunnerConfig, RunnerError, RunnerEvent, TaskRunner};
+use crate::store::{AlertFilter, Store, StoreError, TaskFilter};
+use crate::tray::{TrayInput, TrayModel};
+use crate::watch::{is_present, RepoSpec, RepoWatcher, WatchConfig, WatchError, WatchEvent, WatcherHandle};
+
+/// Setting keys in the store's `settings` table.
+mod keys {
+    pub const RELAY_URL: &str = "relay.url";
+    pub const RELAY_USER: &str = "relay.user";
+    pub const RELAY_KEY: &str = "relay.key";
+    pub const AGENT_ID: &str = "agent.id";
+    /// A JSON array of the watched repos' paths.
+    pub const REPOS: &str = "repos";
+    pub const WATCH_PAUSED: &str = "watch.paused";
+}
+
+/// Tasks listed in [`CockpitState`].
+const COCKPIT_TASKS: u32 = 100;
+/// Largest page of `tasks` and `alerts`.
+const MAX_LIMIT: u32 = 500;
+/// How long `add_repo` waits for the new repo's first status before answering without it.
+const FIRST_STATUS_WAIT: Duration = Duration::from_secs(3);
+
+/// How to start an [`Agent`].
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Holds `flightdeck.db`, the runner's lock and task worktrees.
+    pub data_dir: PathBuf,
+    /// Repos to watch on top of the saved ones; they are added to the saved list (first run,
+    /// `--repo`, `FLIGHTDECK_REPOS`). A path that is not a git working tree is skipped with a warning.
+    pub extra_repos: Vec<PathBuf>,
+    /// When set, replace the saved settings of the same name (and are saved): `--relay`, `--key`.
+    pub relay_url: Option<String>,
+    pub relay_key: Option<String>,
+    pub agent_id: Option<String>,
+    pub watch: WatchConfig,
+    /// The runner's limits and executors; `data_dir` and `agent_id` are filled in by the agent.
+    pub runner: RunnerConfig,
+    /// The link's timings; URL, key and agent id come from the settings.
+    pub link_template: Option<LinkConfig>,
+}
+
+impl AgentConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> AgentConfig {
+        AgentConfig {
+            data_dir: data_dir.into(),
+            extra_repos: Vec::new(),
+            relay_url: None,
+            relay_key: None,
+            agent_id: None,
+            watch: WatchConfig::default(),
+            runner: RunnerConfig::default(),
+            link_template: None,
+        }
+    }
+}
+
+/// Why a cockpit operation failed. [`AgentError::code`] is stable; the message is for people.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("no watched repo has the id or name {0:?}")]
+    RepoNotFound(String),
+    #[error("{0} is already watched")]
+    RepoExists(String),
+    #[error("{path} is not a git working tree: {reason}")]
+    NotAGitRepo { path: String, reason: String },
+    #[error("no task has the id {0:?}")]
+    TaskNotFound(String),
+    #[error("no alert has the id {0:?}")]
+    AlertNotFound(String),
+    #[error("invalid {field}: {problem}")]
+    InvalidInput { field: String, problem: String },
+    #[error("no relay is configured: set its URL in the settings")]
+    RelayNotConfigured,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AgentError {
+    /// The stable code of this error, one of `protocol::desktop::error_codes`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentError::RepoNotFound(_) => error_codes::REPO_NOT_FOUND,
+            AgentError::RepoExists(_) => error_codes::REPO_EXISTS,
+            AgentError::NotAGitRepo { .. } => error_codes::NOT_A_GIT_REPO,
+            AgentError::TaskNotFound(_) => error_codes::TASK_NOT_FOUND,
+            AgentError::AlertNotFound(_) => error_codes::ALERT_NOT_FOUND,
+            AgentError::InvalidInput { .. } => error_codes::INVALID_INPUT,
+            AgentError::RelayNotConfigured => error_codes::RELAY_NOT_CONFIGURED,
+            AgentError::Store(_) | AgentError::Internal(_) => error_codes::INTERNAL,
+        }
+    }
+
+    /// The error as a front end receives it.
+    pub fn to_command_error(&self) -> CommandError {
+        CommandError { code: self.code().to_string(), message: self.to_string() }
+    }
+
+    fn invalid(field: &str, problem: impl Into<String>) -> AgentError {
+        AgentError::InvalidInput { field: field.to_string(), problem: problem.into() }
+    }
+}
+
+impl From<RunnerError> for AgentError {
+    fn from(e: RunnerError) -> AgentError {
+        match e {
+            RunnerError::Store(e) => AgentError::Store(e),
+            RunnerError::Stopped => AgentError::Internal("the task runner has stopped".into()),
+        }
+    }
+}
+
+impl From<AgentError> for CommandError {
+    fn from(e: AgentError) -> CommandError {
+        e.to_command_error()
+    }
+}
+
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+/// The running local agent; see the module docs.
+pub struct Agent {
+    inner: Arc<Inner>,
+    // Stops the background tasks when the agent is dropped: they hold `inner`, so without this
+    // nothing would ever be freed.
+    _stop: DropGuard,
+}
+
+struct Inner {
+    store: Store,
+    data_dir: PathBuf,
+    watcher: Arc<WatcherHandle>,
+    runner: TaskRunner,
+    events: broadcast::Sender<AgentEvent>,
+    link: tokio::sync::Mutex<Option<LinkHandle>>,
+    /// The current link's outbound queue, replaced when the link restarts.
+    /// A std Mutex: nothing awaits while holding it.
+    outbound: Mutex<Option<mpsc::UnboundedSender<Outbound>>>,
+    link_status: watch::Sender<LinkStatus>,
+    inbound: mpsc::Sender<Inbound>,
+    link_template: Option<LinkConfig>,
+    started_at: Timestamp,
+    stop: CancellationToken,
+}
+
+impl Agent {
+    /// Opens the store, starts watching, running tasks and (if configured) the relay link.
+    /// Must be called within a tokio runtime.
+    pub async fn start(config: AgentConfig) -> Result<Agent> {
+        let data_dir = config.data_dir.clone();
+        let store = {
+            let dir = data_dir.clone();
+            blocking(move || Store::open(&dir)).await?
+        };
+
+        // Settings given at start win over (and replace) the saved ones.
+        let overrides = [
+            (keys::RELAY_URL, config.relay_url.clone()),
+            (keys::RELAY_KEY, config.relay_key.clone()),
+            (keys::AGENT_ID, config.agent_id.clone()),
+        ];
+        if let Some(id) = &config.agent_id {
+            validate_agent_id(id).map_err(|e| AgentError::invalid("agentId", e.to_string()))?;
+        }
+        let settings = {
+            let store = store.clone();
+            blocking(move || {
+                for (key, value) in overrides {
+                    if let Some(value) = value {
+                        store.set_setting(key, value.trim())?;
+                    }
+                }
+                if store.setting(keys::AGENT_ID)?.is_none() {
+                    store.set_setting(keys::AGENT_ID, &default_agent_id())?;
+                }
+                Settings::load(&store)
+            })
+            .await?
+        };
+
+        let watcher = Arc::new(RepoWatcher::start(config.watch.clone(), Some(store.clone())));
+        let watch_events = watcher.subscribe();
+        if settings.paused {
+            watcher.pause();
+        }
+        let mut repos = settings.repos.clone();
+        for extra in &config.extra_repos {
+            let path = normalize(extra);
+            if !repos.contains(&path) {
+                repos.push(path);
+            }
+        }
+        let mut watched = Vec::new();
+        for path in repos {
+            match watcher.add_repo(RepoSpec::new(&path)) {
+                Ok(info) => watched.push(info.path),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "not watching"),
+            }
+        }
+        {
+            let store = store.clone();
+            blocking(move || save_repo_list(&store, &watched)).await?;
+        }
+
+        let resolver: RepoResolver = {
+            let watcher = watcher.clone();
+            Arc::new(move |slug: &str| {
+                watcher.repos().into_iter().find(|r| r.name == slug || r.id == slug).map(|r| r.path)
+            })
+        };
+        let runner_config = RunnerConfig {
+            data_dir: Some(data_dir.clone()),
+            agent_id: Some(settings.agent_id.clone()),
+            ..config.runner.clone()
+        };
+        let runner = TaskRunner::start(store.clone(), runner_config, resolver).await?;
+        let runner_events = runner.subscribe();
+
+        let (events, _) = broadcast::channel(4096);
+        let (inbound, inbound_rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let inner = Arc::new(Inner {
+            store,
+            data_dir,
+            watcher,
+            runner,
+            events,
+            link: tokio::sync::Mutex::new(None),
+            outbound: Mutex::new(None),
+            link_status: watch::channel(LinkStatus::Off).0,
+            inbound,
+            link_template: config.link_template.clone(),
+            started_at: chrono::Utc::now(),
+            stop: stop.clone(),
+        });
+        tokio::spawn(forward_watcher(inner.clone(), watch_events));
+        tokio::spawn(forward_runner(inner.clone(), runner_events));
+        tokio::spawn(serve_inbound(inner.clone(), inbound_rx));
+        inner.restart_link(&settings).await;
+        Ok(Agent { inner, _stop: stop.drop_guard() })
+    }
+
+    /// Every change from now on. A receiver that falls behind gets `Lagged` and should reload
+    /// with [`Agent::cockpit_state`].
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// When this agent started.
+    pub fn started_at(&self) -> Timestamp {
+        self.inner.started_at
+    }
+
+    /// Everything a window shows, at once.
+    pub async fn cockpit_state(&self) -> Result<CockpitState> {
+        let repos = self.repos().await?;
+        let tasks = self.tasks(TaskQuery { limit: Some(COCKPIT_TASKS), ..Default::default() }).await?.tasks;
+        let alerts = self.alerts(AlertQuery { acknowledged: Some(false), ..Default::default() }).await?.alerts;
+        let settings = self.settings().await?;
+        Ok(CockpitState { repos, tasks, alerts, settings, link: self.link_status() })
+    }
+
+    // ---- repos ----
+
+    /// The watched repos, by name. A repo whose first scan has not finished yet is listed with
+    /// its identity only.
+    pub async fn repos(&self) -> Result<Vec<RepoStatus>> {
+        let statuses = self.inner.watcher.statuses();
+        let mut out: Vec<RepoStatus> = self
+            .inner
+            .watcher
+            .repos()
+            .into_iter()
+            .map(|info| {
+                statuses.iter().find(|s| s.id == info.id).cloned().unwrap_or_else(|| {
+                    let mut status = RepoStatus::new(info.id.clone(), info.name.clone());
+                    status.path = Some(info.path.display().to_string());
+                    status
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Starts watching the git working tree at `path` (its root) and saves it in the settings.
+    /// Answers with its first status (or its identity only, if the first scan is slow).
+    pub async fn add_repo(&self, path: &Path) -> Result<RepoStatus> {
+        if path.as_os_str().is_empty() {
+            return Err(AgentError::invalid("path", "a path is required"));
+        }
+        let path = normalize(path);
+        let shown = path.display().to_string();
+        if !path.is_dir() {
+            return Err(AgentError::NotAGitRepo { path: shown, reason: "no such directory".into() });
+        }
+        if !is_present(&path) {
+            return Err(AgentError::NotAGitRepo {
+                path: shown,
+                reason: "there is no .git in it (pick the root of the working tree)".into(),
+            });
+        }
+        if self.inner.watcher.repos().iter().any(|r| r.path == path) {
+            return Err(AgentError::RepoExists(shown));
+        }
+        let mut updates = self.inner.watcher.subscribe();
+        let info = self.inner.watcher.add_repo(RepoSpec::new(&path)).map_err(watch_error)?;
+        self.inner.save_repo_list().await?;
+
+        let deadline = tokio::time::Instant::now() + FIRST_STATUS_WAIT;
+        loop {
+            if let Some(status) = self.inner.watcher.statuses().into_iter().find(|s| s.id == info.id) {
+                return Ok(status);
+            }
+            match tokio::time::timeout_at(deadline, updates.recv()).await {
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
+            }
+        }
+        let mut status = RepoStatus::new(info.id, info.name);
+        status.path = Some(shown);
+        Ok(status)
+    }
+
+    /// Stops watching a repo (by id or name) and forgets it.
+    pub async fn remove_repo(&self, id_or_name: &str) -> Result<()> {
+        let info = self.inner.find_repo(id_or_name)?;
+        self.inner.watcher.remove_repo(&info.id).map_err(watch_error)?;
+        self.inner.save_repo_list().await
+    }
+
+    /// Pauses or resumes watching the file system (saved: it survives a restart).
+    pub async fn set_watching_paused(&self, paused: bool) -> Result<()> {
+        if paused {
+            self.inner.watcher.pause();
+        } else {
+            self.inner.watcher.resume();
+        }
+        let store = self.inner.store.clone();
+        blocking(move || store.set_setting(keys::WATCH_PAUSED, if paused { "true" } else { "false" })).await?;
+        let _ = self.inner.events.send(AgentEvent::Watching { paused });
+        Ok(())
+    }
+
+    pub fn watching_paused(&self) -> bool {
+        self.inner.watcher.is_paused()
+    }
+
+    // ---- tasks ----
+
+    /// Creates a local task and queues it.
+    pub async fn start_task(&self, request: StartTaskRequest) -> Result<Task> {
+        let repo = self.inner.find_repo(&request.repo)?;
+        let payload = validate_payload(request.executor, request.payload)?;
+        let new = NewTask {
+            title: request.title.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+            ..NewTask::local(repo.name.clone(), request.executor, TaskPayload { repo: Some(repo.name), ..payload })
+        };
+        Ok(self.inner.runner.create(new).await?)
+    }
+
+    /// Asks a task to stop. Answers with its state at that moment; a task already finished is
+    /// returned as it is.
+    pub async fn cancel_task(&self, task_id: &str) -> Result<Task> {
+        if let Some(task) = self.inner.runner.cancel(task_id).await? {
+            return Ok(task);
+        }
+        self.task(task_id).await
+    }
+
+    pub async fn task(&self, task_id: &str) -> Result<Task> {
+        let store = self.inner.store.clone();
+        let id = task_id.to_string();
+        blocking(move || store.task(&id)).await?.ok_or_else(|| AgentError::TaskNotFound(task_id.to_string()))
+    }
+
+    /// Tasks, newest first.
+    pub async fn tasks(&self, query: TaskQuery) -> Result<TaskListResponse> {
+        let limit = page_limit(query.limit)?;
+        // Tasks record the repo's name; accept its id too.
+        let repo = query.repo.map(|r| self.inner.find_repo(&r).map(|info| info.name).unwrap_or(r));
+        let filter = TaskFilter {
+            status: query.status,
+            executor: query.executor,
+            repo,
+            limit,
+            offset: query.offset.unwrap_or(0),
+        };
+        let store = self.inner.store.clone();
+        let offset = filter.offset;
+        let (tasks, total) = blocking(move || store.tasks(&filter)).await?;
+        Ok(TaskListResponse { tasks, total, limit, offset })
+    }
+
+    /// The queued and running tasks.
+    pub async fn active_tasks(&self) -> Result<Vec<Task>> {
+        let store = self.inner.store.clone();
+        blocking(move || active_tasks(&store)).await
+    }
+
+    /// A task and its whole transcript.
+    pub async fn transcript(&self, task_id: &str) -> Result<TaskSnapshot> {
+        let task = self.task(task_id).await?;
+        let store = self.inner.store.clone();
+        let id = task_id.to_string();
+        let events = blocking(move || store.transcript(&id)).await?;
+        Ok(TaskSnapshot { task, events })
+    }
+
+    /// A task's events after `after` (at most `limit`, default 500): the polling fallback.
+    pub async fn task_events(&self, task_id: &str, after: u64, limit: Option<u32>) -> Result<EventsResponse> {
+        self.task(task_id).await?;
+        let limit = match limit {
+            None | Some(0) => MAX_LIMIT,
+            Some(n) => n.min(MAX_LIMIT),
+        };
+        let store = self.inner.store.clone();
+        let id = task_id.to_string();
+        let events = blocking(move || store.events_after(&id, after, limit)).await?;
+        let next_after = events.last().map_or(after, |e| e.seq);
+        Ok(EventsResponse { events, next_after })
+    }
+
+    // ---- alerts ----
+
+    pub async fn alerts(&self, query: AlertQuery) -> Result<AlertsResponse> {
+        let filter = AlertFilter {
+            severity: query.severity,
+            acknowledged: query.acknowledged,
+            limit: page_limit(query.limit)?,
+            offset: query.offset.unwrap_or(0),
+        };
+        let store = self.inner.store.clone();
+        let (alerts, total) = blocking(move || store.alerts(&filter)).await?;
+        Ok(AlertsResponse { alerts, total })
+    }
+
+    pub async fn acknowledge_alert(&self, id: &str) -> Result<Alert> {
+        let store = self.inner.store.clone();
+        let alert_id = id.to_string();
+        let alert = blocking(move || store.acknowledge_alert(&alert_id))
+            .await?
+            .ok_or_else(|| AgentError::AlertNotFound(id.to_string()))?;
+        self.inner.publish(AgentEvent::Alert { alert: alert.clone() }, Some(Outbound::Alert(alert.clone())));
+        Ok(alert)
+    }
+
+    // ---- settings and the link ----
+
+    pub async fn settings(&self) -> Result<SettingsView> {
+        let store = self.inner.store.clone();
+        let settings = blocking(move || Settings::load(&store)).await?;
+        Ok(settings.view())
+    }
+
+    /// Changes the relay URL, user, key or agent id; the link restarts when any of them changed.
+    /// A new agent id applies to tasks created after the next start.
+    pub async fn set_settings(&self, update: SettingsUpdate) -> Result<SettingsView> {
+        let mut changes: Vec<(&'static str, Option<String>)> = Vec::new();
+        if let Some(url) = update.relay_url {
+            let url = url.trim().to_string();
+            if url.is_empty() {
+                changes.push((keys::RELAY_URL, None));
+            } else {
+                validate_relay_url(&url)?;
+                changes.push((keys::RELAY_URL, Some(url.trim_end_matches('/').to_string())));
+            }
+        }
+        if let Some(user) = update.relay_user {
+            let user = user.trim().to_string();
+            if user.is_empty() {
+                changes.push((keys::RELAY_USER, None));
+            } else {
+                validate_user(&user).map_err(|e| AgentError::invalid("relayUser", e.to_string()))?;
+                changes.push((keys::RELAY_USER, Some(user)));
+            }
+        }
+        if let Some(key) = update.key {
+            let key = key.trim().to_string();
+            if key.chars().any(char::is_whitespace) {
+                return Err(AgentError::invalid("key", "a key has no spaces"));
+            }
+            changes.push((keys::RELAY_KEY, Some(key).filter(|k| !k.is_empty())));
+        }
+        if let Some(id) = update.agent_id {
+            let id = id.trim().to_string();
+            validate_agent_id(&id).map_err(|e| AgentError::invalid("agentId", e.to_string()))?;
+            changes.push((keys::AGENT_ID, Some(id)));
+        }
+        let store = self.inner.store.clone();
+        let (before, after) = blocking(move || {
+            let before = Settings::load(&store)?;
+            for (key, value) in changes {
+                match value {
+                    Some(value) => store.set_setting(key, &value)?,
+                    None => store.delete_setting(key)?,
+                }
+            }
+            Ok((before, Settings::load(&store)?))
+        })
+        .await?;
+        if before.link_identity() != after.link_identity() {
+            self.inner.restart_link(&after).await;
+        }
+        let view = after.view();
+        let _ = self.inner.events.send(AgentEvent::Settings { settings: view.clone() });
+        Ok(view)
+    }
+
+    pub fn link_status(&self) -> LinkStatus {
+        *self.inner.link_status.borrow()
+    }
+
+    /// The browser address of a repo's HUD (`<relay>/hud/<user>/<repo>`), or of the relay's
+    /// front page when the user or the repo is not known.
+    pub async fn hud_url(&self, repo: Option<&str>) -> Result<String> {
+        let store = self.inner.store.clone();
+        let settings = blocking(move || Settings::load(&store)).await?;
+        let base = settings.relay_url.as_deref().map(http_base).ok_or(AgentError::RelayNotConfigured)?;
+        let repo = match repo {
+            Some(r) => Some(self.inner.find_repo(r)?.name),
+            None => self.inner.watcher.repos().into_iter().next().map(|r| r.name),
+        };
+        Ok(match (settings.relay_user, repo) {
+            (Some(user), Some(repo)) => format!("{base}/hud/{user}/{repo}"),
+            _ => format!("{base}/"),
+        })
+    }
+
+    /// The tray as data, from the current state.
+    pub async fn tray_model(&self) -> Result<TrayModel> {
+        let repos = self.repos().await?;
+        let store = self.inner.store.clone();
+        let (tasks, alerts, hud_available) = blocking(move || {
+            let tasks = active_tasks(&store)?;
+            let filter = AlertFilter { acknowledged: Some(false), limit: MAX_LIMIT, ..Default::default() };
+            let alerts = store.alerts(&filter)?.0;
+            Ok((tasks, alerts, store.setting(keys::RELAY_URL)?.is_some()))
+        })
+        .await?;
+        Ok(TrayModel::build(TrayInput {
+            repos: &repos,
+            tasks: &tasks,
+            alerts: &alerts,
+            paused: self.watching_paused(),
+            link: self.link_status(),
+            hud_available,
+        }))
+    }
+
+    /// Cancels every queued and running task and waits until they have all ended or `deadline`
+    /// has passed; then stops the link. Returns the tasks that had not ended in time.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<Vec<Task>> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut updates = self.subscribe();
+        let active = self.active_tasks().await?;
+        for task in &active {
+            if let Err(e) = self.inner.runner.cancel(&task.id).await {
+                tracing::warn!(task = %task.id, error = %e, "cannot cancel at shutdown");
+            }
+        }
+        let mut pending: HashSet<String> = active.into_iter().map(|t| t.id).collect();
+        loop {
+            // Re-read the store rather than trusting the broadcast alone: a lagged receiver
+            // would otherwise miss the final update.
+            let store = self.inner.store.clone();
+            let ids: Vec<String> = pending.iter().cloned().collect();
+            let finished = blocking(move || {
+                let mut done = Vec::new();
+                for id in ids {
+                    if store.task(&id)?.is_none_or(|t| t.status.is_terminal()) {
+                        done.push(id);
+                    }
+                }
+                Ok(done)
+            })
+            .await?;
+            for id in finished {
+                pending.remove(&id);
+            }
+            if pending.is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(until, updates.recv()).await {
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
+            }
+        }
+        let mut left = Vec::new();
+        for id in pending {
+            if let Ok(task) = self.task(&id).await {
+                left.push(task);
+            }
+        }
+        if let Some(link) = self.inner.link.lock().await.take() {
+            link.shutdown().await;
+        }
+        self.inner.stop.cancel();
+        Ok(left)
+    }
+}
+
+impl Inner {
+    fn find_repo(&self, id_or_name: &str) -> Result<crate::watch::RepoInfo> {
+        self.watcher
+            .repos()
+            .into_iter()
+            .find(|r| r.id == id_or_name || r.name == id_or_name)
+            .ok_or_else(|| AgentError::RepoNotFound(id_or_name.to_string()))
+    }
+
+    async fn save_repo_list(&self) -> Result<()> {
+        let paths: Vec<PathBuf> = self.watcher.repos().into_iter().map(|r| r.path).collect();
+        let store = self.store.clone();
+        blocking(move || save_repo_list(&store, &paths)).await
+    }
+
+    /// Sends an event to the front ends and, when there is a link, to the relay.
+    fn publish(&self, event: AgentEvent, outbound: Option<Outbound>) {
+        let _ = self.events.send(event);
+        if let Some(item) = outbound {
+            if let Some(tx) = self.outbound.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = tx.send(item);
+            }
+        }
+    }
+
+    fn set_link_status(&self, status: LinkStatus) {
+        let changed = self.link_status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+        if changed {
+            let _ = self.events.send(AgentEvent::Link { status });
+        }
+    }
+
+    /// Stops the current link (if any) and starts one with these settings (if configured).
+    async fn restart_link(self: &Arc<Inner>, settings: &Settings) {
+        let mut slot = self.link.lock().await;
+        if let Some(old) = slot.take() {
+            *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            old.shutdown().await;
+        }
+        let (Some(url), Some(key)) = (&settings.relay_url, &settings.relay_key) else {
+            self.set_link_status(LinkStatus::Off);
+            return;
+        };
+        let mut config = match &self.link_template {
+            Some(template) => LinkConfig {
+                relay_url: url.clone(),
+                key: key.clone(),
+                agent_id: settings.agent_id.clone(),
+                ..template.clone()
+            },
+            None => LinkConfig::new(url.clone(), key.clone(), settings.agent_id.clone()),
+        };
+        config.metadata.insert("app".into(), "flightdeck".into());
+        let handle = RelayLink::start(config, self.store.clone(), self.inbound.clone());
+        let outbound = handle.outbound();
+        // Tell the relay at once whether tasks are running.
+        let busy = {
+            let store = self.store.clone();
+            blocking(move || active_tasks(&store)).await.map(|t| !t.is_empty()).unwrap_or(false)
+        };
+        let _ = outbound.send(Outbound::AgentStatus(if busy { AgentState::Busy } else { AgentState::Idle }));
+        *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = Some(outbound);
+        tokio::spawn(follow_link_state(self.clone(), handle.state()));
+        *slot = Some(handle);
+    }
+}
+
+/// Settings as saved in the store.
+#[derive(Clone, PartialEq)]
+struct Settings {
+    relay_url: Option<String>,
+    relay_user: Option<String>,
+    relay_key: Option<String>,
+    agent_id: String,
+    repos: Vec<PathBuf>,
+    paused: bool,
+}
+
+impl Settings {
+    fn load(store: &Store) -> Result<Settings, StoreError> {
+        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let repos: Vec<String> =
+            store.setting(keys::REPOS)?.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+        Ok(Settings {
+            relay_url: non_empty(store.setting(keys::RELAY_URL)?),
+            relay_user: non_empty(store.setting(keys::RELAY_USER)?),
+            relay_key: non_empty(store.setting(keys::RELAY_KEY)?),
+            agent_id: non_empty(store.setting(keys::AGENT_ID)?).unwrap_or_else(default_agent_id),
+            repos: repos.into_iter().map(PathBuf::from).collect(),
+            paused: store.setting(keys::WATCH_PAUSED)?.as_deref() == Some("true"),
+        })
+    }
+
+    /// What the link depends on: a change restarts it.
+    fn link_identity(&self) -> (Option<&str>, Option<&str>, &str) {
+        (self.relay_url.as_deref(), self.relay_key.as_deref(), &self.agent_id)
+    }
+
+    fn view(&self) -> SettingsView {
+        SettingsView {
+            relay_url: self.relay_url.clone(),
+            relay_user: self.relay_user.clone(),
+            key_set: self.relay_key.is_some(),
+            key_hint: self.relay_key.as_deref().map(key_hint),
+            agent_id: self.agent_id.clone(),
+            repos: self.repos.iter().map(|p| p.display().to_string()).collect(),
+            watching_paused: self.paused,
+        }
+    }
+}
+
+// Never print the key, even in logs of the settings.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("relay_url", &self.relay_url)
+            .field("relay_user", &self.relay_user)
+            .field("relay_key", &self.relay_key.as_deref().map(key_hint))
+            .field("agent_id", &self.agent_id)
+            .field("repos", &self.repos)
+            .field("paused", &self.paused)
+            .finish()
+    }
+}
+
+/// A key shown without giving it away: its first 4 and last 4 characters, or nothing of a short one.
+pub fn key_hint(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < 16 {
+        return "••••".into();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+fn default_agent_id() -> String {
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let slug = flightdeck_protocol::names::slugify(&host);
+    if validate_agent_id(&slug).is_ok() {
+        slug
+    } else {
+        "flightdeck-agent".into()
+    }
+}
+
+fn validate_relay_url(url: &str) -> Result<()> {
+    let rest = ["ws://", "wss://", "http://", "https://"].iter().find_map(|scheme| url.strip_prefix(scheme));
+    match rest {
+        None => Err(AgentError::invalid("relayUrl", "must start with ws://, wss://, http:// or https://")),
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => Err(AgentError::invalid("relayUrl", "has no host")),
+        Some(rest) if rest.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(AgentError::invalid("relayUrl", "contains spaces"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The relay's `http(s)://` base from its configured URL (which may be `ws(s)://.../api/ws`).
+fn http_base(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    let url = url.strip_suffix("/api/ws").unwrap_or(url);
+    if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        url.to_string()
+    }
+}
+
+fn validate_payload(executor: Executor, payload: TaskPayload) -> Result<TaskPayload> {
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+    match executor {
+        Executor::Claude if blank(&payload.prompt) => {
+            return Err(AgentError::invalid("payload.prompt", "a claude task needs a prompt"))
+        }
+        Executor::Shell if blank(&payload.command) => {
+            return Err(AgentError::invalid("payload.command", "a shell task needs a command"))
+        }
+        _ => {}
+    }
+    if let Some(cost) = payload.max_cost_usd {
+        if !cost.is_finite() || cost <= 0.0 {
+            return Err(AgentError::invalid("payload.maxCostUsd", "must be a positive number of dollars"));
+        }
+    }
+    if payload.timeout_secs == Some(0) {
+        return Err(AgentError::invalid("payload.timeoutSecs", "must be at least 1 second"));
+    }
+    Ok(payload)
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32> {
+    match limit {
+        None | Some(0) => Ok(50),
+        Some(n) if n > MAX_LIMIT => Err(AgentError::invalid("limit", format!("at most {MAX_LIMIT}"))),
+        Some(n) => Ok(n),
+    }
+}
+
+fn active_tasks(store: &Store) -> Result<Vec<Task>, StoreError> {
+    let mut out = Vec::new();
+    for status in [TaskStatus::Running, TaskStatus::Queued] {
+        let filter = TaskFilter { status: Some(status), limit: MAX_LIMIT, ..Default::default() };
+        out.extend(store.tasks(&filter)?.0);
+    }
+    Ok(out)
+}
+
+fn save_repo_list(store: &Store, paths: &[PathBuf]) -> Result<(), StoreError> {
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    store.set_setting(keys::REPOS, &serde_json::to_string(&list)?)
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+fn watch_error(e: WatchError) -> AgentError {
+    match e {
+        WatchError::NotARepo { path } => {
+            AgentError::NotAGitRepo { path: path.display().to_string(), reason: "there is no .git in it".into() }
+        }
+        WatchError::InvalidName { name, reason } => AgentError::invalid("name", format!("{name:?}: {reason}")),
+        WatchError::UnknownRepo { id } => AgentError::RepoNotFound(id),
+    }
+}
+
+/// Runs a store call on the blocking pool: rusqlite never runs on the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Internal(format!("a store call panicked: {e}")))?
+        .map_err(AgentError::from)
+}
+
+// ---- background tasks ----
+
+async fn forward_watcher(inner: Arc<Inner>, mut events: broadcast::Receiver<WatchEvent>) {
+    loop {
+        let event = tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(WatchEvent::Status(status)) => {
+                inner.publish(AgentEvent::RepoStatus { repo: status.clone() }, Some(Outbound::RepoStatus(status)))
+            }
+            Ok(WatchEvent::Removed { id }) => {
+                inner.publish(AgentEvent::RepoRemoved { id: id.clone() }, Some(Outbound::RepoRemoved(id)))
+            }
+            Ok(WatchEvent::Alert(alert)) => {
+                inner.publish(AgentEvent::Alert { alert: alert.clone() }, Some(Outbound::Alert(alert)))
+            }
+            Ok(WatchEvent::Notice { id, message }) => tracing::info!(repo = %id, "{message}"),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // Resynchronise: the relay gets the whole set, the front ends every status again.
+                tracing::warn!(missed = n, "repo events lagged; resending every status");
+                let statuses = inner.watcher.statuses();
+                for status in &statuses {
+                    inner.publish(AgentEvent::RepoStatus { repo: status.clone() }, None);
+                }
+                inner.publish_outbound(Outbound::FullRepos(statuses));
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+impl Inner {
+    fn publish_outbound(&self, item: Outbound) {
+        if let Some(tx) = self.outbound.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tx.send(item);
+        }
+    }
+}
+
+async fn forward_runner(inner: Arc<Inner>, mut events: broadcast::Receiver<RunnerEvent>) {
+    let mut active: HashSet<String> = HashSet::new();
+    loop {
+        let event = tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(RunnerEvent::Task(task)) => {
+                let was_busy = !active.is_empty();
+                if task.status.is_terminal() {
+                    active.remove(&task.id);
+                } else {
+                    active.insert(task.id.clone());
+                }
+                inner.publish(AgentEvent::TaskUpdate { task: task.clone() }, Some(Outbound::TaskUpdate(task)));
+                if was_busy == active.is_empty() {
+                    let state = if active.is_empty() { AgentState::Idle } else { AgentState::Busy };
+                    inner.publish_outbound(Outbound::AgentStatus(state));
+                }
+            }
+            Ok(RunnerEvent::Event(record)) => {
+                inner.publish(AgentEvent::TaskEvent { record: record.clone() }, Some(Outbound::TaskEvent(record)))
+            }
+            Ok(RunnerEvent::Alert(alert)) => {
+                inner.publish(AgentEvent::Alert { alert: alert.clone() }, Some(Outbound::Alert(alert)))
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // The store has everything; the link resends from it after a reconnect, and
+                // front ends reload when they see a gap in `seq`.
+                tracing::warn!(missed = n, "task events lagged");
+                let store = inner.store.clone();
+                if let Ok(tasks) = blocking(move || active_tasks(&store)).await {
+                    active = tasks.iter().map(|t| t.id.clone()).collect();
+                    for task in tasks {
+                        inner.publish(AgentEvent::TaskUpdate { task: task.clone() }, Some(Outbound::TaskUpdate(task)));
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Turns what the relay asks into runner calls.
+async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver<Inbound>) {
+    loop {
+        let message = tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            message = inbound.recv() => message,
+        };
+        match message {
+            Some(Inbound::RunTask { task_id, executor, payload }) => {
+                // The runner fails a task whose repo is unknown or whose payload is incomplete,
+                // with an `error` event the relay sees: better than dropping it silently.
+                let repo = payload.repo.clone().unwrap_or_default();
+                let repo = inner.find_repo(&repo).map(|r| r.name).unwrap_or(repo);
+                let payload = TaskPayload { repo: Some(repo.clone()), ..payload };
+                if let Err(e) = inner.runner.create(NewTask::remote(task_id.clone(), repo, executor, payload)).await {
+                    tracing::warn!(task = %task_id, error = %e, "cannot create a remote task");
+                }
+            }
+            Some(Inbound::Cancel { task_id }) => {
+                if let Err(e) = inner.runner.cancel(&task_id).await {
+                    tracing::warn!(task = %task_id, error = %e, "cannot cancel a remote task");
+                }
+            }
+            Some(Inbound::StatusRequest) => {}
+            None => return,
+        }
+    }
+}
+
+/// Mirrors one link's state into the agent's [`LinkStatus`] until that link stops.
+async fn follow_link_state(inner: Arc<Inner>, mut state: watch::Receiver<LinkState>) {
+    loop {
+        let status = match &*state.borrow_and_update() {
+            LinkState::Connecting => LinkStatus::Connecting,
+            LinkState::Connected { .. } => LinkStatus::Connected,
+            LinkState::Disconnected { .. } | LinkState::Stopped { .. } => LinkStatus::Disconnected,
+        };
+        inner.set_link_status(status);
+        tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            changed = state.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// What deserves a desktop notification: a task that ended (completed or failed) and a critical
+/// alert. Other events (and an alert being acknowledged) do not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub title: String,
+    pub body: String,
+}
+
+impl Notification {
+    pub fn for_event(event: &AgentEvent) -> Option<Notification> {
+        match event {
+            AgentEvent::TaskUpdate { task } => {
+                let title = match task.status {
+                    TaskStatus::Completed => "Task completed",
+                    TaskStatus::Failed => "Task failed",
+                    _ => return None,
+                };
+                let detail = match task.status {
+                    TaskStatus::Failed => task.error.as_deref(),
+                    _ => task.summary.as_deref(),
+                }
+                .map(|d| d.lines().next().unwrap_or("").trim())
+                .filter(|d| !d.is_empty());
+                let body = match detail {
+                    Some(d) => format!("{} · {}\n{}", task.title, task.repo, shorten(d, 160)),
+                    None => format!("{} · {}", task.title, task.repo),
+                };
+                Some(Notification { title: title.into(), body })
+            }
+            AgentEvent::Alert { alert } if alert.severity == Severity::Critical && !alert.acknowledged => {
+                let title = match &alert.repo {
+                    Some(repo) => format!("Flightdeck alert · {repo}"),
+                    None => "Flightdeck alert".into(),
+                };
+                Some(Notification { title, body: shorten(&alert.message, 200) })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(max - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use flightdeck_protocol::{AlertKind, TaskSource};
+
+    use super::*;
+
+    #[test]
+    fn key_hints_never_show_the_key() {
+        let table = [
+            ("fdk_0123456789abcdef9f2c", "fdk_…9f2c"),
+            ("short", "••••"),
+            ("0123456789abcde", "••••"),
+            ("0123456789abcdef", "0123…cdef"),
+        ];
+        for (key, hint) in table {
+            assert_eq!(key_hint(key), hint);
+        }
+    }
+
+    #[test]
+    fn relay_urls() {
+        let table = [
+            ("ws://127.0.0.1:8787", true),
+            ("wss://relay.example.com", true),
+            ("https://relay.example.com/", true),
+            ("http://localhost:8787", true),
+            ("relay.example.com", false),
+            ("ftp://x", false),
+            ("ws://", false),
+            ("https://a b", false),
+        ];
+        for (url, ok) in table {
+            assert_eq!(validate_relay_url(url).is_ok(), ok, "{url}");
+        }
+        let bases = [
+            ("ws://127.0.0.1:8787", "http://127.0.0.1:8787"),
+            ("wss://relay.example.com/api/ws", "https://relay.example.com"),
+            ("https://relay.example.com/", "https://relay.example.com"),
+        ];
+        for (url, base) in bases {
+            assert_eq!(http_base(url), base);
+        }
+    }
+
+    #[test]
+    fn payload_validation() {
+        let shell = |command: &str| TaskPayload { command: Some(command.into()), ..Default::default() };
+        let table: Vec<(Executor, TaskPayload, Option<&str>)> = vec![
+            (Executor::Shell, shell("echo hi"), None),
+            (Executor::Shell, shell("  "), Some("payload.command")),
+            (Executor::Claude, shell("echo hi"), Some("payload.prompt")),
+            (Executor::Shell, TaskPayload { max_cost_usd: Some(-1.0), ..shell("x") }, Some("payload.maxCostUsd")),
+            (Executor::Shell, TaskPayload { max_cost_usd: Some(f64::NAN), ..shell("x") }, Some("payload.maxCostUsd")),
+            (Executor::Shell, TaskPayload { timeout_secs: Some(0), ..shell("x") }, Some("payload.timeoutSecs")),
+            (Executor::Shell, TaskPayload { timeout_secs: Some(3), worktree: Some(true), ..shell("x") }, None),
+        ];
+        for (executor, payload, field) in table {
+            match (validate_payload(executor, payload.clone()), field) {
+                (Ok(_), None) => {}
+                (Err(AgentError::InvalidInput { field: got, .. }), Some(want)) => assert_eq!(got, want),
+                (other, _) => panic!("{payload:?}: {other:?}"),
+            }
+        }
+    }
+
+    fn task(status: TaskStatus) -> Task {
+        Task {
+            id: "t1".into(),
+            title: "cargo test".into(),
+            repo: "demo".into(),
+            agent_id: None,
+            executor: Executor::Shell,
+            payload: TaskPayload::default(),
+            status,
+            source: TaskSource::Local,
+            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            started_at: None,
+            finished_at: None,
+            summary: Some("exit 0".into()),
+            error: Some("exit status 2\nmore".into()),
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            last_seq: 3,
+        }
+    }
+
+    fn alert(severity: Severity, acknowledged: bool) -> Alert {
+        Alert {
+            id: "a1".into(),
+            severity,
+            kind: AlertKind::BudgetExceeded,
+            repo: Some("demo".into()),
+            task_id: None,
+            agent_id: None,
+            message: "budget exceeded".into(),
+            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            acknowledged,
+            acknowledged_at: None,
+        }
+    }
+
+    #[test]
+    fn notifications() {
+        let n = |title: &str, body: &str| Some(Notification { title: title.into(), body: body.into() });
+        let table: Vec<(AgentEvent, Option<Notification>)> = vec![
+            (
+                AgentEvent::TaskUpdate { task: task(TaskStatus::Completed) },
+                n("Task completed", "cargo test · demo\nexit 0"),
+            ),
+            (
+                AgentEvent::TaskUpdate { task: task(TaskStatus::Failed) },
+                n("Task failed", "cargo test · demo\nexit status 2"),
+            ),
+            (AgentEvent::TaskUpdate { task: task(TaskStatus::Running) }, None),
+            (AgentEvent::TaskUpdate { task: task(TaskStatus::Cancelled) }, None),
+            (
+                AgentEvent::Alert { alert: alert(Severity::Critical, false) },
+                n("Flightdeck alert · demo", "budget exceeded"),
+            ),
+            (AgentEvent::Alert { alert: alert(Severity::Critical, true) }, None),
+            (AgentEvent::Alert { alert: alert(Severity::Warning, false) }, None),
+            (AgentEvent::Watching { paused: true }, None),
+        ];
+        for (event, expected) in table {
+            assert_eq!(Notification::for_event(&event), expected, "{event:?}");
+        }
+    }
+}

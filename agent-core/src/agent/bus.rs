@@ -1,0 +1,182 @@
+//! `CockpitBus`: the relay's realtime topics (`/api/realtime`, SPEC 3.4), served by the local
+//! agent, so the cockpit views read the desktop agent exactly as they read a relay.
+//!
+//! A front end subscribes to topics ([`CockpitBus::subscribe`] answers with one `snapshot` per
+//! topic), then every [`AgentEvent`] becomes the `event` frames of the subscribed topics
+//! ([`CockpitBus::frames`]). The topic set is added to *before* the snapshots are read, so no
+//! change falls between a snapshot and the events that follow it (a change may arrive twice,
+//! which the topics' payloads make harmless: latest state wins, events are keyed by `seq`).
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use chrono::Utc;
+use flightdeck_protocol::desktop::{AgentEvent, AlertQuery, LinkStatus, TaskQuery};
+use flightdeck_protocol::event::SeqEvent;
+use flightdeck_protocol::realtime::{HudEvent, HudSnapshot, RepoEvent};
+use flightdeck_protocol::{AgentInfo, AgentState, ServerMessage, Topic};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Agent, Result};
+
+/// Newest tasks in a `tasks` snapshot, as on the relay.
+const SNAPSHOT_TASKS: u32 = 100;
+
+/// The topics one front end follows.
+#[derive(Default)]
+pub struct CockpitBus {
+    // A std Mutex: nothing awaits while holding it.
+    topics: Mutex<BTreeSet<Topic>>,
+}
+
+fn frame(kind: fn(String, Value) -> ServerMessage, topic: &Topic, payload: impl Serialize) -> ServerMessage {
+    kind(topic.to_string(), serde_json::to_value(payload).expect("wire types always serialize"))
+}
+
+fn snapshot(topic: String, payload: Value) -> ServerMessage {
+    ServerMessage::Snapshot { topic, payload }
+}
+
+fn event(topic: String, payload: Value) -> ServerMessage {
+    ServerMessage::Event { topic, payload }
+}
+
+impl CockpitBus {
+    pub fn new() -> CockpitBus {
+        CockpitBus::default()
+    }
+
+    /// Adds topics and answers with their snapshots (or an `error` frame for a bad topic name).
+    pub async fn subscribe(&self, agent: &Agent, names: &[String]) -> Result<Vec<ServerMessage>> {
+        let mut parsed = Vec::new();
+        let mut out = Vec::new();
+        for name in names {
+            match name.parse::<Topic>() {
+                Ok(topic) => parsed.push(topic),
+                Err(e) => {
+                    out.push(ServerMessage::Error { message: e.to_string(), topic: Some(name.clone()), details: None })
+                }
+            }
+        }
+        self.lock().extend(parsed.iter().cloned());
+        for topic in parsed {
+            out.push(self.snapshot(agent, &topic).await?);
+        }
+        Ok(out)
+    }
+
+    pub fn unsubscribe(&self, names: &[String]) {
+        let mut topics = self.lock();
+        for name in names {
+            if let Ok(topic) = name.parse::<Topic>() {
+                topics.remove(&topic);
+            }
+        }
+    }
+
+    /// The `event` frames an agent event makes on the subscribed topics.
+    pub async fn frames(&self, agent: &Agent, change: &AgentEvent) -> Vec<ServerMessage> {
+        let topics: Vec<Topic> = self.lock().iter().cloned().collect();
+        let mut out = Vec::new();
+        for topic in &topics {
+            match (topic, change) {
+                (Topic::Repos, AgentEvent::RepoStatus { repo }) => {
+                    out.push(frame(event, topic, RepoEvent::Status(repo.clone())))
+                }
+                (Topic::Repos, AgentEvent::RepoRemoved { id }) => {
+                    out.push(frame(event, topic, RepoEvent::Removed { removed: id.clone() }))
+                }
+                (Topic::Tasks, AgentEvent::TaskUpdate { task }) => out.push(frame(event, topic, task)),
+                (Topic::Alerts, AgentEvent::Alert { alert }) => out.push(frame(event, topic, alert)),
+                (Topic::Task(id), AgentEvent::TaskEvent { record }) if *id == record.task_id => {
+                    out.push(frame(event, topic, SeqEvent { seq: record.seq, event: record.event.clone() }))
+                }
+                (Topic::Agents, AgentEvent::TaskUpdate { .. } | AgentEvent::Link { .. }) => {
+                    if let Ok(info) = agent_info(agent).await {
+                        out.push(frame(event, topic, info));
+                    }
+                }
+                (Topic::Hud { repo, .. }, AgentEvent::RepoStatus { repo: status }) if status.name == *repo => {
+                    out.push(frame(event, topic, HudEvent::RepoStatus { repo_status: status.clone() }))
+                }
+                (Topic::Hud { repo, .. }, AgentEvent::TaskUpdate { task }) if task.repo == *repo => {
+                    out.push(frame(event, topic, HudEvent::Task { task: task.clone() }))
+                }
+                (Topic::Hud { repo, .. }, AgentEvent::TaskEvent { record }) => {
+                    // Only the events of the repo's tasks; the store knows which repo a task is in.
+                    if let Ok(task) = agent.task(&record.task_id).await {
+                        if task.repo == *repo {
+                            out.push(frame(event, topic, HudEvent::TaskEvent(record.clone())));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    async fn snapshot(&self, agent: &Agent, topic: &Topic) -> Result<ServerMessage> {
+        Ok(match topic {
+            Topic::Agents => frame(snapshot, topic, vec![agent_info(agent).await?]),
+            Topic::Repos => frame(snapshot, topic, agent.repos().await?),
+            Topic::Tasks => {
+                let query = TaskQuery { limit: Some(SNAPSHOT_TASKS), ..Default::default() };
+                frame(snapshot, topic, agent.tasks(query).await?.tasks)
+            }
+            Topic::Alerts => {
+                let query = AlertQuery { acknowledged: Some(false), limit: Some(500), ..Default::default() };
+                frame(snapshot, topic, agent.alerts(query).await?.alerts)
+            }
+            Topic::Task(id) => match agent.transcript(id).await {
+                Ok(transcript) => frame(snapshot, topic, transcript),
+                Err(e) => {
+                    ServerMessage::Error { message: e.to_string(), topic: Some(topic.to_string()), details: None }
+                }
+            },
+            Topic::Hud { user, repo } => {
+                let repo_status = agent.repos().await?.into_iter().find(|r| r.name == *repo);
+                let query = TaskQuery { repo: Some(repo.clone()), limit: Some(1), ..Default::default() };
+                let task = agent.tasks(query).await?.tasks.into_iter().next();
+                let events = match &task {
+                    Some(task) => agent.transcript(&task.id).await?.events,
+                    None => Vec::new(),
+                };
+                let hud = HudSnapshot {
+                    user: user.clone(),
+                    repo: repo.clone(),
+                    public: false,
+                    agent_online: true,
+                    repo_status,
+                    task,
+                    events,
+                };
+                frame(snapshot, topic, hud)
+            }
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Topic>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// This agent as the `agents` topic shows it.
+pub async fn agent_info(agent: &Agent) -> Result<AgentInfo> {
+    let settings = agent.settings().await?;
+    let busy = !agent.active_tasks().await?.is_empty();
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("link".into(), serde_json::to_value(agent.link_status()).unwrap_or(Value::Null));
+    metadata.insert("relayConnected".into(), Value::Bool(agent.link_status() == LinkStatus::Connected));
+    Ok(AgentInfo {
+        agent_id: settings.agent_id,
+        status: if busy { AgentState::Busy } else { AgentState::Idle },
+        capabilities: vec!["git".into(), "claude".into(), "shell".into()],
+        metadata,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        connected_at: agent.started_at(),
+        last_ping_at: Utc::now(),
+        repos: agent.repos().await?.into_iter().map(|r| r.name).collect(),
+    })
+}

@@ -1,0 +1,382 @@
+//! The `Agent` facade, as every front end uses it: real git repos in temp dirs, real shell
+//! tasks, a real SQLite file reopened to check what persists, and the error codes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use flightdeck_agent_core::agent::{Agent, AgentConfig, AgentError, Notification};
+use flightdeck_agent_core::tray::{TrayAction, TrayIcon, TrayItem};
+use flightdeck_protocol::desktop::{AgentEvent, AlertQuery, LinkStatus, SettingsUpdate, StartTaskRequest, TaskQuery};
+use flightdeck_protocol::event::ChunkStream;
+use flightdeck_protocol::{AlertKind, Executor, RepoState, Task, TaskEvent, TaskPayload, TaskStatus};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A git repo with one commit on `main`, in a temp dir whose name is `name`.
+fn git_repo(parent: &Path, name: &str) -> std::path::PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["config", "user.email", "test@example.com"],
+        &["config", "user.name", "Test"],
+        &["commit", "-q", "--allow-empty", "-m", "first"],
+    ] {
+        git(&dir, args);
+    }
+    dir.canonicalize().unwrap()
+}
+
+async fn start(data: &Path, extra: &[&Path]) -> Agent {
+    let mut config = AgentConfig::new(data);
+    config.extra_repos = extra.iter().map(|p| p.to_path_buf()).collect();
+    Agent::start(config).await.unwrap()
+}
+
+/// Waits for an event matching `pick`, failing after [`DEADLINE`].
+async fn next_matching<T>(
+    rx: &mut broadcast::Receiver<AgentEvent>,
+    mut pick: impl FnMut(&AgentEvent) -> Option<T>,
+) -> T {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Ok(event)) => {
+                if let Some(found) = pick(&event) {
+                    return found;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("events ended: {e}"),
+            Err(_) => panic!("no matching event within {DEADLINE:?}"),
+        }
+    }
+}
+
+/// Waits until the task has ended, returning its final state.
+async fn task_end(rx: &mut broadcast::Receiver<AgentEvent>, task_id: &str) -> Task {
+    next_matching(rx, |e| match e {
+        AgentEvent::TaskUpdate { task } if task.id == task_id && task.status.is_terminal() => Some(task.clone()),
+        _ => None,
+    })
+    .await
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, AgentError>) -> &'static str {
+    result.expect_err("expected an error").code()
+}
+
+fn shell(repo: &str, command: &str) -> StartTaskRequest {
+    StartTaskRequest {
+        executor: Executor::Shell,
+        repo: repo.into(),
+        title: None,
+        payload: TaskPayload { command: Some(command.into()), ..Default::default() },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repos_and_settings_persist_across_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let alpha = git_repo(tmp.path(), "alpha");
+    let beta = git_repo(tmp.path(), "beta");
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+
+    let agent = start(&data, &[&alpha]).await;
+    let repos = agent.repos().await.unwrap();
+    assert_eq!(repos.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["alpha"]);
+
+    let added = agent.add_repo(&beta).await.unwrap();
+    assert_eq!(added.name, "beta");
+    assert_eq!(added.branch.as_deref(), Some("main"), "add_repo answers with the first status");
+    assert_eq!(added.status, RepoState::Clean);
+    assert_eq!(added.path.as_deref().map(|p| p.trim_end_matches('/')), Some(beta.to_str().unwrap()));
+
+    // The error codes the window matches on.
+    assert_eq!(code(agent.add_repo(&beta).await), "repo_exists");
+    assert_eq!(code(agent.add_repo(&plain).await), "not_a_git_repo");
+    assert_eq!(code(agent.add_repo(&tmp.path().join("nowhere")).await), "not_a_git_repo");
+    assert_eq!(code(agent.add_repo(Path::new("")).await), "invalid_input");
+    assert_eq!(code(agent.remove_repo("nope").await), "repo_not_found");
+    assert_eq!(code(agent.hud_url(None).await), "relay_not_configured");
+    assert_eq!(
+        code(
+            agent
+                .set_settings(SettingsUpdate { relay_url: Some("relay.example.com".into()), ..Default::default() })
+                .await
+        ),
+        "invalid_input"
+    );
+    assert_eq!(
+        code(agent.set_settings(SettingsUpdate { agent_id: Some("../x".into()), ..Default::default() }).await),
+        "invalid_input"
+    );
+
+    // Settings: the key is stored but never read back.
+    let mut events = agent.subscribe();
+    let key = "fdk_live_0123456789abcdef0123456789abcdef";
+    let view = agent
+        .set_settings(SettingsUpdate {
+            relay_url: Some("ws://127.0.0.1:9/".into()),
+            relay_user: Some("alice".into()),
+            key: Some(key.into()),
+            agent_id: Some("laptop-1".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(view.relay_url.as_deref(), Some("ws://127.0.0.1:9"));
+    assert!(view.key_set);
+    assert_eq!(view.key_hint.as_deref(), Some("fdk_…cdef"));
+    assert_eq!(view.agent_id, "laptop-1");
+    assert!(!serde_json::to_string(&view).unwrap().contains(key));
+    // With a relay configured the link starts (nothing listens there, so it never connects).
+    next_matching(&mut events, |e| matches!(e, AgentEvent::Link { status: LinkStatus::Connecting }).then_some(()))
+        .await;
+    assert_ne!(agent.link_status(), LinkStatus::Off);
+    assert_eq!(agent.hud_url(Some("beta")).await.unwrap(), "http://127.0.0.1:9/hud/alice/beta");
+    assert_eq!(code(agent.hud_url(Some("gamma")).await), "repo_not_found");
+
+    agent.set_watching_paused(true).await.unwrap();
+    assert!(agent.watching_paused());
+    agent.remove_repo("alpha").await.unwrap();
+    assert_eq!(agent.repos().await.unwrap().len(), 1);
+    assert!(agent.shutdown(Duration::from_secs(5)).await.unwrap().is_empty());
+    drop(agent);
+
+    // Reopened with no repos given: everything came back from the database.
+    let agent = start(&data, &[]).await;
+    let repos = agent.repos().await.unwrap();
+    assert_eq!(repos.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["beta"]);
+    let settings = agent.settings().await.unwrap();
+    assert_eq!(settings.relay_url.as_deref(), Some("ws://127.0.0.1:9"));
+    assert_eq!(settings.relay_user.as_deref(), Some("alice"));
+    assert_eq!(settings.agent_id, "laptop-1");
+    assert_eq!(settings.key_hint.as_deref(), Some("fdk_…cdef"));
+    assert_eq!(settings.repos, [beta.display().to_string()]);
+    assert!(settings.watching_paused);
+    assert!(agent.watching_paused());
+
+    // Clearing the relay URL stops the link; the window hears about it.
+    let mut events = agent.subscribe();
+    let view =
+        agent.set_settings(SettingsUpdate { relay_url: Some(String::new()), ..Default::default() }).await.unwrap();
+    assert_eq!(view.relay_url, None);
+    assert!(view.key_set, "the key stays until cleared itself");
+    next_matching(&mut events, |e| matches!(e, AgentEvent::Link { status: LinkStatus::Off }).then_some(())).await;
+    assert_eq!(agent.link_status(), LinkStatus::Off);
+    next_matching(&mut events, |e| matches!(e, AgentEvent::Settings { .. }).then_some(())).await;
+    agent.set_watching_paused(false).await.unwrap();
+    assert!(!agent.settings().await.unwrap().watching_paused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_tasks_stream_to_subscribers_and_land_in_the_transcript() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = git_repo(tmp.path(), "demo");
+    let agent = start(&tmp.path().join("data"), &[&repo]).await;
+    let mut events = agent.subscribe();
+
+    let task = agent.start_task(shell("demo", "echo hello from $(basename $PWD); echo oops >&2")).await.unwrap();
+    assert_eq!(task.repo, "demo");
+    assert_eq!(task.title, "echo hello from $(basename $PWD); echo oops >&2");
+    assert_eq!(task.payload.repo.as_deref(), Some("demo"));
+    let chunk = next_matching(&mut events, |e| match e {
+        AgentEvent::TaskEvent { record } if record.task_id == task.id => match &record.event {
+            TaskEvent::Chunk { text, stream: ChunkStream::Stdout } => Some(text.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
+    .await;
+    assert!(chunk.contains("hello from demo"), "{chunk:?}");
+    let done = task_end(&mut events, &task.id).await;
+    assert_eq!(done.status, TaskStatus::Completed);
+    let note = Notification::for_event(&AgentEvent::TaskUpdate { task: done.clone() }).unwrap();
+    assert_eq!(note.title, "Task completed");
+
+    let transcript = agent.transcript(&task.id).await.unwrap();
+    assert_eq!(transcript.task.status, TaskStatus::Completed);
+    let seqs: Vec<u64> = transcript.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert!(transcript
+        .events
+        .iter()
+        .any(|e| matches!(&e.event, TaskEvent::Chunk { text, stream: ChunkStream::Stderr } if text.contains("oops"))));
+
+    // The repo can be named by id as well as by name, in tasks and in filters.
+    let repo_id = agent.repos().await.unwrap()[0].id.clone();
+    let by_id = agent
+        .start_task(StartTaskRequest { title: Some("  second  ".into()), ..shell(&repo_id, "exit 3") })
+        .await
+        .unwrap();
+    assert_eq!(by_id.title, "second");
+    let failed = task_end(&mut events, &by_id.id).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    let list = agent.tasks(TaskQuery { repo: Some(repo_id.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(list.total, 2);
+    assert_eq!(list.limit, 50);
+    let completed = agent.tasks(TaskQuery { status: Some(TaskStatus::Completed), ..Default::default() }).await.unwrap();
+    assert_eq!(completed.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [task.id.as_str()]);
+
+    assert_eq!(code(agent.start_task(shell("nope", "true")).await), "repo_not_found");
+    assert_eq!(code(agent.start_task(shell("demo", " ")).await), "invalid_input");
+    assert_eq!(code(agent.transcript("nope").await), "task_not_found");
+    assert_eq!(code(agent.cancel_task("nope").await), "task_not_found");
+    assert_eq!(code(agent.tasks(TaskQuery { limit: Some(501), ..Default::default() }).await), "invalid_input");
+    // Cancelling a finished task answers with it, unchanged.
+    assert_eq!(agent.cancel_task(&task.id).await.unwrap().status, TaskStatus::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_raise_alerts_that_turn_the_tray_and_can_be_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = git_repo(tmp.path(), "demo");
+    let agent = start(&tmp.path().join("data"), &[&repo]).await;
+    assert_eq!(agent.tray_model().await.unwrap().icon, TrayIcon::Idle);
+    let mut events = agent.subscribe();
+
+    let task = agent.start_task(shell("demo", "exit 1")).await.unwrap();
+    let alert = next_matching(&mut events, |e| match e {
+        AgentEvent::Alert { alert } if alert.task_id.as_deref() == Some(task.id.as_str()) => Some(alert.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(alert.kind, AlertKind::TaskFailed);
+    task_end(&mut events, &task.id).await;
+
+    let tray = agent.tray_model().await.unwrap();
+    assert_eq!(tray.icon, TrayIcon::Attention);
+    assert!(tray.tooltip.contains("1 alert"), "{}", tray.tooltip);
+    let unacked = agent.alerts(AlertQuery { acknowledged: Some(false), ..Default::default() }).await.unwrap();
+    assert_eq!(unacked.total, 1);
+    assert_eq!(agent.cockpit_state().await.unwrap().alerts.len(), 1);
+
+    let acked = agent.acknowledge_alert(&alert.id).await.unwrap();
+    assert!(acked.acknowledged);
+    let pushed = next_matching(&mut events, |e| match e {
+        AgentEvent::Alert { alert } if alert.id == acked.id => Some(alert.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(pushed.acknowledged);
+    assert_eq!(agent.tray_model().await.unwrap().icon, TrayIcon::Idle);
+    assert_eq!(code(agent.acknowledge_alert("nope").await), "alert_not_found");
+    assert!(agent.cockpit_state().await.unwrap().alerts.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_tasks_show_in_the_tray_and_stop_on_cancel_and_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = git_repo(tmp.path(), "demo");
+    let other = git_repo(tmp.path(), "other");
+    let agent = start(&tmp.path().join("data"), &[&repo, &other]).await;
+    let mut events = agent.subscribe();
+
+    let long =
+        |repo: &str| StartTaskRequest { title: Some("long one".into()), ..shell(repo, "echo started; sleep 30") };
+    let first = agent.start_task(long("demo")).await.unwrap();
+    next_matching(&mut events, |e| match e {
+        AgentEvent::TaskUpdate { task } if task.id == first.id && task.status == TaskStatus::Running => Some(()),
+        _ => None,
+    })
+    .await;
+    let tray = agent.tray_model().await.unwrap();
+    assert_eq!(tray.icon, TrayIcon::Running);
+    assert!(tray.items.contains(&TrayItem::Action {
+        action: TrayAction::ShowTask(first.id.clone()),
+        text: "▶ long one · demo".into(),
+        enabled: true,
+    }));
+    assert_eq!(agent.active_tasks().await.unwrap().len(), 1);
+
+    agent.cancel_task(&first.id).await.unwrap();
+    assert_eq!(task_end(&mut events, &first.id).await.status, TaskStatus::Cancelled);
+
+    // Quit: every running task is cancelled and waited for.
+    let a = agent.start_task(long("demo")).await.unwrap();
+    let b = agent.start_task(long("other")).await.unwrap();
+    for id in [&a.id, &b.id] {
+        next_matching(&mut events, |e| match e {
+            AgentEvent::TaskUpdate { task } if &task.id == id && task.status == TaskStatus::Running => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    let started = Instant::now();
+    let left = agent.shutdown(Duration::from_secs(15)).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "sh exits on SIGTERM, well before the kill");
+    for id in [&a.id, &b.id] {
+        assert_eq!(agent.task(id).await.unwrap().status, TaskStatus::Cancelled);
+    }
+    assert!(agent.active_tasks().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cockpit_bus_serves_relay_topics_from_the_local_agent() {
+    use flightdeck_agent_core::agent::CockpitBus;
+    use flightdeck_protocol::realtime::{TopicEvent, TopicSnapshot};
+    use flightdeck_protocol::{ServerMessage, Topic};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = git_repo(tmp.path(), "demo");
+    let agent = start(&tmp.path().join("data"), &[&repo]).await;
+    let bus = CockpitBus::new();
+    let mut events = agent.subscribe();
+
+    let topics: Vec<String> = ["agents", "repos", "tasks", "alerts", "nope"].map(String::from).to_vec();
+    let frames = bus.subscribe(&agent, &topics).await.unwrap();
+    let mut snapshots = Vec::new();
+    for frame in frames {
+        match frame {
+            ServerMessage::Snapshot { topic, payload } => {
+                let topic: Topic = topic.parse().unwrap();
+                snapshots.push(TopicSnapshot::decode(&topic, payload).unwrap());
+            }
+            ServerMessage::Error { topic, .. } => assert_eq!(topic.as_deref(), Some("nope")),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(snapshots.len(), 4);
+    assert!(matches!(&snapshots[0], TopicSnapshot::Agents(a) if a.len() == 1 && a[0].repos == ["demo"]));
+    assert!(matches!(&snapshots[1], TopicSnapshot::Repos(r) if r[0].name == "demo"));
+
+    let task = agent.start_task(shell("demo", "echo bus")).await.unwrap();
+    let subscribed = bus.subscribe(&agent, &[format!("task:{}", task.id)]).await.unwrap();
+    assert!(matches!(&subscribed[0], ServerMessage::Snapshot { topic, .. } if *topic == format!("task:{}", task.id)));
+
+    // Every change becomes events of the subscribed topics, decodable as the ui decodes them.
+    let mut saw_output = false;
+    let mut saw_end = false;
+    let until = Instant::now() + DEADLINE;
+    while !(saw_output && saw_end) {
+        let change = tokio::time::timeout_at(until, events.recv()).await.expect("events in time").unwrap();
+        for frame in bus.frames(&agent, &change).await {
+            let ServerMessage::Event { topic, payload } = frame else { panic!("not an event") };
+            let topic: Topic = topic.parse().unwrap();
+            match TopicEvent::decode(&topic, payload).unwrap() {
+                TopicEvent::TaskEvent(e) => {
+                    saw_output |= matches!(&e.event, TaskEvent::Chunk { text, .. } if text.contains("bus"))
+                }
+                TopicEvent::Task(t) => saw_end |= t.id == task.id && t.status == TaskStatus::Completed,
+                _ => {}
+            }
+        }
+    }
+    bus.unsubscribe(&["tasks".to_string()]);
+    let change = AgentEvent::TaskUpdate { task: agent.task(&task.id).await.unwrap() };
+    let frames = bus.frames(&agent, &change).await;
+    assert!(frames.iter().all(|f| matches!(f, ServerMessage::Event { topic, .. } if topic == "agents")), "{frames:?}");
+    let polled = agent.task_events(&task.id, 1, None).await.unwrap();
+    assert_eq!(polled.events.first().map(|e| e.seq), Some(2));
+    assert_eq!(polled.next_after, polled.events.last().unwrap().seq);
+}
