@@ -204,16 +204,16 @@ impl Link {
                     .db({
                         let task_id = task_id.clone();
                         move |db, st| {
-                            let Some(task) = db.task(&user, &task_id)? else { return Ok(false) };
+                            let Some(repo) = db.task_repo(&user, &task_id)? else { return Ok(false) };
                             if !db.insert_event(&task_id, seq, &event)? {
                                 // Already held: receiving an event twice changes nothing.
                                 return Ok(true);
                             }
                             let record = SeqEvent { seq, event };
                             st.hub.publish(&TopicKey::new(&user, Topic::Task(task_id.clone())), &record);
-                            let key = TopicKey::new(&user, Topic::Hud { user: user.clone(), repo: task.repo.clone() });
+                            let key = TopicKey::new(&user, Topic::Hud { user: user.clone(), repo: repo.clone() });
                             if st.hub.has_subscribers(&key)
-                                && db.hud_task(&user, &task.repo)?.is_some_and(|t| t.id == task_id)
+                                && db.hud_task_id(&user, &repo)?.is_some_and(|id| id == task_id)
                             {
                                 let record = TaskEventRecord { task_id, seq, event: record.event };
                                 st.hub.publish(&key, &HudEvent::TaskEvent(record));

@@ -517,26 +517,50 @@ impl Db {
     }
 
     /// Stores one event. False when `(task_id, seq)` was already there: nothing changes.
+    /// This is the hot path of fan-out: cached statements, one write transaction.
     pub fn insert_event(&self, task_id: &str, seq: u64, event: &TaskEvent) -> Result<bool> {
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)",
-            params![task_id, seq as i64, serde_json::to_string(event)?],
-        )?;
+        let tx = self.conn.unchecked_transaction()?;
+        let n = tx
+            .prepare_cached("INSERT OR IGNORE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)")?
+            .execute(params![task_id, seq as i64, serde_json::to_string(event)?])?;
         if n == 0 {
             return Ok(false);
         }
         // Advance the highest seq held without gaps: what `welcome.lastSeqs` reports.
         let mut contig: i64 =
-            self.conn.query_row("SELECT contig_seq FROM tasks WHERE id = ?1", [task_id], |r| r.get(0))?;
-        let mut next = self.conn.prepare_cached("SELECT 1 FROM task_events WHERE task_id = ?1 AND seq = ?2")?;
+            tx.prepare_cached("SELECT contig_seq FROM tasks WHERE id = ?1")?.query_row([task_id], |r| r.get(0))?;
+        let mut next = tx.prepare_cached("SELECT 1 FROM task_events WHERE task_id = ?1 AND seq = ?2")?;
         while next.exists(params![task_id, contig + 1])? {
             contig += 1;
         }
-        self.conn.execute(
-            "UPDATE tasks SET contig_seq = ?2, updated_ms = ?3 WHERE id = ?1",
-            params![task_id, contig, Utc::now().timestamp_millis()],
-        )?;
+        drop(next);
+        tx.prepare_cached("UPDATE tasks SET contig_seq = ?2, updated_ms = ?3 WHERE id = ?1")?.execute(params![
+            task_id,
+            contig,
+            Utc::now().timestamp_millis()
+        ])?;
+        tx.commit()?;
         Ok(true)
+    }
+
+    /// The repo of one of `user`'s tasks (cheaper than [`Db::task`]).
+    pub fn task_repo(&self, user: &str, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT repo FROM tasks WHERE user = ?1 AND id = ?2")?
+            .query_row([user, id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The id of the task a repo's HUD shows (see [`Db::hud_task`]).
+    pub fn hud_task_id(&self, user: &str, repo: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE user = ?1 AND repo = ?2 ORDER BY created_ms DESC, id DESC LIMIT 1",
+            )?
+            .query_row([user, repo], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn events(&self, task_id: &str, after: u64, limit: u32) -> Result<Vec<SeqEvent>> {

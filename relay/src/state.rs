@@ -116,7 +116,7 @@ impl AppState {
     pub fn publish_task(&self, db: &Db, user: &str, task: &Task) -> Result<(), AppError> {
         self.hub.publish(&TopicKey::new(user, Topic::Tasks), task);
         let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: task.repo.clone() });
-        if self.hub.has_subscribers(&key) && db.hud_task(user, &task.repo)?.is_some_and(|t| t.id == task.id) {
+        if self.hub.has_subscribers(&key) && db.hud_task_id(user, &task.repo)?.is_some_and(|id| id == task.id) {
             self.hub.publish(&key, &HudEvent::Task { task: task.clone() });
         }
         Ok(())
