@@ -119,6 +119,8 @@ impl Drop for Feed {
         self.inner.stopped.set(true);
         self.inner.reconnect.borrow_mut().take();
         if let Some(ws) = self.inner.socket.borrow_mut().take() {
+            ws.set_onopen(None);
+            ws.set_onmessage(None);
             ws.set_onclose(None);
             let _ = ws.close();
         }

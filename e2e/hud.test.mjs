@@ -1,0 +1,247 @@
+// End-to-end tests of the HUD: the real relay binary, the built ui bundle (ui/dist), headless
+// Chromium (Debian's, driven by playwright-core from tools/), and a scripted agent on /api/ws.
+//
+//   ui/build.sh && cargo build -p flightdeck-relay && (cd tools && npm ci) && node --test e2e/
+//
+// Env: FLIGHTDECK_RELAY_BIN (default target/debug/flightdeck-relay), CHROMIUM (default
+// /usr/bin/chromium). Screenshots go to .ci/artifacts/. No sleeps: every wait is a condition
+// polled until a deadline.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { Relay, ROOT, until } from './lib/relay.mjs';
+import { FakeAgent } from './lib/agent.mjs';
+
+const require = createRequire(path.join(ROOT, 'tools/package.json'));
+const { chromium } = require('playwright-core');
+
+const ARTIFACTS = path.join(ROOT, '.ci/artifacts');
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+];
+
+let relay;
+let browser;
+let agent;
+const keys = {};
+let demoTask;
+let viewer; // the anonymous viewer's page, kept open from the late join to the restart
+
+async function shot(page, name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: false });
+}
+
+async function transcriptText(page) {
+  return page.locator('#transcript').innerText();
+}
+
+/** Waits until the relay holds `n` events of a task (so a late viewer's snapshot has them). */
+async function relayHasEvents(taskId, n) {
+  await until(async () => {
+    const r = await relay.api('GET', `/api/cockpit/tasks/${taskId}/events?after=0&limit=500`, keys.owner);
+    return r.events.length >= n;
+  }, 10000, `${n} events of ${taskId} on the relay`);
+}
+
+async function ownerContext() {
+  const context = await browser.newContext({ baseURL: relay.base });
+  const r = await context.request.post('/api/login', { data: { token: keys.owner } });
+  assert.equal(r.status(), 200, await r.text());
+  return context;
+}
+
+before(async () => {
+  relay = await Relay.create();
+  relay.admin('user', 'add', 'alice');
+  keys.agent = relay.admin('key', 'create', '--user', 'alice', '--scope', 'agent');
+  keys.owner = relay.admin('key', 'create', '--user', 'alice', '--scope', 'owner');
+  await relay.start();
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  agent = await FakeAgent.connect(relay, keys.agent, { repos: ['demo', 'secret', 'workbench'] });
+  await until(async () => (await relay.api('GET', '/api/cockpit/repos', keys.owner)).repos.length === 3, 10000, 'repos');
+  await relay.api('PUT', '/api/hud/settings?repo=alice/demo', keys.owner, { public: true, embedAllowed: false });
+});
+
+after(async () => {
+  agent?.close();
+  await browser?.close();
+  await relay?.stop();
+});
+
+test('a late viewer sees the earlier output, then live chunks in order, and a tool card completes', async () => {
+  demoTask = agent.startTask('demo', 'Explain the HUD');
+  const id = demoTask.id;
+  agent.event(id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  agent.chunk(id, 'Early output: the relay keeps the whole transcript. ');
+  agent.chunk(id, 'Here is some code:\n```rust\nfn main() {\n    println!("hello");\n}\n```\n');
+  agent.chunk(id, 'running the tests\n', 'stdout');
+  await relayHasEvents(id, 4);
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  viewer = await context.newPage();
+  const response = await viewer.goto(`${relay.base}/hud/alice/demo`);
+  assert.equal(response.status(), 200);
+  await viewer.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 15000 });
+  // Late join: the snapshot brought everything sent before the page opened.
+  await viewer.locator('#transcript', { hasText: 'Early output: the relay keeps the whole transcript.' }).waitFor({ timeout: 10000 });
+  assert.match(await viewer.locator('#transcript pre.code code').first().innerText(), /println!\("hello"\)/);
+  assert.equal(await viewer.locator('#transcript pre.term.stdout').innerText(), 'running the tests\n');
+  // Anonymous viewers get no owner controls.
+  assert.equal(await viewer.locator('#start-prompt').count(), 0);
+
+  // Live chunks, in order, appended to the same message.
+  for (let i = 1; i <= 30; i++) {
+    agent.chunk(id, `live-${i} `);
+    if (i === 15) {
+      await viewer.locator('#transcript', { hasText: 'live-15' }).waitFor({ timeout: 10000 });
+      await shot(viewer, 'hud-streaming');
+    }
+  }
+  const expected = Array.from({ length: 30 }, (_, i) => `live-${i + 1}`).join(' ');
+  await until(async () => (await transcriptText(viewer)).includes(expected), 10000, 'the 30 live chunks in order');
+
+  // A tool card: running with a spinner and elapsed time, then done, expandable.
+  agent.event(id, { kind: 'tool_start', toolId: 'toolu_01', toolName: 'Bash', params: { command: 'cargo test --workspace' } });
+  const card = viewer.locator('.tool[data-tool-id="toolu_01"]');
+  await viewer.locator('.tool[data-tool-id="toolu_01"][data-state="running"]').waitFor({ timeout: 10000 });
+  agent.event(id, { kind: 'tool_progress', toolId: 'toolu_01', elapsedSecs: 3.0 });
+  await card.locator('.elapsed', { hasText: '3s' }).waitFor({ timeout: 10000 });
+  assert.equal(await card.locator('.spinner').count(), 1);
+  assert.match(await card.locator('.tool-headline').innerText(), /cargo test --workspace/);
+  await shot(viewer, 'hud-tool-running');
+  agent.event(id, { kind: 'tool_done', toolId: 'toolu_01', output: 'test result: ok. 42 passed', isError: false });
+  await viewer.locator('.tool[data-tool-id="toolu_01"][data-state="done"]').waitFor({ timeout: 10000 });
+  const head = card.locator('button.tool-head');
+  assert.equal(await head.getAttribute('aria-expanded'), 'false');
+  assert.equal(await card.locator('.tool-body').count(), 0, 'collapsed cards render no body');
+  await head.focus();
+  await viewer.keyboard.press('Enter');
+  await card.locator('.tool-body', { hasText: 'test result: ok. 42 passed' }).waitFor({ timeout: 5000 });
+  assert.equal(await head.getAttribute('aria-expanded'), 'true');
+  assert.match(await card.locator('.tool-body').innerText(), /"command": "cargo test --workspace"/);
+
+  agent.chunk(id, 'All green.');
+  agent.event(id, { kind: 'usage', inputTokens: 1200, outputTokens: 340, totalCostUsd: 0.0123 });
+  agent.event(id, { kind: 'error', error: 'a recoverable warning shown in red' });
+  await viewer.locator('[data-testid="cost"]', { hasText: '$0.0123' }).waitFor({ timeout: 10000 });
+  await viewer.locator('#transcript .error[role="alert"]').waitFor({ timeout: 10000 });
+  assert.match(await viewer.locator('[data-testid="usage"]').innerText(), /1200 in · 340 out/);
+  await shot(viewer, 'hud-after-tool');
+});
+
+test('a phone-sized viewport shows the HUD without horizontal scrolling', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  await page.goto(`${relay.base}/hud/alice/demo`);
+  await page.locator('#transcript', { hasText: 'live-30' }).waitFor({ timeout: 10000 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `page is ${overflow}px wider than the viewport`);
+  await shot(page, 'hud-phone');
+  await context.close();
+});
+
+test('the start form posts a task that the connected agent receives; offline repos disable it with the reason', async () => {
+  const context = await ownerContext();
+  const page = await context.newPage();
+  await page.goto('/hud/alice/workbench');
+  const prompt = page.locator('#start-prompt');
+  await prompt.waitFor({ timeout: 10000 });
+  await until(async () => !(await prompt.isDisabled()), 10000, 'the start form to be enabled (agent online)');
+  assert.equal(await page.locator('[data-testid="agent-online"]').innerText(), 'Agent online');
+  const text = `Add a status badge to the README (${Date.now()})`;
+  await prompt.fill(text);
+  await page.locator('#start-button').click();
+  const sent = await agent.waitFor((m) => m.type === 'task' && m.payload?.prompt === text, 10000, 'the task on the agent socket');
+  assert.equal(sent.taskType, 'claude');
+  assert.equal(sent.payload.repo, 'workbench');
+  await page.locator('#start-reason', { hasText: 'Task sent to the agent.' }).waitFor({ timeout: 10000 });
+  // The owner's sharing switches reflect GET /api/hud/settings (a new HUD is private).
+  assert.equal(await page.locator('#setting-public').isChecked(), false);
+  await shot(page, 'hud-owner-start');
+
+  // A repo whose only agent went away: the form is disabled and says why.
+  const other = await FakeAgent.connect(relay, keys.agent, { agentId: 'other-box', repos: ['lonely'] });
+  await until(async () => (await relay.api('GET', '/api/cockpit/repos', keys.owner)).repos.some((r) => r.name === 'lonely'), 10000, 'repo lonely');
+  other.close();
+  const offline = await context.newPage();
+  await offline.goto('/hud/alice/lonely');
+  await offline.locator('[data-testid="agent-online"]', { hasText: 'Agent offline' }).waitFor({ timeout: 10000 });
+  assert.equal(await offline.locator('#start-prompt').isDisabled(), true);
+  assert.equal(await offline.locator('#start-button').isDisabled(), true);
+  await offline.locator('#start-reason', { hasText: /agent/i }).waitFor({ timeout: 10000 });
+  await context.close();
+});
+
+test('a private HUD is not shown to anonymous viewers', async () => {
+  const anonymous = await fetch(`${relay.base}/hud/alice/secret`);
+  assert.equal(anonymous.status, 404);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const response = await page.goto(`${relay.base}/hud/alice/secret`);
+  assert.equal(response.status(), 404);
+  assert.equal(await page.locator('#transcript').count(), 0);
+  await context.close();
+  // Its owner sees it.
+  const owner = await ownerContext();
+  const ownerPage = await owner.newPage();
+  assert.equal((await ownerPage.goto('/hud/alice/secret')).status(), 200);
+  await ownerPage.locator('.app.hud').waitFor({ timeout: 10000 });
+  await owner.close();
+});
+
+test('the embed page follows its setting and renders without chrome', async () => {
+  assert.equal((await fetch(`${relay.base}/embed/alice/demo`)).status, 403);
+  await relay.api('PUT', '/api/hud/settings?repo=alice/demo', keys.owner, { public: true, embedAllowed: true });
+  const context = await browser.newContext({ viewport: { width: 640, height: 480 } });
+  const page = await context.newPage();
+  const response = await page.goto(`${relay.base}/embed/alice/demo`);
+  assert.equal(response.status(), 200);
+  await page.locator('.app.embed #transcript', { hasText: 'Early output' }).waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('.topbar').count(), 0, 'no header in embed mode');
+  assert.equal(await page.locator('aside.side').count(), 0, 'no side panels in embed mode');
+  await page.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 10000 });
+  await shot(page, 'embed');
+  await context.close();
+  await relay.api('PUT', '/api/hud/settings?repo=alice/demo', keys.owner, { public: true, embedAllowed: false });
+  assert.equal((await fetch(`${relay.base}/embed/alice/demo`)).status, 403);
+});
+
+test('killing the relay turns the indicator red; restarting turns it green with the transcript whole', async () => {
+  const indicator = viewer.locator('#connection-indicator');
+  await viewer.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 10000 });
+  const before = await transcriptText(viewer);
+  assert.ok(before.includes('All green.'));
+
+  await relay.kill();
+  await viewer.locator('#connection-indicator[data-state="disconnected"]').waitFor({ timeout: 15000 });
+  assert.equal(await indicator.innerText(), 'Disconnected');
+  await shot(viewer, 'hud-disconnected');
+
+  await relay.start();
+  // Reconnects follow the backoff (1, 2, 4, 8 ... s), so allow a few rounds.
+  await viewer.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 45000 });
+  assert.equal(await indicator.innerText(), 'Connected');
+  // The fresh snapshot replaced the transcript: the same text, nothing lost or doubled.
+  await until(async () => (await transcriptText(viewer)) === before, 10000, 'the transcript to be whole after the restart');
+
+  // The agent comes back and the stream goes on.
+  const seq = agent.seq;
+  agent.close();
+  agent = await FakeAgent.connect(relay, keys.agent, { repos: ['demo', 'secret', 'workbench'] });
+  agent.seq = seq;
+  agent.chunk(demoTask.id, ' After the restart.');
+  agent.event(demoTask.id, { kind: 'done', summary: 'Explained the HUD.' });
+  await viewer.locator('#transcript [data-testid="done"]', { hasText: 'Explained the HUD.' }).waitFor({ timeout: 10000 });
+  const after = await transcriptText(viewer);
+  assert.equal(after.split('live-1 ').length, 2, 'no duplicated output');
+  assert.ok(after.includes('After the restart.'));
+  await shot(viewer, 'hud-after-restart');
+});
