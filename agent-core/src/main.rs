@@ -195,7 +195,8 @@ async fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
                     // Fell behind the broadcast: the store has every event.
-                    let t = store.task(&task.id)?.unwrap_or_else(|| task.clone());
+                    let (s, id) = (store.clone(), task.id.clone());
+                    let t = tokio::task::spawn_blocking(move || s.task(&id)).await??.unwrap_or_else(|| task.clone());
                     printer.catch_up(&store, &t).await?;
                     if t.status.is_terminal() {
                         break t;

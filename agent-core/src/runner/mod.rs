@@ -390,7 +390,10 @@ impl RunnerLoop {
             let shared = self.shared.clone();
             tokio::spawn(async move {
                 let id = task.id.clone();
-                driver::drive(shared, task, stop).await;
+                // A separate task, so that even a panicking driver frees its slot.
+                if let Err(err) = tokio::spawn(driver::drive(shared, task, stop)).await {
+                    tracing::error!(task = %id, %err, "a task driver crashed");
+                }
                 let _ = finished.send(id);
             });
         }

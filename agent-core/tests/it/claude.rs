@@ -392,3 +392,53 @@ fn the_parser_maps_recorded_cli_output() {
     let mut parser = StreamJsonParser::new();
     assert!(parser.parse_line("garbage").is_err(), "garbage is reported so it can be logged");
 }
+
+#[tokio::test]
+async fn a_long_tool_output_is_truncated_in_its_event_and_kept_whole_locally() {
+    // A stand-in CLI that prints recorded-style lines: a tool whose output is 3000 lines long.
+    let scripts = tempfile::tempdir().unwrap();
+    let bin = scripts.path().join("claude");
+    let long: String = (1..=3000).map(|n| format!("line {n}\n")).collect();
+    let result_line = json!({"type": "user", "message": {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_7", "content": [{"type": "text", "text": long}], "is_error": false}
+    ]}});
+    let lines = [
+        json!({"type": "system", "subtype": "init", "model": "m", "session_id": "s"}),
+        json!({"type": "assistant", "message": {"id": "msg_1", "content": [
+            {"type": "tool_use", "id": "toolu_7", "name": "Bash", "input": {"command": "seq 3000"}}
+        ]}}),
+        result_line,
+        json!({"type": "result", "subtype": "success", "is_error": false, "result": "Listed.", "total_cost_usd": 0.01,
+               "usage": {"input_tokens": 10, "output_tokens": 2}}),
+    ];
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(scripts.path().join("lines.jsonl"), body).unwrap();
+    std::fs::write(&bin, format!("#!/bin/sh\ncat '{}'\n", scripts.path().join("lines.jsonl").display())).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let claude = ClaudeConfig { bin: Some(bin), env: Vec::new() };
+    let h = Harness::start(RunnerConfig { claude, tool_output_limit: 100, ..Default::default() }).await;
+    let repo = git_repo();
+    h.add_repo("web", repo.path());
+    let mut watch = h.create(NewTask::local("web", Executor::Claude, prompt("list"))).await;
+    let task = watch.end(LONG).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    let output = watch
+        .events
+        .iter()
+        .find_map(|e| match e {
+            TaskEvent::ToolDone { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let full = long.as_str();
+    assert_eq!(
+        output,
+        format!(
+            "{}\n… [output truncated: 100 of {} bytes shown; the full output is kept on the agent]",
+            &full[..100],
+            full.len()
+        )
+    );
+    assert_eq!(h.runner.store().tool_output(&task.id, "toolu_7").unwrap().as_deref(), Some(full));
+}
