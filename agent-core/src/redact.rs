@@ -142,6 +142,19 @@ impl Redactor {
         out
     }
 
+    /// A copy of the task with its free text (title, prompt, command, summary, error) redacted.
+    pub fn redact_task(&self, task: &flightdeck_protocol::Task) -> flightdeck_protocol::Task {
+        let mut task = task.clone();
+        let r = |s: &mut String| *s = self.redact(s).into_owned();
+        r(&mut task.title);
+        for field in [&mut task.summary, &mut task.error, &mut task.payload.prompt, &mut task.payload.command] {
+            if let Some(text) = field.as_mut() {
+                r(text);
+            }
+        }
+        task
+    }
+
     /// A copy of the event with every piece of free text redacted: what the outbound path sends.
     pub fn redact_event(&self, event: &TaskEvent) -> TaskEvent {
         let mut event = event.clone();
@@ -254,6 +267,11 @@ impl RepoRedactors {
     /// Redacts `text` for the repo `slug`.
     pub fn redact(&self, slug: &str, text: &str) -> String {
         self.for_repo(slug).redact(text).into_owned()
+    }
+
+    /// Redacts a task's free text with its repo's redactor.
+    pub fn redact_task(&self, task: &flightdeck_protocol::Task) -> flightdeck_protocol::Task {
+        self.for_repo(&task.repo).redact_task(task)
     }
 
     /// Redacts an event of a task in the repo `slug`.
@@ -419,6 +437,36 @@ mod tests {
         for (event, want) in cases {
             assert_eq!(redactor.redact_event(&event), want);
         }
+    }
+
+    #[test]
+    fn tasks_are_redacted_in_their_free_text() {
+        let key = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx";
+        let task = flightdeck_protocol::Task {
+            id: "t".into(),
+            title: format!("post with {key}"),
+            repo: "web".into(),
+            agent_id: None,
+            executor: flightdeck_protocol::Executor::Shell,
+            payload: flightdeck_protocol::TaskPayload { command: Some(format!("curl -H {key}")), ..Default::default() },
+            status: flightdeck_protocol::TaskStatus::Failed,
+            source: flightdeck_protocol::TaskSource::Local,
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            summary: None,
+            error: Some(format!("401 for {key}")),
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            last_seq: 3,
+        };
+        let redacted = Redactor::new().redact_task(&task);
+        let masked = "[REDACTED:slack-token]";
+        assert_eq!(redacted.title, format!("post with {masked}"));
+        assert_eq!(redacted.payload.command, Some(format!("curl -H {masked}")));
+        assert_eq!(redacted.error, Some(format!("401 for {masked}")));
+        assert_eq!((redacted.id, redacted.last_seq, redacted.summary), (task.id, 3, None));
     }
 
     #[test]

@@ -55,8 +55,10 @@ pub fn claude_args(payload: &flightdeck_protocol::TaskPayload) -> Vec<String> {
         args.extend(["--max-budget-usd".into(), format!("{max}")]);
     }
     if let Some(tools) = payload.allowed_tools.as_ref().filter(|t| !t.is_empty()) {
-        // Last, because the option takes several values.
-        args.extend(["--allowedTools".into(), tools.join(",")]);
+        // Last, because the option takes several values: one argument per tool, so patterns
+        // such as `Bash(npm run test:*)` reach the CLI intact.
+        args.push("--allowedTools".into());
+        args.extend(tools.iter().filter(|t| !t.trim().is_empty()).cloned());
     }
     args
 }
@@ -200,4 +202,46 @@ async fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> String {
         tail.push_back(line);
     }
     Vec::from(tail).join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use flightdeck_protocol::TaskPayload;
+
+    use super::claude_args;
+
+    #[test]
+    fn arguments_follow_the_task_options() {
+        let base = ["-p", "fix it", "--output-format", "stream-json", "--verbose", "--include-partial-messages"];
+        let prompt = |p: &str| TaskPayload { prompt: Some(p.into()), ..Default::default() };
+        let cases: Vec<(TaskPayload, Vec<&str>)> = vec![
+            (prompt("fix it"), vec![]),
+            (
+                TaskPayload {
+                    model: Some("sonnet".into()),
+                    permission_mode: Some("acceptEdits".into()),
+                    allowed_tools: Some(vec!["Bash(npm run test:*)".into(), "Edit".into()]),
+                    max_cost_usd: Some(0.5),
+                    ..prompt("fix it")
+                },
+                vec![
+                    "--model",
+                    "sonnet",
+                    "--permission-mode",
+                    "acceptEdits",
+                    "--max-budget-usd",
+                    "0.5",
+                    "--allowedTools",
+                    "Bash(npm run test:*)",
+                    "Edit",
+                ],
+            ),
+            (TaskPayload { model: Some(String::new()), allowed_tools: Some(vec![]), ..prompt("fix it") }, vec![]),
+        ];
+        for (payload, extra) in cases {
+            let want: Vec<String> = base.iter().chain(extra.iter()).map(|s| s.to_string()).collect();
+            assert_eq!(claude_args(&payload), want, "{payload:?}");
+        }
+        assert_eq!(claude_args(&prompt("-v please"))[1], " -v please", "a prompt is never read as an option");
+    }
 }
