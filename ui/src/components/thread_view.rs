@@ -57,9 +57,12 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                     if items.is_empty() {
                         <p class="muted empty">{ props.empty_text.clone().unwrap_or_else(|| "Waiting for output…".into()) }</p>
                     }
-                    { for items[start..].iter().enumerate().map(|(i, item)| html! {
-                        <TranscriptItem key={start + i} item={Shared(item.clone())} />
-                    }) }
+                    // The keyed items alone in their element: yew diffs them as one keyed list.
+                    <div class="items">
+                        { for items[start..].iter().enumerate().map(|(i, item)| html! {
+                            <TranscriptItem key={start + i} item={Shared(item.clone())} />
+                        }) }
+                    </div>
                 </div>
             </div>
             <StatusBar status={status} usage={transcript.usage} events={transcript.event_count} connection={props.connection} />
