@@ -33,6 +33,7 @@ let agent;
 const keys = {};
 let demoTask;
 let viewer; // the anonymous viewer's page, kept open from the late join to the restart
+const REPOS = ['demo', 'secret', 'workbench', 'polled', 'big'];
 
 async function shot(page, name) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -65,9 +66,10 @@ before(async () => {
   keys.owner = relay.admin('key', 'create', '--user', 'alice', '--scope', 'owner');
   await relay.start();
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
-  agent = await FakeAgent.connect(relay, keys.agent, { repos: ['demo', 'secret', 'workbench'] });
-  await until(async () => (await relay.api('GET', '/api/cockpit/repos', keys.owner)).repos.length === 3, 10000, 'repos');
+  agent = await FakeAgent.connect(relay, keys.agent, { repos: REPOS });
+  await until(async () => (await relay.api('GET', '/api/cockpit/repos', keys.owner)).repos.length === REPOS.length, 10000, 'repos');
   await relay.api('PUT', '/api/hud/settings?repo=alice/demo', keys.owner, { public: true, embedAllowed: false });
+  await relay.api('PUT', '/api/hud/settings?repo=alice/big', keys.owner, { public: true, embedAllowed: false });
 });
 
 after(async () => {
@@ -216,6 +218,114 @@ test('the embed page follows its setting and renders without chrome', async () =
   assert.equal((await fetch(`${relay.base}/embed/alice/demo`)).status, 403);
 });
 
+test('while the socket is down the owner polls the REST events (yellow Partial), then the socket resyncs', async () => {
+  const task = agent.startTask('polled', 'Polling fallback');
+  agent.chunk(task.id, 'before the outage. ');
+  await relayHasEvents(task.id, 1);
+  const context = await ownerContext();
+  const page = await context.newPage();
+  // The realtime socket goes through Playwright so the test can cut it while HTTP still works.
+  let blocked = false;
+  let live = null;
+  await page.routeWebSocket(/\/api\/realtime/, (ws) => {
+    if (blocked) {
+      ws.close({ code: 1011, reason: 'test outage' });
+      return;
+    }
+    live = ws;
+    ws.connectToServer();
+  });
+  await page.goto('/hud/alice/polled');
+  await page.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 15000 });
+  await page.locator('#transcript', { hasText: 'before the outage.' }).waitFor({ timeout: 10000 });
+
+  blocked = true;
+  live.close({ code: 1011, reason: 'test outage' });
+  await page.locator('#connection-indicator[data-state="partial"]').waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#connection-indicator').innerText(), 'Partial');
+  for (let i = 1; i <= 5; i++) agent.chunk(task.id, `polled-${i} `);
+  await page.locator('#transcript', { hasText: 'polled-1 polled-2 polled-3 polled-4 polled-5' }).waitFor({ timeout: 15000 });
+  await shot(page, 'hud-partial-polling');
+
+  blocked = false;
+  agent.chunk(task.id, 'socket-is-back');
+  await page.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 45000 });
+  await page.locator('#transcript', { hasText: 'socket-is-back' }).waitFor({ timeout: 10000 });
+  const text = await transcriptText(page);
+  assert.equal(text.split('polled-3').length, 2, 'polled and snapshot events are not doubled');
+  assert.ok(text.includes('before the outage. polled-1 polled-2 polled-3 polled-4 polled-5 socket-is-back'));
+  await context.close();
+});
+
+test('a 10,000-event transcript streams without freezing the page and stays a small DOM', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  // Long tasks (main thread blocked > 50 ms), recorded from the first script on.
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push(e.duration);
+    }).observe({ type: 'longtask', buffered: true });
+  });
+  await page.goto(`${relay.base}/hud/alice/big`);
+  await page.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 15000 });
+
+  const task = agent.startTask('big', 'Ten thousand events');
+  const N = 10000;
+  const started = Date.now();
+  for (let seq = 1; seq <= N; seq++) {
+    if (seq % 50 === 0) {
+      agent.event(task.id, { kind: 'tool_start', toolId: `tool-${seq}`, toolName: 'Read', params: { file_path: `src/f${seq}.rs` } });
+    } else if (seq % 50 === 1 && seq > 1) {
+      agent.event(task.id, { kind: 'tool_done', toolId: `tool-${seq - 1}`, output: `contents of f${seq - 1}`, isError: false });
+    } else {
+      agent.chunk(task.id, `w${seq} `);
+    }
+  }
+  // The page answers while the events pour in.
+  let worstRoundTrip = 0;
+  await until(async () => {
+    const t0 = Date.now();
+    const count = await page.locator('[data-testid="task-status"]').count();
+    worstRoundTrip = Math.max(worstRoundTrip, Date.now() - t0);
+    return count === 1 && (await page.locator('.statusbar .events').innerText()) === `${N} events`;
+  }, 120000, `all ${N} events on the page`);
+  const elapsed = Date.now() - started;
+  assert.ok((await transcriptText(page)).includes(`w${N - 1} `));
+  const longTasks = await page.evaluate(() => window.__longTasks);
+  const worstLongTask = Math.max(0, ...longTasks);
+  const nodes = await page.evaluate(() => document.querySelectorAll('#transcript *').length);
+  console.log(`10k events: ${elapsed} ms to show all; worst page round trip ${worstRoundTrip} ms; ` +
+    `${longTasks.length} long tasks, worst ${Math.round(worstLongTask)} ms; ${nodes} transcript DOM nodes`);
+  assert.ok(worstLongTask < 1000, `the main thread was blocked for ${worstLongTask} ms`);
+  assert.ok(nodes < 3000, `${nodes} DOM nodes in the transcript`);
+  await shot(page, 'hud-10k-events');
+
+  // A late viewer gets the 10k-event snapshot in one piece.
+  const late = await context.newPage();
+  const t0 = Date.now();
+  await late.goto(`${relay.base}/hud/alice/big`);
+  await late.locator('.statusbar .events', { hasText: `${N} events` }).waitFor({ timeout: 30000 });
+  console.log(`late viewer: 10k-event snapshot shown in ${Date.now() - t0} ms`);
+  await context.close();
+});
+
+test('cockpit views in a browser (relay-fed, as the owner): task list and a task transcript', async () => {
+  const context = await ownerContext();
+  const page = await context.newPage();
+  await page.goto('/assets/index.html');
+  await page.locator('.app.cockpit').waitFor({ timeout: 10000 });
+  await page.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 15000 });
+  const row = page.locator('.task-row', { hasText: 'Explain the HUD' });
+  await row.waitFor({ timeout: 10000 });
+  await row.click();
+  await page.locator('#transcript', { hasText: 'Early output' }).waitFor({ timeout: 10000 });
+  assert.equal(await row.getAttribute('aria-pressed'), 'true');
+  await page.locator('.panel.repo', { hasText: 'workbench' }).first().waitFor({ timeout: 10000 });
+  await shot(page, 'cockpit');
+  await context.close();
+});
+
 test('killing the relay turns the indicator red; restarting turns it green with the transcript whole', async () => {
   const indicator = viewer.locator('#connection-indicator');
   await viewer.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 10000 });
@@ -237,7 +347,7 @@ test('killing the relay turns the indicator red; restarting turns it green with 
   // The agent comes back and the stream goes on.
   const seq = agent.seq;
   agent.close();
-  agent = await FakeAgent.connect(relay, keys.agent, { repos: ['demo', 'secret', 'workbench'] });
+  agent = await FakeAgent.connect(relay, keys.agent, { repos: REPOS });
   agent.seq = seq;
   agent.chunk(demoTask.id, ' After the restart.');
   agent.event(demoTask.id, { kind: 'done', summary: 'Explained the HUD.' });
