@@ -56,17 +56,21 @@ pub struct Counts {
 /// `modifiedFiles` lists every such path (untracked included), sorted, at most 200.
 pub struct RepoScanner {
     repo: Repository,
-    /// A second handle on the same repo so that the HEAD->index and index->workdir halves of a
-    /// full scan run on two threads (git2 handles are not `Sync`).
-    /// `None` only while lent to the helper thread of a full scan.
-    repo2: Option<Repository>,
+    /// More handles on the same repo, for the helper threads of a full scan (git2 handles are
+    /// not `Sync`). `None` only while lent to them.
+    helpers: Option<(Repository, Repository)>,
     workdir: PathBuf,
     id: String,
     name: String,
     head: HeadInfo,
     /// Every path that is not clean, with its git2 status bits. Usually small.
     paths: BTreeMap<String, Status>,
+    /// From this many index entries on, a full scan splits the working tree over two threads.
+    parallel_min_entries: usize,
 }
+
+/// Below this many tracked files a full scan runs on one thread: the split is not worth it.
+pub const PARALLEL_MIN_ENTRIES: usize = 5_000;
 
 /// Why a scan failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,18 +119,19 @@ impl RepoScanner {
                 .map_err(|e| ScanError::from_git(root, e))
         };
         let repo = open()?;
-        let repo2 = open()?;
+        let helpers = (open()?, open()?);
         let Some(workdir) = repo.workdir().map(Path::to_path_buf) else {
             return Err(ScanError::Bare { path: root.to_path_buf() });
         };
         Ok(RepoScanner {
             repo,
-            repo2: Some(repo2),
+            helpers: Some(helpers),
             workdir,
             id: id.to_string(),
             name: name.to_string(),
             head: HeadInfo::default(),
             paths: BTreeMap::new(),
+            parallel_min_entries: PARALLEL_MIN_ENTRIES,
         })
     }
 
@@ -149,46 +154,112 @@ impl RepoScanner {
         self.repo.commondir()
     }
 
+    /// Sets from how many tracked files on a full scan uses two threads (tests use 0 to run the
+    /// split on small repos).
+    pub fn set_parallel_min_entries(&mut self, entries: usize) {
+        self.parallel_min_entries = entries;
+    }
+
     /// Recomputes everything: HEAD facts and the status of every path.
+    ///
+    /// On a big tree the work is what `git status` does with its two halves: HEAD against the
+    /// index (cheap once the trees are cached) and the index against the working tree (an
+    /// `lstat` of every tracked file and a read of every directory, which dominates). Like git's
+    /// preloaded index, the working tree is split in two sets of subtrees of about equal
+    /// tracked-file counts, each checked on its own thread with its own git2 handle, while a
+    /// third thread compares HEAD with the index.
     pub fn full_scan(&mut self, now: Timestamp) -> Result<RepoStatus, ScanError> {
         let head = self.head_info()?;
         let workdir = self.workdir.clone();
-        // HEAD->index and index->workdir on two threads: the two halves of `git status`,
-        // each over the whole tree. On a big repo this halves the wall time.
-        let repo2 = self.repo2.take();
-        let (staged, worktree) = std::thread::scope(|scope| {
-            let index_half = scope.spawn(move || {
-                let result = match &repo2 {
-                    Some(repo2) => collect(repo2, StatusShow::Index, None),
-                    None => Err(git2::Error::from_str("the second repository handle is missing")),
+        let git_err = |e| ScanError::from_git(&workdir, e);
+        let paths = match self.split_worktree() {
+            None => collect(&self.repo, StatusShow::IndexAndWorkdir, &[]).map_err(git_err)?,
+            Some((mine, theirs)) => {
+                // Three threads: HEAD->index, and the index->workdir of each half of the tree.
+                // Their costs differ (the first is cheap once trees are cached, expensive on a
+                // fresh handle), so three threads on two cores balance better than any split.
+                let helpers = self.helpers.take();
+                let (helpers, results) = std::thread::scope(|scope| {
+                    let Some((index_repo, half_repo)) = helpers else {
+                        return (None, vec![Err(git2::Error::from_str("the helper handles are missing"))]);
+                    };
+                    let index_half = scope.spawn(move || {
+                        let result = collect(&index_repo, StatusShow::Index, &[]);
+                        (index_repo, result)
+                    });
+                    let other_half = scope.spawn(move || {
+                        let result = collect(&half_repo, StatusShow::Workdir, &theirs);
+                        (half_repo, result)
+                    });
+                    let mine = collect(&self.repo, StatusShow::Workdir, &mine);
+                    match (index_half.join(), other_half.join()) {
+                        (Ok((index_repo, staged)), Ok((half_repo, theirs))) => {
+                            (Some((index_repo, half_repo)), vec![staged, theirs, mine])
+                        }
+                        _ => (None, vec![Err(git2::Error::from_str("a status thread panicked"))]),
+                    }
+                });
+                self.helpers = match helpers {
+                    Some(helpers) => Some(helpers),
+                    None => {
+                        let reopen = || Repository::open(self.repo.path()).map_err(git_err);
+                        Some((reopen()?, reopen()?))
+                    }
                 };
-                (repo2, result)
-            });
-            let worktree_half = collect(&self.repo, StatusShow::Workdir, None);
-            let (repo2, index_half) = match index_half.join() {
-                Ok((repo2, result)) => (repo2, result),
-                Err(_) => (None, Err(git2::Error::from_str("the status thread panicked"))),
-            };
-            self.repo2 = repo2;
-            (index_half, worktree_half)
-        });
-        if self.repo2.is_none() {
-            self.repo2 = Some(Repository::open(self.repo.path()).map_err(|e| ScanError::from_git(&workdir, e))?);
-        }
-        let mut paths = staged.map_err(|e| ScanError::from_git(&workdir, e))?;
-        for (path, status) in worktree.map_err(|e| ScanError::from_git(&workdir, e))? {
-            *paths.entry(path).or_insert(Status::empty()) |= status;
-        }
+                let mut paths = BTreeMap::new();
+                for result in results {
+                    merge(&mut paths, result.map_err(git_err)?);
+                }
+                paths
+            }
+        };
         self.head = head;
         self.paths = paths;
         Ok(self.status(now))
+    }
+
+    /// Two sets of literal pathspecs that together cover the whole working tree, of about equal
+    /// tracked-file counts; `None` for small trees or names that are not UTF-8.
+    fn split_worktree(&self) -> Option<(Vec<String>, Vec<String>)> {
+        let index = self.repo.index().ok()?;
+        if index.len() < self.parallel_min_entries.max(2) {
+            return None;
+        }
+        let tracked: Vec<String> = index.iter().map(|e| String::from_utf8(e.path)).collect::<Result<_, _>>().ok()?;
+        let total = tracked.len();
+        // Units: the root's children; the biggest directory is replaced by its children while it
+        // holds more than half of the files (one `src/` holding everything).
+        let mut units = children(&self.workdir, &tracked, "")?;
+        for _ in 0..8 {
+            let Some((biggest, weight)) = units.iter().max_by_key(|(_, w)| **w).map(|(u, w)| (u.clone(), *w)) else {
+                break;
+            };
+            if weight * 2 <= total || !self.workdir.join(&biggest).is_dir() {
+                break;
+            }
+            let inner = children(&self.workdir, &tracked, &format!("{biggest}/"))?;
+            if inner.is_empty() {
+                break;
+            }
+            units.remove(&biggest);
+            units.extend(inner);
+        }
+        let mut by_weight: Vec<(String, usize)> = units.into_iter().collect();
+        by_weight.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let (mut a, mut b) = ((Vec::new(), 0usize), (Vec::new(), 0usize));
+        for (unit, weight) in by_weight {
+            let lighter = if a.1 <= b.1 { &mut a } else { &mut b };
+            lighter.0.push(unit);
+            lighter.1 += weight.max(1);
+        }
+        (!a.0.is_empty() && !b.0.is_empty()).then_some((a.0, b.0))
     }
 
     /// Re-examines only `changed` (paths relative to the working tree, files or directories)
     /// against the cached map, keeping the HEAD facts of the last full scan.
     pub fn update_paths(&mut self, changed: &[String], now: Timestamp) -> Result<RepoStatus, ScanError> {
         for path in changed {
-            let found = collect(&self.repo, StatusShow::IndexAndWorkdir, Some(path))
+            let found = collect(&self.repo, StatusShow::IndexAndWorkdir, std::slice::from_ref(path))
                 .map_err(|e| ScanError::from_git(&self.workdir, e))?;
             let prefix = format!("{path}/");
             let stale: Vec<String> = self
@@ -307,8 +378,8 @@ impl RepoScanner {
     }
 }
 
-/// Runs one git2 status over the whole tree or one path (file or directory, literal).
-fn collect(repo: &Repository, show: StatusShow, path: Option<&str>) -> Result<BTreeMap<String, Status>, git2::Error> {
+/// Runs one git2 status over the whole tree, or over `paths` (files or directories, literal).
+fn collect(repo: &Repository, show: StatusShow, paths: &[String]) -> Result<BTreeMap<String, Status>, git2::Error> {
     let mut opts = StatusOptions::new();
     opts.show(show)
         .include_untracked(true)
@@ -317,9 +388,12 @@ fn collect(repo: &Repository, show: StatusShow, path: Option<&str>) -> Result<BT
         .renames_head_to_index(false)
         .renames_index_to_workdir(false)
         .update_index(false);
-    if let Some(path) = path {
+    for path in paths {
+        opts.pathspec(path);
+    }
+    if !paths.is_empty() {
         // Literal: a file name with `*` or `[` is not a pattern; a directory matches its subtree.
-        opts.pathspec(path).disable_pathspec_match(true);
+        opts.disable_pathspec_match(true);
     }
     let statuses = repo.statuses(Some(&mut opts))?;
     let mut out = BTreeMap::new();
@@ -332,6 +406,35 @@ fn collect(repo: &Repository, show: StatusShow, path: Option<&str>) -> Result<BT
         *out.entry(path).or_insert(Status::empty()) |= status;
     }
     Ok(out)
+}
+
+fn merge(into: &mut BTreeMap<String, Status>, from: BTreeMap<String, Status>) {
+    for (path, status) in from {
+        *into.entry(path).or_insert(Status::empty()) |= status;
+    }
+}
+
+/// The children of directory `prefix` ("" or "dir/"), as unit paths with their tracked-file
+/// counts: names on disk (untracked ones too) and in the index (deleted ones too).
+fn children(workdir: &Path, tracked: &[String], prefix: &str) -> Option<BTreeMap<String, usize>> {
+    let mut units = BTreeMap::new();
+    let start = tracked.partition_point(|p| p.as_str() < prefix);
+    for path in tracked[start..].iter().take_while(|p| p.starts_with(prefix)) {
+        let rest = &path[prefix.len()..];
+        let child = rest.split('/').next().unwrap_or(rest);
+        *units.entry(format!("{prefix}{child}")).or_insert(0) += 1;
+    }
+    let dir = if prefix.is_empty() { workdir.to_path_buf() } else { workdir.join(prefix.trim_end_matches('/')) };
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().into_string().ok()?;
+            if prefix.is_empty() && name == ".git" {
+                continue;
+            }
+            units.entry(format!("{prefix}{name}")).or_insert(0);
+        }
+    }
+    Some(units)
 }
 
 const STAGED: Status = Status::INDEX_NEW

@@ -480,7 +480,12 @@ impl Worker {
         for rel in changed {
             let abs = workdir.join(rel);
             match std::fs::symlink_metadata(&abs) {
-                Ok(meta) if meta.is_dir() => self.watch_tree(&abs),
+                Ok(meta) if meta.is_dir() => {
+                    let known = matches!(&self.fs, Some(FsWatch::Native { dirs, .. }) if dirs.contains(&abs));
+                    if !known {
+                        self.watch_tree(&abs);
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => {
                     // Gone (deleted or renamed away): forget its watches so that a directory

@@ -170,11 +170,12 @@ fn expected(fx: &Fixture, got: &RepoStatus, want: &Want) -> RepoStatus {
     status
 }
 
-type Setup = fn(&Fixture) -> Want;
+/// A case: its name, how its repo starts, and what it does to it (returning what to expect).
+type Case = (&'static str, fn() -> Fixture, fn(&Fixture) -> Want);
 
 #[test]
 fn status_table() {
-    let cases: Vec<(&str, fn() -> Fixture, Setup)> = vec![
+    let cases: Vec<Case> = vec![
         ("clean", Fixture::new, |_| CLEAN_MAIN),
         ("dirty", Fixture::new, |fx| {
             write(&fx.repo, "a.txt", "two\n");
@@ -334,6 +335,11 @@ fn status_table() {
         let mut scanner = RepoScanner::open(&fx.repo, "id", "repo").unwrap();
         let got = scanner.full_scan(chrono::Utc::now()).unwrap();
         assert_eq!(got, expected(&fx, &got, &want), "case {name}");
+        // The full scan split over two threads (as on big trees) gives the same answer.
+        let mut split = RepoScanner::open(&fx.repo, "id", "repo").unwrap();
+        split.set_parallel_min_entries(0);
+        let split = split.full_scan(chrono::Utc::now()).unwrap();
+        assert!(split.same_state(&got), "case {name}: the split scan differs: {split:?}");
         // Re-checking the changed paths one by one gives the same answer as the full scan.
         let again = scanner.update_paths(&got.modified_files, chrono::Utc::now()).unwrap();
         assert!(again.same_state(&got), "case {name}: incremental differs: {again:?}");
