@@ -5,6 +5,7 @@
 //! - [`agent`]: the agent <-> relay link on `/api/ws` (`AgentMessage`, `RelayMessage`).
 //! - [`realtime`]: the viewer <-> relay bus on `/api/realtime`, with typed [`realtime::Topic`]s.
 //! - [`api`]: the bodies of the relay's REST API and the HUD page context.
+//! - [`broker`]: node-to-node messages of a multi-node relay (Redis broker).
 //! - [`names`]: validation of user names and repo slugs (length, characters, no traversal).
 //! - [`validate`]: strict parsing that reports every problem as `{path, problem}` details.
 //! - [`desktop`]: the desktop app's Tauri commands, their errors and the events pushed to the window.
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod broker;
 pub mod close;
 pub mod codegen;
 pub mod desktop;

@@ -300,9 +300,17 @@ impl Link {
             if let Some(old) = self.state.agents.insert(&user, &agent_id, handle) {
                 old.closer.close(close::REPLACED);
             }
+            if let Some(broker) = self.state.hub.broker() {
+                broker.send(flightdeck_protocol::broker::BrokerMessage::AgentConnected {
+                    node: broker.node().to_string(),
+                    user: user.clone(),
+                    agent_id: agent_id.clone(),
+                });
+            }
         }
         let since = (now - chrono::Duration::from_std(LAST_SEQS_WINDOW).unwrap_or_default()).timestamp_millis();
         let id = agent_id.clone();
+        let conn = conn_token(&self.state, self.conn_id);
         let (last_seqs, known_repos) = self
             .state
             .db(move |db, st| {
@@ -322,6 +330,9 @@ impl Link {
                     repos: repos.clone(),
                 };
                 db.upsert_agent(&user, &info, true)?;
+                if first {
+                    db.set_agent_conn(&user, &id, &conn)?;
+                }
                 st.publish_agent(&user, &info);
                 if first {
                     st.publish_agent_online(db, &user, &id)?;
@@ -444,24 +455,31 @@ fn check_names(message: &AgentMessage) -> Result<(), Vec<Detail>> {
     }
 }
 
+/// Names one connection among all nodes, for the database's `agents.conn`.
+fn conn_token(state: &AppState, conn_id: u64) -> String {
+    format!("{}:{conn_id}", state.node_id)
+}
+
 /// The agent's connection ended. Unless a newer connection took over, it is offline now, and
 /// still offline after the grace period raises an `agent_offline` alert.
 async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, replaced: bool) {
-    if replaced || !state.agents.remove_if_current(user, &session.agent_id, conn_id) {
+    let removed = state.agents.remove_if_current(user, &session.agent_id, conn_id);
+    if replaced || !removed {
         return;
     }
     let (u, id) = (user.to_string(), session.agent_id.clone());
+    let conn = conn_token(state, conn_id);
     let marked = state
         .db(move |db, st| {
             if st.agents.is_connected(&u, &id) {
                 return Ok(());
             }
-            if let Some(mut info) = db.agent(&u, &id)? {
-                info.status = AgentState::Offline;
-                db.upsert_agent(&u, &info, false)?;
+            // Only if no newer connection (here or on another node) took over.
+            if let Some(info) = db.mark_agent_offline(&u, &id, &conn)? {
                 st.publish_agent(&u, &info);
+                st.publish_agent_online(db, &u, &id)?;
             }
-            st.publish_agent_online(db, &u, &id)
+            Ok(())
         })
         .await;
     if let Err(e) = marked {

@@ -288,7 +288,7 @@ pub async fn cancel_task(
             }
             let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
             if let Some(agent) = &task.agent_id {
-                if st.agents.send(&user, agent, cancel) {
+                if st.send_to_agent(db, &user, agent, None, cancel)? {
                     return Ok(task);
                 }
             }

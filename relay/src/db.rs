@@ -94,7 +94,8 @@ fn ms(t: &Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta (name, value) VALUES ('key_generation', 0);
 CREATE TABLE users (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
@@ -164,7 +165,11 @@ CREATE TABLE hud_settings (
     embed_allowed INTEGER NOT NULL,
     PRIMARY KEY (user, repo)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE agents ADD COLUMN conn TEXT;
+"#,
+];
 
 /// The database handle. Not `Sync`: the server keeps it behind one mutex.
 pub struct Db {
@@ -335,6 +340,26 @@ impl Db {
             params![user, info.agent_id, online, serde_json::to_string(info)?],
         )?;
         Ok(())
+    }
+
+    /// Records which connection (node and socket) an agent is on now.
+    pub fn set_agent_conn(&self, user: &str, agent_id: &str, conn: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE agents SET conn = ?3 WHERE user = ?1 AND agent_id = ?2", params![user, agent_id, conn])?;
+        Ok(())
+    }
+
+    /// Marks an agent offline if `conn` is still its connection (a newer one, maybe on another
+    /// node, may have taken over). Returns the agent as it is now offline.
+    pub fn mark_agent_offline(&self, user: &str, agent_id: &str, conn: &str) -> Result<Option<AgentInfo>> {
+        let n = self.conn.execute(
+            "UPDATE agents SET online = 0 WHERE user = ?1 AND agent_id = ?2 AND conn = ?3",
+            params![user, agent_id, conn],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.agent(user, agent_id)
     }
 
     pub fn agent(&self, user: &str, agent_id: &str) -> Result<Option<AgentInfo>> {

@@ -10,15 +10,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
+use flightdeck_protocol::broker::BrokerMessage;
 use flightdeck_protocol::realtime::encode_event;
 use flightdeck_protocol::Topic;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::Broker;
 use crate::metrics::Metrics;
 
 /// One serialized text frame, shared by every socket it goes to.
@@ -94,11 +96,21 @@ pub struct Hub {
     // A std Mutex, not a tokio one: nothing awaits while holding it.
     topics: Mutex<HashMap<TopicKey, Vec<Subscriber>>>,
     metrics: Arc<Metrics>,
+    /// Set when other nodes share the fan-out (see [`crate::broker`]).
+    broker: OnceLock<Broker>,
 }
 
 impl Hub {
     pub fn new(metrics: Arc<Metrics>) -> Hub {
-        Hub { topics: Mutex::new(HashMap::new()), metrics }
+        Hub { topics: Mutex::new(HashMap::new()), metrics, broker: OnceLock::new() }
+    }
+
+    pub fn set_broker(&self, broker: Broker) {
+        let _ = self.broker.set(broker);
+    }
+
+    pub fn broker(&self) -> Option<&Broker> {
+        self.broker.get()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicKey, Vec<Subscriber>>> {
@@ -123,17 +135,40 @@ impl Hub {
         }
     }
 
+    /// Whether publishing to `key` can reach anyone (always, with other nodes behind a broker).
     pub fn has_subscribers(&self, key: &TopicKey) -> bool {
-        self.lock().contains_key(key)
+        self.broker.get().is_some() || self.lock().contains_key(key)
     }
 
     /// Serializes `payload` once as an `event` of `key`'s topic and queues it for every
     /// subscriber. Costs nothing when nobody listens.
     pub fn publish<P: Serialize>(&self, key: &TopicKey, payload: &P) {
+        let broker = self.broker.get();
         let mut topics = self.lock();
+        if broker.is_none() && !topics.contains_key(key) {
+            return;
+        }
+        let topic = key.topic.to_string();
+        let frame: Frame = encode_event(&topic, payload).into();
+        if let Some(broker) = broker {
+            broker.send(BrokerMessage::Event {
+                node: broker.node().to_string(),
+                user: key.user.clone(),
+                topic,
+                frame: frame.as_str().to_string(),
+            });
+        }
+        Self::fan_out(&mut topics, key, frame, &self.metrics);
+    }
+
+    /// Delivers a frame another node published to this node's subscribers.
+    pub fn deliver(&self, key: &TopicKey, frame: Frame) {
+        let mut topics = self.lock();
+        Self::fan_out(&mut topics, key, frame, &self.metrics);
+    }
+
+    fn fan_out(topics: &mut HashMap<TopicKey, Vec<Subscriber>>, key: &TopicKey, frame: Frame, metrics: &Metrics) {
         let Some(subs) = topics.get_mut(key) else { return };
-        let frame: Frame = encode_event(&key.topic.to_string(), payload).into();
-        let metrics = &self.metrics;
         subs.retain(|s| s.offer(frame.clone(), metrics));
         if subs.is_empty() {
             topics.remove(key);
@@ -269,6 +304,13 @@ impl AgentRegistry {
     pub fn gone_generation(&self, user: &str, agent_id: &str) -> u64 {
         let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
         gone.get(&(user.to_string(), agent_id.to_string())).copied().unwrap_or(0)
+    }
+
+    /// Closes this node's socket of an agent (it connected to another node).
+    pub fn close_local(&self, user: &str, agent_id: &str, code: u16) {
+        if let Some(handle) = self.lock().get(&(user.to_string(), agent_id.to_string())) {
+            handle.closer.close(code);
+        }
     }
 
     pub fn is_connected(&self, user: &str, agent_id: &str) -> bool {

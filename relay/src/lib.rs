@@ -8,6 +8,7 @@
 //! - [`agent_link`]: `/api/ws`, the agent link.
 //! - [`realtime`]: `/api/realtime`, the viewer bus.
 //! - [`api`]: the REST API.
+//! - [`broker`]: multi-node fan-out through Redis (optional).
 //! - [`hud`]: HUD pages, ui assets and the HUD API.
 //! - [`error`]: the one error type of HTTP handlers.
 //! - [`metrics`]: Prometheus counters.
@@ -16,6 +17,7 @@
 
 pub mod agent_link;
 pub mod api;
+pub mod broker;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -77,9 +79,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = settings.data_dir.clone();
+    // With a broker, other nodes share the database and their agents are still online.
+    let alone = settings.broker.is_none();
     let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
         let db = Db::open_in(&data_dir)?;
-        db.mark_all_agents_offline()?;
+        if alone {
+            db.mark_all_agents_offline()?;
+        }
         Ok(db)
     })
     .await??;
@@ -92,6 +98,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Some(url) = state.settings.broker.clone() {
+        broker::start(&url, &state).await?;
+    }
     tracing::info!(addr = %listener.local_addr()?, "relay listening");
     let poller = tokio::spawn(watch_revocations(state.clone()));
     let token = state.shutdown.clone();

@@ -29,6 +29,8 @@ pub struct AppState {
 
 pub struct Inner {
     pub settings: Settings,
+    /// This process among the nodes sharing a broker; random per start.
+    pub node_id: String,
     // A std Mutex used only from the blocking pool (see `AppState::db`).
     db: Mutex<Db>,
     pub hub: Hub,
@@ -58,6 +60,11 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 settings,
+                node_id: {
+                    let mut bytes = [0u8; 8];
+                    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+                    hex::encode(bytes)
+                },
                 db: Mutex::new(db),
                 hub: Hub::new(metrics.clone()),
                 agents: AgentRegistry::default(),
@@ -122,19 +129,62 @@ impl AppState {
         Ok(())
     }
 
+    /// Whether a message can reach this agent: connected here, or (with a broker) online on
+    /// another node as the shared database says.
+    pub fn agent_reachable(&self, db: &Db, user: &str, agent_id: &str) -> Result<bool, AppError> {
+        if self.agents.is_connected(user, agent_id) {
+            return Ok(true);
+        }
+        Ok(self.hub.broker().is_some() && db.agent_online(user, agent_id)?)
+    }
+
+    /// Sends a frame to an agent here or, through the broker, on another node. `task_id` marks
+    /// a `task` message, which one connection gets once.
+    pub fn send_to_agent(
+        &self,
+        db: &Db,
+        user: &str,
+        agent_id: &str,
+        task_id: Option<&str>,
+        frame: Frame,
+    ) -> Result<bool, AppError> {
+        if self.agents.is_connected(user, agent_id) {
+            return Ok(match task_id {
+                Some(id) => self.agents.send_task(user, agent_id, id, frame),
+                None => self.agents.send(user, agent_id, frame),
+            });
+        }
+        match self.hub.broker() {
+            Some(broker) if db.agent_online(user, agent_id)? => {
+                broker.send(flightdeck_protocol::broker::BrokerMessage::ToAgent {
+                    node: broker.node().to_string(),
+                    user: user.to_string(),
+                    agent_id: agent_id.to_string(),
+                    task_id: task_id.map(str::to_string),
+                    frame: frame.as_str().to_string(),
+                });
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Sends a queued task to the agent that should run it: the one it names, or the online
     /// agent that has its repo. Records that agent on the task. False when none is online.
     pub fn dispatch(&self, db: &Db, user: &str, task: &Task) -> Result<bool, AppError> {
         let agent = match &task.agent_id {
-            Some(id) if self.agents.is_connected(user, id) => Some(id.clone()),
+            Some(id) if self.agent_reachable(db, user, id)? => Some(id.clone()),
             Some(_) => None,
-            None => db.repo_agent_online(user, &task.repo)?.filter(|id| self.agents.is_connected(user, id)),
+            None => match db.repo_agent_online(user, &task.repo)? {
+                Some(id) if self.agent_reachable(db, user, &id)? => Some(id),
+                _ => None,
+            },
         };
         let Some(agent) = agent else { return Ok(false) };
         let mut payload = task.payload.clone();
         payload.repo = Some(task.repo.clone());
         let message = RelayMessage::Task { task_id: task.id.clone(), task_type: task.executor, payload };
-        if !self.agents.send_task(user, &agent, &task.id, Frame::from(message.to_json())) {
+        if !self.send_to_agent(db, user, &agent, Some(&task.id), Frame::from(message.to_json()))? {
             return Ok(false);
         }
         if task.agent_id.as_deref() != Some(agent.as_str()) {

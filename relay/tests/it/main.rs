@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod auth;
+mod broker;
 mod http;
 mod realtime;
 mod support;

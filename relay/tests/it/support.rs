@@ -276,12 +276,16 @@ pub async fn recv_close(ws: &mut Ws) -> (u16, String) {
 /// Subscribes to one topic and returns the snapshot payload (panics on an error answer).
 pub async fn subscribe(ws: &mut Ws, topic: &str) -> Value {
     send(ws, &flightdeck_protocol::ClientMessage::Subscribe { topics: vec![topic.into()] }).await;
-    match recv_server(ws).await {
-        ServerMessage::Snapshot { topic: t, payload } => {
-            assert_eq!(t, topic);
-            payload
+    loop {
+        match recv_server(ws).await {
+            ServerMessage::Snapshot { topic: t, payload } => {
+                assert_eq!(t, topic);
+                return payload;
+            }
+            // Events of topics subscribed before may come first.
+            ServerMessage::Event { topic: t, .. } if t != topic => continue,
+            other => panic!("expected a snapshot of {topic}, got {other:?}"),
         }
-        other => panic!("expected a snapshot of {topic}, got {other:?}"),
     }
 }
 

@@ -1,0 +1,64 @@
+//! Node-to-node messages of a multi-node relay sharing fan-out through a Redis broker
+//! (SPEC section 7). Agents and viewers never see these; they carry frames that were already
+//! encoded with the other modules' types.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One message on the broker channel. `node` names the sender, which ignores its own messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub enum BrokerMessage {
+    /// An encoded `event` frame of `topic` (as a viewer names it) of `user`, for the viewers of
+    /// other nodes.
+    Event { node: String, user: String, topic: String, frame: String },
+    /// An encoded relay-to-agent frame for an agent connected to another node. `taskId` is set for
+    /// `task` messages, which one connection gets once.
+    ToAgent {
+        node: String,
+        user: String,
+        agent_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
+        frame: String,
+    },
+    /// An agent connected to `node`: the other nodes close their socket of it (4000 replaced).
+    AgentConnected { node: String, user: String, agent_id: String },
+}
+
+impl BrokerMessage {
+    pub fn node(&self) -> &str {
+        match self {
+            BrokerMessage::Event { node, .. }
+            | BrokerMessage::ToAgent { node, .. }
+            | BrokerMessage::AgentConnected { node, .. } => node,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("wire types always serialize")
+    }
+
+    pub fn parse(text: &str) -> Result<BrokerMessage, crate::InvalidMessage> {
+        crate::validate::parse_strict(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let m = BrokerMessage::ToAgent {
+            node: "n1".into(),
+            user: "alice".into(),
+            agent_id: "mac".into(),
+            task_id: Some("t1".into()),
+            frame: r#"{"type":"cancel","taskId":"t1"}"#.into(),
+        };
+        assert_eq!(BrokerMessage::parse(&m.to_json()).unwrap(), m);
+        assert!(m.to_json().contains(r#""type":"to-agent""#));
+    }
+}
