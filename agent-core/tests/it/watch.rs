@@ -571,6 +571,20 @@ async fn a_conflict_raises_one_alert_and_the_status_is_saved() {
     assert!(saved.same_state(&later));
     assert_eq!(store.alerts(&Default::default()).unwrap().1, 1);
 
+    // A restarted watcher does not raise the same conflict again: any alert would come right
+    // after the first status, before the status of the next change.
+    let (mut again, first) = watch(&fx.repo, test_config(), Some(store.clone())).await;
+    assert_eq!(first.conflicted_count, 1);
+    write(&fx.repo, "third.txt", "x\n");
+    loop {
+        match again.event().await {
+            WatchEvent::Alert(a) => panic!("alert raised again after a restart: {a:?}"),
+            WatchEvent::Status(s) if s.untracked_count == 2 => break,
+            _ => {}
+        }
+    }
+    again.handle.shutdown();
+
     // Removing the repo from the watched set deletes its saved status.
     live.handle.remove_repo(&live.id).unwrap();
     loop {
@@ -647,4 +661,26 @@ async fn repos_are_added_paused_and_resumed_at_runtime() {
         }
     }
     handle.shutdown();
+}
+
+#[tokio::test]
+async fn a_linked_worktree_is_watched() {
+    let fx = Fixture::new();
+    let wt = fx.tmp.path().join("wt");
+    git(&fx.repo, &["worktree", "add", "-q", "-b", "side", wt.to_str().unwrap()]);
+    let (mut live, first) = watch(&wt, test_config(), None).await;
+    assert_eq!((first.branch.as_deref(), first.status), (Some("side"), RepoState::Clean));
+    write(&wt, "a.txt", "in the worktree\n");
+    let status = live.status().await;
+    assert_eq!(status.modified_files, files(&["a.txt"]));
+    git(&wt, &["commit", "-q", "-am", "worktree commit"]);
+    let status = live.status_until(|s| s.status == RepoState::Clean).await;
+    assert_eq!(status.head_summary.as_deref(), Some("worktree commit"));
+}
+
+#[test]
+fn the_handle_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<WatcherHandle>();
+    shareable::<WatchEvent>();
 }
