@@ -8,6 +8,7 @@
 // polled until a deadline.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -167,9 +168,39 @@ test('the start form posts a task that the connected agent receives; offline rep
   assert.equal(sent.taskType, 'claude');
   assert.equal(sent.payload.repo, 'workbench');
   await page.locator('#start-reason', { hasText: 'Task sent to the agent.' }).waitFor({ timeout: 10000 });
-  // The owner's sharing switches reflect GET /api/hud/settings (a new HUD is private).
-  assert.equal(await page.locator('#setting-public').isChecked(), false);
+  // The owner's sharing switches reflect GET /api/hud/settings (a new HUD is private) and PUT it.
+  const publicSwitch = page.locator('#setting-public');
+  assert.equal(await publicSwitch.isChecked(), false);
+  assert.equal((await fetch(`${relay.base}/hud/alice/workbench`)).status, 404);
+  await publicSwitch.check();
+  await until(async () => (await relay.api('GET', '/api/hud/settings?repo=alice/workbench', keys.owner)).public, 10000, 'public on');
+  assert.equal((await fetch(`${relay.base}/hud/alice/workbench`)).status, 200);
+  await page.locator('.topbar .badge.public').waitFor({ timeout: 5000 });
+  await publicSwitch.uncheck();
+  await until(async () => !(await relay.api('GET', '/api/hud/settings?repo=alice/workbench', keys.owner)).public, 10000, 'public off');
+  assert.equal((await fetch(`${relay.base}/hud/alice/workbench`)).status, 404);
+
+  // An alert from the agent appears for the owner and goes away once acknowledged.
+  const alertId = crypto.randomUUID();
+  agent.send({
+    type: 'alert',
+    alert: {
+      id: alertId,
+      severity: 'warning',
+      kind: 'task_stalled',
+      repo: 'workbench',
+      message: 'The task made no progress for 10 minutes',
+      createdAt: new Date().toISOString(),
+      acknowledged: false,
+    },
+  });
+  const alertRow = page.locator(`.alerts li[data-alert-id="${alertId}"]`);
+  await alertRow.waitFor({ timeout: 10000 });
   await shot(page, 'hud-owner-start');
+  await alertRow.getByRole('button', { name: /Acknowledge/ }).click();
+  await alertRow.waitFor({ state: 'detached', timeout: 10000 });
+  const acked = await relay.api('GET', '/api/cockpit/alerts?acknowledged=true', keys.owner);
+  assert.ok(acked.alerts.some((a) => a.id === alertId && a.acknowledged), 'the relay recorded the acknowledgement');
 
   // A repo whose only agent went away: the form is disabled and says why.
   const other = await FakeAgent.connect(relay, keys.agent, { agentId: 'other-box', repos: ['lonely'] });
@@ -299,6 +330,14 @@ test('a 10,000-event transcript streams without freezing the page and stays a sm
     `${longTasks.length} long tasks, worst ${Math.round(worstLongTask)} ms; ${nodes} transcript DOM nodes`);
   assert.ok(worstLongTask < 1000, `the main thread was blocked for ${worstLongTask} ms`);
   assert.ok(nodes < 3000, `${nodes} DOM nodes in the transcript`);
+  // The view stays pinned to the newest output.
+  const pinned = await page.evaluate(() => {
+    const box = document.querySelector('.thread-scroll').getBoundingClientRect();
+    const items = document.querySelectorAll('#transcript .items > *');
+    const last = items[items.length - 1].getBoundingClientRect();
+    return last.bottom <= box.bottom + 1 && last.bottom > box.top;
+  });
+  assert.ok(pinned, 'the newest item is in view');
   await shot(page, 'hud-10k-events');
 
   // A late viewer gets the 10k-event snapshot in one piece.

@@ -111,7 +111,9 @@ impl Backend {
             Backend::Relay { .. } => {
                 self.http::<flightdeck_protocol::api::Health>("GET", "/healthz", None).await.is_ok()
             }
-            Backend::Tauri => self.call::<_, serde_json::Value>("health", &tauri::NoArgs {}).await.is_ok(),
+            Backend::Tauri => {
+                self.call::<_, serde_json::Value>(tauri::commands::HEALTH, &tauri::NoArgs {}).await.is_ok()
+            }
         }
     }
 
@@ -122,21 +124,25 @@ impl Backend {
                 self.http("GET", &format!("/api/cockpit/tasks/{}/events?after={after}&limit=500", q(task_id)), None)
                     .await
             }
-            Backend::Tauri => self.call("task_events", &tauri::TaskEventsArgs { task_id: task_id.into(), after }).await,
+            Backend::Tauri => {
+                self.call(tauri::commands::TASK_EVENTS, &tauri::TaskEventsArgs { task_id: task_id.into(), after }).await
+            }
         }
     }
 
     pub async fn ack_alert(&self, id: &str) -> Result<AlertResponse, Failure> {
         match self {
             Backend::Relay { .. } => self.http("POST", &format!("/api/cockpit/alerts/ack/{}", q(id)), None).await,
-            Backend::Tauri => self.call("ack_alert", &tauri::IdArgs { id: id.into() }).await,
+            Backend::Tauri => self.call(tauri::commands::ACK_ALERT, &tauri::IdArgs { id: id.into() }).await,
         }
     }
 
     pub async fn create_task(&self, request: &CreateTaskRequest) -> Result<TaskResponse, Failure> {
         match self {
             Backend::Relay { .. } => self.http("POST", "/api/cockpit/tasks", Some(to_json(request))).await,
-            Backend::Tauri => self.call("create_task", &tauri::CreateTaskArgs { request: request.clone() }).await,
+            Backend::Tauri => {
+                self.call(tauri::commands::CREATE_TASK, &tauri::CreateTaskArgs { request: request.clone() }).await
+            }
         }
     }
 

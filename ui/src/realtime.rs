@@ -207,7 +207,7 @@ impl Inner {
         if self.config.ws_url.is_none() {
             spawn_local(async move {
                 let r: Result<serde_json::Value, String> =
-                    tauri::invoke("realtime_subscribe", &tauri::SubscribeArgs { topics }).await;
+                    tauri::invoke(tauri::commands::REALTIME_SUBSCRIBE, &tauri::SubscribeArgs { topics }).await;
                 if let Err(e) = r {
                     web_sys::console::warn_1(&JsValue::from_str(&e));
                 }

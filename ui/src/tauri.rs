@@ -1,7 +1,8 @@
 //! The desktop shell's side of the cockpit: Tauri commands and events, through
 //! `window.__TAURI_INTERNALS__` (what `@tauri-apps/api` uses underneath), so no JS bundle is needed.
 //!
-//! Commands this app calls (arguments camelCase, answers the protocol's types):
+//! Command names and event names are `flightdeck_protocol::desktop`'s. The commands this app
+//! calls (arguments camelCase, answers the protocol's types):
 //! - `realtime_subscribe {topics: [String]}` -> `null`; the shell then emits, on the event
 //!   [`REALTIME_EVENT`], one `ServerMessage` per frame (`snapshot` for each topic, then `event`s),
 //!   exactly as the relay's `/api/realtime` would.
@@ -11,6 +12,7 @@
 //! - `health {}` -> anything (only success matters)
 
 use flightdeck_protocol::api::CreateTaskRequest;
+use flightdeck_protocol::desktop::CommandError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -19,8 +21,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::js_message;
 
-/// The Tauri event carrying realtime frames.
-pub const REALTIME_EVENT: &str = "flightdeck://realtime";
+pub use flightdeck_protocol::desktop::{commands, REALTIME_EVENT};
 
 #[derive(Serialize)]
 pub struct NoArgs {}
@@ -65,7 +66,17 @@ async fn invoke_raw(command: &str, args: JsValue) -> Result<JsValue, String> {
     let promise = invoke.call2(&internals, &JsValue::from_str(command), &args).map_err(|e| js_message(&e))?;
     JsFuture::from(promise.dyn_into::<js_sys::Promise>().map_err(|_| "invoke did not return a promise")?)
         .await
-        .map_err(|e| js_message(&e))
+        .map_err(|e| command_error(&e))
+}
+
+/// A rejected command: the shell's `CommandError` as "message (code)", or whatever JS threw.
+fn command_error(e: &JsValue) -> String {
+    js_sys::JSON::stringify(e)
+        .ok()
+        .and_then(|s| s.as_string())
+        .and_then(|s| serde_json::from_str::<CommandError>(&s).ok())
+        .map(|c| format!("{} ({})", c.message, c.code))
+        .unwrap_or_else(|| js_message(e))
 }
 
 fn to_js<A: Serialize>(args: &A) -> Result<JsValue, String> {
