@@ -80,6 +80,10 @@ pub struct WatchConfig {
     pub poll_interval: Duration,
     /// Watch by polling instead of inotify/FSEvents (network file systems; tests).
     pub force_poll: bool,
+    /// At most this many directories of one repo are watched natively (one inotify watch each);
+    /// a bigger tree is watched by polling instead, as when the system's inotify limit is hit,
+    /// so that one monorepo cannot use up the watches every other program needs.
+    pub max_watched_dirs: usize,
     /// Above this many changed paths in one batch, a full rescan is cheaper than re-checks.
     pub max_incremental_paths: usize,
     /// Capacity of the event broadcast; a subscriber lagging further misses events (and should
@@ -96,6 +100,7 @@ impl Default for WatchConfig {
             missing_poll_interval: Duration::from_secs(1),
             poll_interval: Duration::from_secs(2),
             force_poll: false,
+            max_watched_dirs: 65_536,
             max_incremental_paths: 256,
             channel_capacity: 1024,
             clock: Clock::system(),

@@ -402,6 +402,9 @@ impl Worker {
     fn watch_path(&mut self, path: &Path, mode: RecursiveMode) -> notify::Result<()> {
         match &mut self.fs {
             Some(FsWatch::Native { watcher, dirs }) => {
+                if dirs.len() >= self.shared.config.max_watched_dirs {
+                    return Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch).add_path(path.to_path_buf()));
+                }
                 watcher.watch(path, mode)?;
                 dirs.insert(path.to_path_buf());
                 Ok(())
@@ -515,7 +518,9 @@ impl Worker {
         if matches!(self.fs, Some(FsWatch::Poll)) {
             return;
         }
-        self.start_polling("the inotify watch limit is reached (raise fs.inotify.max_user_watches)");
+        self.start_polling(
+            "too many directories to watch (inotify's fs.inotify.max_user_watches or the watcher's max_watched_dirs)",
+        );
         self.pending.full = true;
         self.pending.since.get_or_insert_with(Instant::now);
     }

@@ -684,3 +684,37 @@ fn the_handle_can_be_shared_between_threads() {
     shareable::<WatcherHandle>();
     shareable::<WatchEvent>();
 }
+
+#[tokio::test]
+async fn too_many_directories_fall_back_to_polling_once() {
+    let fx = Fixture::new();
+    for dir in ["one", "two", "three", "four"] {
+        commit(&fx.repo, &format!("{dir}/f.txt"), "x\n", dir);
+    }
+    let config = WatchConfig { max_watched_dirs: 4, poll_interval: Duration::from_millis(50), ..test_config() };
+    let handle = RepoWatcher::start(config, None);
+    let mut rx = handle.subscribe();
+    let info = handle.add_repo(RepoSpec::new(&fx.repo)).unwrap();
+    let mut notices = Vec::new();
+    let mut live = loop {
+        match tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap().unwrap() {
+            WatchEvent::Notice { message, .. } => notices.push(message),
+            WatchEvent::Status(_) => break Live { handle, rx, id: info.id },
+            _ => {}
+        }
+    };
+    // Changes in directories that were never watched natively are seen by polling.
+    write(&fx.repo, "four/f.txt", "changed\n");
+    let status = live.status().await;
+    assert_eq!(status.modified_files, files(&["four/f.txt"]));
+    write(&fx.repo, "one/f.txt", "changed\n");
+    let status = live.status().await;
+    assert_eq!(status.modified_files, files(&["four/f.txt", "one/f.txt"]));
+    while let Ok(event) = live.rx.try_recv() {
+        if let WatchEvent::Notice { message, .. } = event {
+            notices.push(message);
+        }
+    }
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains("polling"), "{notices:?}");
+}
