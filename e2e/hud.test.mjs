@@ -135,7 +135,7 @@ test('a late viewer sees the earlier output, then live chunks in order, and a to
   agent.event(id, { kind: 'usage', inputTokens: 1200, outputTokens: 340, totalCostUsd: 0.0123 });
   agent.event(id, { kind: 'error', error: 'a recoverable warning shown in red' });
   await viewer.locator('[data-testid="cost"]', { hasText: '$0.0123' }).waitFor({ timeout: 10000 });
-  await viewer.locator('#transcript .error[role="alert"]').waitFor({ timeout: 10000 });
+  await viewer.locator('#transcript .task-error[role="alert"]').waitFor({ timeout: 10000 });
   // New items after the card leave it as the reader set it.
   assert.equal(await head.getAttribute('aria-expanded'), 'true', 'the card stays expanded while output streams');
   assert.match(await viewer.locator('[data-testid="usage"]').innerText(), /1200 in · 340 out/);

@@ -40,10 +40,10 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
             </div>
         },
         Item::Done { summary } => html! {
-            <div class="done" data-testid="done"><strong>{ "Done: " }</strong>{ summary }</div>
+            <div class="task-done" data-testid="done"><strong>{ "Done: " }</strong>{ summary }</div>
         },
         Item::Error { error } => html! {
-            <div class="error" role="alert"><strong>{ "Error: " }</strong>{ error }</div>
+            <div class="task-error" role="alert"><strong>{ "Error: " }</strong>{ error }</div>
         },
     }
 }
