@@ -276,3 +276,71 @@ async fn same_agent_id_replaces_the_old_socket_with_4000() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_first_message_must_be_agent_status_and_come_in_time() {
+    let relay = Relay::start_with(|s| s.pong_timeout_ms = 500).await;
+    let mut agent = relay.agent_socket(&relay.keys.agent).await;
+    send(&mut agent, &AgentMessage::Pong { timestamp: None }).await;
+    match recv_relay(&mut agent).await {
+        RelayMessage::Error { details: Some(d), .. } => assert_eq!(d[0].path, "$.type"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    send_text(&mut agent, r#"{"type":"agent-status","agentId":"../x","status":"online"}"#).await;
+    match recv_relay(&mut agent).await {
+        RelayMessage::Error { details: Some(d), .. } => assert_eq!(d[0].path, "$.agentId"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // No valid agent-status within the timeout: a policy close.
+    assert_eq!(recv_close(&mut agent).await.0, 1008);
+}
+
+#[tokio::test]
+async fn a_quick_reconnect_raises_no_offline_alert() {
+    let relay = Relay::start_with(|s| s.agent_offline_grace_ms = 1000).await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    subscribe(&mut viewer, "alerts").await;
+    let (first, _) = relay.agent("mac").await;
+    drop(first);
+    let owner = relay.keys.owner.clone();
+    eventually("the agent offline", || async {
+        let (_, b) = relay.get("/api/cockpit/agents", &owner).await;
+        (b["agents"][0]["status"] == "offline").then_some(())
+    })
+    .await;
+    // Back within the grace period, then gone for good.
+    let (second, _) = relay.agent("mac").await;
+    drop(second);
+    let alert = next_event(&mut viewer, "alerts").await;
+    assert_eq!(alert["kind"], "agent_offline");
+    // The first absence's timer fired before the second's: only one alert exists.
+    let (_, alerts) = relay.get("/api/cockpit/alerts", &owner).await;
+    assert_eq!(alerts["total"], 1, "{alerts}");
+}
+
+#[tokio::test]
+async fn task_ids_of_another_user_are_refused() {
+    let relay = Relay::start().await;
+    let (status, created) = relay
+        .post(
+            "/api/cockpit/tasks",
+            &relay.keys.other,
+            &json!({"executor": "shell", "repo": "b", "payload": {"command": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let bobs = created["task"]["id"].as_str().unwrap().to_string();
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::TaskUpdate { task: local_task(&bobs, "web", TaskStatus::Running) }).await;
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Error { details: Some(d), .. } => assert_eq!(d[0].path, "$.task.id"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    send(&mut agent, &event_message(&bobs, 1, "intrusion")).await;
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Error { details: Some(d), .. } => assert_eq!(d[0].path, "$.taskId"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    let (_, task) = relay.get(&format!("/api/cockpit/tasks/{bobs}"), &relay.keys.other).await;
+    assert_eq!((task["task"]["status"].as_str(), task["task"]["lastSeq"].as_u64()), (Some("queued"), Some(0)));
+}
