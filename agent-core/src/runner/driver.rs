@@ -3,34 +3,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use flightdeck_protocol::{AlertKind, Severity, Task, TaskEvent, TaskStatus};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::recorder::Recorder;
 use super::worktree::{worktree_dir, TaskWorktree};
-use super::{Shared, StopReason, StopSwitch};
+use super::{Shared, Slot, StopReason, StopSwitch};
 use crate::executor::{self, ExecContext, ExecOutcome};
 
 /// How many executor events are recorded in one transaction at most.
 const BATCH: usize = 256;
 
-pub(crate) async fn drive(shared: Arc<Shared>, mut task: Task, stop: StopSwitch) {
-    task.status = TaskStatus::Running;
-    task.started_at = Some(Utc::now());
+/// Runs a task the loop has just marked `running`.
+pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut slot: Slot) {
     let mut rec = Recorder::new(shared.clone(), task);
-    rec.save_task().await;
 
     let Some(repo_dir) = (shared.repos)(&rec.task.repo) else {
         let error = format!("unknown repo `{}`: it is not watched by this agent", rec.task.repo);
-        return fail_early(&mut rec, error).await;
+        return fail_early(&mut rec, &mut slot, error).await;
     };
     let worktree = if rec.task.payload.worktree == Some(true) {
         let dir = worktree_dir(shared.config.data_dir.as_deref(), &repo_dir, &rec.task.id);
         match TaskWorktree::create(&repo_dir, dir, &rec.task.id).await {
             Ok(worktree) => Some(worktree),
-            Err(error) => return fail_early(&mut rec, format!("cannot create the task's worktree: {error}")).await,
+            Err(error) => {
+                return fail_early(&mut rec, &mut slot, format!("cannot create the task's worktree: {error}")).await
+            }
         }
     } else {
         None
@@ -120,13 +119,15 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut task: Task, stop: StopSwitch)
         rec.raise(Severity::Warning, AlertKind::TaskFailed, format!("Task \"{}\" failed: {error}", rec.task.title))
             .await;
     }
+    slot.release();
     rec.finish(status).await;
 }
 
 /// Fails a task that could not start: an `error` event, `failed`, an alert.
-async fn fail_early(rec: &mut Recorder, error: String) {
+async fn fail_early(rec: &mut Recorder, slot: &mut Slot, error: String) {
     rec.record(vec![TaskEvent::Error { error: error.clone() }]).await;
     rec.raise(Severity::Warning, AlertKind::TaskFailed, format!("Task \"{}\" failed: {error}", rec.task.title)).await;
+    slot.release();
     rec.finish(TaskStatus::Failed).await;
 }
 

@@ -207,6 +207,7 @@ impl TaskRunner {
             queue: VecDeque::new(),
             running: HashMap::new(),
             finished: mpsc::unbounded_channel(),
+            drivers: tokio::task::JoinSet::new(),
             _lock: lock,
         };
         let join = tokio::spawn(run_loop.run(command_rx, shutdown.clone()));
@@ -268,9 +269,33 @@ struct RunnerLoop {
     shared: Arc<Shared>,
     queue: VecDeque<Task>,
     running: HashMap<String, RunningTask>,
+    /// Running tasks' slots come back here (see [`Slot`]).
     finished: (mpsc::UnboundedSender<String>, mpsc::UnboundedReceiver<String>),
+    drivers: tokio::task::JoinSet<()>,
     /// Held for the runner's life: this runner owns the data directory's tasks.
     _lock: Option<std::fs::File>,
+}
+
+/// A running task's place in the limits. The driver releases it once the task's processes are
+/// gone and just before its final `Task` is published; dropping it (a panicking driver) also
+/// releases it.
+pub(crate) struct Slot {
+    task_id: String,
+    finished: Option<mpsc::UnboundedSender<String>>,
+}
+
+impl Slot {
+    pub(crate) fn release(&mut self) {
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.send(self.task_id.clone());
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 struct RunningTask {
@@ -282,10 +307,23 @@ impl RunnerLoop {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
+                // Biased: a freed slot is taken into account before the next command, so a task
+                // created after another one's final `Task` was published never waits for it.
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(task_id) = self.finished.1.recv() => {
+                    self.running.remove(&task_id);
+                    self.schedule().await;
+                }
+                Some(joined) = self.drivers.join_next(), if !self.drivers.is_empty() => {
+                    if let Err(err) = joined {
+                        tracing::error!(%err, "a task driver crashed");
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(Command::Create { task, reply }) => {
                         let _ = reply.send(self.create(task).await);
-                        self.schedule();
+                        self.schedule().await;
                     }
                     Some(Command::Cancel { task_id, reply }) => {
                         let _ = reply.send(self.cancel(&task_id).await);
@@ -293,11 +331,6 @@ impl RunnerLoop {
                     // Every handle is gone (dropping the last one also cancels `shutdown`).
                     None => break,
                 },
-                Some(task_id) = self.finished.1.recv() => {
-                    self.running.remove(&task_id);
-                    self.schedule();
-                }
-                _ = shutdown.cancelled() => break,
             }
         }
         self.stop_all().await;
@@ -373,7 +406,7 @@ impl RunnerLoop {
     }
 
     /// Starts every queued task the limits allow, oldest first.
-    fn schedule(&mut self) {
+    async fn schedule(&mut self) {
         let max_running = self.shared.config.max_running.max(1);
         let per_repo = self.shared.config.max_running_per_repo.max(1);
         let mut i = 0;
@@ -383,19 +416,18 @@ impl RunnerLoop {
                 i += 1;
                 continue;
             }
-            let task = self.queue.remove(i).expect("index is in range");
+            let mut task = self.queue.remove(i).expect("index is in range");
+            // Recorded and published here rather than in the driver, so tasks are seen to start
+            // in the order the loop starts them.
+            task.status = TaskStatus::Running;
+            task.started_at = Some(Utc::now());
+            let recorder = Recorder::new(self.shared.clone(), task);
+            recorder.save_task().await;
+            let task = recorder.task;
             let stop = StopSwitch::default();
             self.running.insert(task.id.clone(), RunningTask { repo: task.repo.clone(), stop: stop.clone() });
-            let finished = self.finished.0.clone();
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                let id = task.id.clone();
-                // A separate task, so that even a panicking driver frees its slot.
-                if let Err(err) = tokio::spawn(driver::drive(shared, task, stop)).await {
-                    tracing::error!(task = %id, %err, "a task driver crashed");
-                }
-                let _ = finished.send(id);
-            });
+            let slot = Slot { task_id: task.id.clone(), finished: Some(self.finished.0.clone()) };
+            self.drivers.spawn(driver::drive(self.shared.clone(), task, stop, slot));
         }
     }
 
@@ -406,13 +438,12 @@ impl RunnerLoop {
         for task in std::mem::take(&mut self.queue) {
             Recorder::new(self.shared.clone(), task).finish(TaskStatus::Interrupted).await;
         }
+        // Wait for the drivers themselves (not only their slots): their final status is recorded.
         let bound = tokio::time::Instant::now() + self.shared.config.kill_grace + Duration::from_secs(3);
-        while !self.running.is_empty() {
-            match tokio::time::timeout_at(bound, self.finished.1.recv()).await {
-                Ok(Some(id)) => {
-                    self.running.remove(&id);
-                }
-                _ => break,
+        while !self.drivers.is_empty() {
+            if tokio::time::timeout_at(bound, self.drivers.join_next()).await.is_err() {
+                tracing::warn!("task drivers did not stop in time");
+                break;
             }
         }
     }

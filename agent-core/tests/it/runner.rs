@@ -229,6 +229,33 @@ async fn the_queue_keeps_per_repo_and_global_limits() {
 }
 
 #[tokio::test]
+async fn tasks_start_in_order_and_a_freed_slot_is_taken_at_once() {
+    let h = Harness::start(RunnerConfig { max_running_per_repo: 1, ..Default::default() }).await;
+    let (web, api) = (git_repo(), git_repo());
+    h.add_repo("web", web.path());
+    h.add_repo("api", api.path());
+    for _ in 0..5 {
+        let mut first = h.create(NewTask::local("web", Executor::Shell, shell("true"))).await;
+        first.end(LONG).await;
+        // Once a task's final state is published its slot is free: the next task of its repo
+        // starts at once, before a task of another repo created just after it.
+        let mut rx = h.runner.subscribe();
+        let b = h.runner.create(NewTask::local("web", Executor::Shell, shell("true"))).await.unwrap();
+        let c = h.runner.create(NewTask::local("api", Executor::Shell, shell("true"))).await.unwrap();
+        let mut started = Vec::new();
+        while started.len() < 2 {
+            let event = tokio::time::timeout(LONG, rx.recv()).await.unwrap().unwrap();
+            if let flightdeck_agent_core::runner::RunnerEvent::Task(t) = event {
+                if t.status == TaskStatus::Running {
+                    started.push(t.id);
+                }
+            }
+        }
+        assert_eq!(started, [b.id, c.id]);
+    }
+}
+
+#[tokio::test]
 async fn tasks_that_cannot_run_fail_and_remote_ids_are_kept() {
     let h = Harness::start(RunnerConfig::default()).await;
     let repo = git_repo();
