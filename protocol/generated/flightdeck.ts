@@ -174,6 +174,14 @@ export type ClientMessage = ({
 });
 
 /**
+ * What the window should show after a click in the tray menu.
+ */
+export type CockpitFocus = {
+  repo?: string | null;
+  taskId?: string | null;
+};
+
+/**
  * `cockpit_state`: the whole picture at once, for the window's first render.
  */
 export type CockpitState = {

@@ -71,6 +71,7 @@ fn definitions() -> BTreeMap<String, Value> {
         desktop::LinkStatus,
         desktop::CockpitState,
         desktop::AgentEvent,
+        desktop::CockpitFocus,
     );
     generator.definitions().iter().map(|(k, v)| (k.clone(), sorted(v))).collect()
 }

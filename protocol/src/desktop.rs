@@ -16,6 +16,24 @@ use crate::model::{Alert, Executor, RepoStatus, Severity, Task, TaskPayload, Tas
 /// The name of the Tauri event that carries every [`AgentEvent`] to the window.
 pub const EVENT: &str = "agent-event";
 
+/// The Tauri event carrying the relay-style realtime frames (`ServerMessage` JSON) of the topics
+/// subscribed with `realtime_subscribe`: the cockpit views read the desktop agent as a relay.
+pub const REALTIME_EVENT: &str = "flightdeck://realtime";
+
+/// The Tauri event sent when the tray asks the window to show a repo or a task: [`CockpitFocus`].
+pub const FOCUS_EVENT: &str = "cockpit-focus";
+
+/// What the window should show after a click in the tray menu.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct CockpitFocus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+}
+
 /// The Tauri command names, with their arguments (camelCase JSON keys) and answers.
 pub mod commands {
     /// `{}` -> [`super::CockpitState`]: everything the window shows, in one call.
@@ -49,6 +67,46 @@ pub mod commands {
     pub const SET_WATCHING_PAUSED: &str = "set_watching_paused";
     /// `{repo?}` -> `null`: opens the HUD of a repo (or the first repo) in the browser.
     pub const OPEN_HUD: &str = "open_hud";
+
+    // The relay-compatible commands the cockpit views use (see `ui/src/tauri.rs`).
+
+    /// `{topics: [String]}` -> `null`; the frames follow on [`super::REALTIME_EVENT`].
+    pub const REALTIME_SUBSCRIBE: &str = "realtime_subscribe";
+    /// `{topics: [String]}` -> `null`.
+    pub const REALTIME_UNSUBSCRIBE: &str = "realtime_unsubscribe";
+    /// `{taskId, after, limit?}` -> `EventsResponse`: the polling fallback.
+    pub const TASK_EVENTS: &str = "task_events";
+    /// `{id}` -> `AlertResponse`.
+    pub const ACK_ALERT: &str = "ack_alert";
+    /// `{request: CreateTaskRequest}` -> `TaskResponse` (`agentId` is ignored: this is the agent).
+    pub const CREATE_TASK: &str = "create_task";
+    /// `{}` -> `Health`.
+    pub const HEALTH: &str = "health";
+
+    /// Every command, in the order the shell registers them.
+    pub const ALL: &[&str] = &[
+        COCKPIT_STATE,
+        LIST_REPOS,
+        ADD_REPO,
+        PICK_REPO,
+        REMOVE_REPO,
+        START_TASK,
+        CANCEL_TASK,
+        LIST_TASKS,
+        TASK_TRANSCRIPT,
+        LIST_ALERTS,
+        ACKNOWLEDGE_ALERT,
+        GET_SETTINGS,
+        SET_SETTINGS,
+        SET_WATCHING_PAUSED,
+        OPEN_HUD,
+        REALTIME_SUBSCRIBE,
+        REALTIME_UNSUBSCRIBE,
+        TASK_EVENTS,
+        ACK_ALERT,
+        CREATE_TASK,
+        HEALTH,
+    ];
 }
 
 /// The stable codes of [`CommandError`].

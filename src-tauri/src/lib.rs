@@ -1,0 +1,227 @@
+//! flightdeck-desktop: the Tauri shell of the local agent. Everything it shows comes from
+//! `flightdeck_agent_core::agent::Agent`; this crate only wires it to Tauri.
+//!
+//! - [`commands`]: one Tauri command per `Agent` operation, errors as `{code, message}`.
+//! - [`tray`]: draws the tray model (icon, tooltip, menu) that agent-core builds.
+//! - this file: start-up (single instance, data dir, the agent), pushing agent events to the
+//!   window (`app.emit`), notifications, the tray's actions, hide-on-close and Quit.
+//!
+//! Environment, for tests and first runs: `FLIGHTDECK_DATA_DIR` replaces the app data
+//! directory; `FLIGHTDECK_REPOS` (colon-separated paths) adds repos to watch.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flightdeck_agent_core::agent::{Agent, AgentConfig, CockpitBus, Notification};
+use flightdeck_agent_core::tray::{TrayAction, TrayModel};
+use flightdeck_protocol::desktop::{AgentEvent, CockpitFocus, EVENT, FOCUS_EVENT, REALTIME_EVENT};
+use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
+use tauri_plugin_dialog::{DialogExt, MessageDialogButtons, MessageDialogKind};
+use tauri_plugin_notification::NotificationExt;
+use tauri_plugin_opener::OpenerExt;
+use tokio::sync::broadcast;
+
+pub mod commands;
+pub mod tray;
+
+/// How long Quit waits for cancelled tasks to end (SIGTERM, then SIGKILL after 5 s).
+const QUIT_DEADLINE: Duration = Duration::from_secs(12);
+const MAIN_WINDOW: &str = "main";
+
+/// What the commands share: the agent, and the realtime topics the window follows.
+pub struct Desktop {
+    pub agent: Agent,
+    pub bus: CockpitBus,
+}
+
+/// The app's configuration (`tauri.conf.json` at the repository root) and assets.
+pub fn context<R: Runtime>() -> tauri::Context<R> {
+    tauri::generate_context!("../tauri.conf.json")
+}
+
+/// The agent's configuration from the environment and the app's data directory.
+pub fn agent_config(default_data_dir: PathBuf) -> AgentConfig {
+    let data_dir = std::env::var_os("FLIGHTDECK_DATA_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or(default_data_dir);
+    let mut config = AgentConfig::new(data_dir);
+    config.extra_repos = std::env::var("FLIGHTDECK_REPOS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.trim().is_empty())
+        .map(PathBuf::from)
+        .collect();
+    config
+}
+
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let app = tauri::Builder::default()
+        // First: a second launch only brings the running instance's window forward.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_window(app)))
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init())
+        .invoke_handler(commands::handler())
+        .setup(|app| {
+            let config = agent_config(app.path().app_data_dir()?);
+            tracing::info!(data_dir = %config.data_dir.display(), "starting the agent");
+            let agent = tauri::async_runtime::block_on(Agent::start(config))?;
+            let events = agent.subscribe();
+            let model = tauri::async_runtime::block_on(agent.tray_model())?;
+            app.manage(Desktop { agent, bus: CockpitBus::new() });
+            tray::create(app.handle(), &model, |app, id| on_tray_action(app, id))?;
+            tauri::async_runtime::spawn(forward_events(app.handle().clone(), events, model));
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps the agent (and the tray) running.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                if window.label() == MAIN_WINDOW {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+        })
+        .build(context())
+        .expect("cannot build the Flightdeck app");
+
+    app.run(|_app, event| {
+        // No window left is not a reason to stop: the tray is the app. Quit calls `exit`.
+        if let tauri::RunEvent::ExitRequested { code: None, api, .. } = event {
+            api.prevent_exit();
+        }
+    });
+}
+
+/// Pushes every agent event to the window (as itself and as realtime frames), raises
+/// notifications, and keeps the tray current.
+async fn forward_events<R: Runtime>(
+    app: AppHandle<R>,
+    mut events: broadcast::Receiver<AgentEvent>,
+    mut model: TrayModel,
+) {
+    let desktop = app.state::<Desktop>();
+    loop {
+        let refresh_tray = match events.recv().await {
+            Ok(event) => {
+                let _ = app.emit(EVENT, &event);
+                for frame in desktop.bus.frames(&desktop.agent, &event).await {
+                    let _ = app.emit(REALTIME_EVENT, frame);
+                }
+                if let Some(notification) = Notification::for_event(&event) {
+                    notify(&app, notification);
+                }
+                // Transcript lines change nothing in the tray.
+                !matches!(event, AgentEvent::TaskEvent { .. })
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "the window missed agent events");
+                true
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if refresh_tray {
+            match desktop.agent.tray_model().await {
+                Ok(next) if next != model => {
+                    if let Err(e) = tray::apply(&app, &next, Some(&model)) {
+                        tracing::warn!(error = %e, "cannot update the tray");
+                    }
+                    model = next;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot build the tray model"),
+            }
+        }
+    }
+}
+
+fn notify<R: Runtime>(app: &AppHandle<R>, notification: Notification) {
+    // No notification daemon (a bare X server, CI) is not worth more than a debug line.
+    if let Err(e) = app.notification().builder().title(notification.title).body(notification.body).show() {
+        tracing::debug!(error = %e, "cannot show a notification");
+    }
+}
+
+fn show_window<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = window.show();
+        let _ = window.unminimize();
+        let _ = window.set_focus();
+    }
+}
+
+fn on_tray_action<R: Runtime>(app: &AppHandle<R>, id: &str) {
+    let Some(action) = TrayAction::parse(id) else { return };
+    let app = app.clone();
+    match action {
+        TrayAction::OpenWindow => show_window(&app),
+        TrayAction::ShowRepo(repo) => {
+            show_window(&app);
+            let _ = app.emit(FOCUS_EVENT, CockpitFocus { repo: Some(repo), task_id: None });
+        }
+        TrayAction::ShowTask(task_id) => {
+            show_window(&app);
+            let _ = app.emit(FOCUS_EVENT, CockpitFocus { repo: None, task_id: Some(task_id) });
+        }
+        TrayAction::OpenHud => {
+            tauri::async_runtime::spawn(async move {
+                let url = app.state::<Desktop>().agent.hud_url(None).await;
+                match url.map(|url| app.opener().open_url(url, None::<&str>)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot open the browser"),
+                    Err(e) => tracing::warn!(error = %e, "no HUD to open"),
+                }
+            });
+        }
+        TrayAction::PauseWatching | TrayAction::ResumeWatching => {
+            let paused = action == TrayAction::PauseWatching;
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = app.state::<Desktop>().agent.set_watching_paused(paused).await {
+                    tracing::warn!(error = %e, "cannot pause or resume watching");
+                }
+            });
+        }
+        TrayAction::Quit => {
+            tauri::async_runtime::spawn(quit(app));
+        }
+    }
+}
+
+/// Quit: with tasks running, asks first; then cancels them, waits for them to end (bounded),
+/// and exits.
+async fn quit<R: Runtime>(app: AppHandle<R>) {
+    let desktop = app.state::<Desktop>();
+    let active = desktop.agent.active_tasks().await.unwrap_or_default();
+    if !active.is_empty() {
+        let question = match active.len() {
+            1 => format!("\"{}\" is still running. Quitting stops it.", active[0].title),
+            n => format!("{n} tasks are still running. Quitting stops them."),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        app.dialog()
+            .message(question)
+            .title("Quit Flightdeck?")
+            .kind(MessageDialogKind::Warning)
+            .buttons(MessageDialogButtons::OkCancelCustom("Stop tasks and quit".into(), "Keep running".into()))
+            .show(move |confirmed| {
+                let _ = tx.send(confirmed);
+            });
+        if !rx.await.unwrap_or(false) {
+            return;
+        }
+    }
+    match desktop.agent.shutdown(QUIT_DEADLINE).await {
+        Ok(left) if !left.is_empty() => tracing::warn!(tasks = left.len(), "tasks still running at exit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "shutdown"),
+    }
+    app.exit(0);
+}
+
+#[cfg(test)]
+mod tests;
