@@ -362,6 +362,18 @@ test('cockpit views in a browser (relay-fed, as the owner): task list and a task
   assert.equal(await row.getAttribute('aria-pressed'), 'true');
   await page.locator('.panel.repo', { hasText: 'workbench' }).first().waitFor({ timeout: 10000 });
   await shot(page, 'cockpit');
+
+  // A new shell task from the cockpit reaches the agent; cancelling it sends `cancel`.
+  await page.locator('#new-task-repo').selectOption('workbench');
+  await page.locator('#new-task-executor').selectOption('shell');
+  const command = `echo cockpit-${Date.now()}`;
+  await page.locator('#new-task-text').fill(command);
+  await page.locator('.new-task button[type="submit"]').click();
+  const sent = await agent.waitFor((m) => m.type === 'task' && m.payload?.command === command, 10000, 'the shell task on the agent');
+  assert.equal(sent.taskType, 'shell');
+  await page.locator('.thread-title', { hasText: command }).waitFor({ timeout: 10000 });
+  await page.locator('button.cancel').click();
+  await agent.waitFor((m) => m.type === 'cancel' && m.taskId === sent.taskId, 10000, 'the cancel on the agent');
   await context.close();
 });
 

@@ -5,6 +5,8 @@ use flightdeck_protocol::api::{
     AlertResponse, ApiError, CreateTaskRequest, EventsResponse, HudSessionResponse, HudSettings, HudStartRequest,
     HudStartResponse, TaskResponse,
 };
+use flightdeck_protocol::desktop::{SettingsUpdate, SettingsView};
+use flightdeck_protocol::{RepoStatus, Task};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
@@ -144,6 +146,41 @@ impl Backend {
                 self.call(tauri::commands::CREATE_TASK, &tauri::CreateTaskArgs { request: request.clone() }).await
             }
         }
+    }
+
+    /// Cancels a task; answers its state when the cancel was requested.
+    pub async fn cancel_task(&self, task_id: &str) -> Result<Task, Failure> {
+        match self {
+            Backend::Relay { .. } => self
+                .http::<TaskResponse>("POST", &format!("/api/cockpit/tasks/{}/cancel", q(task_id)), None)
+                .await
+                .map(|r| r.task),
+            Backend::Tauri => {
+                self.call(tauri::commands::CANCEL_TASK, &tauri::TaskIdArgs { task_id: task_id.into() }).await
+            }
+        }
+    }
+
+    /// The desktop agent's settings (desktop only).
+    pub async fn desktop_settings(&self) -> Result<SettingsView, Failure> {
+        self.call(tauri::commands::GET_SETTINGS, &tauri::NoArgs {}).await
+    }
+
+    pub async fn set_desktop_settings(&self, update: SettingsUpdate) -> Result<SettingsView, Failure> {
+        self.call(tauri::commands::SET_SETTINGS, &tauri::SettingsArgs { update }).await
+    }
+
+    /// Asks for a folder with the system picker and watches it (desktop only); `None` when cancelled.
+    pub async fn pick_repo(&self) -> Result<Option<RepoStatus>, Failure> {
+        self.call(tauri::commands::PICK_REPO, &tauri::NoArgs {}).await
+    }
+
+    pub async fn set_watching_paused(&self, paused: bool) -> Result<(), Failure> {
+        self.call(tauri::commands::SET_WATCHING_PAUSED, &tauri::PausedArgs { paused }).await
+    }
+
+    pub async fn open_hud(&self, repo: Option<String>) -> Result<(), Failure> {
+        self.call(tauri::commands::OPEN_HUD, &tauri::RepoArgs { repo }).await
     }
 
     pub async fn hud_session(&self, repo: &str) -> Result<HudSessionResponse, Failure> {

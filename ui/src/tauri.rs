@@ -10,9 +10,11 @@
 //! - `ack_alert {id}` -> `AlertResponse`
 //! - `create_task {request: CreateTaskRequest}` -> `TaskResponse`
 //! - `health {}` -> anything (only success matters)
+//! - desktop only: `cancel_task {taskId}`, `get_settings {}`, `set_settings {update}`,
+//!   `pick_repo {}`, `set_watching_paused {paused}`, `open_hud {repo?}`
 
 use flightdeck_protocol::api::CreateTaskRequest;
-use flightdeck_protocol::desktop::CommandError;
+use flightdeck_protocol::desktop::{CommandError, SettingsUpdate};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -31,6 +33,28 @@ pub struct NoArgs {}
 pub struct TaskEventsArgs {
     pub task_id: String,
     pub after: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskIdArgs {
+    pub task_id: String,
+}
+
+#[derive(Serialize)]
+pub struct SettingsArgs {
+    pub update: SettingsUpdate,
+}
+
+#[derive(Serialize)]
+pub struct PausedArgs {
+    pub paused: bool,
+}
+
+#[derive(Serialize)]
+pub struct RepoArgs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
 }
 
 #[derive(Serialize)]

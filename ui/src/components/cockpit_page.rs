@@ -4,7 +4,10 @@ use flightdeck_protocol::Task;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
-use super::{AlertList, ConnectionIndicator, RepoPanel, Shared, TaskList, ThreadView};
+use flightdeck_protocol::api::CreateTaskRequest;
+
+use super::{AlertList, ConnectionIndicator, DesktopSettings, NewTaskForm, RepoPanel, Shared, TaskList, ThreadView};
+use crate::backend::Backend;
 use crate::hooks::use_app;
 use crate::state::Action;
 
@@ -35,6 +38,47 @@ pub fn cockpit_page() -> Html {
             });
         })
     };
+    let creating = use_state(|| false);
+    let on_create = {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        let subscribe = app.subscribe.clone();
+        let creating = creating.clone();
+        Callback::from(move |request: CreateTaskRequest| {
+            let (backend, dispatch, subscribe, creating) =
+                (backend.clone(), dispatch.clone(), subscribe.clone(), creating.clone());
+            creating.set(true);
+            spawn_local(async move {
+                match backend.create_task(&request).await {
+                    Ok(answer) => {
+                        let id = answer.task.id.clone();
+                        dispatch.dispatch(Action::TaskUpdated(answer.task));
+                        subscribe.emit(format!("task:{id}"));
+                        dispatch.dispatch(Action::SelectTask(Some(id)));
+                    }
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not start: {e}")))),
+                }
+                creating.set(false);
+            });
+        })
+    };
+    let on_cancel = {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        Callback::from(move |id: String| {
+            let (backend, dispatch) = (backend.clone(), dispatch.clone());
+            spawn_local(async move {
+                match backend.cancel_task(&id).await {
+                    Ok(task) => dispatch.dispatch(Action::TaskUpdated(task)),
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not cancel: {e}")))),
+                }
+            });
+        })
+    };
+    let on_dismiss = {
+        let dispatch = store.dispatcher();
+        Callback::from(move |_: MouseEvent| dispatch.dispatch(Action::Notice(None)))
+    };
     let selected = store.selected_task.clone();
     let task: Option<Task> = selected.as_deref().and_then(|id| store.task(id).cloned());
     let transcript = selected.as_deref().and_then(|id| store.transcript(id)).map(|t| Shared(t.clone()));
@@ -48,17 +92,24 @@ pub fn cockpit_page() -> Html {
                 <ConnectionIndicator connection={store.connection} />
             </header>
             if let Some(n) = store.notice.clone() {
-                <div class="notice" role="alert"><span>{ n }</span></div>
+                <div class="notice" role="alert">
+                    <span>{ n }</span>
+                    <button type="button" class="small" aria-label="Dismiss" onclick={on_dismiss}>{ "×" }</button>
+                </div>
             }
             <main class="layout">
                 <div class="main-pane">
-                    <ThreadView task={task} transcript={transcript}
+                    <ThreadView task={task} transcript={transcript} on_cancel={Some(on_cancel)}
                                 empty_text={Some(AttrValue::from("Choose a task to see its transcript."))} />
                 </div>
                 <aside class="side">
+                    <NewTaskForm repos={Rc::new(store.repos.clone())} busy={*creating} on_create={on_create} />
                     <AlertList alerts={Rc::new(store.alerts.clone())} on_ack={on_ack} />
                     <TaskList tasks={Rc::new(store.tasks.clone())} selected={selected.map(AttrValue::from)} on_select={on_select} />
                     { for store.repos.iter().map(|r| html! { <RepoPanel key={r.id.clone()} repo={Some(r.clone())} /> }) }
+                    if app.backend == Backend::Tauri {
+                        <DesktopSettings />
+                    }
                 </aside>
             </main>
         </div>

@@ -114,6 +114,20 @@ pub fn hud_page(props: &HudPageProps) -> Html {
             }
         })
     };
+    let on_cancel = {
+        let backend = app.backend.clone();
+        let dispatch = store.dispatcher();
+        Callback::from(move |id: String| {
+            let backend = backend.clone();
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                match backend.cancel_task(&id).await {
+                    Ok(task) => dispatch.dispatch(Action::TaskUpdated(task)),
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not cancel: {e}")))),
+                }
+            });
+        })
+    };
     let on_dismiss = {
         let dispatch = store.dispatcher();
         Callback::from(move |_: MouseEvent| dispatch.dispatch(Action::Notice(None)))
@@ -190,6 +204,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                             }>{ "← Back to the current task" }</button>
                         }
                         <ThreadView task={shown_task} transcript={transcript}
+                                    on_cancel={ctx.is_owner.then_some(on_cancel)}
                                     empty_text={if hud.is_none() { Some(AttrValue::from("Connecting…")) } else { None }} />
                     </div>
                     <aside class="side">

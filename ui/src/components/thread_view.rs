@@ -20,6 +20,9 @@ pub struct ThreadViewProps {
     pub connection: Option<Connection>,
     #[prop_or_default]
     pub empty_text: Option<AttrValue>,
+    /// Offered while the task is queued or running (owner and cockpit only).
+    #[prop_or_default]
+    pub on_cancel: Option<Callback<String>>,
 }
 
 /// A task's transcript, live. The scroll box is a reversed flex column, so the browser keeps it
@@ -43,6 +46,13 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                 if let Some(task) = &props.task {
                     <h2 class="thread-title" title={task.title.clone()}>{ &task.title }</h2>
                     <span class="executor">{ task.executor.as_str() }</span>
+                    if let (Some(on_cancel), false) = (&props.on_cancel, task.status.is_terminal()) {
+                        <button type="button" class="small cancel" onclick={
+                            let on_cancel = on_cancel.clone();
+                            let id = task.id.clone();
+                            Callback::from(move |_: MouseEvent| on_cancel.emit(id.clone()))
+                        }>{ "Cancel task" }</button>
+                    }
                 } else {
                     <h2 class="thread-title muted">{ "No task yet" }</h2>
                 }

@@ -1,0 +1,150 @@
+use flightdeck_protocol::desktop::{SettingsUpdate, SettingsView};
+use wasm_bindgen_futures::spawn_local;
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use crate::hooks::use_app;
+use crate::state::Action;
+
+/// The desktop agent's settings: relay URL, user, key (write-only), agent id, watched repos,
+/// pause watching. Only in the desktop window (Tauri commands `get_settings`, `set_settings`,
+/// `pick_repo`, `set_watching_paused`, `open_hud`).
+#[function_component(DesktopSettings)]
+pub fn desktop_settings() -> Html {
+    let app = use_app();
+    let view = use_state(|| None::<SettingsView>);
+    let relay_url = use_node_ref();
+    let relay_user = use_node_ref();
+    let key = use_node_ref();
+    let agent_id = use_node_ref();
+    let saved = use_state(|| None::<AttrValue>);
+    {
+        let backend = app.backend.clone();
+        let view = view.clone();
+        let dispatch = app.store.dispatcher();
+        use_effect_with((), move |_| {
+            spawn_local(async move {
+                match backend.desktop_settings().await {
+                    Ok(v) => view.set(Some(v)),
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("settings: {e}")))),
+                }
+            });
+        });
+    }
+    let Some(current) = (*view).clone() else {
+        return html! { <section class="panel settings"><h3>{ "Settings" }</h3><p class="muted">{ "Loading…" }</p></section> };
+    };
+    let value = |r: &NodeRef| r.cast::<HtmlInputElement>().map(|i| i.value());
+    let on_save = {
+        let backend = app.backend.clone();
+        let view = view.clone();
+        let saved = saved.clone();
+        let dispatch = app.store.dispatcher();
+        let (relay_url, relay_user, key, agent_id) =
+            (relay_url.clone(), relay_user.clone(), key.clone(), agent_id.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let update = SettingsUpdate {
+                relay_url: value(&relay_url),
+                relay_user: value(&relay_user),
+                // An empty key field means "keep the stored key".
+                key: value(&key).filter(|k| !k.is_empty()),
+                agent_id: value(&agent_id).filter(|a| !a.is_empty()),
+            };
+            let (backend, view, saved, dispatch) = (backend.clone(), view.clone(), saved.clone(), dispatch.clone());
+            spawn_local(async move {
+                match backend.set_desktop_settings(update).await {
+                    Ok(v) => {
+                        view.set(Some(v));
+                        saved.set(Some("Saved.".into()));
+                    }
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not save settings: {e}")))),
+                }
+            });
+        })
+    };
+    let on_add_repo = {
+        let backend = app.backend.clone();
+        let view = view.clone();
+        let dispatch = app.store.dispatcher();
+        Callback::from(move |_: MouseEvent| {
+            let (backend, view, dispatch) = (backend.clone(), view.clone(), dispatch.clone());
+            spawn_local(async move {
+                match backend.pick_repo().await {
+                    Ok(_) => {
+                        if let Ok(v) = backend.desktop_settings().await {
+                            view.set(Some(v));
+                        }
+                    }
+                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not add the repository: {e}")))),
+                }
+            });
+        })
+    };
+    let on_pause = {
+        let backend = app.backend.clone();
+        let view = view.clone();
+        let current = current.clone();
+        Callback::from(move |e: Event| {
+            let paused = e.target_unchecked_into::<HtmlInputElement>().checked();
+            let (backend, view) = (backend.clone(), view.clone());
+            view.set(Some(SettingsView { watching_paused: paused, ..current.clone() }));
+            spawn_local(async move {
+                let _ = backend.set_watching_paused(paused).await;
+            });
+        })
+    };
+    let on_open_hud = {
+        let backend = app.backend.clone();
+        let dispatch = app.store.dispatcher();
+        Callback::from(move |_: MouseEvent| {
+            let (backend, dispatch) = (backend.clone(), dispatch.clone());
+            spawn_local(async move {
+                if let Err(e) = backend.open_hud(None).await {
+                    dispatch.dispatch(Action::Notice(Some(format!("Could not open the HUD: {e}"))));
+                }
+            });
+        })
+    };
+    html! {
+        <section class="panel settings desktop" aria-label="Settings">
+            <h3>{ "Settings" }</h3>
+            <form onsubmit={on_save}>
+                <div class="field">
+                    <label for="set-relay-url">{ "Relay URL" }</label>
+                    <input id="set-relay-url" ref={relay_url} type="url" placeholder="https://relay.example (empty: local only)"
+                           value={current.relay_url.clone().unwrap_or_default()} />
+                </div>
+                <div class="field">
+                    <label for="set-relay-user">{ "Relay user" }</label>
+                    <input id="set-relay-user" ref={relay_user} value={current.relay_user.clone().unwrap_or_default()} />
+                </div>
+                <div class="field">
+                    <label for="set-key">{ "Agent key" }</label>
+                    <input id="set-key" ref={key} type="password" autocomplete="off"
+                           placeholder={current.key_hint.clone().unwrap_or_else(|| "not set".into())} />
+                </div>
+                <div class="field">
+                    <label for="set-agent-id">{ "Agent id" }</label>
+                    <input id="set-agent-id" ref={agent_id} value={current.agent_id.clone()} />
+                </div>
+                <div class="row">
+                    <button type="submit" class="primary">{ "Save" }</button>
+                    <span class="muted" aria-live="polite">{ (*saved).clone().unwrap_or_default() }</span>
+                </div>
+            </form>
+            <h3>{ "Watched repositories" }</h3>
+            <ul class="paths">
+                { for current.repos.iter().map(|p| html! { <li><code>{ p }</code></li> }) }
+            </ul>
+            <div class="row">
+                <button type="button" class="small" onclick={on_add_repo}>{ "Add repository…" }</button>
+                <button type="button" class="small" onclick={on_open_hud} disabled={current.relay_url.is_none()}>{ "Open HUD in browser" }</button>
+            </div>
+            <div class="switch">
+                <input type="checkbox" id="set-paused" role="switch" checked={current.watching_paused} onchange={on_pause} />
+                <label for="set-paused">{ "Pause watching" }</label>
+            </div>
+        </section>
+    }
+}
