@@ -176,9 +176,17 @@ test('the start form posts a task that the connected agent receives; offline rep
   await until(async () => (await relay.api('GET', '/api/hud/settings?repo=alice/workbench', keys.owner)).public, 10000, 'public on');
   assert.equal((await fetch(`${relay.base}/hud/alice/workbench`)).status, 200);
   await page.locator('.topbar .badge.public').waitFor({ timeout: 5000 });
+  const anonymous = await browser.newContext();
+  const anonPage = await anonymous.newPage();
+  await anonPage.goto(`${relay.base}/hud/alice/workbench`);
+  await anonPage.locator('.thread-title', { hasText: text }).waitFor({ timeout: 10000 });
   await publicSwitch.uncheck();
   await until(async () => !(await relay.api('GET', '/api/hud/settings?repo=alice/workbench', keys.owner)).public, 10000, 'public off');
   assert.equal((await fetch(`${relay.base}/hud/alice/workbench`)).status, 404);
+  // A viewer who was watching loses the HUD at once.
+  await anonPage.locator('main', { hasText: 'This HUD is private.' }).waitFor({ timeout: 10000 });
+  assert.equal(await anonPage.locator('#transcript').count(), 0);
+  await anonymous.close();
 
   // An alert from the agent appears for the owner and goes away once acknowledged.
   const alertId = crypto.randomUUID();
