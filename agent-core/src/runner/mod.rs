@@ -2,11 +2,12 @@
 //!
 //! [`TaskRunner::start`] recovers what a previous run left unfinished, starts the runner's loop
 //! and returns the handle; dropping the handle (or [`TaskRunner::shutdown`]) stops it. The loop
-//! `select!`s over a closed [`Command`] enum, the "a task finished" channel and shutdown.
+//! `select!`s over a closed `Command` enum, the "a task finished" channel and shutdown.
 //!
 //! Lifecycle: `create` records the task as `queued` (event 1) and queues it. A task starts when
 //! fewer than `max_running_per_repo` tasks of its repo and fewer than `max_running` tasks in all
-//! run. A started task is driven by its own tokio task ([`driver`]), which runs the executor,
+//! run; the loop marks it `running` (publishing the `Task`) in the order tasks start. A started
+//! task is driven by its own tokio task (`driver`), which runs the executor,
 //! numbers its events, writes them to SQLite and only then publishes them, enforces the
 //! timeout and the budget, and ends the task with a final `status` event (completed, failed,
 //! cancelled or interrupted) followed by the final `Task`.
@@ -14,10 +15,21 @@
 //! Start-up recovery: tasks the database says are `running` were cut off by a crash or a
 //! kill; they become `interrupted` with a final `status` event and a `warning` alert. Tasks
 //! still `queued` (never started) also become `interrupted`, without an alert: whoever queued
-//! them (a CLI that exited, a relay that will resend) is gone or will ask again, and running
-//! them unannounced hours later would surprise. Recovery only happens when this runner holds
-//! the data directory's `runner.lock`, so a second agent on the same data directory never
-//! marks the first one's live tasks as interrupted.
+//! them (a CLI that has exited, a relay user) sees that state and can start a new task, while
+//! running them unannounced long after they were asked for would surprise. A task id is never
+//! run twice: creating a task whose id exists returns the existing task. Recovery only happens
+//! when this runner holds the data directory's `runner.lock`, so a second agent on the same data
+//! directory (say `flightdeck-agent task` next to the desktop app) never marks the first one's
+//! live tasks as interrupted.
+//!
+//! How a transcript ends (every task's last event is its final `status`):
+//! - completed: `... done, status completed`;
+//! - failed: `... error, status failed`, and a `task_failed` alert (warning);
+//! - timed out (`timeoutSecs`, counted from the start): `... error "timed out after N s", status failed`;
+//! - over budget (`maxCostUsd`): `... usage, error "budget exceeded: ...", status failed`, and a
+//!   `budget_exceeded` alert (critical) instead of `task_failed`;
+//! - cancelled: `... status cancelled` (no error, no alert);
+//! - stopped by shutdown or found unfinished at start-up: `... status interrupted`.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

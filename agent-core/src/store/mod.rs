@@ -4,8 +4,8 @@
 //! blocking: async callers run them on `spawn_blocking` or a dedicated thread, because rusqlite
 //! calls must never run on the async executor's threads.
 //!
-//! Areas live in submodules, each an `impl Store` block: [`repos`] (latest repo status),
-//! [`alerts`], [`settings`], [`tasks`] (tasks, their numbered events, full tool outputs).
+//! Areas live in submodules, each an `impl Store` block: `repos` (latest repo status),
+//! `alerts`, `settings`, `tasks` (tasks, their numbered events, full tool outputs).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
