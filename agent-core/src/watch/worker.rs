@@ -232,6 +232,7 @@ impl Worker {
         let interval =
             if self.polling() { self.shared.config.poll_interval } else { self.shared.config.full_rescan_interval };
         self.next_full = Instant::now() + interval;
+        self.watch_stash_log();
         let now = self.shared.config.clock.now();
         let Some(scanner) = self.scanner.as_mut() else { return };
         self.shared.stats.full_scans.fetch_add(1, Ordering::Relaxed);
@@ -349,6 +350,11 @@ impl Worker {
         if scanner.is_ignored(&rel) {
             return Class::Ignore;
         }
+        // Rules that change the status of other paths: which files are ignored, how content is
+        // compared, where submodules are.
+        if rel.rsplit('/').next().is_some_and(|name| RULE_FILES.contains(&name)) {
+            return Class::Full;
+        }
         Class::Worktree(rel)
     }
 
@@ -388,6 +394,7 @@ impl Worker {
                 }
             }
         }
+        self.watch_stash_log();
         if cfg!(target_os = "linux") {
             self.watch_tree(&workdir);
         } else {
@@ -395,6 +402,19 @@ impl Worker {
             // when events arrive.
             if let Err(e) = self.watch_path(&workdir, RecursiveMode::Recursive) {
                 self.handle_watch_error(&workdir, e);
+            }
+        }
+    }
+
+    /// Dropping a stash that is not the newest rewrites only the `refs/stash` reflog, so the
+    /// directory holding it is watched too (once it exists: full rescans try again).
+    fn watch_stash_log(&mut self) {
+        let Some(scanner) = self.scanner.as_ref() else { return };
+        let logs = scanner.common_dir().join("logs/refs");
+        let known = matches!(&self.fs, Some(FsWatch::Native { dirs, .. }) if dirs.contains(&logs));
+        if !known && logs.is_dir() {
+            if let Err(e) = self.watch_path(&logs, RecursiveMode::NonRecursive) {
+                self.handle_watch_error(&logs, e);
             }
         }
     }
@@ -655,6 +675,8 @@ fn operation_name(op: flightdeck_protocol::RepoOperation) -> &'static str {
     }
 }
 
+const RULE_FILES: &[&str] = &[".gitignore", ".gitattributes", ".gitmodules"];
+
 enum Class {
     Ignore,
     Full,
@@ -684,6 +706,9 @@ fn classify_git_path(rel: &Path) -> Class {
         "gc.pid",
         "gc.log",
     ];
+    if rel == Path::new("logs/refs/stash") {
+        return Class::Full;
+    }
     if QUIET.contains(&first.as_ref()) || name.ends_with(".lock") {
         return Class::Ignore;
     }
@@ -733,6 +758,8 @@ mod tests {
             ("refs/heads/main.lock", false),
             ("objects/ab/cdef", false),
             ("logs/HEAD", false),
+            ("logs/refs/heads/main", false),
+            ("logs/refs/stash", true),
             ("COMMIT_EDITMSG", false),
         ];
         for (path, full) in cases {

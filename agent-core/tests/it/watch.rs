@@ -718,3 +718,25 @@ async fn too_many_directories_fall_back_to_polling_once() {
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(notices[0].contains("polling"), "{notices:?}");
 }
+
+#[tokio::test]
+async fn ignore_rules_and_stash_drops_are_seen() {
+    let fx = Fixture::new();
+    for text in ["two\n", "three\n"] {
+        write(&fx.repo, "a.txt", text);
+        git(&fx.repo, &["stash", "-q"]);
+    }
+    write(&fx.repo, "notes.tmp", "x\n");
+    let (mut live, first) = watch(&fx.repo, test_config(), None).await;
+    assert_eq!((first.stash_count, first.untracked_count), (2, 1));
+
+    // A new ignore rule hides an untracked file that did not change itself.
+    write(&fx.repo, ".gitignore", "ignored/\n*.log\n*.tmp\n");
+    let status = live.status_until(|s| s.untracked_count == 0).await;
+    assert_eq!(status.modified_files, files(&[".gitignore"]));
+
+    // Dropping the older stash rewrites only the stash reflog.
+    git(&fx.repo, &["stash", "drop", "-q", "stash@{1}"]);
+    let status = live.status().await;
+    assert_eq!(status.stash_count, 1);
+}
