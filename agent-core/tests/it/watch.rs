@@ -740,3 +740,22 @@ async fn ignore_rules_and_stash_drops_are_seen() {
     let status = live.status().await;
     assert_eq!(status.stash_count, 1);
 }
+
+#[tokio::test]
+async fn a_moved_repo_is_missing_until_it_is_moved_back() {
+    let fx = Fixture::new();
+    write(&fx.repo, "a.txt", "dirty\n");
+    let (mut live, first) = watch(&fx.repo, test_config(), None).await;
+    assert_eq!(first.status, RepoState::Dirty);
+    let away = fx.tmp.path().join("moved-away");
+    std::fs::rename(&fx.repo, &away).unwrap();
+    let status = live.status().await;
+    assert_eq!(status.status, RepoState::Missing);
+    std::fs::rename(&away, &fx.repo).unwrap();
+    let status = live.status().await;
+    assert!(status.same_state(&first), "{status:?}");
+    // Watched again after the return.
+    write(&fx.repo, "b.txt", "new\n");
+    let status = live.status().await;
+    assert_eq!(status.modified_files, files(&["a.txt", "b.txt"]));
+}
