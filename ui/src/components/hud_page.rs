@@ -205,7 +205,11 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                         }
                         <ThreadView task={shown_task} transcript={transcript}
                                     on_cancel={ctx.is_owner.then_some(on_cancel)}
-                                    empty_text={if hud.is_none() { Some(AttrValue::from("Connecting…")) } else { None }} />
+                                    empty_text={Some(AttrValue::from(match (hud, &store.shown_task_id()) {
+                                        (None, _) => "Connecting…",
+                                        (Some(_), None) => "Nothing has run in this repo yet.",
+                                        (Some(_), Some(_)) => "Waiting for output…",
+                                    }))} />
                     </div>
                     <aside class="side">
                         <RepoPanel repo={hud.and_then(|h| h.repo_status.clone())} title={AttrValue::from("Repository")} />
