@@ -1,0 +1,130 @@
+// End-to-end test of the desktop app: the real `flightdeck` binary (with the built ui/dist inside)
+// driven through tauri-driver and WebKitWebDriver, under Xvfb when there is no display.
+//
+//   ui/build.sh && cargo build -p flightdeck-desktop && node --test e2e/desktop.test.mjs
+//
+// Env: FLIGHTDECK_DESKTOP_BIN (default target/debug/flightdeck). The app gets a temp data dir
+// (FLIGHTDECK_DATA_DIR) and a temp git repo (FLIGHTDECK_REPOS). Screenshots go to .ci/artifacts/.
+// No sleeps: every wait is a condition polled until a deadline.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, until } from './lib/relay.mjs';
+import { DesktopDriver, have } from './lib/desktop-driver.mjs';
+
+const BIN = process.env.FLIGHTDECK_DESKTOP_BIN || path.join(ROOT, 'target/debug/flightdeck');
+const ARTIFACTS = path.join(ROOT, '.ci/artifacts');
+const REPO_NAME = 'e2e-desk-repo';
+
+let tmp;
+let repo;
+let driver;
+
+function git(cwd, ...args) {
+  return execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8' });
+}
+
+async function shot(name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  fs.writeFileSync(file, await driver.screenshot());
+  return file;
+}
+
+/** The window's visible text. */
+function bodyText() {
+  return driver.script('return document.body ? document.body.innerText : "";');
+}
+
+before(async () => {
+  for (const program of ['tauri-driver', 'WebKitWebDriver', 'dbus-run-session']) {
+    assert.ok(have(program), `${program} is needed (run .ci/install)`);
+  }
+  if (!process.env.DISPLAY) assert.ok(have('xvfb-run'), 'xvfb-run is needed without a display');
+  assert.ok(fs.existsSync(BIN), `${BIN} is missing: cargo build -p flightdeck-desktop`);
+
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flightdeck-desktop-e2e-'));
+  repo = path.join(tmp, REPO_NAME);
+  fs.mkdirSync(repo);
+  git(repo, 'init', '-q', '-b', 'main');
+  git(repo, '-c', 'user.email=e2e@example.com', '-c', 'user.name=E2E', 'commit', '-q', '--allow-empty', '-m', 'first');
+  fs.writeFileSync(path.join(repo, 'notes.txt'), 'not committed yet\n');
+
+  driver = await DesktopDriver.start({
+    FLIGHTDECK_DATA_DIR: path.join(tmp, 'data'),
+    FLIGHTDECK_REPOS: repo,
+    RUST_LOG: 'info',
+  });
+  await driver.launch(BIN);
+});
+
+after(async () => {
+  if (driver) await driver.stop();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('the window shows the watched repo in cockpit mode', async () => {
+  await until(
+    async () => (await driver.script('return document.querySelector("[data-mode=cockpit]") !== null;')) === true,
+    30000,
+    'the cockpit to render',
+  );
+  const text = await until(async () => {
+    const t = await bodyText();
+    return t.includes(REPO_NAME) && t.includes('main') ? t : null;
+  }, 30000, `the repo ${REPO_NAME} in the window`);
+  assert.match(text, /untracked|changed|dirty/i, 'the repo panel shows the untracked file');
+  await shot('desktop-repo');
+});
+
+test('a shell task started from the window streams its output into the transcript', async () => {
+  // The form's selects are yew-controlled: set the value and fire `change` as a user would.
+  await driver.script(`
+    const select = document.querySelector('#new-task-executor');
+    select.value = 'shell';
+    select.dispatchEvent(new Event('change', { bubbles: true }));
+  `);
+  await until(
+    async () => (await driver.script('return document.querySelector("#new-task-text").placeholder;')) === 'cargo test',
+    10000,
+    'the form to switch to a shell command',
+  );
+  const textarea = await driver.find('#new-task-text');
+  await driver.type(textarea, 'echo hello-from-the-desktop-e2e; ls');
+  const start = await driver.find('form.new-task button[type=submit]');
+  await until(
+    async () => (await driver.script('return document.querySelector("form.new-task button[type=submit]").disabled;')) === false,
+    10000,
+    'the Start button to enable',
+  );
+  await driver.click(start);
+
+  const transcript = await until(async () => {
+    const t = await driver.script('const el = document.querySelector("#transcript"); return el ? el.innerText : "";');
+    return t.includes('hello-from-the-desktop-e2e') && t.includes('notes.txt') ? t : null;
+  }, 30000, 'the task output in the transcript');
+  assert.match(transcript, /hello-from-the-desktop-e2e/);
+  await until(async () => /completed/.test(await bodyText()), 30000, 'the task to complete');
+  const file = await shot('desktop-task');
+  assert.ok(fs.statSync(file).size > 10000, 'the screenshot has content');
+
+  // The same task, read straight from the agent's database through a command.
+  const answer = await driver.request('POST', driver.s('/execute/async'), {
+    script: `const done = arguments[arguments.length - 1];
+      window.__TAURI_INTERNALS__.invoke('list_tasks', { query: { status: 'completed' } }).then(done, (e) => done({ error: e }));`,
+    args: [],
+  });
+  assert.equal(answer.total, 1, JSON.stringify(answer));
+  assert.equal(answer.tasks[0].executor, 'shell');
+  assert.equal(answer.tasks[0].repo, REPO_NAME);
+
+  const error = await driver.request('POST', driver.s('/execute/async'), {
+    script: `const done = arguments[arguments.length - 1];
+      window.__TAURI_INTERNALS__.invoke('remove_repo', { id: 'no-such-repo' }).then(() => done(null), (e) => done(e));`,
+    args: [],
+  });
+  assert.equal(error.code, 'repo_not_found', JSON.stringify(error));
+});
