@@ -707,6 +707,15 @@ impl Inner {
             None => LinkConfig::new(url.clone(), key.clone(), settings.agent_id.clone()),
         };
         config.metadata.insert("app".into(), "flightdeck".into());
+        // Everything that leaves the machine is redacted with its repo's secrets (.env values)
+        // on top of the built-in kinds; the local database keeps the original text.
+        let redactors = {
+            let watcher = self.watcher.clone();
+            Arc::new(crate::redact::RepoRedactors::new(Arc::new(move |slug: &str| {
+                watcher.repos().into_iter().find(|r| r.name == slug || r.id == slug).map(|r| r.path)
+            })))
+        };
+        config.redact = Some(Arc::new(move |slug: &str, text: &str| redactors.redact(slug, text)));
         let handle = RelayLink::start(config, self.store.clone(), self.inbound.clone());
         let outbound = handle.outbound();
         // Tell the relay at once whether tasks are running.

@@ -71,6 +71,9 @@ pub struct Settings {
     pub max_running_per_repo: usize,
     pub claude_bin: Option<PathBuf>,
     pub task: TaskDefaults,
+    /// First reconnect delay of the relay link; it doubles up to `link_backoff_cap_ms`.
+    pub link_backoff_base_ms: u64,
+    pub link_backoff_cap_ms: u64,
 }
 
 impl Default for Settings {
@@ -87,6 +90,8 @@ impl Default for Settings {
             max_running_per_repo: runner.max_running_per_repo,
             claude_bin: None,
             task: TaskDefaults::default(),
+            link_backoff_base_ms: 1_000,
+            link_backoff_cap_ms: 30_000,
         }
     }
 }
@@ -104,6 +109,8 @@ impl std::fmt::Debug for Settings {
             .field("max_running_per_repo", &self.max_running_per_repo)
             .field("claude_bin", &self.claude_bin)
             .field("task", &self.task)
+            .field("link_backoff_base_ms", &self.link_backoff_base_ms)
+            .field("link_backoff_cap_ms", &self.link_backoff_cap_ms)
             .finish()
     }
 }
@@ -177,6 +184,8 @@ impl Settings {
             "ALLOWED_TOOLS" => self.task.allowed_tools = Some(list(&value)).filter(|l| !l.is_empty()),
             "MAX_COST_USD" => self.task.max_cost_usd = Some(parse(var, &value)?),
             "TIMEOUT_SECS" => self.task.timeout_secs = Some(parse(var, &value)?),
+            "LINK_BACKOFF_BASE_MS" => self.link_backoff_base_ms = parse(var, &value)?,
+            "LINK_BACKOFF_CAP_MS" => self.link_backoff_cap_ms = parse(var, &value)?,
             // The config file's own variable, read before the layers.
             "CONFIG" => {}
             _ => tracing::warn!(%var, "unknown setting in the environment, ignored"),

@@ -4,6 +4,7 @@
 //! - [`store`]: the agent's SQLite database, the source of truth for what happened on this machine.
 //! - [`runner`]: `TaskRunner`, the queue of tasks and their lifecycle.
 //! - [`executor`]: the `claude` and `shell` executors that turn processes into `TaskEvent`s.
+//! - [`headless`]: `flightdeck-agent run`, the agent without a window.
 //! - [`link`]: the WebSocket link to a relay, with backoff and an outbox so nothing is lost.
 //! - [`config`]: `Settings`, layered defaults -> TOML -> `FLIGHTDECK_AGENT_*` environment.
 //! - [`agent`]: `Agent`, the facade every front end uses (desktop app, headless `run`), with stable error codes.
@@ -13,6 +14,7 @@
 pub mod agent;
 pub mod config;
 pub mod executor;
+pub mod headless;
 pub mod link;
 pub mod redact;
 pub mod runner;

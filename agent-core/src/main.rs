@@ -1,5 +1,8 @@
 //! `flightdeck-agent`: the headless local agent (SPEC section 5).
 //!
+//! - `run [--relay URL] [--key KEY] [--repo PATH]... [--scan DIR]... [--agent-id ID]`: the headless
+//!   agent: watches repos, runs the relay's tasks, streams everything to the relay; a one-line
+//!   status on stderr; stops cleanly on SIGTERM or Ctrl-C.
 //! - `task --repo PATH (--claude PROMPT | --shell CMD) [--json] [task options]`: runs one task
 //!   locally through the `TaskRunner` (recorded in the data directory) and prints its events;
 //!   with `--json`, one `{taskId, seq, event}` object per line. Exits 0 when the task
@@ -55,7 +58,32 @@ impl CommonArgs {
 enum Command {
     /// Runs one task locally and prints its events.
     Task(TaskArgs),
-    // The headless agent (`run`) is added here, as `Run(RunArgs)` with `CommonArgs` flattened.
+    /// Runs the headless agent: watches repos, runs tasks, streams to the relay.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The relay to connect to (ws://, wss://, http:// or https://); none: local only.
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// The relay's agent key (FLIGHTDECK_AGENT_KEY keeps it out of the process list).
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// A repo to watch; repeat for more.
+    #[arg(long = "repo", value_name = "PATH")]
+    repos: Vec<PathBuf>,
+    /// Watch every git repo found under this directory (depth 3); repeat for more.
+    #[arg(long, value_name = "DIR")]
+    scan: Vec<PathBuf>,
+    /// This agent's id on the relay (default: the host name).
+    #[arg(long, value_name = "ID")]
+    agent_id: Option<String>,
+    /// Write logs as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 /// The task options of SPEC section 5, the same in every front end.
@@ -121,10 +149,12 @@ struct TaskArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match &cli.command {
+        Command::Run(args) if args.log_json => logs.json().init(),
+        _ => logs.init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -134,6 +164,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Task(args) => runtime.block_on(task(args)),
+        Command::Run(args) => runtime.block_on(run(args)),
     };
     match result {
         Ok(code) => code,
@@ -141,6 +172,63 @@ fn main() -> ExitCode {
             eprintln!("flightdeck-agent: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `flightdeck-agent run`: until SIGTERM or Ctrl-C.
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = args.common.settings()?;
+    if args.relay.is_some() {
+        settings.relay_url = args.relay;
+    }
+    if args.key.is_some() {
+        settings.key = args.key;
+    }
+    if args.agent_id.is_some() {
+        settings.agent_id = args.agent_id;
+    }
+    for repo in args.repos {
+        let repo = repo.canonicalize().with_context(|| format!("--repo {}", repo.display()))?;
+        settings.repos.push(repo);
+    }
+    settings.scan.extend(args.scan);
+    if settings.relay_url.is_some() != settings.key.is_some() {
+        bail!("--relay and --key go together (or FLIGHTDECK_AGENT_RELAY_URL and FLIGHTDECK_AGENT_KEY)");
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    flightdeck_agent_core::headless::run(&settings, shutdown_signal(), |line| {
+        let mut err = std::io::stderr().lock();
+        if terminal {
+            // One line, rewritten in place.
+            let _ = write!(err, "\r\x1b[2Kflightdeck-agent: {line}");
+        } else {
+            let _ = writeln!(err, "flightdeck-agent: {line}");
+        }
+        let _ = err.flush();
+    })
+    .await?;
+    if terminal {
+        eprintln!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flightdeck_protocol::agent::TaskResultStatus;
+use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::{
     close, AgentMessage, AgentState, Alert, Executor, RelayMessage, RepoStatus, Task, TaskEvent, TaskPayload,
     TaskStatus,
 };
-use flightdeck_protocol::event::TaskEventRecord;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
@@ -129,8 +129,14 @@ pub enum Outbound {
 /// What the relay asks of the agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
-    RunTask { task_id: String, executor: Executor, payload: TaskPayload },
-    Cancel { task_id: String },
+    RunTask {
+        task_id: String,
+        executor: Executor,
+        payload: TaskPayload,
+    },
+    Cancel {
+        task_id: String,
+    },
     /// The relay asked for a fresh `agent-status` and full `git-status`; the link answers it
     /// itself from the store, this only tells the caller it happened.
     StatusRequest,
@@ -140,12 +146,19 @@ pub enum Inbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
     Connecting,
-    Connected { since: DateTime<Utc> },
+    Connected {
+        since: DateTime<Utc>,
+    },
     /// Waiting before the next attempt; `last_error` says why the previous one ended.
-    Disconnected { last_error: String, retry_in: Duration },
+    Disconnected {
+        last_error: String,
+        retry_in: Duration,
+    },
     /// The relay refused us for good (bad or revoked key, replaced by another agent with the
     /// same id); the link stopped and will not retry.
-    Stopped { reason: String },
+    Stopped {
+        reason: String,
+    },
 }
 
 impl LinkState {
@@ -444,7 +457,11 @@ impl Worker {
     ) -> Result<(), SessionEnd> {
         let store = self.store.clone();
         let (repos, tasks, alerts) = tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::store::StoreError>((store.repo_statuses()?, store.unconfirmed_tasks()?, store.alerts(&Default::default())?.0))
+            Ok::<_, crate::store::StoreError>((
+                store.repo_statuses()?,
+                store.unconfirmed_tasks()?,
+                store.alerts(&Default::default())?.0,
+            ))
         })
         .await
         .map_err(|e| SessionEnd::Retry(format!("store task failed: {e}")))?
@@ -478,8 +495,8 @@ impl Worker {
                 let event = self.outbound_event(&task.repo, ev.event);
                 send(socket, &AgentMessage::TaskEvent { task_id: task.id.clone(), seq: ev.seq, event }).await?;
             }
-            if task.status.is_terminal() {
-                send(socket, &task_result(&task)).await?;
+            if let Some(result) = task_result(&task) {
+                send(socket, &result).await?;
             }
         }
 
@@ -516,8 +533,8 @@ impl Worker {
             Outbound::TaskUpdate(task) => {
                 self.task_repos.insert(task.id.clone(), task.repo.clone());
                 send(socket, &AgentMessage::TaskUpdate { task: self.outbound_task(&task) }).await?;
-                if task.status.is_terminal() {
-                    send(socket, &task_result(&task)).await?;
+                if let Some(result) = task_result(&task) {
+                    send(socket, &result).await?;
                 }
                 Ok(())
             }
@@ -541,8 +558,11 @@ impl Worker {
 
     async fn send_full_repos(&mut self, socket: &mut Socket, repos: &[RepoStatus]) -> Result<(), SessionEnd> {
         self.repo_names = repos.iter().map(|r| r.name.clone()).collect();
-        send(socket, &AgentMessage::GitStatus { repos: repos.iter().map(|r| self.outbound_repo(r)).collect(), full: Some(true) })
-            .await
+        send(
+            socket,
+            &AgentMessage::GitStatus { repos: repos.iter().map(|r| self.outbound_repo(r)).collect(), full: Some(true) },
+        )
+        .await
     }
 
     async fn handle_relay_text(&mut self, socket: &mut Socket, text: &str) -> Result<(), SessionEnd> {
@@ -614,11 +634,14 @@ impl Worker {
     }
 }
 
-fn task_result(task: &Task) -> AgentMessage {
+/// The `task-result` of a finished task (seed 004), or `None` for states it cannot express
+/// (`interrupted`: the task-update alone carries it, so the relay does not turn it into `failed`).
+fn task_result(task: &Task) -> Option<AgentMessage> {
     let status = match task.status {
         TaskStatus::Completed => TaskResultStatus::Completed,
         TaskStatus::Cancelled => TaskResultStatus::Cancelled,
-        _ => TaskResultStatus::Failed,
+        TaskStatus::Failed => TaskResultStatus::Failed,
+        TaskStatus::Queued | TaskStatus::Running | TaskStatus::Interrupted => return None,
     };
     let mut result = Map::new();
     if let Some(summary) = &task.summary {
@@ -630,7 +653,7 @@ fn task_result(task: &Task) -> AgentMessage {
     if let Some(cost) = task.cost_usd {
         result.insert("costUsd".into(), Value::from(cost));
     }
-    AgentMessage::TaskResult { task_id: task.id.clone(), status, result: Value::Object(result), logs: None }
+    Some(AgentMessage::TaskResult { task_id: task.id.clone(), status, result: Value::Object(result), logs: None })
 }
 
 fn closed_by_relay(frame: Option<CloseFrame>) -> SessionEnd {
@@ -644,8 +667,5 @@ fn closed_by_relay(frame: Option<CloseFrame>) -> SessionEnd {
 }
 
 async fn send(socket: &mut Socket, message: &AgentMessage) -> Result<(), SessionEnd> {
-    socket
-        .send(Message::text(message.to_json()))
-        .await
-        .map_err(|e| SessionEnd::Retry(format!("send failed: {e}")))
+    socket.send(Message::text(message.to_json())).await.map_err(|e| SessionEnd::Retry(format!("send failed: {e}")))
 }

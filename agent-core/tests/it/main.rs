@@ -3,6 +3,7 @@
 mod agent;
 mod claude;
 mod cli;
+mod link_e2e;
 mod runner;
 mod support;
 mod watch;

@@ -1,0 +1,663 @@
+//! End to end, issue 6: real `flightdeck-relay` and `flightdeck-agent` processes, a real
+//! WebSocket viewer, real git repos, the real Claude Code CLI against a scripted API.
+//!
+//! Nothing is lost: a relay killed mid-task, a network cut longer than the backoff cap, a task
+//! posted while no agent is online, and an agent killed mid-task all end with the viewer's
+//! snapshot holding the whole transcript (seq 1..N, no gaps, no duplicates) or the right status.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flightdeck_protocol::event::ChunkStream;
+use flightdeck_protocol::realtime::{HudEvent, HudSnapshot, TaskSnapshot, TopicEvent, TopicSnapshot};
+use flightdeck_protocol::{ClientMessage, SeqEvent, ServerMessage, Task, TaskEvent, TaskStatus, Topic};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::scripted_api::{self, ScriptedApi};
+use crate::support::{git, git_repo};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A built binary of the workspace, next to this test executable.
+fn workspace_bin(name: &str, env: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap(); // target/<profile>/deps -> target/<profile>
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as ./dev test does) or set {env}",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A relay process on a fixed port (so it can be restarted on the same address).
+struct Relay {
+    bin: PathBuf,
+    data: tempfile::TempDir,
+    port: u16,
+    proc: Option<Proc>,
+    owner: String,
+    agent: String,
+}
+
+impl Relay {
+    async fn start() -> Relay {
+        let bin = workspace_bin("flightdeck-relay", "FLIGHTDECK_RELAY_BIN");
+        let data = tempfile::tempdir().unwrap();
+        let admin = |args: &[&str]| -> String {
+            let out = Command::new(&bin).arg("--data-dir").arg(data.path()).args(args).output().unwrap();
+            assert!(out.status.success(), "relay {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        admin(&["user", "add", "alice"]);
+        let owner = admin(&["key", "create", "--user", "alice", "--scope", "owner"]);
+        let agent = admin(&["key", "create", "--user", "alice", "--scope", "agent"]);
+        let mut relay = Relay { bin, data, port: free_port(), proc: None, owner, agent };
+        relay.restart().await;
+        relay
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new(&self.bin)
+            .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .env("FLIGHTDECK_RELAY_HEARTBEAT_MS", "500")
+            .env("FLIGHTDECK_RELAY_PONG_TIMEOUT_MS", "2000")
+            .env("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "100000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.proc = Some(Proc(child));
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", self.http())).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "relay did not come up on port {}", self.port);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let mut req = client.request(method, format!("{}{path}", self.http())).bearer_auth(&self.owner);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn task(&self, id: &str) -> Task {
+        let (status, body) = self.api(reqwest::Method::GET, &format!("/api/cockpit/tasks/{id}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body["task"].clone()).unwrap()
+    }
+
+    async fn wait_task(&self, id: &str, what: &str, pick: impl Fn(&Task) -> bool) -> Task {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (status, body) = self.api(reqwest::Method::GET, &format!("/api/cockpit/tasks/{id}"), None).await;
+            if status == 200 {
+                let task: Task = serde_json::from_value(body["task"].clone()).unwrap();
+                if pick(&task) {
+                    return task;
+                }
+                assert!(Instant::now() < deadline, "{what}: task is {task:?}");
+            } else {
+                assert!(Instant::now() < deadline, "{what}: GET task answered {status} {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A `flightdeck-agent run` process.
+struct Agent {
+    proc: Proc,
+}
+
+struct AgentOptions<'a> {
+    relay_url: String,
+    key: &'a str,
+    repo: &'a Path,
+    data: &'a Path,
+    claude_api: Option<&'a str>,
+    home: &'a Path,
+}
+
+impl Agent {
+    fn start(o: AgentOptions<'_>) -> Agent {
+        let bin = env!("CARGO_BIN_EXE_flightdeck-agent");
+        let mut cmd = Command::new(bin);
+        cmd.args(["run", "--relay", &o.relay_url, "--key", o.key, "--repo"])
+            .arg(o.repo)
+            .arg("--data-dir")
+            .arg(o.data)
+            .env("FLIGHTDECK_AGENT_AGENT_ID", "e2e-agent")
+            .env("FLIGHTDECK_AGENT_LINK_BACKOFF_CAP_MS", "2000")
+            .env("HOME", o.home)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(api) = o.claude_api {
+            cmd.env("FLIGHTDECK_CLAUDE_BIN", claude_bin())
+                .env("ANTHROPIC_BASE_URL", api)
+                .env("ANTHROPIC_API_KEY", "test")
+                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        }
+        Agent { proc: Proc(cmd.spawn().unwrap()) }
+    }
+}
+
+fn claude_bin() -> PathBuf {
+    std::env::var("FLIGHTDECK_CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/claude"))
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A realtime viewer with the owner's key.
+struct Viewer {
+    ws: Ws,
+}
+
+impl Viewer {
+    async fn connect(relay: &Relay, topics: &[String]) -> Viewer {
+        let url = format!("ws://127.0.0.1:{}/api/realtime?token={}", relay.port, relay.owner);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text(ClientMessage::Subscribe { topics: topics.to_vec() }.to_json())).await.unwrap();
+        Viewer { ws }
+    }
+
+    /// Reconnects (after a relay restart) until subscribed.
+    async fn reconnect(relay: &Relay, topics: &[String]) -> Viewer {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let url = format!("ws://127.0.0.1:{}/api/realtime?token={}", relay.port, relay.owner);
+            if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await {
+                ws.send(Message::text(ClientMessage::Subscribe { topics: topics.to_vec() }.to_json())).await.unwrap();
+                return Viewer { ws };
+            }
+            assert!(Instant::now() < deadline, "could not reconnect to the relay");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn next(&mut self, deadline: Instant) -> ServerMessage {
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("viewer: no message in time");
+            match frame {
+                Some(Ok(Message::Text(t))) => return ServerMessage::parse(t.as_str()).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("viewer socket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until `pick` returns something, within the deadline.
+    async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&Topic, bool, Value) -> Option<T>) -> T {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.next(deadline))
+                .await
+                .unwrap_or_else(|_| panic!("viewer: timed out waiting for {what}"));
+            match message {
+                ServerMessage::Snapshot { topic, payload } => {
+                    if let Some(t) = pick(&topic.parse().unwrap(), true, payload) {
+                        return t;
+                    }
+                }
+                ServerMessage::Event { topic, payload } => {
+                    if let Some(t) = pick(&topic.parse().unwrap(), false, payload) {
+                        return t;
+                    }
+                }
+                ServerMessage::Error { message, topic, .. } => panic!("viewer error {message} on {topic:?}"),
+                ServerMessage::Pong {} => {}
+            }
+        }
+    }
+
+    /// Follows `task:<id>` until the task is finished; returns the final snapshot-equivalent
+    /// (task and every event seen, in arrival order) for gap and duplicate checks.
+    async fn follow_task(&mut self, id: &str) -> (Task, Vec<SeqEvent>) {
+        let mut events: Vec<SeqEvent> = Vec::new();
+        let mut task: Option<Task> = None;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let message = self.next(deadline).await;
+            let (topic, snapshot, payload) = match message {
+                ServerMessage::Snapshot { topic, payload } => (topic, true, payload),
+                ServerMessage::Event { topic, payload } => (topic, false, payload),
+                ServerMessage::Error { message, .. } => panic!("viewer error: {message}"),
+                ServerMessage::Pong {} => continue,
+            };
+            if topic != format!("task:{id}") {
+                continue;
+            }
+            let topic: Topic = topic.parse().unwrap();
+            if snapshot {
+                let TopicSnapshot::Task(snap) = TopicSnapshot::decode(&topic, payload).unwrap() else { unreachable!() };
+                let TaskSnapshot { task: t, events: e } = *snap;
+                task = Some(t);
+                events = e;
+            } else {
+                match TopicEvent::decode(&topic, payload).unwrap() {
+                    TopicEvent::TaskEvent(e) => events.push(e),
+                    other => panic!("unexpected task topic event {other:?}"),
+                }
+            }
+            let finished = events.iter().any(|e| matches!(e.event, TaskEvent::Done { .. } | TaskEvent::Error { .. }));
+            if finished {
+                let t = task.clone().expect("a snapshot came first");
+                return (t, events);
+            }
+        }
+    }
+}
+
+/// Seqs are exactly 1..=N.
+fn assert_whole(events: &[SeqEvent]) {
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, want, "transcript has gaps, duplicates or disorder");
+}
+
+fn stdout_lines(events: &[SeqEvent]) -> Vec<String> {
+    let text: String = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            TaskEvent::Chunk { text, stream: ChunkStream::Stdout } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    text.lines().map(str::to_string).collect()
+}
+
+struct Setup {
+    relay: Relay,
+    repo: tempfile::TempDir,
+    agent_data: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        Setup {
+            relay: Relay::start().await,
+            repo: git_repo(),
+            agent_data: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn slug(&self) -> String {
+        flightdeck_protocol::names::slugify(&self.repo.path().file_name().unwrap().to_string_lossy())
+    }
+
+    fn agent(&self, relay_url: String, claude_api: Option<&str>) -> Agent {
+        Agent::start(AgentOptions {
+            relay_url,
+            key: &self.relay.agent,
+            repo: self.repo.path(),
+            data: self.agent_data.path(),
+            claude_api,
+            home: self.home.path(),
+        })
+    }
+
+    /// Waits until the relay lists the agent's repo (the agent is connected and synced).
+    async fn wait_repo_known(&self) {
+        let slug = self.slug();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (_, body) = self.relay.api(reqwest::Method::GET, "/api/cockpit/repos", None).await;
+            if body["repos"].as_array().is_some_and(|r| r.iter().any(|r| r["name"] == slug.as_str())) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the relay never listed repo {slug}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post_shell(&self, command: &str) -> String {
+        let body = json!({"executor": "shell", "repo": self.slug(), "payload": {"command": command}});
+        let (status, body) = self.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
+        assert_eq!(status, 201, "{body}");
+        body["task"]["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// A shell command printing `n` numbered lines, one every `gap_ms`.
+fn counting(n: u32, gap_ms: u32) -> String {
+    format!("i=1; while [ $i -le {n} ]; do echo line $i; i=$((i+1)); sleep {}; done", gap_ms as f64 / 1000.0)
+}
+
+fn expected_lines(n: u32) -> Vec<String> {
+    (1..=n).map(|i| format!("line {i}")).collect()
+}
+
+// a. A file change in a watched repo reaches a viewer of `repos` and of `hud:<user>/<repo>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_change_reaches_repos_and_hud_viewers() {
+    let s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    let slug = s.slug();
+    let hud = format!("hud:alice/{slug}");
+    let mut viewer = Viewer::connect(&s.relay, &["repos".into(), hud.clone()]).await;
+    // Both snapshots first: clean repo.
+    let mut snapshots = 0;
+    viewer
+        .until("both snapshots", |_, snapshot, _| {
+            snapshots += snapshot as u32;
+            (snapshots == 2).then_some(())
+        })
+        .await;
+    std::fs::write(s.repo.path().join("new-file.txt"), "hello").unwrap();
+    let mut seen_repos = false;
+    let mut seen_hud = false;
+    viewer
+        .until("the untracked file on both topics", |topic, snapshot, payload| {
+            if snapshot {
+                return None;
+            }
+            match (topic, TopicEvent::decode(topic, payload).unwrap()) {
+                (Topic::Repos, TopicEvent::Repo(flightdeck_protocol::realtime::RepoEvent::Status(r))) => {
+                    // The owner's own `repos` topic carries the path.
+                    seen_repos |= r.name == slug
+                        && r.untracked_count == 1
+                        && r.modified_files.contains(&"new-file.txt".to_string())
+                        && r.path.is_some();
+                }
+                (Topic::Hud { .. }, TopicEvent::Hud(HudEvent::RepoStatus { repo_status })) => {
+                    // A HUD topic may be public: it never carries the owner-only path.
+                    assert_eq!(repo_status.path, None, "a HUD payload leaked the repo path");
+                    seen_hud |= repo_status.untracked_count == 1;
+                }
+                _ => {}
+            }
+            (seen_repos && seen_hud).then_some(())
+        })
+        .await;
+}
+
+// b. A Claude task (real CLI, scripted API) created by REST streams to `task:` and `hud:`
+//    viewers, complete and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_task_from_rest_streams_to_viewers_in_order() {
+    let api = ScriptedApi::start(vec![
+        scripted_api::bash_turn(
+            "msg_1",
+            120,
+            &["Let me ", "look."],
+            "toolu_01",
+            "echo from-bash > bash-was-here.txt",
+            20,
+        ),
+        scripted_api::text_turn("msg_2", 160, &["All ", "done."], 12),
+    ])
+    .await;
+    let s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), Some(&api.url));
+    s.wait_repo_known().await;
+    let slug = s.slug();
+    let body = json!({"executor": "claude", "repo": slug, "payload": {"prompt": "make a file", "allowedTools": ["Bash"], "permissionMode": "acceptEdits"}});
+    let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["task"]["id"].as_str().unwrap().to_string();
+    let hud = format!("hud:alice/{slug}");
+    let mut task_viewer = Viewer::connect(&s.relay, &[format!("task:{id}")]).await;
+    let mut hud_viewer = Viewer::connect(&s.relay, &[hud]).await;
+    let (_, events) = task_viewer.follow_task(&id).await;
+    assert_whole(&events);
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.kind()).collect();
+    let assistant: String = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            TaskEvent::Chunk { text, stream: ChunkStream::Assistant } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(assistant, "Let me look.All done.", "kinds: {kinds:?}");
+    assert!(kinds.contains(&"tool_start") && kinds.contains(&"tool_done") && kinds.contains(&"usage"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
+    assert!(s.repo.path().join("bash-was-here.txt").exists(), "the tool really ran in the repo");
+
+    // The HUD viewer sees the same transcript: its snapshot (and events) end with `done`.
+    let mut hud_events: BTreeMap<u64, TaskEvent> = BTreeMap::new();
+    hud_viewer
+        .until("the HUD transcript", |topic, snapshot, payload| {
+            if snapshot {
+                let TopicSnapshot::Hud(h) = TopicSnapshot::decode(topic, payload).unwrap() else { return None };
+                let HudSnapshot { events, .. } = *h;
+                for e in events {
+                    assert!(hud_events.insert(e.seq, e.event).is_none(), "duplicate seq in HUD snapshot");
+                }
+            } else if let TopicEvent::Hud(HudEvent::TaskEvent(r)) = TopicEvent::decode(topic, payload).unwrap() {
+                assert!(hud_events.insert(r.seq, r.event).is_none(), "duplicate seq {} on the HUD", r.seq);
+            }
+            (hud_events.len() == events.len()).then_some(())
+        })
+        .await;
+    let hud_list: Vec<SeqEvent> = hud_events.into_iter().map(|(seq, event)| SeqEvent { seq, event }).collect();
+    assert_eq!(hud_list, events);
+    let task = s.relay.wait_task(&id, "completed with usage", |t| t.status == TaskStatus::Completed).await;
+    assert!(task.input_tokens.unwrap_or(0) > 0 && task.cost_usd.unwrap_or(0.0) > 0.0, "{task:?}");
+}
+
+// c. SIGKILL the relay mid-task and restart it on the same data dir: the viewer reconnects and
+//    its snapshot holds the whole transcript.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_killed_mid_task_loses_nothing() {
+    let mut s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    let id = s.post_shell(&counting(30, 50)).await;
+    let topic = format!("task:{id}");
+    let mut viewer = Viewer::connect(&s.relay, std::slice::from_ref(&topic)).await;
+    viewer
+        .until("a few lines streamed", |topic, snapshot, payload| {
+            let n = if snapshot {
+                match TopicSnapshot::decode(topic, payload).unwrap() {
+                    TopicSnapshot::Task(t) => t.events.len(),
+                    _ => 0,
+                }
+            } else {
+                match TopicEvent::decode(topic, payload).unwrap() {
+                    TopicEvent::TaskEvent(e) => e.seq as usize,
+                    _ => 0,
+                }
+            };
+            (n >= 5).then_some(())
+        })
+        .await;
+    s.relay.kill();
+    drop(viewer);
+    s.relay.restart().await;
+    // The task finishes on the agent whether or not the relay is up; wait until the relay has it all.
+    let task = s.relay.wait_task(&id, "completed at the relay", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    let mut viewer = Viewer::reconnect(&s.relay, std::slice::from_ref(&topic)).await;
+    let (_, events) = viewer.follow_task(&id).await;
+    assert_whole(&events);
+    assert_eq!(stdout_lines(&events), expected_lines(30));
+    assert_eq!(events.len() as u64, task.last_seq);
+}
+
+/// A TCP proxy that can cut every connection and refuse new ones, then heal.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(generation);
+        let (c, g) = (cut.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                if c.load(Ordering::SeqCst) {
+                    drop(client); // refused while cut
+                    continue;
+                }
+                let mut cut_signal = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut ur, mut uw) = upstream.into_split();
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut cr, &mut uw) => {}
+                        _ = tokio::io::copy(&mut ur, &mut cw) => {}
+                        _ = cut_signal.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut, generation }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+// d. Cut the network between agent and relay for longer than the backoff cap: same result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_longer_than_backoff_cap_loses_nothing() {
+    let s = Setup::new().await;
+    let proxy = Proxy::start(s.relay.port).await;
+    let _agent = s.agent(format!("http://127.0.0.1:{}", proxy.port), None);
+    s.wait_repo_known().await;
+    let id = s.post_shell(&counting(40, 100)).await;
+    s.relay.wait_task(&id, "a few events at the relay", |t| t.last_seq >= 3).await;
+    proxy.cut();
+    // Longer than the agent's backoff cap (2 s in this test): several attempts are refused.
+    let cut_at = Instant::now();
+    s.relay.wait_task(&id, "the relay holds the task while cut", |_| cut_at.elapsed() > Duration::from_secs(3)).await;
+    proxy.heal();
+    let task = s.relay.wait_task(&id, "completed at the relay", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    let mut viewer = Viewer::connect(&s.relay, &[format!("task:{id}")]).await;
+    let (_, events) = viewer.follow_task(&id).await;
+    assert_whole(&events);
+    assert_eq!(stdout_lines(&events), expected_lines(40));
+}
+
+// e. A task posted while no agent is online runs when one connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_posted_while_offline_runs_when_the_agent_connects() {
+    let s = Setup::new().await;
+    // The relay learns the repo from a first agent session, then the agent goes away.
+    let mut first = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    first.proc.kill();
+    let id = s.post_shell("echo ran-after-connect").await;
+    let queued = s.relay.task(&id).await;
+    assert_eq!(queued.status, TaskStatus::Queued);
+    let _agent = s.agent(s.relay.http(), None);
+    let task = s.relay.wait_task(&id, "completed", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    let mut viewer = Viewer::connect(&s.relay, &[format!("task:{id}")]).await;
+    let (_, events) = viewer.follow_task(&id).await;
+    assert_whole(&events);
+    assert_eq!(stdout_lines(&events), vec!["ran-after-connect".to_string()]);
+}
+
+// f. SIGKILL the agent mid-task: after restart the task is `interrupted` everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_mid_task_is_interrupted_everywhere() {
+    let s = Setup::new().await;
+    let mut agent = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    let id = s.post_shell(&counting(60, 100)).await;
+    s.relay.wait_task(&id, "running with output", |t| t.status == TaskStatus::Running && t.last_seq >= 3).await;
+    agent.proc.kill();
+    let _agent = s.agent(s.relay.http(), None);
+    let task = s.relay.wait_task(&id, "interrupted at the relay", |t| t.status == TaskStatus::Interrupted).await;
+    assert!(task.finished_at.is_some());
+    // The local database agrees.
+    let store = flightdeck_agent_core::store::Store::open(s.agent_data.path()).unwrap();
+    assert_eq!(store.task(&id).unwrap().unwrap().status, TaskStatus::Interrupted);
+    // A viewer's snapshot says so too, with a whole transcript.
+    let mut viewer = Viewer::connect(&s.relay, &[format!("task:{id}")]).await;
+    let snapshot = viewer
+        .until("the task snapshot", |topic, snapshot, payload| {
+            if !snapshot {
+                return None;
+            }
+            match TopicSnapshot::decode(topic, payload).unwrap() {
+                TopicSnapshot::Task(t) => Some(*t),
+                _ => None,
+            }
+        })
+        .await;
+    assert_eq!(snapshot.task.status, TaskStatus::Interrupted);
+    assert_whole(&snapshot.events);
+    let alerts = s.relay.api(reqwest::Method::GET, "/api/cockpit/alerts", None).await.1;
+    assert!(
+        alerts["alerts"].as_array().unwrap().iter().any(|a| a["taskId"] == id.as_str()),
+        "an alert names the interrupted task: {alerts}"
+    );
+    let _ = git; // the repo helper is shared with other modules
+}
