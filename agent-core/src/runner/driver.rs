@@ -99,7 +99,18 @@ pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut
     }
     let outcome = match (&mut exec).await {
         Ok(outcome) => outcome,
-        Err(err) => ExecOutcome::Failed { error: format!("the executor crashed: {err}") },
+        // Cancelled: the runtime is going away with the agent.
+        Err(err) if err.is_cancelled() => {
+            stop.stop(StopReason::Shutdown);
+            ExecOutcome::Stopped
+        }
+        Err(err) => {
+            let error = format!("the executor crashed: {err}");
+            if stop.reason().is_none() {
+                rec.record(vec![TaskEvent::Error { error: error.clone() }]).await;
+            }
+            ExecOutcome::Failed { error }
+        }
     };
 
     let status = match (stop.reason(), &outcome) {
