@@ -5,6 +5,7 @@
 //! reports, and sends it the tasks queued for its repos. A second connection with the same
 //! `agentId` replaces this one (4000); no pong within the timeout closes it (1000).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,9 +21,9 @@ use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::realtime::{validate_task_id, HudEvent, RepoEvent};
 use flightdeck_protocol::{
     names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, RepoStatus,
-    SeqEvent, Severity, TaskStatus, Topic,
+    SeqEvent, Severity, TaskEvent, TaskStatus, Topic,
 };
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::db::{Db, Principal};
@@ -31,6 +32,8 @@ use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
 use crate::state::{AppState, Auth, ClientIp};
 
+/// Frames already buffered that one read takes at most.
+const READ_BATCH: usize = 256;
 /// Tasks finished longer ago than this are left out of `lastSeqs`.
 const LAST_SEQS_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -64,6 +67,8 @@ struct Link {
     budget: InvalidBudget,
     session: Option<Session>,
     last_pong: Instant,
+    /// Task events read but not stored yet: a burst is stored in one transaction.
+    pending_events: Vec<(String, u64, TaskEvent)>,
 }
 
 async fn run(state: AppState, principal: Principal, socket: WebSocket) {
@@ -87,6 +92,7 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
         closer: closer.clone(),
         session: None,
         last_pong: Instant::now(),
+        pending_events: Vec::new(),
     };
     let heartbeat = Duration::from_millis(state.settings.heartbeat_ms.max(1));
     let pong_timeout = Duration::from_millis(state.settings.pong_timeout_ms.max(1));
@@ -108,21 +114,33 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
                 let ping = RelayMessage::Ping { timestamp: Utc::now().timestamp_millis() };
                 link.send(&ping);
             }
-            msg = stream.next() => match socket::classify(msg, max) {
-                Incoming::Text(text) => {
-                    state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = link.on_text(&text).await {
-                        tracing::warn!(error = %e, "agent message failed");
-                        if e.status().is_server_error() {
-                            link.send(&RelayMessage::Error { message: "internal error".into(), details: None });
-                        }
+            msg = stream.next() => {
+                // Take what is already buffered too, so a burst costs one database round trip.
+                let mut incoming = vec![socket::classify(msg, max)];
+                while incoming.len() < READ_BATCH && matches!(incoming.last(), Some(Incoming::Text(_) | Incoming::Control)) {
+                    match stream.next().now_or_never() {
+                        Some(msg) => incoming.push(socket::classify(msg, max)),
+                        None => break,
                     }
                 }
-                Incoming::Binary => link.invalid(vec![Detail::new("$", "expected a text frame")]),
-                Incoming::Control => {}
-                Incoming::TooBig => closer.close(close::TOO_BIG),
-                Incoming::Closed => closer.close(close::NORMAL),
-            },
+                for item in incoming {
+                    match item {
+                        Incoming::Text(text) => {
+                            state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = link.on_text(&text).await {
+                                link.failed(e);
+                            }
+                        }
+                        Incoming::Binary => link.invalid(vec![Detail::new("$", "expected a text frame")]),
+                        Incoming::Control => {}
+                        Incoming::TooBig => closer.close(close::TOO_BIG),
+                        Incoming::Closed => closer.close(close::NORMAL),
+                    }
+                }
+                if let Err(e) = link.flush_events().await {
+                    link.failed(e);
+                }
+            }
         }
     }
     drop(link.tx);
@@ -138,6 +156,13 @@ impl Link {
     fn send(&self, message: &RelayMessage) {
         if self.tx.try_send(Frame::from(message.to_json())).is_err() {
             self.closer.close(close::TOO_SLOW);
+        }
+    }
+
+    fn failed(&self, e: AppError) {
+        tracing::warn!(error = %e, "agent message failed");
+        if e.status().is_server_error() {
+            self.send(&RelayMessage::Error { message: "internal error".into(), details: None });
         }
     }
 
@@ -164,6 +189,10 @@ impl Link {
         if self.session.is_none() && !matches!(message, AgentMessage::AgentStatus { .. }) {
             self.invalid(vec![Detail::new("$.type", "the first message must be agent-status")]);
             return Ok(());
+        }
+        if !matches!(message, AgentMessage::TaskEvent { .. }) {
+            // Keep the agent's order: events received before this message are stored first.
+            self.flush_events().await?;
         }
         let user = self.principal.user.clone();
         match message {
@@ -199,32 +228,8 @@ impl Link {
                     self.invalid(vec![Detail::new("$.seq", "must be at least 1")]);
                     return Ok(());
                 }
-                let known = self
-                    .state
-                    .db({
-                        let task_id = task_id.clone();
-                        move |db, st| {
-                            let Some(repo) = db.task_repo(&user, &task_id)? else { return Ok(false) };
-                            if !db.insert_event(&task_id, seq, &event)? {
-                                // Already held: receiving an event twice changes nothing.
-                                return Ok(true);
-                            }
-                            let record = SeqEvent { seq, event };
-                            st.hub.publish(&TopicKey::new(&user, Topic::Task(task_id.clone())), &record);
-                            let key = TopicKey::new(&user, Topic::Hud { user: user.clone(), repo: repo.clone() });
-                            if st.hub.has_subscribers(&key)
-                                && db.hud_task_id(&user, &repo)?.is_some_and(|id| id == task_id)
-                            {
-                                let record = TaskEventRecord { task_id, seq, event: record.event };
-                                st.hub.publish(&key, &HudEvent::TaskEvent(record));
-                            }
-                            Ok(true)
-                        }
-                    })
-                    .await?;
-                if !known {
-                    self.invalid(vec![Detail::new("$.taskId", "unknown task: send task-update before its events")]);
-                }
+                // Stored with the rest of the burst it came in (see `flush_events`).
+                self.pending_events.push((task_id, seq, event));
             }
             AgentMessage::TaskResult { task_id, status, result, logs: _ } => {
                 let found = self
@@ -262,7 +267,33 @@ impl Link {
             }
             AgentMessage::Pong { .. } => {
                 self.last_pong = Instant::now();
+                let agent_id = self.agent_id();
+                self.state
+                    .db(move |db, st| {
+                        if let Some(mut info) = db.agent(&user, &agent_id)? {
+                            info.last_ping_at = Utc::now();
+                            db.upsert_agent(&user, &info, true)?;
+                            st.publish_agent(&user, &info);
+                        }
+                        Ok(())
+                    })
+                    .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Stores the buffered events in one transaction, then publishes the new ones (still under
+    /// the database lock, so snapshots stay exact). Events of unknown tasks are refused.
+    async fn flush_events(&mut self) -> Result<(), AppError> {
+        if self.pending_events.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.pending_events);
+        let user = self.principal.user.clone();
+        let unknown = self.state.db(move |db, st| apply_events(db, st, &user, events)).await?;
+        for _ in unknown {
+            self.invalid(vec![Detail::new("$.taskId", "unknown task: send task-update before its events")]);
         }
         Ok(())
     }
@@ -347,6 +378,11 @@ impl Link {
                 heartbeat_secs: self.state.settings.heartbeat_secs(),
                 last_seqs,
             });
+            if known_repos.is_empty() {
+                // The relay knows none of this agent's repos (first contact, or they were
+                // removed): ask for its whole state.
+                self.send(&RelayMessage::StatusRequest {});
+            }
             self.last_pong = Instant::now();
             self.session = Some(Session { agent_id });
             self.dispatch_queued(known_repos).await?;
@@ -368,6 +404,60 @@ impl Link {
             })
             .await
     }
+}
+
+/// Stores a burst of task events and publishes the new ones after the commit; returns the
+/// task ids that are not this user's tasks.
+fn apply_events(
+    db: &Db,
+    st: &AppState,
+    user: &str,
+    events: Vec<(String, u64, TaskEvent)>,
+) -> Result<Vec<String>, AppError> {
+    let tx = db.begin()?;
+    let mut repos: HashMap<String, Option<String>> = HashMap::new();
+    let mut unknown = Vec::new();
+    let mut stored = Vec::new();
+    for (task_id, seq, event) in events {
+        let repo = match repos.get(&task_id) {
+            Some(repo) => repo.clone(),
+            None => {
+                let repo = db.task_repo(user, &task_id)?;
+                repos.insert(task_id.clone(), repo.clone());
+                repo
+            }
+        };
+        let Some(repo) = repo else {
+            unknown.push(task_id);
+            continue;
+        };
+        // Already held: receiving an event twice changes nothing.
+        if db.insert_event(&task_id, seq, &event)? {
+            stored.push((task_id, repo, seq, event));
+        }
+    }
+    tx.commit().map_err(crate::db::StoreError::from)?;
+    let mut hud_tasks: HashMap<String, Option<String>> = HashMap::new();
+    for (task_id, repo, seq, event) in stored {
+        let record = SeqEvent { seq, event };
+        st.hub.publish(&TopicKey::new(user, Topic::Task(task_id.clone())), &record);
+        let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.clone() });
+        if !st.hub.has_subscribers(&key) {
+            continue;
+        }
+        let hud_task = match hud_tasks.get(&repo) {
+            Some(id) => id.clone(),
+            None => {
+                let id = db.hud_task_id(user, &repo)?;
+                hud_tasks.insert(repo.clone(), id.clone());
+                id
+            }
+        };
+        if hud_task.as_deref() == Some(task_id.as_str()) {
+            st.hub.publish(&key, &HudEvent::TaskEvent(TaskEventRecord { task_id, seq, event: record.event }));
+        }
+    }
+    Ok(unknown)
 }
 
 /// Stores a `git-status` and publishes what changed: repos (in full to the owner, public view to

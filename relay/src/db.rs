@@ -541,30 +541,34 @@ impl Db {
         row.map(|(json, seq)| task_from(&json, seq)).transpose()
     }
 
+    /// Starts a transaction; statements of this `Db` run inside it until it is committed.
+    pub fn begin(&self) -> Result<rusqlite::Transaction<'_>> {
+        Ok(self.conn.unchecked_transaction()?)
+    }
+
     /// Stores one event. False when `(task_id, seq)` was already there: nothing changes.
-    /// This is the hot path of fan-out: cached statements, one write transaction.
+    /// This is the hot path of fan-out: cached statements; callers batch it in a transaction.
     pub fn insert_event(&self, task_id: &str, seq: u64, event: &TaskEvent) -> Result<bool> {
-        let tx = self.conn.unchecked_transaction()?;
-        let n = tx
+        let n = self
+            .conn
             .prepare_cached("INSERT OR IGNORE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)")?
             .execute(params![task_id, seq as i64, serde_json::to_string(event)?])?;
         if n == 0 {
             return Ok(false);
         }
         // Advance the highest seq held without gaps: what `welcome.lastSeqs` reports.
-        let mut contig: i64 =
-            tx.prepare_cached("SELECT contig_seq FROM tasks WHERE id = ?1")?.query_row([task_id], |r| r.get(0))?;
-        let mut next = tx.prepare_cached("SELECT 1 FROM task_events WHERE task_id = ?1 AND seq = ?2")?;
+        let mut contig: i64 = self
+            .conn
+            .prepare_cached("SELECT contig_seq FROM tasks WHERE id = ?1")?
+            .query_row([task_id], |r| r.get(0))?;
+        let mut next = self.conn.prepare_cached("SELECT 1 FROM task_events WHERE task_id = ?1 AND seq = ?2")?;
         while next.exists(params![task_id, contig + 1])? {
             contig += 1;
         }
         drop(next);
-        tx.prepare_cached("UPDATE tasks SET contig_seq = ?2, updated_ms = ?3 WHERE id = ?1")?.execute(params![
-            task_id,
-            contig,
-            Utc::now().timestamp_millis()
-        ])?;
-        tx.commit()?;
+        self.conn
+            .prepare_cached("UPDATE tasks SET contig_seq = ?2, updated_ms = ?3 WHERE id = ?1")?
+            .execute(params![task_id, contig, Utc::now().timestamp_millis()])?;
         Ok(true)
     }
 

@@ -29,6 +29,8 @@ use crate::state::{AppState, Auth, ClientIp};
 const TASKS_SNAPSHOT_LEN: u32 = 100;
 /// Most unacknowledged alerts in an `alerts` snapshot.
 const ALERTS_SNAPSHOT_LEN: u32 = 1000;
+/// Most topics one connection may hold, so one socket cannot pin unbounded state.
+const MAX_TOPICS: usize = 256;
 
 pub async fn handler(
     State(state): State<AppState>,
@@ -139,6 +141,16 @@ impl Viewer {
             ClientMessage::Subscribe { topics } => {
                 for (i, name) in topics.iter().enumerate() {
                     match name.parse::<Topic>() {
+                        Ok(topic)
+                            if self.topics.len() >= MAX_TOPICS
+                                && !self.topics.contains(&self.key_for(topic.clone())) =>
+                        {
+                            self.send(&ServerMessage::Error {
+                                message: format!("at most {MAX_TOPICS} topics per connection"),
+                                topic: Some(name.clone()),
+                                details: None,
+                            });
+                        }
                         Ok(topic) => self.subscribe(topic).await?,
                         Err(e) => {
                             self.state.metrics.invalid_frames.fetch_add(1, Ordering::Relaxed);

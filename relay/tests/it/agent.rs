@@ -223,6 +223,8 @@ async fn silent_agents_are_pinged_closed_and_reported_offline() {
     let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
     assert_eq!(subscribe(&mut viewer, "alerts").await, json!([]));
     let (mut agent, _) = relay.agent("mac").await;
+    // A relay that knows none of the agent's repos asks for its whole state first.
+    assert_eq!(recv_relay(&mut agent).await, RelayMessage::StatusRequest {});
     // Answer two pings: the connection stays up past the timeout it would otherwise hit.
     let started = tokio::time::Instant::now();
     let mut answered = 0;
@@ -343,4 +345,21 @@ async fn task_ids_of_another_user_are_refused() {
     }
     let (_, task) = relay.get(&format!("/api/cockpit/tasks/{bobs}"), &relay.keys.other).await;
     assert_eq!((task["task"]["status"].as_str(), task["task"]["lastSeq"].as_u64()), (Some("queued"), Some(0)));
+}
+
+#[tokio::test]
+async fn status_request_only_when_the_relay_knows_no_repo_of_the_agent() {
+    let relay = Relay::start_with(|s| s.heartbeat_ms = 50).await;
+    let (mut first, _) = relay.agent("mac").await;
+    assert_eq!(recv_relay(&mut first).await, RelayMessage::StatusRequest {});
+    send(&mut first, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: Some(true) }).await;
+    let owner = relay.keys.owner.clone();
+    eventually("the repo", || async {
+        let (_, b) = relay.get("/api/cockpit/repos", &owner).await;
+        (b["repos"].as_array().is_some_and(|r| r.len() == 1)).then_some(())
+    })
+    .await;
+    // Known repos now: the next message on a new connection is a ping, not a request.
+    let (mut second, _) = relay.agent("mac").await;
+    assert!(matches!(recv_relay(&mut second).await, RelayMessage::Ping { .. }));
 }

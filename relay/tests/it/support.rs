@@ -243,11 +243,11 @@ pub async fn recv_relay(ws: &mut Ws) -> RelayMessage {
     RelayMessage::parse(&v.to_string()).unwrap_or_else(|e| panic!("not a relay message: {v}: {e}"))
 }
 
-/// The next relay message that is not a ping.
+/// The next relay message that is not a ping or a status request.
 pub async fn recv_relay_skip_pings(ws: &mut Ws) -> RelayMessage {
     loop {
         match recv_relay(ws).await {
-            RelayMessage::Ping { .. } => continue,
+            RelayMessage::Ping { .. } | RelayMessage::StatusRequest {} => continue,
             other => return other,
         }
     }
