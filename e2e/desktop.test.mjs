@@ -108,6 +108,10 @@ test('a shell task started from the window streams its output into the transcrip
   }, 30000, 'the task output in the transcript');
   assert.match(transcript, /hello-from-the-desktop-e2e/);
   await until(async () => /completed/.test(await bodyText()), 30000, 'the task to complete');
+  // The tray followed live: running while the task ran, idle again after (the app logs each change;
+  // Xvfb has no tray host to look at).
+  await until(() => driver.logIncludes('tray updated icon=Running'), 10000, `the tray to show a running task: ${driver.logText()}`);
+  await until(() => /tray updated icon=Idle[^\n]*\n(?![\s\S]*tray updated icon=Running)/.test(driver.logText(100000)), 10000, 'the tray to be idle again');
   const file = await shot('desktop-task');
   assert.ok(fs.statSync(file).size > 10000, 'the screenshot has content');
 

@@ -179,6 +179,9 @@ struct Inner {
     /// A std Mutex: nothing awaits while holding it.
     outbound: Mutex<Option<mpsc::UnboundedSender<Outbound>>>,
     link_status: watch::Sender<LinkStatus>,
+    /// Counts link (re)starts, so the state follower of a replaced link cannot overwrite the
+    /// status of the current one.
+    link_generation: std::sync::atomic::AtomicU64,
     inbound: mpsc::Sender<Inbound>,
     link_template: Option<LinkConfig>,
     started_at: Timestamp,
@@ -270,6 +273,7 @@ impl Agent {
             link: tokio::sync::Mutex::new(None),
             outbound: Mutex::new(None),
             link_status: watch::channel(LinkStatus::Off).0,
+            link_generation: std::sync::atomic::AtomicU64::new(0),
             inbound,
             link_template: config.link_template.clone(),
             started_at: chrono::Utc::now(),
@@ -689,6 +693,7 @@ impl Inner {
     /// Stops the current link (if any) and starts one with these settings (if configured).
     async fn restart_link(self: &Arc<Inner>, settings: &Settings) {
         let mut slot = self.link.lock().await;
+        let generation = self.link_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if let Some(old) = slot.take() {
             *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = None;
             old.shutdown().await;
@@ -725,7 +730,7 @@ impl Inner {
         };
         let _ = outbound.send(Outbound::AgentStatus(if busy { AgentState::Busy } else { AgentState::Idle }));
         *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = Some(outbound);
-        tokio::spawn(follow_link_state(self.clone(), handle.state()));
+        tokio::spawn(follow_link_state(self.clone(), handle.state(), generation));
         *slot = Some(handle);
     }
 }
@@ -1015,8 +1020,11 @@ async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver<Inbound>) 
 }
 
 /// Mirrors one link's state into the agent's [`LinkStatus`] until that link stops.
-async fn follow_link_state(inner: Arc<Inner>, mut state: watch::Receiver<LinkState>) {
+async fn follow_link_state(inner: Arc<Inner>, mut state: watch::Receiver<LinkState>, generation: u64) {
     loop {
+        if inner.link_generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+            return;
+        }
         let status = match &*state.borrow_and_update() {
             LinkState::Connecting => LinkStatus::Connecting,
             LinkState::Connected { .. } => LinkStatus::Connected,

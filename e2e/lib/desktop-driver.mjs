@@ -51,8 +51,13 @@ export class DesktopDriver {
     this.session = null;
   }
 
-  logText() {
-    return this.log.join('').slice(-4000);
+  /** The end of what the driver, WebKitWebDriver and the app wrote (the app logs to stderr). */
+  logText(chars = 4000) {
+    return this.log.join('').slice(-chars);
+  }
+
+  logIncludes(text) {
+    return this.log.join('').includes(text);
   }
 
   async request(method, path, body) {

@@ -57,6 +57,8 @@ pub fn agent_config(default_data_dir: PathBuf) -> AgentConfig {
 
 pub fn run() {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
 
@@ -74,7 +76,7 @@ pub fn run() {
             let events = agent.subscribe();
             let model = tauri::async_runtime::block_on(agent.tray_model())?;
             app.manage(Desktop { agent, bus: CockpitBus::new() });
-            tray::create(app.handle(), &model, |app, id| on_tray_action(app, id))?;
+            tray::create(app.handle(), &model, on_tray_action)?;
             tauri::async_runtime::spawn(forward_events(app.handle().clone(), events, model));
             Ok(())
         })
@@ -128,6 +130,7 @@ async fn forward_events<R: Runtime>(
         if refresh_tray {
             match desktop.agent.tray_model().await {
                 Ok(next) if next != model => {
+                    tracing::info!(icon = ?next.icon, tooltip = %next.tooltip, "tray updated");
                     if let Err(e) = tray::apply(&app, &next, Some(&model)) {
                         tracing::warn!(error = %e, "cannot update the tray");
                     }
