@@ -80,7 +80,8 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
     }
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(state.settings.agent_queue_len.max(8));
-    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone()));
+    let coalesce = Duration::from_millis(state.settings.write_coalesce_ms);
+    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce));
     state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
 
     let mut link = Link {

@@ -73,7 +73,8 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
     }
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(state.settings.viewer_queue_len.max(1));
-    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone()));
+    let coalesce = std::time::Duration::from_millis(state.settings.write_coalesce_ms);
+    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce));
     state.metrics.viewers_connected.fetch_add(1, Ordering::Relaxed);
     let mut viewer = Viewer {
         budget: InvalidBudget::new(state.settings.invalid_frames_per_minute),

@@ -34,12 +34,18 @@ pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade 
 
 /// Writes queued frames in batches (drain the queue, feed each, one flush) until the closer
 /// fires or the queue ends, then sends the close frame.
+///
+/// `coalesce` bounds the write rate of a busy socket: a frame arriving less than `coalesce`
+/// after the last flush waits out the rest of it, so the frames behind it share one write
+/// (one syscall) instead of one each. A socket that was quiet writes at once.
 pub async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Frame>,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
+    coalesce: Duration,
 ) {
+    let mut last_flush: Option<tokio::time::Instant> = None;
     loop {
         let first = tokio::select! {
             biased;
@@ -47,6 +53,13 @@ pub async fn write_loop(
             frame = rx.recv() => frame,
         };
         let Some(first) = first else { break };
+        if let Some(at) = last_flush.map(|t| t + coalesce).filter(|at| *at > tokio::time::Instant::now()) {
+            tokio::select! {
+                biased;
+                _ = closer.closed() => break,
+                _ = tokio::time::sleep_until(at) => {}
+            }
+        }
         let write = async {
             sink.feed(Message::Text(first)).await?;
             let mut n = 1u64;
@@ -70,6 +83,7 @@ pub async fn write_loop(
         };
         match written {
             Ok(n) => {
+                last_flush = Some(tokio::time::Instant::now());
                 metrics.messages_out.fetch_add(n, Ordering::Relaxed);
             }
             Err(_) => {

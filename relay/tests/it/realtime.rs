@@ -131,7 +131,8 @@ async fn nothing_is_lost_or_doubled_between_snapshot_and_events() {
 
 #[tokio::test]
 async fn fan_out_to_many_viewers_of_a_public_hud() {
-    let relay = Relay::start().await;
+    // Coalesced writes (several frames per write) must not reorder or lose anything.
+    let relay = Relay::start_with(|s| s.write_coalesce_ms = 5).await;
     make_public(&relay, "web", false).await;
     let (mut agent, _) = relay.agent("mac").await;
     send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Dirty)], full: Some(true) }).await;
