@@ -92,8 +92,10 @@ test('a shell task started from the window streams its output into the transcrip
     10000,
     'the form to switch to a shell command',
   );
+  // The task holds until the test lets it go, so the running state is there to be seen.
+  const go = path.join(tmp, 'go');
   const textarea = await driver.find('#new-task-text');
-  await driver.type(textarea, 'echo hello-from-the-desktop-e2e; ls');
+  await driver.type(textarea, `echo hello-from-the-desktop-e2e; while [ ! -e ${go} ]; do sleep 0.05; done; ls`);
   const start = await driver.find('form.new-task button[type=submit]');
   await until(
     async () => (await driver.script('return document.querySelector("form.new-task button[type=submit]").disabled;')) === false,
@@ -102,16 +104,29 @@ test('a shell task started from the window streams its output into the transcrip
   );
   await driver.click(start);
 
+  const transcriptText = () =>
+    driver.script('const el = document.querySelector("#transcript"); return el ? el.innerText : "";');
+  await until(
+    async () => (await transcriptText()).includes('hello-from-the-desktop-e2e'),
+    30000,
+    'the first output line in the transcript',
+  );
+  // The tray follows live (the app logs each change; Xvfb has no tray host to look at).
+  await until(() => driver.logIncludes('tray updated icon=Running'), 10000, 'the tray to show a running task');
+  await shot('desktop-task-running');
+
+  fs.writeFileSync(go, '');
   const transcript = await until(async () => {
-    const t = await driver.script('const el = document.querySelector("#transcript"); return el ? el.innerText : "";');
-    return t.includes('hello-from-the-desktop-e2e') && t.includes('notes.txt') ? t : null;
-  }, 30000, 'the task output in the transcript');
+    const t = await transcriptText();
+    return t.includes('notes.txt') ? t : null;
+  }, 30000, 'the rest of the output in the transcript');
   assert.match(transcript, /hello-from-the-desktop-e2e/);
   await until(async () => /completed/.test(await bodyText()), 30000, 'the task to complete');
-  // The tray followed live: running while the task ran, idle again after (the app logs each change;
-  // Xvfb has no tray host to look at).
-  await until(() => driver.logIncludes('tray updated icon=Running'), 10000, `the tray to show a running task: ${driver.logText()}`);
-  await until(() => /tray updated icon=Idle[^\n]*\n(?![\s\S]*tray updated icon=Running)/.test(driver.logText(100000)), 10000, 'the tray to be idle again');
+  await until(
+    () => /tray updated icon=Idle[^\n]*\n(?![\s\S]*tray updated icon=Running)/.test(driver.logText(100000)),
+    10000,
+    'the tray to be idle again',
+  );
   const file = await shot('desktop-task');
   assert.ok(fs.statSync(file).size > 10000, 'the screenshot has content');
 
