@@ -127,6 +127,12 @@ test('a shell task started from the window streams its output into the transcrip
     10000,
     'the tray to be idle again',
   );
+  // A desktop notification said so (seen on the session bus).
+  await until(
+    () => /member=Notify[\s\S]*string "Task completed"/.test(driver.logText(200000)),
+    10000,
+    'a "Task completed" notification',
+  );
   const file = await shot('desktop-task');
   assert.ok(fs.statSync(file).size > 10000, 'the screenshot has content');
 

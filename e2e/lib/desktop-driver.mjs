@@ -20,9 +20,20 @@ export class DesktopDriver {
     const port = await freePort();
     const nativePort = await freePort();
     const driverArgs = ['tauri-driver', '--port', String(port), '--native-port', String(nativePort)];
+    // dbus-monitor prints the desktop notifications the app sends (there is no notification
+    // daemon in this session), so tests can see them in the log.
+    const inSession = [
+      'dbus-run-session',
+      '--',
+      'sh',
+      '-c',
+      'dbus-monitor --session "interface=org.freedesktop.Notifications,member=Notify" & exec "$@"',
+      'sh',
+      ...driverArgs,
+    ];
     const args = process.env.DISPLAY
-      ? ['dbus-run-session', '--', ...driverArgs]
-      : ['xvfb-run', '-a', '-s', '-screen 0 1280x800x24', 'dbus-run-session', '--', ...driverArgs];
+      ? inSession
+      : ['xvfb-run', '-a', '-s', '-screen 0 1280x800x24', ...inSession];
     // Its own process group, so stop() ends Xvfb, D-Bus, the drivers and the app together.
     const child = spawn(args[0], args.slice(1), {
       env: { ...process.env, ...env },
