@@ -125,6 +125,10 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
                     }
                 }
                 for item in incoming {
+                    if closer.code() != 0 {
+                        // Closing (too many invalid frames, too big, replaced): read no further.
+                        break;
+                    }
                     match item {
                         Incoming::Text(text) => {
                             state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
