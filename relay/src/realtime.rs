@@ -271,6 +271,11 @@ fn internal(e: serde_json::Error) -> AppError {
     AppError::Internal(e.to_string())
 }
 
+/// A task as HUDs show it: without the agent (a host name is the owner's business).
+pub fn public_task(task: flightdeck_protocol::Task) -> flightdeck_protocol::Task {
+    flightdeck_protocol::Task { agent_id: None, ..task }
+}
+
 /// A HUD's state: public fields only, whoever asks.
 pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<HudSnapshot, AppError> {
     let task = db.hud_task(user, repo)?;
@@ -284,7 +289,7 @@ pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<Hud
         public,
         agent_online: db.repo_agent_online(user, repo)?.is_some(),
         repo_status: db.repo(user, repo)?.map(|(r, _)| r.public_view()),
-        task,
+        task: task.map(public_task),
         events,
     })
 }

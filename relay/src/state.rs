@@ -124,7 +124,7 @@ impl AppState {
         self.hub.publish(&TopicKey::new(user, Topic::Tasks), task);
         let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: task.repo.clone() });
         if self.hub.has_subscribers(&key) && db.hud_task_id(user, &task.repo)?.is_some_and(|id| id == task.id) {
-            self.hub.publish(&key, &HudEvent::Task { task: task.clone() });
+            self.hub.publish(&key, &HudEvent::Task { task: crate::realtime::public_task(task.clone()) });
         }
         Ok(())
     }

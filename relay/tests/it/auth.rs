@@ -174,6 +174,7 @@ async fn auth_matrix_for_every_route_and_topic() {
                         // Nothing owner-only reaches anyone else.
                         assert!(!text.contains("/home/alice"), "{who} {topic}: {text}");
                         assert!(!text.contains("secret-host"), "{who} {topic}: {text}");
+                        assert!(!text.contains("agentId"), "{who} {topic}: {text}");
                     }
                     if *who == "other" && !topic.starts_with("hud:") {
                         // bob sees only bob's things (his own task from the route table above).
