@@ -80,15 +80,7 @@ pub fn run() {
             tauri::async_runtime::spawn(forward_events(app.handle().clone(), events, model));
             Ok(())
         })
-        .on_window_event(|window, event| {
-            // Closing the window keeps the agent (and the tray) running.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                if window.label() == MAIN_WINDOW {
-                    api.prevent_close();
-                    let _ = window.hide();
-                }
-            }
-        })
+        .on_window_event(keep_running_on_close)
         .build(context())
         .expect("cannot build the Flightdeck app");
 
@@ -98,6 +90,16 @@ pub fn run() {
             api.prevent_exit();
         }
     });
+}
+
+/// Closing the window hides it: the agent (and the tray) keep running until Quit.
+pub fn keep_running_on_close<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
+    if let WindowEvent::CloseRequested { api, .. } = event {
+        if window.label() == MAIN_WINDOW {
+            api.prevent_close();
+            let _ = window.hide();
+        }
+    }
 }
 
 /// Pushes every agent event to the window (as itself and as realtime frames), raises
