@@ -25,6 +25,8 @@ pub enum BrokerMessage {
     },
     /// An agent connected to `node`: the other nodes close their socket of it (4000 replaced).
     AgentConnected { node: String, user: String, agent_id: String },
+    /// A HUD turned private: the other nodes drop its viewers that may no longer see it.
+    HudPrivate { node: String, user: String, repo: String },
 }
 
 impl BrokerMessage {
@@ -32,7 +34,8 @@ impl BrokerMessage {
         match self {
             BrokerMessage::Event { node, .. }
             | BrokerMessage::ToAgent { node, .. }
-            | BrokerMessage::AgentConnected { node, .. } => node,
+            | BrokerMessage::AgentConnected { node, .. }
+            | BrokerMessage::HudPrivate { node, .. } => node,
         }
     }
 

@@ -169,6 +169,7 @@ fn on_message(state: &AppState, text: &str) {
         BrokerMessage::AgentConnected { user, agent_id, .. } => {
             state.agents.close_local(&user, &agent_id, close::REPLACED);
         }
+        BrokerMessage::HudPrivate { user, repo, .. } => crate::hud::evict_unprivileged(state, &user, &repo),
     }
 }
 

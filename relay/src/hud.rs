@@ -298,16 +298,28 @@ pub async fn put_settings(
         .db(move |db, st| {
             db.set_hud_settings(&user, &repo, settings)?;
             if !settings.public {
-                let topic = Topic::Hud { user: user.clone(), repo: repo.clone() };
-                let refusal = Frame::from(ServerMessage::forbidden(&topic.to_string()).to_json());
-                for sub in st.hub.evict_unprivileged(&TopicKey::new(&user, topic)) {
-                    sub.offer(refusal.clone(), &st.metrics);
+                crate::hud::evict_unprivileged(st, &user, &repo);
+                if let Some(broker) = st.hub.broker() {
+                    broker.send(flightdeck_protocol::broker::BrokerMessage::HudPrivate {
+                        node: broker.node().to_string(),
+                        user: user.clone(),
+                        repo: repo.clone(),
+                    });
                 }
             }
             Ok(())
         })
         .await?;
     Ok(Json(settings))
+}
+
+/// Drops this node's viewers of a HUD that may not see it any more, telling them why.
+pub fn evict_unprivileged(st: &AppState, user: &str, repo: &str) {
+    let topic = Topic::Hud { user: user.to_string(), repo: repo.to_string() };
+    let refusal = Frame::from(ServerMessage::forbidden(&topic.to_string()).to_json());
+    for sub in st.hub.evict_unprivileged(&TopicKey::new(user, topic)) {
+        sub.offer(refusal.clone(), &st.metrics);
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,27 @@ async fn an_agent_on_node_a_reaches_viewers_and_owners_on_node_b() {
     assert_eq!(hud["repoStatus"]["status"], "dirty");
     assert!(hud["repoStatus"].get("path").is_none(), "no path on a public HUD, on any node");
 
+    // Turned private on A: B drops its anonymous viewer of that HUD.
+    let r = a
+        .http()
+        .put(a.url("/api/hud/settings?repo=alice/web"))
+        .bearer_auth(&owner)
+        .json(&json!({"public": false, "embedAllowed": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    loop {
+        match recv_server(&mut public).await {
+            flightdeck_protocol::ServerMessage::Error { message, topic, .. } => {
+                assert_eq!((message.as_str(), topic.as_deref()), ("forbidden", Some("hud:alice/web")));
+                break;
+            }
+            flightdeck_protocol::ServerMessage::Event { .. } => continue,
+            other => panic!("expected forbidden, got {other:?}"),
+        }
+    }
+
     send(&mut agent, &AgentMessage::TaskUpdate { task: local_task("t1", "web", TaskStatus::Running) }).await;
     eventually("the task in the shared database", || async {
         (b.get("/api/cockpit/tasks/t1", &owner).await.0 == 200).then_some(())
