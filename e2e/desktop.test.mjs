@@ -8,7 +8,7 @@
 // No sleeps: every wait is a condition polled until a deadline.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -152,4 +152,61 @@ test('a shell task started from the window streams its output into the transcrip
     args: [],
   });
   assert.equal(error.code, 'repo_not_found', JSON.stringify(error));
+});
+
+test('closing the window hides it and keeps the app; a second launch shows it again', async () => {
+  // Its own X display and D-Bus session, so the WebDriver-driven app above is not involved.
+  // Each step waits for a condition with a deadline (desktop-window.py polls for 10 s).
+  const win = `/usr/bin/python3 ${path.join(ROOT, 'e2e/lib/desktop-window.py')}`;
+  const script = `
+    set -e
+    "$BIN" & app=$!
+    ${win} wait viewable Flightdeck
+    ${win} close Flightdeck
+    ${win} wait unmapped Flightdeck
+    kill -0 $app && echo "still running after close"
+    "$BIN" && echo "second launch handed over and exited"
+    ${win} wait viewable Flightdeck
+    kill -0 $app && echo "one instance, window back"
+    kill $app; wait $app || true
+  `;
+  const child = spawn(
+    'xvfb-run',
+    ['-a', '-s', '-screen 0 1280x800x24', 'dbus-run-session', '--', 'bash', '-c', script],
+    {
+      env: {
+        ...process.env,
+        BIN,
+        FLIGHTDECK_DATA_DIR: path.join(tmp, 'data-close'),
+        FLIGHTDECK_REPOS: repo,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    },
+  );
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const code = await new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, 60000);
+    child.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  assert.equal(code, 0, output.slice(-3000));
+  for (const line of [
+    "window 'Flightdeck' is unmapped",
+    'still running after close',
+    'second launch handed over and exited',
+    'one instance, window back',
+  ]) {
+    assert.ok(output.includes(line), `${line}\n${output.slice(-3000)}`);
+  }
 });
