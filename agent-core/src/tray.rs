@@ -203,7 +203,9 @@ pub fn repo_line(repo: &RepoStatus) -> String {
     if !sync.is_empty() {
         parts.push(sync.join(" "));
     }
-    let changed = repo.uncommitted_count.max(repo.staged_count + repo.untracked_count + repo.conflicted_count);
+    // `uncommittedCount` covers staged, unstaged and conflicted tracked paths; untracked files
+    // are counted apart (SPEC 3.2, the watcher's `Counts`).
+    let changed = repo.uncommitted_count + repo.untracked_count;
     if repo.conflicted_count > 0 {
         parts.push(format!("{} conflicted", repo.conflicted_count));
     }
@@ -330,6 +332,7 @@ mod tests {
             ),
             (
                 repo("counts", |r| {
+                    r.uncommitted_count = 1;
                     r.staged_count = 1;
                     r.untracked_count = 2;
                 }),
