@@ -149,6 +149,12 @@ impl Settings {
             if key == "config" {
                 continue;
             }
+            // Other programs share the prefix (test harnesses, wrappers): an unknown variable
+            // is reported, not fatal. Unknown keys in the TOML file stay errors.
+            if !known_keys().contains(&key) {
+                tracing::warn!(variable = %name, "not a relay setting; ignored");
+                continue;
+            }
             table.insert(key.clone(), env_value(&key, &value));
         }
         toml::Value::Table(table).try_into().map_err(ConfigError::Invalid)
@@ -168,6 +174,19 @@ impl Settings {
     pub fn heartbeat_secs(&self) -> u64 {
         self.heartbeat_ms.div_ceil(1000).max(1)
     }
+}
+
+/// The names of every setting, as the TOML file and the environment spell them.
+fn known_keys() -> Vec<String> {
+    // Options are left out of TOML when `None`: fill them in to list every field.
+    let every = Settings {
+        public_url: Some(String::new()),
+        ui_dir: Some(PathBuf::new()),
+        secure_cookies: Some(false),
+        broker: Some(String::new()),
+        ..Settings::default()
+    };
+    toml::Table::try_from(every).map(|t| t.keys().cloned().collect()).unwrap_or_default()
 }
 
 fn env_value(key: &str, raw: &str) -> toml::Value {
@@ -207,8 +226,22 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let err = Settings::load(None, vec![("FLIGHTDECK_RELAY_NOPE".into(), "1".into())]).unwrap_err();
+        // In the file, an unknown key is a mistake to fix.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "nope = 1\n").unwrap();
+        let err = Settings::load(Some(&file), Vec::new()).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+        // In the environment, other programs share the prefix: ignored, the rest still applies.
+        let env = vec![
+            ("FLIGHTDECK_RELAY_BIN".to_string(), "/usr/bin/flightdeck-relay".to_string()),
+            ("FLIGHTDECK_RELAY_HEARTBEAT_MS".to_string(), "300".to_string()),
+        ];
+        assert_eq!(Settings::load(None, env).unwrap().heartbeat_ms, 300);
+        // Every field is a known key, so none of them is ignored.
+        for key in ["bind", "public_url", "ui_dir", "secure_cookies", "broker", "heartbeat_ms", "session_days"] {
+            assert!(known_keys().contains(&key.to_string()), "{key}");
+        }
         let err = Settings::load(None, vec![("FLIGHTDECK_RELAY_HEARTBEAT_MS".into(), "soon".into())]).unwrap_err();
         assert!(err.to_string().contains("heartbeat_ms"), "{err}");
     }

@@ -10,6 +10,7 @@
 //! - [`api`]: the REST API.
 //! - [`broker`]: multi-node fan-out through Redis (optional).
 //! - [`hud`]: HUD pages, ui assets and the HUD API.
+//! - [`login`]: the `/login` page that turns a pasted key into a session cookie.
 //! - [`error`]: the one error type of HTTP handlers.
 //! - [`metrics`]: Prometheus counters.
 //!
@@ -23,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod hub;
 pub mod hud;
+pub mod login;
 pub mod metrics;
 pub mod realtime;
 pub mod socket;
@@ -50,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/api/login", post(api::login))
         .route("/api/logout", post(api::logout))
+        .route("/login", get(login::login_page))
         .route("/api/ws", get(agent_link::handler))
         .route("/api/realtime", get(realtime::handler))
         .route("/api/cockpit/agents", get(api::agents))

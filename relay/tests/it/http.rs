@@ -302,3 +302,25 @@ async fn websocket_connections_are_rate_limited_per_ip() {
     }
     assert!(relay.metric("flightdeck_rate_limited_total").await >= 1.0);
 }
+
+#[tokio::test]
+async fn login_page_posts_the_key_and_returns_to_a_local_page() {
+    let relay = Relay::start().await;
+    let client = reqwest::Client::new();
+    let page = client.get(format!("http://{}/login?next=/hud/alice/repo", relay.addr)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-security-policy"], "frame-ancestors 'none'");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"data-next="/hud/alice/repo""#), "{html}");
+    assert!(html.contains("/api/login"));
+    // An open redirect is not possible: a foreign target becomes the relay's root.
+    let html = client
+        .get(format!("http://{}/login?next=//evil.example/", relay.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"data-next="/""#) && !html.contains("evil.example"), "{html}");
+}
