@@ -156,7 +156,7 @@ test('a shell task started from the window streams its output into the transcrip
 
 test('closing the window hides it and keeps the app; a second launch shows it again', async () => {
   // Its own X display and D-Bus session, so the WebDriver-driven app above is not involved.
-  // Each step waits for a condition with a deadline (desktop-window.py polls for 10 s).
+  // Each step waits for a condition with a deadline (desktop-window.py polls for 30 s).
   const win = `/usr/bin/python3 ${path.join(ROOT, 'e2e/lib/desktop-window.py')}`;
   const script = `
     set -e
@@ -194,7 +194,7 @@ test('closing the window hides it and keeps the app; a second launch shows it ag
       } catch {
         // already gone
       }
-    }, 60000);
+    }, 120000);
     child.on('exit', (c) => {
       clearTimeout(timer);
       resolve(c);

@@ -1,6 +1,6 @@
 """What a window manager does to the desktop app's window, for the end-to-end test.
 
-    python3 desktop-window.py wait viewable|unmapped TITLE   poll (10 s) until the window is so
+    python3 desktop-window.py wait viewable|unmapped TITLE   poll (30 s) until the window is so
     python3 desktop-window.py close TITLE                     send WM_DELETE_WINDOW (the close button)
 
 Plain libX11 through ctypes, so nothing beyond Debian's python3 and the X libraries the app
@@ -102,7 +102,7 @@ def main():
     command = sys.argv[1]
     if command == "wait":
         want, title = sys.argv[2], sys.argv[3]
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while (now := state(title)) != want:
             if time.monotonic() > deadline:
                 sys.exit(f"window {title!r} is {now}, not {want}")
