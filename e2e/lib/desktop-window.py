@@ -53,6 +53,11 @@ xlib.XSendEvent.argtypes = [Display, Window, ctypes.c_int, ctypes.c_long, ctypes
 xlib.XFlush.argtypes = [Display]
 
 MAP_STATES = {0: "unmapped", 1: "unviewable", 2: "viewable"}
+
+# Windows come and go while the tree is walked (GTK's short-lived ones): an error about a window
+# that no longer exists is expected, and must not end the process (Xlib's default handler would).
+X_ERROR_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(lambda display, event: 0)
+xlib.XSetErrorHandler(X_ERROR_HANDLER)
 display = xlib.XOpenDisplay(None)
 if not display:
     sys.exit("cannot open the X display")
@@ -73,7 +78,8 @@ def children(window):
 
 def attributes(window):
     attrs = XWindowAttributes()
-    xlib.XGetWindowAttributes(display, window, ctypes.byref(attrs))
+    if not xlib.XGetWindowAttributes(display, window, ctypes.byref(attrs)):
+        attrs.map_state = -1  # gone
     return attrs
 
 
