@@ -121,10 +121,19 @@ pub async fn realtime_subscribe<R: Runtime>(
     desktop: State<'_, Desktop>,
     topics: Vec<String>,
 ) -> Answer<()> {
-    for frame in desktop.bus.subscribe(&desktop.agent, &topics).await? {
-        app.emit(REALTIME_EVENT, frame).map_err(|e| internal("cannot reach the window", e))?;
+    let mut failed = None;
+    desktop
+        .bus
+        .subscribe_and_deliver(&desktop.agent, &topics, |frame| {
+            if let Err(e) = app.emit(REALTIME_EVENT, frame) {
+                failed.get_or_insert(e);
+            }
+        })
+        .await?;
+    match failed {
+        Some(e) => Err(internal("cannot reach the window", e)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[tauri::command]

@@ -114,9 +114,12 @@ async fn forward_events<R: Runtime>(
         let refresh_tray = match events.recv().await {
             Ok(event) => {
                 let _ = app.emit(EVENT, &event);
-                for frame in desktop.bus.frames(&desktop.agent, &event).await {
-                    let _ = app.emit(REALTIME_EVENT, frame);
-                }
+                desktop
+                    .bus
+                    .publish(&desktop.agent, &event, |frame| {
+                        let _ = app.emit(REALTIME_EVENT, frame);
+                    })
+                    .await;
                 if let Some(notification) = Notification::for_event(&event) {
                     notify(&app, notification);
                 }

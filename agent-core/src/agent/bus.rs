@@ -28,6 +28,10 @@ const SNAPSHOT_TASKS: u32 = 100;
 pub struct CockpitBus {
     // A std Mutex: nothing awaits while holding it.
     topics: Mutex<BTreeSet<Topic>>,
+    /// Held while a subscribe reads and delivers its snapshots, and while an event's frames are
+    /// made and delivered: so an event never overtakes the snapshot it comes after (a relay
+    /// gets this order from its one socket writer). A tokio Mutex: the store is read under it.
+    delivery: tokio::sync::Mutex<()>,
 }
 
 fn frame(kind: fn(String, Value) -> ServerMessage, topic: &Topic, payload: impl Serialize) -> ServerMessage {
@@ -47,7 +51,32 @@ impl CockpitBus {
         CockpitBus::default()
     }
 
+    /// Adds topics and delivers their snapshots (or an `error` frame for a bad topic name) to
+    /// `deliver`, in order with the events of [`CockpitBus::publish`].
+    pub async fn subscribe_and_deliver(
+        &self,
+        agent: &Agent,
+        names: &[String],
+        mut deliver: impl FnMut(ServerMessage),
+    ) -> Result<()> {
+        let _order = self.delivery.lock().await;
+        for frame in self.subscribe(agent, names).await? {
+            deliver(frame);
+        }
+        Ok(())
+    }
+
+    /// Delivers the `event` frames of an agent event, in order with the snapshots of
+    /// [`CockpitBus::subscribe_and_deliver`].
+    pub async fn publish(&self, agent: &Agent, change: &AgentEvent, mut deliver: impl FnMut(ServerMessage)) {
+        let _order = self.delivery.lock().await;
+        for frame in self.frames(agent, change).await {
+            deliver(frame);
+        }
+    }
+
     /// Adds topics and answers with their snapshots (or an `error` frame for a bad topic name).
+    /// Front ends that deliver frames from several tasks use [`CockpitBus::subscribe_and_deliver`].
     pub async fn subscribe(&self, agent: &Agent, names: &[String]) -> Result<Vec<ServerMessage>> {
         let mut parsed = Vec::new();
         let mut out = Vec::new();

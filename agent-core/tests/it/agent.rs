@@ -351,7 +351,8 @@ async fn the_cockpit_bus_serves_relay_topics_from_the_local_agent() {
     assert!(matches!(&snapshots[1], TopicSnapshot::Repos(r) if r[0].name == "demo"));
 
     let task = agent.start_task(shell("demo", "echo bus")).await.unwrap();
-    let subscribed = bus.subscribe(&agent, &[format!("task:{}", task.id)]).await.unwrap();
+    let mut subscribed = Vec::new();
+    bus.subscribe_and_deliver(&agent, &[format!("task:{}", task.id)], |frame| subscribed.push(frame)).await.unwrap();
     assert!(matches!(&subscribed[0], ServerMessage::Snapshot { topic, .. } if *topic == format!("task:{}", task.id)));
 
     // Every change becomes events of the subscribed topics, decodable as the ui decodes them.
@@ -360,7 +361,9 @@ async fn the_cockpit_bus_serves_relay_topics_from_the_local_agent() {
     let until = Instant::now() + DEADLINE;
     while !(saw_output && saw_end) {
         let change = tokio::time::timeout_at(until, events.recv()).await.expect("events in time").unwrap();
-        for frame in bus.frames(&agent, &change).await {
+        let mut frames = Vec::new();
+        bus.publish(&agent, &change, |frame| frames.push(frame)).await;
+        for frame in frames {
             let ServerMessage::Event { topic, payload } = frame else { panic!("not an event") };
             let topic: Topic = topic.parse().unwrap();
             match TopicEvent::decode(&topic, payload).unwrap() {
