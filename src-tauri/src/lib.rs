@@ -78,6 +78,7 @@ pub fn run() {
             app.manage(Desktop { agent, bus: CockpitBus::new() });
             tray::create(app.handle(), &model, on_tray_action)?;
             tauri::async_runtime::spawn(forward_events(app.handle().clone(), events, model));
+            tauri::async_runtime::spawn(stop_on_signal(app.handle().clone()));
             Ok(())
         })
         .on_window_event(keep_running_on_close)
@@ -198,6 +199,32 @@ fn on_tray_action<R: Runtime>(app: &AppHandle<R>, id: &str) {
             tauri::async_runtime::spawn(quit(app));
         }
     }
+}
+
+/// SIGTERM (logout, system shutdown, `kill`) or Ctrl-C: stop the tasks as Quit does, without
+/// asking, so no task process outlives the app.
+async fn stop_on_signal<R: Runtime>(app: AppHandle<R>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::warn!("cannot listen for SIGTERM and SIGINT");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    tracing::info!("stopping: signal received");
+    if let Err(e) = app.state::<Desktop>().agent.shutdown(QUIT_DEADLINE).await {
+        tracing::warn!(error = %e, "shutdown");
+    }
+    app.exit(0);
 }
 
 /// Quit: with tasks running, asks first; then cancels them, waits for them to end (bounded),
