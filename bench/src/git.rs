@@ -17,6 +17,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use flightdeck_agent_core::watch::{RepoScanner, RepoSpec, RepoWatcher, WatchConfig, WatchEvent};
 
+use crate::report::percentile;
+
 #[derive(Args, Debug)]
 pub struct GitArgs {
     /// Number of tracked files in the generated repo.
@@ -40,7 +42,36 @@ pub struct GitArgs {
     regenerate: bool,
 }
 
-pub fn run(args: &GitArgs) -> anyhow::Result<()> {
+impl GitArgs {
+    /// The suite's settings: `quick` takes fewer samples of the same 100k-file repo.
+    pub fn suite(quick: bool) -> GitArgs {
+        GitArgs {
+            files: 100_000,
+            dir: None,
+            runs: if quick { 3 } else { 7 },
+            samples: if quick { 30 } else { 100 },
+            debounce_ms: None,
+            regenerate: false,
+        }
+    }
+}
+
+/// What `git` measures, in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct GitFigures {
+    pub files: usize,
+    pub debounce_ms: f64,
+    pub git_status_ms: f64,
+    pub full_warm_ms: f64,
+    pub full_reload_ms: f64,
+    pub full_fresh_ms: f64,
+    pub update_p50_ms: f64,
+    pub update_p99_ms: f64,
+    pub save_to_event_p50_ms: f64,
+    pub save_to_event_p99_ms: f64,
+}
+
+pub fn run(args: &GitArgs) -> anyhow::Result<GitFigures> {
     let dir =
         args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("flightdeck-bench-git-{}", args.files)));
     let started = Instant::now();
@@ -137,7 +168,18 @@ pub fn run(args: &GitArgs) -> anyhow::Result<()> {
         full_reload_ms / git_ms,
         full_fresh_ms / git_ms
     );
-    Ok(())
+    Ok(GitFigures {
+        files: args.files,
+        debounce_ms: debounce(args).as_secs_f64() * 1000.0,
+        git_status_ms: git_ms,
+        full_warm_ms,
+        full_reload_ms,
+        full_fresh_ms,
+        update_p50_ms: update_p50,
+        update_p99_ms: percentile(&update_ms, 99.0),
+        save_to_event_p50_ms: percentile(&latency, 50.0),
+        save_to_event_p99_ms: percentile(&latency, 99.0),
+    })
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -273,13 +315,4 @@ fn ms(d: Duration) -> f64 {
 
 fn median(sorted: &[f64]) -> f64 {
     percentile(sorted, 50.0)
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }

@@ -1,12 +1,30 @@
-//! flightdeck-bench: benchmarks that print figures side by side. They are not tests: run them in
-//! release mode on a quiet machine, e.g. `cargo run --release -p flightdeck-bench -- git`.
+//! flightdeck-bench: benchmarks that print figures side by side with an anchor measured in the
+//! same run. They are not tests: run them on release binaries on a quiet machine, with
+//! `scripts/bench.sh [--quick]` (builds, then runs `flightdeck-bench all`).
 //!
 //! One module per benchmark, each with its own arguments and a `run`:
-//! - [`git`]: repo status on a generated big repo, against `git status` (issue 4).
+//! - [`git`]: repo status on a generated 100k-file repo, against `git status` (issue 4).
+//! - [`fanout`]: 1 publisher to 1000 WebSocket subscribers, relay against nats-server, and
+//!   memory per idle viewer (issue 3).
+//! - [`e2e`]: save to viewer through a real agent and relay, chunk to 100 viewers (issue 6).
+//!
+//! Support: [`report`] (the table and JSON), [`servers`] (starting the processes under test),
+//! [`wsraw`] (the generator's WebSocket client), [`procstat`] (CPU and memory from /proc).
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+mod e2e;
+mod fanout;
 mod git;
+mod procstat;
+mod report;
+mod servers;
+mod wsraw;
+
+use report::{Better, Row, Target};
 
 #[derive(Parser)]
 #[command(name = "flightdeck-bench", about = "Flightdeck benchmarks (they print figures; not tests)")]
@@ -17,13 +35,165 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every benchmark, then one table of our figures against the anchors and the targets.
+    All(AllArgs),
     /// Repo status on a generated repo: git status, the agent's full and incremental status,
     /// and save-to-event latency of the live watcher.
     Git(git::GitArgs),
+    /// Fan-out of the relay against nats-server, and memory per idle viewer.
+    Fanout(fanout::FanoutArgs),
+    /// Save to viewer through a real agent and relay; chunk to 100 viewers.
+    E2e(e2e::E2eArgs),
+}
+
+#[derive(Args)]
+struct AllArgs {
+    /// Fewer samples and viewers (under 3 minutes); the figures are rougher.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the table as a JSON list of {metric, unit, ours, anchor, ratio, better}.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Multi-threaded: the load generator must not be limited to one core while the server has two.
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Git(args) => git::run(&args),
+        Command::Git(args) => git::run(&args).map(drop),
+        Command::Fanout(args) => runtime()?.block_on(fanout::run(&args)).map(drop),
+        Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
+        Command::All(args) => all(&args),
     }
+}
+
+fn all(args: &AllArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    println!("machine: {}", machine());
+    println!("load average at start: {}", load_average());
+    // Fail early, before minutes of git work, when a binary is missing.
+    servers::relay_binary()?;
+    servers::agent_binary()?;
+
+    println!("\n== git ==");
+    let git = git::run(&git::GitArgs::suite(args.quick)).context("git benchmark")?;
+    let runtime = runtime()?;
+    println!("\n== fanout ==");
+    let fanout_args = if args.quick { fanout::FanoutArgs::quick() } else { fanout::FanoutArgs::full() };
+    let fanout = runtime.block_on(fanout::run(&fanout_args)).context("fan-out benchmark")?;
+    println!("\n== e2e ==");
+    let e2e_args = if args.quick { e2e::E2eArgs::quick() } else { e2e::E2eArgs::full() };
+    let e2e = runtime.block_on(e2e::run(&e2e_args)).context("end-to-end benchmark")?;
+
+    let rows = rows(&git, &fanout, &e2e);
+    println!("\n== summary ({}) ==", if args.quick { "--quick" } else { "full" });
+    print!("{}", report::table(&rows));
+    println!("anchors: fanout_* and e2e_chunk_* = nats-server {}; git_* = git status", nats_version());
+    println!("ratio > 1: we are ahead of the anchor");
+    println!(
+        "git: {} files, {} ms debounce; agent full status after an index change {:.0} ms, fresh open {:.0} ms",
+        git.files, git.debounce_ms, git.full_reload_ms, git.full_fresh_ms
+    );
+    println!("fan-out headline, relay:       {}", fanout.relay.describe());
+    println!("fan-out headline, nats-server: {}", fanout.nats.describe());
+    println!("chunk, relay:       {}", e2e.chunk_relay.describe());
+    println!("chunk, nats-server: {}", e2e.chunk_nats.describe());
+    println!("load average at end: {}; took {:.0} s", load_average(), started.elapsed().as_secs_f64());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report::json(&rows) + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn rows(git: &git::GitFigures, fanout: &fanout::FanoutFigures, e2e: &e2e::E2eFigures) -> Vec<Row> {
+    let (relay, nats) = (&fanout.relay, &fanout.nats);
+    let per_delivery = |f: &fanout::LoadFigures| {
+        // CPU percent of one core over the run -> nanoseconds of server CPU per delivery.
+        f.server_cpu_pct / 100.0 * f.elapsed_s * 1e9 / (f.delivered.max(1) as f64)
+    };
+    let mut rows = vec![
+        Row::new("fanout_deliveries_per_s", "1/s", Better::Higher, relay.deliveries_per_s)
+            .anchor("nats-server", nats.deliveries_per_s)
+            .target(Target::Min(3_000_000.0))
+            .target(Target::MinRatio(1.5)),
+        Row::new("fanout_p50_ms", "ms", Better::Lower, relay.p50_ms).anchor("nats-server", nats.p50_ms),
+        Row::new("fanout_p99_ms", "ms", Better::Lower, relay.p99_ms)
+            .anchor("nats-server", nats.p99_ms)
+            .target(Target::Max(100.0))
+            .target(Target::MinRatio(1.0)),
+        Row::new("fanout_server_cpu_ns_per_delivery", "ns", Better::Lower, per_delivery(relay))
+            .anchor("nats-server", per_delivery(nats)),
+        Row::new("fanout_server_peak_rss_mib", "MiB", Better::Lower, relay.server_peak_rss_mib)
+            .anchor("nats-server", nats.server_peak_rss_mib),
+        Row::new("fanout_missing_deliveries", "msgs", Better::Lower, relay.missing() as f64)
+            .anchor("nats-server", nats.missing() as f64)
+            .target(Target::Max(0.0)),
+    ];
+    if let (Some(ours), Some(anchor)) = (fanout.relay_idle_bytes, fanout.nats_idle_bytes) {
+        rows.push(
+            Row::new("idle_viewer_bytes", "B", Better::Lower, ours)
+                .anchor("nats-server", anchor)
+                .target(Target::Max(16_384.0)),
+        );
+    }
+    rows.extend([
+        Row::new("git_full_status_ms", "ms", Better::Lower, git.full_warm_ms)
+            .anchor("git status", git.git_status_ms)
+            .target(Target::MinRatio(1.0 / 1.2)),
+        Row::new("git_incremental_speedup", "ms", Better::Lower, git.update_p50_ms)
+            .anchor("git status", git.git_status_ms)
+            .target(Target::Max(5.0))
+            .target(Target::MinRatio(30.0)),
+        Row::new("git_update_p99_ms", "ms", Better::Lower, git.update_p99_ms),
+        Row::new("git_save_to_event_p50_ms", "ms", Better::Lower, git.save_to_event_p50_ms),
+        Row::new("git_save_to_event_p99_ms", "ms", Better::Lower, git.save_to_event_p99_ms),
+        Row::new("e2e_save_to_viewer_p50_ms", "ms", Better::Lower, e2e.save_p50_ms).target(Target::Max(50.0)),
+        Row::new("e2e_save_to_viewer_p99_ms", "ms", Better::Lower, e2e.save_p99_ms).target(Target::Max(150.0)),
+        Row::new("e2e_chunk_100_viewers_p50_ms", "ms", Better::Lower, e2e.chunk_relay.p50_ms)
+            .anchor("nats-server", e2e.chunk_nats.p50_ms),
+        Row::new("e2e_chunk_100_viewers_p99_ms", "ms", Better::Lower, e2e.chunk_relay.p99_ms)
+            .anchor("nats-server", e2e.chunk_nats.p99_ms)
+            .target(Target::Max(5.0)),
+        Row::new("e2e_chunk_missing_deliveries", "msgs", Better::Lower, e2e.chunk_relay.missing() as f64)
+            .anchor("nats-server", e2e.chunk_nats.missing() as f64)
+            .target(Target::Max(0.0)),
+    ]);
+    rows
+}
+
+/// CPU model, cores and memory, from /proc.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kib| kib / (1024.0 * 1024.0))
+        .unwrap_or(0.0);
+    format!("{model}, {cores} cores, {mem_gib:.1} GiB")
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn nats_version() -> String {
+    std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().trim_start_matches("nats-server: ").to_string())
+        .unwrap_or_default()
 }
