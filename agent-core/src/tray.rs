@@ -282,24 +282,10 @@ mod tests {
     }
 
     fn task(id: &str, title: &str, status: TaskStatus) -> Task {
+        let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         Task {
-            id: id.into(),
-            title: title.into(),
-            repo: "demo".into(),
-            agent_id: None,
-            executor: Executor::Shell,
-            payload: TaskPayload::default(),
             status,
-            source: TaskSource::Local,
-            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-            started_at: None,
-            finished_at: None,
-            summary: None,
-            error: None,
-            cost_usd: None,
-            input_tokens: None,
-            output_tokens: None,
-            last_seq: 0,
+            ..Task::queued(id, title, "demo", Executor::Shell, TaskPayload::default(), TaskSource::Local, created)
         }
     }
 

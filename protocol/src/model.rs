@@ -283,6 +283,39 @@ pub struct Task {
     pub last_seq: u64,
 }
 
+impl Task {
+    /// A task that was just created: `queued`, on no agent yet, nothing run, no event.
+    pub fn queued(
+        id: impl Into<String>,
+        title: impl Into<String>,
+        repo: impl Into<String>,
+        executor: Executor,
+        payload: TaskPayload,
+        source: TaskSource,
+        created_at: Timestamp,
+    ) -> Task {
+        Task {
+            id: id.into(),
+            title: title.into(),
+            repo: repo.into(),
+            agent_id: None,
+            executor,
+            payload,
+            status: TaskStatus::Queued,
+            source,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            summary: None,
+            error: None,
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            last_seq: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {

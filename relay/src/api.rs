@@ -197,30 +197,16 @@ pub async fn create_task(state: &AppState, user: &str, request: CreateTaskReques
             return Err(AppError::field(field, what));
         }
     };
-    let title = match request.title.as_deref().map(str::trim) {
+    let title: String = match request.title.as_deref().map(str::trim) {
         Some(t) if !t.is_empty() => t.chars().take(200).collect(),
         _ => main_text.lines().next().unwrap_or_default().chars().take(80).collect(),
     };
     let mut payload = request.payload;
     payload.repo = Some(request.repo.clone());
+    let id = uuid::Uuid::now_v7().to_string();
     let task = Task {
-        id: uuid::Uuid::now_v7().to_string(),
-        title,
-        repo: request.repo,
         agent_id: request.agent_id,
-        executor: request.executor,
-        payload,
-        status: TaskStatus::Queued,
-        source: TaskSource::Remote,
-        created_at: Utc::now(),
-        started_at: None,
-        finished_at: None,
-        summary: None,
-        error: None,
-        cost_usd: None,
-        input_tokens: None,
-        output_tokens: None,
-        last_seq: 0,
+        ..Task::queued(id, title, request.repo, request.executor, payload, TaskSource::Remote, Utc::now())
     };
     let user = user.to_string();
     state

@@ -318,24 +318,18 @@ mod tests {
     use serde_json::json;
 
     fn task(id: &str, at: &str) -> Task {
+        let (payload, source) = (TaskPayload::default(), TaskSource::Local);
         Task {
-            id: id.into(),
-            title: format!("task {id}"),
-            repo: "flightdeck".into(),
-            agent_id: None,
-            executor: Executor::Claude,
-            payload: TaskPayload::default(),
             status: TaskStatus::Running,
-            source: TaskSource::Local,
-            created_at: at.parse().unwrap(),
-            started_at: None,
-            finished_at: None,
-            summary: None,
-            error: None,
-            cost_usd: None,
-            input_tokens: None,
-            output_tokens: None,
-            last_seq: 0,
+            ..Task::queued(
+                id,
+                format!("task {id}"),
+                "flightdeck",
+                Executor::Claude,
+                payload,
+                source,
+                at.parse().unwrap(),
+            )
         }
     }
 

@@ -356,24 +356,11 @@ impl RunnerLoop {
                 return Ok(existing);
             }
         }
+        let title = new.title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| title_of(new.executor, &new.payload));
+        let id = new.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let task = Task {
-            id: new.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-            title: new.title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| title_of(new.executor, &new.payload)),
-            repo: new.repo,
             agent_id: self.shared.config.agent_id.clone(),
-            executor: new.executor,
-            payload: new.payload,
-            status: TaskStatus::Queued,
-            source: new.source,
-            created_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            summary: None,
-            error: None,
-            cost_usd: None,
-            input_tokens: None,
-            output_tokens: None,
-            last_seq: 0,
+            ..Task::queued(id, title, new.repo, new.executor, new.payload, new.source, Utc::now())
         };
         let mut recorder = Recorder::new(self.shared.clone(), task);
         recorder.record(vec![TaskEvent::Status { status: TaskStatus::Queued, model: None, session_id: None }]).await;

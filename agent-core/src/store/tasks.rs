@@ -158,25 +158,8 @@ mod tests {
     use super::*;
 
     fn task(id: &str, repo: &str, executor: Executor, status: TaskStatus, minute: u32) -> Task {
-        Task {
-            id: id.into(),
-            title: id.into(),
-            repo: repo.into(),
-            agent_id: None,
-            executor,
-            payload: TaskPayload::default(),
-            status,
-            source: TaskSource::Local,
-            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap(),
-            started_at: None,
-            finished_at: None,
-            summary: None,
-            error: None,
-            cost_usd: None,
-            input_tokens: None,
-            output_tokens: None,
-            last_seq: 0,
-        }
+        let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap();
+        Task { status, ..Task::queued(id, id, repo, executor, TaskPayload::default(), TaskSource::Local, created) }
     }
 
     #[test]

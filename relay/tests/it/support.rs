@@ -318,24 +318,13 @@ where
 
 /// A task as an agent reports it.
 pub fn local_task(id: &str, repo: &str, status: flightdeck_protocol::TaskStatus) -> flightdeck_protocol::Task {
+    let payload = flightdeck_protocol::TaskPayload { command: Some("cargo test".into()), ..Default::default() };
+    let executor = flightdeck_protocol::Executor::Shell;
+    let source = flightdeck_protocol::TaskSource::Local;
     flightdeck_protocol::Task {
-        id: id.into(),
-        title: "run tests".into(),
-        repo: repo.into(),
         agent_id: Some("mac".into()),
-        executor: flightdeck_protocol::Executor::Shell,
-        payload: flightdeck_protocol::TaskPayload { command: Some("cargo test".into()), ..Default::default() },
         status,
-        source: flightdeck_protocol::TaskSource::Local,
-        created_at: chrono::Utc::now(),
-        started_at: None,
-        finished_at: None,
-        summary: None,
-        error: None,
-        cost_usd: None,
-        input_tokens: None,
-        output_tokens: None,
-        last_seq: 0,
+        ..flightdeck_protocol::Task::queued(id, "run tests", repo, executor, payload, source, chrono::Utc::now())
     }
 }
 
