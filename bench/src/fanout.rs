@@ -318,7 +318,7 @@ struct Tally {
     lost: bool,
 }
 
-/// Longest wait for the next frame before a subscriber counts as stalled.
+/// Longest wait for the next bytes before a subscriber counts as stalled.
 const STALL: Duration = Duration::from_secs(15);
 /// Connections being set up at once.
 const CONNECT_CONCURRENCY: usize = 64;
@@ -331,6 +331,7 @@ async fn subscriber(
     messages: usize,
 ) -> Result<Tally> {
     let mut tally = Tally { latencies_us: Vec::with_capacity(messages), ..Tally::default() };
+    ws.set_idle_timeout(STALL);
     let mut nats_buf: Vec<u8> = Vec::new();
     let mut nats_error: Option<String> = None;
     loop {
@@ -358,10 +359,8 @@ async fn subscriber(
             }
             !(done || need_pong || nats_error.is_some() || progress.stop.load(Ordering::Relaxed))
         });
-        let open = match tokio::time::timeout(STALL, read).await {
-            Ok(Ok(open)) => open,
-            Ok(Err(_)) | Err(_) => false,
-        };
+        // An error is a closed connection or nothing received for STALL (see set_idle_timeout).
+        let open = read.await.unwrap_or(false);
         if let Some(e) = &nats_error {
             eprintln!("nats-server: {e}");
             tally.lost = true;

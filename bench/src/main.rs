@@ -75,8 +75,8 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     println!("machine: {}", machine());
     println!("load average at start: {}", load_average());
     // Fail early, before minutes of git work, when a binary is missing.
-    servers::relay_binary()?;
-    servers::agent_binary()?;
+    println!("relay: {}", servers::relay_binary()?.display());
+    println!("agent: {}", servers::agent_binary()?.display());
 
     println!("\n== git ==");
     let git = git::run(&git::GitArgs::suite(args.quick)).context("git benchmark")?;

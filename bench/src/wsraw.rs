@@ -7,6 +7,8 @@
 //! Frames it sends are masked, as the RFC requires of clients. No extensions are negotiated,
 //! so no compression either.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,6 +27,8 @@ pub struct RawWs {
     /// Start of the unconsumed bytes in `buf`.
     pos: usize,
     mask_seed: u32,
+    /// Longest wait for the next bytes in [`RawWs::read_frames`]; none: forever.
+    idle_timeout: Option<Duration>,
 }
 
 /// One frame received: its opcode and where its payload lies in the read buffer.
@@ -108,7 +112,12 @@ impl RawWs {
             bail!("upgrade refused: {}", head.lines().next().unwrap_or_default());
         }
         buf.drain(..end);
-        Ok(RawWs { stream, buf, pos: 0, mask_seed: port as u32 ^ 0x9e37_79b9 })
+        Ok(RawWs { stream, buf, pos: 0, mask_seed: port as u32 ^ 0x9e37_79b9, idle_timeout: None })
+    }
+
+    /// Makes [`RawWs::read_frames`] fail when nothing arrives for `timeout`.
+    pub fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.idle_timeout = Some(timeout);
     }
 
     fn next_mask(&mut self) -> [u8; 4] {
@@ -169,7 +178,14 @@ impl RawWs {
             self.pos = 0;
             let len = self.buf.len();
             self.buf.resize(len + READ_CHUNK, 0);
-            let n = match self.stream.read(&mut self.buf[len..]).await {
+            let read = self.stream.read(&mut self.buf[len..]);
+            let read = match self.idle_timeout {
+                Some(idle) => tokio::time::timeout(idle, read).await.unwrap_or_else(|_| {
+                    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("nothing received for {idle:?}")))
+                }),
+                None => read.await,
+            };
+            let n = match read {
                 Ok(n) => n,
                 Err(e) => {
                     self.buf.truncate(len);
