@@ -121,6 +121,9 @@ pub struct LoadFigures {
     pub server_peak_rss_mib: f64,
     /// The load generator's own CPU, to show it did not starve the server.
     pub generator_cpu_pct: f64,
+    /// Socket reads per delivery on the subscribers' side: below 1 when the server writes
+    /// several messages at once.
+    pub reads_per_delivery: f64,
 }
 
 impl LoadFigures {
@@ -131,7 +134,8 @@ impl LoadFigures {
     pub fn describe(&self) -> String {
         format!(
             "window {}: {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms, {}/{} delivered ({} missing, {} subscribers lost), \
-             {:.1} s, server CPU {:.0}% of a core, peak RSS {:.1} MiB, generator CPU {:.0}%",
+             {:.1} s, server CPU {:.0}% of a core, peak RSS {:.1} MiB, generator CPU {:.0}%, \
+             {:.2} subscriber reads per delivery",
             self.window,
             self.deliveries_per_s,
             self.p50_ms,
@@ -143,7 +147,8 @@ impl LoadFigures {
             self.elapsed_s,
             self.server_cpu_pct,
             self.server_peak_rss_mib,
-            self.generator_cpu_pct
+            self.generator_cpu_pct,
+            self.reads_per_delivery
         )
     }
 }
@@ -313,6 +318,7 @@ impl Progress {
 #[derive(Default)]
 struct Tally {
     delivered: u64,
+    reads: u64,
     latencies_us: Vec<u32>,
     last_at: Option<Instant>,
     lost: bool,
@@ -377,6 +383,7 @@ async fn subscriber(
             ws.send(OP_BINARY, b"PONG\r\n").await?;
         }
     }
+    tally.reads = ws.reads;
     if tally.lost {
         progress.alive.fetch_sub(1, Ordering::AcqRel);
         progress.notify.notify_one();
@@ -490,6 +497,7 @@ async fn drive(
     let elapsed = end.duration_since(start);
     let delivered: u64 = tallies.iter().map(|t| t.delivered).sum();
     let lost_subscribers = tallies.iter().filter(|t| t.lost).count() as u64;
+    let reads: u64 = tallies.iter().map(|t| t.reads).sum();
     let mut latencies: Vec<u32> = tallies.into_iter().flat_map(|t| t.latencies_us).collect();
     latencies.sort_unstable();
     Ok(LoadFigures {
@@ -504,6 +512,7 @@ async fn drive(
         server_cpu_pct: server_after.cpu_pct_since(&server_before),
         server_peak_rss_mib: server_after.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         generator_cpu_pct: generator_after.cpu_pct_since(&generator_before),
+        reads_per_delivery: reads as f64 / delivered.max(1) as f64,
     })
 }
 

@@ -29,6 +29,8 @@ pub struct RawWs {
     mask_seed: u32,
     /// Longest wait for the next bytes in [`RawWs::read_frames`]; none: forever.
     idle_timeout: Option<Duration>,
+    /// Reads from the socket that returned data: how well the server batches its writes.
+    pub reads: u64,
 }
 
 /// One frame received: its opcode and where its payload lies in the read buffer.
@@ -112,7 +114,7 @@ impl RawWs {
             bail!("upgrade refused: {}", head.lines().next().unwrap_or_default());
         }
         buf.drain(..end);
-        Ok(RawWs { stream, buf, pos: 0, mask_seed: port as u32 ^ 0x9e37_79b9, idle_timeout: None })
+        Ok(RawWs { stream, buf, pos: 0, mask_seed: port as u32 ^ 0x9e37_79b9, idle_timeout: None, reads: 0 })
     }
 
     /// Makes [`RawWs::read_frames`] fail when nothing arrives for `timeout`.
@@ -196,6 +198,7 @@ impl RawWs {
             if n == 0 {
                 return Ok(false);
             }
+            self.reads += 1;
         }
     }
 
