@@ -373,7 +373,21 @@ impl Worker {
                 }
                 item = self.outbound.recv() => {
                     let Some(item) = item else { return SessionEnd::Shutdown };
-                    if let Err(end) = self.send_live(&mut socket, item, &mut sent).await {
+                    // A burst (a streaming Claude turn) goes out as one write: take what is
+                    // already queued, bounded so a flood cannot starve the reads.
+                    let mut batch = vec![item];
+                    while batch.len() < 256 {
+                        match self.outbound.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    for item in batch {
+                        if let Err(end) = self.send_live(&mut socket, item, &mut sent).await {
+                            return end;
+                        }
+                    }
+                    if let Err(end) = flush(&mut socket).await {
                         return end;
                     }
                 }
@@ -489,22 +503,23 @@ impl Worker {
             if complete {
                 continue;
             }
-            send(socket, &AgentMessage::TaskUpdate { task: self.outbound_task(&task) }).await?;
+            feed(socket, &AgentMessage::TaskUpdate { task: self.outbound_task(&task) }).await?;
             for ev in events {
                 sent.seqs.insert(task.id.clone(), ev.seq);
                 let event = self.outbound_event(&task.repo, ev.event);
-                send(socket, &AgentMessage::TaskEvent { task_id: task.id.clone(), seq: ev.seq, event }).await?;
+                feed(socket, &AgentMessage::TaskEvent { task_id: task.id.clone(), seq: ev.seq, event }).await?;
             }
             if let Some(result) = task_result(&task) {
-                send(socket, &result).await?;
+                feed(socket, &result).await?;
             }
         }
 
         // Alerts are idempotent on the relay (by id): resend with a margin.
         let since = self.alerts_sent_until.map(|t| t - chrono::Duration::minutes(10));
         for alert in alerts.iter().rev().filter(|a| since.is_none_or(|s| a.created_at >= s)) {
-            send(socket, &AgentMessage::Alert { alert: alert.clone() }).await?;
+            feed(socket, &AgentMessage::Alert { alert: alert.clone() }).await?;
         }
+        flush(socket).await?;
         self.alerts_sent_until = Some(Utc::now());
         Ok(())
     }
@@ -513,13 +528,13 @@ impl Worker {
         match item {
             Outbound::AgentStatus(status) => {
                 self.agent_state = status;
-                send(socket, &self.agent_status()).await
+                feed(socket, &self.agent_status()).await
             }
             Outbound::RepoStatus(repo) => {
                 if !self.repo_names.contains(&repo.name) {
                     self.repo_names.push(repo.name.clone());
                 }
-                send(socket, &AgentMessage::GitStatus { repos: vec![self.outbound_repo(&repo)], full: None }).await
+                feed(socket, &AgentMessage::GitStatus { repos: vec![self.outbound_repo(&repo)], full: None }).await
             }
             Outbound::RepoRemoved(_) => {
                 let store = self.store.clone();
@@ -532,9 +547,9 @@ impl Worker {
             Outbound::FullRepos(repos) => self.send_full_repos(socket, &repos).await,
             Outbound::TaskUpdate(task) => {
                 self.task_repos.insert(task.id.clone(), task.repo.clone());
-                send(socket, &AgentMessage::TaskUpdate { task: self.outbound_task(&task) }).await?;
+                feed(socket, &AgentMessage::TaskUpdate { task: self.outbound_task(&task) }).await?;
                 if let Some(result) = task_result(&task) {
-                    send(socket, &result).await?;
+                    feed(socket, &result).await?;
                 }
                 Ok(())
             }
@@ -546,10 +561,10 @@ impl Worker {
                 sent.seqs.insert(record.task_id.clone(), record.seq);
                 let repo = self.task_repos.get(&record.task_id).cloned().unwrap_or_default();
                 let event = self.outbound_event(&repo, record.event);
-                send(socket, &AgentMessage::TaskEvent { task_id: record.task_id, seq: record.seq, event }).await
+                feed(socket, &AgentMessage::TaskEvent { task_id: record.task_id, seq: record.seq, event }).await
             }
             Outbound::Alert(alert) => {
-                send(socket, &AgentMessage::Alert { alert }).await?;
+                feed(socket, &AgentMessage::Alert { alert }).await?;
                 self.alerts_sent_until = Some(Utc::now());
                 Ok(())
             }
@@ -591,7 +606,8 @@ impl Worker {
                     .await
                     .map_err(|e| SessionEnd::Retry(format!("store task failed: {e}")))?
                     .map_err(|e| SessionEnd::Retry(format!("cannot read repos: {e}")))?;
-                self.send_full_repos(socket, &repos).await
+                self.send_full_repos(socket, &repos).await?;
+                flush(socket).await
             }
             RelayMessage::Error { message, details } => {
                 tracing::warn!(%message, ?details, "the relay reported an error");
@@ -666,6 +682,17 @@ fn closed_by_relay(frame: Option<CloseFrame>) -> SessionEnd {
     }
 }
 
+/// Queues a message on the socket without flushing: callers batch a burst, then [`flush`].
+async fn feed(socket: &mut Socket, message: &AgentMessage) -> Result<(), SessionEnd> {
+    socket.feed(Message::text(message.to_json())).await.map_err(|e| SessionEnd::Retry(format!("send failed: {e}")))
+}
+
+async fn flush(socket: &mut Socket) -> Result<(), SessionEnd> {
+    socket.flush().await.map_err(|e| SessionEnd::Retry(format!("send failed: {e}")))
+}
+
+/// Sends one message now.
 async fn send(socket: &mut Socket, message: &AgentMessage) -> Result<(), SessionEnd> {
-    socket.send(Message::text(message.to_json())).await.map_err(|e| SessionEnd::Retry(format!("send failed: {e}")))
+    feed(socket, message).await?;
+    flush(socket).await
 }
