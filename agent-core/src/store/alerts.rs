@@ -4,7 +4,7 @@ use chrono::Utc;
 use flightdeck_protocol::{Alert, Severity};
 use rusqlite::{params, OptionalExtension};
 
-use super::{Result, Store};
+use super::{json_rows, Result, Store};
 
 /// Filters for [`Store::alerts`].
 #[derive(Debug, Clone, Default)]
@@ -51,16 +51,12 @@ impl Store {
             |r| r.get(0),
         )?;
         let limit = if filter.limit == 0 { 50 } else { filter.limit };
-        let mut stmt = conn
-            .prepare(&format!("SELECT json FROM alerts {where_clause} ORDER BY created_at DESC LIMIT ?3 OFFSET ?4"))?;
-        let rows = stmt.query_map(params![severity, filter.acknowledged, limit, filter.offset as i64], |r| {
-            r.get::<_, String>(0)
-        })?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok((out, total as u64))
+        let alerts = json_rows(
+            &conn,
+            &format!("SELECT json FROM alerts {where_clause} ORDER BY created_at DESC LIMIT ?3 OFFSET ?4"),
+            params![severity, filter.acknowledged, limit, filter.offset as i64],
+        )?;
+        Ok((alerts, total as u64))
     }
 
     /// Marks an alert acknowledged; returns it, or `None` when there is no such alert.

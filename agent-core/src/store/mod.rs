@@ -136,6 +136,17 @@ impl Store {
     }
 }
 
+/// Runs a query whose first column holds a JSON document, and parses every row.
+pub(crate) fn json_rows<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+    rows.map(|json| Ok(serde_json::from_str(&json?)?)).collect()
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {

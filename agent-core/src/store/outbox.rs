@@ -8,23 +8,18 @@
 use flightdeck_protocol::Task;
 use rusqlite::params;
 
-use super::{Result, Store};
+use super::{json_rows, Result, Store};
 
 impl Store {
     /// Tasks the relay is not known to hold completely, oldest first.
     pub fn unconfirmed_tasks(&self) -> Result<Vec<Task>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        json_rows(
+            &self.conn(),
             "SELECT t.json FROM tasks t LEFT JOIN relay_sync s ON s.task_id = t.id
              WHERE s.confirmed IS NULL OR s.confirmed = 0
              ORDER BY t.created_at",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok(out)
+            [],
+        )
     }
 
     /// Records what the relay said it holds of a task; `confirmed` when that is everything.

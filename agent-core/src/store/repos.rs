@@ -3,7 +3,7 @@
 use flightdeck_protocol::RepoStatus;
 use rusqlite::{params, OptionalExtension};
 
-use super::{Result, Store};
+use super::{json_rows, Result, Store};
 
 impl Store {
     /// Saves the latest status of a repo (replacing the previous one).
@@ -28,14 +28,7 @@ impl Store {
 
     /// Every saved repo status, by name.
     pub fn repo_statuses(&self) -> Result<Vec<RepoStatus>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT json FROM repo_status ORDER BY name")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok(out)
+        json_rows(&self.conn(), "SELECT json FROM repo_status ORDER BY name", [])
     }
 
     /// The saved status of one repo.

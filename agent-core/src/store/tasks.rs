@@ -8,7 +8,7 @@
 use flightdeck_protocol::{Executor, SeqEvent, Task, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 
-use super::{Result, Store};
+use super::{json_rows, Result, Store};
 
 /// Filters for [`Store::tasks`]; `limit` 0 means the default (50).
 #[derive(Debug, Clone, Default)]
@@ -62,30 +62,17 @@ impl Store {
             |r| r.get(0),
         )?;
         let limit = if filter.limit == 0 { 50 } else { filter.limit };
-        let mut stmt = conn.prepare(&format!(
-            "SELECT json FROM tasks {where_clause} ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
-        ))?;
-        let rows = stmt.query_map(params![status, executor, filter.repo, limit, filter.offset as i64], |r| {
-            r.get::<_, String>(0)
-        })?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok((out, total as u64))
+        let tasks = json_rows(
+            &conn,
+            &format!("SELECT json FROM tasks {where_clause} ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"),
+            params![status, executor, filter.repo, limit, filter.offset as i64],
+        )?;
+        Ok((tasks, total as u64))
     }
 
     /// Tasks that are `queued` or `running` according to the database.
     pub fn unfinished_tasks(&self) -> Result<Vec<Task>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT json FROM tasks WHERE status IN ('queued', 'running') ORDER BY created_at")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok(out)
+        json_rows(&self.conn(), "SELECT json FROM tasks WHERE status IN ('queued', 'running') ORDER BY created_at", [])
     }
 
     /// The whole transcript of a task, in `seq` order.
