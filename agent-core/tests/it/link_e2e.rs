@@ -22,9 +22,25 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::scripted_api::{self, ScriptedApi};
-use crate::support::{git, git_repo};
+use crate::support::git_repo;
 
 const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Tries `attempt` until it succeeds, failing the test at the deadline with the last reason.
+/// For state only reachable by asking again (an HTTP answer, a port that opens).
+async fn eventually<T, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
 
 /// A built binary of the workspace, next to this test executable.
 fn workspace_bin(name: &str, env: &str) -> PathBuf {
@@ -102,16 +118,15 @@ impl Relay {
             .spawn()
             .unwrap();
         self.proc = Some(Proc(child));
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/healthz", self.http())).await {
-                if r.status().is_success() {
-                    return;
-                }
+        let health = format!("{}/healthz", self.http());
+        eventually("the relay comes up", || async {
+            match reqwest::get(&health).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("/healthz answered {}", r.status())),
+                Err(e) => Err(e.to_string()),
             }
-            assert!(Instant::now() < deadline, "relay did not come up on port {}", self.port);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await
     }
 
     fn kill(&mut self) {
@@ -142,20 +157,20 @@ impl Relay {
     }
 
     async fn wait_task(&self, id: &str, what: &str, pick: impl Fn(&Task) -> bool) -> Task {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let (status, body) = self.api(reqwest::Method::GET, &format!("/api/cockpit/tasks/{id}"), None).await;
-            if status == 200 {
-                let task: Task = serde_json::from_value(body["task"].clone()).unwrap();
-                if pick(&task) {
-                    return task;
-                }
-                assert!(Instant::now() < deadline, "{what}: task is {task:?}");
-            } else {
-                assert!(Instant::now() < deadline, "{what}: GET task answered {status} {body}");
+        let path = format!("/api/cockpit/tasks/{id}");
+        eventually(what, || async {
+            let (status, body) = self.api(reqwest::Method::GET, &path, None).await;
+            if status != 200 {
+                return Err(format!("GET task answered {status} {body}"));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let task: Task = serde_json::from_value(body["task"].clone()).unwrap();
+            if pick(&task) {
+                Ok(task)
+            } else {
+                Err(format!("task is {task:?}"))
+            }
+        })
+        .await
     }
 }
 
@@ -211,25 +226,15 @@ struct Viewer {
 }
 
 impl Viewer {
+    /// Connects (retrying while a restarted relay comes back) and subscribes.
     async fn connect(relay: &Relay, topics: &[String]) -> Viewer {
         let url = format!("ws://127.0.0.1:{}/api/realtime?token={}", relay.port, relay.owner);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut ws = eventually("a viewer connects", || async {
+            tokio_tungstenite::connect_async(&url).await.map(|(ws, _)| ws).map_err(|e| e.to_string())
+        })
+        .await;
         ws.send(Message::text(ClientMessage::Subscribe { topics: topics.to_vec() }.to_json())).await.unwrap();
         Viewer { ws }
-    }
-
-    /// Reconnects (after a relay restart) until subscribed.
-    async fn reconnect(relay: &Relay, topics: &[String]) -> Viewer {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let url = format!("ws://127.0.0.1:{}/api/realtime?token={}", relay.port, relay.owner);
-            if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await {
-                ws.send(Message::text(ClientMessage::Subscribe { topics: topics.to_vec() }.to_json())).await.unwrap();
-                return Viewer { ws };
-            }
-            assert!(Instant::now() < deadline, "could not reconnect to the relay");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     async fn next(&mut self, deadline: Instant) -> ServerMessage {
@@ -358,15 +363,15 @@ impl Setup {
     /// Waits until the relay lists the agent's repo (the agent is connected and synced).
     async fn wait_repo_known(&self) {
         let slug = self.slug();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
+        eventually("the relay lists the agent's repo", || async {
             let (_, body) = self.relay.api(reqwest::Method::GET, "/api/cockpit/repos", None).await;
             if body["repos"].as_array().is_some_and(|r| r.iter().any(|r| r["name"] == slug.as_str())) {
-                return;
+                Ok(())
+            } else {
+                Err(format!("no repo {slug} in {body}"))
             }
-            assert!(Instant::now() < deadline, "the relay never listed repo {slug}: {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     async fn post_shell(&self, command: &str) -> String {
@@ -527,7 +532,7 @@ async fn relay_killed_mid_task_loses_nothing() {
     // The task finishes on the agent whether or not the relay is up; wait until the relay has it all.
     let task = s.relay.wait_task(&id, "completed at the relay", |t| t.status.is_terminal()).await;
     assert_eq!(task.status, TaskStatus::Completed);
-    let mut viewer = Viewer::reconnect(&s.relay, std::slice::from_ref(&topic)).await;
+    let mut viewer = Viewer::connect(&s.relay, std::slice::from_ref(&topic)).await;
     let (_, events) = viewer.follow_task(&id).await;
     assert_whole(&events);
     assert_eq!(stdout_lines(&events), expected_lines(30));
@@ -659,5 +664,4 @@ async fn agent_killed_mid_task_is_interrupted_everywhere() {
         alerts["alerts"].as_array().unwrap().iter().any(|a| a["taskId"] == id.as_str()),
         "an alert names the interrupted task: {alerts}"
     );
-    let _ = git; // the repo helper is shared with other modules
 }
