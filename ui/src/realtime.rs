@@ -71,6 +71,8 @@ struct Inner {
     /// Tasks the REST API refused to poll.
     refused: RefCell<HashSet<String>>,
     tauri_listener: RefCell<Option<tauri::Listener>>,
+    /// Clicks on a task in the tray menu: the window shows that task.
+    tauri_focus_listener: RefCell<Option<tauri::Listener>>,
 }
 
 impl Feed {
@@ -90,6 +92,7 @@ impl Feed {
             stopped: Cell::new(false),
             refused: RefCell::new(HashSet::new()),
             tauri_listener: RefCell::new(None),
+            tauri_focus_listener: RefCell::new(None),
         });
         match inner.config.ws_url {
             Some(_) => Inner::connect(&inner),
@@ -126,6 +129,7 @@ impl Drop for Feed {
         }
         self.inner.handlers.borrow_mut().clear();
         self.inner.tauri_listener.borrow_mut().take();
+        self.inner.tauri_focus_listener.borrow_mut().take();
     }
 }
 
@@ -247,6 +251,22 @@ impl Inner {
                     inner.send_subscribe(topics);
                 }
                 Err(e) => inner.push(Action::Notice(Some(format!("desktop events unavailable: {e}")))),
+            }
+            let on_focus = {
+                let weak = weak.clone();
+                move |text: String| {
+                    let Some(inner) = weak.upgrade() else { return };
+                    match serde_json::from_str::<tauri::CockpitFocus>(&text) {
+                        Ok(tauri::CockpitFocus { task_id: Some(id), .. }) => inner.push(Action::SelectTask(Some(id))),
+                        Ok(_) => {}
+                        Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("bad focus event: {e}"))),
+                    }
+                }
+            };
+            if let Ok(listener) = tauri::listen(tauri::FOCUS_EVENT, on_focus).await {
+                if let Some(inner) = weak.upgrade() {
+                    *inner.tauri_focus_listener.borrow_mut() = Some(listener);
+                }
             }
         });
     }

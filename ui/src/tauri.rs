@@ -23,7 +23,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::js_message;
 
-pub use flightdeck_protocol::desktop::{commands, REALTIME_EVENT};
+pub use flightdeck_protocol::desktop::{commands, CockpitFocus, FOCUS_EVENT, REALTIME_EVENT};
 
 #[derive(Serialize)]
 pub struct NoArgs {}
@@ -121,6 +121,7 @@ pub async fn invoke<A: Serialize, T: DeserializeOwned>(command: &str, args: &A) 
 
 /// A listener for a Tauri event; dropping it stops listening.
 pub struct Listener {
+    event: String,
     event_id: Option<u32>,
     _callback: Closure<dyn FnMut(JsValue)>,
 }
@@ -144,14 +145,14 @@ pub async fn listen(event: &str, mut on_payload: impl FnMut(String) + 'static) -
     set(&args, "target", &target).map_err(|e| js_message(&e))?;
     set(&args, "handler", &handler).map_err(|e| js_message(&e))?;
     let id = invoke_raw("plugin:event|listen", args.into()).await?;
-    Ok(Listener { event_id: id.as_f64().map(|f| f as u32), _callback: callback })
+    Ok(Listener { event: event.to_string(), event_id: id.as_f64().map(|f| f as u32), _callback: callback })
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Some(id) = self.event_id {
             let args = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&args, &JsValue::from_str("event"), &JsValue::from_str(REALTIME_EVENT));
+            let _ = js_sys::Reflect::set(&args, &JsValue::from_str("event"), &JsValue::from_str(&self.event));
             let _ = js_sys::Reflect::set(&args, &JsValue::from_str("eventId"), &JsValue::from_f64(id.into()));
             wasm_bindgen_futures::spawn_local(async move {
                 let _ = invoke_raw("plugin:event|unlisten", args.into()).await;
