@@ -52,6 +52,9 @@ pub struct ExecContext {
     pub stop: CancellationToken,
     /// Time between SIGTERM and SIGKILL when stopping.
     pub kill_grace: Duration,
+    /// Where the task's process group is written down while it runs (see
+    /// [`process::kill_recorded_group`]); `None` without a data directory.
+    pub group_record: Option<PathBuf>,
 }
 
 /// How an executor run ended.

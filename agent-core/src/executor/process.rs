@@ -2,6 +2,7 @@
 //! grandchildren too (a shell's background jobs, the tools Claude Code runs).
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -12,16 +13,31 @@ use tokio::process::{Child, Command};
 pub struct GroupChild {
     pub child: Child,
     pub pgid: i32,
+    /// Removed (and so forgotten) when the group is done with.
+    _record: Option<GroupRecord>,
 }
 
 impl GroupChild {
     /// Spawns `command` as the leader of a new process group; killed (SIGKILL, leader only) if
     /// dropped while still running, which [`GroupChild::terminate`] makes group-wide.
     pub fn spawn(command: &mut Command) -> io::Result<GroupChild> {
+        GroupChild::spawn_recorded(command, None)
+    }
+
+    /// Like [`GroupChild::spawn`], and writes the group down at `record` for as long as it
+    /// runs, so that an agent restarted after a crash can stop it ([`kill_recorded_group`]).
+    pub fn spawn_recorded(command: &mut Command, record: Option<&Path>) -> io::Result<GroupChild> {
         command.process_group(0).kill_on_drop(true);
         let child = command.spawn()?;
         let pgid = child.id().map(|id| id as i32).unwrap_or(0);
-        Ok(GroupChild { child, pgid })
+        let record = record.and_then(|path| match GroupRecord::write(path, pgid) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot record the task's process group");
+                None
+            }
+        });
+        Ok(GroupChild { child, pgid, _record: record })
     }
 
     /// SIGTERM to the whole group, SIGKILL after `grace`, then reaps the leader.
@@ -53,6 +69,86 @@ impl Drop for GroupChild {
             signal_group(self.pgid, libc::SIGKILL);
         }
     }
+}
+
+/// A file naming a running task's process group: `pgid leader-start-time boot-id`. The start
+/// time (clock ticks since boot) and the boot id make sure a later, unrelated group that
+/// happens to get the same number is never taken for it.
+struct GroupRecord {
+    path: PathBuf,
+}
+
+impl GroupRecord {
+    fn write(path: &Path, pgid: i32) -> io::Result<GroupRecord> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let start = start_time(pgid).unwrap_or(0);
+        std::fs::write(path, format!("{pgid} {start} {}\n", boot_id().unwrap_or_default()))?;
+        Ok(GroupRecord { path: path.to_path_buf() })
+    }
+}
+
+impl Drop for GroupRecord {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Stops the process group a crashed agent left running, as written at `record`, if it is still
+/// that group; then forgets it. Returns whether a group was signalled. Linux only: elsewhere the
+/// record is removed and nothing is killed (no safe way to tell the group is the same).
+pub fn kill_recorded_group(record: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(record) else { return false };
+    let _ = std::fs::remove_file(record);
+    let mut fields = text.split_whitespace();
+    let (Some(pgid), Some(start), Some(boot)) = (
+        fields.next().and_then(|f| f.parse::<i32>().ok()),
+        fields.next().and_then(|f| f.parse::<u64>().ok()),
+        fields.next(),
+    ) else {
+        return false;
+    };
+    if pgid <= 1 || boot_id().as_deref() != Some(boot) {
+        return false; // another boot: that number means nothing now
+    }
+    // The leader itself, if it is still the same process; otherwise a member of the group that
+    // started after the leader did (its children outlive it).
+    let same_group = match start_time(pgid) {
+        Some(leader_start) => leader_start == start,
+        None => group_members_since(pgid, start),
+    };
+    if same_group {
+        signal_group(pgid, libc::SIGKILL);
+    }
+    same_group
+}
+
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid).and_then(|f| f.get(19).and_then(|s| s.parse().ok()))
+}
+
+/// The fields of /proc/PID/stat after the command name (which may hold spaces): field 3 on.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
+}
+
+/// Whether some process in group `pgid` started at or after `since`.
+fn group_members_since(pgid: i32, since: u64) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).any(|pid| {
+        stat_fields(pid).is_some_and(|f| {
+            f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+                && f.get(19).and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= since)
+        })
+    })
 }
 
 /// Sends `signal` to the process group `pgid`; "no such group" is fine (it already ended).

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::recorder::Recorder;
 use super::worktree::{worktree_dir, TaskWorktree};
-use super::{Shared, Slot, StopReason, StopSwitch};
+use super::{group_record_path, Shared, Slot, StopReason, StopSwitch};
 use crate::executor::{self, ExecContext, ExecOutcome};
 
 /// How many executor events are recorded in one transaction at most.
@@ -43,6 +43,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut
         claude: shared.config.claude.clone(),
         stop: stop.token.clone(),
         kill_grace: shared.config.kill_grace,
+        group_record: shared.config.data_dir.as_deref().map(|d| group_record_path(d, &rec.task.id)),
     };
     let (tx, mut rx) = mpsc::channel(BATCH);
     let mut exec = tokio::spawn(executor::run(ctx, tx));

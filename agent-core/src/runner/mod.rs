@@ -487,6 +487,11 @@ fn recover(shared: &Shared) -> Result<Option<std::fs::File>, RunnerError> {
     let store = &shared.store;
     for mut task in store.unfinished_tasks()? {
         let was_running = task.status == TaskStatus::Running;
+        // A crashed agent's task may still be running (its own process group outlived the
+        // agent): stop it, so an `interrupted` task is not quietly editing the repo.
+        if crate::executor::process::kill_recorded_group(&group_record_path(dir, &task.id)) {
+            tracing::warn!(task = %task.id, "stopped the processes a previous agent left running");
+        }
         let now = Utc::now();
         task.status = TaskStatus::Interrupted;
         task.finished_at = Some(now);
@@ -508,6 +513,11 @@ fn recover(shared: &Shared) -> Result<Option<std::fs::File>, RunnerError> {
         tracing::info!(task = %task.id, was_running, "marked interrupted at start-up");
     }
     Ok(Some(file))
+}
+
+/// Where a running task's process group is written down: `<data dir>/groups/<task id>`.
+pub(crate) fn group_record_path(data_dir: &std::path::Path, task_id: &str) -> std::path::PathBuf {
+    data_dir.join("groups").join(task_id)
 }
 
 /// Runs a store call on the blocking pool: rusqlite never runs on the async threads.

@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::scripted_api::{self, ScriptedApi};
 use crate::support::git_repo;
+use crate::support::scripted_api::{self, ScriptedApi};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -308,6 +308,14 @@ impl Viewer {
             }
         }
     }
+}
+
+/// Whether `pid` runs (a zombie waiting to be reaped does not count).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)).map(|state| state != "Z"))
+        .unwrap_or(false)
 }
 
 /// Seqs are exactly 1..=N.
@@ -635,12 +643,27 @@ async fn agent_killed_mid_task_is_interrupted_everywhere() {
     let s = Setup::new().await;
     let mut agent = s.agent(s.relay.http(), None);
     s.wait_repo_known().await;
-    let id = s.post_shell(&counting(60, 100)).await;
+    // The task's shell writes its pid down: it leads the task's own process group, which
+    // outlives the killed agent until the restarted agent stops it.
+    let pid_file = s.home.path().join("task.pid");
+    // Silent after its first line: a task writing to the dead agent's pipe would die of SIGPIPE
+    // by itself, a quiet one (a long build, a long tool call) would not.
+    let id = s.post_shell(&format!("echo $$ > '{}'; echo started; sleep 600", pid_file.display())).await;
     s.relay.wait_task(&id, "running with output", |t| t.status == TaskStatus::Running && t.last_seq >= 3).await;
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     agent.proc.kill();
+    assert!(alive(pid), "the task's shell outlives the SIGKILLed agent (its own process group)");
     let _agent = s.agent(s.relay.http(), None);
     let task = s.relay.wait_task(&id, "interrupted at the relay", |t| t.status == TaskStatus::Interrupted).await;
     assert!(task.finished_at.is_some());
+    eventually("the restarted agent stops the orphaned task", || async {
+        if alive(pid) {
+            Err(format!("pid {pid} still runs"))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     // The local database agrees.
     let store = flightdeck_agent_core::store::Store::open(s.agent_data.path()).unwrap();
     assert_eq!(store.task(&id).unwrap().unwrap().status, TaskStatus::Interrupted);
