@@ -70,20 +70,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
             });
         })
     };
-    let on_ack = {
-        let backend = app.backend.clone();
-        let dispatch = store.dispatcher();
-        Callback::from(move |id: String| {
-            let backend = backend.clone();
-            let dispatch = dispatch.clone();
-            spawn_local(async move {
-                match backend.ack_alert(&id).await {
-                    Ok(answer) => dispatch.dispatch(Action::AlertUpdated(answer.alert)),
-                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not acknowledge: {e}")))),
-                }
-            });
-        })
-    };
+    let on_ack = app.on_ack_alert();
     let on_settings = {
         let backend = app.backend.clone();
         let dispatch = store.dispatcher();
@@ -114,20 +101,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
             }
         })
     };
-    let on_cancel = {
-        let backend = app.backend.clone();
-        let dispatch = store.dispatcher();
-        Callback::from(move |id: String| {
-            let backend = backend.clone();
-            let dispatch = dispatch.clone();
-            spawn_local(async move {
-                match backend.cancel_task(&id).await {
-                    Ok(task) => dispatch.dispatch(Action::TaskUpdated(task)),
-                    Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not cancel: {e}")))),
-                }
-            });
-        })
-    };
+    let on_cancel = app.on_cancel_task();
     let on_dismiss = {
         let dispatch = store.dispatcher();
         Callback::from(move |_: MouseEvent| dispatch.dispatch(Action::Notice(None)))
