@@ -84,15 +84,7 @@ async fn admin_commands_work_while_serving_and_revoke_closes_sockets_with_4401()
 async fn a_restart_keeps_users_keys_settings_queued_tasks_and_transcripts() {
     let mut relay = Relay::start().await;
     let owner = relay.keys.owner.clone();
-    let r = relay
-        .http()
-        .put(relay.url("/api/hud/settings?repo=alice/web"))
-        .bearer_auth(&owner)
-        .json(&json!({"public": true, "embedAllowed": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    relay.set_hud("web", true, true).await;
     let (_, queued) = relay
         .post(
             "/api/cockpit/tasks",

@@ -76,15 +76,7 @@ async fn auth_matrix_for_every_route_and_topic() {
         (a["total"] == 1 && t["task"]["lastSeq"] == 1).then_some(())
     })
     .await;
-    let r = relay
-        .http()
-        .put(relay.url("/api/hud/settings?repo=alice/pub"))
-        .bearer_auth(&owner)
-        .json(&json!({"public": true, "embedAllowed": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    relay.set_hud("pub", true, true).await;
     let (_, queued) = relay
         .post(
             "/api/cockpit/tasks",
@@ -201,15 +193,7 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
     let owner = relay.keys.owner.clone();
     let (mut agent, _) = relay.agent("mac").await;
     send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: None }).await;
-    let r = relay
-        .http()
-        .put(relay.url("/api/hud/settings?repo=alice/web"))
-        .bearer_auth(&owner)
-        .json(&json!({"public": true, "embedAllowed": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    relay.set_hud("web", true, false).await;
     // The owner starts a task from the HUD; it goes to the agent.
     let (status, started) = relay.post("/api/hud/start", &owner, &json!({"repo": "alice/web", "prompt": "hi"})).await;
     assert_eq!(status, 201, "{started}");
@@ -253,15 +237,7 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
     let r = relay.http().get(relay.url("/embed/alice/web")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["content-security-policy"], "frame-ancestors 'none'");
-    let r = relay
-        .http()
-        .put(relay.url("/api/hud/settings?repo=alice/web"))
-        .bearer_auth(&owner)
-        .json(&json!({"public": true, "embedAllowed": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    relay.set_hud("web", true, true).await;
     let r = relay.http().get(relay.url("/embed/alice/web")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-security-policy"], "frame-ancestors *");

@@ -35,15 +35,7 @@ async fn an_agent_on_node_a_reaches_viewers_and_owners_on_node_b() {
     let b = Relay::launch(settings, a.keys.clone()).await;
     let owner = a.keys.owner.clone();
     eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
-    let r = b
-        .http()
-        .put(b.url("/api/hud/settings?repo=alice/web"))
-        .bearer_auth(&owner)
-        .json(&json!({"public": true, "embedAllowed": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    b.set_hud("web", true, false).await;
 
     // Viewers on B; the agent on A.
     let mut viewer = b.viewer(Some(&owner)).await;
@@ -65,15 +57,7 @@ async fn an_agent_on_node_a_reaches_viewers_and_owners_on_node_b() {
     assert!(hud["repoStatus"].get("path").is_none(), "no path on a public HUD, on any node");
 
     // Turned private on A: B drops its anonymous viewer of that HUD.
-    let r = a
-        .http()
-        .put(a.url("/api/hud/settings?repo=alice/web"))
-        .bearer_auth(&owner)
-        .json(&json!({"public": false, "embedAllowed": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    a.set_hud("web", false, false).await;
     loop {
         match recv_server(&mut public).await {
             flightdeck_protocol::ServerMessage::Error { message, topic, .. } => {

@@ -19,18 +19,6 @@ async fn running_task(relay: &Relay, agent: &mut Ws, id: &str, repo_name: &str, 
     .await;
 }
 
-async fn make_public(relay: &Relay, repo: &str, embed: bool) {
-    let r = relay
-        .http()
-        .put(relay.url(&format!("/api/hud/settings?repo=alice/{repo}")))
-        .bearer_auth(&relay.keys.owner)
-        .json(&json!({"public": true, "embedAllowed": embed}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
 #[tokio::test]
 async fn subscribe_answers_with_a_snapshot_per_topic_then_events() {
     let relay = Relay::start().await;
@@ -133,7 +121,7 @@ async fn nothing_is_lost_or_doubled_between_snapshot_and_events() {
 async fn fan_out_to_many_viewers_of_a_public_hud() {
     // Coalesced writes (several frames per write) must not reorder or lose anything.
     let relay = Relay::start_with(|s| s.write_coalesce_ms = 5).await;
-    make_public(&relay, "web", false).await;
+    relay.set_hud("web", true, false).await;
     let (mut agent, _) = relay.agent("mac").await;
     send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Dirty)], full: Some(true) }).await;
     running_task(&relay, &mut agent, "fan", "web", 1).await;
@@ -205,20 +193,12 @@ async fn a_stalled_viewer_is_closed_with_4001_and_the_fast_one_gets_everything()
 #[tokio::test]
 async fn a_hud_turned_private_drops_its_anonymous_viewers() {
     let relay = Relay::start().await;
-    make_public(&relay, "web", false).await;
+    relay.set_hud("web", true, false).await;
     let mut anonymous = relay.viewer(None).await;
     let mut viewer = relay.viewer(Some(&relay.keys.viewer)).await;
     assert_eq!(subscribe(&mut anonymous, "hud:alice/web").await["public"], true);
     subscribe(&mut viewer, "hud:alice/web").await;
-    let r = relay
-        .http()
-        .put(relay.url("/api/hud/settings?repo=alice/web"))
-        .bearer_auth(&relay.keys.owner)
-        .json(&json!({"public": false, "embedAllowed": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    relay.set_hud("web", false, false).await;
     match recv_server(&mut anonymous).await {
         ServerMessage::Error { message, topic, .. } => {
             assert_eq!((message.as_str(), topic.as_deref()), ("forbidden", Some("hud:alice/web")));

@@ -147,6 +147,19 @@ impl Relay {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sets alice's HUD of `repo` with her owner key, and checks it was accepted.
+    pub async fn set_hud(&self, repo: &str, public: bool, embed_allowed: bool) {
+        let r = self
+            .http()
+            .put(self.url(&format!("/api/hud/settings?repo=alice/{repo}")))
+            .bearer_auth(&self.keys.owner)
+            .json(&serde_json::json!({"public": public, "embedAllowed": embed_allowed}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "PUT /api/hud/settings for alice/{repo}");
+    }
+
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.http().get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
         text.lines()
