@@ -50,7 +50,7 @@ class XEvent(ctypes.Union):
 
 xlib.XGetWindowAttributes.argtypes = [Display, Window, ctypes.POINTER(XWindowAttributes)]
 xlib.XSendEvent.argtypes = [Display, Window, ctypes.c_int, ctypes.c_long, ctypes.POINTER(XEvent)]
-xlib.XFlush.argtypes = [Display]
+xlib.XSync.argtypes = [Display, ctypes.c_int]
 
 MAP_STATES = {0: "unmapped", 1: "unviewable", 2: "viewable"}
 
@@ -126,7 +126,9 @@ def main():
         event.xclient.format = 32
         event.xclient.l[0] = xlib.XInternAtom(display, b"WM_DELETE_WINDOW", 0)
         xlib.XSendEvent(display, window, 0, 0, ctypes.byref(event))
-        xlib.XFlush(display)
+        # A round trip, not just a flush: this process exits next, and a request still in the
+        # socket when the connection closes may never reach the app (seen under load).
+        xlib.XSync(display, 0)
         print(f"asked window {title!r} to close")
     else:
         sys.exit(f"unknown command {command}")
