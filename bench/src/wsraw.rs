@@ -178,23 +178,17 @@ impl RawWs {
             // Keep the unconsumed tail at the start of the buffer, then read more after it.
             self.buf.drain(..self.pos);
             self.pos = 0;
-            let len = self.buf.len();
-            self.buf.resize(len + READ_CHUNK, 0);
-            let read = self.stream.read(&mut self.buf[len..]);
+            // Read into spare capacity: resizing would zero READ_CHUNK bytes on every read, a
+            // cost paid per read, so more by the server that writes less at a time.
+            self.buf.reserve(READ_CHUNK);
+            let read = self.stream.read_buf(&mut self.buf);
             let read = match self.idle_timeout {
                 Some(idle) => tokio::time::timeout(idle, read).await.unwrap_or_else(|_| {
                     Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("nothing received for {idle:?}")))
                 }),
                 None => read.await,
             };
-            let n = match read {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e.into());
-                }
-            };
-            self.buf.truncate(len + n);
+            let n = read?;
             if n == 0 {
                 return Ok(false);
             }
