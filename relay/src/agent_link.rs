@@ -442,27 +442,47 @@ fn apply_events(
         }
     }
     tx.commit().map_err(crate::db::StoreError::from)?;
+    // Published per topic in runs (a burst is mostly one task's events), in the agent's order.
     let mut hud_tasks: HashMap<String, Option<String>> = HashMap::new();
+    let mut runs: Vec<(TopicKey, Vec<SeqEvent>)> = Vec::new();
+    let mut hud_runs: Vec<(TopicKey, Vec<HudEvent>)> = Vec::new();
     for (task_id, repo, seq, event) in stored {
-        let record = SeqEvent { seq, event };
-        st.hub.publish(&TopicKey::new(user, Topic::Task(task_id.clone())), &record);
         let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.clone() });
-        if !st.hub.has_subscribers(&key) {
-            continue;
-        }
-        let hud_task = match hud_tasks.get(&repo) {
-            Some(id) => id.clone(),
-            None => {
-                let id = db.hud_task_id(user, &repo)?;
-                hud_tasks.insert(repo.clone(), id.clone());
-                id
-            }
+        let hud_event = if st.hub.has_subscribers(&key) {
+            let hud_task = match hud_tasks.get(&repo) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = db.hud_task_id(user, &repo)?;
+                    hud_tasks.insert(repo.clone(), id.clone());
+                    id
+                }
+            };
+            (hud_task.as_deref() == Some(task_id.as_str()))
+                .then(|| HudEvent::TaskEvent(TaskEventRecord { task_id: task_id.clone(), seq, event: event.clone() }))
+        } else {
+            None
         };
-        if hud_task.as_deref() == Some(task_id.as_str()) {
-            st.hub.publish(&key, &HudEvent::TaskEvent(TaskEventRecord { task_id, seq, event: record.event }));
+        let task_key = TopicKey::new(user, Topic::Task(task_id));
+        push_run(&mut runs, task_key, SeqEvent { seq, event });
+        if let Some(hud_event) = hud_event {
+            push_run(&mut hud_runs, key, hud_event);
         }
     }
+    for (key, events) in &runs {
+        st.hub.publish_many(key, events);
+    }
+    for (key, events) in &hud_runs {
+        st.hub.publish_many(key, events);
+    }
     Ok(unknown)
+}
+
+/// Appends `item` to the last run when it has the same key, else starts a new run.
+fn push_run<T>(runs: &mut Vec<(TopicKey, Vec<T>)>, key: TopicKey, item: T) {
+    match runs.last_mut() {
+        Some((last, items)) if *last == key => items.push(item),
+        _ => runs.push((key, vec![item])),
+    }
 }
 
 /// Stores a `git-status` and publishes what changed: repos (in full to the owner, public view to

@@ -161,6 +161,37 @@ impl Hub {
         Self::fan_out(&mut topics, key, frame, &self.metrics);
     }
 
+    /// Publishes several payloads of one topic, in order. Each subscriber gets all of them
+    /// queued back to back, so its writer, woken by the first, finds the rest waiting and
+    /// sends them in one write instead of racing the publisher frame by frame.
+    pub fn publish_many<P: Serialize>(&self, key: &TopicKey, payloads: &[P]) {
+        if payloads.is_empty() {
+            return;
+        }
+        let broker = self.broker.get();
+        let mut topics = self.lock();
+        if broker.is_none() && !topics.contains_key(key) {
+            return;
+        }
+        let topic = key.topic.to_string();
+        let frames: Vec<Frame> = payloads.iter().map(|p| Frame::from(encode_event(&topic, p))).collect();
+        if let Some(broker) = broker {
+            for frame in &frames {
+                broker.send(BrokerMessage::Event {
+                    node: broker.node().to_string(),
+                    user: key.user.clone(),
+                    topic: topic.clone(),
+                    frame: frame.as_str().to_string(),
+                });
+            }
+        }
+        let Some(subs) = topics.get_mut(key) else { return };
+        subs.retain(|s| frames.iter().all(|frame| s.offer(frame.clone(), &self.metrics)));
+        if subs.is_empty() {
+            topics.remove(key);
+        }
+    }
+
     /// Delivers a frame another node published to this node's subscribers.
     pub fn deliver(&self, key: &TopicKey, frame: Frame) {
         let mut topics = self.lock();
@@ -383,6 +414,32 @@ mod tests {
         assert_eq!(metrics.queue_drops.load(Ordering::Relaxed), 1);
         hub.unsubscribe(&key, 2);
         assert!(!hub.has_subscribers(&key));
+    }
+
+    #[test]
+    fn a_burst_reaches_each_viewer_in_order_and_overflow_closes_only_the_slow_one() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone());
+        let key = TopicKey::new("alice", Topic::Tasks);
+        let (slow, _slow_rx) = subscriber(1, 2);
+        let (fast, mut fast_rx) = subscriber(2, 8);
+        let slow_closer = slow.closer.clone();
+        hub.subscribe(key.clone(), slow);
+        hub.subscribe(key.clone(), fast);
+        let burst: Vec<serde_json::Value> = (1..=3).map(|n| serde_json::json!({ "n": n })).collect();
+        hub.publish_many(&key, &burst);
+        assert_eq!(slow_closer.code(), flightdeck_protocol::close::TOO_SLOW);
+        assert_eq!(metrics.queue_drops.load(Ordering::Relaxed), 1);
+        for n in 1..=3 {
+            let frame = fast_rx.try_recv().unwrap();
+            assert_eq!(frame.as_str(), format!(r#"{{"type":"event","topic":"tasks","payload":{{"n":{n}}}}}"#));
+        }
+        assert!(fast_rx.try_recv().is_err());
+        // The slow viewer is gone from the topic; nothing is queued for nobody.
+        hub.publish_many::<serde_json::Value>(&key, &[]);
+        hub.publish_many(&key, &burst[..1]);
+        assert!(fast_rx.try_recv().is_ok());
+        assert_eq!(metrics.queue_drops.load(Ordering::Relaxed), 1);
     }
 
     #[test]
