@@ -16,6 +16,10 @@ use crate::metrics::Metrics;
 
 /// The read buffer of each connection: small, so idle sockets cost little memory.
 pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// How much a socket's writer gathers before a write: a busy viewer's batch (see
+/// [`write_loop`]) goes out in one syscall. The buffer grows only as far as a batch needs, so
+/// an idle viewer pays nothing for it.
+pub const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 /// Frames written per flush at most, so one busy socket cannot hog its writer forever.
 const MAX_BATCH: usize = 512;
 /// How long a closing socket may take to get its close frame out to a slow peer.
@@ -27,7 +31,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(10);
 pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade {
     let hard_cap = settings.max_frame_bytes.saturating_mul(2).max(READ_BUFFER_BYTES);
     ws.read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(READ_BUFFER_BYTES * 2)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
 }
