@@ -317,7 +317,10 @@ impl Worker {
             .parse()
             .map_err(|_| SessionEnd::Fatal("the key contains characters not allowed in a header".into()))?;
         request.headers_mut().insert("authorization", bearer);
-        match tokio::time::timeout(Duration::from_secs(20), tokio_tungstenite::connect_async(request)).await {
+        // Nagle off: the link already batches its writes, and a lone chunk must not wait for
+        // the relay's delayed ACK of the previous one.
+        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+        match tokio::time::timeout(Duration::from_secs(20), connect).await {
             Err(_) => Err(SessionEnd::Retry(format!("connecting to {endpoint} timed out"))),
             Ok(Ok((socket, _))) => Ok(socket),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
