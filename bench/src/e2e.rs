@@ -151,7 +151,7 @@ async fn save_to_viewer(saves: usize) -> Result<Vec<f64>> {
 /// Reads `repos` frames until the repo's status shows `main.rs` modified (or not).
 async fn wait_repo_event(viewer: &mut crate::wsraw::RawWs, agent: &mut Server, modified: bool) -> Result<()> {
     let mut matched = false;
-    let read = viewer.read_frames(|_, frame| {
+    let read = viewer.read_frames(|_, frame, _| {
         if find(frame, b"\"event\"").is_none() {
             return true;
         }

@@ -48,7 +48,7 @@ pub struct FanoutArgs {
     pub payload_bytes: usize,
     /// Publisher windows to run (messages not yet delivered to every subscriber that the
     /// publisher may have out), comma-separated; the headline is the best run within the p99 SLO.
-    #[arg(long, value_delimiter = ',', default_values_t = [16, 64, 256])]
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 32, 64, 96, 128, 192, 256])]
     pub windows: Vec<usize>,
     /// The latency bound (ms) a run's p99 must meet to be the headline (issue 3's target).
     #[arg(long, default_value_t = 100.0)]
@@ -64,7 +64,7 @@ impl FanoutArgs {
             viewers: 1000,
             messages: 10_000,
             payload_bytes: 200,
-            windows: vec![16, 64, 256],
+            windows: vec![16, 32, 64, 96, 128, 192, 256],
             p99_slo_ms: 100.0,
             idle_viewers: 10_000,
         }
@@ -75,7 +75,7 @@ impl FanoutArgs {
             viewers: 1000,
             messages: 2_000,
             payload_bytes: 200,
-            windows: vec![32, 256],
+            windows: vec![32, 128, 256],
             p99_slo_ms: 100.0,
             idle_viewers: 2_000,
         }
@@ -358,19 +358,20 @@ async fn subscriber(
     loop {
         let mut need_pong = false;
         let mut done = false;
-        let read = ws.read_frames(|opcode, frame| {
+        let read = ws.read_frames(|opcode, frame, at| {
             match proto {
                 Proto::Relay => {
                     if opcode == OP_TEXT {
                         if let Some(i) = find(frame, RELAY_MARKER) {
-                            done |= deliver(&frame[i + RELAY_MARKER.len()..], &mut tally, &progress, epoch, messages);
+                            done |=
+                                deliver(&frame[i + RELAY_MARKER.len()..], at, &mut tally, &progress, epoch, messages);
                         }
                     }
                 }
                 Proto::Nats => {
                     nats_buf.extend_from_slice(frame);
                     let consumed = nats_items(&nats_buf, |item| match item {
-                        NatsItem::Msg(body) => done |= deliver(body, &mut tally, &progress, epoch, messages),
+                        NatsItem::Msg(body) => done |= deliver(body, at, &mut tally, &progress, epoch, messages),
                         NatsItem::Ping => need_pong = true,
                         NatsItem::Err(e) => nats_error = Some(String::from_utf8_lossy(e).into_owned()),
                         NatsItem::Pong | NatsItem::Other => {}
@@ -406,10 +407,16 @@ async fn subscriber(
     Ok(tally)
 }
 
-/// Records one delivery; true when it was the last message.
-fn deliver(payload: &[u8], tally: &mut Tally, progress: &Progress, epoch: Instant, messages: usize) -> bool {
+/// Records one delivery, received at `now`; true when it was the last message.
+fn deliver(
+    payload: &[u8],
+    now: Instant,
+    tally: &mut Tally,
+    progress: &Progress,
+    epoch: Instant,
+    messages: usize,
+) -> bool {
     let Some((sent, seq)) = parse_stamp(payload) else { return false };
-    let now = Instant::now();
     let now_ns = now.duration_since(epoch).as_nanos() as u64;
     tally.latencies_us.push((now_ns.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32);
     tally.delivered += 1;

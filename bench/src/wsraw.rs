@@ -7,7 +7,7 @@
 //! Frames it sends are masked, as the RFC requires of clients. No extensions are negotiated,
 //! so no compression either.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +31,8 @@ pub struct RawWs {
     idle_timeout: Option<Duration>,
     /// Reads from the socket that returned data: how well the server batches its writes.
     pub reads: u64,
+    /// When the last read returned: the arrival time of every frame it completed.
+    received_at: Instant,
 }
 
 /// One frame received: its opcode and where its payload lies in the read buffer.
@@ -114,7 +116,15 @@ impl RawWs {
             bail!("upgrade refused: {}", head.lines().next().unwrap_or_default());
         }
         buf.drain(..end);
-        Ok(RawWs { stream, buf, pos: 0, mask_seed: port as u32 ^ 0x9e37_79b9, idle_timeout: None, reads: 0 })
+        Ok(RawWs {
+            stream,
+            buf,
+            pos: 0,
+            mask_seed: port as u32 ^ 0x9e37_79b9,
+            idle_timeout: None,
+            reads: 0,
+            received_at: Instant::now(),
+        })
     }
 
     /// Makes [`RawWs::read_frames`] fail when nothing arrives for `timeout`.
@@ -149,10 +159,12 @@ impl RawWs {
         Ok(())
     }
 
-    /// Calls `on_frame(opcode, payload)` for every frame until it returns `false` (then `Ok(true)`)
-    /// or the connection ends (`Ok(false)`). Pings are answered; fragmented messages are handed
-    /// over fragment by fragment (neither server fragments frames this small).
-    pub async fn read_frames(&mut self, mut on_frame: impl FnMut(u8, &[u8]) -> bool) -> Result<bool> {
+    /// Calls `on_frame(opcode, payload, received_at)` for every frame until it returns `false`
+    /// (then `Ok(true)`) or the connection ends (`Ok(false)`). `received_at` is when the read that
+    /// completed the frame returned: one clock reading per read, not per frame. Pings are
+    /// answered; fragmented messages are handed over fragment by fragment (neither server
+    /// fragments frames this small).
+    pub async fn read_frames(&mut self, mut on_frame: impl FnMut(u8, &[u8], Instant) -> bool) -> Result<bool> {
         loop {
             let mut pongs = Vec::new();
             while let Some(header) = parse_header(&self.buf[self.pos..]) {
@@ -166,7 +178,7 @@ impl RawWs {
                     OP_CLOSE => return Ok(false),
                     OP_PING => pongs.push(self.buf[start..end].to_vec()),
                     opcode => {
-                        if !on_frame(opcode, &self.buf[start..end]) {
+                        if !on_frame(opcode, &self.buf[start..end], self.received_at) {
                             return Ok(true);
                         }
                     }
@@ -192,6 +204,7 @@ impl RawWs {
             if n == 0 {
                 return Ok(false);
             }
+            self.received_at = Instant::now();
             self.reads += 1;
         }
     }
@@ -200,7 +213,7 @@ impl RawWs {
     pub async fn read_until(&mut self, needles: &[&[u8]]) -> Result<(usize, Vec<u8>)> {
         let mut found = None;
         let open = self
-            .read_frames(|_, payload| {
+            .read_frames(|_, payload, _| {
                 if let Some(i) = needles.iter().position(|n| find(payload, n).is_some()) {
                     found = Some((i, payload.to_vec()));
                     return false;
