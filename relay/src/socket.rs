@@ -36,7 +36,7 @@ pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade 
         .max_frame_size(hard_cap)
 }
 
-/// Writes queued frames in batches (drain the queue, feed each, one flush) until the closer
+/// Writes queued frames in batches (take the queue, feed each, one flush) until the closer
 /// fires or the queue ends, then sends the close frame.
 ///
 /// `coalesce` bounds the write rate of a busy socket: a frame arriving less than `coalesce`
@@ -51,30 +51,34 @@ pub async fn write_loop(
 ) {
     let mut last_flush: Option<tokio::time::Instant> = None;
     loop {
-        let first = tokio::select! {
+        // Everything queued, taken at once (one wake-up and one permit release per batch, not
+        // per frame). A fresh Vec each time: an idle socket keeps no batch capacity around.
+        let mut batch: Vec<Frame> = Vec::new();
+        let got = tokio::select! {
             biased;
             _ = closer.closed() => break,
-            frame = rx.recv() => frame,
+            got = rx.recv_many(&mut batch, MAX_BATCH) => got,
         };
-        let Some(first) = first else { break };
+        if got == 0 {
+            break;
+        }
         if let Some(at) = last_flush.map(|t| t + coalesce).filter(|at| *at > tokio::time::Instant::now()) {
             tokio::select! {
                 biased;
                 _ = closer.closed() => break,
                 _ = tokio::time::sleep_until(at) => {}
             }
-        }
-        let write = async {
-            sink.feed(Message::Text(first)).await?;
-            let mut n = 1u64;
-            while (n as usize) < MAX_BATCH {
+            while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(frame) => {
-                        sink.feed(Message::Text(frame)).await?;
-                        n += 1;
-                    }
+                    Ok(frame) => batch.push(frame),
                     Err(_) => break,
                 }
+            }
+        }
+        let write = async {
+            let n = batch.len() as u64;
+            for frame in batch {
+                sink.feed(Message::Text(frame)).await?;
             }
             sink.flush().await?;
             Ok::<u64, axum::Error>(n)
