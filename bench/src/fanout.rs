@@ -735,14 +735,12 @@ mod tests {
         assert_eq!(parse_stamp(b"000000000000001x0000000001"), None);
     }
 
+    fn run(window: usize, deliveries_per_s: f64, p99_ms: f64) -> LoadFigures {
+        LoadFigures { window, deliveries_per_s, p99_ms, ..LoadFigures::default() }
+    }
+
     #[test]
     fn the_headline_is_the_fastest_run_within_the_slo() {
-        let run = |window, deliveries_per_s, p99_ms| LoadFigures {
-            window,
-            deliveries_per_s,
-            p99_ms,
-            ..LoadFigures::default()
-        };
         let runs = [run(16, 1e6, 20.0), run(64, 2e6, 80.0), run(256, 3e6, 150.0)];
         assert_eq!(headline(&runs, 100.0).unwrap().window, 64);
         assert_eq!(headline(&runs, 10.0).unwrap().window, 16);
@@ -754,12 +752,6 @@ mod tests {
 
     #[test]
     fn the_matched_run_is_the_fastest_at_no_worse_p99() {
-        let run = |window, deliveries_per_s, p99_ms| LoadFigures {
-            window,
-            deliveries_per_s,
-            p99_ms,
-            ..LoadFigures::default()
-        };
         let runs = [run(16, 1e6, 20.0), run(64, 2e6, 40.0), run(256, 3e6, 90.0)];
         assert_eq!(at_p99(&runs, 55.0).unwrap().window, 64);
         assert_eq!(at_p99(&runs, 40.0).unwrap().window, 64);

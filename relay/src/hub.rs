@@ -391,16 +391,26 @@ mod tests {
         (Subscriber { viewer_id: id, tx, closer: Closer::new(), privileged: false }, rx)
     }
 
-    #[test]
-    fn a_full_queue_closes_only_its_viewer_and_frames_are_shared() {
+    /// A hub with two viewers of alice's `tasks`: a slow one (queue of `slow_capacity`) and a
+    /// fast one (queue of 8).
+    #[allow(clippy::type_complexity)]
+    fn slow_and_fast(
+        slow_capacity: usize,
+    ) -> (Arc<Metrics>, Hub, TopicKey, Arc<Closer>, mpsc::Receiver<Frame>, mpsc::Receiver<Frame>) {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(metrics.clone());
         let key = TopicKey::new("alice", Topic::Tasks);
-        let (slow, _slow_rx) = subscriber(1, 1);
-        let (fast, mut fast_rx) = subscriber(2, 8);
+        let (slow, slow_rx) = subscriber(1, slow_capacity);
+        let (fast, fast_rx) = subscriber(2, 8);
         let slow_closer = slow.closer.clone();
         hub.subscribe(key.clone(), slow);
         hub.subscribe(key.clone(), fast);
+        (metrics, hub, key, slow_closer, slow_rx, fast_rx)
+    }
+
+    #[test]
+    fn a_full_queue_closes_only_its_viewer_and_frames_are_shared() {
+        let (metrics, hub, key, slow_closer, _slow_rx, mut fast_rx) = slow_and_fast(1);
         hub.publish(&key, &serde_json::json!({"n": 1}));
         hub.publish(&key, &serde_json::json!({"n": 2}));
         assert_eq!(slow_closer.code(), flightdeck_protocol::close::TOO_SLOW);
@@ -418,14 +428,7 @@ mod tests {
 
     #[test]
     fn a_burst_reaches_each_viewer_in_order_and_overflow_closes_only_the_slow_one() {
-        let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(metrics.clone());
-        let key = TopicKey::new("alice", Topic::Tasks);
-        let (slow, _slow_rx) = subscriber(1, 2);
-        let (fast, mut fast_rx) = subscriber(2, 8);
-        let slow_closer = slow.closer.clone();
-        hub.subscribe(key.clone(), slow);
-        hub.subscribe(key.clone(), fast);
+        let (metrics, hub, key, slow_closer, _slow_rx, mut fast_rx) = slow_and_fast(2);
         let burst: Vec<serde_json::Value> = (1..=3).map(|n| serde_json::json!({ "n": n })).collect();
         hub.publish_many(&key, &burst);
         assert_eq!(slow_closer.code(), flightdeck_protocol::close::TOO_SLOW);
