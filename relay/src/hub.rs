@@ -143,22 +143,7 @@ impl Hub {
     /// Serializes `payload` once as an `event` of `key`'s topic and queues it for every
     /// subscriber. Costs nothing when nobody listens.
     pub fn publish<P: Serialize>(&self, key: &TopicKey, payload: &P) {
-        let broker = self.broker.get();
-        let mut topics = self.lock();
-        if broker.is_none() && !topics.contains_key(key) {
-            return;
-        }
-        let topic = key.topic.to_string();
-        let frame: Frame = encode_event(&topic, payload).into();
-        if let Some(broker) = broker {
-            broker.send(BrokerMessage::Event {
-                node: broker.node().to_string(),
-                user: key.user.clone(),
-                topic,
-                frame: frame.as_str().to_string(),
-            });
-        }
-        Self::fan_out(&mut topics, key, frame, &self.metrics);
+        self.publish_many(key, std::slice::from_ref(payload));
     }
 
     /// Publishes several payloads of one topic, in order. Each subscriber gets all of them
@@ -185,22 +170,19 @@ impl Hub {
                 });
             }
         }
-        let Some(subs) = topics.get_mut(key) else { return };
-        subs.retain(|s| frames.iter().all(|frame| s.offer(frame.clone(), &self.metrics)));
-        if subs.is_empty() {
-            topics.remove(key);
-        }
+        Self::fan_out(&mut topics, key, &frames, &self.metrics);
     }
 
     /// Delivers a frame another node published to this node's subscribers.
     pub fn deliver(&self, key: &TopicKey, frame: Frame) {
         let mut topics = self.lock();
-        Self::fan_out(&mut topics, key, frame, &self.metrics);
+        Self::fan_out(&mut topics, key, std::slice::from_ref(&frame), &self.metrics);
     }
 
-    fn fan_out(topics: &mut HashMap<TopicKey, Vec<Subscriber>>, key: &TopicKey, frame: Frame, metrics: &Metrics) {
+    /// Queues `frames` for each subscriber of `key`; one that is full is dropped (and closed).
+    fn fan_out(topics: &mut HashMap<TopicKey, Vec<Subscriber>>, key: &TopicKey, frames: &[Frame], metrics: &Metrics) {
         let Some(subs) = topics.get_mut(key) else { return };
-        subs.retain(|s| s.offer(frame.clone(), metrics));
+        subs.retain(|s| frames.iter().all(|frame| s.offer(frame.clone(), metrics)));
         if subs.is_empty() {
             topics.remove(key);
         }
