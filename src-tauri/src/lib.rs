@@ -81,7 +81,6 @@ pub fn run() {
             tauri::async_runtime::spawn(stop_on_signal(app.handle().clone()));
             Ok(())
         })
-        .on_page_load(show_when_loaded)
         .on_window_event(keep_running_on_close)
         .build(context())
         .expect("cannot build the Flightdeck app");
@@ -94,28 +93,12 @@ pub fn run() {
     });
 }
 
-/// The main window starts hidden (`visible: false` in tauri.conf.json) and is shown once its
-/// page has loaded: no blank window while the agent starts, and by then the event loop has
-/// wired up the window's close handler (tao connects it from the running loop, so a close
-/// arriving on a window mapped before that would be lost). Later loads (a reload) leave the
-/// window as the user put it.
-fn show_when_loaded<R: Runtime>(webview: &tauri::Webview<R>, payload: &tauri::webview::PageLoadPayload<'_>) {
-    static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if webview.label() == MAIN_WINDOW
-        && payload.event() == tauri::webview::PageLoadEvent::Finished
-        && !SHOWN.swap(true, std::sync::atomic::Ordering::SeqCst)
-    {
-        show_window(webview.app_handle());
-    }
-}
-
 /// Closing the window hides it: the agent (and the tray) keep running until Quit.
 pub fn keep_running_on_close<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
     if let WindowEvent::CloseRequested { api, .. } = event {
         if window.label() == MAIN_WINDOW {
             api.prevent_close();
-            let hidden = window.hide();
-            tracing::info!(?hidden, "window closed: hidden, the agent keeps running");
+            let _ = window.hide();
         }
     }
 }
