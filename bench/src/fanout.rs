@@ -558,25 +558,11 @@ pub async fn relay_agent(relay: &Relay, task_id: &str) -> Result<RawWs> {
         bail!("the relay refused the agent: {}", String::from_utf8_lossy(&frame));
     }
     let now = chrono::Utc::now();
-    let task = Task {
-        id: task_id.into(),
-        title: "bench".into(),
-        repo: "bench".into(),
-        agent_id: Some("bench-agent".into()),
-        executor: Executor::Shell,
-        payload: TaskPayload { command: Some("bench".into()), ..TaskPayload::default() },
-        status: TaskStatus::Running,
-        source: TaskSource::Local,
-        created_at: now,
-        started_at: Some(now),
-        finished_at: None,
-        summary: None,
-        error: None,
-        cost_usd: None,
-        input_tokens: None,
-        output_tokens: None,
-        last_seq: 0,
-    };
+    let payload = TaskPayload { command: Some("bench".into()), ..TaskPayload::default() };
+    let mut task = Task::queued(task_id, "bench", "bench", Executor::Shell, payload, TaskSource::Local, now);
+    task.agent_id = Some("bench-agent".into());
+    task.status = TaskStatus::Running;
+    task.started_at = Some(now);
     ws.send(OP_TEXT, AgentMessage::TaskUpdate { task }.to_json().as_bytes()).await?;
     Ok(ws)
 }
