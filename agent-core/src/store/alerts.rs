@@ -4,6 +4,7 @@ use chrono::Utc;
 use flightdeck_protocol::{Alert, Severity};
 use rusqlite::{params, OptionalExtension};
 
+use super::outbox::{insert_ref, OutboxKind};
 use super::{json_rows, Result, Store};
 
 /// Filters for [`Store::alerts`].
@@ -16,8 +17,11 @@ pub struct AlertFilter {
 }
 
 impl Store {
+    /// Inserts or replaces an alert, and queues its new state for the relay link.
     pub fn insert_alert(&self, alert: &Alert) -> Result<()> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "INSERT OR REPLACE INTO alerts (id, severity, kind, repo, task_id, acknowledged, created_at, json)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -31,6 +35,11 @@ impl Store {
                 serde_json::to_string(alert)?
             ],
         )?;
+        insert_ref(&tx, OutboxKind::Alert, &alert.id)?;
+        let head = tx.last_insert_rowid();
+        tx.commit()?;
+        drop(conn);
+        self.advance_outbox(head);
         Ok(())
     }
 

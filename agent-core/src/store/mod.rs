@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
+use tokio::sync::watch;
 
 mod alerts;
 mod outbox;
@@ -19,7 +20,8 @@ mod settings;
 mod tasks;
 
 pub use alerts::AlertFilter;
-pub use tasks::TaskFilter;
+pub use outbox::{OutboxItem, OutboxRow};
+pub use tasks::{Recorded, TaskFilter};
 
 /// Errors of the store. All are internal: a broken or unwritable database file.
 #[derive(Debug, thiserror::Error)]
@@ -97,20 +99,40 @@ const MIGRATIONS: &[&str] = &[
         confirmed INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     "#,
+    // 4: the outbox proper. Everything the relay link sends about tasks and alerts, in the order
+    // it happened: task events as they leave the machine (redacted, see `runner::recorder`), and
+    // references to tasks and alerts whose latest state is to be sent.
+    r#"
+    CREATE TABLE outbox (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind    TEXT NOT NULL,
+        ref_id  TEXT NOT NULL,
+        seq     INTEGER,
+        json    TEXT
+    );
+    CREATE UNIQUE INDEX outbox_events ON outbox (ref_id, seq) WHERE kind = 'event';
+    "#,
 ];
 
 /// A handle to the agent's database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// The id of the newest outbox row, so the relay link wakes when there is more to send.
+    outbox_head: Arc<watch::Sender<i64>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) `flightdeck.db` in `data_dir`, in WAL mode, migrated.
+    /// Opens (creating if needed) `flightdeck.db` in `data_dir`, in WAL mode, migrated. The
+    /// directory is made private to its owner (0700) and the database files 0600: they hold the
+    /// relay key, every transcript and every tool output.
     pub fn open(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
-        let conn = Connection::open(data_dir.join("flightdeck.db"))?;
+        let data_dir_error = |source| StoreError::DataDir { path: data_dir.display().to_string(), source };
+        make_private_dir(data_dir).map_err(data_dir_error)?;
+        let db = data_dir.join("flightdeck.db");
+        // SQLite gives the -wal and -shm files the mode of the database file.
+        make_private_file(&db).map_err(data_dir_error)?;
+        let conn = Connection::open(&db)?;
         Store::from_connection(conn)
     }
 
@@ -125,7 +147,8 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        let head: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox", [], |r| r.get(0))?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), outbox_head: Arc::new(watch::channel(head).0) })
     }
 
     /// The connection, for the `impl Store` blocks of each area.
@@ -145,6 +168,33 @@ pub(crate) fn json_rows<T: serde::de::DeserializeOwned>(
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
     rows.map(|json| Ok(serde_json::from_str(&json?)?)).collect()
+}
+
+/// Creates `dir` (and its parents) and sets it to 0700 on Unix.
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `file` if needed and sets it to 0600 on Unix.
+pub fn make_private_file(file: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(file)?;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    options.open(file)?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -172,5 +222,26 @@ mod tests {
         assert_eq!(store.setting("relay.url").unwrap().as_deref(), Some("ws://example"));
         let version: i64 = store.conn().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version as usize, MIGRATIONS.len());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_and_database_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = Store::open(&data).unwrap();
+        store.set_setting("relay.key", "fdk_secret").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700, "data dir");
+        for name in ["flightdeck.db", "flightdeck.db-wal", "flightdeck.db-shm"] {
+            let path = data.join(name);
+            if path.exists() {
+                assert_eq!(mode(&path), 0o600, "{name}");
+            }
+        }
+        assert!(data.join("flightdeck.db-wal").exists(), "WAL mode makes a -wal file");
     }
 }

@@ -1,16 +1,138 @@
-//! The outbox of the relay link: which tasks the relay may still lack.
+//! The outbox of the relay link: what to send, in the order it happened, and which tasks the
+//! relay may still lack.
 //!
-//! Events are never copied into a separate queue: `task_events` is the outbox. `relay_sync`
-//! records, per task, the highest `seq` the relay confirmed (from `welcome.lastSeqs`) and whether
-//! the relay is known to hold the task's final state. A task without a confirmed row is resent
-//! (its latest state, then its events after `relay_seq`) on every connection until confirmed.
+//! The `outbox` table is one ordered queue of everything the link sends about tasks and alerts:
+//! - `event` rows: a task event as it leaves the machine (the recorder writes the redacted form
+//!   here in the same transaction as the original in `task_events`; the two share `seq`),
+//! - `task` and `alert` rows: a reference to a task or alert whose latest state is to be sent
+//!   (the link reads and redacts the current row when it gets there: the latest state wins).
+//!
+//! Rows are never dropped on the way: the link keeps a cursor (the last row id it sent) and reads
+//! pages after it, woken by [`Store::outbox_head`]. A slow link or a burst delays rows; nothing is
+//! lost, and the only bound is the disk. `relay_sync` records, per task, the highest `seq` the
+//! relay confirmed (from `welcome.lastSeqs`) and whether the relay is known to hold the task's
+//! final state; a task without a confirmed row is resent on every connection until confirmed.
 
-use flightdeck_protocol::Task;
-use rusqlite::params;
+use flightdeck_protocol::event::TaskEventRecord;
+use flightdeck_protocol::{Alert, SeqEvent, Task};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::watch;
 
 use super::{json_rows, Result, Store};
 
+/// One row of the outbox, with what the link needs to send it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxItem {
+    /// A task event, already redacted.
+    Event(TaskEventRecord),
+    /// The task's current state (not redacted: the link redacts it before sending).
+    Task(Task),
+    /// The alert's current state (not redacted).
+    Alert(Alert),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub item: OutboxItem,
+}
+
+/// What `outbox` rows reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutboxKind {
+    Task,
+    Alert,
+}
+
 impl Store {
+    /// The id of the newest outbox row; changes whenever rows are added.
+    pub fn outbox_head(&self) -> watch::Receiver<i64> {
+        self.outbox_head.subscribe()
+    }
+
+    /// The newest outbox row id now.
+    pub fn outbox_head_id(&self) -> i64 {
+        *self.outbox_head.borrow()
+    }
+
+    /// At most `limit` outbox rows after `after`, oldest first. A reference to a task or alert
+    /// that no longer exists is skipped.
+    pub fn outbox_after(&self, after: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT o.id, o.kind, o.ref_id, o.seq, COALESCE(o.json, t.json, a.json)
+             FROM outbox o
+             LEFT JOIN tasks t ON o.kind = 'task' AND t.id = o.ref_id
+             LEFT JOIN alerts a ON o.kind = 'alert' AND a.id = o.ref_id
+             WHERE o.id > ?1 ORDER BY o.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, ref_id, seq, json) = row?;
+            let Some(json) = json else { continue };
+            let item = match kind.as_str() {
+                "event" => OutboxItem::Event(TaskEventRecord {
+                    task_id: ref_id,
+                    seq: seq.unwrap_or_default() as u64,
+                    event: serde_json::from_str(&json)?,
+                }),
+                "task" => OutboxItem::Task(serde_json::from_str(&json)?),
+                "alert" => OutboxItem::Alert(serde_json::from_str(&json)?),
+                _ => continue,
+            };
+            out.push(OutboxRow { id, item });
+        }
+        Ok(out)
+    }
+
+    /// At most `limit` of a task's events as they leave the machine, with `seq > after`.
+    pub fn wire_events_after(&self, task_id: &str, after: u64, limit: u32) -> Result<Vec<SeqEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, json FROM outbox WHERE kind = 'event' AND ref_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![task_id, after as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, json) = row?;
+            out.push(SeqEvent { seq: seq as u64, event: serde_json::from_str(&json)? });
+        }
+        Ok(out)
+    }
+
+    /// The highest `seq` of a task whose outgoing form is in the outbox (0: none).
+    pub fn last_wire_seq(&self, task_id: &str) -> Result<u64> {
+        let seq: Option<i64> = self
+            .conn()
+            .query_row("SELECT MAX(seq) FROM outbox WHERE kind = 'event' AND ref_id = ?1", [task_id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    /// Writes the outgoing form of events whose originals are already recorded (a task whose
+    /// redaction was cut short by a crash, or recorded before the outbox existed).
+    pub fn append_wire_events(&self, task_id: &str, wire: &[SeqEvent]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        insert_wire(&tx, task_id, wire)?;
+        let head = tx.last_insert_rowid();
+        tx.commit()?;
+        self.advance_outbox(head);
+        Ok(())
+    }
+
     /// Tasks the relay is not known to hold completely, oldest first.
     pub fn unconfirmed_tasks(&self) -> Result<Vec<Task>> {
         json_rows(
@@ -31,4 +153,37 @@ impl Store {
         )?;
         Ok(())
     }
+
+    /// Wakes the link after a commit that added outbox rows up to `head`.
+    pub(crate) fn advance_outbox(&self, head: i64) {
+        self.outbox_head.send_if_modified(|current| {
+            let newer = head > *current;
+            if newer {
+                *current = head;
+            }
+            newer
+        });
+    }
+}
+
+/// Inserts the outgoing form of events (a row already there for a `seq` is kept).
+pub(crate) fn insert_wire(conn: &Connection, task_id: &str, wire: &[SeqEvent]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO outbox (kind, ref_id, seq, json) VALUES ('event', ?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for event in wire {
+        stmt.execute(params![task_id, event.seq as i64, serde_json::to_string(&event.event)?])?;
+    }
+    Ok(())
+}
+
+/// Queues the latest state of a task or alert for the link.
+pub(crate) fn insert_ref(conn: &Connection, kind: OutboxKind, id: &str) -> Result<()> {
+    let kind = match kind {
+        OutboxKind::Task => "task",
+        OutboxKind::Alert => "alert",
+    };
+    conn.prepare_cached("INSERT INTO outbox (kind, ref_id) VALUES (?1, ?2)")?.execute(params![kind, id])?;
+    Ok(())
 }

@@ -8,7 +8,22 @@
 use flightdeck_protocol::{Executor, SeqEvent, Task, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 
+use super::outbox::{insert_ref, insert_wire, OutboxKind};
 use super::{json_rows, Result, Store};
+
+/// One write of the recorder: see [`Store::record`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recorded<'a> {
+    pub task: Option<&'a Task>,
+    /// The original events (the local transcript).
+    pub events: &'a [SeqEvent],
+    /// `(tool id, full output)` of tool outputs the events carry truncated.
+    pub tool_outputs: &'a [(String, String)],
+    /// The outgoing form of events (these or earlier ones held back by redaction), in `seq` order.
+    pub wire: &'a [SeqEvent],
+    /// Queue the task's new state for the relay link.
+    pub announce: bool,
+}
 
 /// Filters for [`Store::tasks`]; `limit` 0 means the default (50).
 #[derive(Debug, Clone, Default)]
@@ -21,25 +36,55 @@ pub struct TaskFilter {
 }
 
 impl Store {
-    /// Inserts or replaces a task.
+    /// Inserts or replaces a task, and queues its new state for the relay link.
     pub fn save_task(&self, task: &Task) -> Result<()> {
-        save_task(&self.conn(), task)
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        save_task(&tx, task)?;
+        insert_ref(&tx, OutboxKind::Task, &task.id)?;
+        let head = tx.last_insert_rowid();
+        tx.commit()?;
+        drop(conn);
+        self.advance_outbox(head);
+        Ok(())
     }
 
     /// Writes a batch of a task's events and the task itself (with its new `last_seq`) in one
-    /// transaction: either both are on disk or neither is.
+    /// transaction: either both are on disk or neither is. Only the local transcript: see
+    /// [`Store::record`] for what also goes to the relay.
     pub fn record_events(&self, task: &Task, events: &[SeqEvent]) -> Result<()> {
+        self.record(Recorded { task: Some(task), events, ..Default::default() })
+    }
+
+    /// Writes what the recorder produced, in one transaction: the original events, the task,
+    /// full tool outputs, the events' outgoing (redacted) form for the outbox, and, when
+    /// `announce`, a reference that makes the link send the task's new state.
+    pub fn record(&self, batch: Recorded<'_>) -> Result<()> {
+        let Some(task) = batch.task else { return Ok(()) };
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         {
             let mut stmt =
                 tx.prepare_cached("INSERT OR REPLACE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)")?;
-            for event in events {
+            for event in batch.events {
                 stmt.execute(params![task.id, event.seq as i64, serde_json::to_string(&event.event)?])?;
+            }
+            let mut stmt = tx
+                .prepare_cached("INSERT OR REPLACE INTO tool_outputs (task_id, tool_id, output) VALUES (?1, ?2, ?3)")?;
+            for (tool_id, output) in batch.tool_outputs {
+                stmt.execute(params![task.id, tool_id, output])?;
             }
         }
         save_task(&tx, task)?;
+        // The task reference goes before the events: the relay must know a task before its events.
+        if batch.announce {
+            insert_ref(&tx, OutboxKind::Task, &task.id)?;
+        }
+        insert_wire(&tx, &task.id, batch.wire)?;
+        let head = tx.last_insert_rowid();
         tx.commit()?;
+        drop(conn);
+        self.advance_outbox(head);
         Ok(())
     }
 
