@@ -20,6 +20,10 @@ export type AgentEvent = ({
   alert: Alert;
   type: "alert";
 }) | ({
+  /**
+   * Why the link stopped, when `status` is `stopped`.
+   */
+  error?: CommandError | null;
   status: LinkStatus;
   type: "link";
 }) | ({
@@ -190,6 +194,10 @@ export type CockpitState = {
    */
   alerts: Alert[];
   link: LinkStatus;
+  /**
+   * Why the link stopped, when `link` is `stopped`.
+   */
+  linkError?: CommandError | null;
   repos: RepoStatus[];
   settings: SettingsView;
   /**
@@ -349,7 +357,7 @@ export type KeyScope = "agent" | "owner" | "viewer";
 /**
  * The relay link as the window sees it.
  */
-export type LinkStatus = ("connecting" | "connected") | "off" | "disconnected";
+export type LinkStatus = ("connecting" | "connected") | "off" | "disconnected" | "stopped";
 
 /**
  * `POST /api/login`

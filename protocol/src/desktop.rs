@@ -233,6 +233,10 @@ pub enum LinkStatus {
     Connected,
     /// Configured but not connected (retrying with backoff).
     Disconnected,
+    /// The relay refused this agent for good (key revoked or refused, replaced by another agent
+    /// with the same id); the link does not retry until the settings change. The `error` next to
+    /// the status says why, with a code (`link_key_revoked`, `link_replaced`, ...).
+    Stopped,
 }
 
 /// `cockpit_state`: the whole picture at once, for the window's first render.
@@ -247,6 +251,9 @@ pub struct CockpitState {
     pub alerts: Vec<Alert>,
     pub settings: SettingsView,
     pub link: LinkStatus,
+    /// Why the link stopped, when `link` is `stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_error: Option<CommandError>,
 }
 
 /// A change the agent pushes to every front end (Tauri event [`EVENT`]).
@@ -254,14 +261,33 @@ pub struct CockpitState {
 #[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub enum AgentEvent {
-    RepoStatus { repo: RepoStatus },
-    RepoRemoved { id: String },
-    TaskUpdate { task: Task },
-    TaskEvent { record: TaskEventRecord },
-    Alert { alert: Alert },
-    Link { status: LinkStatus },
-    Watching { paused: bool },
-    Settings { settings: SettingsView },
+    RepoStatus {
+        repo: RepoStatus,
+    },
+    RepoRemoved {
+        id: String,
+    },
+    TaskUpdate {
+        task: Task,
+    },
+    TaskEvent {
+        record: TaskEventRecord,
+    },
+    Alert {
+        alert: Alert,
+    },
+    Link {
+        status: LinkStatus,
+        /// Why the link stopped, when `status` is `stopped`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<CommandError>,
+    },
+    Watching {
+        paused: bool,
+    },
+    Settings {
+        settings: SettingsView,
+    },
 }
 
 #[cfg(test)]
@@ -279,7 +305,7 @@ mod tests {
             json,
             serde_json::json!({"type": "task-event", "record": {"taskId": "t1", "seq": 1, "event": {"kind": "done", "summary": "ok"}}})
         );
-        let link = serde_json::to_value(AgentEvent::Link { status: LinkStatus::Connected }).unwrap();
+        let link = serde_json::to_value(AgentEvent::Link { status: LinkStatus::Connected, error: None }).unwrap();
         assert_eq!(link, serde_json::json!({"type": "link", "status": "connected"}));
 
         let request: StartTaskRequest = serde_json::from_value(serde_json::json!({
