@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flightdeck_protocol::api::EventsResponse;
@@ -30,18 +30,21 @@ use flightdeck_protocol::realtime::TaskSnapshot;
 use flightdeck_protocol::{
     AgentState, Alert, Executor, RepoStatus, Severity, Task, TaskPayload, TaskStatus, Timestamp,
 };
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 mod bus;
+mod link;
 
 pub use bus::{agent_info, CockpitBus};
+pub use link::LinkView;
 
-use crate::link::{Inbound, LinkConfig, LinkHandle, LinkState, Outbound, RelayLink};
+use crate::link::{Inbound, LinkConfig, Outbound};
 use crate::runner::{NewTask, RepoResolver, RunnerConfig, RunnerError, RunnerEvent, TaskRunner};
 use crate::store::{AlertFilter, Store, StoreError, TaskFilter};
 use crate::tray::{TrayInput, TrayModel};
 use crate::watch::{is_present, RepoSpec, RepoWatcher, WatchConfig, WatchError, WatchEvent, WatcherHandle};
+use link::{LinkControl, LinkParts, LinkTarget};
 
 /// Setting keys in the store's `settings` table.
 mod keys {
@@ -174,16 +177,10 @@ struct Inner {
     watcher: Arc<WatcherHandle>,
     runner: TaskRunner,
     events: broadcast::Sender<AgentEvent>,
-    link: tokio::sync::Mutex<Option<LinkHandle>>,
-    /// The current link's outbound queue, replaced when the link restarts.
-    /// A std Mutex: nothing awaits while holding it.
-    outbound: Mutex<Option<mpsc::UnboundedSender<Outbound>>>,
-    link_status: watch::Sender<LinkStatus>,
-    /// Counts link (re)starts, so the state follower of a replaced link cannot overwrite the
-    /// status of the current one.
-    link_generation: std::sync::atomic::AtomicU64,
-    inbound: mpsc::Sender<Inbound>,
-    link_template: Option<LinkConfig>,
+    /// The relay link's one owner (see `agent::link`).
+    link: LinkControl,
+    /// Restarts of the link are serialised, so the last settings saved are the ones it runs with.
+    link_settings: tokio::sync::Mutex<()>,
     started_at: Timestamp,
     stop: CancellationToken,
 }
@@ -264,25 +261,29 @@ impl Agent {
         let (events, _) = broadcast::channel(4096);
         let (inbound, inbound_rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
+        let link = LinkControl::start(LinkParts {
+            store: store.clone(),
+            template: config.link_template.clone(),
+            inbound,
+            redactors: runner.redactors(),
+            events: events.clone(),
+            stop: stop.clone(),
+        });
         let inner = Arc::new(Inner {
             store,
             data_dir,
             watcher,
             runner,
             events,
-            link: tokio::sync::Mutex::new(None),
-            outbound: Mutex::new(None),
-            link_status: watch::channel(LinkStatus::Off).0,
-            link_generation: std::sync::atomic::AtomicU64::new(0),
-            inbound,
-            link_template: config.link_template.clone(),
+            link,
+            link_settings: tokio::sync::Mutex::new(()),
             started_at: chrono::Utc::now(),
             stop: stop.clone(),
         });
         tokio::spawn(forward_watcher(inner.clone(), watch_events));
         tokio::spawn(forward_runner(inner.clone(), runner_events));
         tokio::spawn(serve_inbound(inner.clone(), inbound_rx));
-        inner.restart_link(&settings).await;
+        inner.restart_link().await;
         Ok(Agent { inner, _stop: stop.drop_guard() })
     }
 
@@ -311,7 +312,8 @@ impl Agent {
         let tasks = self.tasks(TaskQuery { limit: Some(COCKPIT_TASKS), ..Default::default() }).await?.tasks;
         let alerts = self.alerts(AlertQuery { acknowledged: Some(false), ..Default::default() }).await?.alerts;
         let settings = self.settings().await?;
-        Ok(CockpitState { repos, tasks, alerts, settings, link: self.link_status() })
+        let link = self.link_view();
+        Ok(CockpitState { repos, tasks, alerts, settings, link: link.status, link_error: link.error })
     }
 
     // ---- repos ----
@@ -495,7 +497,8 @@ impl Agent {
         let alert = blocking(move || store.acknowledge_alert(&alert_id))
             .await?
             .ok_or_else(|| AgentError::AlertNotFound(id.to_string()))?;
-        self.inner.publish(AgentEvent::Alert { alert: alert.clone() }, Some(Outbound::Alert(alert.clone())));
+        // The store queued it for the relay; the relay keeps the acknowledgement from then on.
+        self.inner.publish(AgentEvent::Alert { alert: alert.clone() }, None);
         Ok(alert)
     }
 
@@ -554,7 +557,7 @@ impl Agent {
         })
         .await?;
         if before.link_identity() != after.link_identity() {
-            self.inner.restart_link(&after).await;
+            self.inner.restart_link().await;
         }
         let view = after.view();
         let _ = self.inner.events.send(AgentEvent::Settings { settings: view.clone() });
@@ -562,7 +565,12 @@ impl Agent {
     }
 
     pub fn link_status(&self) -> LinkStatus {
-        *self.inner.link_status.borrow()
+        self.inner.link.view().status
+    }
+
+    /// The link's status and, when it stopped for good, why.
+    pub fn link_view(&self) -> LinkView {
+        self.inner.link.view()
     }
 
     /// The browser address of a repo's HUD (`<relay>/hud/<user>/<repo>`), or of the relay's
@@ -646,9 +654,7 @@ impl Agent {
                 left.push(task);
             }
         }
-        if let Some(link) = self.inner.link.lock().await.take() {
-            link.shutdown().await;
-        }
+        self.inner.link.shutdown().await;
         self.inner.stop.cancel();
         Ok(left)
     }
@@ -669,69 +675,38 @@ impl Inner {
         blocking(move || save_repo_list(&store, &paths)).await
     }
 
-    /// Sends an event to the front ends and, when there is a link, to the relay.
+    /// Sends an event to the front ends and, when there is a link, a live item to the relay.
     fn publish(&self, event: AgentEvent, outbound: Option<Outbound>) {
         let _ = self.events.send(event);
         if let Some(item) = outbound {
-            if let Some(tx) = self.outbound.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                let _ = tx.send(item);
+            self.link.publish(item);
+        }
+    }
+
+    /// Stops the current link (if any) and starts one with these settings (if configured); the
+    /// link status is set when this returns.
+    async fn restart_link(&self) {
+        let _serial = self.link_settings.lock().await;
+        // Read under the lock: of two settings changes, the link runs with the last one saved.
+        let store = self.store.clone();
+        let settings = match blocking(move || Settings::load(&store)).await {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the link settings");
+                return;
             }
-        }
-    }
-
-    fn set_link_status(&self, status: LinkStatus) {
-        let changed = self.link_status.send_if_modified(|current| {
-            let changed = *current != status;
-            *current = status;
-            changed
-        });
-        if changed {
-            let _ = self.events.send(AgentEvent::Link { status });
-        }
-    }
-
-    /// Stops the current link (if any) and starts one with these settings (if configured).
-    async fn restart_link(self: &Arc<Inner>, settings: &Settings) {
-        let mut slot = self.link.lock().await;
-        let generation = self.link_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if let Some(old) = slot.take() {
-            *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            old.shutdown().await;
-        }
-        let (Some(url), Some(key)) = (&settings.relay_url, &settings.relay_key) else {
-            self.set_link_status(LinkStatus::Off);
-            return;
         };
-        let mut config = match &self.link_template {
-            Some(template) => LinkConfig {
-                relay_url: url.clone(),
-                key: key.clone(),
-                agent_id: settings.agent_id.clone(),
-                ..template.clone()
-            },
-            None => LinkConfig::new(url.clone(), key.clone(), settings.agent_id.clone()),
+        let target = match (&settings.relay_url, &settings.relay_key) {
+            (Some(url), Some(key)) => {
+                Some(LinkTarget { url: url.clone(), key: key.clone(), agent_id: settings.agent_id.clone() })
+            }
+            _ => None,
         };
-        config.metadata.insert("app".into(), "flightdeck".into());
-        // Everything that leaves the machine is redacted with its repo's secrets (.env values)
-        // on top of the built-in kinds; the local database keeps the original text.
-        let redactors = {
-            let watcher = self.watcher.clone();
-            Arc::new(crate::redact::RepoRedactors::new(Arc::new(move |slug: &str| {
-                watcher.repos().into_iter().find(|r| r.name == slug || r.id == slug).map(|r| r.path)
-            })))
-        };
-        config.redact = Some(Arc::new(move |slug: &str, text: &str| redactors.redact(slug, text)));
-        let handle = RelayLink::start(config, self.store.clone(), self.inbound.clone());
-        let outbound = handle.outbound();
-        // Tell the relay at once whether tasks are running.
         let busy = {
             let store = self.store.clone();
             blocking(move || active_tasks(&store)).await.map(|t| !t.is_empty()).unwrap_or(false)
         };
-        let _ = outbound.send(Outbound::AgentStatus(if busy { AgentState::Busy } else { AgentState::Idle }));
-        *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = Some(outbound);
-        tokio::spawn(follow_link_state(self.clone(), handle.state(), generation));
-        *slot = Some(handle);
+        self.link.configure(target, busy).await;
     }
 }
 
@@ -804,14 +779,17 @@ pub fn key_hint(key: &str) -> String {
     format!("{head}…{tail}")
 }
 
+/// The agent id a new installation gets: the host name plus a short random suffix, saved at the
+/// first start. The desktop app and `./dev run`'s headless agent on one machine have different
+/// data directories and so different ids: neither replaces the other at the relay.
 fn default_agent_id() -> String {
     let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let slug = flightdeck_protocol::names::slugify(&host);
-    if validate_agent_id(&slug).is_ok() {
-        slug
-    } else {
-        "flightdeck-agent".into()
-    }
+    let base = if validate_agent_id(&slug).is_ok() { slug } else { "flightdeck-agent".into() };
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(6).collect();
+    let max_base = flightdeck_protocol::names::MAX_REPO_LEN - suffix.len() - 1;
+    let base: String = base.chars().take(max_base).collect();
+    format!("{}-{suffix}", base.trim_end_matches(['-', '.', '_']))
 }
 
 fn validate_relay_url(url: &str) -> Result<()> {
@@ -920,9 +898,8 @@ async fn forward_watcher(inner: Arc<Inner>, mut events: broadcast::Receiver<Watc
             Ok(WatchEvent::Removed { id }) => {
                 inner.publish(AgentEvent::RepoRemoved { id: id.clone() }, Some(Outbound::RepoRemoved(id)))
             }
-            Ok(WatchEvent::Alert(alert)) => {
-                inner.publish(AgentEvent::Alert { alert: alert.clone() }, Some(Outbound::Alert(alert)))
-            }
+            // The watcher stored it, which queued it for the relay.
+            Ok(WatchEvent::Alert(alert)) => inner.publish(AgentEvent::Alert { alert }, None),
             Ok(WatchEvent::Notice { id, message }) => tracing::info!(repo = %id, "{message}"),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // Resynchronise: the relay gets the whole set, the front ends every status again.
@@ -940,9 +917,7 @@ async fn forward_watcher(inner: Arc<Inner>, mut events: broadcast::Receiver<Watc
 
 impl Inner {
     fn publish_outbound(&self, item: Outbound) {
-        if let Some(tx) = self.outbound.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            let _ = tx.send(item);
-        }
+        self.link.publish(item);
     }
 }
 
@@ -961,27 +936,30 @@ async fn forward_runner(inner: Arc<Inner>, mut events: broadcast::Receiver<Runne
                 } else {
                     active.insert(task.id.clone());
                 }
-                inner.publish(AgentEvent::TaskUpdate { task: task.clone() }, Some(Outbound::TaskUpdate(task)));
+                // Tasks, events and alerts reach the relay through the store's outbox; the
+                // front ends get them here.
+                inner.publish(AgentEvent::TaskUpdate { task }, None);
                 if was_busy == active.is_empty() {
                     let state = if active.is_empty() { AgentState::Idle } else { AgentState::Busy };
                     inner.publish_outbound(Outbound::AgentStatus(state));
                 }
             }
-            Ok(RunnerEvent::Event(record)) => {
-                inner.publish(AgentEvent::TaskEvent { record: record.clone() }, Some(Outbound::TaskEvent(record)))
-            }
-            Ok(RunnerEvent::Alert(alert)) => {
-                inner.publish(AgentEvent::Alert { alert: alert.clone() }, Some(Outbound::Alert(alert)))
-            }
+            Ok(RunnerEvent::Event(record)) => inner.publish(AgentEvent::TaskEvent { record }, None),
+            Ok(RunnerEvent::Alert(alert)) => inner.publish(AgentEvent::Alert { alert }, None),
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                // The store has everything; the link resends from it after a reconnect, and
-                // front ends reload when they see a gap in `seq`.
-                tracing::warn!(missed = n, "task events lagged");
+                // Only the front ends follow this broadcast (they reload when they see a gap in
+                // `seq`); the relay link reads the store's outbox and misses nothing.
+                tracing::debug!(missed = n, "task events lagged");
                 let store = inner.store.clone();
                 if let Ok(tasks) = blocking(move || active_tasks(&store)).await {
+                    let was_busy = !active.is_empty();
                     active = tasks.iter().map(|t| t.id.clone()).collect();
                     for task in tasks {
-                        inner.publish(AgentEvent::TaskUpdate { task: task.clone() }, Some(Outbound::TaskUpdate(task)));
+                        inner.publish(AgentEvent::TaskUpdate { task }, None);
+                    }
+                    if was_busy == active.is_empty() {
+                        let state = if active.is_empty() { AgentState::Idle } else { AgentState::Busy };
+                        inner.publish_outbound(Outbound::AgentStatus(state));
                     }
                 }
             }
@@ -1015,25 +993,6 @@ async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver<Inbound>) 
             }
             Some(Inbound::StatusRequest) => {}
             None => return,
-        }
-    }
-}
-
-/// Mirrors one link's state into the agent's [`LinkStatus`] until that link stops.
-async fn follow_link_state(inner: Arc<Inner>, mut state: watch::Receiver<LinkState>, generation: u64) {
-    loop {
-        if inner.link_generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
-            return;
-        }
-        let status = match &*state.borrow_and_update() {
-            LinkState::Connecting => LinkStatus::Connecting,
-            LinkState::Connected { .. } => LinkStatus::Connected,
-            LinkState::Disconnected { .. } | LinkState::Stopped { .. } => LinkStatus::Disconnected,
-        };
-        inner.set_link_status(status);
-        tokio::select! {
-            _ = inner.stop.cancelled() => return,
-            changed = state.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flightdeck_protocol::desktop::{AgentEvent, LinkStatus};
+use flightdeck_protocol::desktop::{AgentEvent, CommandError, LinkStatus};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::agent::{Agent, AgentConfig, AgentError};
@@ -54,6 +54,8 @@ pub fn agent_config(settings: &Settings) -> AgentConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusLine {
     pub link: LinkStatus,
+    /// Why the link stopped, when it did.
+    pub link_error: Option<String>,
     pub relay: Option<String>,
     pub repos: usize,
     pub running: usize,
@@ -66,26 +68,44 @@ impl std::fmt::Display for StatusLine {
             (LinkStatus::Connected, Some(r)) => format!("connected to {r}"),
             (LinkStatus::Connecting, Some(r)) => format!("connecting to {r}"),
             (LinkStatus::Disconnected, Some(r)) => format!("disconnected from {r}, retrying"),
+            (LinkStatus::Stopped, Some(r)) => match &self.link_error {
+                Some(why) => format!("stopped: {why} ({r}); not retrying"),
+                None => format!("stopped by {r}; not retrying"),
+            },
         };
         let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
         write!(f, "{} · {} watched · {} running", link, plural(self.repos, "repo", "repos"), self.running)
     }
 }
 
-/// Runs the agent until `shutdown` resolves; `on_status` gets the status line whenever it changes.
+/// How a headless run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// Asked to stop (SIGTERM, Ctrl-C).
+    Shutdown,
+    /// The relay stopped this agent for good (key revoked or refused, replaced by another agent
+    /// with the same id); the agent shut down rather than run on unseen.
+    LinkStopped(CommandError),
+}
+
+/// Runs the agent until `shutdown` resolves, or until the relay stops the link for good (unless
+/// `keep_running`); `on_status` gets the status line whenever it changes.
 pub async fn run(
     settings: &Settings,
+    keep_running: bool,
     shutdown: impl Future<Output = ()>,
     mut on_status: impl FnMut(&StatusLine),
-) -> Result<(), AgentError> {
+) -> Result<RunEnd, AgentError> {
     let agent = Agent::start(agent_config(settings)).await?;
     let mut events = agent.subscribe();
     let relay = settings.relay_url.clone().or(agent.settings().await?.relay_url);
     let mut shown: Option<StatusLine> = None;
     tokio::pin!(shutdown);
     loop {
+        let link = agent.link_view();
         let line = StatusLine {
-            link: agent.link_status(),
+            link: link.status,
+            link_error: link.error.as_ref().map(|e| e.message.clone()),
             relay: relay.clone(),
             repos: agent.repos().await?.len(),
             running: agent.active_tasks().await?.len(),
@@ -93,6 +113,11 @@ pub async fn run(
         if shown.as_ref() != Some(&line) {
             on_status(&line);
             shown = Some(line);
+        }
+        if let (LinkStatus::Stopped, Some(error), false) = (link.status, link.error, keep_running) {
+            tracing::error!(code = %error.code, "{}; stopping (run with --keep-running to go on locally)", error.message);
+            agent.shutdown(SHUTDOWN_DEADLINE).await?;
+            return Ok(RunEnd::LinkStopped(error));
         }
         // Wait for something that can change the line.
         loop {
@@ -103,12 +128,12 @@ pub async fn run(
                     if !cancelled.is_empty() {
                         tracing::info!(count = cancelled.len(), "running tasks were cancelled");
                     }
-                    return Ok(());
+                    return Ok(RunEnd::Shutdown);
                 }
                 event = events.recv() => match event {
                     Ok(AgentEvent::TaskEvent { .. }) => continue,
                     Ok(_) | Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => return Ok(()),
+                    Err(RecvError::Closed) => return Ok(RunEnd::Shutdown),
                 },
             }
         }

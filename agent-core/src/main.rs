@@ -82,6 +82,11 @@ struct RunArgs {
     /// Write logs as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Keep running (watching, local tasks) after the relay stops this agent for good (key
+    /// revoked or refused, replaced by another agent with the same id). Without it the agent
+    /// exits with status 3.
+    #[arg(long)]
+    keep_running: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -196,7 +201,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bail!("--relay and --key go together (or FLIGHTDECK_AGENT_RELAY_URL and FLIGHTDECK_AGENT_KEY)");
     }
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    flightdeck_agent_core::headless::run(&settings, shutdown_signal(), |line| {
+    let end = flightdeck_agent_core::headless::run(&settings, args.keep_running, shutdown_signal(), |line| {
         let mut err = std::io::stderr().lock();
         if terminal {
             // One line, rewritten in place.
@@ -210,7 +215,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if terminal {
         eprintln!();
     }
-    Ok(ExitCode::SUCCESS)
+    match end {
+        flightdeck_agent_core::headless::RunEnd::Shutdown => Ok(ExitCode::SUCCESS),
+        flightdeck_agent_core::headless::RunEnd::LinkStopped(error) => {
+            eprintln!("flightdeck-agent: stopped: {} [{}]", error.message, error.code);
+            Ok(ExitCode::from(3))
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -262,6 +262,7 @@ fn tooltip(input: TrayInput<'_>, active: usize, attention_alerts: usize) -> Stri
         LinkStatus::Connected => parts.push("relay connected".into()),
         LinkStatus::Connecting => parts.push("relay connecting".into()),
         LinkStatus::Disconnected => parts.push("relay offline".into()),
+        LinkStatus::Stopped => parts.push("relay stopped this agent".into()),
     }
     format!("Flightdeck: {}", parts.join(", "))
 }

@@ -91,6 +91,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut
                     rec.publish_task();
                 }
             }
+            // A chunk redaction held back goes out once it is decided or too old.
+            _ = sleep_until_opt(rec.wire_deadline()) => rec.release_due().await,
             _ = sleep_until_opt(deadline), if stop.reason().is_none() => {
                 stop.stop(StopReason::TimedOut);
                 let secs = rec.task.payload.timeout_secs.unwrap_or_default();

@@ -44,12 +44,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::ClaudeConfig;
+use crate::redact::RepoRedactors;
 use crate::store::{Store, StoreError};
 
 mod driver;
 mod recorder;
+pub(crate) mod wire_shim;
 pub mod worktree;
 
+pub(crate) use recorder::backfill_wire;
 use recorder::Recorder;
 
 /// Finds the working tree of a repo slug. The repo watcher owns the set of repos, so the runner
@@ -191,6 +194,8 @@ pub(crate) struct Shared {
     pub(crate) config: RunnerConfig,
     pub(crate) repos: RepoResolver,
     pub(crate) updates: broadcast::Sender<RunnerEvent>,
+    /// Each repo's secrets, for the outgoing form of events (see `recorder`).
+    pub(crate) redactors: Arc<RepoRedactors>,
 }
 
 /// The handle of a running task runner. Dropping it stops the runner (running tasks are killed
@@ -207,7 +212,8 @@ impl TaskRunner {
     /// within a tokio runtime.
     pub async fn start(store: Store, config: RunnerConfig, repos: RepoResolver) -> Result<TaskRunner, RunnerError> {
         let (updates, _) = broadcast::channel(config.broadcast_capacity.max(16));
-        let shared = Arc::new(Shared { store, config, repos, updates });
+        let redactors = Arc::new(RepoRedactors::new(repos.clone()));
+        let shared = Arc::new(Shared { store, config, repos, updates, redactors });
         let lock = {
             let shared = shared.clone();
             tokio::task::spawn_blocking(move || recover(&shared)).await.map_err(|_| RunnerError::Stopped)??
@@ -230,6 +236,11 @@ impl TaskRunner {
     /// before creating a task to see all of its events.
     pub fn subscribe(&self) -> broadcast::Receiver<RunnerEvent> {
         self.shared.updates.subscribe()
+    }
+
+    /// The redactors of the watched repos (what the relay link uses for tasks and alerts).
+    pub fn redactors(&self) -> Arc<RepoRedactors> {
+        self.shared.redactors.clone()
     }
 
     /// The store the runner writes to (for transcripts, lists, catching up after `Lagged`).
@@ -363,8 +374,9 @@ impl RunnerLoop {
             ..Task::queued(id, title, new.repo, new.executor, new.payload, new.source, Utc::now())
         };
         let mut recorder = Recorder::new(self.shared.clone(), task);
-        recorder.record(vec![TaskEvent::Status { status: TaskStatus::Queued, model: None, session_id: None }]).await;
-        recorder.publish_task();
+        recorder
+            .record_new(vec![TaskEvent::Status { status: TaskStatus::Queued, model: None, session_id: None }])
+            .await;
         if let Some(problem) = self.problem_of(&recorder.task) {
             recorder.task.error = Some(problem.clone());
             recorder.record(vec![TaskEvent::Error { error: problem }]).await;
@@ -420,7 +432,7 @@ impl RunnerLoop {
             // in the order the loop starts them.
             task.status = TaskStatus::Running;
             task.started_at = Some(Utc::now());
-            let recorder = Recorder::new(self.shared.clone(), task);
+            let mut recorder = Recorder::new(self.shared.clone(), task);
             recorder.save_task().await;
             let task = recorder.task;
             let stop = StopSwitch::default();
@@ -501,6 +513,9 @@ fn recover(shared: &Shared) -> Result<Option<std::fs::File>, RunnerError> {
             event: TaskEvent::Status { status: TaskStatus::Interrupted, model: None, session_id: None },
         };
         store.record_events(&task, &[event])?;
+        // What a crash cut short of the outgoing transcript, then the final state for the relay.
+        recorder::backfill_wire(store, shared.redactors.for_repo(&task.repo), &task)?;
+        store.save_task(&task)?;
         if was_running {
             let alert = recorder::alert(
                 &task,

@@ -138,10 +138,11 @@ async fn repos_and_settings_persist_across_reopen() {
     assert_eq!(view.key_hint.as_deref(), Some("fdk_…cdef"));
     assert_eq!(view.agent_id, "laptop-1");
     assert!(!serde_json::to_string(&view).unwrap().contains(key));
-    // With a relay configured the link starts (nothing listens there, so it never connects).
-    next_matching(&mut events, |e| matches!(e, AgentEvent::Link { status: LinkStatus::Connecting }).then_some(()))
-        .await;
+    // With a relay configured the link starts (nothing listens there, so it never connects); the
+    // status says so as soon as `set_settings` returns.
     assert_ne!(agent.link_status(), LinkStatus::Off);
+    next_matching(&mut events, |e| matches!(e, AgentEvent::Link { status: LinkStatus::Connecting, .. }).then_some(()))
+        .await;
     assert_eq!(agent.hud_url(Some("beta")).await.unwrap(), "http://127.0.0.1:9/hud/alice/beta");
     assert_eq!(code(agent.hud_url(Some("gamma")).await), "repo_not_found");
 
@@ -171,8 +172,8 @@ async fn repos_and_settings_persist_across_reopen() {
         agent.set_settings(SettingsUpdate { relay_url: Some(String::new()), ..Default::default() }).await.unwrap();
     assert_eq!(view.relay_url, None);
     assert!(view.key_set, "the key stays until cleared itself");
-    next_matching(&mut events, |e| matches!(e, AgentEvent::Link { status: LinkStatus::Off }).then_some(())).await;
-    assert_eq!(agent.link_status(), LinkStatus::Off);
+    assert_eq!(agent.link_status(), LinkStatus::Off, "the status is set when set_settings returns");
+    next_matching(&mut events, |e| matches!(e, AgentEvent::Link { status: LinkStatus::Off, .. }).then_some(())).await;
     next_matching(&mut events, |e| matches!(e, AgentEvent::Settings { .. }).then_some(())).await;
     agent.set_watching_paused(false).await.unwrap();
     assert!(!agent.settings().await.unwrap().watching_paused);
