@@ -688,3 +688,121 @@ async fn agent_killed_mid_task_is_interrupted_everywhere() {
         "an alert names the interrupted task: {alerts}"
     );
 }
+
+/// Reads a `task:` subscription until the task's final `status` event, keeping the transcript
+/// as a viewer would (the snapshot replaces, events append). Returns what the viewer holds.
+async fn transcript_until_end(ws: &mut Ws, id: &str, deadline: Instant) -> Result<Vec<SeqEvent>, u16> {
+    let mut events: Vec<SeqEvent> = Vec::new();
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next()).await.expect("viewer: the task did not end in time");
+        let text = match frame {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code)).unwrap_or(1005)),
+            Some(Ok(_)) => continue,
+            other => panic!("viewer socket ended: {other:?}"),
+        };
+        let (topic, snapshot, payload) = match ServerMessage::parse(text.as_str()).unwrap() {
+            ServerMessage::Snapshot { topic, payload } => (topic, true, payload),
+            ServerMessage::Event { topic, payload } => (topic, false, payload),
+            ServerMessage::Error { message, .. } => panic!("viewer error: {message}"),
+            ServerMessage::Pong {} => continue,
+        };
+        if topic != format!("task:{id}") {
+            continue;
+        }
+        let topic: Topic = topic.parse().unwrap();
+        if snapshot {
+            let TopicSnapshot::Task(snap) = TopicSnapshot::decode(&topic, payload).unwrap() else { unreachable!() };
+            events = snap.events;
+        } else {
+            match TopicEvent::decode(&topic, payload).unwrap() {
+                TopicEvent::TaskEvent(e) => events.push(e),
+                other => panic!("unexpected task topic event {other:?}"),
+            }
+        }
+        let ended =
+            events.last().is_some_and(|e| matches!(&e.event, TaskEvent::Status { status, .. } if status.is_terminal()));
+        if ended {
+            return Ok(events);
+        }
+    }
+}
+
+/// Every event of a task over `GET .../events`, page by page.
+async fn rest_transcript(relay: &Relay, id: &str) -> Vec<SeqEvent> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("/api/cockpit/tasks/{id}/events?after={after}&limit=500");
+        let (status, body) = relay.api(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        let page: Vec<SeqEvent> = serde_json::from_value(body["events"].clone()).unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        after = body["nextAfter"].as_u64().unwrap();
+        out.extend(page);
+    }
+}
+
+/// `lines` lines printed as fast as the shell can, through a real agent and relay, watched by a
+/// live viewer and by a viewer that reads nothing until the relay has the whole task. Every
+/// `seq` arrives once and in order at the relay, in both viewers and over REST.
+async fn burst_arrives_whole(lines: u32, command: &str, expected: impl Fn(u32) -> String) {
+    const WITHIN: Duration = Duration::from_secs(240);
+    let s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    let started = Instant::now();
+    let id = s.post_shell(command).await;
+    let topics = [format!("task:{id}")];
+    let mut live = Viewer::connect(&s.relay, &topics).await;
+    let mut slow = Viewer::connect(&s.relay, &topics).await;
+
+    let deadline = Instant::now() + WITHIN;
+    let seen = transcript_until_end(&mut live.ws, &id, deadline).await.expect("the live viewer keeps up");
+    let elapsed = started.elapsed();
+    // The stdout chunks, the status events around them, nothing missing.
+    assert_whole(&seen);
+    let want: Vec<String> = (1..=lines).map(&expected).collect();
+    assert_eq!(stdout_lines(&seen), want, "the live viewer's output");
+    let total = seen.len() as u64;
+    eprintln!(
+        "burst of {lines} lines: {total} events through agent and relay to a viewer in {:.2} s ({:.0} events/s)",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+
+    let task = s.relay.wait_task(&id, "the relay has the whole task", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.last_seq, total, "the relay's lastSeq");
+    let rest = rest_transcript(&s.relay, &id).await;
+    assert_eq!(rest, seen, "GET .../events holds the same transcript");
+
+    // The slow viewer either kept everything queued or was closed as too slow (4001); after a
+    // reconnect its snapshot is the whole transcript.
+    let slow_seen = match transcript_until_end(&mut slow.ws, &id, deadline).await {
+        Ok(events) => events,
+        Err(code) => {
+            assert_eq!(code, flightdeck_protocol::close::TOO_SLOW, "a slow viewer is closed with 4001 only");
+            let mut again = Viewer::connect(&s.relay, &topics).await;
+            transcript_until_end(&mut again.ws, &id, deadline).await.expect("a fresh snapshot")
+        }
+    };
+    assert_eq!(slow_seen, seen, "the slow viewer ends with the same transcript");
+}
+
+// The burst: 50,000 lines at full speed lost events on the way to the relay when the
+// link followed a lossy broadcast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_50k_lines_arrives_whole() {
+    burst_arrives_whole(50_000, "seq -f 'line %g of the burst, with some text' 1 50000", |i| {
+        format!("line {i} of the burst, with some text")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200k_short_lines_arrives_whole() {
+    burst_arrives_whole(200_000, "seq 1 200000", |i| i.to_string()).await;
+}
