@@ -409,7 +409,7 @@ impl Agent {
         let repo = self.inner.find_repo(&request.repo)?;
         let payload = validate_payload(request.executor, request.payload)?;
         let new = NewTask {
-            title: request.title.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+            title: request.title,
             ..NewTask::local(repo.name.clone(), request.executor, TaskPayload { repo: Some(repo.name), ..payload })
         };
         Ok(self.inner.runner.create(new).await?)
@@ -818,24 +818,7 @@ fn http_base(url: &str) -> String {
 }
 
 fn validate_payload(executor: Executor, payload: TaskPayload) -> Result<TaskPayload> {
-    let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
-    match executor {
-        Executor::Claude if blank(&payload.prompt) => {
-            return Err(AgentError::invalid("payload.prompt", "a claude task needs a prompt"))
-        }
-        Executor::Shell if blank(&payload.command) => {
-            return Err(AgentError::invalid("payload.command", "a shell task needs a command"))
-        }
-        _ => {}
-    }
-    if let Some(cost) = payload.max_cost_usd {
-        if !cost.is_finite() || cost <= 0.0 {
-            return Err(AgentError::invalid("payload.maxCostUsd", "must be a positive number of dollars"));
-        }
-    }
-    if payload.timeout_secs == Some(0) {
-        return Err(AgentError::invalid("payload.timeoutSecs", "must be at least 1 second"));
-    }
+    payload.validate(executor).map_err(|p| AgentError::invalid(p.field, p.problem))?;
     Ok(payload)
 }
 
@@ -976,13 +959,14 @@ async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver<Inbound>) 
             message = inbound.recv() => message,
         };
         match message {
-            Some(Inbound::RunTask { task_id, executor, payload }) => {
+            Some(Inbound::RunTask { task_id, executor, payload, title }) => {
                 // The runner fails a task whose repo is unknown or whose payload is incomplete,
                 // with an `error` event the relay sees: better than dropping it silently.
                 let repo = payload.repo.clone().unwrap_or_default();
                 let repo = inner.find_repo(&repo).map(|r| r.name).unwrap_or(repo);
                 let payload = TaskPayload { repo: Some(repo.clone()), ..payload };
-                if let Err(e) = inner.runner.create(NewTask::remote(task_id.clone(), repo, executor, payload)).await {
+                let new = NewTask { title, ..NewTask::remote(task_id.clone(), repo, executor, payload) };
+                if let Err(e) = inner.runner.create(new).await {
                     tracing::warn!(task = %task_id, error = %e, "cannot create a remote task");
                 }
             }

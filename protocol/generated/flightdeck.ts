@@ -386,6 +386,10 @@ export type RelayMessage = ({
   payload: TaskPayload;
   taskId: string;
   taskType: Executor;
+  /**
+   * The task's title as the relay recorded it (given over REST, or derived).
+   */
+  title?: string | null;
   type: "task";
 }) | ({
   taskId: string;

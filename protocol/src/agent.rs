@@ -88,6 +88,9 @@ pub enum RelayMessage {
         task_id: String,
         task_type: Executor,
         payload: TaskPayload,
+        /// The task's title as the relay recorded it (given over REST, or derived).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
     },
     Cancel {
         task_id: String,

@@ -6,6 +6,7 @@
 //! - [`realtime`]: the viewer <-> relay bus on `/api/realtime`, with typed [`realtime::Topic`]s.
 //! - [`api`]: the bodies of the relay's REST API and the HUD page context.
 //! - [`broker`]: node-to-node messages of a multi-node relay (Redis broker).
+//! - [`rules`]: the rules of a new task (payload checks, the default title), for every front end.
 //! - [`names`]: validation of user names and repo slugs (length, characters, no traversal).
 //! - [`validate`]: strict parsing that reports every problem as `{path, problem}` details.
 //! - [`desktop`]: the desktop app's Tauri commands, their errors and the events pushed to the window.
@@ -24,6 +25,7 @@ pub mod event;
 pub mod model;
 pub mod names;
 pub mod realtime;
+pub mod rules;
 pub mod validate;
 
 pub use agent::{AgentMessage, RelayMessage};

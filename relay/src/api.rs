@@ -13,8 +13,9 @@ use flightdeck_protocol::api::{
     LoginResponse, ReposResponse, TaskListResponse, TaskResponse,
 };
 use flightdeck_protocol::realtime::validate_task_id;
+use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::validate::parse_strict;
-use flightdeck_protocol::{names, Executor, RelayMessage, Task, TaskSource, TaskStatus, Topic};
+use flightdeck_protocol::{names, RelayMessage, Task, TaskSource, TaskStatus, Topic};
 
 use crate::db::TaskFilter;
 use crate::error::AppError;
@@ -183,24 +184,8 @@ pub async fn create_task(state: &AppState, user: &str, request: CreateTaskReques
     if let Some(agent) = &request.agent_id {
         names::validate_agent_id(agent).map_err(|e| AppError::field("$.agentId", e.to_string()))?;
     }
-    let main_text = match request.executor {
-        Executor::Shell => request.payload.command.as_deref(),
-        Executor::Claude => request.payload.prompt.as_deref(),
-    };
-    let main_text = match main_text.map(str::trim) {
-        Some(t) if !t.is_empty() => t.to_string(),
-        _ => {
-            let (field, what) = match request.executor {
-                Executor::Shell => ("$.payload.command", "a shell task needs payload.command"),
-                Executor::Claude => ("$.payload.prompt", "a claude task needs payload.prompt"),
-            };
-            return Err(AppError::field(field, what));
-        }
-    };
-    let title: String = match request.title.as_deref().map(str::trim) {
-        Some(t) if !t.is_empty() => t.chars().take(200).collect(),
-        _ => main_text.lines().next().unwrap_or_default().chars().take(80).collect(),
-    };
+    request.payload.validate(request.executor).map_err(|p| AppError::field(&format!("$.{}", p.field), p.problem))?;
+    let title = task_title(request.title.as_deref(), request.executor, &request.payload);
     let mut payload = request.payload;
     payload.repo = Some(request.repo.clone());
     let id = uuid::Uuid::now_v7().to_string();

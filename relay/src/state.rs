@@ -183,7 +183,12 @@ impl AppState {
         let Some(agent) = agent else { return Ok(false) };
         let mut payload = task.payload.clone();
         payload.repo = Some(task.repo.clone());
-        let message = RelayMessage::Task { task_id: task.id.clone(), task_type: task.executor, payload };
+        let message = RelayMessage::Task {
+            task_id: task.id.clone(),
+            task_type: task.executor,
+            payload,
+            title: Some(task.title.clone()),
+        };
         if !self.send_to_agent(db, user, &agent, Some(&task.id), Frame::from(message.to_json()))? {
             return Ok(false);
         }

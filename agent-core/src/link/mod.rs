@@ -149,6 +149,8 @@ pub enum Inbound {
         task_id: String,
         executor: Executor,
         payload: TaskPayload,
+        /// The title the relay recorded (kept, not derived again).
+        title: Option<String>,
     },
     Cancel {
         task_id: String,

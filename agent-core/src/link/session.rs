@@ -512,8 +512,8 @@ impl Worker {
         };
         match message {
             RelayMessage::Ping { timestamp } => send(socket, &AgentMessage::Pong { timestamp: Some(timestamp) }).await,
-            RelayMessage::Task { task_id, task_type, payload } => {
-                let _ = self.inbound.send(Inbound::RunTask { task_id, executor: task_type, payload }).await;
+            RelayMessage::Task { task_id, task_type, payload, title } => {
+                let _ = self.inbound.send(Inbound::RunTask { task_id, executor: task_type, payload, title }).await;
                 Ok(())
             }
             RelayMessage::Cancel { task_id } => {

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flightdeck_protocol::event::TaskEventRecord;
+use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::{Alert, AlertKind, Executor, Severity, Task, TaskEvent, TaskPayload, TaskSource, TaskStatus};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -367,7 +368,7 @@ impl RunnerLoop {
                 return Ok(existing);
             }
         }
-        let title = new.title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| title_of(new.executor, &new.payload));
+        let title = task_title(new.title.as_deref(), new.executor, &new.payload);
         let id = new.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let task = Task {
             agent_id: self.shared.config.agent_id.clone(),
@@ -388,17 +389,13 @@ impl RunnerLoop {
         Ok(task)
     }
 
-    /// Why a task cannot run, if it cannot.
+    /// Why a task cannot run, if it cannot: an unknown repo, or a payload that breaks the task
+    /// rules (`protocol::rules`; a relay of another version may send one).
     fn problem_of(&self, task: &Task) -> Option<String> {
         if (self.shared.repos)(&task.repo).is_none() {
             return Some(format!("unknown repo `{}`: it is not watched by this agent", task.repo));
         }
-        let missing = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
-        match task.executor {
-            Executor::Claude if missing(&task.payload.prompt) => Some("a claude task needs a prompt".into()),
-            Executor::Shell if missing(&task.payload.command) => Some("a shell task needs a command".into()),
-            _ => None,
-        }
+        task.payload.validate(task.executor).err().map(|p| p.to_string())
     }
 
     async fn cancel(&mut self, task_id: &str) -> Result<Option<Task>, RunnerError> {
@@ -458,24 +455,6 @@ impl RunnerLoop {
             }
         }
     }
-}
-
-/// A title from the prompt or command: its first line, at most 80 characters.
-fn title_of(executor: Executor, payload: &TaskPayload) -> String {
-    let text = match executor {
-        Executor::Claude => payload.prompt.as_deref(),
-        Executor::Shell => payload.command.as_deref(),
-    }
-    .unwrap_or_default();
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
-    let mut title: String = line.chars().take(80).collect();
-    if line.chars().count() > 80 {
-        title.push('…');
-    }
-    if title.is_empty() {
-        title = format!("{} task", executor.as_str());
-    }
-    title
 }
 
 /// Marks what a previous run left unfinished as `interrupted` (see the module docs). Returns the

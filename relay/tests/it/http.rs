@@ -35,6 +35,16 @@ async fn seed_004_tasks_examples() {
         (json!({"executor": "shell", "repo": "../etc", "payload": {"command": "x"}}), "$.repo"),
         (json!({"executor": "shell", "repo": "web", "payload": {"command": "x"}, "agentId": "a b"}), "$.agentId"),
         (json!({"executor": "shell", "repo": "web", "payload": {"command": "x"}, "extra": 1}), "$.extra"),
+        // The task rules of `protocol::rules`, the same the agent applies locally.
+        (
+            json!({"executor": "shell", "repo": "web", "payload": {"command": "x", "maxCostUsd": -1}}),
+            "$.payload.maxCostUsd",
+        ),
+        (
+            json!({"executor": "shell", "repo": "web", "payload": {"command": "x", "timeoutSecs": 0}}),
+            "$.payload.timeoutSecs",
+        ),
+        (json!({"executor": "shell", "repo": "web", "payload": {"command": "  "}}), "$.payload.command"),
     ];
     for (body_in, path) in cases {
         let (status, body) = relay.post("/api/cockpit/tasks", &key, &body_in).await;
