@@ -190,6 +190,11 @@ struct AgentOptions<'a> {
 
 impl Agent {
     fn start(o: AgentOptions<'_>) -> Agent {
+        Agent { proc: Proc(Agent::command(o).spawn().unwrap()) }
+    }
+
+    /// The `flightdeck-agent run` command line (stdout and stderr discarded).
+    fn command(o: AgentOptions<'_>) -> Command {
         let bin = env!("CARGO_BIN_EXE_flightdeck-agent");
         let mut cmd = Command::new(bin);
         cmd.args(["run", "--relay", &o.relay_url, "--key", o.key, "--repo"])
@@ -208,7 +213,7 @@ impl Agent {
                 .env("ANTHROPIC_API_KEY", "test")
                 .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
         }
-        Agent { proc: Proc(cmd.spawn().unwrap()) }
+        cmd
     }
 }
 
@@ -358,14 +363,18 @@ impl Setup {
     }
 
     fn agent(&self, relay_url: String, claude_api: Option<&str>) -> Agent {
-        Agent::start(AgentOptions {
+        Agent::start(self.agent_options(relay_url, claude_api))
+    }
+
+    fn agent_options<'a>(&'a self, relay_url: String, claude_api: Option<&'a str>) -> AgentOptions<'a> {
+        AgentOptions {
             relay_url,
             key: &self.relay.agent,
             repo: self.repo.path(),
             data: self.agent_data.path(),
             claude_api,
             home: self.home.path(),
-        })
+        }
     }
 
     /// Waits until the relay lists the agent's repo (the agent is connected and synced).
@@ -805,4 +814,139 @@ async fn a_burst_of_50k_lines_arrives_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_200k_short_lines_arrives_whole() {
     burst_arrives_whole(200_000, "seq 1 200000", |i| i.to_string()).await;
+}
+
+/// Posts a shell task with a title and waits until the relay has it finished.
+async fn run_titled(s: &Setup, title: &str, command: &str) -> Task {
+    let body = json!({"title": title, "executor": "shell", "repo": s.slug(), "payload": {"command": command}});
+    let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["task"]["id"].as_str().unwrap().to_string();
+    s.relay.wait_task(&id, "the task ends at the relay", |t| t.status.is_terminal()).await
+}
+
+async fn relay_alert(relay: &Relay, id: &str) -> Value {
+    let (status, body) = relay.api(reqwest::Method::GET, "/api/cockpit/alerts?limit=500", None).await;
+    assert_eq!(status, 200, "{body}");
+    body["alerts"].as_array().unwrap().iter().find(|a| a["id"] == id).cloned().unwrap_or(Value::Null)
+}
+
+// An acknowledgement made at the relay is never undone by the agent resending its alerts, after
+// an agent restart or a relay restart; and a title given over REST is the task's title when it
+// runs (the agent used to derive it again from the command).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_and_rest_titles_survive_restarts() {
+    let mut s = Setup::new().await;
+    let mut agent = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    let failed = run_titled(&s, "My nightly check", "echo checking; exit 3").await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(failed.title, "My nightly check", "the REST title is kept when the task runs");
+
+    let alert_id = eventually("the task_failed alert reaches the relay", || async {
+        let (_, body) = s.relay.api(reqwest::Method::GET, "/api/cockpit/alerts?limit=500", None).await;
+        body["alerts"]
+            .as_array()
+            .and_then(|alerts| alerts.iter().find(|a| a["taskId"] == failed.id.as_str()))
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .ok_or_else(|| format!("no alert for the task in {body}"))
+    })
+    .await;
+    let (status, body) =
+        s.relay.api(reqwest::Method::POST, &format!("/api/cockpit/alerts/ack/{alert_id}"), Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["alert"]["acknowledged"], true);
+
+    // The agent restarts: it resends its alerts (unacknowledged on its side) after `welcome`.
+    agent.proc.kill();
+    agent = s.agent(s.relay.http(), None);
+    // A task run after the restart proves the agent reconnected and its resend is done.
+    assert_eq!(run_titled(&s, "after the agent restart", "true").await.status, TaskStatus::Completed);
+    let alert = relay_alert(&s.relay, &alert_id).await;
+    assert_eq!(alert["acknowledged"], true, "an agent restart undid the acknowledgement: {alert}");
+
+    // The relay restarts on the same data dir; the agent reconnects and resends again.
+    s.relay.kill();
+    s.relay.restart().await;
+    assert_eq!(run_titled(&s, "after the relay restart", "true").await.status, TaskStatus::Completed);
+    let alert = relay_alert(&s.relay, &alert_id).await;
+    assert_eq!(alert["acknowledged"], true, "a relay restart undid the acknowledgement: {alert}");
+    let unacked = {
+        let (_, body) = s.relay.api(reqwest::Method::GET, "/api/cockpit/alerts?acknowledged=false", None).await;
+        body["alerts"].as_array().unwrap().iter().any(|a| a["id"] == alert_id.as_str())
+    };
+    assert!(!unacked, "the acknowledged alert is listed as unacknowledged");
+    drop(agent);
+}
+
+/// Waits for a child to exit; returns its status and what it wrote on stderr.
+async fn exit_of(mut child: Child) -> (std::process::ExitStatus, String) {
+    let status = eventually("the agent exits", || {
+        let status = child.try_wait();
+        async move {
+            match status {
+                Ok(Some(status)) => Ok(status),
+                Ok(None) => Err("still running".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+// A link that the relay ends for good says so and does not pretend to retry: with its key
+// revoked, or replaced by another agent with the same id, the headless agent prints why and
+// exits with status 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_link_ends_stop_the_headless_agent_with_the_reason() {
+    let s = Setup::new().await;
+    let spawn = |extra: &[&str]| {
+        let mut cmd = Agent::command(s.agent_options(s.relay.http(), None));
+        cmd.args(extra).env("RUST_LOG", "error").stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+
+    // Replaced: a second agent with the same id connects; the first one stops.
+    let first = spawn(&[]);
+    s.wait_repo_known().await;
+    let second = Proc(spawn(&[]));
+    let (status, stderr) = exit_of(first).await;
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("stopped: another agent connected with the same agent id"), "{stderr}");
+    assert!(stderr.contains("link_replaced"), "{stderr}");
+    assert!(!stderr.contains(", retrying"), "a stopped link does not say it is retrying: {stderr}");
+    drop(second);
+
+    // Revoked: the key of the running agent is revoked through the admin CLI.
+    let agent = spawn(&[]);
+    let list =
+        Command::new(&s.relay.bin).arg("--data-dir").arg(s.relay.data.path()).args(["key", "list"]).output().unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    let prefix: String = s.relay.agent.chars().take(12).collect();
+    let key_id =
+        list.lines().find(|l| l.contains(&prefix)).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+    eventually("the agent is online", || async {
+        let (_, body) = s.relay.api(reqwest::Method::GET, "/api/cockpit/agents", None).await;
+        let online = body["agents"].as_array().is_some_and(|a| a.iter().any(|a| a["status"] != "offline"));
+        if online {
+            Ok(())
+        } else {
+            Err(format!("{body}"))
+        }
+    })
+    .await;
+    let out = Command::new(&s.relay.bin)
+        .arg("--data-dir")
+        .arg(s.relay.data.path())
+        .args(["key", "revoke", &key_id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, stderr) = exit_of(agent).await;
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("stopped: the relay revoked this agent's key"), "{stderr}");
+    assert!(stderr.contains("link_key_revoked"), "{stderr}");
 }
