@@ -28,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Tries `attempt` until it succeeds, failing the test at the deadline with the last reason.
 /// For state only reachable by asking again (an HTTP answer, a port that opens).
-async fn eventually<T, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
+pub(crate) async fn eventually<T, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
 where
     F: std::future::Future<Output = Result<T, String>>,
 {
@@ -79,12 +79,12 @@ impl Drop for Proc {
 }
 
 /// A relay process on a fixed port (so it can be restarted on the same address).
-struct Relay {
+pub(crate) struct Relay {
     bin: PathBuf,
-    data: tempfile::TempDir,
-    port: u16,
+    pub(crate) data: tempfile::TempDir,
+    pub(crate) port: u16,
     proc: Option<Proc>,
-    owner: String,
+    pub(crate) owner: String,
     agent: String,
 }
 
@@ -105,7 +105,7 @@ impl Relay {
         relay
     }
 
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let child = Command::new(&self.bin)
             .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
@@ -129,17 +129,17 @@ impl Relay {
         .await
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
     }
 
-    fn http(&self) -> String {
+    pub(crate) fn http(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let client = reqwest::Client::new();
         let mut req = client.request(method, format!("{}{path}", self.http())).bearer_auth(&self.owner);
         if let Some(body) = body {
@@ -156,7 +156,7 @@ impl Relay {
         serde_json::from_value(body["task"].clone()).unwrap()
     }
 
-    async fn wait_task(&self, id: &str, what: &str, pick: impl Fn(&Task) -> bool) -> Task {
+    pub(crate) async fn wait_task(&self, id: &str, what: &str, pick: impl Fn(&Task) -> bool) -> Task {
         let path = format!("/api/cockpit/tasks/{id}");
         eventually(what, || async {
             let (status, body) = self.api(reqwest::Method::GET, &path, None).await;
@@ -175,7 +175,7 @@ impl Relay {
 }
 
 /// A `flightdeck-agent run` process.
-struct Agent {
+pub(crate) struct Agent {
     proc: Proc,
 }
 
@@ -223,16 +223,16 @@ fn claude_bin() -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/claude"))
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 /// A realtime viewer with the owner's key.
-struct Viewer {
-    ws: Ws,
+pub(crate) struct Viewer {
+    pub(crate) ws: Ws,
 }
 
 impl Viewer {
     /// Connects (retrying while a restarted relay comes back) and subscribes.
-    async fn connect(relay: &Relay, topics: &[String]) -> Viewer {
+    pub(crate) async fn connect(relay: &Relay, topics: &[String]) -> Viewer {
         let url = format!("ws://127.0.0.1:{}/api/realtime?token={}", relay.port, relay.owner);
         let mut ws = eventually("a viewer connects", || async {
             tokio_tungstenite::connect_async(&url).await.map(|(ws, _)| ws).map_err(|e| e.to_string())
@@ -341,15 +341,15 @@ fn stdout_lines(events: &[SeqEvent]) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-struct Setup {
-    relay: Relay,
-    repo: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) relay: Relay,
+    pub(crate) repo: tempfile::TempDir,
     agent_data: tempfile::TempDir,
     home: tempfile::TempDir,
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         Setup {
             relay: Relay::start().await,
             repo: git_repo(),
@@ -358,11 +358,11 @@ impl Setup {
         }
     }
 
-    fn slug(&self) -> String {
+    pub(crate) fn slug(&self) -> String {
         flightdeck_protocol::names::slugify(&self.repo.path().file_name().unwrap().to_string_lossy())
     }
 
-    fn agent(&self, relay_url: String, claude_api: Option<&str>) -> Agent {
+    pub(crate) fn agent(&self, relay_url: String, claude_api: Option<&str>) -> Agent {
         Agent::start(self.agent_options(relay_url, claude_api))
     }
 
@@ -378,7 +378,7 @@ impl Setup {
     }
 
     /// Waits until the relay lists the agent's repo (the agent is connected and synced).
-    async fn wait_repo_known(&self) {
+    pub(crate) async fn wait_repo_known(&self) {
         let slug = self.slug();
         eventually("the relay lists the agent's repo", || async {
             let (_, body) = self.relay.api(reqwest::Method::GET, "/api/cockpit/repos", None).await;
@@ -700,7 +700,7 @@ async fn agent_killed_mid_task_is_interrupted_everywhere() {
 
 /// Reads a `task:` subscription until the task's final `status` event, keeping the transcript
 /// as a viewer would (the snapshot replaces, events append). Returns what the viewer holds.
-async fn transcript_until_end(ws: &mut Ws, id: &str, deadline: Instant) -> Result<Vec<SeqEvent>, u16> {
+pub(crate) async fn transcript_until_end(ws: &mut Ws, id: &str, deadline: Instant) -> Result<Vec<SeqEvent>, u16> {
     let mut events: Vec<SeqEvent> = Vec::new();
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next()).await.expect("viewer: the task did not end in time");
@@ -738,7 +738,7 @@ async fn transcript_until_end(ws: &mut Ws, id: &str, deadline: Instant) -> Resul
 }
 
 /// Every event of a task over `GET .../events`, page by page.
-async fn rest_transcript(relay: &Relay, id: &str) -> Vec<SeqEvent> {
+pub(crate) async fn rest_transcript(relay: &Relay, id: &str) -> Vec<SeqEvent> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {

@@ -5,5 +5,6 @@ mod claude;
 mod cli;
 mod link_e2e;
 mod runner;
+mod secrets_e2e;
 mod support;
 mod watch;
