@@ -388,6 +388,10 @@ export type RelayMessage = ({
 }) | ({
   type: "status-request";
 }) | ({
+  afterSeq: number;
+  taskId: string;
+  type: "resend";
+}) | ({
   details?: Detail[] | null;
   message: string;
   type: "error";

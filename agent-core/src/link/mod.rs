@@ -617,6 +617,12 @@ impl Worker {
                 Ok(())
             }
             RelayMessage::Welcome { .. } => Ok(()),
+            RelayMessage::Resend { task_id, after_seq } => {
+                // Handled by the link rewrite (issue 12); until then the next reconnect's
+                // `welcome.lastSeqs` brings the same resend.
+                tracing::info!(%task_id, after_seq, "the relay asked for a resend");
+                Ok(())
+            }
         }
     }
 
