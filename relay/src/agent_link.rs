@@ -297,8 +297,14 @@ impl Link {
             AgentMessage::Alert { alert } => {
                 self.state
                     .db(move |db, st| {
-                        db.upsert_alert(&user, &alert)?;
-                        st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                        // An acknowledgement is never undone by a resend (the agent may not
+                        // know of it); an unchanged alert is not published again.
+                        let previous = db.alert(&user, &alert.id)?;
+                        let alert = merge_alert(previous.as_ref(), alert);
+                        if previous.as_ref() != Some(&alert) {
+                            db.upsert_alert(&user, &alert)?;
+                            st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                        }
                         Ok(())
                     })
                     .await?;
@@ -545,6 +551,18 @@ fn apply_events(
         st.hub.publish_many(key, events);
     }
     Ok(applied)
+}
+
+/// An alert as the agent (re)sends it, over the one the relay holds: acknowledged if either
+/// says so, with the first acknowledgement's time.
+fn merge_alert(previous: Option<&Alert>, mut alert: Alert) -> Alert {
+    if let Some(previous) = previous.filter(|p| p.acknowledged) {
+        alert.acknowledged = true;
+        alert.acknowledged_at = previous.acknowledged_at.or(alert.acknowledged_at);
+    } else if alert.acknowledged && alert.acknowledged_at.is_none() {
+        alert.acknowledged_at = Some(Utc::now());
+    }
+    alert
 }
 
 /// Appends `item` to the last run when it has the same key, else starts a new run.

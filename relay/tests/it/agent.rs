@@ -446,3 +446,67 @@ async fn status_request_only_when_the_relay_knows_no_repo_of_the_agent() {
     let (mut second, _) = relay.agent("mac").await;
     assert!(matches!(recv_relay(&mut second).await, RelayMessage::Ping { .. }));
 }
+
+fn alert(id: &str, message: &str) -> flightdeck_protocol::Alert {
+    flightdeck_protocol::Alert {
+        id: id.into(),
+        severity: flightdeck_protocol::Severity::Critical,
+        kind: flightdeck_protocol::AlertKind::RepoConflict,
+        repo: Some("web".into()),
+        task_id: None,
+        agent_id: Some("mac".into()),
+        message: message.into(),
+        // A resend is the same alert: the same creation time.
+        created_at: "2026-01-02T03:04:05Z".parse().unwrap(),
+        acknowledged: false,
+        acknowledged_at: None,
+    }
+}
+
+/// After a resend of `resent` (unacknowledged), it is still acknowledged with the same time
+/// over REST, and the next `alerts` event is `next`, not the resent alert again.
+async fn resent_alert_stays_acknowledged(relay: &Relay, agent: &mut Ws, viewer: &mut Ws, acked_at: &Value) {
+    send(agent, &AgentMessage::Alert { alert: alert("alert-1", "merge conflict in web") }).await;
+    barrier(agent).await;
+    let (_, body) = relay.get("/api/cockpit/alerts?acknowledged=true", &relay.keys.owner).await;
+    assert_eq!(body["alerts"][0]["id"], "alert-1", "{body}");
+    assert_eq!(&body["alerts"][0]["acknowledgedAt"], acked_at);
+    let (_, body) = relay.get("/api/cockpit/alerts?acknowledged=false", &relay.keys.owner).await;
+    let unacked: Vec<&str> = body["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert!(!unacked.contains(&"alert-1"), "{body}");
+    let next_id = format!("alert-{}", unacked.len() + 2);
+    send(agent, &AgentMessage::Alert { alert: alert(&next_id, "another") }).await;
+    let e = next_event(viewer, "alerts").await;
+    assert_eq!(e["id"], next_id.as_str(), "the resent alert was published again: {e}");
+}
+
+#[tokio::test]
+async fn an_acknowledged_alert_stays_acknowledged_when_the_agent_resends_it() {
+    let mut relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    subscribe(&mut viewer, "alerts").await;
+    send(&mut agent, &AgentMessage::Alert { alert: alert("alert-1", "merge conflict in web") }).await;
+    assert_eq!(next_event(&mut viewer, "alerts").await["acknowledged"], false);
+    let (status, body) = relay.post("/api/cockpit/alerts/ack/alert-1", &relay.keys.owner, &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let acked_at = body["alert"]["acknowledgedAt"].clone();
+    assert!(acked_at.is_string());
+    assert_eq!(next_event(&mut viewer, "alerts").await["acknowledged"], true);
+
+    resent_alert_stays_acknowledged(&relay, &mut agent, &mut viewer, &acked_at).await;
+
+    // Across a relay restart on the same data dir.
+    let keys = relay.keys.clone();
+    let tempdir = relay.take_tempdir();
+    relay.stop().await;
+    let relay = Relay::launch(test_settings(&relay.dir), keys).await;
+    let _tempdir = tempdir;
+    let (mut agent, _) = relay.agent("mac").await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    let snapshot = subscribe(&mut viewer, "alerts").await;
+    assert!(snapshot.as_array().unwrap().iter().all(|a| a["id"] != "alert-1"), "{snapshot}");
+    resent_alert_stays_acknowledged(&relay, &mut agent, &mut viewer, &acked_at).await;
+    let snapshot = subscribe(&mut viewer, "alerts").await;
+    assert!(snapshot.as_array().unwrap().iter().all(|a| a["id"] != "alert-1"), "{snapshot}");
+}
