@@ -178,12 +178,17 @@ pub struct Db {
 
 impl Db {
     /// Opens (creating if needed) `relay.sqlite3` in `data_dir` and applies migrations.
+    ///
+    /// The directory is made `0700` and the database files `0600`, also when they already
+    /// exist with looser modes: they hold key hashes, sessions and transcripts.
     pub fn open_in(data_dir: &Path) -> Result<Db> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir(data_dir.display().to_string(), e))?;
+        let dir_error = |e| StoreError::DataDir(data_dir.display().to_string(), e);
+        private_dir(data_dir).map_err(dir_error)?;
         Db::open(&data_dir.join("relay.sqlite3"))
     }
 
     pub fn open(path: &Path) -> Result<Db> {
+        private_files(path).map_err(|e| StoreError::DataDir(path.display().to_string(), e))?;
         let conn = Connection::open(path)?;
         // Admin commands run in other processes against the same file while `serve` runs.
         conn.busy_timeout(Duration::from_secs(10))?;
@@ -699,6 +704,39 @@ impl Db {
     }
 }
 
+/// Creates `dir` (and its parents) and makes it `0700`.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Creates the database file `0600` before SQLite opens it (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and makes any of the three that exist `0600`.
+fn private_files(db: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(db)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
     let scope: String = r.get(1)?;
     Ok(Principal { user: r.get(0)?, scope: KeyScope::parse(&scope).unwrap_or(KeyScope::Viewer), key_id: r.get(2)? })
@@ -721,6 +759,32 @@ fn task_from(json: &str, contig_seq: i64) -> Result<Task> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_is_0700_and_the_database_files_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        // Made fresh, nested.
+        let dir = root.path().join("a/relay-data");
+        let db = Db::open_in(&dir).unwrap();
+        db.add_user("alice").unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for file in ["relay.sqlite3", "relay.sqlite3-wal", "relay.sqlite3-shm"] {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+        drop(db);
+        // Already there with loose modes (made by an older relay): tightened on open.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("relay.sqlite3"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let db = Db::open_in(&dir).unwrap();
+        assert!(db.user_exists("alice").unwrap());
+        assert_eq!(mode(&dir), 0o700);
+        for file in ["relay.sqlite3", "relay.sqlite3-wal", "relay.sqlite3-shm"] {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+    }
 
     #[test]
     fn keys_are_hashed_and_revocation_bumps_the_generation() {
