@@ -400,6 +400,10 @@ export type RelayMessage = ({
 }) | ({
   type: "status-request";
 }) | ({
+  afterSeq: number;
+  taskId: string;
+  type: "resend";
+}) | ({
   details?: Detail[] | null;
   message: string;
   type: "error";

@@ -101,6 +101,13 @@ pub enum RelayMessage {
     },
     /// The agent answers with `agent-status` and a full `git-status`.
     StatusRequest {},
+    /// The relay received an event of `taskId` that would leave a gap in its transcript and did
+    /// not store it: send that task's events again, starting after `afterSeq` (the last
+    /// contiguous seq the relay holds). Sent at most once per task until the gap closes.
+    Resend {
+        task_id: String,
+        after_seq: u64,
+    },
     Error {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -27,6 +27,10 @@ pub enum BrokerMessage {
     AgentConnected { node: String, user: String, agent_id: String },
     /// A HUD turned private: the other nodes drop its viewers that may no longer see it.
     HudPrivate { node: String, user: String, repo: String },
+    /// `node` could not send some messages (its broker queue overflowed): every other node
+    /// closes its viewers and agents with 1012, so they reconnect and read fresh state from the
+    /// shared database, where everything was stored before it was published.
+    Resync { node: String },
 }
 
 impl BrokerMessage {
@@ -35,7 +39,8 @@ impl BrokerMessage {
             BrokerMessage::Event { node, .. }
             | BrokerMessage::ToAgent { node, .. }
             | BrokerMessage::AgentConnected { node, .. }
-            | BrokerMessage::HudPrivate { node, .. } => node,
+            | BrokerMessage::HudPrivate { node, .. }
+            | BrokerMessage::Resync { node } => node,
         }
     }
 

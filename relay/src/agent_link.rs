@@ -36,6 +36,9 @@ use crate::state::{AppState, Auth, ClientIp};
 const READ_BATCH: usize = 256;
 /// Tasks finished longer ago than this are left out of `lastSeqs`.
 const LAST_SEQS_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Tasks whose transcript position one connection keeps in memory. Full rule: the cache is
+/// emptied and refilled from the database (one query per task), so it only costs a query.
+const TRANSCRIPTS_CACHED: usize = 4096;
 
 pub async fn handler(
     State(state): State<AppState>,
@@ -67,8 +70,35 @@ struct Link {
     budget: InvalidBudget,
     session: Option<Session>,
     last_pong: Instant,
-    /// Task events read but not stored yet: a burst is stored in one transaction.
+    /// Task events read but not stored yet: a burst is stored in one transaction. Bounded by
+    /// `READ_BATCH` (flushed after every read).
     pending_events: Vec<(String, u64, TaskEvent)>,
+    /// Where each task's transcript stands on the relay, seeded from the database the first
+    /// time this connection sees an event of that task (see [`Transcripts`]).
+    transcripts: Transcripts,
+}
+
+/// Per task of this connection: its repo and the last contiguous seq the relay holds, and the
+/// `afterSeq` of a `resend` already asked for. An event is checked against this in memory;
+/// the database's conditional update (see [`Db::append_event`]) catches a stale entry.
+#[derive(Debug, Default)]
+pub struct Transcripts {
+    tasks: HashMap<String, Transcript>,
+}
+
+#[derive(Debug, Clone)]
+struct Transcript {
+    repo: String,
+    last_seq: u64,
+    /// The `afterSeq` of the resend asked for, while the gap it names is open.
+    resend_after: Option<u64>,
+}
+
+/// What a burst of events did besides storing: unknown tasks and resends to ask for.
+#[derive(Debug, Default)]
+struct Applied {
+    unknown: Vec<String>,
+    resend: Vec<(String, u64)>,
 }
 
 async fn run(state: AppState, principal: Principal, socket: WebSocket) {
@@ -94,6 +124,7 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
         session: None,
         last_pong: Instant::now(),
         pending_events: Vec::new(),
+        transcripts: Transcripts::default(),
     };
     let heartbeat = Duration::from_millis(state.settings.heartbeat_ms.max(1));
     let pong_timeout = Duration::from_millis(state.settings.pong_timeout_ms.max(1));
@@ -217,6 +248,8 @@ impl Link {
                     return Ok(());
                 }
                 let agent_id = self.agent_id();
+                // Its repo may have changed: read it again with the next event.
+                self.transcripts.tasks.remove(&task.id);
                 self.state
                     .db(move |db, st| {
                         let mut task = task;
@@ -264,8 +297,14 @@ impl Link {
             AgentMessage::Alert { alert } => {
                 self.state
                     .db(move |db, st| {
-                        db.upsert_alert(&user, &alert)?;
-                        st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                        // An acknowledgement is never undone by a resend (the agent may not
+                        // know of it); an unchanged alert is not published again.
+                        let previous = db.alert(&user, &alert.id)?;
+                        let alert = merge_alert(previous.as_ref(), alert);
+                        if previous.as_ref() != Some(&alert) {
+                            db.upsert_alert(&user, &alert)?;
+                            st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                        }
                         Ok(())
                     })
                     .await?;
@@ -296,8 +335,19 @@ impl Link {
         }
         let events = std::mem::take(&mut self.pending_events);
         let user = self.principal.user.clone();
-        let unknown = self.state.db(move |db, st| apply_events(db, st, &user, events)).await?;
-        for _ in unknown {
+        let mut transcripts = std::mem::take(&mut self.transcripts);
+        let (transcripts, applied) = self
+            .state
+            .db(move |db, st| {
+                let applied = apply_events(db, st, &user, events, &mut transcripts)?;
+                Ok((transcripts, applied))
+            })
+            .await?;
+        self.transcripts = transcripts;
+        for (task_id, after_seq) in applied.resend {
+            self.send(&RelayMessage::Resend { task_id, after_seq });
+        }
+        for _ in applied.unknown {
             self.invalid(vec![Detail::new("$.taskId", "unknown task: send task-update before its events")]);
         }
         Ok(())
@@ -411,34 +461,60 @@ impl Link {
     }
 }
 
-/// Stores a burst of task events and publishes the new ones after the commit; returns the
-/// task ids that are not this user's tasks.
+/// Stores a burst of task events and publishes the new ones after the commit.
+///
+/// Contiguity (SPEC 3.1): an event whose `seq` is at or below the task's last contiguous seq
+/// is a duplicate and changes nothing; the next seq is stored and published; anything beyond
+/// would leave a gap, so it is not stored and the agent is asked (once per gap) to resend
+/// after the last contiguous seq.
 fn apply_events(
     db: &Db,
     st: &AppState,
     user: &str,
     events: Vec<(String, u64, TaskEvent)>,
-) -> Result<Vec<String>, AppError> {
+    transcripts: &mut Transcripts,
+) -> Result<Applied, AppError> {
     let tx = db.begin()?;
-    let mut repos: HashMap<String, Option<String>> = HashMap::new();
-    let mut unknown = Vec::new();
+    let mut applied = Applied::default();
     let mut stored = Vec::new();
+    if transcripts.tasks.len() > TRANSCRIPTS_CACHED {
+        transcripts.tasks.clear();
+    }
     for (task_id, seq, event) in events {
-        let repo = match repos.get(&task_id) {
-            Some(repo) => repo.clone(),
-            None => {
-                let repo = db.task_repo(user, &task_id)?;
-                repos.insert(task_id.clone(), repo.clone());
-                repo
+        // At most two passes: the second after re-reading a stale entry from the database.
+        for _ in 0..2 {
+            let entry = match transcripts.tasks.get_mut(&task_id) {
+                Some(entry) => entry,
+                None => match db.task_repo_and_seq(user, &task_id)? {
+                    Some((repo, last_seq)) => transcripts.tasks.entry(task_id.clone()).or_insert(Transcript {
+                        repo,
+                        last_seq,
+                        resend_after: None,
+                    }),
+                    None => {
+                        applied.unknown.push(task_id.clone());
+                        break;
+                    }
+                },
+            };
+            if seq <= entry.last_seq {
+                // Already held: receiving an event twice changes nothing.
+                break;
             }
-        };
-        let Some(repo) = repo else {
-            unknown.push(task_id);
-            continue;
-        };
-        // Already held: receiving an event twice changes nothing.
-        if db.insert_event(&task_id, seq, &event)? {
-            stored.push((task_id, repo, seq, event));
+            if seq > entry.last_seq + 1 {
+                if entry.resend_after != Some(entry.last_seq) {
+                    entry.resend_after = Some(entry.last_seq);
+                    applied.resend.push((task_id.clone(), entry.last_seq));
+                }
+                break;
+            }
+            if db.append_event(&task_id, seq, &event)? {
+                entry.last_seq = seq;
+                stored.push((task_id.clone(), entry.repo.clone(), seq, event));
+                break;
+            }
+            // Another connection moved this transcript: read where it stands and decide again.
+            transcripts.tasks.remove(&task_id);
         }
     }
     tx.commit().map_err(crate::db::StoreError::from)?;
@@ -474,7 +550,19 @@ fn apply_events(
     for (key, events) in &hud_runs {
         st.hub.publish_many(key, events);
     }
-    Ok(unknown)
+    Ok(applied)
+}
+
+/// An alert as the agent (re)sends it, over the one the relay holds: acknowledged if either
+/// says so, with the first acknowledgement's time.
+fn merge_alert(previous: Option<&Alert>, mut alert: Alert) -> Alert {
+    if let Some(previous) = previous.filter(|p| p.acknowledged) {
+        alert.acknowledged = true;
+        alert.acknowledged_at = previous.acknowledged_at.or(alert.acknowledged_at);
+    } else if alert.acknowledged && alert.acknowledged_at.is_none() {
+        alert.acknowledged_at = Some(Utc::now());
+    }
+    alert
 }
 
 /// Appends `item` to the last run when it has the same key, else starts a new run.

@@ -10,6 +10,8 @@
 //! snapshot and a remote event are not taken under one lock); clients already key task events
 //! by `(taskId, seq)`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flightdeck_protocol::broker::BrokerMessage;
@@ -18,18 +20,31 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::hub::{Frame, TopicKey};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// The one channel all nodes share.
 pub const CHANNEL: &str = "flightdeck:relay";
-/// Longest wait between reconnect attempts.
+/// Longest wait between reconnect or publish attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First wait after a failure; doubles (with jitter) up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The sending side, owned by the hub.
+///
+/// Its queue is bounded (`broker_queue_len` messages). Full rule: [`Broker::send`] never
+/// waits (the hub calls it under its lock), so a message that does not fit is not queued; the
+/// broker counts it and, once the queue has room again, publishes `resync`, on which every
+/// other node closes its viewers and agents with 1012. They reconnect and read fresh state
+/// from the shared database (everything is stored before it is published), so nothing is lost
+/// for good. A publish that fails is retried with backoff, in order, never dropped; a queue
+/// that fills while Redis is away is what triggers the rule above.
 #[derive(Debug)]
 pub struct Broker {
     node: String,
-    tx: mpsc::UnboundedSender<BrokerMessage>,
+    tx: mpsc::Sender<BrokerMessage>,
+    overflowed: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -39,7 +54,10 @@ impl Broker {
 
     /// Queues a message for the other nodes; never blocks (the hub calls it under its lock).
     pub fn send(&self, message: BrokerMessage) {
-        let _ = self.tx.send(message);
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(message) {
+            self.metrics.broker_overflows.fetch_add(1, Ordering::Relaxed);
+            self.overflowed.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -58,9 +76,11 @@ pub async fn start(url: &str, state: &AppState) -> Result<(), BrokerError> {
     let publisher = client.get_multiplexed_async_connection().await.map_err(error)?;
     let mut pubsub = client.get_async_pubsub().await.map_err(error)?;
     pubsub.subscribe(CHANNEL).await.map_err(error)?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    state.hub.set_broker(Broker { node: state.node_id.clone(), tx });
-    state.tasks.spawn(publish_loop(client.clone(), publisher, rx, state.clone()));
+    let (tx, rx) = mpsc::channel(state.settings.broker_queue_len.max(1));
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let metrics = state.metrics.clone();
+    state.hub.set_broker(Broker { node: state.node_id.clone(), tx, overflowed: overflowed.clone(), metrics });
+    state.tasks.spawn(publish_loop(client.clone(), publisher, rx, overflowed, state.clone()));
     state.tasks.spawn(receive_loop(client, pubsub, state.clone()));
     tracing::info!(node = %state.node_id, "broker connected");
     Ok(())
@@ -74,35 +94,53 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The next wait after `backoff`: doubled, capped, with up to a quarter of jitter so nodes
+/// that lost Redis together do not retry in step.
+fn next_backoff(backoff: Duration) -> Duration {
+    let doubled = (backoff * 2).min(MAX_BACKOFF);
+    let jitter = rand::Rng::random_range(&mut rand::rng(), 0..=doubled.as_millis() as u64 / 4);
+    doubled - Duration::from_millis(jitter)
+}
+
+/// Publishes queued messages in order. A failed publish is retried (reconnecting, with
+/// backoff) until it succeeds or the relay shuts down.
 async fn publish_loop(
     client: redis::Client,
     mut conn: redis::aio::MultiplexedConnection,
-    mut rx: mpsc::UnboundedReceiver<BrokerMessage>,
+    mut rx: mpsc::Receiver<BrokerMessage>,
+    overflowed: Arc<AtomicBool>,
     state: AppState,
 ) {
-    let mut backoff = Duration::from_millis(100);
     loop {
-        let message = tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            m = rx.recv() => m,
+        // Messages were dropped and the queue has room again: tell the other nodes first.
+        let message = if rx.is_empty() && overflowed.swap(false, Ordering::SeqCst) {
+            tracing::warn!("broker queue overflowed; asking the other nodes to resync");
+            BrokerMessage::Resync { node: state.node_id.clone() }
+        } else {
+            let message = tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                m = rx.recv() => m,
+            };
+            let Some(message) = message else { return };
+            message
         };
-        let Some(message) = message else { return };
-        let result: redis::RedisResult<()> =
-            redis::cmd("PUBLISH").arg(CHANNEL).arg(message.to_json()).query_async(&mut conn).await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "broker publish failed; reconnecting");
-            loop {
-                tokio::select! {
-                    _ = state.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
+        let text = message.to_json();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let result: redis::RedisResult<()> =
+                redis::cmd("PUBLISH").arg(CHANNEL).arg(&text).query_async(&mut conn).await;
+            let Err(e) = result else { break };
+            state.metrics.broker_publish_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker publish failed; retrying");
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = next_backoff(backoff);
+            if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
                 match client.get_multiplexed_async_connection().await {
-                    Ok(c) => {
-                        conn = c;
-                        backoff = Duration::from_millis(100);
-                        break;
-                    }
-                    Err(_) => backoff = (backoff * 2).min(MAX_BACKOFF),
+                    Ok(c) => conn = c,
+                    Err(e) => tracing::debug!(error = %e, "broker reconnect failed"),
                 }
             }
         }
@@ -111,7 +149,7 @@ async fn publish_loop(
 
 async fn receive_loop(client: redis::Client, first: redis::aio::PubSub, state: AppState) {
     let mut pubsub = Some(first);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         if let Some(mut ps) = pubsub.take() {
             let mut stream = ps.on_message();
@@ -139,9 +177,9 @@ async fn receive_loop(client: redis::Client, first: redis::aio::PubSub, state: A
         match resubscribed {
             Some(ps) => {
                 pubsub = Some(ps);
-                backoff = Duration::from_millis(100);
+                backoff = FIRST_BACKOFF;
             }
-            None => backoff = (backoff * 2).min(MAX_BACKOFF),
+            None => backoff = next_backoff(backoff),
         }
     }
 }
@@ -170,6 +208,10 @@ fn on_message(state: &AppState, text: &str) {
             state.agents.close_local(&user, &agent_id, close::REPLACED);
         }
         BrokerMessage::HudPrivate { user, repo, .. } => crate::hud::evict_unprivileged(state, &user, &repo),
+        BrokerMessage::Resync { node } => {
+            tracing::warn!(%node, "a node lost broker messages; closing sockets so they resync");
+            state.conns.close_all(close::SERVICE_RESTART);
+        }
     }
 }
 

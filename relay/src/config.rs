@@ -34,6 +34,8 @@ pub struct Settings {
     pub viewer_queue_len: usize,
     /// Messages an agent may have waiting before it is closed with 4001.
     pub agent_queue_len: usize,
+    /// Messages waiting for the broker at most (see `broker::Broker` for the full rule).
+    pub broker_queue_len: usize,
     /// A busy socket writes at most once per this many milliseconds (frames in between share
     /// one write); 0 writes every batch at once.
     pub write_coalesce_ms: u64,
@@ -70,6 +72,7 @@ impl Default for Settings {
             max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
             viewer_queue_len: 1024,
             agent_queue_len: 1024,
+            broker_queue_len: 65_536,
             write_coalesce_ms: 0,
             invalid_frames_per_minute: 100,
             ws_connections_per_minute: 120,
@@ -97,6 +100,7 @@ impl fmt::Debug for Settings {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("viewer_queue_len", &self.viewer_queue_len)
             .field("agent_queue_len", &self.agent_queue_len)
+            .field("broker_queue_len", &self.broker_queue_len)
             .field("write_coalesce_ms", &self.write_coalesce_ms)
             .field("invalid_frames_per_minute", &self.invalid_frames_per_minute)
             .field("ws_connections_per_minute", &self.ws_connections_per_minute)

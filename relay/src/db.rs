@@ -178,12 +178,17 @@ pub struct Db {
 
 impl Db {
     /// Opens (creating if needed) `relay.sqlite3` in `data_dir` and applies migrations.
+    ///
+    /// The directory is made `0700` and the database files `0600`, also when they already
+    /// exist with looser modes: they hold key hashes, sessions and transcripts.
     pub fn open_in(data_dir: &Path) -> Result<Db> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir(data_dir.display().to_string(), e))?;
+        let dir_error = |e| StoreError::DataDir(data_dir.display().to_string(), e);
+        private_dir(data_dir).map_err(dir_error)?;
         Db::open(&data_dir.join("relay.sqlite3"))
     }
 
     pub fn open(path: &Path) -> Result<Db> {
+        private_files(path).map_err(|e| StoreError::DataDir(path.display().to_string(), e))?;
         let conn = Connection::open(path)?;
         // Admin commands run in other processes against the same file while `serve` runs.
         conn.busy_timeout(Duration::from_secs(10))?;
@@ -546,38 +551,36 @@ impl Db {
         Ok(self.conn.unchecked_transaction()?)
     }
 
-    /// Stores one event. False when `(task_id, seq)` was already there: nothing changes.
-    /// This is the hot path of fan-out: cached statements; callers batch it in a transaction.
-    pub fn insert_event(&self, task_id: &str, seq: u64, event: &TaskEvent) -> Result<bool> {
+    /// Appends the event that extends a task's transcript by one: stores `seq` if the last
+    /// contiguous seq held is `seq - 1`, and advances it. False (nothing written) when the
+    /// task's last contiguous seq is not `seq - 1`: the caller's view of it was stale.
+    ///
+    /// The relay never stores an event beyond a gap, so `contig_seq` is simply the highest
+    /// seq held. This is the hot path of fan-out: cached statements; callers batch it in a
+    /// transaction.
+    pub fn append_event(&self, task_id: &str, seq: u64, event: &TaskEvent) -> Result<bool> {
+        let Some(prev) = seq.checked_sub(1).and_then(|p| i64::try_from(p).ok()) else { return Ok(false) };
         let n = self
             .conn
-            .prepare_cached("INSERT OR IGNORE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)")?
-            .execute(params![task_id, seq as i64, serde_json::to_string(event)?])?;
+            .prepare_cached("UPDATE tasks SET contig_seq = ?2 + 1, updated_ms = ?3 WHERE id = ?1 AND contig_seq = ?2")?
+            .execute(params![task_id, prev, Utc::now().timestamp_millis()])?;
         if n == 0 {
             return Ok(false);
         }
-        // Advance the highest seq held without gaps: what `welcome.lastSeqs` reports.
-        let mut contig: i64 = self
-            .conn
-            .prepare_cached("SELECT contig_seq FROM tasks WHERE id = ?1")?
-            .query_row([task_id], |r| r.get(0))?;
-        let mut next = self.conn.prepare_cached("SELECT 1 FROM task_events WHERE task_id = ?1 AND seq = ?2")?;
-        while next.exists(params![task_id, contig + 1])? {
-            contig += 1;
-        }
-        drop(next);
+        // REPLACE: a database written by an older relay may hold this seq from beyond a gap;
+        // the agent's resend is the authoritative copy.
         self.conn
-            .prepare_cached("UPDATE tasks SET contig_seq = ?2, updated_ms = ?3 WHERE id = ?1")?
-            .execute(params![task_id, contig, Utc::now().timestamp_millis()])?;
+            .prepare_cached("INSERT OR REPLACE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)")?
+            .execute(params![task_id, prev + 1, serde_json::to_string(event)?])?;
         Ok(true)
     }
 
-    /// The repo of one of `user`'s tasks (cheaper than [`Db::task`]).
-    pub fn task_repo(&self, user: &str, id: &str) -> Result<Option<String>> {
+    /// The repo of one of `user`'s tasks and the last contiguous seq held for it.
+    pub fn task_repo_and_seq(&self, user: &str, id: &str) -> Result<Option<(String, u64)>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT repo FROM tasks WHERE user = ?1 AND id = ?2")?
-            .query_row([user, id], |r| r.get(0))
+            .prepare_cached("SELECT repo, contig_seq FROM tasks WHERE user = ?1 AND id = ?2")?
+            .query_row([user, id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
             .optional()?)
     }
 
@@ -592,12 +595,16 @@ impl Db {
             .optional()?)
     }
 
+    /// A task's transcript after `after`, up to its last contiguous seq (a database written by
+    /// an older relay may hold events beyond a gap: they are not part of the transcript).
     pub fn events(&self, task_id: &str, after: u64, limit: u32) -> Result<Vec<SeqEvent>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, json FROM task_events WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, json FROM task_events WHERE task_id = ?1 AND seq > ?2
+             AND seq <= (SELECT contig_seq FROM tasks WHERE id = ?1) ORDER BY seq LIMIT ?3",
         )?;
-        let rows = stmt
-            .query_map(params![task_id, after as i64, limit], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let rows =
+            stmt.query_map(params![task_id, after, limit], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (seq, json) = row?;
@@ -697,6 +704,39 @@ impl Db {
     }
 }
 
+/// Creates `dir` (and its parents) and makes it `0700`.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Creates the database file `0600` before SQLite opens it (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and makes any of the three that exist `0600`.
+fn private_files(db: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(db)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
     let scope: String = r.get(1)?;
     Ok(Principal { user: r.get(0)?, scope: KeyScope::parse(&scope).unwrap_or(KeyScope::Viewer), key_id: r.get(2)? })
@@ -719,6 +759,32 @@ fn task_from(json: &str, contig_seq: i64) -> Result<Task> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_is_0700_and_the_database_files_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        // Made fresh, nested.
+        let dir = root.path().join("a/relay-data");
+        let db = Db::open_in(&dir).unwrap();
+        db.add_user("alice").unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for file in ["relay.sqlite3", "relay.sqlite3-wal", "relay.sqlite3-shm"] {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+        drop(db);
+        // Already there with loose modes (made by an older relay): tightened on open.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("relay.sqlite3"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let db = Db::open_in(&dir).unwrap();
+        assert!(db.user_exists("alice").unwrap());
+        assert_eq!(mode(&dir), 0o700);
+        for file in ["relay.sqlite3", "relay.sqlite3-wal", "relay.sqlite3-shm"] {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+    }
 
     #[test]
     fn keys_are_hashed_and_revocation_bumps_the_generation() {

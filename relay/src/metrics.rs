@@ -13,6 +13,10 @@ pub struct Metrics {
     pub queue_drops: AtomicU64,
     pub invalid_frames: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Broker publishes that failed (each is retried).
+    pub broker_publish_failures: AtomicU64,
+    /// Broker messages that did not fit the queue (see [`crate::broker::Broker`]).
+    pub broker_overflows: AtomicU64,
 }
 
 impl Metrics {
@@ -35,6 +39,16 @@ impl Metrics {
             ),
             ("flightdeck_invalid_frames_total", "Invalid frames received.", &self.invalid_frames),
             ("flightdeck_rate_limited_total", "Requests refused by a rate limit.", &self.rate_limited),
+            (
+                "flightdeck_broker_publish_failures_total",
+                "Broker publishes that failed and were retried.",
+                &self.broker_publish_failures,
+            ),
+            (
+                "flightdeck_broker_overflows_total",
+                "Broker messages that did not fit the queue (the other nodes were asked to resync).",
+                &self.broker_overflows,
+            ),
         ];
         for (name, help, value) in counters {
             let _ =

@@ -502,7 +502,7 @@ impl Worker {
         send(socket, &AgentMessage::GitStatus { repos: repos.to_vec(), full: Some(true) }).await
     }
 
-    async fn handle_relay_text(&mut self, socket: &mut Socket, text: &str, _sent: &mut Sent) -> Result<(), SessionEnd> {
+    async fn handle_relay_text(&mut self, socket: &mut Socket, text: &str, sent: &mut Sent) -> Result<(), SessionEnd> {
         let message = match RelayMessage::parse(text) {
             Ok(m) => m,
             Err(e) => {
@@ -532,6 +532,17 @@ impl Worker {
                 Ok(())
             }
             RelayMessage::Welcome { .. } => Ok(()),
+            RelayMessage::Resend { task_id, after_seq } => {
+                // The relay refused an event past a gap (it should never see one: this link
+                // sends each task's events in order); it gets the task's events again from
+                // `afterSeq`, and the outbox stream goes on after what this sends.
+                tracing::warn!(task = %task_id, after_seq, "the relay asked for a resend");
+                let before = sent.seqs.get(&task_id).copied().unwrap_or(0);
+                self.resend_events(socket, &task_id, after_seq, sent).await?;
+                let known = sent.seqs.entry(task_id).or_default();
+                *known = (*known).max(before);
+                Ok(())
+            }
         }
     }
 }

@@ -88,10 +88,13 @@ async fn tasks_reach_the_agent_with_the_repo_and_events_are_deduplicated() {
     let (_, t) = relay.get(&format!("/api/cockpit/tasks/{queued_id}"), &key).await;
     assert_eq!(t["task"]["lastSeq"], 4);
 
-    // A gap: seq 6 without 5. After a reconnect, lastSeqs says 4, so the agent resends 5 and 6.
+    // A gap: seq 6 without 5 is not stored; the relay asks for a resend. After a reconnect,
+    // lastSeqs says 4 too.
     send(&mut agent, &event_message(&queued_id, 6, "line 6")).await;
-    let e = next_event(&mut viewer, &topic).await;
-    assert_eq!(e["seq"], 6);
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Resend { task_id, after_seq } => assert_eq!((task_id.as_str(), after_seq), (&*queued_id, 4)),
+        other => panic!("expected resend, got {other:?}"),
+    }
     drop(agent);
     let (mut agent, last_seqs) = relay.agent("mac").await;
     assert_eq!(last_seqs.get(&queued_id), Some(&4), "{last_seqs:?}");
@@ -124,6 +127,86 @@ async fn tasks_reach_the_agent_with_the_repo_and_events_are_deduplicated() {
     })
     .await;
     assert_eq!(tasks_done["task"]["summary"], "all green");
+}
+
+/// The seqs of a task's transcript over REST.
+async fn rest_seqs(relay: &Relay, task_id: &str) -> Vec<u64> {
+    let (status, body) = relay.get(&format!("/api/cockpit/tasks/{task_id}/events?limit=500"), &relay.keys.owner).await;
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+/// An invalid frame, answered by an error: what comes before it has been handled.
+async fn barrier(agent: &mut Ws) {
+    send_text(agent, r#"{"type":"barrier"}"#).await;
+    match recv_relay_skip_pings(agent).await {
+        RelayMessage::Error { .. } => {}
+        other => panic!("expected the barrier's error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_gap_is_not_stored_and_the_agent_is_asked_to_resend_once() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    let id = "gap-1";
+    send(&mut agent, &AgentMessage::TaskUpdate { task: local_task(id, "web", TaskStatus::Running) }).await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    let topic = format!("task:{id}");
+    eventually("the task", || async {
+        let (status, _) = relay.get(&format!("/api/cockpit/tasks/{id}"), &relay.keys.owner).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    subscribe(&mut viewer, &topic).await;
+
+    for seq in [1, 2, 4] {
+        send(&mut agent, &event_message(id, seq, &format!("line {seq}"))).await;
+    }
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Resend { task_id, after_seq } => assert_eq!((task_id.as_str(), after_seq), (id, 2)),
+        other => panic!("expected resend, got {other:?}"),
+    }
+    assert_eq!(rest_seqs(&relay, id).await, vec![1, 2]);
+    let (_, t) = relay.get(&format!("/api/cockpit/tasks/{id}"), &relay.keys.owner).await;
+    assert_eq!(t["task"]["lastSeq"], 2);
+    // More events past the same gap: no second resend (the barrier's error comes next).
+    send(&mut agent, &event_message(id, 5, "line 5")).await;
+    barrier(&mut agent).await;
+
+    // The agent resends from 3: the transcript is whole; duplicates change nothing.
+    for seq in [3, 4, 2, 3] {
+        send(&mut agent, &event_message(id, seq, &format!("line {seq}"))).await;
+    }
+    barrier(&mut agent).await;
+    assert_eq!(rest_seqs(&relay, id).await, vec![1, 2, 3, 4]);
+    let (_, t) = relay.get(&format!("/api/cockpit/tasks/{id}"), &relay.keys.owner).await;
+    assert_eq!(t["task"]["lastSeq"], 4);
+    // The viewer saw each seq once, in order, and never the one past the gap.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let e = next_event(&mut viewer, &topic).await;
+        seen.push((e["seq"].as_u64().unwrap(), e["event"]["text"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(seen, (1..=4).map(|s| (s, format!("line {s}"))).collect::<Vec<_>>());
+    let snapshot = subscribe(&mut viewer, &topic).await;
+    let seqs: Vec<u64> = snapshot["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+
+    // A new gap after the first one closed is asked for again.
+    send(&mut agent, &event_message(id, 7, "line 7")).await;
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Resend { task_id, after_seq } => assert_eq!((task_id.as_str(), after_seq), (id, 4)),
+        other => panic!("expected resend, got {other:?}"),
+    }
+    // A new connection reads where the transcript stands from the database.
+    drop(agent);
+    let (mut agent, last_seqs) = relay.agent("mac").await;
+    assert_eq!(last_seqs.get(id), Some(&4));
+    send(&mut agent, &event_message(id, 5, "line 5")).await;
+    send(&mut agent, &event_message(id, 4, "line 4 again")).await;
+    barrier(&mut agent).await;
+    assert_eq!(rest_seqs(&relay, id).await, vec![1, 2, 3, 4, 5]);
 }
 
 #[tokio::test]
@@ -363,4 +446,68 @@ async fn status_request_only_when_the_relay_knows_no_repo_of_the_agent() {
     // Known repos now: the next message on a new connection is a ping, not a request.
     let (mut second, _) = relay.agent("mac").await;
     assert!(matches!(recv_relay(&mut second).await, RelayMessage::Ping { .. }));
+}
+
+fn alert(id: &str, message: &str) -> flightdeck_protocol::Alert {
+    flightdeck_protocol::Alert {
+        id: id.into(),
+        severity: flightdeck_protocol::Severity::Critical,
+        kind: flightdeck_protocol::AlertKind::RepoConflict,
+        repo: Some("web".into()),
+        task_id: None,
+        agent_id: Some("mac".into()),
+        message: message.into(),
+        // A resend is the same alert: the same creation time.
+        created_at: "2026-01-02T03:04:05Z".parse().unwrap(),
+        acknowledged: false,
+        acknowledged_at: None,
+    }
+}
+
+/// After a resend of `resent` (unacknowledged), it is still acknowledged with the same time
+/// over REST, and the next `alerts` event is `next`, not the resent alert again.
+async fn resent_alert_stays_acknowledged(relay: &Relay, agent: &mut Ws, viewer: &mut Ws, acked_at: &Value) {
+    send(agent, &AgentMessage::Alert { alert: alert("alert-1", "merge conflict in web") }).await;
+    barrier(agent).await;
+    let (_, body) = relay.get("/api/cockpit/alerts?acknowledged=true", &relay.keys.owner).await;
+    assert_eq!(body["alerts"][0]["id"], "alert-1", "{body}");
+    assert_eq!(&body["alerts"][0]["acknowledgedAt"], acked_at);
+    let (_, body) = relay.get("/api/cockpit/alerts?acknowledged=false", &relay.keys.owner).await;
+    let unacked: Vec<&str> = body["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert!(!unacked.contains(&"alert-1"), "{body}");
+    let next_id = format!("alert-{}", unacked.len() + 2);
+    send(agent, &AgentMessage::Alert { alert: alert(&next_id, "another") }).await;
+    let e = next_event(viewer, "alerts").await;
+    assert_eq!(e["id"], next_id.as_str(), "the resent alert was published again: {e}");
+}
+
+#[tokio::test]
+async fn an_acknowledged_alert_stays_acknowledged_when_the_agent_resends_it() {
+    let mut relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    subscribe(&mut viewer, "alerts").await;
+    send(&mut agent, &AgentMessage::Alert { alert: alert("alert-1", "merge conflict in web") }).await;
+    assert_eq!(next_event(&mut viewer, "alerts").await["acknowledged"], false);
+    let (status, body) = relay.post("/api/cockpit/alerts/ack/alert-1", &relay.keys.owner, &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let acked_at = body["alert"]["acknowledgedAt"].clone();
+    assert!(acked_at.is_string());
+    assert_eq!(next_event(&mut viewer, "alerts").await["acknowledged"], true);
+
+    resent_alert_stays_acknowledged(&relay, &mut agent, &mut viewer, &acked_at).await;
+
+    // Across a relay restart on the same data dir.
+    let keys = relay.keys.clone();
+    let tempdir = relay.take_tempdir();
+    relay.stop().await;
+    let relay = Relay::launch(test_settings(&relay.dir), keys).await;
+    let _tempdir = tempdir;
+    let (mut agent, _) = relay.agent("mac").await;
+    let mut viewer = relay.viewer(Some(&relay.keys.owner)).await;
+    let snapshot = subscribe(&mut viewer, "alerts").await;
+    assert!(snapshot.as_array().unwrap().iter().all(|a| a["id"] != "alert-1"), "{snapshot}");
+    resent_alert_stays_acknowledged(&relay, &mut agent, &mut viewer, &acked_at).await;
+    let snapshot = subscribe(&mut viewer, "alerts").await;
+    assert!(snapshot.as_array().unwrap().iter().all(|a| a["id"] != "alert-1"), "{snapshot}");
 }

@@ -25,6 +25,77 @@ async fn redis_server() -> RedisServer {
     RedisServer { _child: child, url: format!("redis://127.0.0.1:{port}") }
 }
 
+/// Runs one command against `url` and returns its reply.
+async fn redis_cmd(url: &str, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query_async(&mut conn).await.unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// The broker of node A is a Redis user whose PUBLISH permission the test takes away and gives
+/// back: its publishes fail (and are retried) while its connection and subscription stay up.
+#[tokio::test]
+async fn a_failed_publish_is_retried_and_an_overflow_makes_the_other_nodes_resync() {
+    use futures_util::StreamExt;
+    let redis = redis_server().await;
+    redis_cmd(&redis.url, &["ACL", "SETUSER", "relay", "on", ">pw", "~*", "&*", "+@all"]).await;
+    let relay_url = redis.url.replace("redis://", "redis://relay:pw@");
+    let url = relay_url.clone();
+    let a = Relay::start_with(move |s| {
+        s.broker = Some(url);
+        s.broker_queue_len = 4;
+    })
+    .await;
+    let mut settings = test_settings(&a.dir);
+    settings.broker = Some(relay_url.clone());
+    let b = Relay::launch(settings, a.keys.clone()).await;
+    let owner = a.keys.owner.clone();
+    eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
+    // A witness on the channel, as the default user.
+    let mut witness = redis::Client::open(redis.url.as_str()).unwrap().get_async_pubsub().await.unwrap();
+    witness.subscribe(flightdeck_relay::broker::CHANNEL).await.unwrap();
+    let mut witness = witness.into_on_message();
+    let mut viewer = b.viewer(Some(&owner)).await;
+    assert_eq!(subscribe(&mut viewer, "agents").await, json!([]));
+
+    // Publishing fails: the agent's arrival on A waits for the broker, then arrives.
+    redis_cmd(&redis.url, &["ACL", "SETUSER", "relay", "-publish"]).await;
+    let (mut agent, _) = a.agent("mac").await;
+    eventually("a failed publish on a", || async {
+        (a.metric("flightdeck_broker_publish_failures_total").await >= 1.0).then_some(())
+    })
+    .await;
+    redis_cmd(&redis.url, &["ACL", "SETUSER", "relay", "+publish"]).await;
+    let first = tokio::time::timeout(DEADLINE, witness.next()).await.expect("the retried publish").unwrap();
+    let first: String = first.get_payload().unwrap();
+    assert!(first.contains(r#""type":"agent-connected""#), "{first}");
+    let info = next_event(&mut viewer, "agents").await;
+    assert_eq!((info["agentId"].as_str(), info["status"].as_str()), (Some("mac"), Some("online")));
+
+    // Publishing fails long enough for A's queue to overflow: once it drains, B's sockets are
+    // closed with 1012 so they reconnect to fresh state.
+    redis_cmd(&redis.url, &["ACL", "SETUSER", "relay", "-publish"]).await;
+    for i in 0..10 {
+        let state = if i % 2 == 0 { RepoState::Dirty } else { RepoState::Clean };
+        send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", state)], full: None }).await;
+    }
+    eventually("an overflow on a", || async {
+        (a.metric("flightdeck_broker_overflows_total").await >= 1.0).then_some(())
+    })
+    .await;
+    redis_cmd(&redis.url, &["ACL", "SETUSER", "relay", "+publish"]).await;
+    assert_eq!(recv_close(&mut viewer).await.0, 1012);
+    // A's own sockets stay: it has everything.
+    send(&mut agent, &flightdeck_protocol::AgentMessage::Pong { timestamp: None }).await;
+    let mut viewer = b.viewer(Some(&owner)).await;
+    let repos = subscribe(&mut viewer, "repos").await;
+    assert_eq!(repos[0]["status"], "clean", "the fresh snapshot has the last state: {repos}");
+}
+
 #[tokio::test]
 async fn an_agent_on_node_a_reaches_viewers_and_owners_on_node_b() {
     let redis = redis_server().await;
