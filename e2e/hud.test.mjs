@@ -85,7 +85,8 @@ test('a late viewer sees the earlier output, then live chunks in order, and a to
   agent.event(id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
   agent.chunk(id, 'Early output: the relay keeps the whole transcript. ');
   agent.chunk(id, 'Here is some code:\n```rust\nfn main() {\n    println!("hello");\n}\n```\n');
-  agent.chunk(id, 'running the tests\n', 'stdout');
+  // Terminal colours arrive as ANSI escape codes; the HUD renders them, never the raw codes.
+  agent.chunk(id, '\u001b[32mrunning\u001b[0m the tests\u001b[K\n', 'stdout');
   await relayHasEvents(id, 4);
 
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -97,6 +98,8 @@ test('a late viewer sees the earlier output, then live chunks in order, and a to
   await viewer.locator('#transcript', { hasText: 'Early output: the relay keeps the whole transcript.' }).waitFor({ timeout: 10000 });
   assert.match(await viewer.locator('#transcript pre.code code').first().innerText(), /println!\("hello"\)/);
   assert.equal(await viewer.locator('#transcript pre.term.stdout').innerText(), 'running the tests\n');
+  assert.equal(await viewer.locator('#transcript pre.term.stdout span.ansi-fg2').innerText(), 'running');
+  assert.ok(!(await viewer.locator('#transcript').innerText()).includes('\u001b'), 'no raw escape code in the HUD');
   // Anonymous viewers get no owner controls.
   assert.equal(await viewer.locator('#start-prompt').count(), 0);
 

@@ -14,6 +14,7 @@
 //!
 //! The UI never builds JSON by hand: everything on the wire is a `flightdeck-protocol` type.
 
+pub mod ansi;
 pub mod backend;
 pub mod components;
 pub mod connection;

@@ -55,13 +55,13 @@ pub fn tool_card(props: &ToolCardProps) -> Html {
                     if let Some(output) = &call.output {
                         <div class="tool-section">{ "Output" }</div>
                         if output.len() > OUTPUT_PREVIEW_CHARS && !*show_all {
-                            <pre class="term">{ output.chars().take(OUTPUT_PREVIEW_CHARS).collect::<String>() }</pre>
+                            <pre class="term">{ crate::ansi::strip(&output.chars().take(OUTPUT_PREVIEW_CHARS).collect::<String>()) }</pre>
                             <button type="button" class="link" onclick={
                                 let show_all = show_all.clone();
                                 Callback::from(move |_: MouseEvent| show_all.set(true))
                             }>{ format!("Show all {} characters", output.chars().count()) }</button>
                         } else {
-                            <pre class={classes!("term", call.is_error.then_some("stderr"))}>{ output }</pre>
+                            <pre class={classes!("term", call.is_error.then_some("stderr"))}>{ crate::ansi::strip(output) }</pre>
                         }
                     }
                 </div>

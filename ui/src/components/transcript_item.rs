@@ -2,6 +2,7 @@ use flightdeck_protocol::event::ChunkStream;
 use yew::prelude::*;
 
 use super::{Shared, ToolCard};
+use crate::ansi;
 use crate::markdown::{blocks, Block};
 use crate::transcript::Item;
 
@@ -30,7 +31,18 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
                 ChunkStream::Stderr => ("term stderr", "stderr"),
                 _ => ("term stdout", "stdout"),
             };
-            html! { <pre class={class} aria-label={label}>{ text }</pre> }
+            // Colours of the terminal as styled spans; other escape sequences removed.
+            html! {
+                <pre class={class} aria-label={label}>
+                    { for ansi::parse(text).into_iter().map(|(style, run)| {
+                        if style == ansi::Style::default() {
+                            html! { { run } }
+                        } else {
+                            html! { <span class={style.classes()}>{ run }</span> }
+                        }
+                    }) }
+                </pre>
+            }
         }
         Item::Tool(_) => html! { <ToolCard item={props.item.clone()} /> },
         Item::Status { status, model } => html! {
@@ -43,7 +55,7 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
             <div class="task-done" data-testid="done"><strong>{ "Done: " }</strong>{ summary }</div>
         },
         Item::Error { error } => html! {
-            <div class="task-error" role="alert"><strong>{ "Error: " }</strong>{ error }</div>
+            <div class="task-error" role="alert"><strong>{ "Error: " }</strong>{ ansi::strip(error) }</div>
         },
     }
 }
