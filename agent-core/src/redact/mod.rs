@@ -146,7 +146,9 @@ impl Redactor {
         Cow::Owned(apply(text, &scan.spans, 0, text.len(), false).0)
     }
 
-    /// A copy of the task with its free text (title, prompt, command, summary, error) redacted.
+    /// A copy of the task with its free text (title, prompt, command, allowed tools, summary,
+    /// error) redacted. For a task whose events go through a [`StreamRedactor`], prefer
+    /// [`StreamRedactor::redact_task`], which agrees with the released `done` and `error`.
     pub fn redact_task(&self, task: &Task) -> Task {
         let mut task = task.clone();
         let r = |s: &mut String| *s = self.redact(s).into_owned();
@@ -156,6 +158,8 @@ impl Redactor {
                 r(text);
             }
         }
+        // A tool rule can quote a command line (`Bash(curl -H "Authorization: ...")`).
+        task.payload.allowed_tools.iter_mut().flatten().for_each(r);
         task
     }
 
@@ -224,6 +228,12 @@ impl Redactor {
             }
             other => other.clone(),
         }
+    }
+
+    /// `text` redacted as if it started inside a private key block (masked up to an `END` line).
+    pub(crate) fn redact_inside_block(&self, text: &str) -> String {
+        let scan = self.scan(text, true);
+        apply(text, &scan.spans, 0, text.len(), false).0
     }
 
     /// `text` redacted as if it followed `before` (a label it may be the value of).

@@ -149,14 +149,22 @@ static PEM_END: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?-u)-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----").expect("valid pattern")
 });
 
+/// Where a lead may start instead of a word boundary: right after a colour code (`ESC[32m`),
+/// whose `m` would otherwise hide the boundary.
+const AFTER_COLOUR: &str = r"(?:\b|\x1b\[[0-9;]{0,20}m)";
+
 /// The built-in shapes, compiled once per process.
 pub(crate) static BUILTIN: LazyLock<Compiled> = LazyLock::new(|| {
     let patterns = SHAPES
         .iter()
-        .map(|s| PatternSource {
+        .map(|s| {
+            let lead = s.lead.replacen(r"\b", AFTER_COLOUR, 1);
+            (s, lead)
+        })
+        .map(|(s, lead)| PatternSource {
             kind: Cow::Borrowed(s.kind),
-            regex: format!("(?-u)(?P<m>(?:{})(?P<s>{})){}", s.lead, s.secret, s.after),
-            lead: Lead::Pattern(format!("(?-u)^(?:{})", s.lead)),
+            regex: format!("(?-u)(?P<m>(?:{lead})(?P<s>{})){}", s.secret, s.after),
+            lead: Lead::Pattern(format!("(?-u)^(?:{lead})")),
             keep_lead: s.keep_lead,
             check: s.check,
             pem_begin: s.kind == PEM_KIND,

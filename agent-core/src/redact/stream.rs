@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flightdeck_protocol::event::ChunkStream;
-use flightdeck_protocol::{SeqEvent, TaskEvent};
+use flightdeck_protocol::{SeqEvent, Task, TaskEvent};
 use regex_automata::hybrid::dfa::Cache;
 
 use super::patterns::MAX_MATCH;
@@ -59,6 +59,12 @@ pub struct StreamRedactor {
     streams: [TextStream; 3],
     /// One lazy DFA cache per pattern set of `redactor` (its `.env` values, the built-ins).
     caches: Vec<Cache>,
+    /// A stream's text ended inside a private key block: a `done` summary (the shell's last
+    /// stdout line) may be a line of the key.
+    ended_in_block: bool,
+    /// The last `done` summary and `error`, as recorded and as released, for [`Self::redact_task`].
+    summary: Option<(String, String)>,
+    error: Option<(String, String)>,
 }
 
 struct Slot {
@@ -103,7 +109,16 @@ impl StreamRedactor {
     /// A redactor for one task; `hold` bounds how long a chunk may be held (100 ms).
     pub fn new(redactor: Arc<Redactor>, hold: Duration) -> StreamRedactor {
         let caches = redactor.compiled().map(|(c, _)| c.create_cache()).collect();
-        StreamRedactor { redactor, hold, queue: VecDeque::new(), streams: Default::default(), caches }
+        StreamRedactor {
+            redactor,
+            hold,
+            queue: VecDeque::new(),
+            streams: Default::default(),
+            caches,
+            ended_in_block: false,
+            summary: None,
+            error: None,
+        }
     }
 
     /// Feeds the task's next event; returns the events that are now final, redacted, in `seq`
@@ -120,9 +135,23 @@ impl StreamRedactor {
             TaskEvent::ToolProgress { .. } => self.queue.push_back(Slot { seq, deadline, ready: Some(event) }),
             event => {
                 for which in 0..self.streams.len() {
-                    self.decide(which, Decide::End);
+                    self.ended_in_block |= self.decide(which, Decide::End);
                 }
-                let redacted = self.redactor.redact_event(&event);
+                let redacted = match &event {
+                    TaskEvent::Done { summary } if self.ended_in_block => {
+                        TaskEvent::Done { summary: self.redactor.redact_inside_block(summary) }
+                    }
+                    event => self.redactor.redact_event(event),
+                };
+                match (&event, &redacted) {
+                    (TaskEvent::Done { summary }, TaskEvent::Done { summary: wire }) => {
+                        self.summary = Some((summary.clone(), wire.clone()));
+                    }
+                    (TaskEvent::Error { error }, TaskEvent::Error { error: wire }) => {
+                        self.error = Some((error.clone(), wire.clone()));
+                    }
+                    _ => {}
+                }
                 self.queue.push_back(Slot { seq, deadline, ready: Some(redacted) });
             }
         }
@@ -145,9 +174,28 @@ impl StreamRedactor {
     /// Releases everything (the task ended).
     pub fn finish(&mut self) -> Vec<SeqEvent> {
         for which in 0..self.streams.len() {
-            self.decide(which, Decide::End);
+            self.ended_in_block |= self.decide(which, Decide::End);
         }
         self.release()
+    }
+
+    /// A copy of the task with its free text redacted as [`Redactor::redact_task`] does, except
+    /// that a `summary` or `error` equal to the one this task's `done` or `error` event carried
+    /// gets that event's released text: the two never disagree, and a shell summary that is a
+    /// line of a private key printed before it is masked here too.
+    pub fn redact_task(&self, task: &Task) -> Task {
+        let released = |text: &Option<String>, seen: &Option<(String, String)>| match (text, seen) {
+            (Some(text), Some((recorded, wire))) if text == recorded => Some(wire.clone()),
+            _ => None,
+        };
+        let mut out = self.redactor.redact_task(task);
+        if let Some(summary) = released(&task.summary, &self.summary) {
+            out.summary = Some(summary);
+        }
+        if let Some(error) = released(&task.error, &self.error) {
+            out.error = Some(error);
+        }
+        out
     }
 
     /// The final events at the front of the queue.
@@ -160,14 +208,16 @@ impl StreamRedactor {
         out
     }
 
-    /// Releases what `why` allows of stream `which`'s held chunks.
-    fn decide(&mut self, which: usize, why: Decide) {
+    /// Releases what `why` allows of stream `which`'s held chunks. Returns whether the stream's
+    /// text now ends inside a private key block.
+    fn decide(&mut self, which: usize, why: Decide) -> bool {
         let stream = &mut self.streams[which];
         if stream.held.is_empty() {
+            let open = stream.pem_open;
             if matches!(why, Decide::End) {
                 *stream = TextStream::default();
             }
-            return;
+            return open;
         }
         // The stream's text: the carried released part, then each held chunk.
         let mut text = stream.carry.clone();
@@ -198,7 +248,7 @@ impl StreamRedactor {
             }
         };
         if count == 0 {
-            return;
+            return open_block;
         }
         let mut masked = stream.carry_masked;
         for (held, (start, end)) in stream.held.iter().zip(&bounds).take(count) {
@@ -212,7 +262,7 @@ impl StreamRedactor {
         stream.held.drain(..count);
         if matches!(why, Decide::End) {
             *stream = TextStream::default();
-            return;
+            return open_block;
         }
         let released = bounds[count - 1].1;
         stream.carry_masked = masked;
@@ -224,6 +274,7 @@ impl StreamRedactor {
         };
         let from = floor_char_boundary(&text, from);
         stream.carry = text[from..released].to_string();
+        open_block
     }
 }
 

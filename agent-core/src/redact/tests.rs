@@ -275,6 +275,10 @@ mod shapes {
                 "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ8d3kLm2P", 0),
             shape("aws secret, json", "SecretAccessKey", "    \"SecretAccessKey\": \"{}\",\n",
                 "Zt4Xw8Qp2Lm6Nb0Vc3Hj7Kd1Fs5Ga9Re2Ty6Ui0O", 0),
+            shape("github in colour", "GITHUB_TOKEN", "Token: \x1b[1;32m{}\x1b[0m\n",
+                "ghp_Zz8kLmN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hK", 4),
+            shape("openai in colour", "OPENAI_API_KEY", "\x1b[33m{}\x1b[0m",
+                "sk-proj-Qq7JkL9mNp2QrS5tUv8WxY1zA3bC6dE9fG2hJ5k", 8),
             shape("github classic", "GITHUB_TOKEN", "git clone https://{}@github.com/o/r\n",
                 "ghp_R8kLmN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hJ", 4),
             shape("github oauth", "GH_TOKEN", "GH_TOKEN={}\n", "gho_16C7e42F292c6912E7710c838347Ae178B4a", 4),
@@ -749,6 +753,34 @@ mod holding {
 }
 
 #[test]
+fn a_shell_summary_that_is_a_line_of_a_private_key_is_masked() {
+    // `head -2 id_rsa`: the key is cut off, and the shell's summary is its last stdout line.
+    let redactor = Arc::new(Redactor::new());
+    let mut s = StreamRedactor::new(redactor, std::time::Duration::from_millis(100));
+    let now = std::time::Instant::now();
+    let body = "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB";
+    let mut out = s.push(1, shapes::chunk("-----BEGIN RSA PRIVATE KEY-----\n", ChunkStream::Stdout), now);
+    out.extend(s.push(2, shapes::chunk(&format!("{body}\n"), ChunkStream::Stdout), now));
+    out.extend(s.push(3, TaskEvent::Done { summary: body.into() }, now));
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[2].event, TaskEvent::Done { summary: "[REDACTED:private-key]".into() });
+    let task = flightdeck_protocol::Task {
+        summary: Some(body.into()),
+        error: None,
+        ..flightdeck_protocol::Task::queued(
+            "t",
+            "head -2 id_rsa",
+            "web",
+            flightdeck_protocol::Executor::Shell,
+            Default::default(),
+            flightdeck_protocol::TaskSource::Local,
+            chrono::Utc::now(),
+        )
+    };
+    assert_eq!(s.redact_task(&task).summary.as_deref(), Some("[REDACTED:private-key]"));
+}
+
+#[test]
 fn alerts_are_redacted_in_their_message() {
     let alert = flightdeck_protocol::Alert {
         id: "a".into(),
@@ -784,4 +816,36 @@ fn repo_redactors_share_one_redactor_until_invalidated() {
     let rebuilt = redactors.for_repo("web");
     redactors.age("web", RepoRedactors::RECHECK);
     assert!(Arc::ptr_eq(&rebuilt, &redactors.for_repo("web")), "unchanged files: the same redactor after a recheck");
+}
+
+#[test]
+#[ignore = "prints the table, for a person to read"]
+fn print_the_table() {
+    let redactor = shapes::redactor();
+    for shape in shapes::table() {
+        println!("{:28} {:?}", shape.name, redactor.redact(&shape.text));
+    }
+    let started = std::time::Instant::now();
+    let mut s = StreamRedactor::new(redactor.clone(), std::time::Duration::from_millis(100));
+    let now = std::time::Instant::now();
+    let mut n = 0;
+    for i in 0..50_000u64 {
+        n += s
+            .push(
+                i + 1,
+                shapes::chunk(&format!("{i} some ordinary output line with words\n"), ChunkStream::Stdout),
+                now,
+            )
+            .len();
+    }
+    println!("50,000 lines: {:?} ({n} out)", started.elapsed());
+    let started = std::time::Instant::now();
+    let paragraph = "Here is a long paragraph of assistant prose that goes on without a newline for quite a while, with code like let x = foo.bar(); and words. ".repeat(40);
+    let mut s = StreamRedactor::new(redactor, std::time::Duration::from_millis(100));
+    let mut seq = 0;
+    for piece in paragraph.as_bytes().chunks(12) {
+        seq += 1;
+        s.push(seq, shapes::chunk(std::str::from_utf8(piece).unwrap(), ChunkStream::Assistant), now);
+    }
+    println!("{seq} deltas of 12 bytes in one {}-byte line: {:?}", paragraph.len(), started.elapsed());
 }
