@@ -84,6 +84,9 @@ struct TextStream {
     carry_masked: bool,
     /// The released text ends inside a private key block.
     pem_open: bool,
+    /// No secret can start before this offset of `carry` + held text: the DFA died there once,
+    /// and more text does not revive it (so each position is looked at about once).
+    dead_before: usize,
     held: Vec<Held>,
 }
 
@@ -106,7 +109,10 @@ enum Decide {
 }
 
 impl StreamRedactor {
-    /// A redactor for one task; `hold` bounds how long a chunk may be held (100 ms).
+    /// How long a chunk may be held by default.
+    pub const HOLD: Duration = Duration::from_millis(100);
+
+    /// A redactor for one task; `hold` bounds how long a chunk may be held ([`Self::HOLD`]).
     pub fn new(redactor: Arc<Redactor>, hold: Duration) -> StreamRedactor {
         let caches = redactor.compiled().map(|(c, _)| c.create_cache()).collect();
         StreamRedactor {
@@ -230,17 +236,24 @@ impl StreamRedactor {
         let scan = self.redactor.scan(&text, stream.pem_open);
         let open_block = scan.blocks.last().is_some_and(|(_, end)| end.is_none());
         let mut spans = scan.spans.clone();
+        let mut dead_before = stream.dead_before;
         let count = match why {
             Decide::End => stream.held.len(),
             Decide::Push => {
-                let undecided =
-                    if open_block { None } else { first_viable(&self.redactor, &mut self.caches, &text, &scan) };
+                let undecided = if open_block {
+                    None
+                } else {
+                    first_viable(&self.redactor, &mut self.caches, &text, &scan, dead_before)
+                };
+                dead_before = undecided.unwrap_or(text.len());
                 bounds.iter().take_while(|(_, end)| undecided.is_none_or(|u| *end <= u)).count()
             }
             Decide::Due(now) => {
                 let due = stream.held.iter().take_while(|h| h.deadline <= now).count();
                 if due > 0 && !open_block {
-                    if let Some(from) = first_viable(&self.redactor, &mut self.caches, &text, &scan) {
+                    let undecided = first_viable(&self.redactor, &mut self.caches, &text, &scan, dead_before);
+                    dead_before = undecided.unwrap_or(text.len());
+                    if let Some(from) = undecided {
                         spans = partial_spans(&self.redactor, &mut self.caches, &text, from, spans);
                     }
                 }
@@ -248,6 +261,7 @@ impl StreamRedactor {
             }
         };
         if count == 0 {
+            stream.dead_before = dead_before;
             return open_block;
         }
         let mut masked = stream.carry_masked;
@@ -274,6 +288,7 @@ impl StreamRedactor {
         };
         let from = floor_char_boundary(&text, from);
         stream.carry = text[from..released].to_string();
+        stream.dead_before = dead_before.saturating_sub(from);
         open_block
     }
 }
@@ -287,9 +302,16 @@ fn context_start(text: &str, scan: &Scan, end: usize) -> usize {
 }
 
 /// The first position from which the end of `text` could still be the beginning of a secret.
-fn first_viable(redactor: &Redactor, caches: &mut [Cache], text: &str, scan: &Scan) -> Option<usize> {
+/// Positions before `dead_before` are known not to be.
+fn first_viable(
+    redactor: &Redactor,
+    caches: &mut [Cache],
+    text: &str,
+    scan: &Scan,
+    dead_before: usize,
+) -> Option<usize> {
     let bytes = text.as_bytes();
-    let from = context_start(text, scan, text.len());
+    let from = context_start(text, scan, text.len()).max(dead_before);
     (from..text.len()).filter(|at| text.is_char_boundary(*at)).find(|at| {
         redactor
             .compiled()

@@ -781,6 +781,15 @@ fn a_shell_summary_that_is_a_line_of_a_private_key_is_masked() {
 }
 
 #[test]
+fn redactors_can_move_to_blocking_threads() {
+    fn send<T: Send + 'static>() {}
+    fn shared<T: Send + Sync + 'static>() {}
+    send::<StreamRedactor>();
+    shared::<Redactor>();
+    shared::<RepoRedactors>();
+}
+
+#[test]
 fn alerts_are_redacted_in_their_message() {
     let alert = flightdeck_protocol::Alert {
         id: "a".into(),
