@@ -75,9 +75,25 @@ impl TaskEvent {
         }
     }
 
-    /// Applies `f` to every piece of free text in the event (chunk text, tool params and
-    /// output, summaries, errors): what redaction must cover before an event leaves the machine.
-    pub fn map_text(&mut self, mut f: impl FnMut(&str) -> String) {
+    /// The one list of the event's free text, what redaction must cover before an event leaves
+    /// the machine: `text` is applied to every plain text field (chunk text, tool output,
+    /// summary, error) and `json` to every structured value (tool params), so that a caller can
+    /// look at keys and neighbouring strings together. An event kind that adds text adds its
+    /// fields here, and every redaction follows.
+    pub fn map_fields(&mut self, mut text: impl FnMut(&str) -> String, mut json: impl FnMut(&Value) -> Value) {
+        match self {
+            TaskEvent::Chunk { text: t, .. } => *t = text(t),
+            TaskEvent::ToolStart { params, .. } => *params = json(params),
+            TaskEvent::ToolDone { output, .. } => *output = text(output),
+            TaskEvent::Done { summary } => *summary = text(summary),
+            TaskEvent::Error { error } => *error = text(error),
+            TaskEvent::Status { .. } | TaskEvent::ToolProgress { .. } | TaskEvent::Usage { .. } => {}
+        }
+    }
+
+    /// Applies `f` to every piece of free text in the event (the fields of
+    /// [`TaskEvent::map_fields`], and each string inside tool params).
+    pub fn map_text(&mut self, f: impl FnMut(&str) -> String) {
         fn map_value(v: &mut Value, f: &mut dyn FnMut(&str) -> String) {
             match v {
                 Value::String(s) => *s = f(s),
@@ -86,14 +102,16 @@ impl TaskEvent {
                 _ => {}
             }
         }
-        match self {
-            TaskEvent::Chunk { text, .. } => *text = f(text),
-            TaskEvent::ToolStart { params, .. } => map_value(params, &mut f),
-            TaskEvent::ToolDone { output, .. } => *output = f(output),
-            TaskEvent::Done { summary } => *summary = f(summary),
-            TaskEvent::Error { error } => *error = f(error),
-            TaskEvent::Status { .. } | TaskEvent::ToolProgress { .. } | TaskEvent::Usage { .. } => {}
-        }
+        // Both closures call `f`, never at the same time.
+        let f = std::cell::RefCell::new(f);
+        self.map_fields(
+            |t| (f.borrow_mut())(t),
+            |v| {
+                let mut v = v.clone();
+                map_value(&mut v, &mut *f.borrow_mut());
+                v
+            },
+        );
     }
 }
 
