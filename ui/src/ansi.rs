@@ -24,9 +24,12 @@ impl Style {
         if let Some(c) = self.bg {
             out.push(format!("ansi-bg{c}"));
         }
-        for (on, class) in
-            [(self.bold, "ansi-bold"), (self.dim, "ansi-dim"), (self.italic, "ansi-italic"), (self.underline, "ansi-ul")]
-        {
+        for (on, class) in [
+            (self.bold, "ansi-bold"),
+            (self.dim, "ansi-dim"),
+            (self.italic, "ansi-italic"),
+            (self.underline, "ansi-ul"),
+        ] {
             if on {
                 out.push(class.to_string());
             }

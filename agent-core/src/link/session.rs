@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flightdeck_protocol::agent::TaskResultStatus;
-use flightdeck_protocol::{close, AgentMessage, AgentState, Alert, RelayMessage, RepoStatus, Task, TaskStatus};
+use flightdeck_protocol::{
+    close, AgentMessage, AgentState, Alert, RelayMessage, RepoStatus, Task, TaskEvent, TaskStatus,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
@@ -23,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Inbound, LinkConfig, LinkState, Outbound, OutboundSender, StopCode};
 use crate::redact::Redactor;
-use crate::runner::wire_shim::RedactAlert;
 use crate::store::{AlertFilter, OutboxItem, OutboxRow, Store, StoreError};
 
 /// Outbox rows read (and sent in one write) at a time.
@@ -343,7 +344,7 @@ impl Worker {
                     // outgoing transcript is made now.
                     crate::runner::backfill_wire(&store, redactor.clone(), &task)?;
                 }
-                Ok(Some(redactor.redact_task(&task)))
+                Ok(Some(outgoing_task(&store, &redactor, &task)?))
             })
             .await
             .map_err(store_failed)?
@@ -398,7 +399,9 @@ impl Worker {
             let mut rows = store.outbox_after(after, PAGE)?;
             for row in &mut rows {
                 match &mut row.item {
-                    OutboxItem::Task(task) => *task = redactor_for(&redactors, Some(&task.repo)).redact_task(task),
+                    OutboxItem::Task(task) => {
+                        *task = outgoing_task(&store, &redactor_for(&redactors, Some(&task.repo)), task)?
+                    }
                     OutboxItem::Alert(alert) => {
                         *alert = redactor_for(&redactors, alert.repo.as_deref()).redact_alert(alert)
                     }
@@ -545,6 +548,24 @@ impl Worker {
             }
         }
     }
+}
+
+/// A task as it leaves the machine: its free text redacted, and its `summary` and `error` (which
+/// repeat the text of its last `done` or `error` event) taken from that event's outgoing form,
+/// which stream redaction saw in context (a summary that is a line of a private key printed
+/// before it, for instance, is masked there).
+fn outgoing_task(store: &Store, redactor: &Redactor, task: &Task) -> Result<Task, StoreError> {
+    let mut out = redactor.redact_task(task);
+    if task.summary.is_some() || task.error.is_some() {
+        for event in store.last_wire_outcomes(&task.id)? {
+            match event {
+                TaskEvent::Done { summary } if task.summary.is_some() => out.summary = Some(summary),
+                TaskEvent::Error { error } if task.error.is_some() => out.error = Some(error),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The redactor for a repo (the built-in kinds when there is no repo or no redactors).

@@ -50,7 +50,6 @@ use crate::store::{Store, StoreError};
 
 mod driver;
 mod recorder;
-pub(crate) mod wire_shim;
 pub mod worktree;
 
 pub(crate) use recorder::backfill_wire;

@@ -14,13 +14,12 @@ use chrono::Utc;
 use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::{Alert, AlertKind, SeqEvent, Severity, Task, TaskEvent, TaskStatus};
 
-use super::wire_shim::StreamRedactor;
 use super::{RunnerEvent, Shared};
-use crate::redact::Redactor;
+use crate::redact::{Redactor, StreamRedactor};
 use crate::store::{Recorded, Store, StoreError};
 
 /// The longest a chunk is held back by redaction before it goes to the outbox.
-pub(crate) const WIRE_HOLD: Duration = Duration::from_millis(100);
+pub(crate) const WIRE_HOLD: Duration = StreamRedactor::HOLD;
 
 /// Where the task's state goes in the outbox relative to the events of the same write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

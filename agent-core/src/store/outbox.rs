@@ -14,7 +14,7 @@
 //! final state; a task without a confirmed row is resent on every connection until confirmed.
 
 use flightdeck_protocol::event::TaskEventRecord;
-use flightdeck_protocol::{Alert, SeqEvent, Task};
+use flightdeck_protocol::{Alert, SeqEvent, Task, TaskEvent};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::watch;
 
@@ -109,6 +109,28 @@ impl Store {
             out.push(SeqEvent { seq: seq as u64, event: serde_json::from_str(&json)? });
         }
         Ok(out)
+    }
+
+    /// The outgoing form of a task's last `done` and last `error` event (those that exist),
+    /// earlier first.
+    pub fn last_wire_outcomes(&self, task_id: &str) -> Result<Vec<TaskEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT json FROM outbox WHERE kind = 'event' AND ref_id = ?1
+               AND (json LIKE '{\"kind\":\"done\"%' OR json LIKE '{\"kind\":\"error\"%')
+             ORDER BY seq DESC LIMIT 8",
+        )?;
+        let rows = stmt.query_map([task_id], |r| r.get::<_, String>(0))?;
+        let mut done = None;
+        let mut error = None;
+        for json in rows {
+            match serde_json::from_str(&json?)? {
+                event @ TaskEvent::Done { .. } if done.is_none() => done = Some(event),
+                event @ TaskEvent::Error { .. } if error.is_none() => error = Some(event),
+                _ => {}
+            }
+        }
+        Ok(done.into_iter().chain(error).collect())
     }
 
     /// The highest `seq` of a task whose outgoing form is in the outbox (0: none).

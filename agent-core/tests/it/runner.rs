@@ -265,8 +265,14 @@ async fn tasks_that_cannot_run_fail_and_remote_ids_are_kept() {
             NewTask::local("nowhere", Executor::Shell, shell("true")),
             "unknown repo `nowhere`: it is not watched by this agent",
         ),
-        (NewTask::local("web", Executor::Shell, TaskPayload::default()), "a shell task needs a command"),
-        (NewTask::local("web", Executor::Claude, TaskPayload::default()), "a claude task needs a prompt"),
+        (
+            NewTask::local("web", Executor::Shell, TaskPayload::default()),
+            "invalid payload.command: a shell task needs a command",
+        ),
+        (
+            NewTask::local("web", Executor::Claude, TaskPayload::default()),
+            "invalid payload.prompt: a claude task needs a prompt",
+        ),
     ];
     for (new, error) in cases {
         let mut watch = h.create(new).await;

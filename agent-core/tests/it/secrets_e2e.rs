@@ -193,10 +193,10 @@ async fn no_secret_reaches_the_relay() {
     };
     let mut owner = Viewer::connect(&s.relay, &["tasks".into(), "alerts".into()]).await;
 
-    // A shell task with a secret in its title and its command, printing every secret, failing.
-    let title = format!("deploy with {}", secrets[4].0);
-    let body = json!({"title": title, "executor": "shell", "repo": slug,
-        "payload": {"command": format!("sh print-secrets.sh # {}", secrets[5].0)}});
+    // A shell task printing every secret, failing with one on stderr. (What the owner types into
+    // the relay itself, a title or a prompt, never was on the agent's machine: not tested here.)
+    let body = json!({"title": "print the secrets", "executor": "shell", "repo": slug,
+        "payload": {"command": "sh print-secrets.sh"}});
     let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
     assert_eq!(status, 201, "{body}");
     let shell_id = body["task"]["id"].as_str().unwrap().to_string();
@@ -206,7 +206,7 @@ async fn no_secret_reaches_the_relay() {
     assert_eq!(shell_task.status, TaskStatus::Failed);
 
     // A Claude task whose deltas split every secret, with a Bash call carrying secrets.
-    let body = json!({"executor": "claude", "repo": slug, "payload": {"prompt": format!("print them, {}", secrets[6].0),
+    let body = json!({"executor": "claude", "repo": slug, "payload": {"prompt": "print them",
         "allowedTools": ["Bash"], "permissionMode": "acceptEdits"}});
     let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
     assert_eq!(status, 201, "{body}");
@@ -240,6 +240,9 @@ async fn no_secret_reaches_the_relay() {
     let page = reqwest::get(format!("{}/hud/alice/{slug}", s.relay.http())).await.unwrap().text().await.unwrap();
     served.push_str(&page);
     let served_leaks = leaks(&served, &secrets);
+    if let Ok(path) = std::env::var("FLIGHTDECK_SECRETS_DUMP") {
+        std::fs::write(path, &served).unwrap();
+    }
 
     // And everything it stored (the database and its WAL, as bytes).
     let mut stored = String::new();
