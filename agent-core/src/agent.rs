@@ -1040,6 +1040,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn default_agent_ids_are_unique_per_installation() {
+        let (a, b) = (default_agent_id(), default_agent_id());
+        assert_ne!(a, b, "two installations on one host get different ids");
+        for id in [&a, &b] {
+            validate_agent_id(id).unwrap();
+            let suffix = id.rsplit('-').next().unwrap();
+            assert_eq!(suffix.len(), 6, "{id}");
+        }
+    }
+
+    #[test]
     fn key_hints_never_show_the_key() {
         let table = [
             ("fdk_0123456789abcdef9f2c", "fdk_…9f2c"),

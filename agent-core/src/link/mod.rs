@@ -256,3 +256,22 @@ impl RelayLink {
         LinkHandle { outbound, state: state_rx, shutdown, task: Some(task) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_live_queue_drops_and_asks_for_the_whole_state() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let sender = OutboundSender { tx, overflowed: Arc::default(), wake: Arc::default() };
+        for _ in 0..2 {
+            sender.send(Outbound::AgentStatus(AgentState::Busy));
+        }
+        assert!(!sender.overflowed.load(Ordering::SeqCst));
+        sender.send(Outbound::AgentStatus(AgentState::Idle));
+        assert!(sender.overflowed.load(Ordering::SeqCst), "the overflow is remembered");
+        // The queue never grew past its bound: the third item was dropped, not queued.
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+    }
+}

@@ -384,3 +384,19 @@ async fn the_cockpit_bus_serves_relay_topics_from_the_local_agent() {
     assert_eq!(polled.events.first().map(|e| e.seq), Some(2));
     assert_eq!(polled.next_after, polled.events.last().unwrap().seq);
 }
+
+// Two installations on one host (the desktop app and `./dev run`'s headless agent) used to share
+// the host name as agent id, so one replaced the other at the relay. Each data dir now keeps its
+// own id: the host name plus a suffix, chosen once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_installation_keeps_its_own_agent_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = start(&tmp.path().join("desktop"), &[]).await;
+    let id = first.settings().await.unwrap().agent_id;
+    assert!(first.shutdown(Duration::from_secs(5)).await.unwrap().is_empty());
+    drop(first);
+    let again = start(&tmp.path().join("desktop"), &[]).await;
+    assert_eq!(again.settings().await.unwrap().agent_id, id, "the id is kept across restarts");
+    let other = start(&tmp.path().join("headless"), &[]).await;
+    assert_ne!(other.settings().await.unwrap().agent_id, id, "another data dir, another id");
+}
