@@ -77,6 +77,8 @@ test('the window shows the watched repo in cockpit mode', async () => {
     return t.includes(REPO_NAME) && t.includes('main') ? t : null;
   }, 30000, `the repo ${REPO_NAME} in the window`);
   assert.match(text, /untracked|changed|dirty/i, 'the repo panel shows the untracked file');
+  // No relay is configured: the header says so instead of claiming a connection.
+  await until(async () => /Local only \(no relay\)/.test(await bodyText()), 30000, 'the relay link badge');
   await shot('desktop-repo');
 });
 

@@ -196,8 +196,14 @@ pub async fn agent_info(agent: &Agent) -> Result<AgentInfo> {
     let settings = agent.settings().await?;
     let busy = !agent.active_tasks().await?.is_empty();
     let mut metadata = serde_json::Map::new();
-    metadata.insert("link".into(), serde_json::to_value(agent.link_status()).unwrap_or(Value::Null));
-    metadata.insert("relayConnected".into(), Value::Bool(agent.link_status() == LinkStatus::Connected));
+    let link = agent.link_view();
+    metadata.insert("link".into(), serde_json::to_value(link.status).unwrap_or(Value::Null));
+    metadata.insert("relayConnected".into(), Value::Bool(link.status == LinkStatus::Connected));
+    if let Some(error) = link.error {
+        // Why the relay stopped this agent, for the window's header (`link_key_revoked`, ...).
+        metadata.insert("linkError".into(), Value::String(error.message));
+        metadata.insert("linkErrorCode".into(), Value::String(error.code));
+    }
     Ok(AgentInfo {
         agent_id: settings.agent_id,
         status: if busy { AgentState::Busy } else { AgentState::Idle },

@@ -58,11 +58,29 @@ pub fn cockpit_page() -> Html {
     let task: Option<Task> = selected.as_deref().and_then(|id| store.task(id).cloned());
     let transcript = selected.as_deref().and_then(|id| store.transcript(id)).map(|t| Shared(t.clone()));
     let online = store.agents.iter().filter(|a| a.status != flightdeck_protocol::AgentState::Offline).count();
+    // The desktop's own agent reports its relay link (the relay-fed cockpit has no such field).
+    let link = store.agents.iter().find_map(|a| {
+        let status = a.metadata.get("link")?.as_str()?.to_string();
+        let error = a.metadata.get("linkError").and_then(|e| e.as_str()).map(str::to_string);
+        Some((status, error))
+    });
+    let link_badge = link.map(|(status, error)| {
+        let (class, text) = match (status.as_str(), error) {
+            ("connected", _) => ("badge online", "Relay: connected".to_string()),
+            ("connecting", _) => ("badge", "Relay: connecting…".to_string()),
+            ("disconnected", _) => ("badge offline", "Relay: offline, retrying".to_string()),
+            ("stopped", Some(why)) => ("badge danger", format!("Relay stopped: {why}")),
+            ("stopped", None) => ("badge danger", "Relay stopped this agent".to_string()),
+            _ => ("badge", "Local only (no relay)".to_string()),
+        };
+        html! { <span class={class} data-testid="relay-link" data-state={status}>{ text }</span> }
+    });
     html! {
         <div class="app cockpit" data-mode="cockpit">
             <header class="topbar">
                 <h1>{ "Flightdeck" }</h1>
                 <span class="badge">{ format!("{online} agent{} online", if online == 1 { "" } else { "s" }) }</span>
+                { for link_badge }
                 <span class="spacer"></span>
                 <ConnectionIndicator connection={store.connection} />
             </header>
