@@ -613,6 +613,103 @@ mod shapes {
         }
     }
 
+    /// As above, with stdout, stderr and the assistant's text interleaved at random and tool
+    /// progress ticks between them: each stream is redacted as its own text.
+    #[test]
+    fn random_interleaved_streams_leak_nothing() {
+        use rand::{Rng, SeedableRng};
+        let redactor = redactor();
+        let table = table();
+        let streams = [ChunkStream::Assistant, ChunkStream::Stdout, ChunkStream::Stderr];
+        let seed = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for round in 0..200 {
+            let mut texts_by_stream = [String::new(), String::new(), String::new()];
+            let mut bodies = Vec::new();
+            for _ in 0..rng.random_range(2..8) {
+                let text = &mut texts_by_stream[rng.random_range(0..3)];
+                if rng.random_bool(0.3) {
+                    text.push_str(ORDINARY[rng.random_range(0..ORDINARY.len())]);
+                } else {
+                    let shape = &table[rng.random_range(0..table.len())];
+                    text.push_str(&shape.text);
+                    bodies.extend(shape.body.iter().filter(|b| b.len() >= 8).cloned());
+                }
+                text.push(if rng.random_bool(0.5) { '\n' } else { ' ' });
+            }
+            // Each stream cut into pieces, then the pieces dealt out in a random order that
+            // keeps each stream's own order.
+            let mut queues: Vec<Vec<String>> = texts_by_stream
+                .iter()
+                .map(|text| {
+                    let mut pieces = Vec::new();
+                    let mut rest = text.as_str();
+                    while !rest.is_empty() {
+                        let mut at = rng.random_range(1..24).min(rest.len());
+                        while !rest.is_char_boundary(at) {
+                            at += 1;
+                        }
+                        pieces.push(rest[..at].to_string());
+                        rest = &rest[at..];
+                    }
+                    pieces.reverse();
+                    pieces
+                })
+                .collect();
+            let with_deadlines = round % 2 == 1;
+            let mut s = StreamRedactor::new(redactor.clone(), HOLD);
+            let mut now = Instant::now();
+            let mut out = Vec::new();
+            let mut seq = 0;
+            let mut kinds = Vec::new();
+            while queues.iter().any(|q| !q.is_empty()) {
+                let which = loop {
+                    let which = rng.random_range(0..3);
+                    if !queues[which].is_empty() {
+                        break which;
+                    }
+                };
+                let piece = queues[which].pop().expect("not empty");
+                if with_deadlines && rng.random_bool(0.3) {
+                    now += Duration::from_millis(rng.random_range(0..250));
+                    out.extend(s.flush_due(now));
+                }
+                seq += 1;
+                kinds.push(Some(which));
+                out.extend(s.push(seq, chunk(&piece, streams[which]), now));
+                if rng.random_bool(0.1) {
+                    seq += 1;
+                    kinds.push(None);
+                    out.extend(s.push(seq, TaskEvent::ToolProgress { tool_id: "t".into(), elapsed_secs: 1.0 }, now));
+                }
+            }
+            out.extend(s.finish());
+            assert_in_order(&out, seq);
+            for (which, text) in texts_by_stream.iter().enumerate() {
+                let wire: String = out
+                    .iter()
+                    .filter_map(|e| match &e.event {
+                        TaskEvent::Chunk { text, stream } if *stream == streams[which] => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                for body in &bodies {
+                    for window in body.as_bytes().windows(8) {
+                        let window = std::str::from_utf8(window).unwrap();
+                        assert!(!wire.contains(window), "round {round}: {window:?} of {body:?} in {wire:?}");
+                    }
+                }
+                if !with_deadlines {
+                    assert_eq!(wire, redactor.redact(text), "round {round}, stream {which}");
+                }
+            }
+            for (event, kind) in out.iter().zip(&kinds) {
+                let is_chunk = matches!(event.event, TaskEvent::Chunk { .. });
+                assert_eq!(is_chunk, kind.is_some(), "round {round}: seq {} kept its kind", event.seq);
+            }
+        }
+    }
+
     /// Output that is not secret, and must reach the HUD as it is.
     pub(super) const ORDINARY: &[&str] = &[
         "fn main() { let task_id = \"a\"; println!(\"{task_id}\"); }\n",
