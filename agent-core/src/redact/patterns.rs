@@ -186,6 +186,12 @@ pub(crate) fn looks_secret(value: &[u8]) -> bool {
     if value.iter().all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.')) {
         return false;
     }
+    // A file's path (`SSH_PRIVATE_KEY=~/.ssh/id_ed25519`), not its content.
+    let path_start = [&b"/"[..], b"~/", b"./", b"../"].iter().any(|p| value.starts_with(p));
+    let slashes = value.iter().filter(|b| **b == b'/').count();
+    if path_start && slashes >= 2 && value.iter().all(|b| b.is_ascii_alphanumeric() || b"_./-~".contains(b)) {
+        return false;
+    }
     let lower = value.iter().any(u8::is_ascii_lowercase);
     let upper = value.iter().any(u8::is_ascii_uppercase);
     let digit = value.iter().any(u8::is_ascii_digit);

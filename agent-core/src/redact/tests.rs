@@ -724,6 +724,7 @@ mod shapes {
         "eyJ0eXAiOiJKV1QifQ alone is just a header\n",
         "/home/dev/.ssh/id_ed25519.pub and src/redact/stream.rs:42:5\n",
         "let token = get_token();\n",
+        "SSH_PRIVATE_KEY=/home/dev/.ssh/id_ed25519 GIT_SSH_KEY=~/.ssh/deploy_key\n",
         "const API_KEY = process.env.API_KEY;\n",
         "password: string;\n",
         "db_password = os.getenv('DB_PASSWORD')\n",
