@@ -59,6 +59,9 @@ macro_rules! label {
 }
 
 /// The built-in shapes, most specific first: where two overlap, the first one names the mask.
+/// A prefix distinctive enough to mean a secret anywhere (`ghp_`, `sk-ant-`) needs no word
+/// boundary before it, so `token%3Dghp_...` is found too; a short or common one (`sk-`, `AKIA`,
+/// `hf_`) does (`disk-usage-...` is no OpenAI key).
 static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
     vec![
         // A private key block's BEGIN line: only here so that a stream holds a half-printed
@@ -71,19 +74,19 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
             keep_lead: false,
             check: None,
         },
-        token("anthropic-key", r"\bsk-ant-", r"[A-Za-z0-9_\-]{20,300}", ""),
+        token("anthropic-key", r"sk-ant-", r"[A-Za-z0-9_\-]{20,300}", ""),
         token("openai-key", r"\bsk-(?:proj-|svcacct-|admin-)?", r"[A-Za-z0-9_\-]{20,300}", ""),
         token("stripe-key", r"\b[rs]k_live_", r"[A-Za-z0-9]{20,250}", ""),
         token("aws-access-key", r"\b(?:AKIA|ASIA|ABIA|ACCA)", r"[0-9A-Z]{16}", B),
-        token("github-token", r"\b(?:ghp|gho|ghu|ghs|ghr)_", r"[A-Za-z0-9]{36,255}", B),
-        token("github-token", r"\bgithub_pat_", r"[A-Za-z0-9_]{22,255}", B),
-        token("gitlab-token", r"\bgl(?:pat|dt|ptt|rt|cbt)-", r"[A-Za-z0-9_\-.]{20,200}", ""),
+        token("github-token", r"(?:ghp|gho|ghu|ghs|ghr)_", r"[A-Za-z0-9]{36,255}", B),
+        token("github-token", r"github_pat_", r"[A-Za-z0-9_]{22,255}", B),
+        token("gitlab-token", r"gl(?:pat|dt|ptt|rt|cbt)-", r"[A-Za-z0-9_\-.]{20,200}", ""),
         token("npm-token", r"\bnpm_", r"[A-Za-z0-9]{36}", B),
-        token("pypi-token", r"\bpypi-", r"AgE[A-Za-z0-9_\-]{50,1000}", ""),
-        token("slack-token", r"\bxox[abeprs]-", r"[A-Za-z0-9\-]{10,250}", ""),
+        token("pypi-token", r"pypi-", r"AgE[A-Za-z0-9_\-]{50,1000}", ""),
+        token("slack-token", r"xox[abeprs]-", r"[A-Za-z0-9\-]{10,250}", ""),
         Shape {
             kind: "slack-webhook",
-            lead: r"\bhttps://hooks\.slack\.com/(?:services|workflows|triggers)/",
+            lead: r"https://hooks\.slack\.com/(?:services|workflows|triggers)/",
             secret: r"[A-Za-z0-9_/]{20,200}",
             after: "",
             keep_lead: true,
@@ -92,8 +95,8 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
         token("twilio-key", r"\b(?:SK|AC)", r"[0-9a-f]{32}", B),
         token("sendgrid-key", r"\bSG\.", r"[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{30,64}", ""),
         token("huggingface-token", r"\bhf_", r"[A-Za-z0-9]{30,40}", B),
-        token("digitalocean-token", r"\bdo[opr]_v1_", r"[a-f0-9]{64}", B),
-        token("google-api-key", r"\bAIza", r"[0-9A-Za-z_\-]{35}", ""),
+        token("digitalocean-token", r"do[opr]_v1_", r"[a-f0-9]{64}", B),
+        token("google-api-key", r"AIza", r"[0-9A-Za-z_\-]{35}", ""),
         token(
             "jwt",
             r"\beyJ",
@@ -181,6 +184,12 @@ pub(crate) fn looks_secret(value: &[u8]) -> bool {
     }
     // A name or a path in code (`process.env.API_KEY`, `settings.secret_key`), not a value.
     if value.iter().all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.')) {
+        return false;
+    }
+    // A file's path (`SSH_PRIVATE_KEY=~/.ssh/id_ed25519`), not its content.
+    let path_start = [&b"/"[..], b"~/", b"./", b"../"].iter().any(|p| value.starts_with(p));
+    let slashes = value.iter().filter(|b| **b == b'/').count();
+    if path_start && slashes >= 2 && value.iter().all(|b| b.is_ascii_alphanumeric() || b"_./-~".contains(b)) {
         return false;
     }
     let lower = value.iter().any(u8::is_ascii_lowercase);

@@ -34,6 +34,19 @@
 //! never a byte of its body, whatever the chunking and timing; a text that only looked like the
 //! start of a secret when a deadline passed may be masked although it was none.
 
+//!
+//! # Use
+//! One per task, owned by the task's one writer of events, called off the async threads (with
+//! the SQLite write, in `spawn_blocking`): [`StreamRedactor::push`] each recorded event with its
+//! `seq` and store what it returns as the wire events; while [`StreamRedactor::deadline`] is
+//! `Some`, wake at that instant and call [`StreamRedactor::flush_due`]; when the task ends, call
+//! [`StreamRedactor::finish`] (after its last event). [`StreamRedactor::redact_task`] gives the
+//! wire copy of the task itself. Held events live only here: a writer that restarts feeds the
+//! task's events that have no wire copy yet through a new one, then `finish`es it.
+//!
+//! Memory per stream: the held chunks (at most `hold` worth) and at most [`MAX_MATCH`] bytes of
+//! released text.
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

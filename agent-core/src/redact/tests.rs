@@ -254,7 +254,7 @@ mod shapes {
     }
 
     pub(super) fn table() -> Vec<Shape> {
-        let hex64 = "3f786850e387550fdab836ed7e6dc881de23001b3f786850e387550fdab836ed";
+        let hex64 = "d41f8e2a97c35b06e1a4f9c7d28b53e0af61c94d7e25b8f0a3c6e19d4b72f58a";
         vec![
             shape("anthropic", "ANTHROPIC_API_KEY", "export ANTHROPIC_API_KEY={}\n",
                 "sk-ant-api03-Xq3vB8nR2kLmP9wZt7YcJ4hF6dS1aG0eU5iO8pQ-rT2yW4uE6iA_AA", 7),
@@ -279,6 +279,9 @@ mod shapes {
                 "ghp_Zz8kLmN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hK", 4),
             shape("openai in colour", "OPENAI_API_KEY", "\x1b[33m{}\x1b[0m",
                 "sk-proj-Qq7JkL9mNp2QrS5tUv8WxY1zA3bC6dE9fG2hJ5k", 8),
+            shape("github url-encoded", "GITHUB_TOKEN", "GET /login?next=%2F&token%3D{}%26x HTTP/1.1\n",
+                "ghp_Ab8kLmN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hM", 4),
+            shape("slack url-encoded", "SLACK_TOKEN", "payload=token%3D{}\n", "xoxb-9999-8888-AbCdEfGhIjKlMnOp", 5),
             shape("github classic", "GITHUB_TOKEN", "git clone https://{}@github.com/o/r\n",
                 "ghp_R8kLmN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hJ", 4),
             shape("github oauth", "GH_TOKEN", "GH_TOKEN={}\n", "gho_16C7e42F292c6912E7710c838347Ae178B4a", 4),
@@ -545,6 +548,168 @@ mod shapes {
         }
     }
 
+    /// Many secrets and ordinary lines in one text, cut at random places, with the clock
+    /// jumping past deadlines at random: no secret body reaches the wire, every event comes out
+    /// once and in order, and without deadlines the wire text equals the whole text redacted.
+    /// `SEED=n` picks another run (the default one is fixed, so a failure can be replayed).
+    #[test]
+    fn random_cuts_and_random_deadlines_leak_nothing() {
+        use rand::{Rng, SeedableRng};
+        let redactor = redactor();
+        let table = table();
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(13));
+        for round in 0..300 {
+            let mut text = String::new();
+            let mut bodies = Vec::new();
+            for _ in 0..rng.random_range(1..6) {
+                if rng.random_bool(0.3) {
+                    text.push_str(ORDINARY[rng.random_range(0..ORDINARY.len())]);
+                } else {
+                    let shape = &table[rng.random_range(0..table.len())];
+                    text.push_str(&shape.text);
+                    bodies.extend(shape.body.iter().filter(|b| b.len() >= 8).cloned());
+                }
+                // A separator, as between two outputs (glued, `ok` + `ghs_...` is no token).
+                text.push(if rng.random_bool(0.5) { '\n' } else { ' ' });
+            }
+            let mut pieces = Vec::new();
+            let mut rest = text.as_str();
+            while !rest.is_empty() {
+                let mut at = rng.random_range(1..24).min(rest.len());
+                while !rest.is_char_boundary(at) {
+                    at += 1;
+                }
+                pieces.push(&rest[..at]);
+                rest = &rest[at..];
+            }
+            let with_deadlines = round % 2 == 1;
+            let mut s = StreamRedactor::new(redactor.clone(), HOLD);
+            let mut now = Instant::now();
+            let mut out = Vec::new();
+            for (i, piece) in pieces.iter().enumerate() {
+                if with_deadlines && rng.random_bool(0.3) {
+                    now += Duration::from_millis(rng.random_range(0..250));
+                    out.extend(s.flush_due(now));
+                }
+                out.extend(s.push(i as u64 + 1, chunk(piece, ChunkStream::Assistant), now));
+            }
+            out.extend(s.finish());
+            assert_in_order(&out, pieces.len() as u64);
+            let wire = texts(&out);
+            // Windows of 8 bytes: ordinary text shares shorter pieces with some bodies.
+            for body in &bodies {
+                for window in body.as_bytes().windows(8) {
+                    let window = std::str::from_utf8(window).unwrap();
+                    assert!(
+                        !wire.contains(window),
+                        "round {round}: {window:?} of {body:?} in {wire:?} from {pieces:?}"
+                    );
+                }
+            }
+            if !with_deadlines {
+                assert_eq!(wire, redactor.redact(&text), "round {round}: {pieces:?}");
+            }
+        }
+    }
+
+    /// As above, with stdout, stderr and the assistant's text interleaved at random and tool
+    /// progress ticks between them: each stream is redacted as its own text.
+    #[test]
+    fn random_interleaved_streams_leak_nothing() {
+        use rand::{Rng, SeedableRng};
+        let redactor = redactor();
+        let table = table();
+        let streams = [ChunkStream::Assistant, ChunkStream::Stdout, ChunkStream::Stderr];
+        let seed = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for round in 0..200 {
+            let mut texts_by_stream = [String::new(), String::new(), String::new()];
+            let mut bodies = Vec::new();
+            for _ in 0..rng.random_range(2..8) {
+                let text = &mut texts_by_stream[rng.random_range(0..3)];
+                if rng.random_bool(0.3) {
+                    text.push_str(ORDINARY[rng.random_range(0..ORDINARY.len())]);
+                } else {
+                    let shape = &table[rng.random_range(0..table.len())];
+                    text.push_str(&shape.text);
+                    bodies.extend(shape.body.iter().filter(|b| b.len() >= 8).cloned());
+                }
+                text.push(if rng.random_bool(0.5) { '\n' } else { ' ' });
+            }
+            // Each stream cut into pieces, then the pieces dealt out in a random order that
+            // keeps each stream's own order.
+            let mut queues: Vec<Vec<String>> = texts_by_stream
+                .iter()
+                .map(|text| {
+                    let mut pieces = Vec::new();
+                    let mut rest = text.as_str();
+                    while !rest.is_empty() {
+                        let mut at = rng.random_range(1..24).min(rest.len());
+                        while !rest.is_char_boundary(at) {
+                            at += 1;
+                        }
+                        pieces.push(rest[..at].to_string());
+                        rest = &rest[at..];
+                    }
+                    pieces.reverse();
+                    pieces
+                })
+                .collect();
+            let with_deadlines = round % 2 == 1;
+            let mut s = StreamRedactor::new(redactor.clone(), HOLD);
+            let mut now = Instant::now();
+            let mut out = Vec::new();
+            let mut seq = 0;
+            let mut kinds = Vec::new();
+            while queues.iter().any(|q| !q.is_empty()) {
+                let which = loop {
+                    let which = rng.random_range(0..3);
+                    if !queues[which].is_empty() {
+                        break which;
+                    }
+                };
+                let piece = queues[which].pop().expect("not empty");
+                if with_deadlines && rng.random_bool(0.3) {
+                    now += Duration::from_millis(rng.random_range(0..250));
+                    out.extend(s.flush_due(now));
+                }
+                seq += 1;
+                kinds.push(Some(which));
+                out.extend(s.push(seq, chunk(&piece, streams[which]), now));
+                if rng.random_bool(0.1) {
+                    seq += 1;
+                    kinds.push(None);
+                    out.extend(s.push(seq, TaskEvent::ToolProgress { tool_id: "t".into(), elapsed_secs: 1.0 }, now));
+                }
+            }
+            out.extend(s.finish());
+            assert_in_order(&out, seq);
+            for (which, text) in texts_by_stream.iter().enumerate() {
+                let wire: String = out
+                    .iter()
+                    .filter_map(|e| match &e.event {
+                        TaskEvent::Chunk { text, stream } if *stream == streams[which] => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                for body in &bodies {
+                    for window in body.as_bytes().windows(8) {
+                        let window = std::str::from_utf8(window).unwrap();
+                        assert!(!wire.contains(window), "round {round}: {window:?} of {body:?} in {wire:?}");
+                    }
+                }
+                if !with_deadlines {
+                    assert_eq!(wire, redactor.redact(text), "round {round}, stream {which}");
+                }
+            }
+            for (event, kind) in out.iter().zip(&kinds) {
+                let is_chunk = matches!(event.event, TaskEvent::Chunk { .. });
+                assert_eq!(is_chunk, kind.is_some(), "round {round}: seq {} kept its kind", event.seq);
+            }
+        }
+    }
+
     /// Output that is not secret, and must reach the HUD as it is.
     pub(super) const ORDINARY: &[&str] = &[
         "fn main() { let task_id = \"a\"; println!(\"{task_id}\"); }\n",
@@ -556,9 +721,10 @@ mod shapes {
         "base64: SGVsbG8sIFdvcmxkISBUaGlzIGlzIGp1c3QgdGV4dC4=\n",
         "AKIA is the prefix of AWS access keys; sk- is OpenAI's\n",
         "the -----BEGIN PUBLIC KEY----- block is public\n",
-        "eyJhbGciOiJIUzI1NiJ9 alone is just a header\n",
+        "eyJ0eXAiOiJKV1QifQ alone is just a header\n",
         "/home/dev/.ssh/id_ed25519.pub and src/redact/stream.rs:42:5\n",
         "let token = get_token();\n",
+        "SSH_PRIVATE_KEY=/home/dev/.ssh/id_ed25519 GIT_SSH_KEY=~/.ssh/deploy_key\n",
         "const API_KEY = process.env.API_KEY;\n",
         "password: string;\n",
         "db_password = os.getenv('DB_PASSWORD')\n",
