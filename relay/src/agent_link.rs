@@ -24,7 +24,6 @@ use flightdeck_protocol::{
     SeqEvent, Severity, TaskEvent, TaskStatus, Topic,
 };
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
 
 use crate::db::{Db, Principal};
 use crate::error::AppError;
@@ -65,7 +64,7 @@ struct Link {
     state: AppState,
     principal: Principal,
     conn_id: u64,
-    tx: mpsc::Sender<Frame>,
+    tx: socket::QueueTx,
     closer: Arc<Closer>,
     budget: InvalidBudget,
     session: Option<Session>,
@@ -109,7 +108,9 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
         closer.close(close::GOING_AWAY);
     }
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(state.settings.agent_queue_len.max(8));
+    // Bounded in frames (what the relay sends an agent is small: tasks, cancels, pings); full
+    // closes the agent with 4001 (see `AgentHandle::tx`).
+    let (tx, rx) = socket::queue(state.settings.agent_queue_len.max(8), usize::MAX);
     let coalesce = Duration::from_millis(state.settings.write_coalesce_ms);
     let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce));
     state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);

@@ -32,6 +32,9 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Frames a viewer may have waiting before it is closed with 4001.
     pub viewer_queue_len: usize,
+    /// Bytes a viewer may have waiting (or being written) before it is closed with 4001; one
+    /// frame is always accepted when nothing is waiting.
+    pub viewer_queue_bytes: usize,
     /// Messages an agent may have waiting before it is closed with 4001.
     pub agent_queue_len: usize,
     /// Messages waiting for the broker at most (see `broker::Broker` for the full rule).
@@ -71,6 +74,7 @@ impl Default for Settings {
             agent_offline_grace_ms: 120_000,
             max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
             viewer_queue_len: 1024,
+            viewer_queue_bytes: 8 * 1024 * 1024,
             agent_queue_len: 1024,
             broker_queue_len: 65_536,
             write_coalesce_ms: 0,
@@ -99,6 +103,7 @@ impl fmt::Debug for Settings {
             .field("agent_offline_grace_ms", &self.agent_offline_grace_ms)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("viewer_queue_len", &self.viewer_queue_len)
+            .field("viewer_queue_bytes", &self.viewer_queue_bytes)
             .field("agent_queue_len", &self.agent_queue_len)
             .field("broker_queue_len", &self.broker_queue_len)
             .field("write_coalesce_ms", &self.write_coalesce_ms)

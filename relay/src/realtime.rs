@@ -17,7 +17,6 @@ use flightdeck_protocol::close;
 use flightdeck_protocol::realtime::{encode_snapshot, HudSnapshot, TaskSnapshot};
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use crate::db::{Db, TaskFilter};
 use crate::error::AppError;
@@ -57,7 +56,7 @@ struct Viewer {
     state: AppState,
     auth: Auth,
     id: u64,
-    tx: mpsc::Sender<Frame>,
+    tx: socket::QueueTx,
     closer: std::sync::Arc<Closer>,
     budget: InvalidBudget,
     topics: HashSet<TopicKey>,
@@ -72,7 +71,8 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
         closer.close(close::GOING_AWAY);
     }
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(state.settings.viewer_queue_len.max(1));
+    // Bounded in frames and bytes; full closes this viewer with 4001 (see `socket::queue`).
+    let (tx, rx) = socket::queue(state.settings.viewer_queue_len, state.settings.viewer_queue_bytes);
     let coalesce = std::time::Duration::from_millis(state.settings.write_coalesce_ms);
     let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce));
     state.metrics.viewers_connected.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +140,14 @@ impl Viewer {
         match message {
             ClientMessage::Ping {} => self.send(&ServerMessage::Pong {}),
             ClientMessage::Subscribe { topics } => {
+                // A topic named twice in one subscribe is answered once: each answer is a full
+                // snapshot, and a frame naming one HUD a thousand times must not build a
+                // thousand of them.
+                let mut seen = HashSet::new();
                 for (i, name) in topics.iter().enumerate() {
+                    if !seen.insert(name.as_str()) {
+                        continue;
+                    }
                     match name.parse::<Topic>() {
                         Ok(topic)
                             if self.topics.len() >= MAX_TOPICS

@@ -1,7 +1,7 @@
 //! What agent and viewer sockets share: upgrade limits, the batched writer, close handling and
 //! the invalid-frame budget.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,83 @@ const MAX_BATCH: usize = 512;
 /// How long a closing socket may take to get its close frame out to a slow peer.
 const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
+/// Makes the outbound queue of one socket: at most `max_frames` frames and `max_bytes` bytes
+/// waiting or being written.
+///
+/// Full rule: [`QueueTx::try_send`] refuses a frame that does not fit and the caller closes the
+/// socket (4001 for a viewer or an agent), because a publisher never waits for one slow
+/// socket. One frame is always accepted into an empty queue, so a snapshot larger than the
+/// byte bound still reaches a viewer that keeps up.
+pub fn queue(max_frames: usize, max_bytes: usize) -> (QueueTx, QueueRx) {
+    let (tx, rx) = mpsc::channel(max_frames.max(1));
+    let bytes = Arc::new(AtomicUsize::new(0));
+    (QueueTx { tx, bytes: bytes.clone(), max_bytes }, QueueRx { rx, bytes })
+}
+
+/// The sending side of a socket's queue (see [`queue`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct QueueTx {
+    tx: mpsc::Sender<Frame>,
+    /// Bytes queued or in the writer's current batch: released once written or dropped.
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// Over the frame or byte bound: close the socket as too slow.
+    Full,
+    /// The socket is gone.
+    Closed,
+}
+
+impl QueueTx {
+    pub fn try_send(&self, frame: Frame) -> Result<(), QueueError> {
+        let len = frame.len();
+        let before = self.bytes.fetch_add(len, Ordering::SeqCst);
+        if before > 0 && before + len > self.max_bytes {
+            self.bytes.fetch_sub(len, Ordering::SeqCst);
+            return Err(QueueError::Full);
+        }
+        self.tx.try_send(frame).map_err(|e| {
+            self.bytes.fetch_sub(len, Ordering::SeqCst);
+            match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            }
+        })
+    }
+}
+
+/// The writer's side of a socket's queue.
+#[derive(Debug)]
+pub struct QueueRx {
+    rx: mpsc::Receiver<Frame>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl QueueRx {
+    /// Takes one queued frame without waiting (the writer takes batches; tests use this).
+    pub fn try_recv(&mut self) -> Result<Frame, mpsc::error::TryRecvError> {
+        let frame = self.rx.try_recv()?;
+        self.release(std::slice::from_ref(&frame));
+        Ok(frame)
+    }
+
+    fn release(&self, frames: &[Frame]) {
+        self.bytes.fetch_sub(frames.iter().map(|f| f.len()).sum(), Ordering::SeqCst);
+    }
+
+    /// Refuses further frames and frees those still queued (a closing socket sends none).
+    fn discard(&mut self) {
+        self.rx.close();
+        while let Ok(frame) = self.rx.try_recv() {
+            self.release(std::slice::from_ref(&frame));
+        }
+    }
+}
+
 /// Applies the frame limits. Tungstenite refuses anything above twice the limit outright; a
 /// message between the limit and that is read whole and answered with a clean 1009, so the
 /// client sees the close frame rather than a reset.
@@ -44,7 +121,7 @@ pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade 
 /// (one syscall) instead of one each. A socket that was quiet writes at once.
 pub async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Frame>,
+    mut queue: QueueRx,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
     coalesce: Duration,
@@ -57,7 +134,7 @@ pub async fn write_loop(
         let got = tokio::select! {
             biased;
             _ = closer.closed() => break,
-            got = rx.recv_many(&mut batch, MAX_BATCH) => got,
+            got = queue.rx.recv_many(&mut batch, MAX_BATCH) => got,
         };
         if got == 0 {
             break;
@@ -65,18 +142,22 @@ pub async fn write_loop(
         if let Some(at) = last_flush.map(|t| t + coalesce).filter(|at| *at > tokio::time::Instant::now()) {
             tokio::select! {
                 biased;
-                _ = closer.closed() => break,
+                _ = closer.closed() => {
+                    queue.release(&batch);
+                    break;
+                }
                 _ = tokio::time::sleep_until(at) => {}
             }
             while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
+                match queue.rx.try_recv() {
                     Ok(frame) => batch.push(frame),
                     Err(_) => break,
                 }
             }
         }
+        let n = batch.len() as u64;
+        let batch_bytes: usize = batch.iter().map(|f| f.len()).sum();
         let write = async {
-            let n = batch.len() as u64;
             for frame in batch {
                 sink.feed(Message::Text(frame)).await?;
             }
@@ -86,9 +167,12 @@ pub async fn write_loop(
         // A write blocked on a peer that stopped reading must not keep the close from happening.
         let written = tokio::select! {
             biased;
-            _ = closer.closed() => break,
-            written = write => written,
+            _ = closer.closed() => None,
+            written = write => Some(written),
         };
+        // Written or dropped with the write: either way no longer held for this socket.
+        queue.bytes.fetch_sub(batch_bytes, Ordering::SeqCst);
+        let Some(written) = written else { break };
         match written {
             Ok(n) => {
                 last_flush = Some(tokio::time::Instant::now());
@@ -96,10 +180,12 @@ pub async fn write_loop(
             }
             Err(_) => {
                 closer.close(flightdeck_protocol::close::NORMAL);
+                queue.discard();
                 return;
             }
         }
     }
+    queue.discard();
     let code = match closer.code() {
         0 => flightdeck_protocol::close::NORMAL,
         code => code,
