@@ -181,7 +181,7 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
         }
     }
     drop(link.tx);
-    let _ = writer.await;
+    socket::finish(stream, writer).await;
     state.metrics.agents_connected.fetch_sub(1, Ordering::Relaxed);
     if let Some(session) = link.session.take() {
         let replaced = closer.code() == close::REPLACED;

@@ -109,7 +109,7 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
         state.hub.unsubscribe(&key, id);
     }
     drop(viewer);
-    let _ = writer.await;
+    socket::finish(stream, writer).await;
     state.metrics.viewers_connected.fetch_sub(1, Ordering::Relaxed);
 }
 

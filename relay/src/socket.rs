@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use futures_util::stream::SplitSink;
-use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
@@ -24,6 +24,8 @@ pub const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 const MAX_BATCH: usize = 512;
 /// How long a closing socket may take to get its close frame out to a slow peer.
 const CLOSE_LINGER: Duration = Duration::from_secs(10);
+/// After the close frame is out, how long the relay keeps reading for the peer's close.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Makes the outbound queue of one socket: at most `max_frames` frames and `max_bytes` bytes
 /// waiting or being written.
@@ -198,6 +200,43 @@ pub async fn write_loop(
         let _ = sink.close().await;
     })
     .await;
+}
+
+/// Ends a connection whose writer is sending (or has sent) its close frame: keeps reading, and
+/// dropping, what the peer still sends until the peer closes too, the connection ends, or
+/// [`CLOSE_DRAIN`] after the close frame went out.
+///
+/// Dropping a TCP socket with unread bytes in its receive buffer makes the kernel send a
+/// reset, and a peer that is still sending (say, the invalid frames that got it closed with
+/// 1008) then loses the close frame in flight. Reading until the peer's close avoids that.
+pub async fn finish(mut stream: SplitStream<WebSocket>, writer: tokio::task::JoinHandle<()>) {
+    tokio::pin!(writer);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut writer_done = false;
+    loop {
+        let drain_over = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut writer, if !writer_done => {
+                writer_done = true;
+                deadline = Some(tokio::time::Instant::now() + CLOSE_DRAIN);
+            }
+            _ = drain_over => break,
+            msg = stream.next() => match msg {
+                // The peer's close (answering ours, or its own), or the end of the connection.
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    if !writer_done {
+        // The peer is gone: the writer's close frame can no longer be delivered.
+        let _ = tokio::time::timeout(CLOSE_DRAIN, writer).await;
+    }
 }
 
 /// Invalid frames counted over a sliding minute (approximated by fixed one-minute windows).
