@@ -135,6 +135,7 @@ pub struct TaskResponse {
 pub struct EventsResponse {
     pub events: Vec<SeqEvent>,
     /// Pass as `after` on the next poll.
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub next_after: u64,
 }
 

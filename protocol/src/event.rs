@@ -102,6 +102,7 @@ impl TaskEvent {
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct SeqEvent {
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub seq: u64,
     pub event: TaskEvent,
 }
@@ -113,6 +114,7 @@ pub struct SeqEvent {
 #[schemars(deny_unknown_fields)]
 pub struct TaskEventRecord {
     pub task_id: String,
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub seq: u64,
     pub event: TaskEvent,
 }

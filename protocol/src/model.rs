@@ -280,6 +280,7 @@ pub struct Task {
     pub output_tokens: Option<u64>,
     /// The `seq` of the last event of this task (0 before the first).
     #[serde(default)]
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub last_seq: u64,
 }
 

@@ -198,6 +198,15 @@ fn invalid_agent_messages_give_details() {
             ],
         ),
         (r#"{"type":"pong","timestamp":"now"}"#, &[("$.timestamp", "expected integer, got string")]),
+        // Stores keep seqs as signed 64-bit integers: 2^63 and up are refused, not stored wrongly.
+        (
+            r#"{"type":"task-event","taskId":"t","seq":9223372036854775808,"event":{"kind":"chunk","text":"x","stream":"stdout"}}"#,
+            &[("$.seq", "must be at most 9223372036854775807")],
+        ),
+        (
+            r#"{"type":"task-event","taskId":"t","seq":18446744073709551615,"event":{"kind":"chunk","text":"x","stream":"stdout"}}"#,
+            &[("$.seq", "must be at most 9223372036854775807")],
+        ),
     ];
     for (text, want) in cases {
         let mut got = details(text);
@@ -206,6 +215,27 @@ fn invalid_agent_messages_give_details() {
         want.sort();
         assert_eq!(got, want, "details for {text}");
     }
+}
+
+#[test]
+fn every_seq_has_a_maximum_of_2_pow_63_minus_1() {
+    let ok = r#"{"type":"task-event","taskId":"t","seq":9223372036854775807,"event":{"kind":"chunk","text":"x","stream":"stdout"}}"#;
+    assert!(AgentMessage::parse(ok).is_ok());
+    let over = "9223372036854775808";
+    let err = RelayMessage::parse(&format!(
+        r#"{{"type":"welcome","agentId":"a","heartbeatSecs":60,"lastSeqs":{{"t":{over}}}}}"#
+    ))
+    .unwrap_err();
+    assert_eq!(err.details, vec![Detail::new("$.lastSeqs.t", "must be at most 9223372036854775807")]);
+    let err = RelayMessage::parse(&format!(r#"{{"type":"resend","taskId":"t","afterSeq":{over}}}"#)).unwrap_err();
+    assert_eq!(err.details, vec![Detail::new("$.afterSeq", "must be at most 9223372036854775807")]);
+    let err = parse_strict::<EventsResponse>(&format!(
+        r#"{{"events":[{{"seq":{over},"event":{{"kind":"done","summary":"ok"}}}}],"nextAfter":{over}}}"#
+    ))
+    .unwrap_err();
+    let mut paths: Vec<String> = err.details.into_iter().map(|d| d.path).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["$.events[0].seq", "$.nextAfter"]);
 }
 
 #[test]

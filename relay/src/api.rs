@@ -14,7 +14,7 @@ use flightdeck_protocol::api::{
 };
 use flightdeck_protocol::realtime::validate_task_id;
 use flightdeck_protocol::validate::parse_strict;
-use flightdeck_protocol::{names, Executor, RelayMessage, Task, TaskSource, TaskStatus, Topic};
+use flightdeck_protocol::{names, Executor, RelayMessage, Task, TaskSource, TaskStatus, Topic, MAX_SEQ};
 
 use crate::db::TaskFilter;
 use crate::error::AppError;
@@ -62,12 +62,17 @@ pub fn limit_param(q: &HashMap<String, String>) -> Result<u32, AppError> {
     }
 }
 
+/// A non-negative integer query value up to [`MAX_SEQ`] (the store's signed 64-bit range), or
+/// a 400 naming the field.
 fn u64_param(q: &HashMap<String, String>, name: &str) -> Result<u64, AppError> {
     match param(q, name) {
         None => Ok(0),
-        Some(v) => v
-            .parse()
-            .map_err(|_| AppError::field(&format!("$.{name}"), format!("must be a non-negative integer, got {v:?}"))),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= MAX_SEQ => Ok(n),
+            _ => {
+                Err(AppError::field(&format!("$.{name}"), format!("must be an integer from 0 to {MAX_SEQ}, got {v:?}")))
+            }
+        },
     }
 }
 
