@@ -171,6 +171,7 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
                         Incoming::Binary => link.invalid(vec![Detail::new("$", "expected a text frame")]),
                         Incoming::Control => {}
                         Incoming::TooBig => closer.close(close::TOO_BIG),
+                        Incoming::Broken(code) => closer.close(code),
                         Incoming::Closed => closer.close(close::NORMAL),
                     }
                 }

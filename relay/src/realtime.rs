@@ -101,6 +101,7 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
                 Incoming::Binary => viewer.invalid(vec![Detail::new("$", "expected a text frame")]),
                 Incoming::Control => {}
                 Incoming::TooBig => closer.close(close::TOO_BIG),
+                Incoming::Broken(code) => closer.close(code),
                 Incoming::Closed => closer.close(close::NORMAL),
             },
         }

@@ -274,6 +274,8 @@ pub enum Incoming {
     Closed,
     /// The message exceeded the frame limit.
     TooBig,
+    /// The peer broke RFC 6455: close with this code (1007 bad UTF-8, 1002 protocol error).
+    Broken(u16),
 }
 
 /// Classifies one `recv` result, enforcing `max_frame_bytes`.
@@ -285,14 +287,22 @@ pub fn classify(msg: Option<Result<Message, axum::Error>>, max_frame_bytes: usiz
         Some(Ok(Message::Binary(_))) => Incoming::Binary,
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
         Some(Ok(Message::Close(_))) | None => Incoming::Closed,
-        Some(Err(e)) => {
-            // Tungstenite reports an over-limit frame as a capacity error.
-            let text = format!("{e:?}");
-            if text.contains("Capacity") || text.contains("too long") || text.contains("TooLong") {
-                Incoming::TooBig
-            } else {
-                Incoming::Closed
-            }
-        }
+        Some(Err(e)) => classify_error(&e),
+    }
+}
+
+/// The close code for a read error (RFC 6455 section 7.4.1): an over-limit message is 1009,
+/// a text frame that is not UTF-8 is 1007, any other breach of the protocol (reserved bits,
+/// unknown opcodes, an unmasked client frame, an oversized or fragmented control frame, a
+/// stray continuation) is 1002; I/O errors just end the connection.
+fn classify_error(e: &axum::Error) -> Incoming {
+    use flightdeck_protocol::close;
+    use tungstenite::Error;
+    let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<Error>());
+    match inner {
+        Some(Error::Capacity(_)) => Incoming::TooBig,
+        Some(Error::Utf8(_)) => Incoming::Broken(close::INVALID_DATA),
+        Some(Error::Protocol(_)) => Incoming::Broken(close::PROTOCOL_ERROR),
+        _ => Incoming::Closed,
     }
 }
