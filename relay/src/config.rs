@@ -35,6 +35,10 @@ pub struct Settings {
     /// Bytes a viewer may have waiting (or being written) before it is closed with 4001; one
     /// frame is always accepted when nothing is waiting.
     pub viewer_queue_bytes: usize,
+    /// How often viewers get a WebSocket ping.
+    pub viewer_ping_ms: u64,
+    /// A viewer from which nothing (not even a pong) arrived for this long is closed (1000).
+    pub viewer_timeout_ms: u64,
     /// Messages an agent may have waiting before it is closed with 4001.
     pub agent_queue_len: usize,
     /// Messages waiting for the broker at most (see `broker::Broker` for the full rule).
@@ -75,6 +79,8 @@ impl Default for Settings {
             max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
             viewer_queue_len: 1024,
             viewer_queue_bytes: 8 * 1024 * 1024,
+            viewer_ping_ms: 30_000,
+            viewer_timeout_ms: 75_000,
             agent_queue_len: 1024,
             broker_queue_len: 65_536,
             write_coalesce_ms: 0,
@@ -104,6 +110,8 @@ impl fmt::Debug for Settings {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("viewer_queue_len", &self.viewer_queue_len)
             .field("viewer_queue_bytes", &self.viewer_queue_bytes)
+            .field("viewer_ping_ms", &self.viewer_ping_ms)
+            .field("viewer_timeout_ms", &self.viewer_timeout_ms)
             .field("agent_queue_len", &self.agent_queue_len)
             .field("broker_queue_len", &self.broker_queue_len)
             .field("write_coalesce_ms", &self.write_coalesce_ms)

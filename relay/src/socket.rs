@@ -121,22 +121,52 @@ pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade 
 /// `coalesce` bounds the write rate of a busy socket: a frame arriving less than `coalesce`
 /// after the last flush waits out the rest of it, so the frames behind it share one write
 /// (one syscall) instead of one each. A socket that was quiet writes at once.
+///
+/// With `ping_every`, a WebSocket ping goes out at that period (viewers: the reader closes
+/// a peer that stays silent, see `realtime`); agents have their own JSON heartbeat.
 pub async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: QueueRx,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
     coalesce: Duration,
+    ping_every: Option<Duration>,
 ) {
     let mut last_flush: Option<tokio::time::Instant> = None;
+    let mut pinger = ping_every.map(|every| {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
     loop {
         // Everything queued, taken at once (one wake-up and one permit release per batch, not
         // per frame). A fresh Vec each time: an idle socket keeps no batch capacity around.
         let mut batch: Vec<Frame> = Vec::new();
+        let ping_due = async {
+            match pinger.as_mut() {
+                Some(ticker) => {
+                    ticker.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let got = tokio::select! {
             biased;
             _ = closer.closed() => break,
             got = queue.rx.recv_many(&mut batch, MAX_BATCH) => got,
+            _ = ping_due => {
+                let sent = tokio::select! {
+                    biased;
+                    _ = closer.closed() => break,
+                    sent = sink.send(Message::Ping(Default::default())) => sent,
+                };
+                if sent.is_err() {
+                    closer.close(flightdeck_protocol::close::NORMAL);
+                    queue.discard();
+                    return;
+                }
+                continue;
+            }
         };
         if got == 0 {
             break;

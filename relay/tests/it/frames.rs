@@ -58,6 +58,12 @@ async fn raw_socket(relay: &Relay, path: &str, headers: &str) -> TcpStream {
 
 /// Reads server frames until a close frame; returns its code (1005 when it has none).
 async fn read_close_code(tcp: &mut TcpStream) -> u16 {
+    read_until_close(tcp).await.0
+}
+
+/// Reads server frames until a close frame; returns its code and the opcodes before it.
+async fn read_until_close(tcp: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut opcodes = Vec::new();
     let read = async {
         loop {
             let mut head = [0u8; 2];
@@ -80,9 +86,11 @@ async fn read_close_code(tcp: &mut TcpStream) -> u16 {
             if head[0] & 0x0f == 0x8 {
                 return if payload.len() >= 2 { u16::from_be_bytes([payload[0], payload[1]]) } else { 1005 };
             }
+            opcodes.push(head[0] & 0x0f);
         }
     };
-    tokio::time::timeout(DEADLINE, read).await.expect("the close frame arrives in time")
+    let code = tokio::time::timeout(DEADLINE, read).await.expect("the close frame arrives in time");
+    (code, opcodes)
 }
 
 #[tokio::test]
@@ -119,4 +127,36 @@ async fn protocol_errors_close_with_1002_and_bad_utf8_with_1007() {
     tcp.write_all(&frame(FIN | TEXT, br#"{"type":"ping"}"#, true)).await.unwrap();
     tcp.write_all(&frame(FIN | 0x8, &1000u16.to_be_bytes(), true)).await.unwrap();
     assert_eq!(read_close_code(&mut tcp).await, 1000);
+}
+
+/// Issue 13.7: viewers got no heartbeat, so a half-open viewer socket stayed for ever.
+#[tokio::test]
+async fn viewers_are_pinged_and_a_silent_one_is_closed() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let relay = Relay::start_with(|s| {
+        s.viewer_ping_ms = 50;
+        s.viewer_timeout_ms = 1000;
+    })
+    .await;
+    // A live viewer answers pings (its client does, as it reads) and outlasts the timeout:
+    // 30 pings take 1.5 s.
+    let mut live = relay.viewer(None).await;
+    let mut pings = 0;
+    while pings < 30 {
+        match tokio::time::timeout(DEADLINE, live.next()).await.expect("a ping in time") {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(Message::Close(frame))) => panic!("a live viewer was closed: {frame:?}"),
+            Some(Ok(_)) => {}
+            other => panic!("the live viewer's socket ended: {other:?}"),
+        }
+    }
+    send(&mut live, &flightdeck_protocol::ClientMessage::Ping {}).await;
+    let answer = recv_server(&mut live).await;
+    assert!(matches!(answer, flightdeck_protocol::ServerMessage::Pong {}), "{answer:?}");
+    // A silent one reads (so it sees the pings) but never answers: closed with 1000.
+    let mut silent = raw_socket(&relay, "/api/realtime", "").await;
+    let (code, opcodes) = read_until_close(&mut silent).await;
+    assert_eq!(code, 1000);
+    assert!(opcodes.iter().filter(|op| **op == PING).count() >= 2, "{opcodes:?}");
 }
