@@ -48,6 +48,11 @@ pub struct Settings {
     pub write_coalesce_ms: u64,
     /// Invalid frames tolerated per connection and minute before closing with 1008.
     pub invalid_frames_per_minute: u32,
+    /// Connections (HTTP and WebSocket) one client IP may hold open at once; 0: no cap. Not
+    /// applied with `trust_forwarded_for` (every peer is the proxy then).
+    pub max_connections_per_ip: usize,
+    /// A request's headers must arrive within this long, or the connection is closed.
+    pub header_timeout_ms: u64,
     /// WebSocket connections (agents and viewers) accepted per client IP and minute.
     pub ws_connections_per_minute: u32,
     /// `POST /api/login` attempts accepted per client IP and minute.
@@ -85,6 +90,8 @@ impl Default for Settings {
             broker_queue_len: 65_536,
             write_coalesce_ms: 0,
             invalid_frames_per_minute: 100,
+            max_connections_per_ip: 256,
+            header_timeout_ms: 10_000,
             ws_connections_per_minute: 120,
             logins_per_minute: 10,
             revocation_poll_ms: 1000,
@@ -116,6 +123,8 @@ impl fmt::Debug for Settings {
             .field("broker_queue_len", &self.broker_queue_len)
             .field("write_coalesce_ms", &self.write_coalesce_ms)
             .field("invalid_frames_per_minute", &self.invalid_frames_per_minute)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("header_timeout_ms", &self.header_timeout_ms)
             .field("ws_connections_per_minute", &self.ws_connections_per_minute)
             .field("logins_per_minute", &self.logins_per_minute)
             .field("revocation_poll_ms", &self.revocation_poll_ms)

@@ -324,3 +324,44 @@ async fn login_page_posts_the_key_and_returns_to_a_local_page() {
         .unwrap();
     assert!(html.contains(r#"data-next="/""#) && !html.contains("evil.example"), "{html}");
 }
+
+/// Issue 13.6: half-sent request headers held their connections for good.
+#[tokio::test]
+async fn a_half_sent_request_header_is_dropped_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = Relay::start_with(|s| s.header_timeout_ms = 200).await;
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\nX-Slow: ").await.unwrap();
+    // The relay ends the connection (a reset counts too) well before the test's deadline.
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, tcp.read_to_end(&mut answer)).await;
+    assert!(ended.is_ok(), "the half-sent request still holds its connection");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    // Whole requests are still served.
+    assert_eq!(relay.get("/healthz", &relay.keys.owner).await.0, 200);
+}
+
+/// Issue 13.6: one IP could open any number of connections.
+#[tokio::test]
+async fn connections_per_ip_are_capped() {
+    let relay = Relay::start_with(|s| s.max_connections_per_ip = 3).await;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let mut viewer = relay.viewer(None).await;
+        send(&mut viewer, &flightdeck_protocol::ClientMessage::Ping {}).await;
+        assert_eq!(recv_server(&mut viewer).await, flightdeck_protocol::ServerMessage::Pong {});
+        viewers.push(viewer);
+    }
+    // A fourth connection, WebSocket or plain HTTP, is refused.
+    assert!(tokio_tungstenite::connect_async(relay.ws_url("/api/realtime")).await.is_err());
+    assert!(reqwest::get(relay.url("/healthz")).await.is_err());
+    // A slot comes free when a connection ends.
+    drop(viewers.pop());
+    let refused = eventually("a free slot", || async {
+        let response = reqwest::get(relay.url("/metrics")).await.ok()?;
+        let text = response.text().await.ok()?;
+        text.lines().find_map(|l| l.strip_prefix("flightdeck_connections_refused_total ")?.parse::<f64>().ok())
+    })
+    .await;
+    assert!(refused >= 2.0, "{refused}");
+}
