@@ -222,6 +222,11 @@ impl<'s> Validator<'s> {
         match value {
             Value::Object(map) => self.check_object(obj, map, path),
             Value::Array(items) => {
+                if let Some(max) = obj.get("maxItems").and_then(Value::as_u64) {
+                    if items.len() as u64 > max {
+                        return self.push(path, format!("at most {max} items, got {}", items.len()));
+                    }
+                }
                 if let Some(item_schema) = obj.get("items") {
                     for (i, item) in items.iter().enumerate() {
                         self.check(item_schema, item, &format!("{path}[{i}]"));

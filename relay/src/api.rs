@@ -100,6 +100,21 @@ pub async fn login(
     body: Bytes,
 ) -> Result<Response, AppError> {
     state.check_login_rate(ip)?;
+    // Login CSRF: a page elsewhere must not log this browser into another account. A browser
+    // names the page's origin; a cross-site form can only post the "simple" content types
+    // (text/plain, form-urlencoded, multipart) without a preflight, which this relay never
+    // answers, so only JSON is a login.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+        if origin != state.public_origin(&headers) {
+            return Err(AppError::Forbidden("login is accepted only from this relay's own pages".into()));
+        }
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(AppError::UnsupportedMediaType("send the login as Content-Type: application/json".into()));
+    }
     let request: LoginRequest = parse_body(&body)?;
     let ttl = state.session_ttl();
     let found = state
@@ -310,8 +325,11 @@ pub async fn repos(
             Some(a.to_string())
         }
     };
-    let repos = state.db(move |db, _| Ok(db.repos(&user, status.as_deref(), agent.as_deref())?)).await?;
-    Ok(Json(ReposResponse { repos }))
+    let limit = limit_param(&q)?;
+    let offset = u64_param(&q, "offset")?;
+    let (repos, total) =
+        state.db(move |db, _| Ok(db.repos_page(&user, status.as_deref(), agent.as_deref(), limit, offset)?)).await?;
+    Ok(Json(ReposResponse { repos, total, limit, offset }))
 }
 
 pub async fn alerts(

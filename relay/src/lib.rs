@@ -72,7 +72,18 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{file}", get(hud::asset))
         // Bodies of REST calls are small; frames have their own limit on the sockets.
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::map_response(nosniff))
         .with_state(state)
+}
+
+/// No response is sniffed into another type: a JSON answer holding user text must never be
+/// read as HTML or script.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .entry(http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(http::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Opens the database in `settings.data_dir` and serves on `listener` until `shutdown`
