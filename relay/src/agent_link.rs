@@ -31,8 +31,10 @@ use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
 use crate::state::{AppState, Auth, ClientIp};
 
-/// Frames already buffered that one read takes at most.
+/// Frames already buffered that one read takes at most, and their bytes at most (frames may
+/// be up to `max_frame_bytes` each): what one agent connection holds before it stores them.
 const READ_BATCH: usize = 256;
+const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Tasks finished longer ago than this are left out of `lastSeqs`.
 const LAST_SEQS_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Tasks whose transcript position one connection keeps in memory. Full rule: the cache is
@@ -70,7 +72,8 @@ struct Link {
     session: Option<Session>,
     last_pong: Instant,
     /// Task events read but not stored yet: a burst is stored in one transaction. Bounded by
-    /// `READ_BATCH` (flushed after every read).
+    /// `READ_BATCH` frames and about `READ_BATCH_BYTES` (flushed after every read; the reader
+    /// waits meanwhile, so a fast agent is slowed by TCP, never dropped).
     pending_events: Vec<(String, u64, TaskEvent)>,
     /// Where each task's transcript stands on the relay, seeded from the database the first
     /// time this connection sees an event of that task (see [`Transcripts`]).
@@ -150,9 +153,17 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
             msg = stream.next() => {
                 // Take what is already buffered too, so a burst costs one database round trip.
                 let mut incoming = vec![socket::classify(msg, max)];
-                while incoming.len() < READ_BATCH && matches!(incoming.last(), Some(Incoming::Text(_) | Incoming::Control)) {
+                let mut bytes = incoming_len(&incoming[0]);
+                while incoming.len() < READ_BATCH
+                    && bytes < READ_BATCH_BYTES
+                    && matches!(incoming.last(), Some(Incoming::Text(_) | Incoming::Control))
+                {
                     match stream.next().now_or_never() {
-                        Some(msg) => incoming.push(socket::classify(msg, max)),
+                        Some(msg) => {
+                            let item = socket::classify(msg, max);
+                            bytes += incoming_len(&item);
+                            incoming.push(item);
+                        }
                         None => break,
                     }
                 }
@@ -187,6 +198,14 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
     if let Some(session) = link.session.take() {
         let replaced = closer.code() == close::REPLACED;
         gone(&state, &link.principal.user, session, conn_id, replaced).await;
+    }
+}
+
+/// The bytes a read item holds.
+fn incoming_len(item: &Incoming) -> usize {
+    match item {
+        Incoming::Text(text) => text.len(),
+        _ => 0,
     }
 }
 
