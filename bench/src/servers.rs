@@ -147,6 +147,8 @@ pub async fn start_relay() -> Result<Relay> {
         .arg("--data-dir")
         .arg(&data)
         .env("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "100000000")
+        // Thousands of viewers from 127.0.0.1: no per-IP connection cap.
+        .env("FLIGHTDECK_RELAY_MAX_CONNECTIONS_PER_IP", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)

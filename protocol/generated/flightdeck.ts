@@ -443,7 +443,8 @@ export type RepoStatus = {
   headSummary?: string | null;
   id: string;
   /**
-   * At most [`RepoStatus::MAX_MODIFIED_FILES`] paths, relative to the repo root.
+   * At most [`RepoStatus::MAX_MODIFIED_FILES`] paths, relative to the repo root (more is
+   * refused at validation; the agent sets `modifiedFilesTruncated` instead).
    */
   modifiedFiles?: string[];
   modifiedFilesTruncated?: boolean;
@@ -469,10 +470,14 @@ export type RepoStatus = {
 };
 
 /**
- * `GET /api/cockpit/repos`
+ * `GET /api/cockpit/repos?status=&agentId=&limit=&offset=`: a page of repos by name (limit
+ * 50 by default, 500 at most) and how many match in all.
  */
 export type ReposResponse = {
+  limit: number;
+  offset: number;
   repos: RepoStatus[];
+  total: number;
 };
 
 /**

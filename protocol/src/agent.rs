@@ -48,6 +48,7 @@ pub enum AgentMessage {
     /// One event of a task's transcript.
     TaskEvent {
         task_id: String,
+        #[schemars(range(max = crate::MAX_SEQ))]
         seq: u64,
         event: TaskEvent,
     },
@@ -81,6 +82,7 @@ pub enum RelayMessage {
         agent_id: String,
         heartbeat_secs: u64,
         #[serde(default)]
+        #[schemars(extend("additionalProperties" = {"type": "integer", "format": "uint64", "minimum": 0, "maximum": crate::MAX_SEQ}))]
         last_seqs: BTreeMap<String, u64>,
     },
     /// Run a task (seed 004).
@@ -106,6 +108,7 @@ pub enum RelayMessage {
     /// contiguous seq the relay holds). Sent at most once per task until the gap closes.
     Resend {
         task_id: String,
+        #[schemars(range(max = crate::MAX_SEQ))]
         after_seq: u64,
     },
     Error {

@@ -135,14 +135,19 @@ pub struct TaskResponse {
 pub struct EventsResponse {
     pub events: Vec<SeqEvent>,
     /// Pass as `after` on the next poll.
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub next_after: u64,
 }
 
-/// `GET /api/cockpit/repos`
+/// `GET /api/cockpit/repos?status=&agentId=&limit=&offset=`: a page of repos by name (limit
+/// 50 by default, 500 at most) and how many match in all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ReposResponse {
     pub repos: Vec<RepoStatus>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
 }
 
 /// `GET /api/cockpit/alerts`

@@ -120,6 +120,7 @@ impl TaskEvent {
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct SeqEvent {
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub seq: u64,
     pub event: TaskEvent,
 }
@@ -131,6 +132,7 @@ pub struct SeqEvent {
 #[schemars(deny_unknown_fields)]
 pub struct TaskEventRecord {
     pub task_id: String,
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub seq: u64,
     pub event: TaskEvent,
 }

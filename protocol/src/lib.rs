@@ -41,4 +41,8 @@ pub type Timestamp = chrono::DateTime<chrono::Utc>;
 pub const PROTOCOL_VERSION: &str = "1";
 
 /// Largest frame accepted on any WebSocket by default (SPEC section 3).
+/// The largest `seq` (and `after`) anywhere: stores keep seqs in signed 64-bit integers, so a
+/// larger one is refused at validation (the schema's `maximum`) rather than stored wrongly.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;

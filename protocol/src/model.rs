@@ -103,8 +103,10 @@ pub struct RepoStatus {
     pub behind_count: u32,
     #[serde(default)]
     pub stash_count: u32,
-    /// At most [`RepoStatus::MAX_MODIFIED_FILES`] paths, relative to the repo root.
+    /// At most [`RepoStatus::MAX_MODIFIED_FILES`] paths, relative to the repo root (more is
+    /// refused at validation; the agent sets `modifiedFilesTruncated` instead).
     #[serde(default)]
+    #[schemars(length(max = RepoStatus::MAX_MODIFIED_FILES))]
     pub modified_files: Vec<String>,
     #[serde(default)]
     pub modified_files_truncated: bool,
@@ -280,6 +282,7 @@ pub struct Task {
     pub output_tokens: Option<u64>,
     /// The `seq` of the last event of this task (0 before the first).
     #[serde(default)]
+    #[schemars(range(max = crate::MAX_SEQ))]
     pub last_seq: u64,
 }
 

@@ -197,6 +197,19 @@ impl<'s> Validator<'s> {
                 self.push(path, format!("must be at least {min}"));
             }
         }
+        if let Some(max) = obj.get("maximum") {
+            // Integers compare exactly: 2^63 and 2^63 - 1 are the same f64.
+            let over = match (max.as_u64(), value.as_u64()) {
+                (Some(max), Some(v)) => v > max,
+                _ => match (max.as_f64(), value.as_f64()) {
+                    (Some(max), Some(v)) => v > max,
+                    _ => false,
+                },
+            };
+            if over {
+                self.push(path, format!("must be at most {max}"));
+            }
+        }
         match (obj.get("format").and_then(Value::as_str), value) {
             (Some("date-time"), Value::String(s)) if chrono::DateTime::parse_from_rfc3339(s).is_err() => {
                 self.push(path, "expected an RFC 3339 date-time");
@@ -209,6 +222,11 @@ impl<'s> Validator<'s> {
         match value {
             Value::Object(map) => self.check_object(obj, map, path),
             Value::Array(items) => {
+                if let Some(max) = obj.get("maxItems").and_then(Value::as_u64) {
+                    if items.len() as u64 > max {
+                        return self.push(path, format!("at most {max} items, got {}", items.len()));
+                    }
+                }
                 if let Some(item_schema) = obj.get("items") {
                     for (i, item) in items.iter().enumerate() {
                         self.check(item_schema, item, &format!("{path}[{i}]"));

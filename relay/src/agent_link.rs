@@ -24,7 +24,6 @@ use flightdeck_protocol::{
     SeqEvent, Severity, TaskEvent, TaskStatus, Topic,
 };
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
 
 use crate::db::{Db, Principal};
 use crate::error::AppError;
@@ -32,8 +31,10 @@ use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
 use crate::state::{AppState, Auth, ClientIp};
 
-/// Frames already buffered that one read takes at most.
+/// Frames already buffered that one read takes at most, and their bytes at most (frames may
+/// be up to `max_frame_bytes` each): what one agent connection holds before it stores them.
 const READ_BATCH: usize = 256;
+const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Tasks finished longer ago than this are left out of `lastSeqs`.
 const LAST_SEQS_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Tasks whose transcript position one connection keeps in memory. Full rule: the cache is
@@ -65,13 +66,14 @@ struct Link {
     state: AppState,
     principal: Principal,
     conn_id: u64,
-    tx: mpsc::Sender<Frame>,
+    tx: socket::QueueTx,
     closer: Arc<Closer>,
     budget: InvalidBudget,
     session: Option<Session>,
     last_pong: Instant,
     /// Task events read but not stored yet: a burst is stored in one transaction. Bounded by
-    /// `READ_BATCH` (flushed after every read).
+    /// `READ_BATCH` frames and about `READ_BATCH_BYTES` (flushed after every read; the reader
+    /// waits meanwhile, so a fast agent is slowed by TCP, never dropped).
     pending_events: Vec<(String, u64, TaskEvent)>,
     /// Where each task's transcript stands on the relay, seeded from the database the first
     /// time this connection sees an event of that task (see [`Transcripts`]).
@@ -109,9 +111,11 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
         closer.close(close::GOING_AWAY);
     }
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(state.settings.agent_queue_len.max(8));
+    // Bounded in frames (what the relay sends an agent is small: tasks, cancels, pings); full
+    // closes the agent with 4001 (see `AgentHandle::tx`).
+    let (tx, rx) = socket::queue(state.settings.agent_queue_len.max(8), usize::MAX);
     let coalesce = Duration::from_millis(state.settings.write_coalesce_ms);
-    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce));
+    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce, None));
     state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
 
     let mut link = Link {
@@ -149,9 +153,17 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
             msg = stream.next() => {
                 // Take what is already buffered too, so a burst costs one database round trip.
                 let mut incoming = vec![socket::classify(msg, max)];
-                while incoming.len() < READ_BATCH && matches!(incoming.last(), Some(Incoming::Text(_) | Incoming::Control)) {
+                let mut bytes = incoming_len(&incoming[0]);
+                while incoming.len() < READ_BATCH
+                    && bytes < READ_BATCH_BYTES
+                    && matches!(incoming.last(), Some(Incoming::Text(_) | Incoming::Control))
+                {
                     match stream.next().now_or_never() {
-                        Some(msg) => incoming.push(socket::classify(msg, max)),
+                        Some(msg) => {
+                            let item = socket::classify(msg, max);
+                            bytes += incoming_len(&item);
+                            incoming.push(item);
+                        }
                         None => break,
                     }
                 }
@@ -170,6 +182,7 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
                         Incoming::Binary => link.invalid(vec![Detail::new("$", "expected a text frame")]),
                         Incoming::Control => {}
                         Incoming::TooBig => closer.close(close::TOO_BIG),
+                        Incoming::Broken(code) => closer.close(code),
                         Incoming::Closed => closer.close(close::NORMAL),
                     }
                 }
@@ -180,11 +193,19 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
         }
     }
     drop(link.tx);
-    let _ = writer.await;
+    socket::finish(stream, writer).await;
     state.metrics.agents_connected.fetch_sub(1, Ordering::Relaxed);
     if let Some(session) = link.session.take() {
         let replaced = closer.code() == close::REPLACED;
         gone(&state, &link.principal.user, session, conn_id, replaced).await;
+    }
+}
+
+/// The bytes a read item holds.
+fn incoming_len(item: &Incoming) -> usize {
+    match item {
+        Incoming::Text(text) => text.len(),
+        _ => 0,
     }
 }
 

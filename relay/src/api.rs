@@ -15,7 +15,7 @@ use flightdeck_protocol::api::{
 use flightdeck_protocol::realtime::validate_task_id;
 use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::validate::parse_strict;
-use flightdeck_protocol::{names, RelayMessage, Task, TaskSource, TaskStatus, Topic};
+use flightdeck_protocol::{names, RelayMessage, Task, TaskSource, TaskStatus, Topic, MAX_SEQ};
 
 use crate::db::TaskFilter;
 use crate::error::AppError;
@@ -63,12 +63,17 @@ pub fn limit_param(q: &HashMap<String, String>) -> Result<u32, AppError> {
     }
 }
 
+/// A non-negative integer query value up to [`MAX_SEQ`] (the store's signed 64-bit range), or
+/// a 400 naming the field.
 fn u64_param(q: &HashMap<String, String>, name: &str) -> Result<u64, AppError> {
     match param(q, name) {
         None => Ok(0),
-        Some(v) => v
-            .parse()
-            .map_err(|_| AppError::field(&format!("$.{name}"), format!("must be a non-negative integer, got {v:?}"))),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= MAX_SEQ => Ok(n),
+            _ => {
+                Err(AppError::field(&format!("$.{name}"), format!("must be an integer from 0 to {MAX_SEQ}, got {v:?}")))
+            }
+        },
     }
 }
 
@@ -96,6 +101,21 @@ pub async fn login(
     body: Bytes,
 ) -> Result<Response, AppError> {
     state.check_login_rate(ip)?;
+    // Login CSRF: a page elsewhere must not log this browser into another account. A browser
+    // names the page's origin; a cross-site form can only post the "simple" content types
+    // (text/plain, form-urlencoded, multipart) without a preflight, which this relay never
+    // answers, so only JSON is a login.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+        if origin != state.public_origin(&headers) {
+            return Err(AppError::Forbidden("login is accepted only from this relay's own pages".into()));
+        }
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(AppError::UnsupportedMediaType("send the login as Content-Type: application/json".into()));
+    }
     let request: LoginRequest = parse_body(&body)?;
     let ttl = state.session_ttl();
     let found = state
@@ -290,8 +310,11 @@ pub async fn repos(
             Some(a.to_string())
         }
     };
-    let repos = state.db(move |db, _| Ok(db.repos(&user, status.as_deref(), agent.as_deref())?)).await?;
-    Ok(Json(ReposResponse { repos }))
+    let limit = limit_param(&q)?;
+    let offset = u64_param(&q, "offset")?;
+    let (repos, total) =
+        state.db(move |db, _| Ok(db.repos_page(&user, status.as_deref(), agent.as_deref(), limit, offset)?)).await?;
+    Ok(Json(ReposResponse { repos, total, limit, offset }))
 }
 
 pub async fn alerts(

@@ -32,6 +32,13 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Frames a viewer may have waiting before it is closed with 4001.
     pub viewer_queue_len: usize,
+    /// Bytes a viewer may have waiting (or being written) before it is closed with 4001; one
+    /// frame is always accepted when nothing is waiting.
+    pub viewer_queue_bytes: usize,
+    /// How often viewers get a WebSocket ping.
+    pub viewer_ping_ms: u64,
+    /// A viewer from which nothing (not even a pong) arrived for this long is closed (1000).
+    pub viewer_timeout_ms: u64,
     /// Messages an agent may have waiting before it is closed with 4001.
     pub agent_queue_len: usize,
     /// Messages waiting for the broker at most (see `broker::Broker` for the full rule).
@@ -41,6 +48,11 @@ pub struct Settings {
     pub write_coalesce_ms: u64,
     /// Invalid frames tolerated per connection and minute before closing with 1008.
     pub invalid_frames_per_minute: u32,
+    /// Connections (HTTP and WebSocket) one client IP may hold open at once; 0: no cap. Not
+    /// applied with `trust_forwarded_for` (every peer is the proxy then).
+    pub max_connections_per_ip: usize,
+    /// A request's headers must arrive within this long, or the connection is closed.
+    pub header_timeout_ms: u64,
     /// WebSocket connections (agents and viewers) accepted per client IP and minute.
     pub ws_connections_per_minute: u32,
     /// `POST /api/login` attempts accepted per client IP and minute.
@@ -71,10 +83,15 @@ impl Default for Settings {
             agent_offline_grace_ms: 120_000,
             max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
             viewer_queue_len: 1024,
+            viewer_queue_bytes: 8 * 1024 * 1024,
+            viewer_ping_ms: 30_000,
+            viewer_timeout_ms: 75_000,
             agent_queue_len: 1024,
             broker_queue_len: 65_536,
             write_coalesce_ms: 0,
             invalid_frames_per_minute: 100,
+            max_connections_per_ip: 256,
+            header_timeout_ms: 10_000,
             ws_connections_per_minute: 120,
             logins_per_minute: 10,
             revocation_poll_ms: 1000,
@@ -99,10 +116,15 @@ impl fmt::Debug for Settings {
             .field("agent_offline_grace_ms", &self.agent_offline_grace_ms)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("viewer_queue_len", &self.viewer_queue_len)
+            .field("viewer_queue_bytes", &self.viewer_queue_bytes)
+            .field("viewer_ping_ms", &self.viewer_ping_ms)
+            .field("viewer_timeout_ms", &self.viewer_timeout_ms)
             .field("agent_queue_len", &self.agent_queue_len)
             .field("broker_queue_len", &self.broker_queue_len)
             .field("write_coalesce_ms", &self.write_coalesce_ms)
             .field("invalid_frames_per_minute", &self.invalid_frames_per_minute)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("header_timeout_ms", &self.header_timeout_ms)
             .field("ws_connections_per_minute", &self.ws_connections_per_minute)
             .field("logins_per_minute", &self.logins_per_minute)
             .field("revocation_poll_ms", &self.revocation_poll_ms)

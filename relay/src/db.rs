@@ -437,6 +437,32 @@ impl Db {
         Ok(out)
     }
 
+    /// A page of `repos` (by name) and how many match in all.
+    pub fn repos_page(
+        &self,
+        user: &str,
+        status: Option<&str>,
+        agent_id: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<RepoStatus>, u64)> {
+        let filter = "user = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR agent_id = ?3)";
+        let total: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM repos WHERE {filter}"),
+            params![user, status, agent_id],
+            |r| r.get(0),
+        )?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT json FROM repos WHERE {filter} ORDER BY name LIMIT ?4 OFFSET ?5"))?;
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![user, status, agent_id, limit, offset], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(serde_json::from_str(&json?)?);
+        }
+        Ok((out, total as u64))
+    }
+
     /// True when an online agent of `user` has `repo`.
     pub fn repo_agent_online(&self, user: &str, repo: &str) -> Result<Option<String>> {
         Ok(self

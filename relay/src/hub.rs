@@ -17,11 +17,11 @@ use flightdeck_protocol::broker::BrokerMessage;
 use flightdeck_protocol::realtime::encode_event;
 use flightdeck_protocol::Topic;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::metrics::Metrics;
+use crate::socket::{QueueError, QueueTx};
 
 /// One serialized text frame, shared by every socket it goes to.
 pub type Frame = Utf8Bytes;
@@ -71,7 +71,8 @@ impl TopicKey {
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     pub viewer_id: u64,
-    pub tx: mpsc::Sender<Frame>,
+    /// The viewer's queue, bounded in frames and bytes (see [`crate::socket::queue`]).
+    pub tx: QueueTx,
     pub closer: Arc<Closer>,
     /// The owner or a viewer of the topic's user: still allowed when a HUD turns private.
     pub privileged: bool,
@@ -82,12 +83,12 @@ impl Subscriber {
     pub fn offer(&self, frame: Frame, metrics: &Metrics) -> bool {
         match self.tx.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(QueueError::Full) => {
                 metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
                 self.closer.close(flightdeck_protocol::close::TOO_SLOW);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(QueueError::Closed) => false,
         }
     }
 }
@@ -269,7 +270,9 @@ impl Drop for ConnectionGuard {
 #[derive(Debug, Clone)]
 pub struct AgentHandle {
     pub conn_id: u64,
-    pub tx: mpsc::Sender<Frame>,
+    /// The agent's queue: `agent_queue_len` frames; full closes the agent with 4001 (it
+    /// reconnects, and `welcome` and its queued tasks bring it back in step).
+    pub tx: QueueTx,
     pub closer: Arc<Closer>,
     /// Tasks already sent on this connection: a task is sent once per connection, however
     /// often the agent reports its repos.
@@ -277,7 +280,7 @@ pub struct AgentHandle {
 }
 
 impl AgentHandle {
-    pub fn new(conn_id: u64, tx: mpsc::Sender<Frame>, closer: Arc<Closer>) -> AgentHandle {
+    pub fn new(conn_id: u64, tx: QueueTx, closer: Arc<Closer>) -> AgentHandle {
         AgentHandle { conn_id, tx, closer, sent_tasks: Arc::default() }
     }
 }
@@ -355,11 +358,11 @@ impl AgentRegistry {
         let Some(handle) = map.get(&(user.to_string(), agent_id.to_string())) else { return false };
         match handle.tx.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(QueueError::Full) => {
                 handle.closer.close(flightdeck_protocol::close::TOO_SLOW);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(QueueError::Closed) => false,
         }
     }
 }
@@ -368,17 +371,17 @@ impl AgentRegistry {
 mod tests {
     use super::*;
 
-    fn subscriber(id: u64, capacity: usize) -> (Subscriber, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    use crate::socket::QueueRx;
+
+    fn subscriber(id: u64, capacity: usize) -> (Subscriber, QueueRx) {
+        let (tx, rx) = crate::socket::queue(capacity, usize::MAX);
         (Subscriber { viewer_id: id, tx, closer: Closer::new(), privileged: false }, rx)
     }
 
     /// A hub with two viewers of alice's `tasks`: a slow one (queue of `slow_capacity`) and a
     /// fast one (queue of 8).
     #[allow(clippy::type_complexity)]
-    fn slow_and_fast(
-        slow_capacity: usize,
-    ) -> (Arc<Metrics>, Hub, TopicKey, Arc<Closer>, mpsc::Receiver<Frame>, mpsc::Receiver<Frame>) {
+    fn slow_and_fast(slow_capacity: usize) -> (Arc<Metrics>, Hub, TopicKey, Arc<Closer>, QueueRx, QueueRx) {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(metrics.clone());
         let key = TopicKey::new("alice", Topic::Tasks);

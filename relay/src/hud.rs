@@ -3,7 +3,7 @@
 //!
 //! A new HUD is private with embedding off. A private HUD is 404 to anyone but its owner and
 //! viewers; `/embed` is 403 unless embedding is allowed. Pages carry a
-//! `Content-Security-Policy: frame-ancestors` that matches.
+//! `Content-Security-Policy` (see [`csp`]) whose `frame-ancestors` matches.
 
 use std::collections::HashMap;
 
@@ -90,8 +90,24 @@ pub async fn embed_page(
     page(state, auth, headers, user, repo, true).await
 }
 
-fn with_frame_ancestors(mut response: Response, ancestors: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&format!("frame-ancestors {ancestors}")) {
+/// The Content-Security-Policy of a HUD response. A page runs exactly its two inline scripts
+/// (`window.HUD_CONTEXT` and the module that imports the bundle), marked with `nonce`, and the
+/// bundle from `/assets/` ('self'), which compiles its WebAssembly ('wasm-unsafe-eval'); no
+/// plugins, no `<base>`. An error page runs no script at all.
+pub fn csp(ancestors: &str, nonce: Option<&str>) -> String {
+    let scripts = match nonce {
+        Some(nonce) => format!("'self' 'nonce-{nonce}' 'wasm-unsafe-eval'"),
+        None => "'none'".to_string(),
+    };
+    format!("script-src {scripts}; object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}")
+}
+
+fn with_frame_ancestors(response: Response, ancestors: &str) -> Response {
+    with_csp(response, ancestors, None)
+}
+
+fn with_csp(mut response: Response, ancestors: &str, nonce: Option<&str>) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&csp(ancestors, nonce)) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
     }
     response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -136,9 +152,15 @@ async fn page(
         Some(dir) => dir.join(BUNDLE_ENTRY).is_file(),
         None => UiBundle::get(BUNDLE_ENTRY).is_some(),
     };
-    let html = render_page(&context, bundle_present);
+    // A fresh nonce per response: only this page's own inline scripts run.
+    let nonce = {
+        let mut bytes = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        hex::encode(bytes)
+    };
+    let html = render_page(&context, bundle_present, &nonce);
     let ancestors = if embed { state.settings.embed_frame_ancestors.as_str() } else { deny };
-    let mut response = with_frame_ancestors(Html(html).into_response(), ancestors);
+    let mut response = with_csp(Html(html).into_response(), ancestors, Some(&nonce));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -152,7 +174,7 @@ pub fn script_json<T: serde::Serialize>(value: &T) -> String {
         .replace('&', "\\u0026")
 }
 
-fn render_page(context: &HudContext, bundle_present: bool) -> String {
+fn render_page(context: &HudContext, bundle_present: bool, nonce: &str) -> String {
     // User and repo names are validated to `[A-Za-z0-9._-]`, so they are safe in HTML as is.
     let title = format!("{}/{} · Flightdeck HUD", context.username, context.repo);
     let notice = if bundle_present {
@@ -166,8 +188,9 @@ fn render_page(context: &HudContext, bundle_present: bool) -> String {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
-         <script>window.HUD_CONTEXT = {context};</script>\n</head>\n<body>\n{notice}<div id=\"app\"></div>\n\
-         <script type=\"module\">import init from \"/assets/flightdeck_ui.js\"; init();</script>\n</body>\n</html>\n",
+         <script nonce=\"{nonce}\">window.HUD_CONTEXT = {context};</script>\n</head>\n<body>\n{notice}\
+         <div id=\"app\"></div>\n<script type=\"module\" nonce=\"{nonce}\">import init from \"/assets/flightdeck_ui.js\"; \
+         init();</script>\n</body>\n</html>\n",
         context = script_json(context),
     )
 }
@@ -338,11 +361,11 @@ mod tests {
             ws_url: "ws://x/api/realtime".into(),
             status: HudStatus::Idle,
         };
-        let html = render_page(&context, true);
+        let html = render_page(&context, true, "n0nce");
         assert_eq!(html.matches("</script>").count(), 2, "{html}");
         assert!(html.contains("\\u003c/script\\u003e"));
         assert!(!html.contains("fd-notice"));
-        assert!(render_page(&context, false).contains("fd-notice"));
+        assert!(render_page(&context, false, "n0nce").contains("fd-notice"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`api`]: the REST API.
 //! - [`broker`]: multi-node fan-out through Redis (optional).
 //! - [`hud`]: HUD pages, ui assets and the HUD API.
+//! - [`listener`]: the accept loop (per-IP connection cap, header-read timeout).
 //! - [`login`]: the `/login` page that turns a pasted key into a session cookie.
 //! - [`error`]: the one error type of HTTP handlers.
 //! - [`metrics`]: Prometheus counters.
@@ -24,6 +25,7 @@ pub mod db;
 pub mod error;
 pub mod hub;
 pub mod hud;
+pub mod listener;
 pub mod login;
 pub mod metrics;
 pub mod realtime;
@@ -31,11 +33,9 @@ pub mod socket;
 pub mod state;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -72,7 +72,18 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{file}", get(hud::asset))
         // Bodies of REST calls are small; frames have their own limit on the sockets.
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::map_response(nosniff))
         .with_state(state)
+}
+
+/// No response is sniffed into another type: a JSON answer holding user text must never be
+/// read as HTML or script.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .entry(http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(http::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Opens the database in `settings.data_dir` and serves on `listener` until `shutdown`
@@ -115,17 +126,16 @@ pub async fn serve(
         token.cancel();
         conns.close_all(flightdeck_protocol::close::GOING_AWAY);
     };
-    // TCP_NODELAY on every connection: a socket's frames leave as soon as they are written.
-    // With Nagle on, a small frame written while an earlier one is unacknowledged waits for
-    // the peer's delayed ACK (up to 40 ms on Linux): a fan-out's p99 was that wait.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(signal)
-        .await?;
+    let limits = listener::Limits {
+        per_ip: match state.settings.max_connections_per_ip {
+            // Behind a trusted reverse proxy every peer is the proxy: it caps, not the relay.
+            _ if state.settings.trust_forwarded_for => None,
+            0 => None,
+            n => Some(n),
+        },
+        header_timeout: Duration::from_millis(state.settings.header_timeout_ms.max(1)),
+    };
+    listener::serve(listener, app(state.clone()), limits, state.metrics.clone(), signal).await;
     state.shutdown.cancel();
     state.conns.close_all(flightdeck_protocol::close::GOING_AWAY);
     poller.abort();

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub queue_drops: AtomicU64,
     pub invalid_frames: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Connections refused by the per-IP cap.
+    pub connections_refused: AtomicU64,
     /// Broker publishes that failed (each is retried).
     pub broker_publish_failures: AtomicU64,
     /// Broker messages that did not fit the queue (see [`crate::broker::Broker`]).
@@ -39,6 +41,11 @@ impl Metrics {
             ),
             ("flightdeck_invalid_frames_total", "Invalid frames received.", &self.invalid_frames),
             ("flightdeck_rate_limited_total", "Requests refused by a rate limit.", &self.rate_limited),
+            (
+                "flightdeck_connections_refused_total",
+                "Connections refused by the per-IP cap.",
+                &self.connections_refused,
+            ),
             (
                 "flightdeck_broker_publish_failures_total",
                 "Broker publishes that failed and were retried.",

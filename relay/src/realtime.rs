@@ -17,7 +17,6 @@ use flightdeck_protocol::close;
 use flightdeck_protocol::realtime::{encode_snapshot, HudSnapshot, TaskSnapshot};
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use crate::db::{Db, TaskFilter};
 use crate::error::AppError;
@@ -57,7 +56,7 @@ struct Viewer {
     state: AppState,
     auth: Auth,
     id: u64,
-    tx: mpsc::Sender<Frame>,
+    tx: socket::QueueTx,
     closer: std::sync::Arc<Closer>,
     budget: InvalidBudget,
     topics: HashSet<TopicKey>,
@@ -72,9 +71,15 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
         closer.close(close::GOING_AWAY);
     }
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(state.settings.viewer_queue_len.max(1));
+    // Bounded in frames and bytes; full closes this viewer with 4001 (see `socket::queue`).
+    let (tx, rx) = socket::queue(state.settings.viewer_queue_len, state.settings.viewer_queue_bytes);
     let coalesce = std::time::Duration::from_millis(state.settings.write_coalesce_ms);
-    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce));
+    // Viewers are pinged (WebSocket pings, answered by any browser); a viewer from which
+    // nothing (pong or message) arrives for `viewer_timeout_ms` is half-open: closed (1000).
+    let ping_every = Some(std::time::Duration::from_millis(state.settings.viewer_ping_ms.max(1)));
+    let silence = std::time::Duration::from_millis(state.settings.viewer_timeout_ms.max(1));
+    let writer =
+        tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce, ping_every));
     state.metrics.viewers_connected.fetch_add(1, Ordering::Relaxed);
     let mut viewer = Viewer {
         budget: InvalidBudget::new(state.settings.invalid_frames_per_minute),
@@ -86,30 +91,40 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
         topics: HashSet::new(),
     };
     let max = state.settings.max_frame_bytes;
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             biased;
             _ = closer.closed() => break,
-            msg = stream.next() => match socket::classify(msg, max) {
-                Incoming::Text(text) => {
-                    state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = viewer.on_text(&text).await {
-                        tracing::warn!(error = %e, "viewer message failed");
-                        viewer.send(&ServerMessage::Error { message: "internal error".into(), topic: None, details: None });
+            _ = tokio::time::sleep_until(last_heard + silence) => {
+                tracing::debug!(viewer = id, "silent viewer closed");
+                closer.close(close::NORMAL);
+            }
+            msg = stream.next() => {
+                // Anything from the viewer (a pong included) shows it is there.
+                last_heard = tokio::time::Instant::now();
+                match socket::classify(msg, max) {
+                    Incoming::Text(text) => {
+                        state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = viewer.on_text(&text).await {
+                            tracing::warn!(error = %e, "viewer message failed");
+                            viewer.send(&ServerMessage::Error { message: "internal error".into(), topic: None, details: None });
+                        }
                     }
+                    Incoming::Binary => viewer.invalid(vec![Detail::new("$", "expected a text frame")]),
+                    Incoming::Control => {}
+                    Incoming::TooBig => closer.close(close::TOO_BIG),
+                    Incoming::Broken(code) => closer.close(code),
+                    Incoming::Closed => closer.close(close::NORMAL),
                 }
-                Incoming::Binary => viewer.invalid(vec![Detail::new("$", "expected a text frame")]),
-                Incoming::Control => {}
-                Incoming::TooBig => closer.close(close::TOO_BIG),
-                Incoming::Closed => closer.close(close::NORMAL),
-            },
+            }
         }
     }
     for key in viewer.topics.drain() {
         state.hub.unsubscribe(&key, id);
     }
     drop(viewer);
-    let _ = writer.await;
+    socket::finish(stream, writer).await;
     state.metrics.viewers_connected.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -140,7 +155,14 @@ impl Viewer {
         match message {
             ClientMessage::Ping {} => self.send(&ServerMessage::Pong {}),
             ClientMessage::Subscribe { topics } => {
+                // A topic named twice in one subscribe is answered once: each answer is a full
+                // snapshot, and a frame naming one HUD a thousand times must not build a
+                // thousand of them.
+                let mut seen = HashSet::new();
                 for (i, name) in topics.iter().enumerate() {
+                    if !seen.insert(name.as_str()) {
+                        continue;
+                    }
                     match name.parse::<Topic>() {
                         Ok(topic)
                             if self.topics.len() >= MAX_TOPICS

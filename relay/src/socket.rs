@@ -1,13 +1,13 @@
 //! What agent and viewer sockets share: upgrade limits, the batched writer, close handling and
 //! the invalid-frame budget.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use futures_util::stream::SplitSink;
-use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
@@ -24,6 +24,85 @@ pub const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 const MAX_BATCH: usize = 512;
 /// How long a closing socket may take to get its close frame out to a slow peer.
 const CLOSE_LINGER: Duration = Duration::from_secs(10);
+/// After the close frame is out, how long the relay keeps reading for the peer's close.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Makes the outbound queue of one socket: at most `max_frames` frames and `max_bytes` bytes
+/// waiting or being written.
+///
+/// Full rule: [`QueueTx::try_send`] refuses a frame that does not fit and the caller closes the
+/// socket (4001 for a viewer or an agent), because a publisher never waits for one slow
+/// socket. One frame is always accepted into an empty queue, so a snapshot larger than the
+/// byte bound still reaches a viewer that keeps up.
+pub fn queue(max_frames: usize, max_bytes: usize) -> (QueueTx, QueueRx) {
+    let (tx, rx) = mpsc::channel(max_frames.max(1));
+    let bytes = Arc::new(AtomicUsize::new(0));
+    (QueueTx { tx, bytes: bytes.clone(), max_bytes }, QueueRx { rx, bytes })
+}
+
+/// The sending side of a socket's queue (see [`queue`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct QueueTx {
+    tx: mpsc::Sender<Frame>,
+    /// Bytes queued or in the writer's current batch: released once written or dropped.
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// Over the frame or byte bound: close the socket as too slow.
+    Full,
+    /// The socket is gone.
+    Closed,
+}
+
+impl QueueTx {
+    pub fn try_send(&self, frame: Frame) -> Result<(), QueueError> {
+        let len = frame.len();
+        let before = self.bytes.fetch_add(len, Ordering::SeqCst);
+        if before > 0 && before + len > self.max_bytes {
+            self.bytes.fetch_sub(len, Ordering::SeqCst);
+            return Err(QueueError::Full);
+        }
+        self.tx.try_send(frame).map_err(|e| {
+            self.bytes.fetch_sub(len, Ordering::SeqCst);
+            match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            }
+        })
+    }
+}
+
+/// The writer's side of a socket's queue.
+#[derive(Debug)]
+pub struct QueueRx {
+    rx: mpsc::Receiver<Frame>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl QueueRx {
+    /// Takes one queued frame without waiting (the writer takes batches; tests use this).
+    pub fn try_recv(&mut self) -> Result<Frame, mpsc::error::TryRecvError> {
+        let frame = self.rx.try_recv()?;
+        self.release(std::slice::from_ref(&frame));
+        Ok(frame)
+    }
+
+    fn release(&self, frames: &[Frame]) {
+        self.bytes.fetch_sub(frames.iter().map(|f| f.len()).sum(), Ordering::SeqCst);
+    }
+
+    /// Refuses further frames and frees those still queued (a closing socket sends none).
+    fn discard(&mut self) {
+        self.rx.close();
+        while let Ok(frame) = self.rx.try_recv() {
+            self.release(std::slice::from_ref(&frame));
+        }
+    }
+}
 
 /// Applies the frame limits. Tungstenite refuses anything above twice the limit outright; a
 /// message between the limit and that is read whole and answered with a clean 1009, so the
@@ -42,22 +121,52 @@ pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade 
 /// `coalesce` bounds the write rate of a busy socket: a frame arriving less than `coalesce`
 /// after the last flush waits out the rest of it, so the frames behind it share one write
 /// (one syscall) instead of one each. A socket that was quiet writes at once.
+///
+/// With `ping_every`, a WebSocket ping goes out at that period (viewers: the reader closes
+/// a peer that stays silent, see `realtime`); agents have their own JSON heartbeat.
 pub async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Frame>,
+    mut queue: QueueRx,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
     coalesce: Duration,
+    ping_every: Option<Duration>,
 ) {
     let mut last_flush: Option<tokio::time::Instant> = None;
+    let mut pinger = ping_every.map(|every| {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
     loop {
         // Everything queued, taken at once (one wake-up and one permit release per batch, not
         // per frame). A fresh Vec each time: an idle socket keeps no batch capacity around.
         let mut batch: Vec<Frame> = Vec::new();
+        let ping_due = async {
+            match pinger.as_mut() {
+                Some(ticker) => {
+                    ticker.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let got = tokio::select! {
             biased;
             _ = closer.closed() => break,
-            got = rx.recv_many(&mut batch, MAX_BATCH) => got,
+            got = queue.rx.recv_many(&mut batch, MAX_BATCH) => got,
+            _ = ping_due => {
+                let sent = tokio::select! {
+                    biased;
+                    _ = closer.closed() => break,
+                    sent = sink.send(Message::Ping(Default::default())) => sent,
+                };
+                if sent.is_err() {
+                    closer.close(flightdeck_protocol::close::NORMAL);
+                    queue.discard();
+                    return;
+                }
+                continue;
+            }
         };
         if got == 0 {
             break;
@@ -65,18 +174,22 @@ pub async fn write_loop(
         if let Some(at) = last_flush.map(|t| t + coalesce).filter(|at| *at > tokio::time::Instant::now()) {
             tokio::select! {
                 biased;
-                _ = closer.closed() => break,
+                _ = closer.closed() => {
+                    queue.release(&batch);
+                    break;
+                }
                 _ = tokio::time::sleep_until(at) => {}
             }
             while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
+                match queue.rx.try_recv() {
                     Ok(frame) => batch.push(frame),
                     Err(_) => break,
                 }
             }
         }
+        let n = batch.len() as u64;
+        let batch_bytes: usize = batch.iter().map(|f| f.len()).sum();
         let write = async {
-            let n = batch.len() as u64;
             for frame in batch {
                 sink.feed(Message::Text(frame)).await?;
             }
@@ -86,9 +199,12 @@ pub async fn write_loop(
         // A write blocked on a peer that stopped reading must not keep the close from happening.
         let written = tokio::select! {
             biased;
-            _ = closer.closed() => break,
-            written = write => written,
+            _ = closer.closed() => None,
+            written = write => Some(written),
         };
+        // Written or dropped with the write: either way no longer held for this socket.
+        queue.bytes.fetch_sub(batch_bytes, Ordering::SeqCst);
+        let Some(written) = written else { break };
         match written {
             Ok(n) => {
                 last_flush = Some(tokio::time::Instant::now());
@@ -96,10 +212,12 @@ pub async fn write_loop(
             }
             Err(_) => {
                 closer.close(flightdeck_protocol::close::NORMAL);
+                queue.discard();
                 return;
             }
         }
     }
+    queue.discard();
     let code = match closer.code() {
         0 => flightdeck_protocol::close::NORMAL,
         code => code,
@@ -112,6 +230,43 @@ pub async fn write_loop(
         let _ = sink.close().await;
     })
     .await;
+}
+
+/// Ends a connection whose writer is sending (or has sent) its close frame: keeps reading, and
+/// dropping, what the peer still sends until the peer closes too, the connection ends, or
+/// [`CLOSE_DRAIN`] after the close frame went out.
+///
+/// Dropping a TCP socket with unread bytes in its receive buffer makes the kernel send a
+/// reset, and a peer that is still sending (say, the invalid frames that got it closed with
+/// 1008) then loses the close frame in flight. Reading until the peer's close avoids that.
+pub async fn finish(mut stream: SplitStream<WebSocket>, writer: tokio::task::JoinHandle<()>) {
+    tokio::pin!(writer);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut writer_done = false;
+    loop {
+        let drain_over = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut writer, if !writer_done => {
+                writer_done = true;
+                deadline = Some(tokio::time::Instant::now() + CLOSE_DRAIN);
+            }
+            _ = drain_over => break,
+            msg = stream.next() => match msg {
+                // The peer's close (answering ours, or its own), or the end of the connection.
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    if !writer_done {
+        // The peer is gone: the writer's close frame can no longer be delivered.
+        let _ = tokio::time::timeout(CLOSE_DRAIN, writer).await;
+    }
 }
 
 /// Invalid frames counted over a sliding minute (approximated by fixed one-minute windows).
@@ -149,6 +304,8 @@ pub enum Incoming {
     Closed,
     /// The message exceeded the frame limit.
     TooBig,
+    /// The peer broke RFC 6455: close with this code (1007 bad UTF-8, 1002 protocol error).
+    Broken(u16),
 }
 
 /// Classifies one `recv` result, enforcing `max_frame_bytes`.
@@ -160,14 +317,22 @@ pub fn classify(msg: Option<Result<Message, axum::Error>>, max_frame_bytes: usiz
         Some(Ok(Message::Binary(_))) => Incoming::Binary,
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
         Some(Ok(Message::Close(_))) | None => Incoming::Closed,
-        Some(Err(e)) => {
-            // Tungstenite reports an over-limit frame as a capacity error.
-            let text = format!("{e:?}");
-            if text.contains("Capacity") || text.contains("too long") || text.contains("TooLong") {
-                Incoming::TooBig
-            } else {
-                Incoming::Closed
-            }
-        }
+        Some(Err(e)) => classify_error(&e),
+    }
+}
+
+/// The close code for a read error (RFC 6455 section 7.4.1): an over-limit message is 1009,
+/// a text frame that is not UTF-8 is 1007, any other breach of the protocol (reserved bits,
+/// unknown opcodes, an unmasked client frame, an oversized or fragmented control frame, a
+/// stray continuation) is 1002; I/O errors just end the connection.
+fn classify_error(e: &axum::Error) -> Incoming {
+    use flightdeck_protocol::close;
+    use tungstenite::Error;
+    let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<Error>());
+    match inner {
+        Some(Error::Capacity(_)) => Incoming::TooBig,
+        Some(Error::Utf8(_)) => Incoming::Broken(close::INVALID_DATA),
+        Some(Error::Protocol(_)) => Incoming::Broken(close::PROTOCOL_ERROR),
+        _ => Incoming::Closed,
     }
 }

@@ -511,3 +511,33 @@ async fn an_acknowledged_alert_stays_acknowledged_when_the_agent_resends_it() {
     let snapshot = subscribe(&mut viewer, "alerts").await;
     assert!(snapshot.as_array().unwrap().iter().all(|a| a["id"] != "alert-1"), "{snapshot}");
 }
+
+/// Issue 13.3: seqs at or above 2^63 were accepted (and stored wrongly as negative numbers);
+/// `after=2^63` returned the whole transcript.
+#[tokio::test]
+async fn seqs_and_after_at_or_above_2_pow_63_are_refused() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::TaskUpdate { task: local_task("big-seq", "web", TaskStatus::Running) }).await;
+    send(&mut agent, &event_message("big-seq", 1, "line 1")).await;
+    let text = r#"{"type":"task-event","taskId":"big-seq","seq":9223372036854775808,"event":{"kind":"chunk","text":"x","stream":"stdout"}}"#;
+    send_text(&mut agent, text).await;
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::Error { details: Some(details), .. } => {
+            assert_eq!(details[0].path, "$.seq", "{details:?}");
+            assert!(details[0].problem.contains("at most 9223372036854775807"), "{details:?}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(rest_seqs(&relay, "big-seq").await, vec![1]);
+    let key = &relay.keys.owner;
+    for after in ["9223372036854775808", "18446744073709551615", "-1"] {
+        let (status, body) = relay.get(&format!("/api/cockpit/tasks/big-seq/events?after={after}"), key).await;
+        assert_eq!(status, 400, "after={after}: {body}");
+        assert_eq!(body["error"]["details"][0]["path"], "$.after", "{body}");
+    }
+    let (status, body) = relay.get("/api/cockpit/tasks/big-seq/events?after=9223372036854775807", key).await;
+    assert_eq!((status, body["events"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    let (status, body) = relay.get("/api/cockpit/tasks?offset=9223372036854775808", key).await;
+    assert_eq!((status, &body["error"]["details"][0]["path"]), (400, &json!("$.offset")), "{body}");
+}

@@ -211,9 +211,24 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
 
     let r = relay.http().get(relay.url("/hud/alice/web")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-security-policy"], "frame-ancestors 'none'");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = r.text().await.unwrap();
+    // Only the page's own two inline scripts run (issue 13.8): they carry this response's nonce.
+    let nonce = csp.split("'nonce-").nth(1).and_then(|rest| rest.split('\'').next()).expect("a nonce").to_string();
+    assert_eq!(
+        csp,
+        format!(
+            "script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'none'; \
+             frame-ancestors 'none'"
+        )
+    );
+    assert!(nonce.len() >= 32, "{nonce}");
+    assert_eq!(html.matches("<script").count(), 2, "{html}");
+    assert_eq!(html.matches(&format!("<script nonce=\"{nonce}\">")).count(), 1, "{html}");
+    assert_eq!(html.matches(&format!("<script type=\"module\" nonce=\"{nonce}\">")).count(), 1, "{html}");
+    let again = relay.http().get(relay.url("/hud/alice/web")).send().await.unwrap();
+    assert!(!again.headers()["content-security-policy"].to_str().unwrap().contains(&nonce), "a fresh nonce each time");
     assert!(html.contains(r#"<div id="app"></div>"#));
     assert!(html.contains(r#"<link rel="stylesheet" href="/assets/style.css">"#));
     assert!(html.contains(r#"import init from "/assets/flightdeck_ui.js"; init();"#));
@@ -236,11 +251,14 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
     // Embedding is off: 403 with frame-ancestors 'none'; on: 200 with frame-ancestors *.
     let r = relay.http().get(relay.url("/embed/alice/web")).send().await.unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(r.headers()["content-security-policy"], "frame-ancestors 'none'");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    );
     relay.set_hud("web", true, true).await;
     let r = relay.http().get(relay.url("/embed/alice/web")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-security-policy"], "frame-ancestors *");
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().ends_with("; frame-ancestors *"));
     assert!(r.text().await.unwrap().contains(r#""embedMode":true"#));
 
     // The session endpoint.

@@ -83,6 +83,9 @@ async fn a_failed_publish_is_retried_and_an_overflow_makes_the_other_nodes_resyn
         let state = if i % 2 == 0 { RepoState::Dirty } else { RepoState::Clean };
         send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", state)], full: None }).await;
     }
+    // An invalid frame's answer: every status before it is stored.
+    send_text(&mut agent, r#"{"type":"barrier"}"#).await;
+    assert!(matches!(recv_relay_skip_pings(&mut agent).await, RelayMessage::Error { .. }));
     eventually("an overflow on a", || async {
         (a.metric("flightdeck_broker_overflows_total").await >= 1.0).then_some(())
     })

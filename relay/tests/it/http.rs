@@ -334,3 +334,159 @@ async fn login_page_posts_the_key_and_returns_to_a_local_page() {
         .unwrap();
     assert!(html.contains(r#"data-next="/""#) && !html.contains("evil.example"), "{html}");
 }
+
+/// Issue 13.6: half-sent request headers held their connections for good.
+#[tokio::test]
+async fn a_half_sent_request_header_is_dropped_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = Relay::start_with(|s| s.header_timeout_ms = 200).await;
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\nX-Slow: ").await.unwrap();
+    // The relay ends the connection (a reset counts too) well before the test's deadline.
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, tcp.read_to_end(&mut answer)).await;
+    assert!(ended.is_ok(), "the half-sent request still holds its connection");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    // Whole requests are still served.
+    assert_eq!(relay.get("/healthz", &relay.keys.owner).await.0, 200);
+}
+
+/// Issue 13.6: one IP could open any number of connections.
+#[tokio::test]
+async fn connections_per_ip_are_capped() {
+    let relay = Relay::start_with(|s| s.max_connections_per_ip = 3).await;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let mut viewer = relay.viewer(None).await;
+        send(&mut viewer, &flightdeck_protocol::ClientMessage::Ping {}).await;
+        assert_eq!(recv_server(&mut viewer).await, flightdeck_protocol::ServerMessage::Pong {});
+        viewers.push(viewer);
+    }
+    // A fourth connection, WebSocket or plain HTTP, is refused.
+    assert!(tokio_tungstenite::connect_async(relay.ws_url("/api/realtime")).await.is_err());
+    assert!(reqwest::get(relay.url("/healthz")).await.is_err());
+    // A slot comes free when a connection ends.
+    drop(viewers.pop());
+    let refused = eventually("a free slot", || async {
+        let response = reqwest::get(relay.url("/metrics")).await.ok()?;
+        let text = response.text().await.ok()?;
+        text.lines().find_map(|l| l.strip_prefix("flightdeck_connections_refused_total ")?.parse::<f64>().ok())
+    })
+    .await;
+    assert!(refused >= 2.0, "{refused}");
+}
+
+/// Issue 13.8: `/api/login` took a cross-site `text/plain` body (login CSRF).
+#[tokio::test]
+async fn login_refuses_other_origins_and_form_content_types() {
+    let relay = Relay::start().await;
+    let body = serde_json::to_string(&json!({ "token": relay.keys.owner })).unwrap();
+    let own = format!("http://{}", relay.addr);
+    let cases: &[(Option<&str>, &str, u16)] = &[
+        // What a cross-site form can send without a preflight.
+        (Some("http://evil.example"), "text/plain", 403),
+        (Some("null"), "text/plain", 403),
+        (Some("http://evil.example"), "application/json", 403),
+        (Some(own.as_str()), "text/plain", 415),
+        (Some(own.as_str()), "application/x-www-form-urlencoded", 415),
+        (None, "text/plain;charset=UTF-8", 415),
+        // The login page (same origin, JSON) and scripts (no Origin, JSON).
+        (Some(own.as_str()), "application/json", 200),
+        (None, "application/json; charset=utf-8", 200),
+    ];
+    for (origin, content_type, want) in cases {
+        let mut request =
+            relay.http().post(relay.url("/api/login")).header("content-type", *content_type).body(body.clone());
+        if let Some(origin) = origin {
+            request = request.header("origin", *origin);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        let cookie = r.headers().get("set-cookie").is_some();
+        assert_eq!((status, cookie), (*want, *want == 200), "origin {origin:?}, {content_type}");
+    }
+}
+
+/// Issue 13.8: JSON answers carried no `X-Content-Type-Options: nosniff`.
+#[tokio::test]
+async fn api_responses_are_never_sniffed() {
+    let relay = Relay::start().await;
+    for (path, key) in [
+        ("/api/cockpit/agents", Some(relay.keys.owner.as_str())),
+        ("/api/cockpit/agents", None),
+        ("/api/cockpit/tasks?limit=0", Some(relay.keys.owner.as_str())),
+        ("/healthz", None),
+        ("/api/hud/session?repo=alice/web", None),
+    ] {
+        let mut request = relay.http().get(relay.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
+    }
+}
+
+/// `wsUrl` follows the configured public URL, whatever Host the request names.
+#[tokio::test]
+async fn hud_context_ws_url_uses_the_public_url() {
+    let relay = Relay::start_with(|s| s.public_url = Some("https://relay.example/".into())).await;
+    relay.set_hud("web", true, false).await;
+    let r = relay.http().get(relay.url("/hud/alice/web")).header("host", "evil.example").send().await.unwrap();
+    let html = r.text().await.unwrap();
+    let context = html.split("window.HUD_CONTEXT = ").nth(1).unwrap().split(";</script>").next().unwrap();
+    let context: Value = serde_json::from_str(context).unwrap();
+    assert_eq!(context["wsUrl"], "wss://relay.example/api/realtime");
+}
+
+/// Issue 13.8: `GET /api/cockpit/repos` had no paging (23.8 MB for 100k repos).
+#[tokio::test]
+async fn repos_are_paged_with_a_total() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    let repos: Vec<_> = (0..60).map(|i| repo(&format!("r{i:02}"), RepoState::Clean)).collect();
+    send(&mut agent, &AgentMessage::GitStatus { repos, full: Some(true) }).await;
+    let key = relay.keys.owner.clone();
+    let body = eventually("the repos", || async {
+        let (_, body) = relay.get("/api/cockpit/repos", &key).await;
+        (body["total"] == 60).then_some(body)
+    })
+    .await;
+    assert_eq!((body["repos"].as_array().unwrap().len(), &body["limit"], &body["offset"]), (50, &json!(50), &json!(0)));
+    assert_eq!(body["repos"][0]["name"], "r00");
+    let (_, body) = relay.get("/api/cockpit/repos?limit=7&offset=55", &key).await;
+    let names: Vec<&str> = body["repos"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["r55", "r56", "r57", "r58", "r59"]);
+    assert_eq!(body["total"], 60);
+    let (_, body) = relay.get("/api/cockpit/repos?status=dirty&limit=500", &key).await;
+    assert_eq!((body["total"].as_u64(), body["repos"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    for (query, field) in [("limit=501", "$.limit"), ("limit=0", "$.limit"), ("offset=x", "$.offset")] {
+        let (status, body) = relay.get(&format!("/api/cockpit/repos?{query}"), &key).await;
+        assert_eq!((status, detail_paths(&body)), (400, vec![field.to_string()]), "{query}");
+    }
+}
+
+/// SPEC 3.2: `modifiedFiles` holds at most 200 paths; more was accepted.
+#[tokio::test]
+async fn more_than_200_modified_files_are_refused() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    let mut big = repo("web", RepoState::Dirty);
+    big.modified_files = (0..201).map(|i| format!("src/f{i}.rs")).collect();
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![big.clone()], full: None }).await;
+    match recv_relay_skip_pings(&mut agent).await {
+        flightdeck_protocol::RelayMessage::Error { details: Some(details), .. } => {
+            assert_eq!(details[0].path, "$.repos[0].modifiedFiles", "{details:?}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    big.modified_files.truncate(200);
+    big.modified_files_truncated = true;
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![big], full: None }).await;
+    let key = relay.keys.owner.clone();
+    eventually("the repo with 200 files", || async {
+        let (_, body) = relay.get("/api/cockpit/repos", &key).await;
+        (body["repos"][0]["modifiedFiles"].as_array().map(Vec::len) == Some(200)).then_some(())
+    })
+    .await;
+}

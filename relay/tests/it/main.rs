@@ -4,6 +4,7 @@ mod admin;
 mod agent;
 mod auth;
 mod broker;
+mod frames;
 mod http;
 mod realtime;
 mod support;
