@@ -708,7 +708,9 @@ pub(crate) async fn transcript_until_end(ws: &mut Ws, id: &str, deadline: Instan
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code)).unwrap_or(1005)),
             Some(Ok(_)) => continue,
-            other => panic!("viewer socket ended: {other:?}"),
+            // Ended without a close frame (1006): a viewer that read nothing for seconds cannot
+            // be sent one, its socket is full of older frames.
+            Some(Err(_)) | None => return Err(1006),
         };
         let (topic, snapshot, payload) = match ServerMessage::parse(text.as_str()).unwrap() {
             ServerMessage::Snapshot { topic, payload } => (topic, true, payload),
@@ -769,7 +771,20 @@ async fn burst_arrives_whole(lines: u32, command: &str, expected: impl Fn(u32) -
     let mut slow = Viewer::connect(&s.relay, &topics).await;
 
     let deadline = Instant::now() + WITHIN;
-    let seen = transcript_until_end(&mut live.ws, &id, deadline).await.expect("the live viewer keeps up");
+    // A live viewer on a busy machine may still fall behind the relay's bound: then it is closed
+    // as too slow, and its next subscription's snapshot must make it whole again.
+    let mut closed = 0;
+    let seen = loop {
+        match transcript_until_end(&mut live.ws, &id, deadline).await {
+            Ok(events) => break events,
+            Err(code) => {
+                assert!(code == flightdeck_protocol::close::TOO_SLOW || code == 1006, "live viewer closed with {code}");
+                closed += 1;
+                assert!(closed <= 5, "the live viewer was closed {closed} times");
+                live = Viewer::connect(&s.relay, &topics).await;
+            }
+        }
+    };
     let elapsed = started.elapsed();
     // The stdout chunks, the status events around them, nothing missing.
     assert_whole(&seen);
@@ -777,7 +792,8 @@ async fn burst_arrives_whole(lines: u32, command: &str, expected: impl Fn(u32) -
     assert_eq!(stdout_lines(&seen), want, "the live viewer's output");
     let total = seen.len() as u64;
     eprintln!(
-        "burst of {lines} lines: {total} events through agent and relay to a viewer in {:.2} s ({:.0} events/s)",
+        "burst of {lines} lines: {total} events through agent and relay to a viewer in {:.2} s ({:.0} events/s; \
+         the live viewer was closed as too slow {closed} times)",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
@@ -793,7 +809,10 @@ async fn burst_arrives_whole(lines: u32, command: &str, expected: impl Fn(u32) -
     let slow_seen = match transcript_until_end(&mut slow.ws, &id, deadline).await {
         Ok(events) => events,
         Err(code) => {
-            assert_eq!(code, flightdeck_protocol::close::TOO_SLOW, "a slow viewer is closed with 4001 only");
+            assert!(
+                code == flightdeck_protocol::close::TOO_SLOW || code == 1006,
+                "a slow viewer is closed as too slow (4001, or cut when even that frame cannot reach it), not {code}"
+            );
             let mut again = Viewer::connect(&s.relay, &topics).await;
             transcript_until_end(&mut again.ws, &id, deadline).await.expect("a fresh snapshot")
         }
