@@ -25,9 +25,13 @@ struct Cli {
 enum Command {
     /// Run the relay.
     Serve {
-        /// Address to listen on, e.g. 127.0.0.1:8787.
-        #[arg(long)]
+        /// Address to listen on [default: 127.0.0.1:8787; TOML `bind`, env FLIGHTDECK_RELAY_BIND].
+        #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
+        /// Share fan-out with other relay nodes through this Redis server (redis://[:password@]host:port)
+        /// [default: none, one node; TOML `broker`, env FLIGHTDECK_RELAY_BROKER].
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
     },
     /// Manage users.
     User {
@@ -44,22 +48,31 @@ enum Command {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create a user.
-    Add { name: String },
+    Add {
+        /// The user's name (letters, digits, `-`, `_`; it appears in HUD URLs: /hud/NAME/...).
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum KeyCommand {
     /// Create a key and print it, alone, on stdout (it is shown only once).
     Create {
-        #[arg(long)]
+        /// The user the key belongs to.
+        #[arg(long, value_name = "NAME")]
         user: String,
+        /// What the key may do: `agent` (connect an agent and publish), `owner` (REST, HUD
+        /// control, read everything of the user), `viewer` (read the user's private HUDs).
         #[arg(long, value_parser = ["agent", "owner", "viewer"])]
         scope: String,
     },
     /// List keys (never their secrets).
     List,
     /// Revoke a key; a running server closes its sockets with 4401.
-    Revoke { id: String },
+    Revoke {
+        /// The key's ID, as `key list` shows it.
+        id: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,9 +90,12 @@ fn main() -> anyhow::Result<()> {
         settings.data_dir = dir;
     }
     match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, broker } => {
             if let Some(bind) = bind {
                 settings.bind = bind;
+            }
+            if let Some(broker) = broker {
+                settings.broker = Some(broker).filter(|b| !b.trim().is_empty());
             }
             serve(settings)
         }
