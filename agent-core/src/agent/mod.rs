@@ -13,6 +13,11 @@
 //!
 //! Dropping the `Agent` stops everything without waiting; [`Agent::shutdown`] first cancels the
 //! running tasks and waits (with a deadline) until they have ended.
+//!
+//! Submodules: `settings` (what is saved, the agent id, the key hint), `link` (the supervisor, the
+//! one owner of the relay link and its status), `forward` (the background tasks between watcher,
+//! runner, front ends and link), `notify` (which changes make a desktop notification), `bus`
+//! (the cockpit's realtime-like topics).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,35 +32,30 @@ use flightdeck_protocol::desktop::{
 };
 use flightdeck_protocol::names::{validate_agent_id, validate_user};
 use flightdeck_protocol::realtime::TaskSnapshot;
-use flightdeck_protocol::{
-    AgentState, Alert, Executor, RepoStatus, Severity, Task, TaskPayload, TaskStatus, Timestamp,
-};
+use flightdeck_protocol::{Alert, Executor, RepoStatus, Task, TaskPayload, TaskStatus, Timestamp};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 mod bus;
+mod forward;
 mod link;
+mod notify;
+mod settings;
 
 pub use bus::{agent_info, CockpitBus};
 pub use link::LinkView;
+pub use notify::Notification;
+pub use settings::key_hint;
 
-use crate::link::{Inbound, LinkConfig, Outbound};
-use crate::runner::{NewTask, RepoResolver, RunnerConfig, RunnerError, RunnerEvent, TaskRunner};
+use forward::{forward_runner, forward_watcher, serve_inbound};
+use settings::{default_agent_id, http_base, keys, validate_relay_url, Settings};
+
+use crate::link::{LinkConfig, Outbound};
+use crate::runner::{NewTask, RepoResolver, RunnerConfig, RunnerError, TaskRunner};
 use crate::store::{AlertFilter, Store, StoreError, TaskFilter};
 use crate::tray::{TrayInput, TrayModel};
-use crate::watch::{is_present, RepoSpec, RepoWatcher, WatchConfig, WatchError, WatchEvent, WatcherHandle};
+use crate::watch::{is_present, RepoSpec, RepoWatcher, WatchConfig, WatchError, WatcherHandle};
 use link::{LinkControl, LinkParts, LinkTarget};
-
-/// Setting keys in the store's `settings` table.
-mod keys {
-    pub const RELAY_URL: &str = "relay.url";
-    pub const RELAY_USER: &str = "relay.user";
-    pub const RELAY_KEY: &str = "relay.key";
-    pub const AGENT_ID: &str = "agent.id";
-    /// A JSON array of the watched repos' paths.
-    pub const REPOS: &str = "repos";
-    pub const WATCH_PAUSED: &str = "watch.paused";
-}
 
 /// Tasks listed in [`CockpitState`].
 const COCKPIT_TASKS: u32 = 100;
@@ -710,113 +710,6 @@ impl Inner {
     }
 }
 
-/// Settings as saved in the store.
-#[derive(Clone, PartialEq)]
-struct Settings {
-    relay_url: Option<String>,
-    relay_user: Option<String>,
-    relay_key: Option<String>,
-    agent_id: String,
-    repos: Vec<PathBuf>,
-    paused: bool,
-}
-
-impl Settings {
-    fn load(store: &Store) -> Result<Settings, StoreError> {
-        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let repos: Vec<String> =
-            store.setting(keys::REPOS)?.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
-        Ok(Settings {
-            relay_url: non_empty(store.setting(keys::RELAY_URL)?),
-            relay_user: non_empty(store.setting(keys::RELAY_USER)?),
-            relay_key: non_empty(store.setting(keys::RELAY_KEY)?),
-            agent_id: non_empty(store.setting(keys::AGENT_ID)?).unwrap_or_else(default_agent_id),
-            repos: repos.into_iter().map(PathBuf::from).collect(),
-            paused: store.setting(keys::WATCH_PAUSED)?.as_deref() == Some("true"),
-        })
-    }
-
-    /// What the link depends on: a change restarts it.
-    fn link_identity(&self) -> (Option<&str>, Option<&str>, &str) {
-        (self.relay_url.as_deref(), self.relay_key.as_deref(), &self.agent_id)
-    }
-
-    fn view(&self) -> SettingsView {
-        SettingsView {
-            relay_url: self.relay_url.clone(),
-            relay_user: self.relay_user.clone(),
-            key_set: self.relay_key.is_some(),
-            key_hint: self.relay_key.as_deref().map(key_hint),
-            agent_id: self.agent_id.clone(),
-            repos: self.repos.iter().map(|p| p.display().to_string()).collect(),
-            watching_paused: self.paused,
-        }
-    }
-}
-
-// Never print the key, even in logs of the settings.
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("relay_url", &self.relay_url)
-            .field("relay_user", &self.relay_user)
-            .field("relay_key", &self.relay_key.as_deref().map(key_hint))
-            .field("agent_id", &self.agent_id)
-            .field("repos", &self.repos)
-            .field("paused", &self.paused)
-            .finish()
-    }
-}
-
-/// A key shown without giving it away: its first 4 and last 4 characters, or nothing of a short one.
-pub fn key_hint(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() < 16 {
-        return "••••".into();
-    }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
-}
-
-/// The agent id a new installation gets: the host name plus a short random suffix, saved at the
-/// first start. The desktop app and `./dev run`'s headless agent on one machine have different
-/// data directories and so different ids: neither replaces the other at the relay.
-fn default_agent_id() -> String {
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    let slug = flightdeck_protocol::names::slugify(&host);
-    let base = if validate_agent_id(&slug).is_ok() { slug } else { "flightdeck-agent".into() };
-    let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(6).collect();
-    let max_base = flightdeck_protocol::names::MAX_REPO_LEN - suffix.len() - 1;
-    let base: String = base.chars().take(max_base).collect();
-    format!("{}-{suffix}", base.trim_end_matches(['-', '.', '_']))
-}
-
-fn validate_relay_url(url: &str) -> Result<()> {
-    let rest = ["ws://", "wss://", "http://", "https://"].iter().find_map(|scheme| url.strip_prefix(scheme));
-    match rest {
-        None => Err(AgentError::invalid("relayUrl", "must start with ws://, wss://, http:// or https://")),
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => Err(AgentError::invalid("relayUrl", "has no host")),
-        Some(rest) if rest.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            Err(AgentError::invalid("relayUrl", "contains spaces"))
-        }
-        Some(_) => Ok(()),
-    }
-}
-
-/// The relay's `http(s)://` base from its configured URL (which may be `ws(s)://.../api/ws`).
-fn http_base(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    let url = url.strip_suffix("/api/ws").unwrap_or(url);
-    if let Some(rest) = url.strip_prefix("wss://") {
-        format!("https://{rest}")
-    } else if let Some(rest) = url.strip_prefix("ws://") {
-        format!("http://{rest}")
-    } else {
-        url.to_string()
-    }
-}
-
 fn validate_payload(executor: Executor, payload: TaskPayload) -> Result<TaskPayload> {
     payload.validate(executor).map_err(|p| AgentError::invalid(p.field, p.problem))?;
     Ok(payload)
@@ -866,227 +759,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
         .map_err(AgentError::from)
 }
 
-// ---- background tasks ----
-
-async fn forward_watcher(inner: Arc<Inner>, mut events: broadcast::Receiver<WatchEvent>) {
-    loop {
-        let event = tokio::select! {
-            _ = inner.stop.cancelled() => return,
-            event = events.recv() => event,
-        };
-        match event {
-            Ok(WatchEvent::Status(status)) => {
-                inner.publish(AgentEvent::RepoStatus { repo: status.clone() }, Some(Outbound::RepoStatus(status)))
-            }
-            Ok(WatchEvent::Removed { id }) => {
-                inner.publish(AgentEvent::RepoRemoved { id: id.clone() }, Some(Outbound::RepoRemoved(id)))
-            }
-            // The watcher stored it, which queued it for the relay.
-            Ok(WatchEvent::Alert(alert)) => inner.publish(AgentEvent::Alert { alert }, None),
-            Ok(WatchEvent::Notice { id, message }) => tracing::info!(repo = %id, "{message}"),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                // Resynchronise: the relay gets the whole set, the front ends every status again.
-                tracing::warn!(missed = n, "repo events lagged; resending every status");
-                let statuses = inner.watcher.statuses();
-                for status in &statuses {
-                    inner.publish(AgentEvent::RepoStatus { repo: status.clone() }, None);
-                }
-                inner.publish_outbound(Outbound::FullRepos(statuses));
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-impl Inner {
-    fn publish_outbound(&self, item: Outbound) {
-        self.link.publish(item);
-    }
-}
-
-async fn forward_runner(inner: Arc<Inner>, mut events: broadcast::Receiver<RunnerEvent>) {
-    let mut active: HashSet<String> = HashSet::new();
-    loop {
-        let event = tokio::select! {
-            _ = inner.stop.cancelled() => return,
-            event = events.recv() => event,
-        };
-        match event {
-            Ok(RunnerEvent::Task(task)) => {
-                let was_busy = !active.is_empty();
-                if task.status.is_terminal() {
-                    active.remove(&task.id);
-                } else {
-                    active.insert(task.id.clone());
-                }
-                // Tasks, events and alerts reach the relay through the store's outbox; the
-                // front ends get them here.
-                inner.publish(AgentEvent::TaskUpdate { task }, None);
-                if was_busy == active.is_empty() {
-                    let state = if active.is_empty() { AgentState::Idle } else { AgentState::Busy };
-                    inner.publish_outbound(Outbound::AgentStatus(state));
-                }
-            }
-            Ok(RunnerEvent::Event(record)) => inner.publish(AgentEvent::TaskEvent { record }, None),
-            Ok(RunnerEvent::Alert(alert)) => inner.publish(AgentEvent::Alert { alert }, None),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                // Only the front ends follow this broadcast (they reload when they see a gap in
-                // `seq`); the relay link reads the store's outbox and misses nothing.
-                tracing::debug!(missed = n, "task events lagged");
-                let store = inner.store.clone();
-                if let Ok(tasks) = blocking(move || active_tasks(&store)).await {
-                    let was_busy = !active.is_empty();
-                    active = tasks.iter().map(|t| t.id.clone()).collect();
-                    for task in tasks {
-                        inner.publish(AgentEvent::TaskUpdate { task }, None);
-                    }
-                    if was_busy == active.is_empty() {
-                        let state = if active.is_empty() { AgentState::Idle } else { AgentState::Busy };
-                        inner.publish_outbound(Outbound::AgentStatus(state));
-                    }
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Turns what the relay asks into runner calls.
-async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver<Inbound>) {
-    loop {
-        let message = tokio::select! {
-            _ = inner.stop.cancelled() => return,
-            message = inbound.recv() => message,
-        };
-        match message {
-            Some(Inbound::RunTask { task_id, executor, payload, title }) => {
-                // The runner fails a task whose repo is unknown or whose payload is incomplete,
-                // with an `error` event the relay sees: better than dropping it silently.
-                let repo = payload.repo.clone().unwrap_or_default();
-                let repo = inner.find_repo(&repo).map(|r| r.name).unwrap_or(repo);
-                let payload = TaskPayload { repo: Some(repo.clone()), ..payload };
-                let new = NewTask { title, ..NewTask::remote(task_id.clone(), repo, executor, payload) };
-                if let Err(e) = inner.runner.create(new).await {
-                    tracing::warn!(task = %task_id, error = %e, "cannot create a remote task");
-                }
-            }
-            Some(Inbound::Cancel { task_id }) => {
-                if let Err(e) = inner.runner.cancel(&task_id).await {
-                    tracing::warn!(task = %task_id, error = %e, "cannot cancel a remote task");
-                }
-            }
-            Some(Inbound::StatusRequest) => {}
-            None => return,
-        }
-    }
-}
-
-/// What deserves a desktop notification: a task that ended (completed or failed) and a critical
-/// alert. Other events (and an alert being acknowledged) do not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    pub title: String,
-    pub body: String,
-}
-
-impl Notification {
-    pub fn for_event(event: &AgentEvent) -> Option<Notification> {
-        match event {
-            AgentEvent::TaskUpdate { task } => {
-                let title = match task.status {
-                    TaskStatus::Completed => "Task completed",
-                    TaskStatus::Failed => "Task failed",
-                    _ => return None,
-                };
-                let detail = match task.status {
-                    TaskStatus::Failed => task.error.as_deref(),
-                    _ => task.summary.as_deref(),
-                }
-                .map(|d| d.lines().next().unwrap_or("").trim())
-                .filter(|d| !d.is_empty());
-                let body = match detail {
-                    Some(d) => format!("{} · {}\n{}", task.title, task.repo, shorten(d, 160)),
-                    None => format!("{} · {}", task.title, task.repo),
-                };
-                Some(Notification { title: title.into(), body })
-            }
-            AgentEvent::Alert { alert } if alert.severity == Severity::Critical && !alert.acknowledged => {
-                let title = match &alert.repo {
-                    Some(repo) => format!("Flightdeck alert · {repo}"),
-                    None => "Flightdeck alert".into(),
-                };
-                Some(Notification { title, body: shorten(&alert.message, 200) })
-            }
-            _ => None,
-        }
-    }
-}
-
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(max - 1).collect();
-        cut.push('…');
-        cut
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
-    use flightdeck_protocol::{AlertKind, TaskSource};
-
     use super::*;
-
-    #[test]
-    fn default_agent_ids_are_unique_per_installation() {
-        let (a, b) = (default_agent_id(), default_agent_id());
-        assert_ne!(a, b, "two installations on one host get different ids");
-        for id in [&a, &b] {
-            validate_agent_id(id).unwrap();
-            let suffix = id.rsplit('-').next().unwrap();
-            assert_eq!(suffix.len(), 6, "{id}");
-        }
-    }
-
-    #[test]
-    fn key_hints_never_show_the_key() {
-        let table = [
-            ("fdk_0123456789abcdef9f2c", "fdk_…9f2c"),
-            ("short", "••••"),
-            ("0123456789abcde", "••••"),
-            ("0123456789abcdef", "0123…cdef"),
-        ];
-        for (key, hint) in table {
-            assert_eq!(key_hint(key), hint);
-        }
-    }
-
-    #[test]
-    fn relay_urls() {
-        let table = [
-            ("ws://127.0.0.1:8787", true),
-            ("wss://relay.example.com", true),
-            ("https://relay.example.com/", true),
-            ("http://localhost:8787", true),
-            ("relay.example.com", false),
-            ("ftp://x", false),
-            ("ws://", false),
-            ("https://a b", false),
-        ];
-        for (url, ok) in table {
-            assert_eq!(validate_relay_url(url).is_ok(), ok, "{url}");
-        }
-        let bases = [
-            ("ws://127.0.0.1:8787", "http://127.0.0.1:8787"),
-            ("wss://relay.example.com/api/ws", "https://relay.example.com"),
-            ("https://relay.example.com/", "https://relay.example.com"),
-        ];
-        for (url, base) in bases {
-            assert_eq!(http_base(url), base);
-        }
-    }
 
     #[test]
     fn payload_validation() {
@@ -1106,70 +781,6 @@ mod tests {
                 (Err(AgentError::InvalidInput { field: got, .. }), Some(want)) => assert_eq!(got, want),
                 (other, _) => panic!("{payload:?}: {other:?}"),
             }
-        }
-    }
-
-    fn task(status: TaskStatus) -> Task {
-        Task {
-            id: "t1".into(),
-            title: "cargo test".into(),
-            repo: "demo".into(),
-            agent_id: None,
-            executor: Executor::Shell,
-            payload: TaskPayload::default(),
-            status,
-            source: TaskSource::Local,
-            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-            started_at: None,
-            finished_at: None,
-            summary: Some("exit 0".into()),
-            error: Some("exit status 2\nmore".into()),
-            cost_usd: None,
-            input_tokens: None,
-            output_tokens: None,
-            last_seq: 3,
-        }
-    }
-
-    fn alert(severity: Severity, acknowledged: bool) -> Alert {
-        Alert {
-            id: "a1".into(),
-            severity,
-            kind: AlertKind::BudgetExceeded,
-            repo: Some("demo".into()),
-            task_id: None,
-            agent_id: None,
-            message: "budget exceeded".into(),
-            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-            acknowledged,
-            acknowledged_at: None,
-        }
-    }
-
-    #[test]
-    fn notifications() {
-        let n = |title: &str, body: &str| Some(Notification { title: title.into(), body: body.into() });
-        let table: Vec<(AgentEvent, Option<Notification>)> = vec![
-            (
-                AgentEvent::TaskUpdate { task: task(TaskStatus::Completed) },
-                n("Task completed", "cargo test · demo\nexit 0"),
-            ),
-            (
-                AgentEvent::TaskUpdate { task: task(TaskStatus::Failed) },
-                n("Task failed", "cargo test · demo\nexit status 2"),
-            ),
-            (AgentEvent::TaskUpdate { task: task(TaskStatus::Running) }, None),
-            (AgentEvent::TaskUpdate { task: task(TaskStatus::Cancelled) }, None),
-            (
-                AgentEvent::Alert { alert: alert(Severity::Critical, false) },
-                n("Flightdeck alert · demo", "budget exceeded"),
-            ),
-            (AgentEvent::Alert { alert: alert(Severity::Critical, true) }, None),
-            (AgentEvent::Alert { alert: alert(Severity::Warning, false) }, None),
-            (AgentEvent::Watching { paused: true }, None),
-        ];
-        for (event, expected) in table {
-            assert_eq!(Notification::for_event(&event), expected, "{event:?}");
         }
     }
 }

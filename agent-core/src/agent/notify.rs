@@ -1,0 +1,127 @@
+//! Which changes deserve a desktop notification, and its text.
+
+use flightdeck_protocol::desktop::AgentEvent;
+use flightdeck_protocol::{Severity, TaskStatus};
+
+/// What deserves a desktop notification: a task that ended (completed or failed) and a critical
+/// alert. Other events (and an alert being acknowledged) do not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub title: String,
+    pub body: String,
+}
+
+impl Notification {
+    pub fn for_event(event: &AgentEvent) -> Option<Notification> {
+        match event {
+            AgentEvent::TaskUpdate { task } => {
+                let title = match task.status {
+                    TaskStatus::Completed => "Task completed",
+                    TaskStatus::Failed => "Task failed",
+                    _ => return None,
+                };
+                let detail = match task.status {
+                    TaskStatus::Failed => task.error.as_deref(),
+                    _ => task.summary.as_deref(),
+                }
+                .map(|d| d.lines().next().unwrap_or("").trim())
+                .filter(|d| !d.is_empty());
+                let body = match detail {
+                    Some(d) => format!("{} · {}\n{}", task.title, task.repo, shorten(d, 160)),
+                    None => format!("{} · {}", task.title, task.repo),
+                };
+                Some(Notification { title: title.into(), body })
+            }
+            AgentEvent::Alert { alert } if alert.severity == Severity::Critical && !alert.acknowledged => {
+                let title = match &alert.repo {
+                    Some(repo) => format!("Flightdeck alert · {repo}"),
+                    None => "Flightdeck alert".into(),
+                };
+                Some(Notification { title, body: shorten(&alert.message, 200) })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(max - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use flightdeck_protocol::{Alert, AlertKind, Executor, Task, TaskPayload, TaskSource};
+
+    use super::*;
+
+    fn task(status: TaskStatus) -> Task {
+        Task {
+            id: "t1".into(),
+            title: "cargo test".into(),
+            repo: "demo".into(),
+            agent_id: None,
+            executor: Executor::Shell,
+            payload: TaskPayload::default(),
+            status,
+            source: TaskSource::Local,
+            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            started_at: None,
+            finished_at: None,
+            summary: Some("exit 0".into()),
+            error: Some("exit status 2\nmore".into()),
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            last_seq: 3,
+        }
+    }
+
+    fn alert(severity: Severity, acknowledged: bool) -> Alert {
+        Alert {
+            id: "a1".into(),
+            severity,
+            kind: AlertKind::BudgetExceeded,
+            repo: Some("demo".into()),
+            task_id: None,
+            agent_id: None,
+            message: "budget exceeded".into(),
+            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            acknowledged,
+            acknowledged_at: None,
+        }
+    }
+
+    #[test]
+    fn notifications() {
+        let n = |title: &str, body: &str| Some(Notification { title: title.into(), body: body.into() });
+        let table: Vec<(AgentEvent, Option<Notification>)> = vec![
+            (
+                AgentEvent::TaskUpdate { task: task(TaskStatus::Completed) },
+                n("Task completed", "cargo test · demo\nexit 0"),
+            ),
+            (
+                AgentEvent::TaskUpdate { task: task(TaskStatus::Failed) },
+                n("Task failed", "cargo test · demo\nexit status 2"),
+            ),
+            (AgentEvent::TaskUpdate { task: task(TaskStatus::Running) }, None),
+            (AgentEvent::TaskUpdate { task: task(TaskStatus::Cancelled) }, None),
+            (
+                AgentEvent::Alert { alert: alert(Severity::Critical, false) },
+                n("Flightdeck alert · demo", "budget exceeded"),
+            ),
+            (AgentEvent::Alert { alert: alert(Severity::Critical, true) }, None),
+            (AgentEvent::Alert { alert: alert(Severity::Warning, false) }, None),
+            (AgentEvent::Watching { paused: true }, None),
+        ];
+        for (event, expected) in table {
+            assert_eq!(Notification::for_event(&event), expected, "{event:?}");
+        }
+    }
+}
