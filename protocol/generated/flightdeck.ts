@@ -85,6 +85,11 @@ export type AgentMessage = ({
 }) | ({
   timestamp?: number | null;
   type: "pong";
+}) | ({
+  message: string;
+  requestId?: string | null;
+  taskId?: string | null;
+  type: "error";
 });
 
 /**
@@ -116,7 +121,7 @@ export type Alert = {
   taskId?: string | null;
 };
 
-export type AlertKind = "task_failed" | "task_stalled" | "repo_diverged" | "repo_conflict" | "repo_missing" | "agent_offline" | "budget_exceeded";
+export type AlertKind = ("task_failed" | "task_stalled" | "repo_diverged" | "repo_conflict" | "repo_missing" | "agent_offline" | "budget_exceeded") | "needs_input";
 
 /**
  * `list_alerts`: filters, newest first.
@@ -158,6 +163,11 @@ export type ApiErrorBody = {
   details?: unknown;
   message: string;
 };
+
+/**
+ * Allow or deny a permission request.
+ */
+export type Behavior = "allow" | "deny";
 
 /**
  * Which stream a `chunk` of text came from.
@@ -215,6 +225,13 @@ export type CommandError = {
 };
 
 /**
+ * `GET /api/cockpit/conversations/:conversationId`: every turn, oldest first.
+ */
+export type ConversationResponse = {
+  tasks: Task[];
+};
+
+/**
  * `POST /api/cockpit/tasks`
  */
 export type CreateTaskRequest = {
@@ -223,6 +240,26 @@ export type CreateTaskRequest = {
   payload: TaskPayload;
   repo: string;
   title?: string | null;
+};
+
+/**
+ * Who decided a permission request.
+ */
+export type DecidedBy = "owner" | "local" | "policy" | "timeout";
+
+/**
+ * `POST /api/cockpit/tasks/:id/permissions/:requestId`: the owner's decision.
+ */
+export type DecisionRequest = {
+  behavior: Behavior;
+  /**
+   * Why (a deny's message reaches Claude).
+   */
+  message?: string | null;
+  /**
+   * The tool input to run with (a question's answers).
+   */
+  updatedInput?: unknown;
 };
 
 /**
@@ -400,6 +437,13 @@ export type RelayMessage = ({
 }) | ({
   type: "status-request";
 }) | ({
+  behavior: Behavior;
+  message?: string | null;
+  requestId: string;
+  taskId: string;
+  type: "permission-decision";
+  updatedInput?: unknown;
+}) | ({
   afterSeq: number;
   taskId: string;
   type: "resend";
@@ -408,6 +452,15 @@ export type RelayMessage = ({
   message: string;
   type: "error";
 });
+
+/**
+ * `POST /api/cockpit/tasks/:id/reply`: a follow-up turn of the task's conversation (SPEC 8).
+ */
+export type ReplyRequest = {
+  allowedTools?: string[] | null;
+  permissionMode?: string | null;
+  prompt: string;
+};
 
 /**
  * A `repos` topic event: a changed repo, or one that is gone.
@@ -573,6 +626,11 @@ export type StartTaskRequest = {
  */
 export type Task = {
   agentId?: string | null;
+  /**
+   * The conversation this task is a turn of: its own `id` for a first turn (SPEC 8). Tasks
+   * recorded before conversations existed lack it: [`Task::conversation`] gives their id.
+   */
+  conversationId?: string;
   costUsd?: number | null;
   createdAt: string;
   error?: string | null;
@@ -585,13 +643,25 @@ export type Task = {
    */
   lastSeq?: number;
   outputTokens?: number | null;
+  /**
+   * The task this turn answers (a follow-up).
+   */
+  parentTaskId?: string | null;
   payload: TaskPayload;
   repo: string;
+  /**
+   * Claude's session id (from its `system/init`), which a follow-up resumes.
+   */
+  sessionId?: string | null;
   source: TaskSource;
   startedAt?: string | null;
   status: TaskStatus;
   summary?: string | null;
   title: string;
+  /**
+   * Since when the task waits for a person (status `waiting`).
+   */
+  waitingSince?: string | null;
 };
 
 /**
@@ -631,6 +701,26 @@ export type TaskEvent = ({
 }) | ({
   error: string;
   kind: "error";
+}) | ({
+  kind: "user_message";
+  text: string;
+}) | ({
+  description?: string | null;
+  input?: unknown;
+  kind: "permission_request";
+  requestId: string;
+  suggestions?: unknown[] | null;
+  toolName: string;
+}) | ({
+  behavior: Behavior;
+  decidedBy: DecidedBy;
+  kind: "permission_decision";
+  message?: string | null;
+  requestId: string;
+  /**
+   * The tool input as allowed (a question's answers), when the decision changed it.
+   */
+  updatedInput?: unknown;
 });
 
 /**
@@ -662,6 +752,11 @@ export type TaskPayload = {
    * The command of a `shell` task (run with `sh -c`).
    */
   command?: string | null;
+  /**
+   * Deny a permission request nobody decided within this many seconds (`decidedBy:
+   * "timeout"`); none: wait for as long as it takes.
+   */
+  decisionTimeoutSecs?: number | null;
   maxCostUsd?: number | null;
   model?: string | null;
   permissionMode?: string | null;
@@ -673,6 +768,10 @@ export type TaskPayload = {
    * The repo slug the task runs in.
    */
   repo?: string | null;
+  /**
+   * A follow-up turn: the Claude session to continue (`claude --resume`).
+   */
+  resumeSessionId?: string | null;
   timeoutSecs?: number | null;
   /**
    * Run in a fresh git worktree on branch `flightdeck/<taskId>`.
@@ -725,4 +824,4 @@ export type TaskSource = "local" | "remote";
 /**
  * The lifecycle of a task.
  */
-export type TaskStatus = "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted";
+export type TaskStatus = ("queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted") | "waiting";

@@ -69,6 +69,15 @@ pub enum AgentMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timestamp: Option<i64>,
     },
+    /// Something the relay sent could not be done (a decision for a request that is no longer
+    /// pending, for one).
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
 }
 
 /// A message from the relay to an agent.
@@ -93,6 +102,12 @@ pub enum RelayMessage {
         /// The task's title as the relay recorded it (given over REST, or derived).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
+        /// The conversation this task is a turn of (SPEC 8); none: its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
+        /// The turn this follow-up answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_task_id: Option<String>,
     },
     Cancel {
         task_id: String,
@@ -103,6 +118,16 @@ pub enum RelayMessage {
     },
     /// The agent answers with `agent-status` and a full `git-status`.
     StatusRequest {},
+    /// The owner decided a pending permission request (SPEC 8).
+    PermissionDecision {
+        task_id: String,
+        request_id: String,
+        behavior: crate::event::Behavior,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        updated_input: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// The relay received an event of `taskId` that would leave a gap in its transcript and did
     /// not store it: send that task's events again, starting after `afterSeq` (the last
     /// contiguous seq the relay holds). Sent at most once per task until the gap closes.

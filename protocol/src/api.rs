@@ -121,6 +121,39 @@ pub struct CreateTaskRequest {
     pub agent_id: Option<String>,
 }
 
+/// `POST /api/cockpit/tasks/:id/reply`: a follow-up turn of the task's conversation (SPEC 8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct ReplyRequest {
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
+}
+
+/// `POST /api/cockpit/tasks/:id/permissions/:requestId`: the owner's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct DecisionRequest {
+    pub behavior: crate::event::Behavior,
+    /// The tool input to run with (a question's answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_input: Option<Value>,
+    /// Why (a deny's message reaches Claude).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `GET /api/cockpit/conversations/:conversationId`: every turn, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ConversationResponse {
+    pub tasks: Vec<Task>,
+}
+
 /// `{task}`: the answer of task creation, lookup and cancel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -172,6 +205,8 @@ pub enum HudStatus {
     Idle,
     Queued,
     Running,
+    /// The current task waits for the owner's decision.
+    Waiting,
     Completed,
     Failed,
     Cancelled,

@@ -82,6 +82,10 @@ pub mod commands {
     pub const CREATE_TASK: &str = "create_task";
     /// `{}` -> `Health`.
     pub const HEALTH: &str = "health";
+    /// `{request: DecideRequest}` -> `Task`: decide a pending permission request (SPEC 8).
+    pub const DECIDE_PERMISSION: &str = "decide_permission";
+    /// `{request: ReplyTaskRequest}` -> `Task`: the follow-up turn of a task's conversation.
+    pub const REPLY_TASK: &str = "reply_task";
 
     /// Every command, in the order the shell registers them.
     pub const ALL: &[&str] = &[
@@ -106,6 +110,8 @@ pub mod commands {
         ACK_ALERT,
         CREATE_TASK,
         HEALTH,
+        DECIDE_PERMISSION,
+        REPLY_TASK,
     ];
 }
 
@@ -123,6 +129,12 @@ pub mod error_codes {
     pub const INVALID_INPUT: &str = "invalid_input";
     /// No relay is configured (for Open HUD).
     pub const RELAY_NOT_CONFIGURED: &str = "relay_not_configured";
+    /// The permission request is not pending (decided already, or its task ended).
+    pub const NOT_PENDING: &str = "not_pending";
+    /// A turn of the conversation has not ended yet: a reply must wait for it.
+    pub const TURN_IN_PROGRESS: &str = "turn_in_progress";
+    /// The task cannot be continued (not a Claude task, or it has no session to resume).
+    pub const NOT_RESUMABLE: &str = "not_resumable";
     /// Anything else: a broken database, a failed spawn. The message says what.
     pub const INTERNAL: &str = "internal";
 }
@@ -133,6 +145,33 @@ pub mod error_codes {
 pub struct CommandError {
     pub code: String,
     pub message: String,
+}
+
+/// `decide_permission`: allow or deny a pending permission request of a local task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct DecideRequest {
+    pub task_id: String,
+    pub request_id: String,
+    pub behavior: crate::event::Behavior,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_input: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `reply_task`: a follow-up turn (the same fields as the REST reply).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct ReplyTaskRequest {
+    pub task_id: String,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
 }
 
 /// `start_task`: a task to run on this machine.

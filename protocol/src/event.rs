@@ -58,6 +58,64 @@ pub enum TaskEvent {
     Error {
         error: String,
     },
+    /// The prompt of this turn (SPEC 8): the first event after `status running`.
+    UserMessage {
+        text: String,
+    },
+    /// Claude asks to use a tool its permission mode does not allow, or asks a question
+    /// (`toolName` "AskUserQuestion"); the task is `waiting` until it is decided.
+    PermissionRequest {
+        request_id: String,
+        tool_name: String,
+        #[serde(default)]
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suggestions: Option<Vec<Value>>,
+    },
+    /// How a permission request was decided, and by whom.
+    PermissionDecision {
+        request_id: String,
+        behavior: Behavior,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// The tool input as allowed (a question's answers), when the decision changed it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        updated_input: Option<Value>,
+        decided_by: DecidedBy,
+    },
+}
+
+/// Allow or deny a permission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Behavior {
+    Allow,
+    Deny,
+}
+
+impl Behavior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behavior::Allow => "allow",
+            Behavior::Deny => "deny",
+        }
+    }
+}
+
+/// Who decided a permission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// The owner, from the HUD or REST.
+    Owner,
+    /// On the agent's machine: the desktop or `flightdeck-agent decide`.
+    Local,
+    /// A rule decided without asking.
+    Policy,
+    /// Nobody decided within `decisionTimeoutSecs`: denied.
+    Timeout,
 }
 
 impl TaskEvent {
@@ -72,6 +130,9 @@ impl TaskEvent {
             TaskEvent::Usage { .. } => "usage",
             TaskEvent::Done { .. } => "done",
             TaskEvent::Error { .. } => "error",
+            TaskEvent::UserMessage { .. } => "user_message",
+            TaskEvent::PermissionRequest { .. } => "permission_request",
+            TaskEvent::PermissionDecision { .. } => "permission_decision",
         }
     }
 
@@ -87,6 +148,26 @@ impl TaskEvent {
             TaskEvent::ToolDone { output, .. } => *output = text(output),
             TaskEvent::Done { summary } => *summary = text(summary),
             TaskEvent::Error { error } => *error = text(error),
+            TaskEvent::UserMessage { text: t } => *t = text(t),
+            TaskEvent::PermissionRequest { input, description, suggestions, .. } => {
+                *input = json(input);
+                if let Some(d) = description {
+                    *d = text(d);
+                }
+                if let Some(s) = suggestions {
+                    for v in s.iter_mut() {
+                        *v = json(v);
+                    }
+                }
+            }
+            TaskEvent::PermissionDecision { message, updated_input, .. } => {
+                if let Some(m) = message {
+                    *m = text(m);
+                }
+                if let Some(v) = updated_input {
+                    *v = json(v);
+                }
+            }
             TaskEvent::Status { .. } | TaskEvent::ToolProgress { .. } | TaskEvent::Usage { .. } => {}
         }
     }

@@ -178,6 +178,8 @@ impl Executor {
 pub enum TaskStatus {
     Queued,
     Running,
+    /// Alive but blocked on a person: a permission request or a question (SPEC 8). Not terminal.
+    Waiting,
     Completed,
     Failed,
     Cancelled,
@@ -189,6 +191,7 @@ impl TaskStatus {
         match self {
             TaskStatus::Queued => "queued",
             TaskStatus::Running => "running",
+            TaskStatus::Waiting => "waiting",
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
             TaskStatus::Cancelled => "cancelled",
@@ -200,6 +203,7 @@ impl TaskStatus {
         Some(match s {
             "queued" => TaskStatus::Queued,
             "running" => TaskStatus::Running,
+            "waiting" => TaskStatus::Waiting,
             "completed" => TaskStatus::Completed,
             "failed" => TaskStatus::Failed,
             "cancelled" => TaskStatus::Cancelled,
@@ -210,7 +214,7 @@ impl TaskStatus {
 
     /// Finished for good: no more events will come.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, TaskStatus::Queued | TaskStatus::Running)
+        !matches!(self, TaskStatus::Queued | TaskStatus::Running | TaskStatus::Waiting)
     }
 }
 
@@ -249,6 +253,13 @@ pub struct TaskPayload {
     /// Run in a fresh git worktree on branch `flightdeck/<taskId>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<bool>,
+    /// A follow-up turn: the Claude session to continue (`claude --resume`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_session_id: Option<String>,
+    /// Deny a permission request nobody decided within this many seconds (`decidedBy:
+    /// "timeout"`); none: wait for as long as it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_timeout_secs: Option<u64>,
 }
 
 /// One run of an executor in a repo.
@@ -284,6 +295,19 @@ pub struct Task {
     #[serde(default)]
     #[schemars(range(max = crate::MAX_SEQ))]
     pub last_seq: u64,
+    /// The conversation this task is a turn of: its own `id` for a first turn (SPEC 8). Tasks
+    /// recorded before conversations existed lack it: [`Task::conversation`] gives their id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub conversation_id: String,
+    /// The task this turn answers (a follow-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_task_id: Option<String>,
+    /// Claude's session id (from its `system/init`), which a follow-up resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Since when the task waits for a person (status `waiting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Timestamp>,
 }
 
 impl Task {
@@ -315,6 +339,27 @@ impl Task {
             input_tokens: None,
             output_tokens: None,
             last_seq: 0,
+            conversation_id: String::new(),
+            parent_task_id: None,
+            session_id: None,
+            waiting_since: None,
+        }
+        .first_turn()
+    }
+
+    /// The task as the first turn of its own conversation.
+    fn first_turn(mut self) -> Task {
+        self.conversation_id = self.id.clone();
+        self
+    }
+
+    /// The conversation this task belongs to (its own id for tasks recorded before
+    /// conversations existed).
+    pub fn conversation(&self) -> &str {
+        if self.conversation_id.is_empty() {
+            &self.id
+        } else {
+            &self.conversation_id
         }
     }
 }
@@ -356,6 +401,8 @@ pub enum AlertKind {
     RepoMissing,
     AgentOffline,
     BudgetExceeded,
+    /// A task waits for a person's decision; acknowledged when the request is decided.
+    NeedsInput,
 }
 
 impl AlertKind {
@@ -368,6 +415,7 @@ impl AlertKind {
             AlertKind::RepoMissing => "repo_missing",
             AlertKind::AgentOffline => "agent_offline",
             AlertKind::BudgetExceeded => "budget_exceeded",
+            AlertKind::NeedsInput => "needs_input",
         }
     }
 }

@@ -90,6 +90,9 @@ fn golden_api_bodies() {
             "AgentsResponse" => round_trip::<AgentsResponse>(&name, &text),
             "TaskListResponse" => round_trip::<TaskListResponse>(&name, &text),
             "CreateTaskRequest" => round_trip::<CreateTaskRequest>(&name, &text),
+            "ReplyRequest" => round_trip::<ReplyRequest>(&name, &text),
+            "DecisionRequest" => round_trip::<DecisionRequest>(&name, &text),
+            "ConversationResponse" => round_trip::<ConversationResponse>(&name, &text),
             "TaskResponse" => round_trip::<TaskResponse>(&name, &text),
             "EventsResponse" => round_trip::<EventsResponse>(&name, &text),
             "ReposResponse" => round_trip::<ReposResponse>(&name, &text),
@@ -111,7 +114,7 @@ fn golden_api_bodies() {
         };
         seen.push(name);
     }
-    assert_eq!(seen.len(), 20);
+    assert_eq!(seen.len(), 23);
 }
 
 /// The agent messages of seed 004, exactly as written there (TypeScript objects made JSON).
@@ -156,7 +159,7 @@ fn invalid_agent_messages_give_details() {
             r#"{"type":"launch-rockets"}"#,
             &[(
                 "$.type",
-                r#"unknown type "launch-rockets"; expected one of "agent-status", "git-status", "task-update", "task-event", "task-result", "alert", "pong""#,
+                r#"unknown type "launch-rockets"; expected one of "agent-status", "git-status", "task-update", "task-event", "task-result", "alert", "pong", "error""#,
             )],
         ),
         (r#"{"type":"agent-status","status":"online"}"#, &[("$.agentId", "missing required field")]),
@@ -186,7 +189,7 @@ fn invalid_agent_messages_give_details() {
                 ("$.seq", "expected integer, got number"),
                 (
                     "$.event.kind",
-                    r#"unknown kind "shout"; expected one of "status", "chunk", "tool_start", "tool_progress", "tool_done", "usage", "done", "error""#,
+                    r#"unknown kind "shout"; expected one of "status", "chunk", "tool_start", "tool_progress", "tool_done", "usage", "done", "error", "user_message", "permission_request", "permission_decision""#,
                 ),
             ],
         ),

@@ -36,6 +36,7 @@ fn status_of(task: Option<&Task>) -> HudStatus {
         None => HudStatus::Idle,
         Some(TaskStatus::Queued) => HudStatus::Queued,
         Some(TaskStatus::Running) => HudStatus::Running,
+        Some(TaskStatus::Waiting) => HudStatus::Waiting,
         Some(TaskStatus::Completed) => HudStatus::Completed,
         Some(TaskStatus::Failed) => HudStatus::Failed,
         Some(TaskStatus::Cancelled) => HudStatus::Cancelled,

@@ -188,6 +188,8 @@ impl AppState {
             task_type: task.executor,
             payload,
             title: Some(task.title.clone()),
+            conversation_id: Some(task.conversation().to_string()),
+            parent_task_id: task.parent_task_id.clone(),
         };
         if !self.send_to_agent(db, user, &agent, Some(&task.id), Frame::from(message.to_json()))? {
             return Ok(false);

@@ -151,6 +151,17 @@ pub enum Inbound {
         payload: TaskPayload,
         /// The title the relay recorded (kept, not derived again).
         title: Option<String>,
+        /// The conversation and the turn it answers, for a follow-up (SPEC 8).
+        conversation_id: Option<String>,
+        parent_task_id: Option<String>,
+    },
+    /// The owner decided a pending permission request.
+    Decide {
+        task_id: String,
+        request_id: String,
+        behavior: flightdeck_protocol::event::Behavior,
+        updated_input: Option<serde_json::Value>,
+        message: Option<String>,
     },
     Cancel {
         task_id: String,

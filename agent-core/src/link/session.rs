@@ -515,8 +515,9 @@ impl Worker {
         };
         match message {
             RelayMessage::Ping { timestamp } => send(socket, &AgentMessage::Pong { timestamp: Some(timestamp) }).await,
-            RelayMessage::Task { task_id, task_type, payload, title } => {
-                let _ = self.inbound.send(Inbound::RunTask { task_id, executor: task_type, payload, title }).await;
+            RelayMessage::Task { task_id, task_type, payload, title, conversation_id, parent_task_id } => {
+                let run = Inbound::RunTask { task_id, executor: task_type, payload, title, conversation_id, parent_task_id };
+                let _ = self.inbound.send(run).await;
                 Ok(())
             }
             RelayMessage::Cancel { task_id } => {
@@ -535,6 +536,11 @@ impl Worker {
                 Ok(())
             }
             RelayMessage::Welcome { .. } => Ok(()),
+            RelayMessage::PermissionDecision { task_id, request_id, behavior, updated_input, message } => {
+                let decision = Inbound::Decide { task_id, request_id, behavior, updated_input, message };
+                let _ = self.inbound.send(decision).await;
+                Ok(())
+            }
             RelayMessage::Resend { task_id, after_seq } => {
                 // The relay refused an event past a gap (it should never see one: this link
                 // sends each task's events in order); it gets the task's events again from
@@ -583,7 +589,7 @@ fn task_result(task: &Task) -> Option<AgentMessage> {
         TaskStatus::Completed => TaskResultStatus::Completed,
         TaskStatus::Cancelled => TaskResultStatus::Cancelled,
         TaskStatus::Failed => TaskResultStatus::Failed,
-        TaskStatus::Queued | TaskStatus::Running | TaskStatus::Interrupted => return None,
+        TaskStatus::Queued | TaskStatus::Running | TaskStatus::Waiting | TaskStatus::Interrupted => return None,
     };
     let mut result = Map::new();
     if let Some(summary) = &task.summary {

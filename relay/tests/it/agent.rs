@@ -20,7 +20,7 @@ async fn tasks_reach_the_agent_with_the_repo_and_events_are_deduplicated() {
     assert!(last_seqs.is_empty());
     send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: Some(true) }).await;
     match recv_relay_skip_pings(&mut agent).await {
-        RelayMessage::Task { task_id, task_type, payload, title } => {
+        RelayMessage::Task { task_id, task_type, payload, title, .. } => {
             assert_eq!(task_id, queued_id);
             assert_eq!(title.as_deref(), Some("make"), "the relay's title goes with the task");
             assert_eq!(task_type, flightdeck_protocol::Executor::Shell);
