@@ -330,6 +330,11 @@ impl Link {
                     })
                     .await?;
             }
+            AgentMessage::Error { message, task_id, request_id } => {
+                // The agent could not do what the relay asked (a decision for a request that
+                // is no longer pending): nothing to store; the transcript says what happened.
+                tracing::info!(%message, ?task_id, ?request_id, "the agent reported an error");
+            }
             AgentMessage::Pong { .. } => {
                 self.last_pong = Instant::now();
                 let agent_id = self.agent_id();
@@ -671,6 +676,11 @@ fn check_names(message: &AgentMessage) -> Result<(), Vec<Detail>> {
             }
         }
         AgentMessage::Pong { .. } => {}
+        AgentMessage::Error { task_id, .. } => {
+            if let Some(Err(e)) = task_id.as_deref().map(validate_task_id) {
+                details.push(Detail::new("$.taskId", e));
+            }
+        }
     }
     if details.is_empty() {
         Ok(())
