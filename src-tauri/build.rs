@@ -23,6 +23,8 @@ const COMMANDS: &[&str] = &[
     "ack_alert",
     "create_task",
     "health",
+    "decide_permission",
+    "reply_task",
 ];
 
 fn main() {

@@ -413,6 +413,23 @@ fn describe(event: &TaskEvent) -> String {
         TaskEvent::Done { summary } => format!("✓ {summary}"),
         TaskEvent::Error { error } => format!("✗ {error}"),
         TaskEvent::Chunk { text, .. } => text.clone(),
+        TaskEvent::UserMessage { text } => format!("» {}", one_line(text, 160)),
+        TaskEvent::PermissionRequest { request_id, tool_name, input, .. } => {
+            let shown =
+                input.get("command").and_then(|v| v.as_str()).map(String::from).unwrap_or_else(|| input.to_string());
+            format!(
+                "? {tool_name} {} — waiting for a decision (flightdeck-agent decide TASK {request_id} allow|deny)",
+                one_line(&shown, 120)
+            )
+        }
+        TaskEvent::PermissionDecision { behavior, decided_by, message, .. } => {
+            let by =
+                serde_json::to_value(decided_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            match message {
+                Some(m) => format!("! {} by {by}: {}", behavior.as_str(), one_line(m, 120)),
+                None => format!("! {} by {by}", behavior.as_str()),
+            }
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use flightdeck_protocol::api::{
     AlertResponse, AlertsResponse, CreateTaskRequest, EventsResponse, Health, TaskListResponse, TaskResponse,
 };
 use flightdeck_protocol::desktop::{
-    AlertQuery, CockpitState, CommandError, SettingsUpdate, SettingsView, StartTaskRequest, TaskQuery, REALTIME_EVENT,
+    AlertQuery, CockpitState, CommandError, DecideRequest, ReplyTaskRequest, SettingsUpdate, SettingsView,
+    StartTaskRequest, TaskQuery, REALTIME_EVENT,
 };
 use flightdeck_protocol::realtime::TaskSnapshot;
 use flightdeck_protocol::{Alert, RepoStatus, Task};
@@ -169,6 +170,16 @@ pub async fn create_task(desktop: State<'_, Desktop>, request: CreateTaskRequest
 }
 
 #[tauri::command]
+pub async fn decide_permission(desktop: State<'_, Desktop>, request: DecideRequest) -> Answer<Task> {
+    Ok(desktop.agent.decide(request).await?)
+}
+
+#[tauri::command]
+pub async fn reply_task(desktop: State<'_, Desktop>, request: ReplyTaskRequest) -> Answer<Task> {
+    Ok(desktop.agent.reply(request).await?)
+}
+
+#[tauri::command]
 pub async fn health() -> Answer<Health> {
     Ok(Health { status: "ok".into() })
 }
@@ -197,5 +208,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         ack_alert,
         create_task,
         health,
+        decide_permission,
+        reply_task,
     ]
 }

@@ -10,9 +10,11 @@ use flightdeck_protocol::{AgentState, TaskPayload};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{active_tasks, blocking, Inner};
+use crate::executor::Decision;
 use crate::link::{Inbound, Outbound};
 use crate::runner::{NewTask, RunnerEvent};
 use crate::watch::WatchEvent;
+use flightdeck_protocol::event::DecidedBy;
 
 pub(super) async fn forward_watcher(inner: Arc<Inner>, mut events: broadcast::Receiver<WatchEvent>) {
     loop {
@@ -105,13 +107,18 @@ pub(super) async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver
             message = inbound.recv() => message,
         };
         match message {
-            Some(Inbound::RunTask { task_id, executor, payload, title }) => {
+            Some(Inbound::RunTask { task_id, executor, payload, title, conversation_id, parent_task_id }) => {
                 // The runner fails a task whose repo is unknown or whose payload is incomplete,
                 // with an `error` event the relay sees: better than dropping it silently.
                 let repo = payload.repo.clone().unwrap_or_default();
                 let repo = inner.find_repo(&repo).map(|r| r.name).unwrap_or(repo);
                 let payload = TaskPayload { repo: Some(repo.clone()), ..payload };
-                let new = NewTask { title, ..NewTask::remote(task_id.clone(), repo, executor, payload) };
+                let new = NewTask {
+                    title,
+                    conversation_id,
+                    parent_task_id,
+                    ..NewTask::remote(task_id.clone(), repo, executor, payload)
+                };
                 if let Err(e) = inner.runner.create(new).await {
                     tracing::warn!(task = %task_id, error = %e, "cannot create a remote task");
                 }
@@ -119,6 +126,26 @@ pub(super) async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver
             Some(Inbound::Cancel { task_id }) => {
                 if let Err(e) = inner.runner.cancel(&task_id).await {
                     tracing::warn!(task = %task_id, error = %e, "cannot cancel a remote task");
+                }
+            }
+            Some(Inbound::Decide { task_id, request_id, behavior, updated_input, message }) => {
+                let decision = Decision {
+                    request_id: request_id.clone(),
+                    behavior,
+                    updated_input,
+                    message,
+                    decided_by: DecidedBy::Owner,
+                };
+                match inner.runner.decide(&task_id, decision).await {
+                    Ok(true) => {}
+                    // The relay keeps a decision until it sees it in the transcript: tell it
+                    // this one has nothing to answer any more.
+                    Ok(false) => inner.publish_outbound(Outbound::Error {
+                        message: format!("no pending permission request {request_id} on task {task_id}"),
+                        task_id: Some(task_id),
+                        request_id: Some(request_id),
+                    }),
+                    Err(e) => tracing::warn!(task = %task_id, error = %e, "cannot deliver a decision"),
                 }
             }
             Some(Inbound::StatusRequest) => {}

@@ -27,8 +27,8 @@ use std::time::Duration;
 use flightdeck_protocol::api::EventsResponse;
 use flightdeck_protocol::api::{AlertsResponse, TaskListResponse};
 use flightdeck_protocol::desktop::{
-    error_codes, AgentEvent, AlertQuery, CockpitState, CommandError, LinkStatus, SettingsUpdate, SettingsView,
-    StartTaskRequest, TaskQuery,
+    error_codes, AgentEvent, AlertQuery, CockpitState, CommandError, DecideRequest, LinkStatus, ReplyTaskRequest,
+    SettingsUpdate, SettingsView, StartTaskRequest, TaskQuery,
 };
 use flightdeck_protocol::names::{validate_agent_id, validate_user};
 use flightdeck_protocol::realtime::TaskSnapshot;
@@ -50,11 +50,13 @@ pub use settings::key_hint;
 use forward::{forward_runner, forward_watcher, serve_inbound};
 use settings::{default_agent_id, http_base, keys, validate_relay_url, Settings};
 
+use crate::executor::Decision;
 use crate::link::{LinkConfig, Outbound};
 use crate::runner::{NewTask, RepoResolver, RunnerConfig, RunnerError, TaskRunner};
 use crate::store::{AlertFilter, Store, StoreError, TaskFilter};
 use crate::tray::{TrayInput, TrayModel};
 use crate::watch::{is_present, RepoSpec, RepoWatcher, WatchConfig, WatchError, WatcherHandle};
+use flightdeck_protocol::event::DecidedBy;
 use link::{LinkControl, LinkParts, LinkTarget};
 
 /// Tasks listed in [`CockpitState`].
@@ -115,6 +117,12 @@ pub enum AgentError {
     InvalidInput { field: String, problem: String },
     #[error("no relay is configured: set its URL in the settings")]
     RelayNotConfigured,
+    #[error("no permission request {request_id} is pending on task {task_id}")]
+    NotPending { task_id: String, request_id: String },
+    #[error("task {0} has a turn that has not ended: reply when it has")]
+    TurnInProgress(String),
+    #[error("task {task_id} cannot be continued: {reason}")]
+    NotResumable { task_id: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -132,6 +140,9 @@ impl AgentError {
             AgentError::AlertNotFound(_) => error_codes::ALERT_NOT_FOUND,
             AgentError::InvalidInput { .. } => error_codes::INVALID_INPUT,
             AgentError::RelayNotConfigured => error_codes::RELAY_NOT_CONFIGURED,
+            AgentError::NotPending { .. } => error_codes::NOT_PENDING,
+            AgentError::TurnInProgress(_) => error_codes::TURN_IN_PROGRESS,
+            AgentError::NotResumable { .. } => error_codes::NOT_RESUMABLE,
             AgentError::Store(_) | AgentError::Internal(_) => error_codes::INTERNAL,
         }
     }
@@ -411,6 +422,63 @@ impl Agent {
         let new = NewTask {
             title: request.title,
             ..NewTask::local(repo.name.clone(), request.executor, TaskPayload { repo: Some(repo.name), ..payload })
+        };
+        Ok(self.inner.runner.create(new).await?)
+    }
+
+    /// Decides a pending permission request of a running task (from the desktop or
+    /// `flightdeck-agent decide`: `decidedBy` local). Answers with the task as it is then.
+    pub async fn decide(&self, request: DecideRequest) -> Result<Task> {
+        let task = self.task(&request.task_id).await?;
+        let decision = Decision {
+            request_id: request.request_id.clone(),
+            behavior: request.behavior,
+            updated_input: request.updated_input,
+            message: request.message.filter(|m| !m.trim().is_empty()),
+            decided_by: DecidedBy::Local,
+        };
+        if !self.inner.runner.decide(&task.id, decision).await? {
+            return Err(AgentError::NotPending { task_id: task.id, request_id: request.request_id });
+        }
+        self.task(&request.task_id).await
+    }
+
+    /// The follow-up turn of a task's conversation: a new Claude task that resumes the task's
+    /// session with `prompt` (permission mode and allowed tools as given, else the parent's).
+    pub async fn reply(&self, request: ReplyTaskRequest) -> Result<Task> {
+        let parent = self.task(&request.task_id).await?;
+        let not_resumable =
+            |reason: &str| AgentError::NotResumable { task_id: parent.id.clone(), reason: reason.into() };
+        if parent.executor != Executor::Claude {
+            return Err(not_resumable("only a claude task has a conversation"));
+        }
+        let Some(session) = parent.session_id.clone() else {
+            return Err(not_resumable("its Claude session never started"));
+        };
+        let conversation = parent.conversation().to_string();
+        let store = self.inner.store.clone();
+        let repo = parent.repo.clone();
+        let turns = blocking(move || {
+            let filter = TaskFilter { repo: Some(repo), limit: MAX_LIMIT, ..Default::default() };
+            Ok(store.tasks(&filter)?.0)
+        })
+        .await?;
+        if let Some(open) = turns.iter().find(|t| t.conversation() == conversation && !t.status.is_terminal()) {
+            return Err(AgentError::TurnInProgress(open.id.clone()));
+        }
+        let payload = TaskPayload {
+            prompt: Some(request.prompt),
+            command: None,
+            resume_session_id: Some(session),
+            permission_mode: request.permission_mode.or(parent.payload.permission_mode.clone()),
+            allowed_tools: request.allowed_tools.or(parent.payload.allowed_tools.clone()),
+            ..parent.payload.clone()
+        };
+        let payload = validate_payload(Executor::Claude, payload)?;
+        let new = NewTask {
+            conversation_id: Some(conversation),
+            parent_task_id: Some(parent.id.clone()),
+            ..NewTask::local(parent.repo.clone(), Executor::Claude, payload)
         };
         Ok(self.inner.runner.create(new).await?)
     }

@@ -11,8 +11,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flightdeck_protocol::event::{Behavior, DecidedBy};
 use flightdeck_protocol::{Executor, TaskEvent, TaskPayload};
-use tokio::sync::mpsc;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub mod claude;
@@ -57,6 +59,25 @@ pub struct ExecContext {
     pub group_record: Option<PathBuf>,
 }
 
+/// What reaches a running executor from outside (its session's input channel).
+#[derive(Debug)]
+pub enum ExecInput {
+    /// A decision on a permission request; `reply` gets `true` when it was pending (and is now
+    /// answered), `false` when it was not.
+    Decide { decision: Decision, reply: oneshot::Sender<bool> },
+}
+
+/// A decision on a permission request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub request_id: String,
+    pub behavior: Behavior,
+    /// The input to run the tool with (a question's answers); none: as requested.
+    pub updated_input: Option<Value>,
+    pub message: Option<String>,
+    pub decided_by: DecidedBy,
+}
+
 /// How an executor run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExecOutcome {
@@ -68,11 +89,15 @@ pub enum ExecOutcome {
     Stopped,
 }
 
-/// Runs the task's executor to the end.
-pub async fn run(ctx: ExecContext, events: mpsc::Sender<TaskEvent>) -> ExecOutcome {
+/// Runs the task's executor to the end. `input` brings decisions to a Claude session; a shell
+/// task has none to take (its input is closed at once, so a decision finds nothing pending).
+pub async fn run(ctx: ExecContext, events: mpsc::Sender<TaskEvent>, input: mpsc::Receiver<ExecInput>) -> ExecOutcome {
     match ctx.executor {
-        Executor::Shell => shell::run(ctx, events).await,
-        Executor::Claude => claude::run(ctx, events).await,
+        Executor::Shell => {
+            drop(input);
+            shell::run(ctx, events).await
+        }
+        Executor::Claude => claude::run(ctx, events, input).await,
     }
 }
 

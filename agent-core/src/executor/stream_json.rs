@@ -52,7 +52,8 @@ impl StreamJsonParser {
         Ok(self.parse_value(&value))
     }
 
-    fn parse_value(&mut self, v: &Value) -> Vec<TaskEvent> {
+    /// The events of one line already parsed as JSON.
+    pub fn parse_value(&mut self, v: &Value) -> Vec<TaskEvent> {
         match str_at(v, "type") {
             Some("system") if str_at(v, "subtype") == Some("init") => vec![TaskEvent::Status {
                 status: TaskStatus::Running,

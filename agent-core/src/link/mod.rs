@@ -121,6 +121,12 @@ pub enum Outbound {
     RepoRemoved(String),
     /// The whole watched set.
     FullRepos(Vec<RepoStatus>),
+    /// Something the relay asked could not be done (a decision for a request no longer pending).
+    Error {
+        message: String,
+        task_id: Option<String>,
+        request_id: Option<String>,
+    },
 }
 
 /// The sending side of the live queue: never blocks, never grows past [`OUTBOUND_CAPACITY`].

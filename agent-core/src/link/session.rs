@@ -484,6 +484,9 @@ impl Worker {
                 self.send_full_repos(socket, &repos).await
             }
             Outbound::FullRepos(repos) => self.send_full_repos(socket, &repos).await,
+            Outbound::Error { message, task_id, request_id } => {
+                feed(socket, &AgentMessage::Error { message, task_id, request_id }).await
+            }
         }
     }
 
@@ -516,7 +519,8 @@ impl Worker {
         match message {
             RelayMessage::Ping { timestamp } => send(socket, &AgentMessage::Pong { timestamp: Some(timestamp) }).await,
             RelayMessage::Task { task_id, task_type, payload, title, conversation_id, parent_task_id } => {
-                let run = Inbound::RunTask { task_id, executor: task_type, payload, title, conversation_id, parent_task_id };
+                let run =
+                    Inbound::RunTask { task_id, executor: task_type, payload, title, conversation_id, parent_task_id };
                 let _ = self.inbound.send(run).await;
                 Ok(())
             }

@@ -10,13 +10,19 @@ use tokio::time::Instant;
 use super::recorder::Recorder;
 use super::worktree::{worktree_dir, TaskWorktree};
 use super::{group_record_path, Shared, Slot, StopReason, StopSwitch};
-use crate::executor::{self, ExecContext, ExecOutcome};
+use crate::executor::{self, ExecContext, ExecInput, ExecOutcome};
 
 /// How many executor events are recorded in one transaction at most.
 const BATCH: usize = 256;
 
 /// Runs a task the loop has just marked `running`.
-pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut slot: Slot) {
+pub(crate) async fn drive(
+    shared: Arc<Shared>,
+    task: Task,
+    stop: StopSwitch,
+    mut slot: Slot,
+    input: mpsc::Receiver<ExecInput>,
+) {
     let mut rec = Recorder::new(shared.clone(), task);
 
     let Some(repo_dir) = (shared.repos)(&rec.task.repo) else {
@@ -46,8 +52,10 @@ pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut
         group_record: shared.config.data_dir.as_deref().map(|d| group_record_path(d, &rec.task.id)),
     };
     let (tx, mut rx) = mpsc::channel(BATCH);
-    let mut exec = tokio::spawn(executor::run(ctx, tx));
-    let deadline = rec.task.payload.timeout_secs.filter(|s| *s > 0).map(|s| Instant::now() + Duration::from_secs(s));
+    let mut exec = tokio::spawn(executor::run(ctx, tx, input));
+    let mut deadline =
+        rec.task.payload.timeout_secs.filter(|s| *s > 0).map(|s| Instant::now() + Duration::from_secs(s));
+    let mut waiting = Waiting::default();
     let max_cost = rec.task.payload.max_cost_usd;
     let mut batch = Vec::with_capacity(BATCH);
 
@@ -86,14 +94,19 @@ pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut
                     }
                 }
                 let usage_changed = out.iter().any(|e| matches!(e, TaskEvent::Usage { .. }));
+                let requests: Vec<Request> = out.iter().filter_map(Request::of).collect();
                 rec.record(out).await;
+                for request in requests {
+                    waiting.apply(request, &mut rec, &slot, &mut deadline).await;
+                }
                 if usage_changed {
                     rec.publish_task();
                 }
             }
             // A chunk redaction held back goes out once it is decided or too old.
             _ = sleep_until_opt(rec.wire_deadline()) => rec.release_due().await,
-            _ = sleep_until_opt(deadline), if stop.reason().is_none() => {
+            // The timeout does not run while the task waits for a person.
+            _ = sleep_until_opt(deadline), if stop.reason().is_none() && !waiting.is_waiting() => {
                 stop.stop(StopReason::TimedOut);
                 let secs = rec.task.payload.timeout_secs.unwrap_or_default();
                 rec.record(vec![TaskEvent::Error { error: format!("timed out after {secs} s") }]).await;
@@ -123,6 +136,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut
         (None, ExecOutcome::Completed { .. }) => TaskStatus::Completed,
         (None, ExecOutcome::Failed { .. } | ExecOutcome::Stopped) => TaskStatus::Failed,
     };
+    // Whatever was still waiting for a decision will not get one: its alert is done with.
+    waiting.end(&mut rec).await;
     if let Some(worktree) = &worktree {
         let removed = worktree.clean_up().await;
         tracing::info!(task = %rec.task.id, branch = %worktree.branch, removed, "task worktree cleaned up");
@@ -135,6 +150,92 @@ pub(crate) async fn drive(shared: Arc<Shared>, task: Task, stop: StopSwitch, mut
     }
     slot.release();
     rec.finish(status).await;
+}
+
+/// A permission request opened or closed by an event of the batch just recorded.
+enum Request {
+    Opened { request_id: String, tool_name: String },
+    Closed { request_id: String },
+}
+
+impl Request {
+    fn of(event: &TaskEvent) -> Option<Request> {
+        match event {
+            TaskEvent::PermissionRequest { request_id, tool_name, .. } => {
+                Some(Request::Opened { request_id: request_id.clone(), tool_name: tool_name.clone() })
+            }
+            TaskEvent::PermissionDecision { request_id, .. } => {
+                Some(Request::Closed { request_id: request_id.clone() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The task's pending permission requests: while there is one, the task is `waiting` (SPEC 8),
+/// its timeout does not run, it frees its place in the global limit, and a `needs_input` alert
+/// says so; the last decision makes it `running` again and acknowledges the alert.
+#[derive(Default)]
+struct Waiting {
+    pending: Vec<String>,
+    since: Option<Instant>,
+    alert: Option<String>,
+}
+
+impl Waiting {
+    fn is_waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    async fn apply(&mut self, request: Request, rec: &mut Recorder, slot: &Slot, deadline: &mut Option<Instant>) {
+        match request {
+            Request::Opened { request_id, tool_name } => {
+                let first = self.pending.is_empty();
+                self.pending.push(request_id);
+                if first {
+                    self.since = Some(Instant::now());
+                    rec.task.status = TaskStatus::Waiting;
+                    rec.task.waiting_since = Some(chrono::Utc::now());
+                    rec.save_task().await;
+                    slot.set_waiting(true);
+                    let what = if tool_name == "AskUserQuestion" {
+                        "Claude asks a question".to_string()
+                    } else {
+                        format!("Claude wants to use {tool_name}")
+                    };
+                    let message = format!("Task \"{}\" needs input: {what}", rec.task.title);
+                    let alert = rec.raise(Severity::Warning, AlertKind::NeedsInput, message).await;
+                    self.alert = Some(alert.id);
+                }
+            }
+            Request::Closed { request_id } => {
+                self.pending.retain(|r| r != &request_id);
+                if self.pending.is_empty() {
+                    if let (Some(since), Some(deadline)) = (self.since.take(), deadline.as_mut()) {
+                        *deadline += since.elapsed();
+                    }
+                    rec.task.status = TaskStatus::Running;
+                    rec.task.waiting_since = None;
+                    rec.save_task().await;
+                    slot.set_waiting(false);
+                    self.acknowledge(rec).await;
+                }
+            }
+        }
+    }
+
+    /// The task ended: a `needs_input` alert still open is acknowledged.
+    async fn end(&mut self, rec: &mut Recorder) {
+        self.pending.clear();
+        rec.task.waiting_since = None;
+        self.acknowledge(rec).await;
+    }
+
+    async fn acknowledge(&mut self, rec: &Recorder) {
+        if let Some(id) = self.alert.take() {
+            rec.acknowledge(&id).await;
+        }
+    }
 }
 
 /// Fails a task that could not start: an `error` event, `failed`, an alert.

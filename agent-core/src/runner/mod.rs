@@ -31,7 +31,7 @@
 //! - cancelled: `... status cancelled` (no error, no alert);
 //! - stopped by shutdown or found unfinished at start-up: `... status interrupted`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,7 +44,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::ClaudeConfig;
+use crate::executor::{ClaudeConfig, Decision, ExecInput};
 use crate::redact::RepoRedactors;
 use crate::store::{Store, StoreError};
 
@@ -120,11 +120,24 @@ pub struct NewTask {
     pub executor: Executor,
     pub payload: TaskPayload,
     pub source: TaskSource,
+    /// The conversation a follow-up belongs to; `None`: a conversation of its own (SPEC 8).
+    pub conversation_id: Option<String>,
+    /// The turn a follow-up answers.
+    pub parent_task_id: Option<String>,
 }
 
 impl NewTask {
     pub fn local(repo: impl Into<String>, executor: Executor, payload: TaskPayload) -> NewTask {
-        NewTask { id: None, title: None, repo: repo.into(), executor, payload, source: TaskSource::Local }
+        NewTask {
+            id: None,
+            title: None,
+            repo: repo.into(),
+            executor,
+            payload,
+            source: TaskSource::Local,
+            conversation_id: None,
+            parent_task_id: None,
+        }
     }
 
     /// A task sent by the relay with its `taskId`.
@@ -141,6 +154,8 @@ impl NewTask {
             executor,
             payload,
             source: TaskSource::Remote,
+            conversation_id: None,
+            parent_task_id: None,
         }
     }
 }
@@ -157,6 +172,7 @@ pub enum RunnerError {
 enum Command {
     Create { task: NewTask, reply: oneshot::Sender<Result<Task, RunnerError>> },
     Cancel { task_id: String, reply: oneshot::Sender<Result<Option<Task>, RunnerError>> },
+    Decide { task_id: String, decision: Decision, reply: oneshot::Sender<bool> },
 }
 
 /// Why a running task is being stopped; the first reason wins.
@@ -224,6 +240,8 @@ impl TaskRunner {
             shared: shared.clone(),
             queue: VecDeque::new(),
             running: HashMap::new(),
+            waiting: HashSet::new(),
+            waiting_changes: mpsc::unbounded_channel(),
             finished: mpsc::unbounded_channel(),
             drivers: tokio::task::JoinSet::new(),
             _lock: lock,
@@ -269,6 +287,18 @@ impl TaskRunner {
         rx.await.map_err(|_| RunnerError::Stopped)?
     }
 
+    /// Delivers a decision on a running task's permission request. `Ok(false)`: nothing with
+    /// that request id is pending (decided already, the task ended or never asked).
+    pub async fn decide(&self, task_id: &str, decision: Decision) -> Result<bool, RunnerError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Decide { task_id: task_id.to_string(), decision, reply })
+            .await
+            .map_err(|_| RunnerError::Stopped)?;
+        // A session that ended while the decision was on its way drops the reply: not pending.
+        Ok(rx.await.unwrap_or(false))
+    }
+
     /// Stops the runner: running tasks are killed and marked `interrupted`, queued ones too.
     /// Waits for that to be recorded.
     pub async fn shutdown(mut self) {
@@ -292,6 +322,9 @@ struct RunnerLoop {
     shared: Arc<Shared>,
     queue: VecDeque<Task>,
     running: HashMap<String, RunningTask>,
+    /// Running tasks that wait for a decision (see `Slot::set_waiting`).
+    waiting: HashSet<String>,
+    waiting_changes: (mpsc::UnboundedSender<(String, bool)>, mpsc::UnboundedReceiver<(String, bool)>),
     /// Running tasks' slots come back here (see [`Slot`]).
     finished: (mpsc::UnboundedSender<String>, mpsc::UnboundedReceiver<String>),
     drivers: tokio::task::JoinSet<()>,
@@ -305,9 +338,15 @@ struct RunnerLoop {
 pub(crate) struct Slot {
     task_id: String,
     finished: Option<mpsc::UnboundedSender<String>>,
+    waiting: mpsc::UnboundedSender<(String, bool)>,
 }
 
 impl Slot {
+    /// Tells the loop the task waits for a person (or no longer does).
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        let _ = self.waiting.send((self.task_id.clone(), waiting));
+    }
+
     pub(crate) fn release(&mut self) {
         if let Some(finished) = self.finished.take() {
             let _ = finished.send(self.task_id.clone());
@@ -324,6 +363,8 @@ impl Drop for Slot {
 struct RunningTask {
     repo: String,
     stop: StopSwitch,
+    /// The executor session's input (decisions).
+    input: mpsc::Sender<ExecInput>,
 }
 
 impl RunnerLoop {
@@ -336,6 +377,17 @@ impl RunnerLoop {
                 _ = shutdown.cancelled() => break,
                 Some(task_id) = self.finished.1.recv() => {
                     self.running.remove(&task_id);
+                    self.waiting.remove(&task_id);
+                    self.schedule().await;
+                }
+                // A task that waits for a person frees its place in the global limit (not in its
+                // repo's: the repo's working tree is still its).
+                Some((task_id, waiting)) = self.waiting_changes.1.recv() => {
+                    if waiting && self.running.contains_key(&task_id) {
+                        self.waiting.insert(task_id);
+                    } else {
+                        self.waiting.remove(&task_id);
+                    }
                     self.schedule().await;
                 }
                 Some(joined) = self.drivers.join_next(), if !self.drivers.is_empty() => {
@@ -351,6 +403,22 @@ impl RunnerLoop {
                     Some(Command::Cancel { task_id, reply }) => {
                         let _ = reply.send(self.cancel(&task_id).await);
                     }
+                    Some(Command::Decide { task_id, decision, reply }) => match self.running.get(&task_id) {
+                        // Answered by the session itself (without holding up the loop).
+                        Some(running) => {
+                            let input = running.input.clone();
+                            tokio::spawn(async move {
+                                let (tx, rx) = oneshot::channel();
+                                if input.send(ExecInput::Decide { decision, reply: tx }).await.is_ok() {
+                                    let _ = reply.send(rx.await.unwrap_or(false));
+                                }
+                            });
+                        }
+                        None => {
+                            let _ = reply.send(false);
+                        }
+                    },
+
                     // Every handle is gone (dropping the last one also cancels `shutdown`).
                     None => break,
                 },
@@ -369,10 +437,14 @@ impl RunnerLoop {
         }
         let title = task_title(new.title.as_deref(), new.executor, &new.payload);
         let id = new.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let task = Task {
+        let mut task = Task {
             agent_id: self.shared.config.agent_id.clone(),
             ..Task::queued(id, title, new.repo, new.executor, new.payload, new.source, Utc::now())
         };
+        if let Some(conversation) = new.conversation_id.filter(|c| !c.is_empty()) {
+            task.conversation_id = conversation;
+        }
+        task.parent_task_id = new.parent_task_id;
         let mut recorder = Recorder::new(self.shared.clone(), task);
         recorder
             .record_new(vec![TaskEvent::Status { status: TaskStatus::Queued, model: None, session_id: None }])
@@ -417,7 +489,7 @@ impl RunnerLoop {
         let max_running = self.shared.config.max_running.max(1);
         let per_repo = self.shared.config.max_running_per_repo.max(1);
         let mut i = 0;
-        while i < self.queue.len() && self.running.len() < max_running {
+        while i < self.queue.len() && self.running.len() - self.waiting.len() < max_running {
             let repo_running = self.running.values().filter(|r| r.repo == self.queue[i].repo).count();
             if repo_running >= per_repo {
                 i += 1;
@@ -432,9 +504,15 @@ impl RunnerLoop {
             recorder.save_task().await;
             let task = recorder.task;
             let stop = StopSwitch::default();
-            self.running.insert(task.id.clone(), RunningTask { repo: task.repo.clone(), stop: stop.clone() });
-            let slot = Slot { task_id: task.id.clone(), finished: Some(self.finished.0.clone()) };
-            self.drivers.spawn(driver::drive(self.shared.clone(), task, stop, slot));
+            // Bounded: a decision waits for room (the runner's `decide` does not block the loop).
+            let (input, input_rx) = mpsc::channel(8);
+            self.running.insert(task.id.clone(), RunningTask { repo: task.repo.clone(), stop: stop.clone(), input });
+            let slot = Slot {
+                task_id: task.id.clone(),
+                finished: Some(self.finished.0.clone()),
+                waiting: self.waiting_changes.0.clone(),
+            };
+            self.drivers.spawn(driver::drive(self.shared.clone(), task, stop, slot, input_rx));
         }
     }
 

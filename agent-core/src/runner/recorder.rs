@@ -137,6 +137,7 @@ impl Recorder {
                 self.task.cost_usd = Some(*total_cost_usd);
             }
             TaskEvent::Done { summary } => self.task.summary = Some(summary.clone()),
+            TaskEvent::Status { session_id: Some(session), .. } => self.task.session_id = Some(session.clone()),
             TaskEvent::Error { error } => self.task.error = Some(error.clone()),
             _ => {}
         }
@@ -163,7 +164,7 @@ impl Recorder {
     }
 
     /// Records and publishes an alert about this task.
-    pub(crate) async fn raise(&self, severity: Severity, kind: AlertKind, message: String) {
+    pub(crate) async fn raise(&self, severity: Severity, kind: AlertKind, message: String) -> Alert {
         let alert = alert(&self.task, severity, kind, message);
         let store = self.shared.store.clone();
         let saved = alert.clone();
@@ -172,7 +173,22 @@ impl Recorder {
             Ok(Err(err)) => tracing::error!(%err, "cannot record an alert"),
             Err(err) => tracing::error!(%err, "cannot record an alert"),
         }
-        let _ = self.shared.updates.send(RunnerEvent::Alert(alert));
+        let _ = self.shared.updates.send(RunnerEvent::Alert(alert.clone()));
+        alert
+    }
+
+    /// Acknowledges an alert this task raised (its request was decided) and publishes it.
+    pub(crate) async fn acknowledge(&self, alert_id: &str) {
+        let store = self.shared.store.clone();
+        let id = alert_id.to_string();
+        match tokio::task::spawn_blocking(move || store.acknowledge_alert(&id)).await {
+            Ok(Ok(Some(alert))) => {
+                let _ = self.shared.updates.send(RunnerEvent::Alert(alert));
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::error!(%err, "cannot acknowledge an alert"),
+            Err(err) => tracing::error!(%err, "cannot acknowledge an alert"),
+        }
     }
 }
 
