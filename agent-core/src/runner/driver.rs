@@ -194,10 +194,7 @@ impl Waiting {
                 self.pending.push(request_id);
                 if first {
                     self.since = Some(Instant::now());
-                    rec.task.status = TaskStatus::Waiting;
-                    rec.task.waiting_since = Some(chrono::Utc::now());
-                    rec.save_task().await;
-                    slot.set_waiting(true);
+                    // The alert first: whoever sees the task waiting finds the alert already there.
                     let what = if tool_name == "AskUserQuestion" {
                         "Claude asks a question".to_string()
                     } else {
@@ -206,6 +203,10 @@ impl Waiting {
                     let message = format!("Task \"{}\" needs input: {what}", rec.task.title);
                     let alert = rec.raise(Severity::Warning, AlertKind::NeedsInput, message).await;
                     self.alert = Some(alert.id);
+                    rec.task.status = TaskStatus::Waiting;
+                    rec.task.waiting_since = Some(chrono::Utc::now());
+                    rec.save_task().await;
+                    slot.set_waiting(true);
                 }
             }
             Request::Closed { request_id } => {

@@ -114,6 +114,7 @@ async fn a_run_with_text_a_bash_tool_and_final_text() {
                 model: Some(MODEL.into()),
                 session_id: Some("SESSION".into())
             },
+            TaskEvent::UserMessage { text: "Make a file".into() },
             assistant("Let me "),
             assistant("create the file."),
             TaskEvent::ToolStart {
@@ -250,6 +251,7 @@ async fn a_missing_cli_or_one_that_dies_without_a_result_is_an_error() {
             vec![
                 status(TaskStatus::Queued),
                 TaskEvent::Status { status: TaskStatus::Running, model: Some("m".into()), session_id: Some("s".into()) },
+                TaskEvent::UserMessage { text: "hello".into() },
                 TaskEvent::Error {
                     error: "Claude Code ended without a result (exit code 3): first problem\nError: out of cheese".into(),
                 },

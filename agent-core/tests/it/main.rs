@@ -3,6 +3,7 @@
 mod agent;
 mod claude;
 mod cli;
+mod decisions;
 mod link_e2e;
 mod runner;
 mod secrets_e2e;

@@ -301,23 +301,10 @@ async fn tasks_that_cannot_run_fail_and_remote_ids_are_kept() {
 
 fn stored_task(id: &str, status: TaskStatus, last_seq: u64) -> Task {
     Task {
-        id: id.into(),
         title: format!("task {id}"),
-        repo: "web".into(),
-        agent_id: None,
-        executor: Executor::Shell,
-        payload: shell("sleep 100"),
         status,
-        source: TaskSource::Local,
-        created_at: chrono::Utc::now(),
-        started_at: None,
-        finished_at: None,
-        summary: None,
-        error: None,
-        cost_usd: None,
-        input_tokens: None,
-        output_tokens: None,
         last_seq,
+        ..Task::queued(id, "", "web", Executor::Shell, shell("sleep 100"), TaskSource::Local, chrono::Utc::now())
     }
 }
 

@@ -91,6 +91,15 @@ impl TaskWatch {
         }
     }
 
+    /// Reads until the task's state satisfies `pick` (it may already).
+    pub async fn until_task(&mut self, within: Duration, mut pick: impl FnMut(&Task) -> bool) {
+        let deadline = Instant::now() + within;
+        while !pick(&self.task) {
+            assert!(!self.ended, "the task ended first: {:#?}", self.task);
+            self.next(deadline).await;
+        }
+    }
+
     /// Reads until the task's final `Task`; returns it.
     pub async fn end(&mut self, within: Duration) -> Task {
         let deadline = Instant::now() + within;

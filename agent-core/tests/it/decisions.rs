@@ -1,0 +1,199 @@
+//! Conversations and decisions (SPEC 8) against the real Claude Code CLI and a scripted
+//! Messages API: a Bash command outside the task's permissions waits for a decision (allowed,
+//! denied, or denied by the decision timeout), and a reply resumes the session.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flightdeck_agent_core::executor::{ClaudeConfig, Decision};
+use flightdeck_agent_core::runner::{NewTask, RunnerConfig};
+use flightdeck_protocol::event::{Behavior, DecidedBy};
+use flightdeck_protocol::{AlertKind, Executor, TaskEvent, TaskPayload, TaskStatus};
+
+use crate::support::scripted_api::{bash_turn, text_turn, ScriptedApi};
+use crate::support::{git_repo, Harness, TaskWatch};
+
+const LONG: Duration = Duration::from_secs(60);
+const TOUCH: &str = "touch made-by-claude.txt";
+
+fn claude_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/claude")
+}
+
+async fn harness(api: &ScriptedApi, home: &Path) -> Harness {
+    let claude = ClaudeConfig {
+        bin: Some(claude_bin()),
+        env: vec![
+            ("ANTHROPIC_BASE_URL".into(), api.url.clone()),
+            ("ANTHROPIC_API_KEY".into(), "test".into()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(), "1".into()),
+            ("HOME".into(), home.display().to_string()),
+        ],
+    };
+    Harness::start(RunnerConfig { claude, ..Default::default() }).await
+}
+
+/// A prompt whose permission mode lets nothing run without asking.
+fn asking(prompt: &str) -> TaskPayload {
+    TaskPayload { prompt: Some(prompt.into()), model: Some("claude-sonnet-4-5".into()), ..Default::default() }
+}
+
+/// Waits for the task's permission request; returns its id, and checks the task is `waiting`
+/// with a `needs_input` alert.
+async fn wait_for_request(watch: &mut TaskWatch) -> String {
+    let (request_id, tool, input) = watch
+        .until(LONG, |e| match e {
+            TaskEvent::PermissionRequest { request_id, tool_name, input, .. } => {
+                Some((request_id.clone(), tool_name.clone(), input.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(tool, "Bash");
+    assert_eq!(input["command"], TOUCH);
+    // The task's state follows the event (published right after it).
+    watch.until_task(LONG, |t| t.status == TaskStatus::Waiting).await;
+    assert!(watch.task.waiting_since.is_some());
+    let alert = watch.alerts.iter().find(|a| a.kind == AlertKind::NeedsInput).expect("a needs_input alert");
+    assert!(alert.message.contains("Bash"), "{}", alert.message);
+    assert!(!alert.acknowledged);
+    request_id
+}
+
+fn decision(request_id: &str, behavior: Behavior, message: Option<&str>) -> Decision {
+    Decision {
+        request_id: request_id.into(),
+        behavior,
+        updated_input: None,
+        message: message.map(String::from),
+        decided_by: DecidedBy::Local,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_command_runs_and_the_task_completes() {
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
+        text_turn("msg_2", 150, &["Made it."], 5),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let h = harness(&api, home.path()).await;
+    let repo = git_repo();
+    h.add_repo("web", repo.path());
+    let mut watch = h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
+    let request_id = wait_for_request(&mut watch).await;
+    assert!(!repo.path().join("made-by-claude.txt").exists(), "nothing runs before the decision");
+
+    assert!(!h.runner.decide(&watch.task.id, decision("no-such-request", Behavior::Allow, None)).await.unwrap());
+    assert!(h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap());
+    assert!(
+        !h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap(),
+        "a request is decided once"
+    );
+    let task = watch.end(LONG).await;
+    assert_eq!(task.status, TaskStatus::Completed, "{:#?}", watch.events);
+    assert!(repo.path().join("made-by-claude.txt").exists(), "the tool ran after the allow");
+    assert!(watch.events.contains(&TaskEvent::PermissionDecision {
+        request_id: request_id.clone(),
+        behavior: Behavior::Allow,
+        message: None,
+        updated_input: None,
+        decided_by: DecidedBy::Local,
+    }));
+    // The turn's prompt is the first event after `status running`.
+    let running = watch.events.iter().position(|e| matches!(e, TaskEvent::Status { status: TaskStatus::Running, .. }));
+    assert_eq!(watch.events[running.unwrap() + 1], TaskEvent::UserMessage { text: "make the file".into() });
+    assert!(
+        watch.alerts.iter().any(|a| a.kind == AlertKind::NeedsInput && a.acknowledged),
+        "acknowledged when decided"
+    );
+    assert!(task.session_id.is_some(), "the session id is kept for a follow-up");
+    assert_eq!(task.waiting_since, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_command_does_not_run_and_claude_hears_why() {
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
+        text_turn("msg_2", 150, &["Understood, I will not."], 5),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let h = harness(&api, home.path()).await;
+    let repo = git_repo();
+    h.add_repo("web", repo.path());
+    let mut watch = h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
+    let request_id = wait_for_request(&mut watch).await;
+    let why = "not in this repository, please";
+    assert!(h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Deny, Some(why))).await.unwrap());
+    let task = watch.end(LONG).await;
+    assert_eq!(task.status, TaskStatus::Completed, "{:#?}", watch.events);
+    assert!(!repo.path().join("made-by-claude.txt").exists(), "a denied tool does not run");
+    let requests = api.message_requests();
+    assert_eq!(requests.len(), 2, "Claude was asked again after the denial");
+    assert!(requests[1].body.to_string().contains(why), "the deny message reaches Claude");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_deciding_within_the_timeout_denies() {
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
+        text_turn("msg_2", 150, &["Nobody answered."], 5),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let h = harness(&api, home.path()).await;
+    let repo = git_repo();
+    h.add_repo("web", repo.path());
+    let payload = TaskPayload { decision_timeout_secs: Some(1), ..asking("make the file") };
+    let mut watch = h.create(NewTask::local("web", Executor::Claude, payload)).await;
+    let request_id = wait_for_request(&mut watch).await;
+    let task = watch.end(LONG).await;
+    assert_eq!(task.status, TaskStatus::Completed, "{:#?}", watch.events);
+    let decided = watch.events.iter().find_map(|e| match e {
+        TaskEvent::PermissionDecision { request_id: r, behavior, decided_by, .. } if *r == request_id => {
+            Some((*behavior, *decided_by))
+        }
+        _ => None,
+    });
+    assert_eq!(decided, Some((Behavior::Deny, DecidedBy::Timeout)));
+    assert!(!repo.path().join("made-by-claude.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_resumes_the_session() {
+    let api = ScriptedApi::start(vec![
+        text_turn("msg_1", 100, &["The answer is 42."], 5),
+        text_turn("msg_2", 150, &["You asked about 42."], 5),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let h = harness(&api, home.path()).await;
+    let repo = git_repo();
+    h.add_repo("web", repo.path());
+    let mut first = h.create(NewTask::local("web", Executor::Claude, asking("what is the answer?"))).await;
+    let first_task = first.end(LONG).await;
+    assert_eq!(first_task.status, TaskStatus::Completed);
+    assert_eq!(first_task.conversation_id, first_task.id, "a first turn is its own conversation");
+    let session = first_task.session_id.clone().expect("the session id");
+
+    let payload = TaskPayload { resume_session_id: Some(session.clone()), ..asking("what did I ask?") };
+    let reply = NewTask {
+        conversation_id: Some(first_task.id.clone()),
+        parent_task_id: Some(first_task.id.clone()),
+        ..NewTask::local("web", Executor::Claude, payload)
+    };
+    let mut second = h.create(reply).await;
+    let second_task = second.end(LONG).await;
+    assert_eq!(second_task.status, TaskStatus::Completed, "{:#?}", second.events);
+    assert_eq!(second_task.conversation_id, first_task.id);
+    assert_eq!(second_task.parent_task_id.as_deref(), Some(first_task.id.as_str()));
+    assert_eq!(second_task.session_id.as_deref(), Some(session.as_str()), "the same Claude session");
+    let requests = api.message_requests();
+    let last = requests.last().unwrap().body.to_string();
+    assert!(
+        last.contains("what is the answer?") && last.contains("The answer is 42."),
+        "earlier turns are resumed: {last}"
+    );
+}
