@@ -121,14 +121,15 @@ const MAX_TITLE_CHARS: usize = 40;
 
 impl TrayModel {
     pub fn build(input: TrayInput<'_>) -> TrayModel {
-        let active: Vec<&Task> =
-            input.tasks.iter().filter(|t| matches!(t.status, TaskStatus::Queued | TaskStatus::Running)).collect();
+        let active: Vec<&Task> = input.tasks.iter().filter(|t| !t.status.is_terminal()).collect();
+        // A task waiting for a decision needs attention whether or not its alert was seen.
+        let waiting = active.iter().any(|t| t.status == TaskStatus::Waiting);
         let attention_alerts =
             input.alerts.iter().filter(|a| !a.acknowledged && a.severity >= Severity::Warning).count();
         let troubled_repos =
             input.repos.iter().filter(|r| r.conflicted_count > 0 || r.status == RepoState::Missing).count();
 
-        let icon = if attention_alerts > 0 || troubled_repos > 0 {
+        let icon = if attention_alerts > 0 || troubled_repos > 0 || waiting {
             TrayIcon::Attention
         } else if !active.is_empty() {
             TrayIcon::Running
@@ -225,7 +226,11 @@ pub fn repo_line(repo: &RepoStatus) -> String {
 
 /// `▶ title · repo` for a running task, `… title · repo` for a queued one.
 pub fn task_line(task: &Task) -> String {
-    let marker = if task.status == TaskStatus::Running { "▶" } else { "…" };
+    let marker = match task.status {
+        TaskStatus::Running => "▶",
+        TaskStatus::Waiting => "✋",
+        _ => "…",
+    };
     format!("{marker} {} · {}", shorten(&task.title, MAX_TITLE_CHARS), task.repo)
 }
 
@@ -366,6 +371,7 @@ mod tests {
             (task("t1", "echo hi", TaskStatus::Running), "▶ echo hi · demo".to_string()),
             (task("t2", "fix the tests\nand more", TaskStatus::Queued), "… fix the tests · demo".to_string()),
             (task("t3", &long, TaskStatus::Running), format!("▶ {}… · demo", "x".repeat(39))),
+            (task("t4", "make the file", TaskStatus::Waiting), "✋ make the file · demo".to_string()),
         ];
         for (input, expected) in table {
             assert_eq!(task_line(&input), expected);

@@ -793,7 +793,7 @@ fn page_limit(limit: Option<u32>) -> Result<u32> {
 
 fn active_tasks(store: &Store) -> Result<Vec<Task>, StoreError> {
     let mut out = Vec::new();
-    for status in [TaskStatus::Running, TaskStatus::Queued] {
+    for status in [TaskStatus::Running, TaskStatus::Waiting, TaskStatus::Queued] {
         let filter = TaskFilter { status: Some(status), limit: MAX_LIMIT, ..Default::default() };
         out.extend(store.tasks(&filter)?.0);
     }

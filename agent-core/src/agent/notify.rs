@@ -1,7 +1,7 @@
 //! Which changes deserve a desktop notification, and its text.
 
 use flightdeck_protocol::desktop::AgentEvent;
-use flightdeck_protocol::{Severity, TaskStatus};
+use flightdeck_protocol::{AlertKind, Severity, TaskStatus};
 
 /// What deserves a desktop notification: a task that ended (completed or failed) and a critical
 /// alert. Other events (and an alert being acknowledged) do not.
@@ -31,6 +31,14 @@ impl Notification {
                     None => format!("{} · {}", task.title, task.repo),
                 };
                 Some(Notification { title: title.into(), body })
+            }
+            // A task waits for a decision: the alert names the tool.
+            AgentEvent::Alert { alert } if alert.kind == AlertKind::NeedsInput && !alert.acknowledged => {
+                let title = match &alert.repo {
+                    Some(repo) => format!("Claude needs your decision · {repo}"),
+                    None => "Claude needs your decision".into(),
+                };
+                Some(Notification { title, body: shorten(&alert.message, 200) })
             }
             AgentEvent::Alert { alert } if alert.severity == Severity::Critical && !alert.acknowledged => {
                 let title = match &alert.repo {
@@ -80,6 +88,10 @@ mod tests {
             input_tokens: None,
             output_tokens: None,
             last_seq: 3,
+            conversation_id: String::new(),
+            parent_task_id: None,
+            session_id: None,
+            waiting_since: None,
         }
     }
 
@@ -119,6 +131,17 @@ mod tests {
             (AgentEvent::Alert { alert: alert(Severity::Critical, true) }, None),
             (AgentEvent::Alert { alert: alert(Severity::Warning, false) }, None),
             (AgentEvent::Watching { paused: true }, None),
+            (
+                AgentEvent::Alert {
+                    alert: Alert {
+                        kind: AlertKind::NeedsInput,
+                        message: "Task \"make it\" needs input: Claude wants to use Bash".into(),
+                        ..alert(Severity::Warning, false)
+                    },
+                },
+                n("Claude needs your decision · demo", "Task \"make it\" needs input: Claude wants to use Bash"),
+            ),
+            (AgentEvent::TaskUpdate { task: task(TaskStatus::Waiting) }, None),
         ];
         for (event, expected) in table {
             assert_eq!(Notification::for_event(&event), expected, "{event:?}");

@@ -163,6 +163,10 @@ fn tasks_are_redacted_in_their_free_text() {
         input_tokens: None,
         output_tokens: None,
         last_seq: 3,
+        conversation_id: String::new(),
+        parent_task_id: None,
+        session_id: None,
+        waiting_since: None,
     };
     let redacted = Redactor::new().redact_task(&task);
     let masked = "[REDACTED:slack-token]";

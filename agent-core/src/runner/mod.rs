@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::{ClaudeConfig, Decision, ExecInput};
 use crate::redact::RepoRedactors;
-use crate::store::{Store, StoreError};
+use crate::store::{AlertFilter, Store, StoreError};
 
 mod driver;
 mod recorder;
@@ -324,7 +324,7 @@ struct RunnerLoop {
     running: HashMap<String, RunningTask>,
     /// Running tasks that wait for a decision (see `Slot::set_waiting`).
     waiting: HashSet<String>,
-    waiting_changes: (mpsc::UnboundedSender<(String, bool)>, mpsc::UnboundedReceiver<(String, bool)>),
+    waiting_changes: (mpsc::UnboundedSender<WaitingChange>, mpsc::UnboundedReceiver<WaitingChange>),
     /// Running tasks' slots come back here (see [`Slot`]).
     finished: (mpsc::UnboundedSender<String>, mpsc::UnboundedReceiver<String>),
     drivers: tokio::task::JoinSet<()>,
@@ -338,8 +338,12 @@ struct RunnerLoop {
 pub(crate) struct Slot {
     task_id: String,
     finished: Option<mpsc::UnboundedSender<String>>,
-    waiting: mpsc::UnboundedSender<(String, bool)>,
+    waiting: mpsc::UnboundedSender<WaitingChange>,
 }
+
+/// `(task id, waits now)`: sent by a driver when its task starts or stops waiting for a person.
+/// Unbounded, but at most two per decision of a running task.
+type WaitingChange = (String, bool);
 
 impl Slot {
     /// Tells the loop the task waits for a person (or no longer does).
@@ -554,7 +558,9 @@ fn recover(shared: &Shared) -> Result<Option<std::fs::File>, RunnerError> {
     }
     let store = &shared.store;
     for mut task in store.unfinished_tasks()? {
-        let was_running = task.status == TaskStatus::Running;
+        // A task waiting for a decision was running too (its process was alive).
+        let was_running = matches!(task.status, TaskStatus::Running | TaskStatus::Waiting);
+        task.waiting_since = None;
         // A crashed agent's task may still be running (its own process group outlived the
         // agent): stop it, so an `interrupted` task is not quietly editing the repo.
         if crate::executor::process::kill_recorded_group(&group_record_path(dir, &task.id)) {
@@ -580,6 +586,13 @@ fn recover(shared: &Shared) -> Result<Option<std::fs::File>, RunnerError> {
                 format!("Task \"{}\" was interrupted: it was running when the agent stopped", task.title),
             );
             store.insert_alert(&alert)?;
+        }
+        // Its open `needs_input` alert is done with: the request can no longer be decided.
+        let open = AlertFilter { acknowledged: Some(false), limit: 500, ..Default::default() };
+        for alert in store.alerts(&open)?.0 {
+            if alert.kind == AlertKind::NeedsInput && alert.task_id.as_deref() == Some(task.id.as_str()) {
+                store.acknowledge_alert(&alert.id)?;
+            }
         }
         tracing::info!(task = %task.id, was_running, "marked interrupted at start-up");
     }

@@ -115,9 +115,13 @@ impl Store {
         Ok((tasks, total as u64))
     }
 
-    /// Tasks that are `queued` or `running` according to the database.
+    /// Tasks that are `queued`, `running` or `waiting` according to the database.
     pub fn unfinished_tasks(&self) -> Result<Vec<Task>> {
-        json_rows(&self.conn(), "SELECT json FROM tasks WHERE status IN ('queued', 'running') ORDER BY created_at", [])
+        json_rows(
+            &self.conn(),
+            "SELECT json FROM tasks WHERE status IN ('queued', 'running', 'waiting') ORDER BY created_at",
+            [],
+        )
     }
 
     /// The whole transcript of a task, in `seq` order.
