@@ -60,6 +60,27 @@ enum Command {
     Task(TaskArgs),
     /// Runs the headless agent: watches repos, runs tasks, streams to the relay.
     Run(RunArgs),
+    /// Allows or denies a task's pending permission request (a tool Claude wants to use, or its
+    /// question), through the agent that runs the task (the one with this data directory).
+    Decide(DecideArgs),
+}
+
+#[derive(Args)]
+struct DecideArgs {
+    /// The task's id.
+    #[arg(value_name = "TASK")]
+    task_id: String,
+    /// The request's id (the `permission_request` event's `requestId`).
+    #[arg(value_name = "REQUEST")]
+    request_id: String,
+    /// `allow` or `deny`.
+    #[arg(value_parser = ["allow", "deny"])]
+    behavior: String,
+    /// Why (a deny's message reaches Claude).
+    #[arg(long, value_name = "TEXT")]
+    message: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -172,12 +193,41 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Task(args) => runtime.block_on(task(args)),
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Decide(args) => runtime.block_on(decide(args)),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("flightdeck-agent: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `flightdeck-agent decide`: one request to the running agent's control socket.
+async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
+    use flightdeck_protocol::desktop::DecideRequest;
+    use flightdeck_protocol::event::Behavior;
+    use flightdeck_protocol::local::{ControlRequest, ControlResponse};
+    let settings = args.common.settings()?;
+    let behavior = if args.behavior == "allow" { Behavior::Allow } else { Behavior::Deny };
+    let request = ControlRequest::Decide {
+        request: DecideRequest {
+            task_id: args.task_id,
+            request_id: args.request_id,
+            behavior,
+            updated_input: None,
+            message: args.message,
+        },
+    };
+    match flightdeck_agent_core::agent::control::request(&settings.data_dir(), &request).await? {
+        ControlResponse::Task { task } => {
+            println!("{} {}: task {} is {}", behavior.as_str(), "decided", task.id, task.status.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        ControlResponse::Error { error } => {
+            eprintln!("flightdeck-agent: {} [{}]", error.message, error.code);
+            Ok(ExitCode::FAILURE)
         }
     }
 }

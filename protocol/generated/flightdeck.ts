@@ -225,6 +225,25 @@ export type CommandError = {
 };
 
 /**
+ * What a local command asks the running agent.
+ */
+export type ControlRequest = {
+  request: DecideRequest;
+  type: "decide";
+};
+
+/**
+ * The running agent's answer: the task as it is now, or why not.
+ */
+export type ControlResponse = ({
+  task: Task;
+  type: "task";
+}) | ({
+  error: CommandError;
+  type: "error";
+});
+
+/**
  * `GET /api/cockpit/conversations/:conversationId`: every turn, oldest first.
  */
 export type ConversationResponse = {
@@ -240,6 +259,17 @@ export type CreateTaskRequest = {
   payload: TaskPayload;
   repo: string;
   title?: string | null;
+};
+
+/**
+ * `decide_permission`: allow or deny a pending permission request of a local task.
+ */
+export type DecideRequest = {
+  behavior: Behavior;
+  message?: string | null;
+  requestId: string;
+  taskId: string;
+  updatedInput?: unknown;
 };
 
 /**
@@ -384,7 +414,7 @@ export type HudStartResponse = {
 /**
  * The state of a HUD's repo, as `HUD_CONTEXT.status` and `/api/hud/session` report it.
  */
-export type HudStatus = "idle" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted";
+export type HudStatus = ("idle" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted") | "waiting";
 
 /**
  * What a key may do.
@@ -420,6 +450,14 @@ export type RelayMessage = ({
   lastSeqs?: { [key: string]: number };
   type: "welcome";
 }) | ({
+  /**
+   * The conversation this task is a turn of (SPEC 8); none: its own.
+   */
+  conversationId?: string | null;
+  /**
+   * The turn this follow-up answers.
+   */
+  parentTaskId?: string | null;
   payload: TaskPayload;
   taskId: string;
   taskType: Executor;
@@ -460,6 +498,16 @@ export type ReplyRequest = {
   allowedTools?: string[] | null;
   permissionMode?: string | null;
   prompt: string;
+};
+
+/**
+ * `reply_task`: a follow-up turn (the same fields as the REST reply).
+ */
+export type ReplyTaskRequest = {
+  allowedTools?: string[] | null;
+  permissionMode?: string | null;
+  prompt: string;
+  taskId: string;
 };
 
 /**

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-use crate::{agent, api, desktop, event, model, realtime, validate};
+use crate::{agent, api, desktop, event, local, model, realtime, validate};
 
 /// The file names under `protocol/generated/` and their contents.
 pub fn generated_files() -> Vec<(&'static str, String)> {
@@ -69,6 +69,8 @@ fn definitions() -> BTreeMap<String, Value> {
         desktop::StartTaskRequest,
         desktop::DecideRequest,
         desktop::ReplyTaskRequest,
+        local::ControlRequest,
+        local::ControlResponse,
         desktop::TaskQuery,
         desktop::AlertQuery,
         desktop::SettingsView,

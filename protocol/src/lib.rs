@@ -10,6 +10,7 @@
 //! - [`names`]: validation of user names and repo slugs (length, characters, no traversal).
 //! - [`validate`]: strict parsing that reports every problem as `{path, problem}` details.
 //! - [`desktop`]: the desktop app's Tauri commands, their errors and the events pushed to the window.
+//! - [`local`]: the agent's local control socket (`flightdeck-agent decide`).
 //! - [`codegen`]: JSON Schema and TypeScript definitions for every wire type.
 //! - [`close`]: WebSocket close codes.
 //!
@@ -22,6 +23,7 @@ pub mod close;
 pub mod codegen;
 pub mod desktop;
 pub mod event;
+pub mod local;
 pub mod model;
 pub mod names;
 pub mod realtime;

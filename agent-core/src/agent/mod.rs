@@ -37,6 +37,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 mod bus;
+pub mod control;
 mod forward;
 mod link;
 mod notify;
@@ -294,6 +295,7 @@ impl Agent {
         tokio::spawn(forward_watcher(inner.clone(), watch_events));
         tokio::spawn(forward_runner(inner.clone(), runner_events));
         tokio::spawn(serve_inbound(inner.clone(), inbound_rx));
+        control::serve(inner.clone(), stop.clone());
         inner.restart_link().await;
         Ok(Agent { inner, _stop: stop.drop_guard() })
     }
@@ -429,18 +431,7 @@ impl Agent {
     /// Decides a pending permission request of a running task (from the desktop or
     /// `flightdeck-agent decide`: `decidedBy` local). Answers with the task as it is then.
     pub async fn decide(&self, request: DecideRequest) -> Result<Task> {
-        let task = self.task(&request.task_id).await?;
-        let decision = Decision {
-            request_id: request.request_id.clone(),
-            behavior: request.behavior,
-            updated_input: request.updated_input,
-            message: request.message.filter(|m| !m.trim().is_empty()),
-            decided_by: DecidedBy::Local,
-        };
-        if !self.inner.runner.decide(&task.id, decision).await? {
-            return Err(AgentError::NotPending { task_id: task.id, request_id: request.request_id });
-        }
-        self.task(&request.task_id).await
+        self.inner.decide(request).await
     }
 
     /// The follow-up turn of a task's conversation: a new Claude task that resumes the task's
@@ -729,6 +720,27 @@ impl Agent {
 }
 
 impl Inner {
+    async fn decide(&self, request: DecideRequest) -> Result<Task> {
+        let store = self.store.clone();
+        let id = request.task_id.clone();
+        let task = blocking(move || store.task(&id))
+            .await?
+            .ok_or_else(|| AgentError::TaskNotFound(request.task_id.clone()))?;
+        let decision = Decision {
+            request_id: request.request_id.clone(),
+            behavior: request.behavior,
+            updated_input: request.updated_input,
+            message: request.message.filter(|m| !m.trim().is_empty()),
+            decided_by: DecidedBy::Local,
+        };
+        if !self.runner.decide(&task.id, decision).await? {
+            return Err(AgentError::NotPending { task_id: task.id, request_id: request.request_id });
+        }
+        let store = self.store.clone();
+        let id = task.id.clone();
+        blocking(move || store.task(&id)).await?.ok_or(AgentError::TaskNotFound(task.id))
+    }
+
     fn find_repo(&self, id_or_name: &str) -> Result<crate::watch::RepoInfo> {
         self.watcher
             .repos()

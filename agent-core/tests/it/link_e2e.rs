@@ -254,7 +254,7 @@ impl Viewer {
     }
 
     /// Reads until `pick` returns something, within the deadline.
-    async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&Topic, bool, Value) -> Option<T>) -> T {
+    pub(crate) async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&Topic, bool, Value) -> Option<T>) -> T {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let message = tokio::time::timeout_at(deadline, self.next(deadline))
@@ -344,7 +344,7 @@ fn stdout_lines(events: &[SeqEvent]) -> Vec<String> {
 pub(crate) struct Setup {
     pub(crate) relay: Relay,
     pub(crate) repo: tempfile::TempDir,
-    agent_data: tempfile::TempDir,
+    pub(crate) agent_data: tempfile::TempDir,
     home: tempfile::TempDir,
 }
 

@@ -3,6 +3,7 @@
 mod agent;
 mod claude;
 mod cli;
+mod conversations_e2e;
 mod decisions;
 mod link_e2e;
 mod runner;
