@@ -222,7 +222,7 @@ async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
     };
     match flightdeck_agent_core::agent::control::request(&settings.data_dir(), &request).await? {
         ControlResponse::Task { task } => {
-            println!("{} {}: task {} is {}", behavior.as_str(), "decided", task.id, task.status.as_str());
+            println!("{} decided: task {} is {}", behavior.as_str(), task.id, task.status.as_str());
             Ok(ExitCode::SUCCESS)
         }
         ControlResponse::Error { error } => {
