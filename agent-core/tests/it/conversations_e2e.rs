@@ -77,3 +77,126 @@ async fn a_waiting_task_is_decided_on_the_agents_machine() {
         "the needs_input alert is acknowledged once decided: {alerts}"
     );
 }
+
+/// Posts a Claude task that asks to run `touch` and waits until the relay shows it waiting;
+/// returns the task id and the request id.
+async fn waiting_task(s: &Setup) -> (String, String) {
+    let body = json!({"executor": "claude", "repo": s.slug(), "payload": {"prompt": "make the file"}});
+    let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["task"]["id"].as_str().unwrap().to_string();
+    s.relay.wait_task(&id, "the task waits at the relay", |t| t.status == TaskStatus::Waiting).await;
+    let (status, events) =
+        s.relay.api(reqwest::Method::GET, &format!("/api/cockpit/tasks/{id}/events?after=0&limit=500"), None).await;
+    assert_eq!(status, 200);
+    let request_id = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["kind"] == "permission_request")
+        .map(|e| e["event"]["requestId"].as_str().unwrap().to_string())
+        .expect("the request is in the transcript");
+    (id, request_id)
+}
+
+async fn decide_over_rest(s: &Setup, id: &str, request_id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    s.relay.api(reqwest::Method::POST, &format!("/api/cockpit/tasks/{id}/permissions/{request_id}"), Some(body)).await
+}
+
+// (a) and (b): the owner allows over REST and the file exists; denies and it does not, while
+// Claude hears why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_allows_or_denies_over_rest() {
+    for allow in [true, false] {
+        let api = ScriptedApi::start(vec![
+            bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
+            text_turn("msg_2", 150, &["Done deciding."], 5),
+        ])
+        .await;
+        let s = Setup::new().await;
+        let _agent = s.agent(s.relay.http(), Some(&api.url));
+        s.wait_repo_known().await;
+        let (id, request_id) = waiting_task(&s).await;
+        let body = if allow {
+            json!({"behavior": "allow"})
+        } else {
+            json!({"behavior": "deny", "message": "not in this repo"})
+        };
+        let (status, answer) = decide_over_rest(&s, &id, &request_id, body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        let task = s.relay.wait_task(&id, "the task completes", |t| t.status.is_terminal()).await;
+        assert_eq!(task.status, TaskStatus::Completed);
+        assert_eq!(s.repo.path().join("made-by-claude.txt").exists(), allow);
+        if !allow {
+            let requests = api.message_requests();
+            assert!(requests.last().unwrap().body.to_string().contains("not in this repo"), "Claude hears why");
+        }
+        // Decided once: a second decision is a conflict.
+        let (status, _) = decide_over_rest(&s, &id, &request_id, body).await;
+        assert_eq!(status, 409);
+    }
+}
+
+// (d): the relay is killed while the task waits and restarted; the decision made after that
+// reaches the agent and the task completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_after_a_relay_restart_completes_the_task() {
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
+        text_turn("msg_2", 150, &["Made it."], 5),
+    ])
+    .await;
+    let mut s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), Some(&api.url));
+    s.wait_repo_known().await;
+    let (id, request_id) = waiting_task(&s).await;
+    s.relay.kill();
+    s.relay.restart().await;
+    // Decided as soon as the relay is back (the agent may still be reconnecting).
+    let (status, answer) = decide_over_rest(&s, &id, &request_id, json!({"behavior": "allow"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let task = s.relay.wait_task(&id, "the task completes", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert!(s.repo.path().join("made-by-claude.txt").exists());
+}
+
+// (e): a reply resumes the session (the scripted API sees the earlier messages) and both turns
+// are one conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_rest_resumes_the_session() {
+    let api = ScriptedApi::start(vec![
+        text_turn("msg_1", 100, &["The answer is 42."], 5),
+        text_turn("msg_2", 150, &["You asked about 42."], 5),
+    ])
+    .await;
+    let s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), Some(&api.url));
+    s.wait_repo_known().await;
+    let body = json!({"executor": "claude", "repo": s.slug(), "payload": {"prompt": "what is the answer?"}});
+    let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    let first = body["task"]["id"].as_str().unwrap().to_string();
+    let done = s.relay.wait_task(&first, "the first turn ends", |t| t.status.is_terminal()).await;
+    assert!(done.session_id.is_some(), "the relay knows the session: {done:?}");
+
+    let (status, body) = s
+        .relay
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/cockpit/tasks/{first}/reply"),
+            Some(json!({"prompt": "what did I ask?"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let second = body["task"]["id"].as_str().unwrap().to_string();
+    let turn = s.relay.wait_task(&second, "the reply ends", |t| t.status.is_terminal()).await;
+    assert_eq!(turn.status, TaskStatus::Completed);
+    assert_eq!(turn.session_id, done.session_id, "the same Claude session");
+    let last = api.message_requests().last().unwrap().body.to_string();
+    assert!(last.contains("what is the answer?") && last.contains("The answer is 42."), "resumed: {last}");
+    let (status, conversation) =
+        s.relay.api(reqwest::Method::GET, &format!("/api/cockpit/conversations/{first}"), None).await;
+    assert_eq!(status, 200, "{conversation}");
+    let ids: Vec<&str> = conversation["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [first.as_str(), second.as_str()]);
+}
