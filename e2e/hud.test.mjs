@@ -462,6 +462,65 @@ test('a permission request: the owner allows it on the HUD, an anonymous viewer 
   await owner.close();
 });
 
+test('a permission request: a question is answered with the chosen options, and a Deny carries its message', async () => {
+  const task = agent.startTask('asks', 'Set up storage');
+  const id = task.id;
+  agent.event(id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  agent.event(id, { kind: 'user_message', text: 'Set up storage' });
+  agent.updateTask(task, { status: 'waiting', waitingSince: new Date().toISOString() });
+  const questions = [
+    { question: 'Which database?', header: 'DB', options: [{ label: 'SQLite', description: 'one file' }, { label: 'Postgres' }] },
+    { question: 'Which extras?', multiSelect: true, options: [{ label: 'Metrics' }, { label: 'Tracing' }, { label: 'Backups' }] },
+  ];
+  agent.event(id, { kind: 'permission_request', requestId: 'ask-1', toolName: 'AskUserQuestion', input: { questions } });
+
+  const owner = await ownerContext();
+  const page = await owner.newPage();
+  await page.goto('/hud/alice/asks');
+  const card = page.locator('[data-testid="permission-card"][data-request-id="ask-1"]');
+  const submit = card.locator('[data-testid="submit-answers"]');
+  await submit.waitFor({ timeout: 10000 });
+  assert.equal(await card.locator('[data-testid="question"]').count(), 2);
+  assert.equal(await submit.isDisabled(), true, 'Submit waits for every question to have an answer');
+  await card.getByLabel('SQLite').check();
+  await card.getByLabel('Postgres').check();
+  await card.getByLabel('Metrics').check();
+  await card.getByLabel('Backups').check();
+  await until(async () => !(await submit.isDisabled()), 5000, 'Submit to be enabled');
+  await shot(page, 'hud-question');
+  await submit.click();
+  const answer = await agent.waitForDecision(id, 'ask-1');
+  assert.equal(answer.behavior, 'allow');
+  assert.deepEqual(answer.updatedInput.questions, questions);
+  assert.deepEqual(answer.updatedInput.answers, { 'Which database?': 'Postgres', 'Which extras?': 'Metrics, Backups' });
+  agent.event(id, { kind: 'permission_decision', requestId: 'ask-1', behavior: 'allow', decidedBy: 'owner', updatedInput: answer.updatedInput });
+  await card.locator('[data-testid="answer"]', { hasText: 'Metrics, Backups' }).waitFor({ timeout: 10000 });
+
+  // A file edit, denied with a reason: the diff is shown, and the reason reaches the agent.
+  agent.event(id, {
+    kind: 'permission_request',
+    requestId: 'edit-1',
+    toolName: 'Edit',
+    input: { file_path: 'src/db.rs', old_string: 'let db = None;', new_string: 'let db = Some(open()?);' },
+  });
+  const edit = page.locator('[data-testid="permission-card"][data-request-id="edit-1"]');
+  await edit.locator('[data-testid="deny"]').waitFor({ timeout: 10000 });
+  assert.equal(await edit.locator('[data-testid="perm-path"]').innerText(), 'src/db.rs');
+  assert.equal((await edit.locator('.diff .del').innerText()).trim(), '- let db = None;');
+  assert.equal((await edit.locator('.diff .add').innerText()).trim(), '+ let db = Some(open()?);');
+  await edit.locator('[data-testid="deny-message"]').fill('Keep it lazy');
+  await edit.locator('[data-testid="deny"]').click();
+  const denied = await agent.waitForDecision(id, 'edit-1');
+  assert.equal(denied.behavior, 'deny');
+  assert.equal(denied.message, 'Keep it lazy');
+  agent.event(id, { kind: 'permission_decision', requestId: 'edit-1', behavior: 'deny', message: 'Keep it lazy', decidedBy: 'owner' });
+  await edit.locator('[data-testid="decision"][data-behavior="deny"]', { hasText: 'Denied by the owner: Keep it lazy' }).waitFor({ timeout: 10000 });
+  agent.event(id, { kind: 'done', summary: 'Left the database alone.' });
+  agent.updateTask(task, { status: 'completed', waitingSince: undefined, finishedAt: new Date().toISOString() });
+  await until(async () => !(await page.title()).includes('(needs input)'), 10000, 'the tab title to drop (needs input)');
+  await owner.close();
+});
+
 test('a reply under the last turn starts a follow-up turn that the page follows live', async () => {
   const first = agent.startTask('asks', 'Plan the change');
   agent.updateTask(first, { conversationId: first.id, sessionId: 'sess-e2e' });
