@@ -34,7 +34,7 @@ let agent;
 const keys = {};
 let demoTask;
 let viewer; // the anonymous viewer's page, kept open from the late join to the restart
-const REPOS = ['demo', 'secret', 'workbench', 'polled', 'big'];
+const REPOS = ['demo', 'secret', 'workbench', 'polled', 'big', 'asks'];
 
 async function shot(page, name) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -386,6 +386,182 @@ test('cockpit views in a browser (relay-fed, as the owner): task list and a task
   await page.locator('button.cancel').click();
   await agent.waitFor((m) => m.type === 'cancel' && m.taskId === sent.taskId, 10000, 'the cancel on the agent');
   await context.close();
+});
+
+// SPEC 8 (needs the relay's permission and reply routes):
+//   node --test --test-name-pattern='permission request|reply under' e2e/hud.test.mjs
+test('a permission request: the owner allows it on the HUD, an anonymous viewer sees it wait without buttons, the tool runs', async () => {
+  await relay.api('PUT', '/api/hud/settings?repo=alice/asks', keys.owner, { public: true, embedAllowed: false });
+  const task = agent.startTask('asks', 'Make a file');
+  const id = task.id;
+  const requestId = `req-${crypto.randomUUID()}`;
+  agent.event(id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  agent.event(id, { kind: 'user_message', text: 'Create made-by-claude.txt' });
+  agent.chunk(id, 'I will create the file. ');
+  agent.updateTask(task, { status: 'waiting', waitingSince: new Date().toISOString() });
+  agent.event(id, {
+    kind: 'permission_request',
+    requestId,
+    toolName: 'Bash',
+    input: { command: 'touch made-by-claude.txt', description: 'Create an empty file' },
+    description: 'Claude wants to run a shell command',
+  });
+  await relayHasEvents(id, 4);
+
+  // The owner: the card with the command, Allow and Deny; the header and the tab say it waits.
+  const owner = await ownerContext();
+  const page = await owner.newPage();
+  await page.goto('/hud/alice/asks');
+  const card = page.locator(`[data-testid="permission-card"][data-request-id="${requestId}"]`);
+  await card.locator('[data-testid="allow"]').waitFor({ timeout: 10000 });
+  assert.equal(await card.locator('[data-testid="perm-command"]').innerText(), 'touch made-by-claude.txt');
+  assert.equal(await card.locator('[data-testid="deny"]').count(), 1);
+  assert.match(await card.innerText(), /Claude wants to run a shell command/);
+  await page.locator('#transcript [data-testid="user-message"]', { hasText: 'Create made-by-claude.txt' }).waitFor({ timeout: 10000 });
+  await page.locator('[data-testid="needs-input"]').waitFor({ timeout: 10000 });
+  await until(async () => (await page.title()).includes('(needs input)'), 10000, 'the owner tab title to say (needs input)');
+  await shot(page, 'hud-permission-request');
+
+  // An anonymous viewer of the public HUD: the request and the command, never the buttons.
+  const anonymous = await browser.newContext();
+  const anon = await anonymous.newPage();
+  await anon.goto(`${relay.base}/hud/alice/asks`);
+  const anonCard = anon.locator(`[data-testid="permission-card"][data-request-id="${requestId}"]`);
+  await anonCard.locator('[data-testid="waiting-owner"]', { hasText: 'Waiting for the owner' }).waitFor({ timeout: 10000 });
+  assert.equal(await anonCard.locator('[data-testid="perm-command"]').innerText(), 'touch made-by-claude.txt');
+  const anonButtons = '[data-testid="allow"], [data-testid="deny"], [data-testid="deny-message"], [data-testid="submit-answers"]';
+  assert.equal(await anon.locator(anonButtons).count(), 0);
+  await until(async () => (await anon.title()).includes('(needs input)'), 10000, 'the viewer tab title to say (needs input)');
+  await shot(anon, 'hud-permission-viewer');
+
+  // Allow: the agent gets the decision, reports it, and the tool runs.
+  await card.locator('[data-testid="allow"]').click();
+  const decision = await agent.waitForDecision(id, requestId);
+  assert.equal(decision.behavior, 'allow');
+  agent.event(id, { kind: 'permission_decision', requestId, behavior: 'allow', decidedBy: 'owner' });
+  agent.updateTask(task, { status: 'running', waitingSince: undefined });
+  agent.event(id, { kind: 'tool_start', toolId: 'toolu_touch', toolName: 'Bash', params: { command: 'touch made-by-claude.txt' } });
+  agent.event(id, { kind: 'tool_done', toolId: 'toolu_touch', output: 'made-by-claude.txt created', isError: false });
+  agent.chunk(id, 'The file exists now.');
+  agent.event(id, { kind: 'done', summary: 'Created made-by-claude.txt' });
+  agent.updateTask(task, { status: 'completed', finishedAt: new Date().toISOString() });
+
+  await card.locator('[data-testid="decision"][data-behavior="allow"]', { hasText: 'Allowed by the owner' }).waitFor({ timeout: 10000 });
+  const tool = page.locator('.tool[data-tool-id="toolu_touch"][data-state="done"]');
+  await tool.waitFor({ timeout: 10000 });
+  await tool.locator('button.tool-head').click();
+  await tool.locator('.tool-body', { hasText: 'made-by-claude.txt created' }).waitFor({ timeout: 5000 });
+  assert.equal(await page.locator('[data-testid="allow"], [data-testid="deny"]').count(), 0, 'no buttons once decided');
+  await until(async () => !(await page.title()).includes('(needs input)'), 10000, 'the owner tab title to drop (needs input)');
+  assert.equal(await page.locator('[data-testid="needs-input"]').count(), 0);
+  await anonCard.locator('[data-testid="decision"]', { hasText: 'Allowed by the owner' }).waitFor({ timeout: 10000 });
+  await anon.locator('.tool[data-tool-id="toolu_touch"][data-state="done"]').waitFor({ timeout: 10000 });
+  assert.equal(await anon.locator(anonButtons).count(), 0);
+  await shot(page, 'hud-permission-allowed');
+  await anonymous.close();
+  await owner.close();
+});
+
+test('a permission request: a question is answered with the chosen options, and a Deny carries its message', async () => {
+  const task = agent.startTask('asks', 'Set up storage');
+  const id = task.id;
+  agent.event(id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  agent.event(id, { kind: 'user_message', text: 'Set up storage' });
+  agent.updateTask(task, { status: 'waiting', waitingSince: new Date().toISOString() });
+  const questions = [
+    { question: 'Which database?', header: 'DB', options: [{ label: 'SQLite', description: 'one file' }, { label: 'Postgres' }] },
+    { question: 'Which extras?', multiSelect: true, options: [{ label: 'Metrics' }, { label: 'Tracing' }, { label: 'Backups' }] },
+  ];
+  agent.event(id, { kind: 'permission_request', requestId: 'ask-1', toolName: 'AskUserQuestion', input: { questions } });
+
+  const owner = await ownerContext();
+  const page = await owner.newPage();
+  await page.goto('/hud/alice/asks');
+  const card = page.locator('[data-testid="permission-card"][data-request-id="ask-1"]');
+  const submit = card.locator('[data-testid="submit-answers"]');
+  await submit.waitFor({ timeout: 10000 });
+  assert.equal(await card.locator('[data-testid="question"]').count(), 2);
+  assert.equal(await submit.isDisabled(), true, 'Submit waits for every question to have an answer');
+  await card.getByLabel('SQLite').check();
+  await card.getByLabel('Postgres').check();
+  await card.getByLabel('Metrics').check();
+  await card.getByLabel('Backups').check();
+  await until(async () => !(await submit.isDisabled()), 5000, 'Submit to be enabled');
+  await shot(page, 'hud-question');
+  await submit.click();
+  const answer = await agent.waitForDecision(id, 'ask-1');
+  assert.equal(answer.behavior, 'allow');
+  assert.deepEqual(answer.updatedInput.questions, questions);
+  assert.deepEqual(answer.updatedInput.answers, { 'Which database?': 'Postgres', 'Which extras?': 'Metrics, Backups' });
+  agent.event(id, { kind: 'permission_decision', requestId: 'ask-1', behavior: 'allow', decidedBy: 'owner', updatedInput: answer.updatedInput });
+  await card.locator('[data-testid="answer"]', { hasText: 'Metrics, Backups' }).waitFor({ timeout: 10000 });
+
+  // A file edit, denied with a reason: the diff is shown, and the reason reaches the agent.
+  agent.event(id, {
+    kind: 'permission_request',
+    requestId: 'edit-1',
+    toolName: 'Edit',
+    input: { file_path: 'src/db.rs', old_string: 'let db = None;', new_string: 'let db = Some(open()?);' },
+  });
+  const edit = page.locator('[data-testid="permission-card"][data-request-id="edit-1"]');
+  await edit.locator('[data-testid="deny"]').waitFor({ timeout: 10000 });
+  assert.equal(await edit.locator('[data-testid="perm-path"]').innerText(), 'src/db.rs');
+  assert.equal((await edit.locator('.diff .del').innerText()).trim(), '- let db = None;');
+  assert.equal((await edit.locator('.diff .add').innerText()).trim(), '+ let db = Some(open()?);');
+  await edit.locator('[data-testid="deny-message"]').fill('Keep it lazy');
+  await edit.locator('[data-testid="deny"]').click();
+  const denied = await agent.waitForDecision(id, 'edit-1');
+  assert.equal(denied.behavior, 'deny');
+  assert.equal(denied.message, 'Keep it lazy');
+  agent.event(id, { kind: 'permission_decision', requestId: 'edit-1', behavior: 'deny', message: 'Keep it lazy', decidedBy: 'owner' });
+  await edit.locator('[data-testid="decision"][data-behavior="deny"]', { hasText: 'Denied by the owner: Keep it lazy' }).waitFor({ timeout: 10000 });
+  agent.event(id, { kind: 'done', summary: 'Left the database alone.' });
+  agent.updateTask(task, { status: 'completed', waitingSince: undefined, finishedAt: new Date().toISOString() });
+  await until(async () => !(await page.title()).includes('(needs input)'), 10000, 'the tab title to drop (needs input)');
+  await owner.close();
+});
+
+test('a reply under the last turn starts a follow-up turn that the page follows live', async () => {
+  const first = agent.startTask('asks', 'Plan the change');
+  agent.updateTask(first, { conversationId: first.id, sessionId: 'sess-e2e' });
+  agent.event(first.id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  agent.event(first.id, { kind: 'user_message', text: 'Plan the change' });
+  agent.chunk(first.id, 'Here is the plan.');
+  await relayHasEvents(first.id, 3);
+
+  const owner = await ownerContext();
+  const page = await owner.newPage();
+  await page.goto('/hud/alice/asks');
+  await page.locator('#transcript', { hasText: 'Here is the plan.' }).waitFor({ timeout: 10000 });
+  const reply = page.locator('#reply-prompt');
+  await reply.waitFor({ timeout: 10000 });
+  assert.equal(await reply.isDisabled(), true, 'no reply while the turn runs');
+  agent.event(first.id, { kind: 'done', summary: 'Planned.' });
+  agent.updateTask(first, { status: 'completed', finishedAt: new Date().toISOString() });
+  await until(async () => !(await reply.isDisabled()), 10000, 'the reply box to be enabled once the turn ended');
+
+  await reply.fill('Now do it');
+  await page.locator('[data-testid="reply-send"]').click();
+  const sent = await agent.waitFor((m) => m.type === 'task' && m.parentTaskId === first.id, 10000, 'the follow-up on the agent socket');
+  assert.equal(sent.conversationId, first.id);
+  assert.equal(sent.payload.prompt, 'Now do it');
+  assert.equal(sent.payload.resumeSessionId, 'sess-e2e');
+  const second = await agent.runRelayTask(relay, keys.owner, sent.taskId);
+  agent.event(second.id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  agent.event(second.id, { kind: 'user_message', text: 'Now do it' });
+  agent.chunk(second.id, 'Did it.');
+
+  // One thread: the first turn, then the second with its prompt, live.
+  await page.locator(`.turn[data-task-id="${second.id}"]`, { hasText: 'Did it.' }).waitFor({ timeout: 10000 });
+  await page.locator(`.turn[data-task-id="${second.id}"] [data-testid="user-message"]`, { hasText: 'Now do it' }).waitFor({ timeout: 10000 });
+  assert.match(await page.locator(`.turn[data-task-id="${first.id}"]`).innerText(), /Here is the plan\./);
+  assert.equal(await page.locator('#transcript .turn').count(), 2);
+  await until(async () => await reply.isDisabled(), 10000, 'the reply box to be disabled while the new turn runs');
+  agent.event(second.id, { kind: 'done', summary: 'Done.' });
+  agent.updateTask(second, { status: 'completed', finishedAt: new Date().toISOString() });
+  await until(async () => !(await reply.isDisabled()), 10000, 'the reply box to be enabled again');
+  await shot(page, 'hud-conversation');
+  await owner.close();
 });
 
 test('killing the relay turns the indicator red; restarting turns it green with the transcript whole', async () => {

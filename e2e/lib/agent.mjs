@@ -69,6 +69,30 @@ export class FakeAgent {
     return task;
   }
 
+  /** Sends the task's new state (`task-update`): `changes` over the task as last sent. */
+  updateTask(task, changes) {
+    Object.assign(task, changes);
+    this.send({ type: 'task-update', task });
+    return task;
+  }
+
+  /** Takes over a task the relay sent (`task` message): reports it running; returns it. */
+  async runRelayTask(relay, key, taskId) {
+    const { task } = await relay.api('GET', `/api/cockpit/tasks/${taskId}`, key);
+    this.seq = this.seq || {};
+    this.seq[taskId] = 0;
+    return this.updateTask(task, { status: 'running', startedAt: new Date().toISOString(), agentId: this.agentId });
+  }
+
+  /** The `permission-decision` the relay sends for a request (SPEC 8). */
+  waitForDecision(taskId, requestId, timeoutMs = 10000) {
+    return this.waitFor(
+      (m) => m.type === 'permission-decision' && m.taskId === taskId && m.requestId === requestId,
+      timeoutMs,
+      `permission-decision ${requestId} on the agent socket`,
+    );
+  }
+
   event(taskId, event) {
     this.seq[taskId] += 1;
     this.send({ type: 'task-event', taskId, seq: this.seq[taskId], event });

@@ -2,10 +2,10 @@
 //! Views call these methods and never care which one they talk to.
 
 use flightdeck_protocol::api::{
-    AlertResponse, ApiError, CreateTaskRequest, EventsResponse, HudSessionResponse, HudSettings, HudStartRequest,
-    HudStartResponse, TaskResponse,
+    AlertResponse, ApiError, ConversationResponse, CreateTaskRequest, DecisionRequest, EventsResponse,
+    HudSessionResponse, HudSettings, HudStartRequest, HudStartResponse, ReplyRequest, TaskResponse,
 };
-use flightdeck_protocol::desktop::{SettingsUpdate, SettingsView};
+use flightdeck_protocol::desktop::{DecideRequest, ReplyTaskRequest, SettingsUpdate, SettingsView};
 use flightdeck_protocol::{RepoStatus, Task};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -158,6 +158,66 @@ impl Backend {
             Backend::Tauri => {
                 self.call(tauri::commands::CANCEL_TASK, &tauri::TaskIdArgs { task_id: task_id.into() }).await
             }
+        }
+    }
+
+    /// Decides a pending permission request (SPEC 8); answers the task's state. A 409 means
+    /// the request is no longer pending (someone else decided, or the task ended).
+    pub async fn decide(&self, task_id: &str, request_id: &str, decision: &DecisionRequest) -> Result<Task, Failure> {
+        match self {
+            Backend::Relay { .. } => self
+                .http::<TaskResponse>(
+                    "POST",
+                    &format!("/api/cockpit/tasks/{}/permissions/{}", q(task_id), q(request_id)),
+                    Some(to_json(decision)),
+                )
+                .await
+                .map(|r| r.task),
+            Backend::Tauri => {
+                let request = DecideRequest {
+                    task_id: task_id.into(),
+                    request_id: request_id.into(),
+                    behavior: decision.behavior,
+                    updated_input: decision.updated_input.clone(),
+                    message: decision.message.clone(),
+                };
+                self.call(tauri::commands::DECIDE_PERMISSION, &tauri::DecideArgs { request }).await
+            }
+        }
+    }
+
+    /// Sends a follow-up turn to a task's conversation; answers the new turn.
+    pub async fn reply(&self, task_id: &str, reply: &ReplyRequest) -> Result<Task, Failure> {
+        match self {
+            Backend::Relay { .. } => self
+                .http::<TaskResponse>("POST", &format!("/api/cockpit/tasks/{}/reply", q(task_id)), Some(to_json(reply)))
+                .await
+                .map(|r| r.task),
+            Backend::Tauri => {
+                let request = ReplyTaskRequest {
+                    task_id: task_id.into(),
+                    prompt: reply.prompt.clone(),
+                    permission_mode: reply.permission_mode.clone(),
+                    allowed_tools: reply.allowed_tools.clone(),
+                };
+                self.call(tauri::commands::REPLY_TASK, &tauri::ReplyArgs { request }).await
+            }
+        }
+    }
+
+    /// Every turn of a conversation, oldest first. The relay only: the desktop's task list
+    /// already holds the turns.
+    pub async fn conversation(&self, conversation_id: &str) -> Result<Vec<Task>, Failure> {
+        match self {
+            Backend::Relay { .. } => self
+                .http::<ConversationResponse>(
+                    "GET",
+                    &format!("/api/cockpit/conversations/{}", q(conversation_id)),
+                    None,
+                )
+                .await
+                .map(|r| r.tasks),
+            Backend::Tauri => Ok(Vec::new()),
         }
     }
 

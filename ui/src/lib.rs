@@ -3,6 +3,7 @@
 //!
 //! - [`state`]: the store and its reducer (pure; tested on the host).
 //! - [`transcript`]: a task's transcript from its events: order, dedup, chunk coalescing (pure).
+//! - [`permission`]: a permission request's input made readable; a question's answers (pure).
 //! - [`markdown`]: prose / fenced code splitting for assistant text (pure).
 //! - [`connection`]: the connection indicator's rules and the reconnect backoff (pure).
 //! - [`realtime`]: the live feed: WebSocket with backoff and resubscribe, polling fallback,
@@ -21,6 +22,7 @@ pub mod connection;
 pub mod env;
 pub mod hooks;
 pub mod markdown;
+pub mod permission;
 pub mod realtime;
 pub mod state;
 pub mod tauri;

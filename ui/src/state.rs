@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use flightdeck_protocol::api::{HudSessionResponse, HudSettings};
 use flightdeck_protocol::realtime::{HudEvent, HudSnapshot, RepoEvent, TopicEvent, TopicSnapshot};
-use flightdeck_protocol::{AgentInfo, Alert, RepoStatus, SeqEvent, ServerMessage, Task, Topic};
+use flightdeck_protocol::{AgentInfo, Alert, RepoStatus, SeqEvent, ServerMessage, Task, TaskStatus, Topic};
 use yew::Reducible;
 
 use crate::connection::Connection;
@@ -80,6 +80,8 @@ pub enum Action {
     ApiReachable(bool),
     /// A task seen outside the topics (e.g. the answer to a start request).
     TaskUpdated(Task),
+    /// The turns of a conversation (`GET /api/cockpit/conversations/:id`).
+    Conversation(Vec<Task>),
     /// An alert changed (acknowledged ones leave the list).
     AlertUpdated(Alert),
     Settings(HudSettings),
@@ -130,6 +132,27 @@ impl Store {
         self.transcripts.get(id)
     }
 
+    /// Every known turn of the conversation `task_id` belongs to, oldest first (just the task
+    /// when it is the only one known).
+    pub fn conversation_turns(&self, task_id: &str) -> Vec<Task> {
+        let Some(task) = self.task(task_id) else { return Vec::new() };
+        let conversation = task.conversation();
+        let mut turns: Vec<Task> = self.tasks.iter().filter(|t| t.conversation() == conversation).cloned().collect();
+        if !turns.iter().any(|t| t.id == task.id) {
+            turns.push(task.clone());
+        }
+        turns.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        turns
+    }
+
+    /// Whether a task waits for a person: its status says so, or its transcript holds a request
+    /// nobody decided while the task has not ended (the event may come before the status).
+    pub fn needs_input(&self, task: &Task) -> bool {
+        task.status == TaskStatus::Waiting
+            || (!task.status.is_terminal()
+                && self.transcript(&task.id).is_some_and(|t| t.undecided_requests().next().is_some()))
+    }
+
     pub fn apply(&mut self, action: Action) {
         self.version += 1;
         match action {
@@ -159,6 +182,7 @@ impl Store {
             Action::SocketOpen(open) => self.connection.socket_open = open,
             Action::ApiReachable(ok) => self.connection.api_reachable = ok,
             Action::TaskUpdated(task) => self.upsert_task(task),
+            Action::Conversation(tasks) => tasks.into_iter().for_each(|t| self.upsert_task(t)),
             Action::AlertUpdated(alert) => self.upsert_alert(alert),
             Action::Settings(settings) => {
                 if let Some(hud) = &mut self.hud {
@@ -464,6 +488,41 @@ mod tests {
         let t = store.transcript("t1").unwrap();
         assert_eq!(t.items.len(), 1);
         assert_eq!(t.event_count, 10_000);
+    }
+
+    #[test]
+    fn conversation_turns_are_oldest_first_and_waiting_needs_input() {
+        let mut store = Store::default();
+        feed(&mut store, &[hud_snapshot(vec![])]);
+        let other = task("t9", "2026-01-01T00:00:30Z");
+        let second = Task {
+            conversation_id: "t1".into(),
+            parent_task_id: Some("t1".into()),
+            ..task("t2", "2026-01-01T00:01:00Z")
+        };
+        let third = Task { conversation_id: "t1".into(), ..task("t3", "2026-01-01T00:02:00Z") };
+        store.reduce_in_place(Action::Conversation(vec![third.clone(), second.clone()]));
+        store.reduce_in_place(Action::TaskUpdated(other));
+        let ids = |turns: Vec<Task>| turns.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.conversation_turns("t2")), ["t1", "t2", "t3"]);
+        assert_eq!(ids(store.conversation_turns("t9")), ["t9"]);
+        assert!(store.conversation_turns("nope").is_empty());
+
+        assert!(!store.needs_input(&third));
+        let waiting = Task { status: TaskStatus::Waiting, ..third.clone() };
+        assert!(store.needs_input(&waiting));
+        // A request seen before the task's status changed already counts; a decision settles it.
+        let request = json!({"kind": "permission_request", "requestId": "r1", "toolName": "Bash", "input": {}});
+        let frame = |seq: u64, event: serde_json::Value| {
+            encode_event("hud:alice/flightdeck", &json!({"taskId": "t3", "seq": seq, "event": event}))
+        };
+        feed(&mut store, &[frame(1, request)]);
+        assert!(store.needs_input(&third));
+        assert!(!store.needs_input(&Task { status: TaskStatus::Completed, ..third.clone() }));
+        let decision =
+            json!({"kind": "permission_decision", "requestId": "r1", "behavior": "allow", "decidedBy": "owner"});
+        feed(&mut store, &[frame(2, decision)]);
+        assert!(!store.needs_input(&third));
     }
 
     #[test]

@@ -10,11 +10,12 @@
 //! - `ack_alert {id}` -> `AlertResponse`
 //! - `create_task {request: CreateTaskRequest}` -> `TaskResponse`
 //! - `health {}` -> anything (only success matters)
+//! - `decide_permission {request: DecideRequest}` -> `Task`; `reply_task {request: ReplyTaskRequest}` -> `Task`
 //! - desktop only: `cancel_task {taskId}`, `get_settings {}`, `set_settings {update}`,
 //!   `pick_repo {}`, `set_watching_paused {paused}`, `open_hud {repo?}`
 
 use flightdeck_protocol::api::CreateTaskRequest;
-use flightdeck_protocol::desktop::{CommandError, SettingsUpdate};
+use flightdeck_protocol::desktop::{CommandError, DecideRequest, ReplyTaskRequest, SettingsUpdate};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -65,6 +66,16 @@ pub struct IdArgs {
 #[derive(Serialize)]
 pub struct CreateTaskArgs {
     pub request: CreateTaskRequest,
+}
+
+#[derive(Serialize)]
+pub struct DecideArgs {
+    pub request: DecideRequest,
+}
+
+#[derive(Serialize)]
+pub struct ReplyArgs {
+    pub request: ReplyTaskRequest,
 }
 
 #[derive(Serialize)]

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use flightdeck_protocol::event::ChunkStream;
+use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy};
 use flightdeck_protocol::{SeqEvent, TaskEvent, TaskStatus};
 use serde_json::Value;
 
@@ -50,6 +50,33 @@ impl ToolCall {
     }
 }
 
+/// How a permission request was decided (`permission_decision`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub behavior: Behavior,
+    pub message: Option<String>,
+    pub updated_input: Option<Value>,
+    pub decided_by: DecidedBy,
+}
+
+/// A tool Claude asked to use, or a question it asked (SPEC 8), and its decision once made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionCall {
+    pub request_id: String,
+    pub tool_name: String,
+    pub input: Value,
+    pub description: Option<String>,
+    /// Set by the `permission_decision` with the same `requestId`.
+    pub decision: Option<Decision>,
+}
+
+impl PermissionCall {
+    /// Still waiting for a person: not decided, and the task can still use an answer.
+    pub fn is_pending(&self, task_status: Option<TaskStatus>) -> bool {
+        self.decision.is_none() && !task_status.is_some_and(TaskStatus::is_terminal)
+    }
+}
+
 /// The latest `usage` of a task.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Usage {
@@ -77,6 +104,11 @@ pub enum Item {
     Error {
         error: String,
     },
+    /// The prompt of the turn (`user_message`).
+    UserMessage {
+        text: String,
+    },
+    Permission(PermissionCall),
 }
 
 /// A task's transcript. Items are append-only, so an item's index is a stable key.
@@ -92,6 +124,7 @@ pub struct Transcript {
     pub event_count: usize,
     pending: BTreeMap<u64, TaskEvent>,
     tools: HashMap<String, usize>,
+    permissions: HashMap<String, usize>,
 }
 
 impl Transcript {
@@ -147,6 +180,19 @@ impl Transcript {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether the turn has a prompt of its own (a `user_message` event).
+    pub fn has_user_message(&self) -> bool {
+        self.items.iter().any(|i| matches!(i.as_ref(), Item::UserMessage { .. }))
+    }
+
+    /// Permission requests not decided yet (whatever the task's status).
+    pub fn undecided_requests(&self) -> impl Iterator<Item = &PermissionCall> {
+        self.permissions.values().filter_map(|&i| match self.items[i].as_ref() {
+            Item::Permission(p) if p.decision.is_none() => Some(p),
+            _ => None,
+        })
     }
 
     fn apply_in_order(&mut self, seq: u64, event: TaskEvent) {
@@ -216,7 +262,41 @@ impl Transcript {
             }
             TaskEvent::Done { summary } => self.items.push(Rc::new(Item::Done { summary })),
             TaskEvent::Error { error } => self.items.push(Rc::new(Item::Error { error })),
+            TaskEvent::UserMessage { text } => self.items.push(Rc::new(Item::UserMessage { text })),
+            TaskEvent::PermissionRequest { request_id, tool_name, input, description, .. } => {
+                let i = self.permission_index(&request_id);
+                if let Item::Permission(call) = Rc::make_mut(&mut self.items[i]) {
+                    // A request re-announced (after a dropped link) keeps a decision already seen.
+                    call.tool_name = tool_name;
+                    call.input = input;
+                    call.description = description;
+                }
+            }
+            TaskEvent::PermissionDecision { request_id, behavior, message, updated_input, decided_by } => {
+                let i = self.permission_index(&request_id);
+                if let Item::Permission(call) = Rc::make_mut(&mut self.items[i]) {
+                    call.decision = Some(Decision { behavior, message, updated_input, decided_by });
+                }
+            }
         }
+    }
+
+    /// The item of a permission request, creating a card when a decision arrives for an
+    /// unknown one (a snapshot that starts after the request).
+    fn permission_index(&mut self, request_id: &str) -> usize {
+        if let Some(&i) = self.permissions.get(request_id) {
+            return i;
+        }
+        let i = self.items.len();
+        self.permissions.insert(request_id.to_string(), i);
+        self.items.push(Rc::new(Item::Permission(PermissionCall {
+            request_id: request_id.to_string(),
+            tool_name: "tool".into(),
+            input: Value::Null,
+            description: None,
+            decision: None,
+        })));
+        i
     }
 
     /// The item of a tool, creating a card when progress or output arrives for an unknown tool.
@@ -256,6 +336,10 @@ mod tests {
                 Item::Status { status, .. } => format!("status:{}", status.as_str()),
                 Item::Done { summary } => format!("done:{summary}"),
                 Item::Error { error } => format!("error:{error}"),
+                Item::UserMessage { text } => format!("you:{text}"),
+                Item::Permission(p) => {
+                    format!("perm:{}:{}", p.tool_name, p.decision.as_ref().map_or("pending", |d| d.behavior.as_str()))
+                }
             })
             .collect()
     }
@@ -352,6 +436,75 @@ mod tests {
             is_error: false,
         };
         assert_eq!(call.headline(), "cargo test");
+    }
+
+    fn request(id: &str) -> TaskEvent {
+        TaskEvent::PermissionRequest {
+            request_id: id.into(),
+            tool_name: "Bash".into(),
+            input: json!({"command": "touch x"}),
+            description: None,
+            suggestions: None,
+        }
+    }
+
+    fn decision(id: &str, behavior: Behavior) -> TaskEvent {
+        TaskEvent::PermissionDecision {
+            request_id: id.into(),
+            behavior,
+            message: None,
+            updated_input: None,
+            decided_by: DecidedBy::Owner,
+        }
+    }
+
+    #[test]
+    fn a_decision_settles_its_request_in_place() {
+        let mut t = Transcript::default();
+        t.apply(1, TaskEvent::UserMessage { text: "make a file".into() });
+        t.apply(2, request("r1"));
+        t.apply(3, request("r2"));
+        assert_eq!(texts(&t), ["you:make a file", "perm:Bash:pending", "perm:Bash:pending"]);
+        assert!(t.has_user_message());
+        assert_eq!(t.undecided_requests().count(), 2);
+        t.apply(4, decision("r1", Behavior::Allow));
+        t.apply(5, request("r1")); // re-announced after a dropped link: still decided
+        assert_eq!(texts(&t), ["you:make a file", "perm:Bash:allow", "perm:Bash:pending"]);
+        let ids: Vec<&str> = t.undecided_requests().map(|p| p.request_id.as_str()).collect();
+        assert_eq!(ids, ["r2"]);
+        // A decision for a request the snapshot did not hold still shows as a settled card.
+        t.apply(6, decision("r9", Behavior::Deny));
+        assert_eq!(texts(&t).last().unwrap(), "perm:tool:deny");
+    }
+
+    #[test]
+    fn pending_means_undecided_and_the_task_not_ended() {
+        let Item::Permission(call) =
+            Transcript::from_events([SeqEvent { seq: 1, event: request("r") }]).items[0].as_ref().clone()
+        else {
+            panic!()
+        };
+        let cases = [
+            (None, true),
+            (Some(TaskStatus::Waiting), true),
+            (Some(TaskStatus::Running), true),
+            (Some(TaskStatus::Completed), false),
+            (Some(TaskStatus::Cancelled), false),
+            (Some(TaskStatus::Interrupted), false),
+        ];
+        for (status, want) in cases {
+            assert_eq!(call.is_pending(status), want, "{status:?}");
+        }
+        let decided = PermissionCall {
+            decision: Some(Decision {
+                behavior: Behavior::Deny,
+                message: None,
+                updated_input: None,
+                decided_by: DecidedBy::Timeout,
+            }),
+            ..call
+        };
+        assert!(!decided.is_pending(Some(TaskStatus::Waiting)));
     }
 
     #[test]

@@ -1,14 +1,13 @@
 use std::rc::Rc;
 
-use flightdeck_protocol::Task;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
 use flightdeck_protocol::api::CreateTaskRequest;
 
-use super::{AlertList, ConnectionIndicator, DesktopSettings, NewTaskForm, RepoPanel, Shared, TaskList, ThreadView};
+use super::{AlertList, ConnectionIndicator, DesktopSettings, NewTaskForm, RepoPanel, TaskList, ThreadView};
 use crate::backend::Backend;
-use crate::hooks::use_app;
+use crate::hooks::{use_app, use_conversation, use_needs_input_title};
 use crate::state::Action;
 
 /// The desktop window: every repo, every task, alerts, and the selected task's transcript.
@@ -55,8 +54,10 @@ pub fn cockpit_page() -> Html {
         Callback::from(move |_: MouseEvent| dispatch.dispatch(Action::Notice(None)))
     };
     let selected = store.selected_task.clone();
-    let task: Option<Task> = selected.as_deref().and_then(|id| store.task(id).cloned());
-    let transcript = selected.as_deref().and_then(|id| store.transcript(id)).map(|t| Shared(t.clone()));
+    // On a relay the conversation is loaded over REST; the desktop's task list has every turn.
+    let turns = use_conversation(selected.clone(), app.backend != Backend::Tauri);
+    let waiting = store.tasks.iter().filter(|t| store.needs_input(t)).count();
+    use_needs_input_title(waiting > 0);
     let online = store.agents.iter().filter(|a| a.status != flightdeck_protocol::AgentState::Offline).count();
     // The desktop's own agent reports its relay link (the relay-fed cockpit has no such field).
     let link = store.agents.iter().find_map(|a| {
@@ -81,6 +82,9 @@ pub fn cockpit_page() -> Html {
                 <h1>{ "Flightdeck" }</h1>
                 <span class="badge">{ format!("{online} agent{} online", if online == 1 { "" } else { "s" }) }</span>
                 { for link_badge }
+                if waiting > 0 {
+                    <span class="badge st-waiting" data-testid="needs-input">{ format!("{waiting} waiting for input") }</span>
+                }
                 <span class="spacer"></span>
                 <ConnectionIndicator connection={store.connection} />
             </header>
@@ -92,7 +96,7 @@ pub fn cockpit_page() -> Html {
             }
             <main class="layout">
                 <div class="main-pane">
-                    <ThreadView task={task} transcript={transcript} on_cancel={Some(on_cancel)}
+                    <ThreadView turns={turns} owner={true} on_cancel={Some(on_cancel)}
                                 empty_text={Some(AttrValue::from("Choose a task to see its transcript."))} />
                 </div>
                 <aside class="side">

@@ -5,8 +5,8 @@ use flightdeck_protocol::Task;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
-use super::{AlertList, ConnectionIndicator, RepoPanel, SettingsToggles, Shared, StartForm, TaskList, ThreadView};
-use crate::hooks::use_app;
+use super::{AlertList, ConnectionIndicator, RepoPanel, SettingsToggles, StartForm, TaskList, ThreadView};
+use crate::hooks::{use_app, use_conversation, use_needs_input_title};
 use crate::state::Action;
 
 #[derive(Properties, PartialEq)]
@@ -111,8 +111,11 @@ pub fn hud_page(props: &HudPageProps) -> Html {
     let forbidden = store.forbidden.contains(&topic);
     let hud = store.hud.as_ref();
     let shown_id = store.shown_task_id().map(str::to_string);
-    let shown_task: Option<Task> = shown_id.as_deref().and_then(|id| store.task(id).cloned());
-    let transcript = shown_id.as_deref().and_then(|id| store.transcript(id)).map(|t| Shared(t.clone()));
+    // The owner loads the whole conversation; a viewer sees the turns the HUD showed.
+    let turns = use_conversation(shown_id.clone(), ctx.is_owner && !ctx.embed_mode);
+    let needs_input = hud.and_then(|h| h.task.as_ref()).is_some_and(|t| store.needs_input(t))
+        || turns.last().is_some_and(|t| store.needs_input(&t.task));
+    use_needs_input_title(needs_input && !forbidden);
     let agent_online =
         hud.map(|h| h.agent_online).or_else(|| store.session.as_ref().map(|s| s.can_start)).unwrap_or(false);
     let can_start = ctx.is_owner && agent_online;
@@ -147,7 +150,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                 if forbidden {
                     <p class="muted center">{ "This HUD is not available." }</p>
                 } else {
-                    <ThreadView task={shown_task} transcript={transcript} connection={Some(store.connection)} />
+                    <ThreadView turns={turns} connection={Some(store.connection)} />
                 }
             </div>
         };
@@ -162,6 +165,9 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                 <span class={classes!("badge", if agent_online { "online" } else { "offline" })} data-testid="agent-online">
                     { if agent_online { "Agent online" } else { "Agent offline" } }
                 </span>
+                if needs_input {
+                    <span class="badge st-waiting" data-testid="needs-input">{ "Waiting for input" }</span>
+                }
                 <span class="spacer"></span>
                 <ConnectionIndicator connection={store.connection} />
             </header>
@@ -177,7 +183,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                                 Callback::from(move |_: MouseEvent| dispatch.dispatch(Action::SelectTask(None)))
                             }>{ "← Back to the current task" }</button>
                         }
-                        <ThreadView task={shown_task} transcript={transcript}
+                        <ThreadView turns={turns} owner={ctx.is_owner}
                                     on_cancel={ctx.is_owner.then_some(on_cancel)}
                                     empty_text={Some(AttrValue::from(match (hud, &store.shown_task_id()) {
                                         (None, _) => "Connecting…",

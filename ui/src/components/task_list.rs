@@ -12,7 +12,8 @@ pub struct TaskListProps {
     pub on_select: Callback<String>,
 }
 
-/// Tasks with status badges; choosing one shows its transcript.
+/// Tasks with status badges (`waiting` stands out: a decision is pending); choosing one shows
+/// its conversation. A follow-up turn is marked as a reply.
 #[function_component(TaskList)]
 pub fn task_list(props: &TaskListProps) -> Html {
     html! {
@@ -34,6 +35,7 @@ pub fn task_list(props: &TaskListProps) -> Html {
                                 <span class={classes!("badge", format!("st-{}", t.status.as_str()))}>{ t.status.as_str() }</span>
                                 <span class="task-title">{ &t.title }</span>
                                 <span class="task-meta muted">
+                                    if t.parent_task_id.is_some() { { "↳ reply · " } }
                                     { format!("{} · {}", t.repo, t.created_at.format("%m-%d %H:%M")) }
                                     if let Some(c) = t.cost_usd { { format!(" · {}", format_cost(c)) } }
                                 </span>

@@ -1,55 +1,77 @@
 use std::rc::Rc;
 
-use flightdeck_protocol::Task;
+use flightdeck_protocol::{Executor, Task};
 use yew::prelude::*;
 
-use super::{Shared, StatusBar, TranscriptItem};
+use super::{ReplyBox, Shared, StatusBar, TranscriptItem};
 use crate::connection::Connection;
-use crate::transcript::Transcript;
+use crate::transcript::{Transcript, Usage};
 
 /// Items rendered at first; older ones come back a page at a time. Consecutive chunks are
 /// already one item each, so this bounds the DOM for very long transcripts.
 const PAGE: usize = 300;
 
+/// One turn of a conversation: a task and its transcript (none before its first event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub task: Task,
+    pub transcript: Option<Shared<Transcript>>,
+}
+
 #[derive(Properties, PartialEq)]
 pub struct ThreadViewProps {
-    pub task: Option<Task>,
-    pub transcript: Option<Shared<Transcript>>,
+    /// The conversation's turns, oldest first; empty when no task is shown.
+    pub turns: Rc<Vec<Turn>>,
     /// Shown in the status bar when the page has no header (embed mode).
     #[prop_or_default]
     pub connection: Option<Connection>,
     #[prop_or_default]
     pub empty_text: Option<AttrValue>,
-    /// Offered while the task is queued or running (owner and cockpit only).
+    /// Offered while the last turn is queued, running or waiting (owner and cockpit only).
     #[prop_or_default]
     pub on_cancel: Option<Callback<String>>,
+    /// The owner: may decide permission requests and reply under the last turn.
+    #[prop_or_default]
+    pub owner: bool,
 }
 
-/// A task's transcript, live. The scroll box is a reversed flex column, so the browser keeps it
-/// pinned to the newest output while text streams (no scroll jumps, no JS measuring) and
-/// leaves it alone once the reader scrolls up.
+/// A conversation, live: every turn's transcript in order, and the owner's reply box under
+/// the last one. The scroll box is a reversed flex column, so the browser keeps it pinned to
+/// the newest output while text streams (no scroll jumps, no JS measuring) and leaves it
+/// alone once the reader scrolls up.
 #[function_component(ThreadView)]
 pub fn thread_view(props: &ThreadViewProps) -> Html {
     let shown = use_state(|| PAGE);
-    let empty = Rc::new(Transcript::default());
-    let transcript = props.transcript.as_ref().map_or(&empty, |t| &t.0);
-    let items = &transcript.items;
-    let start = items.len().saturating_sub(*shown);
+    let turns = &*props.turns;
+    let first = turns.first().map(|t| &t.task);
+    let last = turns.last();
+    let total: usize = turns.iter().map(|t| t.transcript.as_ref().map_or(0, |tr| tr.items.len())).sum();
+    let mut skip = total.saturating_sub(*shown);
+    let hidden = skip;
     let on_more = {
         let shown = shown.clone();
         Callback::from(move |_: MouseEvent| shown.set(*shown + PAGE))
     };
-    let status = props.task.as_ref().map(|t| t.status).or(transcript.status);
+    let status = last.map(|t| t.task.status).or_else(|| last.and_then(|t| t.transcript.as_ref()?.status));
+    let events: usize = turns.iter().filter_map(|t| t.transcript.as_ref()).map(|t| t.event_count).sum();
+    let usage = turns.iter().filter_map(|t| t.transcript.as_ref()?.usage).reduce(|a, b| Usage {
+        input_tokens: a.input_tokens + b.input_tokens,
+        output_tokens: a.output_tokens + b.output_tokens,
+        total_cost_usd: a.total_cost_usd + b.total_cost_usd,
+    });
+    let running = last.filter(|t| !t.task.status.is_terminal()).map(|t| t.task.id.clone());
     html! {
         <section class="thread" aria-label="Task transcript">
             <header class="thread-head">
-                if let Some(task) = &props.task {
+                if let Some(task) = first {
                     <h2 class="thread-title" title={task.title.clone()}>{ &task.title }</h2>
                     <span class="executor">{ task.executor.as_str() }</span>
-                    if let (Some(on_cancel), false) = (&props.on_cancel, task.status.is_terminal()) {
+                    if turns.len() > 1 {
+                        <span class="turn-count muted">{ format!("{} turns", turns.len()) }</span>
+                    }
+                    if let (Some(on_cancel), Some(id)) = (&props.on_cancel, running) {
                         <button type="button" class="small cancel" onclick={
                             let on_cancel = on_cancel.clone();
-                            let id = task.id.clone();
                             Callback::from(move |_: MouseEvent| on_cancel.emit(id.clone()))
                         }>{ "Cancel task" }</button>
                     }
@@ -59,23 +81,64 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
             </header>
             <div class="thread-scroll" tabindex="0" aria-label="Transcript, newest at the bottom">
                 <div class="thread-items" id="transcript" aria-live="polite" aria-relevant="additions text" aria-atomic="false">
-                    if start > 0 {
+                    if hidden > 0 {
                         <button type="button" class="link more" onclick={on_more}>
-                            { format!("Show {} earlier items", start.min(PAGE)) }
+                            { format!("Show {} earlier items", hidden.min(PAGE)) }
                         </button>
                     }
-                    if items.is_empty() {
+                    if total == 0 && !turns.iter().any(|t| turn_prompt(t).is_some()) {
                         <p class="muted empty">{ props.empty_text.clone().unwrap_or_else(|| "Waiting for output…".into()) }</p>
                     }
-                    // The keyed items alone in their element: yew diffs them as one keyed list.
-                    <div class="items">
-                        { for items[start..].iter().enumerate().map(|(i, item)| html! {
-                            <TranscriptItem key={start + i} item={Shared(item.clone())} />
+                    <div class="turns">
+                        { for turns.iter().map(|turn| {
+                            let len = turn.transcript.as_ref().map_or(0, |t| t.items.len());
+                            let start = skip.min(len);
+                            skip -= start;
+                            html! {
+                                <div class="turn" key={turn.task.id.clone()} data-task-id={turn.task.id.clone()}>
+                                    if start == 0 {
+                                        if let Some(prompt) = turn_prompt(turn) {
+                                            <div class="msg user" data-testid="user-message">
+                                                <div class="who">{ "You" }</div>
+                                                <div class="prose">{ prompt }</div>
+                                            </div>
+                                        }
+                                    }
+                                    { turn_items(turn, start, props.owner) }
+                                </div>
+                            }
                         }) }
                     </div>
                 </div>
             </div>
-            <StatusBar status={status} usage={transcript.usage} events={transcript.event_count} connection={props.connection} />
+            if let Some(last) = last.filter(|t| props.owner && t.task.executor == Executor::Claude) {
+                <ReplyBox task_id={AttrValue::from(last.task.id.clone())} status={last.task.status} />
+            }
+            <StatusBar status={status} usage={usage} events={events} connection={props.connection} />
         </section>
+    }
+}
+
+/// The prompt shown above a turn when its transcript has no `user_message` of its own yet
+/// (a turn still queued, or one recorded before conversations existed).
+fn turn_prompt(turn: &Turn) -> Option<String> {
+    if turn.transcript.as_ref().is_some_and(|t| t.has_user_message()) {
+        return None;
+    }
+    turn.task.payload.prompt.clone().filter(|p| !p.trim().is_empty())
+}
+
+fn turn_items(turn: &Turn, start: usize, owner: bool) -> Html {
+    let Some(transcript) = &turn.transcript else { return html! {} };
+    let task_id = AttrValue::from(turn.task.id.clone());
+    let status = Some(turn.task.status);
+    html! {
+        // The keyed items alone in their element: yew diffs them as one keyed list.
+        <div class="items">
+            { for transcript.items[start..].iter().enumerate().map(|(i, item)| html! {
+                <TranscriptItem key={start + i} item={Shared(item.clone())} task_id={task_id.clone()}
+                                task_status={status} can_decide={owner} />
+            }) }
+        </div>
     }
 }

@@ -1,7 +1,8 @@
 use flightdeck_protocol::event::ChunkStream;
+use flightdeck_protocol::TaskStatus;
 use yew::prelude::*;
 
-use super::{Shared, ToolCard};
+use super::{PermissionCard, Shared, ToolCard};
 use crate::ansi;
 use crate::markdown::{blocks, Block};
 use crate::transcript::Item;
@@ -9,6 +10,14 @@ use crate::transcript::Item;
 #[derive(Properties, PartialEq)]
 pub struct TranscriptItemProps {
     pub item: Shared<Item>,
+    /// The task (turn) the item belongs to, and its status: a permission card needs both.
+    #[prop_or_default]
+    pub task_id: AttrValue,
+    #[prop_or_default]
+    pub task_status: Option<TaskStatus>,
+    /// The owner: permission cards offer their buttons.
+    #[prop_or_default]
+    pub can_decide: bool,
 }
 
 /// One transcript item. Its props compare by identity, so only items the last batch of events
@@ -56,6 +65,16 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
         },
         Item::Error { error } => html! {
             <div class="task-error" role="alert"><strong>{ "Error: " }</strong>{ ansi::strip(error) }</div>
+        },
+        Item::UserMessage { text } => html! {
+            <div class="msg user" data-testid="user-message">
+                <div class="who">{ "You" }</div>
+                <div class="prose">{ text }</div>
+            </div>
+        },
+        Item::Permission(_) => html! {
+            <PermissionCard item={props.item.clone()} task_id={props.task_id.clone()}
+                            task_status={props.task_status} can_decide={props.can_decide} />
         },
     }
 }
