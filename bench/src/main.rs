@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod decisions;
 mod e2e;
 mod fanout;
 mod git;
@@ -44,6 +45,11 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// Save to viewer through a real agent and relay; chunk to 100 viewers.
     E2e(e2e::E2eArgs),
+    /// The round trip of a remote decision: CLI -> agent -> relay -> viewer -> REST -> CLI.
+    Decisions(decisions::DecisionsArgs),
+    /// The Claude Code stand-in the decisions benchmark runs (not for people).
+    #[command(hide = true)]
+    FakeClaude(decisions::FakeClaudeArgs),
 }
 
 #[derive(Args)]
@@ -66,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         Command::Git(args) => git::run(&args).map(drop),
         Command::Fanout(args) => runtime()?.block_on(fanout::run(&args)).map(drop),
         Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
+        Command::Decisions(args) => runtime()?.block_on(decisions::run(&args)).map(drop),
+        Command::FakeClaude(args) => decisions::fake_claude(&args),
         Command::All(args) => all(&args),
     }
 }
