@@ -243,6 +243,17 @@ export type CreateTaskRequest = {
 };
 
 /**
+ * `decide_permission`: allow or deny a pending permission request of a local task.
+ */
+export type DecideRequest = {
+  behavior: Behavior;
+  message?: string | null;
+  requestId: string;
+  taskId: string;
+  updatedInput?: unknown;
+};
+
+/**
  * Who decided a permission request.
  */
 export type DecidedBy = "owner" | "local" | "policy" | "timeout";
@@ -384,7 +395,7 @@ export type HudStartResponse = {
 /**
  * The state of a HUD's repo, as `HUD_CONTEXT.status` and `/api/hud/session` report it.
  */
-export type HudStatus = "idle" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted";
+export type HudStatus = ("idle" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted") | "waiting";
 
 /**
  * What a key may do.
@@ -420,6 +431,14 @@ export type RelayMessage = ({
   lastSeqs?: { [key: string]: number };
   type: "welcome";
 }) | ({
+  /**
+   * The conversation this task is a turn of (SPEC 8); none: its own.
+   */
+  conversationId?: string | null;
+  /**
+   * The turn this follow-up answers.
+   */
+  parentTaskId?: string | null;
   payload: TaskPayload;
   taskId: string;
   taskType: Executor;
@@ -460,6 +479,16 @@ export type ReplyRequest = {
   allowedTools?: string[] | null;
   permissionMode?: string | null;
   prompt: string;
+};
+
+/**
+ * `reply_task`: a follow-up turn (the same fields as the REST reply).
+ */
+export type ReplyTaskRequest = {
+  allowedTools?: string[] | null;
+  permissionMode?: string | null;
+  prompt: string;
+  taskId: string;
 };
 
 /**
