@@ -644,7 +644,7 @@ impl Db {
     pub fn last_seqs(&self, user: &str, agent_id: &str, since_ms: i64) -> Result<BTreeMap<String, u64>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, contig_seq FROM tasks WHERE user = ?1 AND agent_id = ?2
-             AND (status IN ('queued', 'running') OR updated_ms >= ?3)",
+             AND (status IN ('queued', 'running', 'waiting') OR updated_ms >= ?3)",
         )?;
         let rows = stmt.query_map(params![user, agent_id, since_ms], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
