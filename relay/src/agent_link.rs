@@ -2,7 +2,8 @@
 //!
 //! The first message must be `agent-status`; the relay answers `welcome {agentId, heartbeatSecs,
 //! lastSeqs}` and from then on pings every heartbeat, stores and fans out what the agent
-//! reports, and sends it the tasks queued for its repos. A second connection with the same
+//! reports, and sends it the tasks queued for its repos and the owner's decisions it has not
+//! recorded yet (see [`crate::conversations`]). A second connection with the same
 //! `agentId` replaces this one (4000); no pong within the timeout closes it (1000).
 
 use std::collections::HashMap;
@@ -277,6 +278,12 @@ impl Link {
                         if task.agent_id.is_none() {
                             task.agent_id = Some(agent_id);
                         }
+                        // A task's place in its conversation is fixed when it is created (by the
+                        // relay for a reply): an agent that leaves it out does not move the task.
+                        if let Some(stored) = db.task(&user, &task.id)? {
+                            task.conversation_id = stored.conversation_id;
+                            task.parent_task_id = stored.parent_task_id;
+                        }
                         let stored = db.upsert_task(&user, &task)?;
                         st.publish_task(db, &user, &stored)
                     })
@@ -331,9 +338,12 @@ impl Link {
                     .await?;
             }
             AgentMessage::Error { message, task_id, request_id } => {
-                // The agent could not do what the relay asked (a decision for a request that
-                // is no longer pending): nothing to store; the transcript says what happened.
+                // The agent could not do what the relay asked. A decision for a request that is
+                // no longer pending there is not sent again; the transcript says what happened.
                 tracing::info!(%message, ?task_id, ?request_id, "the agent reported an error");
+                if let (Some(task_id), Some(request_id)) = (task_id, request_id) {
+                    self.state.db(move |db, _| Ok(db.delete_pending_decision(&user, &task_id, &request_id)?)).await?;
+                }
             }
             AgentMessage::Pong { .. } => {
                 self.last_pong = Instant::now();
@@ -423,7 +433,7 @@ impl Link {
         let since = (now - chrono::Duration::from_std(LAST_SEQS_WINDOW).unwrap_or_default()).timestamp_millis();
         let id = agent_id.clone();
         let conn = conn_token(&self.state, self.conn_id);
-        let (last_seqs, known_repos) = self
+        let (last_seqs, known_repos, decisions) = self
             .state
             .db(move |db, st| {
                 let previous = db.agent(&user, &id)?;
@@ -449,8 +459,12 @@ impl Link {
                 if first {
                     st.publish_agent_online(db, &user, &id)?;
                 }
-                let last_seqs = if first { db.last_seqs(&user, &id, since)? } else { Default::default() };
-                Ok((last_seqs, repos))
+                let (last_seqs, decisions) = if first {
+                    (db.last_seqs(&user, &id, since)?, db.pending_decisions_for(&user, &id)?)
+                } else {
+                    Default::default()
+                };
+                Ok((last_seqs, repos, decisions))
             })
             .await?;
         if first {
@@ -459,6 +473,11 @@ impl Link {
                 heartbeat_secs: self.state.settings.heartbeat_secs(),
                 last_seqs,
             });
+            // Decisions the agent may not have received (a dropped link, a relay restart): the
+            // agent applies one it still waits for and answers `error` to one it does not.
+            for decision in decisions {
+                self.send(&decision.to_message());
+            }
             if known_repos.is_empty() {
                 // The relay knows none of this agent's repos (first contact, or they were
                 // removed): ask for its whole state.
@@ -535,6 +554,10 @@ fn apply_events(
                 break;
             }
             if db.append_event(&task_id, seq, &event)? {
+                if let TaskEvent::PermissionDecision { request_id, .. } = &event {
+                    // The agent applied it: the owner's decision, if any, is delivered.
+                    db.delete_pending_decision(user, &task_id, request_id)?;
+                }
                 entry.last_seq = seq;
                 stored.push((task_id.clone(), entry.repo.clone(), seq, event));
                 break;

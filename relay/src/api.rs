@@ -17,7 +17,7 @@ use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::validate::parse_strict;
 use flightdeck_protocol::{names, RelayMessage, Task, TaskSource, TaskStatus, Topic, MAX_SEQ};
 
-use crate::db::TaskFilter;
+use crate::db::{Db, TaskFilter};
 use crate::error::AppError;
 use crate::hub::{Frame, TopicKey};
 use crate::state::{session_cookie, AppState, Auth, ClientIp, SESSION_COOKIE};
@@ -87,7 +87,7 @@ fn choice_param(q: &HashMap<String, String>, name: &str, allowed: &[&str]) -> Re
     }
 }
 
-const TASK_STATUSES: &[&str] = &["queued", "running", "completed", "failed", "cancelled", "interrupted"];
+const TASK_STATUSES: &[&str] = &["queued", "running", "waiting", "completed", "failed", "cancelled", "interrupted"];
 const EXECUTORS: &[&str] = &["claude", "shell"];
 const REPO_STATES: &[&str] = &["clean", "dirty", "ahead", "behind", "diverged", "missing"];
 const SEVERITIES: &[&str] = &["info", "warning", "critical"];
@@ -214,17 +214,19 @@ pub async fn create_task(state: &AppState, user: &str, request: CreateTaskReques
         ..Task::queued(id, title, request.repo, request.executor, payload, TaskSource::Remote, Utc::now())
     };
     let user = user.to_string();
-    state
-        .db(move |db, st| {
-            let stored = db.upsert_task(&user, &task)?;
-            st.publish_task(db, &user, &stored)?;
-            st.dispatch(db, &user, &stored)?;
-            Ok(db.task(&user, &stored.id)?.unwrap_or(stored))
-        })
-        .await
+    state.db(move |db, st| store_and_dispatch(db, st, &user, &task)).await
 }
 
-fn task_id_param(id: &str) -> Result<(), AppError> {
+/// Stores and publishes a new task and sends it to its agent; it waits `queued` when that agent
+/// is offline. Returns the task as stored (with the agent it went to).
+pub fn store_and_dispatch(db: &Db, st: &AppState, user: &str, task: &Task) -> Result<Task, AppError> {
+    let stored = db.upsert_task(user, task)?;
+    st.publish_task(db, user, &stored)?;
+    st.dispatch(db, user, &stored)?;
+    Ok(db.task(user, &stored.id)?.unwrap_or(stored))
+}
+
+pub fn task_id_param(id: &str) -> Result<(), AppError> {
     validate_task_id(id).map_err(|_| AppError::not_found())
 }
 

@@ -21,6 +21,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A 409 with its own code for the UI to match (`not_pending`, `turn_in_progress`, ...).
+    #[error("{message}")]
+    ConflictCode { code: &'static str, message: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("too many requests")]
@@ -49,13 +52,18 @@ impl AppError {
         AppError::NotFound("not found".into())
     }
 
+    /// A 409 whose `error.code` is `code`.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> AppError {
+        AppError::ConflictCode { code, message: message.into() }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::ConflictCode { .. } => StatusCode::CONFLICT,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +78,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",
+            AppError::ConflictCode { code, .. } => code,
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Store(e) if e.is_retryable() => "unavailable",

@@ -1,13 +1,15 @@
 //! flightdeck-relay: the self-hostable relay between local agents and HUD viewers.
 //!
 //! - [`config`]: layered settings (defaults, TOML, `FLIGHTDECK_RELAY_*`).
-//! - [`db`]: the SQLite database (users, keys, sessions, cached agent data, HUD settings).
+//! - [`db`]: the SQLite database (users, keys, sessions, cached agent data, HUD settings,
+//!   pending decisions).
 //! - [`state`]: shared state, request authentication, rate limits, publish helpers.
 //! - [`hub`]: topic fan-out with bounded per-viewer queues; registries of live sockets.
 //! - [`socket`]: the batched writer and frame limits shared by every WebSocket.
 //! - [`agent_link`]: `/api/ws`, the agent link.
 //! - [`realtime`]: `/api/realtime`, the viewer bus.
 //! - [`api`]: the REST API.
+//! - [`conversations`]: replies, the owner's decisions and their delivery (SPEC 8).
 //! - [`broker`]: multi-node fan-out through Redis (optional).
 //! - [`hud`]: HUD pages, ui assets and the HUD API.
 //! - [`listener`]: the accept loop (per-IP connection cap, header-read timeout).
@@ -21,6 +23,7 @@ pub mod agent_link;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod conversations;
 pub mod db;
 pub mod error;
 pub mod hub;
@@ -61,6 +64,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/cockpit/tasks/{id}", get(api::get_task))
         .route("/api/cockpit/tasks/{id}/events", get(api::task_events))
         .route("/api/cockpit/tasks/{id}/cancel", post(api::cancel_task))
+        .route("/api/cockpit/tasks/{id}/reply", post(conversations::reply))
+        .route("/api/cockpit/tasks/{id}/permissions/{request_id}", post(conversations::decide))
+        .route("/api/cockpit/conversations/{id}", get(conversations::conversation))
         .route("/api/cockpit/repos", get(api::repos))
         .route("/api/cockpit/alerts", get(api::alerts))
         .route("/api/cockpit/alerts/ack/{id}", post(api::ack_alert))

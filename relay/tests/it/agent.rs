@@ -136,15 +136,6 @@ async fn rest_seqs(relay: &Relay, task_id: &str) -> Vec<u64> {
     body["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect()
 }
 
-/// An invalid frame, answered by an error: what comes before it has been handled.
-async fn barrier(agent: &mut Ws) {
-    send_text(agent, r#"{"type":"barrier"}"#).await;
-    match recv_relay_skip_pings(agent).await {
-        RelayMessage::Error { .. } => {}
-        other => panic!("expected the barrier's error, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_gap_is_not_stored_and_the_agent_is_asked_to_resend_once() {
     let relay = Relay::start().await;

@@ -4,6 +4,7 @@ mod admin;
 mod agent;
 mod auth;
 mod broker;
+mod conversations;
 mod frames;
 mod http;
 mod realtime;

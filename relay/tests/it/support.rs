@@ -256,6 +256,16 @@ pub async fn recv_relay(ws: &mut Ws) -> RelayMessage {
     RelayMessage::parse(&v.to_string()).unwrap_or_else(|e| panic!("not a relay message: {v}: {e}"))
 }
 
+/// An invalid frame, answered by an error: what the agent sent before it has been handled, and
+/// what the relay sent the agent before that error has been read.
+pub async fn barrier(agent: &mut Ws) {
+    send_text(agent, r#"{"type":"barrier"}"#).await;
+    match recv_relay_skip_pings(agent).await {
+        RelayMessage::Error { .. } => {}
+        other => panic!("expected the barrier's error, got {other:?}"),
+    }
+}
+
 /// The next relay message that is not a ping or a status request.
 pub async fn recv_relay_skip_pings(ws: &mut Ws) -> RelayMessage {
     loop {

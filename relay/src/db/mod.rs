@@ -1,6 +1,8 @@
 //! The relay's SQLite database: users, keys, sessions, and the cache of what agents reported
 //! (agents, repos, tasks, transcripts, alerts) plus HUD settings.
 //!
+//! Conversations and pending decisions (SPEC 8) are in `db/conversations.rs`.
+//!
 //! Every function here is blocking. The server calls them through [`crate::state::AppState::db`],
 //! which runs them on the blocking pool under one lock, never on the async executor threads.
 //! Holding that one lock while publishing is also what orders snapshots and events (see
@@ -16,6 +18,10 @@ use flightdeck_protocol::{AgentInfo, AgentState, Alert, RepoStatus, SeqEvent, Ta
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
+
+mod conversations;
+
+pub use conversations::PendingDecision;
 
 /// A database failure. `Busy` is retryable: another process (an admin command) holds the lock.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +174,23 @@ CREATE TABLE hud_settings (
 "#,
     r#"
 ALTER TABLE agents ADD COLUMN conn TEXT;
+"#,
+    // SPEC 8: conversations (a task recorded before them is its own) and the owner's decisions
+    // not yet recorded in their task's transcript.
+    r#"
+ALTER TABLE tasks ADD COLUMN conversation_id TEXT NOT NULL DEFAULT '';
+UPDATE tasks SET conversation_id = COALESCE(NULLIF(json_extract(json, '$.conversationId'), ''), id);
+CREATE INDEX tasks_by_conversation ON tasks (user, conversation_id, created_ms, id);
+CREATE TABLE pending_decisions (
+    user TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    behavior TEXT NOT NULL,
+    updated_input TEXT,
+    message TEXT,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (task_id, request_id)
+);
 "#,
 ];
 
@@ -493,15 +516,17 @@ impl Db {
         Ok(self.conn.query_row("SELECT user FROM tasks WHERE id = ?1", [id], |r| r.get(0)).optional()?)
     }
 
-    /// Stores the latest state of a task; `last_seq` is always the relay's own count.
+    /// Stores the latest state of a task; `last_seq` is always the relay's own count. A task
+    /// that ended has no pending decisions any more.
     pub fn upsert_task(&self, user: &str, task: &Task) -> Result<Task> {
         let now = Utc::now().timestamp_millis();
         self.conn.execute(
-            "INSERT INTO tasks (id, user, repo, agent_id, executor, status, created_ms, updated_ms, json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO tasks (id, user, repo, agent_id, executor, status, created_ms, updated_ms, json,
+             conversation_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (id) DO UPDATE SET repo = excluded.repo, agent_id = excluded.agent_id,
              executor = excluded.executor, status = excluded.status, created_ms = excluded.created_ms,
-             updated_ms = excluded.updated_ms, json = excluded.json",
+             updated_ms = excluded.updated_ms, json = excluded.json, conversation_id = excluded.conversation_id",
             params![
                 task.id,
                 user,
@@ -511,9 +536,13 @@ impl Db {
                 task.status.as_str(),
                 ms(&task.created_at),
                 now,
-                serde_json::to_string(task)?
+                serde_json::to_string(task)?,
+                task.conversation(),
             ],
         )?;
+        if task.status.is_terminal() {
+            self.delete_pending_decisions_of(&task.id)?;
+        }
         Ok(self.task(user, &task.id)?.expect("the task was just written"))
     }
 
@@ -644,7 +673,7 @@ impl Db {
     pub fn last_seqs(&self, user: &str, agent_id: &str, since_ms: i64) -> Result<BTreeMap<String, u64>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, contig_seq FROM tasks WHERE user = ?1 AND agent_id = ?2
-             AND (status IN ('queued', 'running') OR updated_ms >= ?3)",
+             AND (status IN ('queued', 'running', 'waiting') OR updated_ms >= ?3)",
         )?;
         let rows = stmt.query_map(params![user, agent_id, since_ms], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
@@ -776,9 +805,14 @@ fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {
     Ok(info)
 }
 
+/// A stored task; `conversationId` is always set when it leaves the relay (SPEC 8), also for a
+/// task recorded before conversations existed.
 fn task_from(json: &str, contig_seq: i64) -> Result<Task> {
     let mut task: Task = serde_json::from_str(json)?;
     task.last_seq = contig_seq as u64;
+    if task.conversation_id.is_empty() {
+        task.conversation_id = task.id.clone();
+    }
     Ok(task)
 }
 

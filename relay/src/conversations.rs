@@ -1,0 +1,167 @@
+//! Conversations and remote decisions (SPEC 8): the REST routes that continue a conversation
+//! and decide a permission request, and the delivery of decisions to agents.
+//!
+//! Deciding and replying are the owner's alone: a viewer key or session and an anonymous caller
+//! get 403 (a HUD shows them that a decision is pending, never the buttons).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::Utc;
+use flightdeck_protocol::api::{ConversationResponse, DecisionRequest, ReplyRequest, TaskResponse};
+use flightdeck_protocol::desktop::error_codes::{NOT_PENDING, NOT_RESUMABLE, TURN_IN_PROGRESS};
+use flightdeck_protocol::rules::task_title;
+use flightdeck_protocol::{Executor, Task, TaskPayload, TaskSource};
+
+use crate::api::{parse_body, store_and_dispatch, task_id_param};
+use crate::db::{Db, PendingDecision, Principal};
+use crate::error::AppError;
+use crate::hub::Frame;
+use crate::state::{AppState, Auth};
+
+/// The owner, or 403: unlike reads (401 for anonymous), nobody but the owner is even asked to
+/// authenticate here, as SPEC 8 says viewers and anonymous callers may not decide.
+fn owner(auth: &Auth) -> Result<&Principal, AppError> {
+    if auth.principal.is_none() {
+        return Err(AppError::Forbidden("only the owner can decide or reply".into()));
+    }
+    auth.owner()
+}
+
+/// `POST /api/cockpit/tasks/:id/reply`: the next turn of the task's conversation, a new claude
+/// task that resumes the task's Claude session on the agent that ran it (the session lives
+/// there), answering 201 `{task}`.
+///
+/// Its payload is the body's prompt, permission mode and allowed tools; the permission mode and
+/// allowed tools not given, the model and `worktree` are the parent's. Budgets (`maxCostUsd`,
+/// `timeoutSecs`, `decisionTimeoutSecs`) are per turn and not inherited.
+///
+/// 409 `not_resumable` when the task is not a claude task or has no session id; 409
+/// `turn_in_progress` while a turn of the conversation has not ended (queued, running, waiting).
+pub async fn reply(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<TaskResponse>), AppError> {
+    let user = owner(&auth)?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    task_id_param(&id)?;
+    let request: ReplyRequest = parse_body(&body)?;
+    let task = state
+        .db(move |db, st| {
+            let parent = db.task(&user, &id)?.ok_or_else(AppError::not_found)?;
+            let turn = next_turn(db, &user, &parent, request)?;
+            store_and_dispatch(db, st, &user, &turn)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(TaskResponse { task })))
+}
+
+/// The follow-up of `parent` (see [`reply`]), checked but not stored. Runs under the database
+/// lock, so two replies cannot both find the conversation idle.
+fn next_turn(db: &Db, user: &str, parent: &Task, request: ReplyRequest) -> Result<Task, AppError> {
+    if parent.executor != Executor::Claude {
+        return Err(AppError::conflict(NOT_RESUMABLE, "only a claude task can be continued"));
+    }
+    let conversation = parent.conversation().to_string();
+    if let Some(live) = db.conversation(user, &conversation)?.into_iter().find(|t| !t.status.is_terminal()) {
+        return Err(AppError::conflict(
+            TURN_IN_PROGRESS,
+            format!("turn {} of this conversation is {}: reply when it ends", live.id, live.status.as_str()),
+        ));
+    }
+    let Some(session) = parent.session_id.clone() else {
+        return Err(AppError::conflict(NOT_RESUMABLE, "the task has no Claude session to resume"));
+    };
+    let inherited = &parent.payload;
+    let payload = TaskPayload {
+        repo: Some(parent.repo.clone()),
+        prompt: Some(request.prompt),
+        model: inherited.model.clone(),
+        permission_mode: request.permission_mode.or_else(|| inherited.permission_mode.clone()),
+        allowed_tools: request.allowed_tools.or_else(|| inherited.allowed_tools.clone()),
+        worktree: inherited.worktree,
+        resume_session_id: Some(session),
+        ..TaskPayload::default()
+    };
+    payload.validate(Executor::Claude).map_err(|p| {
+        // The body names these fields without the `payload.` of a new task.
+        let field = p.field.strip_prefix("payload.").unwrap_or(p.field);
+        AppError::field(&format!("$.{field}"), p.problem)
+    })?;
+    let title = task_title(None, Executor::Claude, &payload);
+    let id = uuid::Uuid::now_v7().to_string();
+    let queued =
+        Task::queued(id, title, parent.repo.clone(), Executor::Claude, payload, TaskSource::Remote, Utc::now());
+    Ok(Task {
+        agent_id: parent.agent_id.clone(),
+        conversation_id: conversation,
+        parent_task_id: Some(parent.id.clone()),
+        ..queued
+    })
+}
+
+/// `POST /api/cockpit/tasks/:id/permissions/:requestId`: the owner decides a pending request.
+/// The decision is kept until the agent records it (see `db/conversations.rs`) and sent to the
+/// agent now if it is online, else when it connects. Answers `{task}`.
+///
+/// 409 `not_pending` when the task has ended, its transcript holds no open request with that
+/// id, or a decision for it already waits for the agent.
+pub async fn decide(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path((id, request_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<TaskResponse>, AppError> {
+    let user = owner(&auth)?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    task_id_param(&id)?;
+    let request: DecisionRequest = parse_body(&body)?;
+    let task = state
+        .db(move |db, st| {
+            let task = db.task(&user, &id)?.ok_or_else(AppError::not_found)?;
+            if task.status.is_terminal() {
+                return Err(AppError::conflict(NOT_PENDING, format!("the task is {}", task.status.as_str())));
+            }
+            if !db.request_open(&id, &request_id)? {
+                return Err(AppError::conflict(NOT_PENDING, format!("no pending request {request_id:?}")));
+            }
+            let decision = PendingDecision {
+                task_id: id,
+                request_id,
+                behavior: request.behavior,
+                updated_input: request.updated_input,
+                message: request.message,
+                created_at: Utc::now(),
+            };
+            if !db.insert_pending_decision(&user, &decision)? {
+                return Err(AppError::conflict(NOT_PENDING, "already decided: the agent has not applied it yet"));
+            }
+            if let Some(agent) = &task.agent_id {
+                // Not reachable: kept, and sent when the agent connects.
+                st.send_to_agent(db, &user, agent, None, Frame::from(decision.to_message().to_json()))?;
+            }
+            Ok(task)
+        })
+        .await?;
+    Ok(Json(TaskResponse { task }))
+}
+
+/// `GET /api/cockpit/conversations/:conversationId`: every turn, oldest first; 404 when none.
+pub async fn conversation(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<ConversationResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    task_id_param(&id)?;
+    let tasks = state.db(move |db, _| Ok(db.conversation(&user, &id)?)).await?;
+    if tasks.is_empty() {
+        return Err(AppError::not_found());
+    }
+    Ok(Json(ConversationResponse { tasks }))
+}
