@@ -56,6 +56,8 @@ before(async () => {
   driver = await DesktopDriver.start({
     FLIGHTDECK_DATA_DIR: path.join(tmp, 'data'),
     FLIGHTDECK_REPOS: repo,
+    // A stand-in Claude Code CLI that asks to run a command (see lib/fake-claude.mjs).
+    FLIGHTDECK_CLAUDE_BIN: path.join(ROOT, 'e2e/lib/fake-claude.mjs'),
     RUST_LOG: 'info',
   });
   await driver.launch(BIN);
@@ -154,6 +156,63 @@ test('a shell task started from the window streams its output into the transcrip
     args: [],
   });
   assert.equal(error.code, 'repo_not_found', JSON.stringify(error));
+});
+
+test('a Claude task that asks to run a command waits in the window until it is allowed there', async () => {
+  await driver.script(`
+    const select = document.querySelector('#new-task-executor');
+    select.value = 'claude';
+    select.dispatchEvent(new Event('change', { bubbles: true }));
+  `);
+  const textarea = await driver.find('#new-task-text');
+  await driver.script('document.querySelector("#new-task-text").value = "";');
+  await driver.type(textarea, 'make the file');
+  await until(
+    async () => (await driver.script('return document.querySelector("form.new-task button[type=submit]").disabled;')) === false,
+    10000,
+    'the Start button to enable',
+  );
+  await driver.click(await driver.find('form.new-task button[type=submit]'));
+
+  // The request shows in the window with its command and the buttons.
+  const card = '[data-testid="permission-card"]';
+  await until(
+    async () => (await driver.script(`const c = document.querySelector('${card}'); return c ? c.innerText : '';`)).includes('touch made-by-claude.txt'),
+    30000,
+    'the permission request in the window',
+  );
+  assert.equal(await driver.script(`return document.querySelectorAll('${card} [data-testid="allow"]').length;`), 1);
+  // The tray needs attention, and a notification names the tool (seen on the session bus).
+  await until(() => driver.logIncludes('tray updated icon=Attention'), 10000, 'the tray to ask for attention');
+  await until(
+    () => /member=Notify[\s\S]*string "Claude needs your decision[^"]*"[\s\S]*Bash/.test(driver.logText(300000)),
+    10000,
+    'a notification naming the tool',
+  );
+  await shot('desktop-permission');
+  assert.ok(!fs.existsSync(path.join(repo, 'made-by-claude.txt')), 'nothing ran before the decision');
+
+  await driver.script(`document.querySelector('${card} [data-testid="allow"]').click();`);
+  await until(() => fs.existsSync(path.join(repo, 'made-by-claude.txt')), 30000, 'the command to run after Allow');
+  await until(
+    async () => (await driver.script(`const c = document.querySelector('${card}'); return c ? c.innerText : '';`)).includes('Allowed'),
+    30000,
+    'the card to show the decision',
+  );
+  const answer = await driver.request('POST', driver.s('/execute/async'), {
+    script: `const done = arguments[arguments.length - 1];
+      window.__TAURI_INTERNALS__.invoke('list_tasks', { query: { executor: 'claude' } }).then(done, (e) => done({ error: e }));`,
+    args: [],
+  });
+  await until(async () => {
+    const tasks = await driver.request('POST', driver.s('/execute/async'), {
+      script: `const done = arguments[arguments.length - 1];
+        window.__TAURI_INTERNALS__.invoke('list_tasks', { query: { executor: 'claude' } }).then(done, (e) => done({ error: e }));`,
+      args: [],
+    });
+    return tasks.tasks && tasks.tasks[0] && tasks.tasks[0].status === 'completed';
+  }, 30000, 'the Claude task to complete');
+  assert.equal(answer.tasks[0].sessionId, 'fake-session-1', JSON.stringify(answer));
 });
 
 test('closing the window hides it and keeps the app; a second launch shows it again', async () => {
