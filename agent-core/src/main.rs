@@ -295,6 +295,41 @@ async fn shutdown_signal() {
     }
 }
 
+/// The decision on a permission request of `flightdeck-agent task`: asked on the terminal when
+/// stdin is one, else a deny by policy (a task run unattended uses `--allowed-tools`).
+async fn ask_at_terminal(request_id: &str, tool_name: &str) -> flightdeck_agent_core::executor::Decision {
+    use flightdeck_protocol::event::{Behavior, DecidedBy};
+    let deny = |message: &str, by| flightdeck_agent_core::executor::Decision {
+        request_id: request_id.to_string(),
+        behavior: Behavior::Deny,
+        updated_input: None,
+        message: Some(message.to_string()),
+        decided_by: by,
+    };
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return deny("flightdeck-agent task runs unattended: give the tool with --allowed-tools", DecidedBy::Policy);
+    }
+    eprint!("Allow {tool_name}? [y/N] ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        flightdeck_agent_core::executor::Decision {
+            behavior: Behavior::Allow,
+            message: None,
+            decided_by: DecidedBy::Local,
+            ..deny("", DecidedBy::Local)
+        }
+    } else {
+        deny("The user said no at the terminal.", DecidedBy::Local)
+    }
+}
+
 /// `flightdeck-agent task`: 0 when the task completed, 1 otherwise.
 async fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     let settings = args.common.settings()?;
@@ -338,7 +373,15 @@ async fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     let finished: Task = loop {
         tokio::select! {
             received = events.recv() => match received {
-                Ok(RunnerEvent::Event(record)) if record.task_id == task.id => printer.print(&record)?,
+                Ok(RunnerEvent::Event(record)) if record.task_id == task.id => {
+                    printer.print(&record)?;
+                    if let TaskEvent::PermissionRequest { request_id, tool_name, .. } = &record.event {
+                        // A one-off task has nobody else to ask: the person at the terminal
+                        // decides, and without one the request is denied at once.
+                        let decision = ask_at_terminal(request_id, tool_name).await;
+                        runner.decide(&task.id, decision).await?;
+                    }
+                }
                 Ok(RunnerEvent::Task(t)) if t.id == task.id && t.status.is_terminal() => {
                     printer.catch_up(&store, &t).await?;
                     break t;

@@ -197,3 +197,39 @@ async fn a_follow_up_resumes_the_session() {
         "earlier turns are resumed: {last}"
     );
 }
+
+// `flightdeck-agent task` has nobody else to ask: run unattended (stdin not a terminal), a
+// request is denied by policy at once instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unattended_one_off_task_denies_by_policy() {
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
+        text_turn("msg_2", 150, &["I was not allowed."], 5),
+    ])
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let repo = git_repo();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-agent"));
+    cmd.args(["task", "--repo"])
+        .arg(repo.path())
+        .args(["--claude", "make the file", "--json", "--data-dir"])
+        .arg(data.path())
+        .env("FLIGHTDECK_CLAUDE_BIN", claude_bin())
+        .env("ANTHROPIC_BASE_URL", &api.url)
+        .env("ANTHROPIC_API_KEY", "test")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let decision = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"]["kind"] == "permission_decision")
+        .expect("a decision in the output");
+    assert_eq!(decision["event"]["behavior"], "deny");
+    assert_eq!(decision["event"]["decidedBy"], "policy");
+    assert!(!repo.path().join("made-by-claude.txt").exists());
+}
