@@ -95,8 +95,11 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     println!("\n== e2e ==");
     let e2e_args = if args.quick { e2e::E2eArgs::quick() } else { e2e::E2eArgs::full() };
     let e2e = runtime.block_on(e2e::run(&e2e_args)).context("end-to-end benchmark")?;
+    println!("\n== decisions ==");
+    let decision_args = decisions::DecisionsArgs { requests: if args.quick { 50 } else { 200 } };
+    let decisions = runtime.block_on(decisions::run(&decision_args)).context("decision benchmark")?;
 
-    let rows = rows(&git, &fanout, &e2e);
+    let rows = rows(&git, &fanout, &e2e, &decisions);
     println!("\n== summary ({}) ==", if args.quick { "--quick" } else { "full" });
     print!("{}", report::table(&rows));
     println!("anchors: fanout_* and e2e_chunk_* = nats-server {}; git_* = git status", nats_version());
@@ -118,7 +121,12 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rows(git: &git::GitFigures, fanout: &fanout::FanoutFigures, e2e: &e2e::E2eFigures) -> Vec<Row> {
+fn rows(
+    git: &git::GitFigures,
+    fanout: &fanout::FanoutFigures,
+    e2e: &e2e::E2eFigures,
+    decisions: &decisions::DecisionFigures,
+) -> Vec<Row> {
     let (relay, nats) = (&fanout.relay, &fanout.nats);
     let per_delivery = |f: &fanout::LoadFigures| {
         // CPU percent of one core over the run -> nanoseconds of server CPU per delivery.
@@ -177,6 +185,9 @@ fn rows(git: &git::GitFigures, fanout: &fanout::FanoutFigures, e2e: &e2e::E2eFig
         Row::new("e2e_chunk_missing_deliveries", "msgs", Better::Lower, e2e.chunk_relay.missing() as f64)
             .anchor("nats-server", e2e.chunk_nats.missing() as f64)
             .target(Target::Max(0.0)),
+        // Issue 14: CLI -> agent -> relay -> viewer -> REST decision -> CLI.
+        Row::new("decision_round_trip_p50_ms", "ms", Better::Lower, decisions.p50_ms),
+        Row::new("decision_round_trip_p99_ms", "ms", Better::Lower, decisions.p99_ms).target(Target::Max(50.0)),
     ]);
     rows
 }
