@@ -233,3 +233,24 @@ async fn an_unattended_one_off_task_denies_by_policy() {
     assert_eq!(decision["event"]["decidedBy"], "policy");
     assert!(!repo.path().join("made-by-claude.txt").exists());
 }
+
+// A waiting task can be cancelled: its CLI is stopped and its needs_input alert acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_task_can_be_cancelled() {
+    let api =
+        ScriptedApi::start(vec![bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20)]).await;
+    let home = tempfile::tempdir().unwrap();
+    let h = harness(&api, home.path()).await;
+    let repo = git_repo();
+    h.add_repo("web", repo.path());
+    let mut watch = h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
+    let request_id = wait_for_request(&mut watch).await;
+    h.runner.cancel(&watch.task.id).await.unwrap();
+    let task = watch.end(LONG).await;
+    assert_eq!(task.status, TaskStatus::Cancelled);
+    assert!(!repo.path().join("made-by-claude.txt").exists());
+    assert!(!h.runner.decide(&task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap(), "nothing pending");
+    let store = h.runner.store();
+    let alerts = store.alerts(&Default::default()).unwrap().0;
+    assert!(alerts.iter().filter(|a| a.kind == AlertKind::NeedsInput).all(|a| a.acknowledged), "{alerts:#?}");
+}
