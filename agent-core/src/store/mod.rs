@@ -197,6 +197,21 @@ pub fn make_private_file(file: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs a query whose columns are `(seq, event JSON)`, and parses every row.
+pub(crate) fn seq_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<flightdeck_protocol::SeqEvent>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    rows.map(|row| {
+        let (seq, json) = row?;
+        Ok(flightdeck_protocol::SeqEvent { seq: seq as u64, event: serde_json::from_str(&json)? })
+    })
+    .collect()
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {

@@ -18,7 +18,7 @@ use flightdeck_protocol::{Alert, SeqEvent, Task, TaskEvent};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::watch;
 
-use super::{json_rows, Result, Store};
+use super::{json_rows, seq_events, Result, Store};
 
 /// One row of the outbox, with what the link needs to send it.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,18 +97,11 @@ impl Store {
     /// At most `limit` of a task's events as they leave the machine, with `seq > after`.
     pub fn wire_events_after(&self, task_id: &str, after: u64, limit: u32) -> Result<Vec<SeqEvent>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        seq_events(
+            &conn,
             "SELECT seq, json FROM outbox WHERE kind = 'event' AND ref_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![task_id, after as i64, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, json) = row?;
-            out.push(SeqEvent { seq: seq as u64, event: serde_json::from_str(&json)? });
-        }
-        Ok(out)
+            params![task_id, after as i64, limit as i64],
+        )
     }
 
     /// The outgoing form of a task's last `done` and last `error` event (those that exist),

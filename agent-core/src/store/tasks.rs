@@ -9,7 +9,7 @@ use flightdeck_protocol::{Executor, SeqEvent, Task, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 
 use super::outbox::{insert_ref, insert_wire, OutboxKind};
-use super::{json_rows, Result, Store};
+use super::{json_rows, seq_events, Result, Store};
 
 /// One write of the recorder: see [`Store::record`].
 #[derive(Debug, Default, Clone, Copy)]
@@ -133,18 +133,11 @@ impl Store {
     /// (the polling fallback of the REST API, catching up after a lagged subscription).
     pub fn events_after(&self, task_id: &str, after: u64, limit: u32) -> Result<Vec<SeqEvent>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        seq_events(
+            &conn,
             "SELECT seq, json FROM task_events WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![task_id, after as i64, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, json) = row?;
-            out.push(SeqEvent { seq: seq as u64, event: serde_json::from_str(&json)? });
-        }
-        Ok(out)
+            params![task_id, after as i64, limit as i64],
+        )
     }
 
     /// Keeps the full output of a tool whose `tool_done` event carries it truncated.

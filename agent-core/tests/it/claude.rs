@@ -18,14 +18,14 @@ use crate::support::{git_repo, processes_in, wait_until, Harness};
 const LONG: Duration = Duration::from_secs(40);
 const MODEL: &str = "claude-sonnet-4-5";
 
-fn claude_bin() -> PathBuf {
+pub(crate) fn claude_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/claude");
     assert!(bin.exists(), "the Claude Code CLI is not installed: run `npm ci` in tools/");
     bin
 }
 
 /// A runner whose Claude Code talks to `api`, with a temp HOME.
-async fn harness(api: &ScriptedApi, home: &Path) -> Harness {
+pub(crate) async fn harness(api: &ScriptedApi, home: &Path) -> Harness {
     let claude = ClaudeConfig {
         bin: Some(claude_bin()),
         env: vec![

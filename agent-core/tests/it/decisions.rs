@@ -2,35 +2,44 @@
 //! Messages API: a Bash command outside the task's permissions waits for a decision (allowed,
 //! denied, or denied by the decision timeout), and a reply resumes the session.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flightdeck_agent_core::executor::{ClaudeConfig, Decision};
-use flightdeck_agent_core::runner::{NewTask, RunnerConfig};
+use flightdeck_agent_core::executor::Decision;
+use flightdeck_agent_core::runner::NewTask;
 use flightdeck_protocol::event::{Behavior, DecidedBy};
 use flightdeck_protocol::{AlertKind, Executor, TaskEvent, TaskPayload, TaskStatus};
 
-use crate::support::scripted_api::{bash_turn, text_turn, ScriptedApi};
+use crate::claude::{claude_bin, harness};
+use crate::support::scripted_api::{bash_turn, text_turn, ScriptedApi, Turn};
 use crate::support::{git_repo, Harness, TaskWatch};
 
 const LONG: Duration = Duration::from_secs(60);
 const TOUCH: &str = "touch made-by-claude.txt";
 
-fn claude_bin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/claude")
+/// A scripted API whose first turn asks to run `touch` and whose second says `then`, a runner
+/// whose Claude Code talks to it, and a repo `web`.
+struct Touching {
+    api: ScriptedApi,
+    h: Harness,
+    repo: tempfile::TempDir,
+    _home: tempfile::TempDir,
 }
 
-async fn harness(api: &ScriptedApi, home: &Path) -> Harness {
-    let claude = ClaudeConfig {
-        bin: Some(claude_bin()),
-        env: vec![
-            ("ANTHROPIC_BASE_URL".into(), api.url.clone()),
-            ("ANTHROPIC_API_KEY".into(), "test".into()),
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(), "1".into()),
-            ("HOME".into(), home.display().to_string()),
-        ],
-    };
-    Harness::start(RunnerConfig { claude, ..Default::default() }).await
+async fn touching(then: &str) -> Touching {
+    let mut turns = vec![bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20)];
+    if !then.is_empty() {
+        turns.push(text_turn("msg_2", 150, &[then], 5));
+    }
+    scripted(turns).await
+}
+
+async fn scripted(turns: Vec<Turn>) -> Touching {
+    let api = ScriptedApi::start(turns).await;
+    let home = tempfile::tempdir().unwrap();
+    let h = harness(&api, home.path()).await;
+    let repo = git_repo();
+    h.add_repo("web", repo.path());
+    Touching { api, h, repo, _home: home }
 }
 
 /// A prompt whose permission mode lets nothing run without asking.
@@ -72,28 +81,20 @@ fn decision(request_id: &str, behavior: Behavior, message: Option<&str>) -> Deci
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allowed_command_runs_and_the_task_completes() {
-    let api = ScriptedApi::start(vec![
-        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
-        text_turn("msg_2", 150, &["Made it."], 5),
-    ])
-    .await;
-    let home = tempfile::tempdir().unwrap();
-    let h = harness(&api, home.path()).await;
-    let repo = git_repo();
-    h.add_repo("web", repo.path());
-    let mut watch = h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
+    let t = touching("Made it.").await;
+    let mut watch = t.h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
     let request_id = wait_for_request(&mut watch).await;
-    assert!(!repo.path().join("made-by-claude.txt").exists(), "nothing runs before the decision");
+    assert!(!t.repo.path().join("made-by-claude.txt").exists(), "nothing runs before the decision");
 
-    assert!(!h.runner.decide(&watch.task.id, decision("no-such-request", Behavior::Allow, None)).await.unwrap());
-    assert!(h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap());
+    assert!(!t.h.runner.decide(&watch.task.id, decision("no-such-request", Behavior::Allow, None)).await.unwrap());
+    assert!(t.h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap());
     assert!(
-        !h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap(),
+        !t.h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap(),
         "a request is decided once"
     );
     let task = watch.end(LONG).await;
     assert_eq!(task.status, TaskStatus::Completed, "{:#?}", watch.events);
-    assert!(repo.path().join("made-by-claude.txt").exists(), "the tool ran after the allow");
+    assert!(t.repo.path().join("made-by-claude.txt").exists(), "the tool ran after the allow");
     assert!(watch.events.contains(&TaskEvent::PermissionDecision {
         request_id: request_id.clone(),
         behavior: Behavior::Allow,
@@ -114,40 +115,24 @@ async fn an_allowed_command_runs_and_the_task_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_command_does_not_run_and_claude_hears_why() {
-    let api = ScriptedApi::start(vec![
-        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
-        text_turn("msg_2", 150, &["Understood, I will not."], 5),
-    ])
-    .await;
-    let home = tempfile::tempdir().unwrap();
-    let h = harness(&api, home.path()).await;
-    let repo = git_repo();
-    h.add_repo("web", repo.path());
-    let mut watch = h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
+    let t = touching("Understood, I will not.").await;
+    let mut watch = t.h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
     let request_id = wait_for_request(&mut watch).await;
     let why = "not in this repository, please";
-    assert!(h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Deny, Some(why))).await.unwrap());
+    assert!(t.h.runner.decide(&watch.task.id, decision(&request_id, Behavior::Deny, Some(why))).await.unwrap());
     let task = watch.end(LONG).await;
     assert_eq!(task.status, TaskStatus::Completed, "{:#?}", watch.events);
-    assert!(!repo.path().join("made-by-claude.txt").exists(), "a denied tool does not run");
-    let requests = api.message_requests();
+    assert!(!t.repo.path().join("made-by-claude.txt").exists(), "a denied tool does not run");
+    let requests = t.api.message_requests();
     assert_eq!(requests.len(), 2, "Claude was asked again after the denial");
     assert!(requests[1].body.to_string().contains(why), "the deny message reaches Claude");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_deciding_within_the_timeout_denies() {
-    let api = ScriptedApi::start(vec![
-        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
-        text_turn("msg_2", 150, &["Nobody answered."], 5),
-    ])
-    .await;
-    let home = tempfile::tempdir().unwrap();
-    let h = harness(&api, home.path()).await;
-    let repo = git_repo();
-    h.add_repo("web", repo.path());
+    let t = touching("Nobody answered.").await;
     let payload = TaskPayload { decision_timeout_secs: Some(1), ..asking("make the file") };
-    let mut watch = h.create(NewTask::local("web", Executor::Claude, payload)).await;
+    let mut watch = t.h.create(NewTask::local("web", Executor::Claude, payload)).await;
     let request_id = wait_for_request(&mut watch).await;
     let task = watch.end(LONG).await;
     assert_eq!(task.status, TaskStatus::Completed, "{:#?}", watch.events);
@@ -158,21 +143,17 @@ async fn nobody_deciding_within_the_timeout_denies() {
         _ => None,
     });
     assert_eq!(decided, Some((Behavior::Deny, DecidedBy::Timeout)));
-    assert!(!repo.path().join("made-by-claude.txt").exists());
+    assert!(!t.repo.path().join("made-by-claude.txt").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_resumes_the_session() {
-    let api = ScriptedApi::start(vec![
+    let t = scripted(vec![
         text_turn("msg_1", 100, &["The answer is 42."], 5),
         text_turn("msg_2", 150, &["You asked about 42."], 5),
     ])
     .await;
-    let home = tempfile::tempdir().unwrap();
-    let h = harness(&api, home.path()).await;
-    let repo = git_repo();
-    h.add_repo("web", repo.path());
-    let mut first = h.create(NewTask::local("web", Executor::Claude, asking("what is the answer?"))).await;
+    let mut first = t.h.create(NewTask::local("web", Executor::Claude, asking("what is the answer?"))).await;
     let first_task = first.end(LONG).await;
     assert_eq!(first_task.status, TaskStatus::Completed);
     assert_eq!(first_task.conversation_id, first_task.id, "a first turn is its own conversation");
@@ -184,13 +165,13 @@ async fn a_follow_up_resumes_the_session() {
         parent_task_id: Some(first_task.id.clone()),
         ..NewTask::local("web", Executor::Claude, payload)
     };
-    let mut second = h.create(reply).await;
+    let mut second = t.h.create(reply).await;
     let second_task = second.end(LONG).await;
     assert_eq!(second_task.status, TaskStatus::Completed, "{:#?}", second.events);
     assert_eq!(second_task.conversation_id, first_task.id);
     assert_eq!(second_task.parent_task_id.as_deref(), Some(first_task.id.as_str()));
     assert_eq!(second_task.session_id.as_deref(), Some(session.as_str()), "the same Claude session");
-    let requests = api.message_requests();
+    let requests = t.api.message_requests();
     let last = requests.last().unwrap().body.to_string();
     assert!(
         last.contains("what is the answer?") && last.contains("The answer is 42."),
@@ -237,20 +218,18 @@ async fn an_unattended_one_off_task_denies_by_policy() {
 // A waiting task can be cancelled: its CLI is stopped and its needs_input alert acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_task_can_be_cancelled() {
-    let api =
-        ScriptedApi::start(vec![bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20)]).await;
-    let home = tempfile::tempdir().unwrap();
-    let h = harness(&api, home.path()).await;
-    let repo = git_repo();
-    h.add_repo("web", repo.path());
-    let mut watch = h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
+    let t = touching("").await;
+    let mut watch = t.h.create(NewTask::local("web", Executor::Claude, asking("make the file"))).await;
     let request_id = wait_for_request(&mut watch).await;
-    h.runner.cancel(&watch.task.id).await.unwrap();
+    t.h.runner.cancel(&watch.task.id).await.unwrap();
     let task = watch.end(LONG).await;
     assert_eq!(task.status, TaskStatus::Cancelled);
-    assert!(!repo.path().join("made-by-claude.txt").exists());
-    assert!(!h.runner.decide(&task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap(), "nothing pending");
-    let store = h.runner.store();
+    assert!(!t.repo.path().join("made-by-claude.txt").exists());
+    assert!(
+        !t.h.runner.decide(&task.id, decision(&request_id, Behavior::Allow, None)).await.unwrap(),
+        "nothing pending"
+    );
+    let store = t.h.runner.store();
     let alerts = store.alerts(&Default::default()).unwrap().0;
     assert!(alerts.iter().filter(|a| a.kind == AlertKind::NeedsInput).all(|a| a.acknowledged), "{alerts:#?}");
 }
