@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -62,28 +62,10 @@ pub async fn run(args: &DecisionsArgs) -> Result<DecisionFigures> {
     }
     let out_file = root.join("round-trips.txt");
     let log = root.join("agent.log");
-    let mut command = Command::new(servers::agent_binary()?);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("FLIGHTDECK_") {
-            command.env_remove(name);
-        }
-    }
-    let child = command
-        .arg("run")
-        .args(["--relay", &format!("ws://127.0.0.1:{}", relay.server.port)])
-        .arg("--repo")
-        .arg(&repo)
-        .arg("--data-dir")
-        .arg(root.join("agent-data"))
-        .args(["--agent-id", "bench-decisions"])
-        .env("FLIGHTDECK_AGENT_KEY", &relay.agent_key)
+    let child = servers::agent_command(&relay, &repo, "bench-decisions", &log)?
         .env("FLIGHTDECK_CLAUDE_BIN", &fake)
         .env("FLIGHTDECK_BENCH_REQUESTS", args.requests.to_string())
         .env("FLIGHTDECK_BENCH_OUT", &out_file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
         .spawn()
         .context("starting flightdeck-agent run")?;
     let mut agent = Server { child, port: 0, log };

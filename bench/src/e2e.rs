@@ -9,7 +9,7 @@
 //!   nats-server (which stores nothing) as the anchor.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -101,30 +101,8 @@ async fn save_to_viewer(saves: usize) -> Result<Vec<f64>> {
     // Subscribe before the agent connects, so its first status arrives as an event.
     let mut viewer = fanout::relay_viewer(relay.server.port, &relay.owner_key, "repos").await?;
     let log = root.join("agent.log");
-    let config_home = root.join("config");
-    std::fs::create_dir_all(&config_home)?;
-    let mut command = Command::new(servers::agent_binary()?);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("FLIGHTDECK_") {
-            command.env_remove(name);
-        }
-    }
-    let child = command
-        .arg("run")
-        .args(["--relay", &format!("ws://127.0.0.1:{}", relay.server.port)])
-        .arg("--repo")
-        .arg(&repo)
-        .arg("--data-dir")
-        .arg(root.join("agent-data"))
-        .args(["--agent-id", "bench-e2e"])
-        .env("FLIGHTDECK_AGENT_KEY", &relay.agent_key)
-        .env("XDG_CONFIG_HOME", &config_home)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("starting flightdeck-agent run")?;
+    let child =
+        servers::agent_command(&relay, &repo, "bench-e2e", &log)?.spawn().context("starting flightdeck-agent run")?;
     let mut agent = Server { child, port: 0, log };
 
     // The repo's first status: clean.

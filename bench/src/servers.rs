@@ -159,6 +159,36 @@ pub async fn start_relay() -> Result<Relay> {
     Ok(Relay { server, agent_key, owner_key, dir })
 }
 
+/// `flightdeck-agent run` on `repo`, connected to `relay` as `agent_id`, with its own data and
+/// config dirs under the relay's temp dir, none of the caller's `FLIGHTDECK_*` settings, and
+/// stderr to `log`. The caller adds what else it needs, then spawns it.
+pub fn agent_command(relay: &Relay, repo: &Path, agent_id: &str, log: &Path) -> Result<Command> {
+    let root = relay.dir.path();
+    let config_home = root.join("config");
+    std::fs::create_dir_all(&config_home)?;
+    let mut command = Command::new(agent_binary()?);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FLIGHTDECK_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("run")
+        .args(["--relay", &format!("ws://127.0.0.1:{}", relay.server.port)])
+        .arg("--repo")
+        .arg(repo)
+        .arg("--data-dir")
+        .arg(root.join("agent-data"))
+        .args(["--agent-id", agent_id])
+        .env("FLIGHTDECK_AGENT_KEY", &relay.agent_key)
+        .env("XDG_CONFIG_HOME", &config_home)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?);
+    Ok(command)
+}
+
 /// nats-server with its WebSocket listener on, otherwise its defaults.
 pub struct Nats {
     pub server: Server,
