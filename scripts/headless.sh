@@ -16,7 +16,8 @@ REPO=$(git -C "$START_DIR" rev-parse --show-toplevel 2>/dev/null) || {
 }
 
 echo "==> building the relay and the agent"
-(cd "$ROOT" && cargo build -q -p flightdeck-relay -p flightdeck-agent-core --bins)
+# Cargo shows its progress: a first build takes a while, and silence looks like a hang.
+(cd "$ROOT" && cargo build -p flightdeck-relay -p flightdeck-agent-core --bins)
 RELAY="$TARGET/debug/flightdeck-relay"
 AGENT="$TARGET/debug/flightdeck-agent"
 

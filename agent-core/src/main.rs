@@ -249,6 +249,21 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         settings.repos.push(repo);
     }
     settings.scan.extend(args.scan);
+    if settings.repos.is_empty() && settings.scan.is_empty() {
+        // No repo named anywhere: the git working tree we are started in, as a person expects
+        // (`cd my-project && flightdeck-agent run ...`).
+        if let Some(root) = std::env::current_dir()
+            .ok()
+            .and_then(|d| git2::Repository::discover(d).ok())
+            .and_then(|r| r.workdir().map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf())))
+        {
+            eprintln!(
+                "flightdeck-agent: watching {} (the current directory's repo; --repo or --scan to choose)",
+                root.display()
+            );
+            settings.repos.push(root);
+        }
+    }
     if settings.relay_url.is_some() != settings.key.is_some() {
         bail!("--relay and --key go together (or FLIGHTDECK_AGENT_RELAY_URL and FLIGHTDECK_AGENT_KEY)");
     }

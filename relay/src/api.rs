@@ -128,7 +128,7 @@ pub async fn login(
             Ok(Some((principal, Some(session))))
         })
         .await?;
-    let Some((principal, session)) = found else { return Err(AppError::Unauthorized) };
+    let Some((principal, session)) = found else { return Err(AppError::InvalidKey) };
     let Some(session) = session else {
         return Err(AppError::Forbidden("agent keys cannot log in".into()));
     };

@@ -13,8 +13,11 @@ use crate::db::StoreError;
 pub enum AppError {
     #[error("{message}")]
     BadRequest { message: String, details: Vec<Detail> },
-    #[error("authentication required")]
+    #[error("authentication required: send a key (Authorization: Bearer) or log in")]
     Unauthorized,
+    /// A key was given but is not one: unknown, mistyped or revoked (not the same as no key).
+    #[error("this key is not valid: it is unknown or has been revoked")]
+    InvalidKey,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -60,7 +63,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::InvalidKey => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) | AppError::ConflictCode { .. } => StatusCode::CONFLICT,
@@ -75,6 +78,7 @@ impl AppError {
         match self {
             AppError::BadRequest { .. } => "bad_request",
             AppError::Unauthorized => "unauthorized",
+            AppError::InvalidKey => "invalid_key",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",

@@ -308,7 +308,7 @@ impl FromRequestParts<AppState> for Auth {
             let principal = state.db(move |db, _| Ok(db.principal_by_key(&secret)?)).await?;
             return match principal {
                 Some(p) => Ok(Auth { principal: Some(p), via_cookie: false }),
-                None => Err(AppError::Unauthorized),
+                None => Err(AppError::InvalidKey),
             };
         }
         if let Some(session) = cookie_value(&parts.headers, SESSION_COOKIE).map(str::to_string) {

@@ -95,3 +95,43 @@ fn task_needs_exactly_one_of_claude_and_shell() {
         assert!(records.is_empty() && stderr.contains("Usage"), "{stderr}");
     }
 }
+
+// `flightdeck-agent run` with no repo named, started inside a working tree (a subdirectory of
+// it, here), watches that repo and says so; it used to watch nothing.
+#[test]
+fn run_without_a_repo_watches_the_repo_it_is_started_in() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let repo = git_repo();
+    let inside = repo.path().join("src");
+    std::fs::create_dir_all(&inside).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flightdeck-agent"))
+        .args(["run", "--data-dir"])
+        .arg(data.path())
+        .current_dir(&inside)
+        .env("XDG_CONFIG_HOME", data.path().join("config"))
+        .env_remove("FLIGHTDECK_AGENT_CONFIG")
+        .env_remove("FLIGHTDECK_AGENT_REPOS")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    // Lines come as the agent starts; the status line says how many repos it watches.
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("1 repo watched") {
+            break;
+        }
+        assert!(!line.contains("0 repos watched"), "{seen:#?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let root = repo.path().canonicalize().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains(&format!("watching {}", root.display()))),
+        "it says which repo it watches: {seen:#?}"
+    );
+    assert!(seen.iter().any(|l| l.contains("1 repo watched")), "{seen:#?}");
+}

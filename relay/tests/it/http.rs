@@ -218,8 +218,15 @@ async fn health_metrics_and_error_shapes() {
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(body["error"]["message"].as_str().unwrap().contains("log in"), "{body}");
+    // A wrong key is told apart from no key at all.
     let (status, body) = relay.get("/api/cockpit/tasks", "fdk_nonsense").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_key")));
+    assert!(body["error"]["message"].as_str().unwrap().contains("not valid"), "{body}");
+    let r = relay.http().post(relay.url("/api/login")).json(&json!({ "token": "fdk_nonsense" })).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_key", "{body}");
 }
 
 #[tokio::test]
