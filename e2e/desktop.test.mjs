@@ -58,6 +58,8 @@ before(async () => {
     FLIGHTDECK_REPOS: repo,
     // A stand-in Claude Code CLI that asks to run a command (see lib/fake-claude.mjs).
     FLIGHTDECK_CLAUDE_BIN: path.join(ROOT, 'e2e/lib/fake-claude.mjs'),
+    // Made by a test when the stand-in notification daemon should click the notification.
+    FLIGHTDECK_E2E_CLICK: path.join(tmp, 'click-notification'),
     RUST_LOG: 'info',
   });
   await driver.launch(BIN);
@@ -191,6 +193,24 @@ test('a Claude task that asks to run a command waits in the window until it is a
   );
   await shot('desktop-permission');
   assert.ok(!fs.existsSync(path.join(repo, 'made-by-claude.txt')), 'nothing ran before the decision');
+
+  // Look at another task, then click the notification: the window opens on the request again.
+  await driver.script(`
+    const row = [...document.querySelectorAll('.task-list .task-row')].find((b) => b.innerText.includes('hello-from-the-desktop'));
+    row.click();
+  `);
+  await until(
+    async () => (await driver.script(`return document.querySelectorAll('${card}').length;`)) === 0,
+    10000,
+    'another task to be shown',
+  );
+  fs.writeFileSync(path.join(tmp, 'click-notification'), '');
+  await until(() => driver.logIncludes('notification clicked: opening the window on the task'), 10000, 'the click to reach the app');
+  await until(
+    async () => (await driver.script(`return document.querySelectorAll('${card} [data-testid="allow"]').length;`)) === 1,
+    10000,
+    'the window to show the request again',
+  );
 
   await driver.script(`document.querySelector('${card} [data-testid="allow"]').click();`);
   await until(() => fs.existsSync(path.join(repo, 'made-by-claude.txt')), 30000, 'the command to run after Allow');

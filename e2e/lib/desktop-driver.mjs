@@ -20,14 +20,16 @@ export class DesktopDriver {
     const port = await freePort();
     const nativePort = await freePort();
     const driverArgs = ['tauri-driver', '--port', String(port), '--native-port', String(nativePort)];
-    // dbus-monitor prints the desktop notifications the app sends (there is no notification
-    // daemon in this session), so tests can see them in the log.
+    // dbus-monitor prints the desktop notifications the app sends, so tests can see them in the
+    // log; a stand-in notification daemon answers them and clicks one when a test asks
+    // (lib/fake-notifications.py, FLIGHTDECK_E2E_CLICK).
+    const daemon = new URL('./fake-notifications.py', import.meta.url).pathname;
     const inSession = [
       'dbus-run-session',
       '--',
       'sh',
       '-c',
-      'dbus-monitor --session "interface=org.freedesktop.Notifications,member=Notify" & exec "$@"',
+      `dbus-monitor --session "interface=org.freedesktop.Notifications,member=Notify" & /usr/bin/python3 ${daemon} & exec "$@"`,
       'sh',
       ...driverArgs,
     ];

@@ -150,10 +150,39 @@ async fn forward_events<R: Runtime>(
 }
 
 fn notify<R: Runtime>(app: &AppHandle<R>, notification: Notification) {
+    #[cfg(target_os = "linux")]
+    if let Some(task_id) = notification.task_id.clone() {
+        return notify_clickable(app, notification, task_id);
+    }
     // No notification daemon (a bare X server, CI) is not worth more than a debug line.
     if let Err(e) = app.notification().builder().title(notification.title).body(notification.body).show() {
         tracing::debug!(error = %e, "cannot show a notification");
     }
+}
+
+/// A notification whose click opens the window on `task_id` (a task waiting for a decision).
+/// Waiting for the click blocks, so it happens on a thread of its own, one per notification.
+#[cfg(target_os = "linux")]
+fn notify_clickable<R: Runtime>(app: &AppHandle<R>, notification: Notification, task_id: String) {
+    let app = app.clone();
+    std::thread::spawn(move || {
+        let shown = notify_rust::Notification::new()
+            .appname("Flightdeck")
+            .summary(&notification.title)
+            .body(&notification.body)
+            .action("default", "Open Flightdeck")
+            .show();
+        match shown {
+            Ok(handle) => handle.wait_for_action(|action| {
+                if action == "default" {
+                    tracing::info!(task = %task_id, "notification clicked: opening the window on the task");
+                    show_window(&app);
+                    let _ = app.emit(FOCUS_EVENT, CockpitFocus { repo: None, task_id: Some(task_id.clone()) });
+                }
+            }),
+            Err(e) => tracing::debug!(error = %e, "cannot show a notification"),
+        }
+    });
 }
 
 fn show_window<R: Runtime>(app: &AppHandle<R>) {

@@ -9,6 +9,8 @@ use flightdeck_protocol::{AlertKind, Severity, TaskStatus};
 pub struct Notification {
     pub title: String,
     pub body: String,
+    /// The task a click should open the window on (a task waiting for a decision).
+    pub task_id: Option<String>,
 }
 
 impl Notification {
@@ -30,7 +32,7 @@ impl Notification {
                     Some(d) => format!("{} · {}\n{}", task.title, task.repo, shorten(d, 160)),
                     None => format!("{} · {}", task.title, task.repo),
                 };
-                Some(Notification { title: title.into(), body })
+                Some(Notification { title: title.into(), body, task_id: None })
             }
             // A task waits for a decision: the alert names the tool.
             AgentEvent::Alert { alert } if alert.kind == AlertKind::NeedsInput && !alert.acknowledged => {
@@ -38,14 +40,14 @@ impl Notification {
                     Some(repo) => format!("Claude needs your decision · {repo}"),
                     None => "Claude needs your decision".into(),
                 };
-                Some(Notification { title, body: shorten(&alert.message, 200) })
+                Some(Notification { title, body: shorten(&alert.message, 200), task_id: alert.task_id.clone() })
             }
             AgentEvent::Alert { alert } if alert.severity == Severity::Critical && !alert.acknowledged => {
                 let title = match &alert.repo {
                     Some(repo) => format!("Flightdeck alert · {repo}"),
                     None => "Flightdeck alert".into(),
                 };
-                Some(Notification { title, body: shorten(&alert.message, 200) })
+                Some(Notification { title, body: shorten(&alert.message, 200), task_id: None })
             }
             _ => None,
         }
@@ -112,7 +114,7 @@ mod tests {
 
     #[test]
     fn notifications() {
-        let n = |title: &str, body: &str| Some(Notification { title: title.into(), body: body.into() });
+        let n = |title: &str, body: &str| Some(Notification { title: title.into(), body: body.into(), task_id: None });
         let table: Vec<(AgentEvent, Option<Notification>)> = vec![
             (
                 AgentEvent::TaskUpdate { task: task(TaskStatus::Completed) },
@@ -135,11 +137,16 @@ mod tests {
                 AgentEvent::Alert {
                     alert: Alert {
                         kind: AlertKind::NeedsInput,
+                        task_id: Some("t1".into()),
                         message: "Task \"make it\" needs input: Claude wants to use Bash".into(),
                         ..alert(Severity::Warning, false)
                     },
                 },
-                n("Claude needs your decision · demo", "Task \"make it\" needs input: Claude wants to use Bash"),
+                Some(Notification {
+                    title: "Claude needs your decision · demo".into(),
+                    body: "Task \"make it\" needs input: Claude wants to use Bash".into(),
+                    task_id: Some("t1".into()),
+                }),
             ),
             (AgentEvent::TaskUpdate { task: task(TaskStatus::Waiting) }, None),
         ];
