@@ -166,6 +166,11 @@ test('a Claude task that asks to run a command waits in the window until it is a
     select.value = 'claude';
     select.dispatchEvent(new Event('change', { bubbles: true }));
   `);
+  await until(
+    async () => (await driver.script('return document.querySelector("#new-task-text").placeholder;')) === 'What should Claude do?',
+    10000,
+    'the form to switch to a Claude prompt',
+  );
   const textarea = await driver.find('#new-task-text');
   await driver.script('document.querySelector("#new-task-text").value = "";');
   await driver.type(textarea, 'make the file');
@@ -175,6 +180,21 @@ test('a Claude task that asks to run a command waits in the window until it is a
     'the Start button to enable',
   );
   await driver.click(await driver.find('form.new-task button[type=submit]'));
+  const claudeTasks = () =>
+    driver.request('POST', driver.s('/execute/async'), {
+      script: `const done = arguments[arguments.length - 1];
+        window.__TAURI_INTERNALS__.invoke('list_tasks', { query: { executor: 'claude' } }).then(done, (e) => done({ error: e }));`,
+      args: [],
+    });
+  await until(async () => {
+    const tasks = await claudeTasks();
+    return tasks.tasks && tasks.tasks[0] && tasks.tasks[0].status === 'waiting';
+  }, 30000, 'the Claude task to wait for a decision');
+  // Shown in the window (whatever task it showed before).
+  await driver.script(`
+    const row = [...document.querySelectorAll('.task-list .task-row')].find((b) => b.innerText.includes('make the file'));
+    if (row) row.click();
+  `);
 
   // The request shows in the window with its command and the buttons.
   const card = '[data-testid="permission-card"]';
@@ -219,18 +239,9 @@ test('a Claude task that asks to run a command waits in the window until it is a
     30000,
     'the card to show the decision',
   );
-  const answer = await driver.request('POST', driver.s('/execute/async'), {
-    script: `const done = arguments[arguments.length - 1];
-      window.__TAURI_INTERNALS__.invoke('list_tasks', { query: { executor: 'claude' } }).then(done, (e) => done({ error: e }));`,
-    args: [],
-  });
-  await until(async () => {
-    const tasks = await driver.request('POST', driver.s('/execute/async'), {
-      script: `const done = arguments[arguments.length - 1];
-        window.__TAURI_INTERNALS__.invoke('list_tasks', { query: { executor: 'claude' } }).then(done, (e) => done({ error: e }));`,
-      args: [],
-    });
-    return tasks.tasks && tasks.tasks[0] && tasks.tasks[0].status === 'completed';
+  const answer = await until(async () => {
+    const tasks = await claudeTasks();
+    return tasks.tasks && tasks.tasks[0] && tasks.tasks[0].status === 'completed' ? tasks : null;
   }, 30000, 'the Claude task to complete');
   assert.equal(answer.tasks[0].sessionId, 'fake-session-1', JSON.stringify(answer));
 });
