@@ -14,6 +14,7 @@
 //! - [`hud`]: HUD pages, ui assets and the HUD API.
 //! - [`listener`]: the accept loop (per-IP connection cap, header-read timeout).
 //! - [`login`]: the `/login` page that turns a pasted key into a session cookie.
+//! - [`html_errors`]: error pages for browsers (API clients keep JSON errors).
 //! - [`error`]: the one error type of HTTP handlers.
 //! - [`metrics`]: Prometheus counters.
 //!
@@ -26,6 +27,7 @@ pub mod config;
 pub mod conversations;
 pub mod db;
 pub mod error;
+pub mod html_errors;
 pub mod hub;
 pub mod hud;
 pub mod listener;
@@ -78,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{file}", get(hud::asset))
         // Bodies of REST calls are small; frames have their own limit on the sockets.
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::from_fn(html_errors::html_errors))
         .layer(axum::middleware::map_response(nosniff))
         .with_state(state)
 }

@@ -299,3 +299,43 @@ async fn assets_are_served_from_the_ui_dir_with_their_types() {
     let r = relay.http().get(relay.url("/hud/alice/web")).bearer_auth(&relay.keys.owner).send().await.unwrap();
     assert!(!r.text().await.unwrap().contains("fd-notice"), "the bundle is there");
 }
+
+// Browsers get pages for 404 and 403 (with a way to log in that brings them back); API clients
+// keep the JSON errors. Before, a private HUD opened before logging in showed raw JSON.
+#[tokio::test]
+async fn browsers_get_error_pages_and_api_clients_json() {
+    let relay = Relay::start().await;
+    relay.set_hud("web", false, false).await;
+    let http = relay.http();
+    let html = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    for (path, status) in [
+        ("/hud/alice/web", 404),
+        ("/hud/alice/nothing-here", 404),
+        ("/embed/alice/web", 403),
+        ("/no/such/page?x=1", 404),
+    ] {
+        let r = http.get(relay.url(path)).header("accept", html).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Log in"), "{path}: {body}");
+        let next = path.replace('&', "&amp;");
+        assert!(body.contains(&format!("/login?next={next}")), "{path}: the login link brings the person back: {body}");
+        // The same request from an API client: the JSON error.
+        let r = http.get(relay.url(path)).header("accept", "application/json").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        if path.starts_with("/hud/") {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "not_found", "{path}");
+        }
+    }
+    // A public HUD that does not allow embedding: its /embed page is a 403 page in a browser.
+    relay.set_hud("web", true, false).await;
+    let r = http.get(relay.url("/embed/alice/web")).header("accept", html).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("Not allowed"));
+    // Under /api/ a browser still gets JSON.
+    let r = http.get(relay.url("/api/cockpit/tasks")).header("accept", html).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+}
