@@ -72,28 +72,21 @@ mod tests {
     use super::*;
 
     fn task(status: TaskStatus) -> Task {
+        let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         Task {
-            id: "t1".into(),
-            title: "cargo test".into(),
-            repo: "demo".into(),
-            agent_id: None,
-            executor: Executor::Shell,
-            payload: TaskPayload::default(),
             status,
-            source: TaskSource::Local,
-            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-            started_at: None,
-            finished_at: None,
             summary: Some("exit 0".into()),
             error: Some("exit status 2\nmore".into()),
-            cost_usd: None,
-            input_tokens: None,
-            output_tokens: None,
             last_seq: 3,
-            conversation_id: String::new(),
-            parent_task_id: None,
-            session_id: None,
-            waiting_since: None,
+            ..Task::queued(
+                "t1",
+                "cargo test",
+                "demo",
+                Executor::Shell,
+                TaskPayload::default(),
+                TaskSource::Local,
+                created,
+            )
         }
     }
 

@@ -146,27 +146,19 @@ fn events_are_redacted_everywhere_they_carry_text() {
 fn tasks_are_redacted_in_their_free_text() {
     let key = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx";
     let task = flightdeck_protocol::Task {
-        id: "t".into(),
         title: format!("post with {key}"),
-        repo: "web".into(),
-        agent_id: None,
-        executor: flightdeck_protocol::Executor::Shell,
-        payload: flightdeck_protocol::TaskPayload { command: Some(format!("curl -H {key}")), ..Default::default() },
         status: flightdeck_protocol::TaskStatus::Failed,
-        source: flightdeck_protocol::TaskSource::Local,
-        created_at: chrono::Utc::now(),
-        started_at: None,
-        finished_at: None,
-        summary: None,
         error: Some(format!("401 for {key}")),
-        cost_usd: None,
-        input_tokens: None,
-        output_tokens: None,
         last_seq: 3,
-        conversation_id: String::new(),
-        parent_task_id: None,
-        session_id: None,
-        waiting_since: None,
+        ..flightdeck_protocol::Task::queued(
+            "t",
+            "",
+            "web",
+            flightdeck_protocol::Executor::Shell,
+            flightdeck_protocol::TaskPayload { command: Some(format!("curl -H {key}")), ..Default::default() },
+            flightdeck_protocol::TaskSource::Local,
+            chrono::Utc::now(),
+        )
     };
     let redacted = Redactor::new().redact_task(&task);
     let masked = "[REDACTED:slack-token]";

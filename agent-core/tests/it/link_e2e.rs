@@ -284,27 +284,13 @@ impl Viewer {
         let mut task: Option<Task> = None;
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let message = self.next(deadline).await;
-            let (topic, snapshot, payload) = match message {
-                ServerMessage::Snapshot { topic, payload } => (topic, true, payload),
-                ServerMessage::Event { topic, payload } => (topic, false, payload),
-                ServerMessage::Error { message, .. } => panic!("viewer error: {message}"),
-                ServerMessage::Pong {} => continue,
-            };
-            if topic != format!("task:{id}") {
-                continue;
-            }
-            let topic: Topic = topic.parse().unwrap();
-            if snapshot {
-                let TopicSnapshot::Task(snap) = TopicSnapshot::decode(&topic, payload).unwrap() else { unreachable!() };
-                let TaskSnapshot { task: t, events: e } = *snap;
-                task = Some(t);
-                events = e;
-            } else {
-                match TopicEvent::decode(&topic, payload).unwrap() {
-                    TopicEvent::TaskEvent(e) => events.push(e),
-                    other => panic!("unexpected task topic event {other:?}"),
+            match task_topic_update(self.next(deadline).await, id) {
+                Some(TaskTopicUpdate::Snapshot(snap)) => {
+                    task = Some(snap.task);
+                    events = snap.events;
                 }
+                Some(TaskTopicUpdate::Event(e)) => events.push(e),
+                None => continue,
             }
             let finished = events.iter().any(|e| matches!(e.event, TaskEvent::Done { .. } | TaskEvent::Error { .. }));
             if finished {
@@ -312,6 +298,36 @@ impl Viewer {
                 return (t, events);
             }
         }
+    }
+}
+
+/// What a `task:<id>` subscription brings: the snapshot (it replaces what a viewer holds) or an
+/// event (it appends).
+enum TaskTopicUpdate {
+    Snapshot(Box<TaskSnapshot>),
+    Event(SeqEvent),
+}
+
+/// The update a message carries for `task:<id>`; `None` for pongs and other topics. An error
+/// message fails the test.
+fn task_topic_update(message: ServerMessage, id: &str) -> Option<TaskTopicUpdate> {
+    let (topic, snapshot, payload) = match message {
+        ServerMessage::Snapshot { topic, payload } => (topic, true, payload),
+        ServerMessage::Event { topic, payload } => (topic, false, payload),
+        ServerMessage::Error { message, .. } => panic!("viewer error: {message}"),
+        ServerMessage::Pong {} => return None,
+    };
+    if topic != format!("task:{id}") {
+        return None;
+    }
+    let topic: Topic = topic.parse().unwrap();
+    if snapshot {
+        let TopicSnapshot::Task(snap) = TopicSnapshot::decode(&topic, payload).unwrap() else { unreachable!() };
+        return Some(TaskTopicUpdate::Snapshot(snap));
+    }
+    match TopicEvent::decode(&topic, payload).unwrap() {
+        TopicEvent::TaskEvent(e) => Some(TaskTopicUpdate::Event(e)),
+        other => panic!("unexpected task topic event {other:?}"),
     }
 }
 
@@ -712,24 +728,10 @@ pub(crate) async fn transcript_until_end(ws: &mut Ws, id: &str, deadline: Instan
             // be sent one, its socket is full of older frames.
             Some(Err(_)) | None => return Err(1006),
         };
-        let (topic, snapshot, payload) = match ServerMessage::parse(text.as_str()).unwrap() {
-            ServerMessage::Snapshot { topic, payload } => (topic, true, payload),
-            ServerMessage::Event { topic, payload } => (topic, false, payload),
-            ServerMessage::Error { message, .. } => panic!("viewer error: {message}"),
-            ServerMessage::Pong {} => continue,
-        };
-        if topic != format!("task:{id}") {
-            continue;
-        }
-        let topic: Topic = topic.parse().unwrap();
-        if snapshot {
-            let TopicSnapshot::Task(snap) = TopicSnapshot::decode(&topic, payload).unwrap() else { unreachable!() };
-            events = snap.events;
-        } else {
-            match TopicEvent::decode(&topic, payload).unwrap() {
-                TopicEvent::TaskEvent(e) => events.push(e),
-                other => panic!("unexpected task topic event {other:?}"),
-            }
+        match task_topic_update(ServerMessage::parse(text.as_str()).unwrap(), id) {
+            Some(TaskTopicUpdate::Snapshot(snap)) => events = snap.events,
+            Some(TaskTopicUpdate::Event(e)) => events.push(e),
+            None => continue,
         }
         let ended =
             events.last().is_some_and(|e| matches!(&e.event, TaskEvent::Status { status, .. } if status.is_terminal()));
