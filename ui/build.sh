@@ -28,9 +28,13 @@ mkdir -p "$out"
 wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name flightdeck_ui \
     "$target_dir/wasm32-unknown-unknown/release/flightdeck_ui.wasm"
 if command -v wasm-opt >/dev/null; then
-    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-        -o "$out/flightdeck_ui_bg.wasm.opt" "$out/flightdeck_ui_bg.wasm"
-    mv "$out/flightdeck_ui_bg.wasm.opt" "$out/flightdeck_ui_bg.wasm"
+    if wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+        -o "$out/flightdeck_ui_bg.wasm.opt" "$out/flightdeck_ui_bg.wasm"; then
+        mv "$out/flightdeck_ui_bg.wasm.opt" "$out/flightdeck_ui_bg.wasm"
+    else
+        rm -f "$out/flightdeck_ui_bg.wasm.opt"
+        echo "note: wasm-opt $(wasm-opt --version | awk '{ print $3 }') cannot read this module; skipping it" >&2
+    fi
 else
     echo "note: wasm-opt not found; skipping (the bundle is a little larger)"
 fi
