@@ -8,7 +8,7 @@
 //! data_dir = "/var/lib/flightdeck"       # FLIGHTDECK_AGENT_DATA_DIR
 //! relay_url = "wss://relay.example.com"  # FLIGHTDECK_AGENT_RELAY_URL
 //! key = "..."                            # FLIGHTDECK_AGENT_KEY (never printed)
-//! agent_id = "build-box"                 # FLIGHTDECK_AGENT_AGENT_ID (default: the host name)
+//! agent_id = "build-box"                 # FLIGHTDECK_AGENT_AGENT_ID (default: the host name and a suffix made once per data dir)
 //! repos = ["/src/web", "/src/api"]       # FLIGHTDECK_AGENT_REPOS (comma-separated)
 //! scan = ["/src"]                        # FLIGHTDECK_AGENT_SCAN (comma-separated)
 //! max_running = 4                        # FLIGHTDECK_AGENT_MAX_RUNNING

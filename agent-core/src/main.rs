@@ -97,7 +97,7 @@ struct RunArgs {
     /// Watch every git repo found under this directory (depth 3); repeat for more.
     #[arg(long, value_name = "DIR")]
     scan: Vec<PathBuf>,
-    /// This agent's id on the relay (default: the host name).
+    /// This agent's id on the relay (default: the host name and a suffix made once per data dir, e.g. `build-box-3f9a1c`).
     #[arg(long, value_name = "ID")]
     agent_id: Option<String>,
     /// Write logs as JSON lines instead of text.

@@ -641,6 +641,11 @@ export type SettingsUpdate = {
   key?: string | null;
   relayUrl?: string | null;
   relayUser?: string | null;
+  /**
+   * When this update turns the relay on (none was set): whether the tasks and alerts
+   * recorded before it are uploaded too. Default: no, only what happens from now on.
+   */
+  uploadHistory?: boolean | null;
 };
 
 /**

@@ -259,6 +259,10 @@ pub struct SettingsUpdate {
     pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// When this update turns the relay on (none was set): whether the tasks and alerts
+    /// recorded before it are uploaded too. Default: no, only what happens from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_history: Option<bool>,
 }
 
 /// The relay link as the window sees it.

@@ -235,6 +235,11 @@ impl Backend {
         self.call(tauri::commands::PICK_REPO, &tauri::NoArgs {}).await
     }
 
+    /// Stops watching a repo (by id, name or path) and forgets it (desktop only).
+    pub async fn remove_repo(&self, id: String) -> Result<(), Failure> {
+        self.call(tauri::commands::REMOVE_REPO, &tauri::IdArgs { id }).await
+    }
+
     pub async fn set_watching_paused(&self, paused: bool) -> Result<(), Failure> {
         self.call(tauri::commands::SET_WATCHING_PAUSED, &tauri::PausedArgs { paused }).await
     }

@@ -54,7 +54,7 @@ use settings::{default_agent_id, http_base, keys, validate_relay_url, Settings};
 use crate::executor::Decision;
 use crate::link::{LinkConfig, Outbound};
 use crate::runner::{NewTask, RepoResolver, RunnerConfig, RunnerError, TaskRunner};
-use crate::store::{AlertFilter, Store, StoreError, TaskFilter};
+use crate::store::{AlertFilter, Store, StoreError, TaskFilter, RELAY_HISTORY_FROM};
 use crate::tray::{TrayInput, TrayModel};
 use crate::watch::{is_present, RepoSpec, RepoWatcher, WatchConfig, WatchError, WatcherHandle};
 use flightdeck_protocol::event::DecidedBy;
@@ -391,7 +391,7 @@ impl Agent {
         Ok(status)
     }
 
-    /// Stops watching a repo (by id or name) and forgets it.
+    /// Stops watching a repo (by id, name or path) and forgets it.
     pub async fn remove_repo(&self, id_or_name: &str) -> Result<()> {
         let info = self.inner.find_repo(id_or_name)?;
         self.inner.watcher.remove_repo(&info.id).map_err(watch_error)?;
@@ -603,6 +603,7 @@ impl Agent {
             validate_agent_id(&id).map_err(|e| AgentError::invalid("agentId", e.to_string()))?;
             changes.push((keys::AGENT_ID, Some(id)));
         }
+        let upload_history = update.upload_history.unwrap_or(false);
         let store = self.inner.store.clone();
         let (before, after) = blocking(move || {
             let before = Settings::load(&store)?;
@@ -612,7 +613,17 @@ impl Agent {
                     None => store.delete_setting(key)?,
                 }
             }
-            Ok((before, Settings::load(&store)?))
+            let after = Settings::load(&store)?;
+            if before.relay_url.is_none() && after.relay_url.is_some() {
+                // The relay is turned on: what happened before goes only when the owner says so.
+                if upload_history {
+                    store.delete_setting(RELAY_HISTORY_FROM)?;
+                } else {
+                    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                    store.set_setting(RELAY_HISTORY_FROM, &now)?;
+                }
+            }
+            Ok((before, after))
         })
         .await?;
         if before.link_identity() != after.link_identity() {
@@ -745,7 +756,7 @@ impl Inner {
         self.watcher
             .repos()
             .into_iter()
-            .find(|r| r.id == id_or_name || r.name == id_or_name)
+            .find(|r| r.id == id_or_name || r.name == id_or_name || r.path.as_os_str() == id_or_name)
             .ok_or_else(|| AgentError::RepoNotFound(id_or_name.to_string()))
     }
 

@@ -89,7 +89,7 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
-    async fn start() -> Relay {
+    pub(crate) async fn start() -> Relay {
         let bin = workspace_bin("flightdeck-relay", "FLIGHTDECK_RELAY_BIN");
         let data = tempfile::tempdir().unwrap();
         let admin = |args: &[&str]| -> String {
@@ -133,6 +133,11 @@ impl Relay {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
+    }
+
+    /// The agent key the relay was started with.
+    pub(crate) fn agent_key(&self) -> &str {
+        &self.agent
     }
 
     pub(crate) fn http(&self) -> String {
