@@ -77,7 +77,7 @@ command -v flightdeck-relay flightdeck-agent >/dev/null || fail "the binaries ar
 
 echo "readme-test: the installed relay serves; the owner key logs in"
 login="$(curl -fsS -H 'content-type: application/json' -H "origin: http://127.0.0.1:$port" \
-    -d "{\"key\":\"$owner_key\"}" "http://127.0.0.1:$port/api/login" -o /dev/null -w '%{http_code}')"
+    -d "{\"token\":\"$owner_key\"}" "http://127.0.0.1:$port/api/login" -o /dev/null -w '%{http_code}')"
 [ "$login" = 200 ] || [ "$login" = 204 ] || fail "login with the owner key: HTTP $login"
 
 echo "readme-test \$ flightdeck-agent run --relay ws://127.0.0.1:$port --key fdk_... (inside a repo)"
@@ -88,8 +88,11 @@ git -C "$repo" -c user.name=t -c user.email=t@example.com commit -q --allow-empt
 (cd "$repo" && exec flightdeck-agent run --relay "ws://127.0.0.1:$port" --key "$agent_key" \
     --data-dir "$tmp/agent-data") >"$tmp/agent.log" 2>&1 &
 pids+=($!)
-repos() { curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port/api/cockpit/repos"; }
-wait_for 60 "the agent's repo at the relay" bash -c "$(declare -f repos); repos | grep -q '\"my-project\"'"
+agent_pid=${pids[-1]}
+repo_known() {
+    curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port/api/cockpit/repos" | grep -q '"my-project"'
+}
+wait_for 60 "the agent's repo at the relay" repo_known
 grep -q 'watching my-project\|my-project' "$tmp/agent.log" || fail "the agent did not say it watches the repo"
 
 echo "readme-test \$ flightdeck-relay key list / key revoke ID"
@@ -99,7 +102,8 @@ flightdeck-relay key revoke "$id" --data-dir "$tmp/data"
 flightdeck-relay key list --data-dir "$tmp/data" | awk -v id="$id" '$1 == id && $6 == "-" { exit 1 }' \
     || fail "key revoke did not revoke $id"
 # A revoked key's live socket closes at once: the agent stops (status 3, SPEC: fatal link end).
-wait_for 30 "the agent to stop after its key is revoked" bash -c "! kill -0 ${pids[-1]}"
+agent_gone() { ! kill -0 "$agent_pid" 2>/dev/null; }
+wait_for 30 "the agent to stop after its key is revoked" agent_gone
 
 echo "readme-test \$ flightdeck-relay serve --broker redis://..."
 redis_port="$(free_port)"
