@@ -229,6 +229,7 @@ async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
             eprintln!("flightdeck-agent: {} [{}]", error.message, error.code);
             Ok(ExitCode::FAILURE)
         }
+        ControlResponse::Hook { .. } => bail!("the agent answered a decision as if it were a hook"),
     }
 }
 

@@ -73,6 +73,7 @@ async fn answer(inner: Arc<Inner>, stream: UnixStream) {
                 Ok(task) => ControlResponse::Task { task },
                 Err(e) => ControlResponse::Error { error: e.to_command_error() },
             },
+            Ok(ControlRequest::Hook { .. }) => ControlResponse::Hook { decision: None },
             Err(e) => ControlResponse::Error {
                 error: CommandError { code: error_codes::INVALID_INPUT.into(), message: format!("bad request: {e}") },
             },

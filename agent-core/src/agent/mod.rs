@@ -440,8 +440,8 @@ impl Agent {
         let parent = self.task(&request.task_id).await?;
         let not_resumable =
             |reason: &str| AgentError::NotResumable { task_id: parent.id.clone(), reason: reason.into() };
-        if parent.executor != Executor::Claude {
-            return Err(not_resumable("only a claude task has a conversation"));
+        if let Some(reason) = flightdeck_protocol::rules::reply_refusal(&parent) {
+            return Err(not_resumable(reason));
         }
         let Some(session) = parent.session_id.clone() else {
             return Err(not_resumable("its Claude session never started"));
