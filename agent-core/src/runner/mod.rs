@@ -50,6 +50,7 @@ use crate::store::{AlertFilter, Store, StoreError};
 
 mod driver;
 mod recorder;
+mod waiting;
 pub mod worktree;
 
 pub(crate) use recorder::backfill_wire;
