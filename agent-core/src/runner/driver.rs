@@ -173,7 +173,7 @@ async fn fail_early(rec: &mut Recorder, slot: &mut Slot, error: String) {
 
 /// The output for the event: the full text when short, else its head with a marker (the full
 /// text goes to the local database with the event).
-fn truncate_output(rec: &mut Recorder, tool_id: &str, output: String, limit: usize) -> String {
+pub(crate) fn truncate_output(rec: &mut Recorder, tool_id: &str, output: String, limit: usize) -> String {
     if output.len() <= limit {
         return output;
     }

@@ -46,6 +46,17 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
+    /// The state of a task found waiting when the agent starts: its pending requests and the
+    /// `needs_input` alert still open for it.
+    pub(crate) fn resume(pending: Vec<String>, alert: Option<String>) -> Waiting {
+        let since = (!pending.is_empty()).then(Instant::now);
+        Waiting { pending, since, alert }
+    }
+
+    pub(crate) fn is_pending(&self, request_id: &str) -> bool {
+        self.pending.iter().any(|r| r == request_id)
+    }
+
     pub(crate) fn is_waiting(&self) -> bool {
         !self.pending.is_empty()
     }

@@ -5,6 +5,7 @@ mod claude;
 mod cli;
 mod conversations_e2e;
 mod decisions;
+mod hooks;
 mod link_e2e;
 mod runner;
 mod secrets_e2e;
