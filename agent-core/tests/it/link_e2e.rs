@@ -189,6 +189,11 @@ struct AgentOptions<'a> {
 }
 
 impl Agent {
+    /// SIGKILLs the agent.
+    pub(crate) fn kill(&mut self) {
+        self.proc.kill();
+    }
+
     fn start(o: AgentOptions<'_>) -> Agent {
         Agent { proc: Proc(Agent::command(o).spawn().unwrap()) }
     }
@@ -340,7 +345,7 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Seqs are exactly 1..=N.
-fn assert_whole(events: &[SeqEvent]) {
+pub(crate) fn assert_whole(events: &[SeqEvent]) {
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let want: Vec<u64> = (1..=events.len() as u64).collect();
     assert_eq!(seqs, want, "transcript has gaps, duplicates or disorder");

@@ -5,6 +5,7 @@ mod claude;
 mod cli;
 mod conversations_e2e;
 mod decisions;
+mod external_e2e;
 mod hooks;
 mod link_e2e;
 mod runner;
