@@ -282,6 +282,48 @@ async fn a_terminal_sessions_permission_is_decided_over_rest() {
     }
 }
 
+// (c') Nobody decides within the agent's wait: the hook leaves the decision to the terminal
+//      (`claude -p` has none to show, so it denies) and the tool's result closes the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecided_permission_goes_back_to_the_terminal() {
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", "touch made-by-claude.txt", 20),
+        text_turn("msg_2", 150, &["It was refused."], 5),
+    ])
+    .await;
+    let s = Setup::new().await;
+    let _agent = s.agent_with_env(s.relay.http(), &[("FLIGHTDECK_AGENT_HOOK_WAIT_SECS", "1")]);
+    s.wait_repo_known().await;
+    let home = claude_home(s.agent_data.path());
+    finished(claude(home.path(), s.repo.path(), &api, "make the file", &[])).await;
+    let task = wait_external(&s, "the task completes", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert!(!s.repo.path().join("made-by-claude.txt").exists());
+    let kinds: Vec<(String, Option<(Behavior, DecidedBy)>)> = events_of(&rest_transcript(&s.relay, &task.id).await)
+        .iter()
+        .map(|e| {
+            let decision = match e {
+                TaskEvent::PermissionDecision { behavior, decided_by, .. } => Some((*behavior, *decided_by)),
+                _ => None,
+            };
+            (e.kind().to_string(), decision)
+        })
+        .filter(|(kind, _)| kind.starts_with("permission") || kind.starts_with("tool"))
+        .collect();
+    let k = |kind: &str| (kind.to_string(), None);
+    assert_eq!(
+        kinds,
+        vec![
+            k("tool_start"),
+            k("permission_request"),
+            ("permission_decision".to_string(), Some((Behavior::Deny, DecidedBy::Terminal))),
+            k("tool_done"),
+        ]
+    );
+    let (_, alerts) = s.relay.api(reqwest::Method::GET, "/api/cockpit/alerts?acknowledged=false", None).await;
+    assert!(!alerts["alerts"].as_array().unwrap().iter().any(|a| a["kind"] == "needs_input"), "{alerts}");
+}
+
 // (d) With no agent running, `claude -p` with the hooks installed runs as it would without
 //     them, and each hook adds little time (printed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -387,6 +387,13 @@ impl Setup {
         Agent::start(self.agent_options(relay_url, claude_api))
     }
 
+    /// An agent with more environment (`FLIGHTDECK_AGENT_*` settings).
+    pub(crate) fn agent_with_env(&self, relay_url: String, env: &[(&str, &str)]) -> Agent {
+        let mut cmd = Agent::command(self.agent_options(relay_url, None));
+        cmd.envs(env.iter().copied());
+        Agent { proc: Proc(cmd.spawn().unwrap()) }
+    }
+
     fn agent_options<'a>(&'a self, relay_url: String, claude_api: Option<&'a str>) -> AgentOptions<'a> {
         AgentOptions {
             relay_url,
