@@ -89,6 +89,8 @@ pub struct AgentConfig {
     pub external: ExternalConfig,
     /// The program Claude Code's hooks run (`<program> hook`); `None`: this executable.
     pub hook_program: Option<PathBuf>,
+    /// Claude Code's user settings file; `None`: `$HOME/.claude/settings.json`.
+    pub claude_settings: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -104,6 +106,7 @@ impl AgentConfig {
             link_template: None,
             external: ExternalConfig::default(),
             hook_program: None,
+            claude_settings: None,
         }
     }
 }
@@ -208,6 +211,7 @@ struct Inner {
     /// The Claude Code sessions started in a terminal (fed by the control socket's hooks).
     external: ExternalSessions,
     hook_program: Option<PathBuf>,
+    claude_settings: Option<PathBuf>,
     permission_wait: Duration,
 }
 
@@ -320,6 +324,7 @@ impl Agent {
             stop: stop.clone(),
             external,
             hook_program: config.hook_program.clone(),
+            claude_settings: config.claude_settings.clone(),
             permission_wait: config.external.permission_wait,
         });
         tokio::spawn(forward_watcher(inner.clone(), watch_events));
@@ -703,7 +708,7 @@ impl Agent {
 
     /// Whether Claude Code's hooks (in `~/.claude/settings.json`) reach an agent.
     pub async fn claude_hooks(&self) -> Result<ClaudeHooks> {
-        let path = claude_settings::user_settings_path().ok_or_else(|| AgentError::invalid("HOME", "is not set"))?;
+        let path = self.inner.claude_settings_path()?;
         let shown = path.display().to_string();
         let status = tokio::task::spawn_blocking(move || claude_settings::status(&path))
             .await
@@ -715,7 +720,7 @@ impl Agent {
     /// Adds this agent's hooks to the user's Claude Code settings (sessions in watched repos
     /// then show here), or removes exactly them.
     pub async fn set_claude_hooks(&self, installed: bool) -> Result<ClaudeHooks> {
-        let path = claude_settings::user_settings_path().ok_or_else(|| AgentError::invalid("HOME", "is not set"))?;
+        let path = self.inner.claude_settings_path()?;
         let program = match &self.inner.hook_program {
             Some(program) => program.clone(),
             None => {
@@ -790,6 +795,13 @@ impl Agent {
 }
 
 impl Inner {
+    fn claude_settings_path(&self) -> Result<PathBuf> {
+        match &self.claude_settings {
+            Some(path) => Ok(path.clone()),
+            None => claude_settings::user_settings_path().ok_or_else(|| AgentError::invalid("HOME", "is not set")),
+        }
+    }
+
     async fn decide(&self, request: DecideRequest) -> Result<Task> {
         let store = self.store.clone();
         let id = request.task_id.clone();

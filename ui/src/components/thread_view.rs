@@ -1,6 +1,6 @@
 use std::rc::Rc;
 
-use flightdeck_protocol::{Executor, Task};
+use flightdeck_protocol::{Executor, Task, TaskSource};
 use yew::prelude::*;
 
 use super::{ReplyBox, Shared, StatusBar, TranscriptItem};
@@ -66,6 +66,11 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                 if let Some(task) = first {
                     <h2 class="thread-title" title={task.title.clone()}>{ &task.title }</h2>
                     <span class="executor">{ task.executor.as_str() }</span>
+                    if task.source == TaskSource::External {
+                        <span class="badge started-in-terminal" title="A Claude Code session started in a terminal, seen through its hooks">
+                            { "started in terminal" }
+                        </span>
+                    }
                     if turns.len() > 1 {
                         <span class="turn-count muted">{ format!("{} turns", turns.len()) }</span>
                     }
@@ -111,7 +116,8 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                     </div>
                 </div>
             </div>
-            if let Some(last) = last.filter(|t| props.owner && t.task.executor == Executor::Claude) {
+            // A session started in a terminal is continued there, not from here.
+            if let Some(last) = last.filter(|t| props.owner && t.task.executor == Executor::Claude && t.task.source != TaskSource::External) {
                 <ReplyBox task_id={AttrValue::from(last.task.id.clone())} status={last.task.status} />
             }
             <StatusBar status={status} usage={usage} events={events} connection={props.connection} />
