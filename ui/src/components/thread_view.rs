@@ -59,7 +59,10 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
         output_tokens: a.output_tokens + b.output_tokens,
         total_cost_usd: a.total_cost_usd + b.total_cost_usd,
     });
-    let running = last.filter(|t| !t.task.status.is_terminal()).map(|t| t.task.id.clone());
+    // A session started in a terminal is stopped there: Flightdeck does not run it.
+    let running = last
+        .filter(|t| !t.task.status.is_terminal() && t.task.source != TaskSource::External)
+        .map(|t| t.task.id.clone());
     html! {
         <section class="thread" aria-label="Task transcript">
             <header class="thread-head">
