@@ -442,3 +442,34 @@ async fn turning_the_relay_on_uploads_the_history_only_when_asked() {
         agent.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+// The desktop's settings switch: `set_claude_hooks` installs the hooks (pointing at this agent's
+// data directory), `claude_hooks` reports them, and switching off gives the file back as it was.
+#[tokio::test]
+async fn the_claude_hooks_switch_installs_and_removes_the_hooks() {
+    let data = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let settings = home.path().join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let original = "{\n  \"model\": \"opus\"\n}\n";
+    std::fs::write(&settings, original).unwrap();
+    let mut config = AgentConfig::new(data.path());
+    config.claude_settings = Some(settings.clone());
+    config.hook_program = Some("/opt/flightdeck/flightdeck-agent".into());
+    let agent = Agent::start(config).await.unwrap();
+
+    let before = agent.claude_hooks().await.unwrap();
+    assert_eq!((before.installed, before.settings_path.as_str()), (false, settings.to_str().unwrap()));
+    assert!(agent.set_claude_hooks(true).await.unwrap().installed);
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let want = format!("'/opt/flightdeck/flightdeck-agent' hook --data-dir '{}'", data.path().display());
+    assert!(text.contains(&serde_json::to_string(&want).unwrap()), "{text}");
+    assert!(agent.claude_hooks().await.unwrap().installed);
+    assert!(!agent.set_claude_hooks(false).await.unwrap().installed);
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), original);
+
+    std::fs::write(&settings, "not json").unwrap();
+    let err = agent.set_claude_hooks(true).await.unwrap_err();
+    assert_eq!(err.code(), "claude_settings_invalid", "{err}");
+    agent.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+}

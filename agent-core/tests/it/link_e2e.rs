@@ -194,6 +194,11 @@ struct AgentOptions<'a> {
 }
 
 impl Agent {
+    /// SIGKILLs the agent.
+    pub(crate) fn kill(&mut self) {
+        self.proc.kill();
+    }
+
     fn start(o: AgentOptions<'_>) -> Agent {
         Agent { proc: Proc(Agent::command(o).spawn().unwrap()) }
     }
@@ -345,7 +350,7 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Seqs are exactly 1..=N.
-fn assert_whole(events: &[SeqEvent]) {
+pub(crate) fn assert_whole(events: &[SeqEvent]) {
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let want: Vec<u64> = (1..=events.len() as u64).collect();
     assert_eq!(seqs, want, "transcript has gaps, duplicates or disorder");
@@ -385,6 +390,13 @@ impl Setup {
 
     pub(crate) fn agent(&self, relay_url: String, claude_api: Option<&str>) -> Agent {
         Agent::start(self.agent_options(relay_url, claude_api))
+    }
+
+    /// An agent with more environment (`FLIGHTDECK_AGENT_*` settings).
+    pub(crate) fn agent_with_env(&self, relay_url: String, env: &[(&str, &str)]) -> Agent {
+        let mut cmd = Agent::command(self.agent_options(relay_url, None));
+        cmd.envs(env.iter().copied());
+        Agent { proc: Proc(cmd.spawn().unwrap()) }
     }
 
     fn agent_options<'a>(&'a self, relay_url: String, claude_api: Option<&'a str>) -> AgentOptions<'a> {

@@ -1,4 +1,4 @@
-use flightdeck_protocol::desktop::{SettingsUpdate, SettingsView};
+use flightdeck_protocol::desktop::{ClaudeHooks, SettingsUpdate, SettingsView};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -7,8 +7,9 @@ use crate::hooks::use_app;
 use crate::state::Action;
 
 /// The desktop agent's settings: relay URL, user, key (write-only), agent id, watched repos,
-/// pause watching. Only in the desktop window (Tauri commands `get_settings`, `set_settings`,
-/// `pick_repo`, `set_watching_paused`, `open_hud`).
+/// pause watching, Claude Code sessions started in a terminal. Only in the desktop window (Tauri
+/// commands `get_settings`, `set_settings`, `pick_repo`, `set_watching_paused`, `open_hud`,
+/// `claude_hooks`, `set_claude_hooks`).
 #[function_component(DesktopSettings)]
 pub fn desktop_settings() -> Html {
     let app = use_app();
@@ -20,6 +21,19 @@ pub fn desktop_settings() -> Html {
     let saved = use_state(|| None::<AttrValue>);
     // Turning the relay on asks first whether the earlier local tasks go too.
     let asking = use_state(|| None::<SettingsUpdate>);
+    let hooks = use_state(|| None::<ClaudeHooks>);
+    {
+        let backend = app.backend.clone();
+        let hooks = hooks.clone();
+        use_effect_with((), move |_| {
+            spawn_local(async move {
+                // A missing HOME or a broken settings file: the switch stays hidden.
+                if let Ok(h) = backend.claude_hooks().await {
+                    hooks.set(Some(h));
+                }
+            });
+        });
+    }
     {
         let backend = app.backend.clone();
         let view = view.clone();
@@ -159,6 +173,26 @@ pub fn desktop_settings() -> Html {
             });
         })
     };
+    let on_hooks = {
+        let backend = app.backend.clone();
+        let hooks = hooks.clone();
+        let dispatch = app.store.dispatcher();
+        Callback::from(move |e: Event| {
+            let installed = e.target_unchecked_into::<HtmlInputElement>().checked();
+            let (backend, hooks, dispatch) = (backend.clone(), hooks.clone(), dispatch.clone());
+            spawn_local(async move {
+                match backend.set_claude_hooks(installed).await {
+                    Ok(h) => hooks.set(Some(h)),
+                    Err(e) => {
+                        dispatch.dispatch(Action::Notice(Some(format!("Could not change Claude Code's hooks: {e}"))));
+                        if let Ok(h) = backend.claude_hooks().await {
+                            hooks.set(Some(h));
+                        }
+                    }
+                }
+            });
+        })
+    };
     let on_open_hud = {
         let backend = app.backend.clone();
         let dispatch = app.store.dispatcher();
@@ -220,6 +254,14 @@ pub fn desktop_settings() -> Html {
                 <input type="checkbox" id="set-paused" role="switch" checked={current.watching_paused} onchange={on_pause} />
                 <label for="set-paused">{ "Pause watching" }</label>
             </div>
+            if let Some(h) = (*hooks).clone() {
+                <div class="switch">
+                    <input type="checkbox" id="set-claude-hooks" role="switch" checked={h.installed} onchange={on_hooks} />
+                    <label for="set-claude-hooks" title={format!("Adds Flightdeck's hooks to {}", h.settings_path)}>
+                        { "Show Claude sessions started in a terminal" }
+                    </label>
+                </div>
+            }
         </section>
     }
 }
