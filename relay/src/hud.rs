@@ -284,6 +284,8 @@ pub async fn start(
         repo,
         payload: TaskPayload { prompt: Some(request.prompt), ..TaskPayload::default() },
         agent_id: None,
+        placement: request.placement,
+        clone_url: None,
     };
     let task = create_task(&state, &user, create).await?;
     Ok((StatusCode::CREATED, Json(HudStartResponse { session_id: task.id, ws_url: state.realtime_url(&headers) })))

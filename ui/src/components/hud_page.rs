@@ -54,7 +54,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
         Callback::from(move |prompt: String| {
             let backend = backend.clone();
             let dispatch = dispatch.clone();
-            let request = HudStartRequest { repo: repo.clone(), prompt };
+            let request = HudStartRequest { repo: repo.clone(), prompt, placement: None };
             let starting = starting.clone();
             let start_message = start_message.clone();
             starting.set(true);
