@@ -397,6 +397,11 @@ export type HudSessionResponse = {
    * Why `canStart` is false, for the start form.
    */
   reason?: string | null;
+  /**
+   * The relay can run this repo's tasks in a container (a runner and a clone URL): the owner
+   * may start one while no agent is online (SPEC 10).
+   */
+  runnerAvailable?: boolean;
   sessionId?: string | null;
   status: HudStatus;
   wsUrl?: string | null;
@@ -427,6 +432,10 @@ export type HudSnapshot = {
  * `POST /api/hud/start`
  */
 export type HudStartRequest = {
+  /**
+   * Where to run it (SPEC 10); `auto` when absent.
+   */
+  placement?: PlacementRequest | null;
   prompt: string;
   /**
    * `user/repo`

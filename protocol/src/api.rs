@@ -319,6 +319,10 @@ pub struct HudSessionResponse {
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_url: Option<String>,
+    /// The relay can run this repo's tasks in a container (a runner and a clone URL): the owner
+    /// may start one while no agent is online (SPEC 10).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runner_available: bool,
 }
 
 /// `POST /api/hud/start`
