@@ -7,6 +7,7 @@
 //! - [`fanout`]: 1 publisher to 1000 WebSocket subscribers, relay against nats-server, and
 //!   memory per idle viewer (issue 3).
 //! - [`e2e`]: save to viewer through a real agent and relay, chunk to 100 viewers (issue 6).
+//! - [`containers`]: POST to first event of a container task, warm image (issue 18).
 //!
 //! Support: [`report`] (the table and JSON), [`servers`] (starting the processes under test),
 //! [`wsraw`] (the generator's WebSocket client), [`procstat`] (CPU and memory from /proc).
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod containers;
 mod decisions;
 mod e2e;
 mod fanout;
@@ -47,6 +49,8 @@ enum Command {
     E2e(e2e::E2eArgs),
     /// The round trip of a remote decision: CLI -> agent -> relay -> viewer -> REST -> CLI.
     Decisions(decisions::DecisionsArgs),
+    /// POST to first event of a container task (Podman, warm image).
+    Containers(containers::ContainersArgs),
     /// The Claude Code stand-in the decisions benchmark runs (not for people).
     #[command(hide = true)]
     FakeClaude(decisions::FakeClaudeArgs),
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => runtime()?.block_on(fanout::run(&args)).map(drop),
         Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
         Command::Decisions(args) => runtime()?.block_on(decisions::run(&args)).map(drop),
+        Command::Containers(args) => runtime()?.block_on(containers::run(&args)).map(drop),
         Command::FakeClaude(args) => decisions::fake_claude(&args),
         Command::All(args) => all(&args),
     }
