@@ -153,7 +153,7 @@ nproc = 32768
 
 [runner.env]
 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
-RUST_LOG = "info"
+RUST_LOG = "warn"
 "#,
         socket = podman.socket.display(),
         image = image(),
