@@ -5,6 +5,7 @@
 //! - [`runner`]: `TaskRunner`, the queue of tasks and their lifecycle.
 //! - [`executor`]: the `claude` and `shell` executors that turn processes into `TaskEvent`s.
 //! - [`headless`]: `flightdeck-agent run`, the agent without a window.
+//! - [`once`]: `flightdeck-agent run --once`, one task in a container (clone, run, push).
 //! - [`link`]: the WebSocket link to a relay, with backoff and an outbox so nothing is lost.
 //! - [`config`]: `Settings`, layered defaults -> TOML -> `FLIGHTDECK_AGENT_*` environment.
 //! - [`agent`]: `Agent`, the facade every front end uses (desktop app, headless `run`), with stable error codes.
@@ -18,6 +19,7 @@ pub mod executor;
 pub mod external;
 pub mod headless;
 pub mod link;
+pub mod once;
 pub mod redact;
 pub mod runner;
 pub mod store;

@@ -132,6 +132,22 @@ struct RunArgs {
     /// exits with status 3.
     #[arg(long)]
     keep_running: bool,
+    /// Run one task and exit (a container run, SPEC 10): clone --clone, run the relay's task
+    /// --task, push `flightdeck/<taskId>` when asked; exit 0 when it completed, 1 otherwise.
+    #[arg(long, requires_all = ["clone", "task"])]
+    once: bool,
+    /// With --once: the repository to clone (GIT_TOKEN, when set, authenticates HTTPS).
+    #[arg(long, value_name = "URL", requires = "once")]
+    clone: Option<String>,
+    /// With --once: the id of the task to run.
+    #[arg(long, value_name = "ID", requires = "once")]
+    task: Option<String>,
+    /// With --once: the repo's slug on the relay (default: the URL's last part without .git).
+    #[arg(long, value_name = "SLUG", requires = "once")]
+    repo_name: Option<String>,
+    /// With --once: where the clone goes (default: the current directory).
+    #[arg(long, value_name = "DIR", requires = "once")]
+    work_dir: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -323,6 +339,23 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if args.agent_id.is_some() {
         settings.agent_id = args.agent_id;
+    }
+    if args.once {
+        let once = flightdeck_agent_core::once::OnceConfig {
+            clone_url: args.clone.unwrap_or_default(),
+            task_id: args.task.unwrap_or_default(),
+            repo_name: args.repo_name,
+            work_dir: match args.work_dir {
+                Some(dir) => dir,
+                None => std::env::current_dir().context("no current directory")?,
+            },
+            git_token: std::env::var("GIT_TOKEN").ok().filter(|t| !t.is_empty()),
+        };
+        let report = flightdeck_agent_core::once::run(&settings, once).await;
+        // The last line on stdout: the relay reads it from the container's log.
+        println!("{}", serde_json::to_string(&report)?);
+        let ok = report.error.is_none() && report.status == Some(TaskStatus::Completed);
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     for repo in args.repos {
         let repo = repo.canonicalize().with_context(|| format!("--repo {}", repo.display()))?;
@@ -616,6 +649,7 @@ fn describe(event: &TaskEvent) -> String {
             let cut = if *truncated { " (patch truncated)" } else { "" };
             format!("± {n} {} changed, +{add} −{del}{cut}", if n == 1 { "file" } else { "files" })
         }
+        TaskEvent::Runner { message, .. } => format!("▣ {}", one_line(message, 160)),
         TaskEvent::PermissionDecision { behavior, decided_by, message, .. } => {
             let by =
                 serde_json::to_value(decided_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();

@@ -9,6 +9,7 @@
 //! - [`e2e`]: save to viewer through a real agent and relay, chunk to 100 viewers (issue 6).
 //! - [`decisions`]: the round trip of a remote decision (issue 14).
 //! - [`hook`]: the time `flightdeck-agent hook` adds to a Claude Code hook call (issue 15).
+//! - [`containers`]: POST to first event of a container task, warm image (issue 18).
 //!
 //! Support: [`report`] (the table and JSON), [`servers`] (starting the processes under test),
 //! [`wsraw`] (the generator's WebSocket client), [`procstat`] (CPU and memory from /proc).
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod containers;
 mod decisions;
 mod e2e;
 mod fanout;
@@ -53,6 +55,8 @@ enum Command {
     /// The time `flightdeck-agent hook` adds to each Claude Code hook call, with no agent and
     /// with an agent that does not watch the session's directory.
     Hook(hook::HookArgs),
+    /// POST to first event of a container task (Podman, warm image).
+    Containers(containers::ContainersArgs),
     /// The Claude Code stand-in the decisions benchmark runs (not for people).
     #[command(hide = true)]
     FakeClaude(decisions::FakeClaudeArgs),
@@ -80,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
         Command::Decisions(args) => runtime()?.block_on(decisions::run(&args)).map(drop),
         Command::Hook(args) => hook::run(&args).map(drop),
+        Command::Containers(args) => runtime()?.block_on(containers::run(&args)).map(drop),
         Command::FakeClaude(args) => decisions::fake_claude(&args),
         Command::All(args) => all(&args),
     }

@@ -275,8 +275,16 @@ export type ConversationResponse = {
  */
 export type CreateTaskRequest = {
   agentId?: string | null;
+  /**
+   * The URL a container run clones (default: the `remoteUrl` the owner's agent reported).
+   */
+  cloneUrl?: string | null;
   executor: Executor;
   payload: TaskPayload;
+  /**
+   * Where to run it (SPEC 10); `auto` when absent.
+   */
+  placement?: PlacementRequest | null;
   repo: string;
   title?: string | null;
 };
@@ -467,6 +475,11 @@ export type HudSessionResponse = {
    * Why `canStart` is false, for the start form.
    */
   reason?: string | null;
+  /**
+   * The relay can run this repo's tasks in a container (a runner and a clone URL): the owner
+   * may start one while no agent is online (SPEC 10).
+   */
+  runnerAvailable?: boolean;
   sessionId?: string | null;
   status: HudStatus;
   wsUrl?: string | null;
@@ -497,6 +510,10 @@ export type HudSnapshot = {
  * `POST /api/hud/start`
  */
 export type HudStartRequest = {
+  /**
+   * Where to run it (SPEC 10); `auto` when absent.
+   */
+  placement?: PlacementRequest | null;
   prompt: string;
   /**
    * `user/repo`
@@ -540,6 +557,48 @@ export type LoginRequest = {
 export type LoginResponse = {
   scope: KeyScope;
   user: string;
+};
+
+/**
+ * What `flightdeck-agent run --once` prints as its last line on stdout: the relay reads it
+ * from the container's log after the container exits.
+ */
+export type OnceReport = {
+  /**
+   * What went wrong outside the task (clone, push), when something did.
+   */
+  error?: string | null;
+  /**
+   * The branch pushed (`flightdeck/<taskId>`), when one was.
+   */
+  pushedBranch?: string | null;
+  /**
+   * The commit pushed.
+   */
+  pushedCommit?: string | null;
+  /**
+   * The task's final status as the agent recorded it (absent: it never got the task).
+   */
+  status?: TaskStatus | null;
+  taskId: string;
+};
+
+/**
+ * Where a task runs: on the owner's agent, or in a container the relay starts (SPEC 10).
+ */
+export type Placement = "agent" | "container";
+
+/**
+ * `placement` of a new task: `auto` runs it on an online agent that has the repo, else in a
+ * container when the relay has a runner and a clone URL, else it waits `queued` for an agent.
+ */
+export type PlacementRequest = "auto" | "agent" | "container";
+
+/**
+ * `PUT /api/cockpit/secrets/:name`: a per-user secret for container runs (write-only).
+ */
+export type PutSecretRequest = {
+  value: string;
 };
 
 /**
@@ -659,6 +718,11 @@ export type RepoStatus = {
    * Absolute path on the agent's machine. Owner-only: the relay strips it for everyone else.
    */
   path?: string | null;
+  /**
+   * The URL of the `origin` remote with any credentials removed: where a container run
+   * clones the repo from (SPEC 10).
+   */
+  remoteUrl?: string | null;
   stagedCount?: number;
   stashCount?: number;
   status?: RepoState;
@@ -680,6 +744,53 @@ export type ReposResponse = {
   offset: number;
   repos: RepoStatus[];
   total: number;
+};
+
+/**
+ * The container of a container run.
+ */
+export type RunnerInfo = {
+  /**
+   * Empty until the engine has created the container.
+   */
+  containerId?: string;
+  exitCode?: number | null;
+  state: RunnerState;
+};
+
+/**
+ * `GET /api/hud/session` and the cockpit learn from this whether container runs exist.
+ */
+export type RunnerInfoResponse = {
+  /**
+   * A runner is configured: `placement: container` can be asked for.
+   */
+  available: boolean;
+};
+
+/**
+ * The lifecycle of a run's container.
+ */
+export type RunnerState = "starting" | "running" | "exited" | "failed";
+
+/**
+ * The steps of a container run, in order (`failed` ends a run that went wrong).
+ */
+export type RunnerStep = "starting" | "cloning" | "running" | "pushing" | "exited" | "failed";
+
+/**
+ * A stored secret as `GET /api/cockpit/secrets` lists it: never its value.
+ */
+export type SecretInfo = {
+  name: string;
+  updatedAt: string;
+};
+
+/**
+ * `GET /api/cockpit/secrets`.
+ */
+export type SecretsResponse = {
+  secrets: SecretInfo[];
 };
 
 /**
@@ -802,7 +913,16 @@ export type Task = {
    */
   parentTaskId?: string | null;
   payload: TaskPayload;
+  /**
+   * Where the task runs (SPEC 10); absent on tasks recorded before container runs and on
+   * local tasks, which run on their agent.
+   */
+  placement?: Placement | null;
   repo: string;
+  /**
+   * The container of a container run, as the relay sees it.
+   */
+  runner?: RunnerInfo | null;
   /**
    * Claude's session id (from its `system/init`), which a follow-up resumes.
    */
@@ -886,6 +1006,11 @@ export type TaskEvent = ({
    * The patch was cut at the cap (`files` is still complete).
    */
   truncated?: boolean;
+}) | ({
+  exitCode?: number | null;
+  kind: "runner";
+  message: string;
+  step: RunnerStep;
 });
 
 /**
@@ -929,6 +1054,11 @@ export type TaskPayload = {
    * The prompt of a `claude` task.
    */
   prompt?: string | null;
+  /**
+   * Commit what the task changed and push it as branch `flightdeck/<taskId>` (container
+   * runs, SPEC 10; the relay sets it for them unless the request says otherwise).
+   */
+  push?: boolean | null;
   /**
    * The repo slug the task runs in.
    */

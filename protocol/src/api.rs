@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::event::SeqEvent;
 use crate::model::{AgentInfo, Alert, Executor, RepoStatus, Task, TaskPayload};
+use crate::Timestamp;
 
 /// Every error answer: `{"error": {code, message, details?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -119,6 +120,78 @@ pub struct CreateTaskRequest {
     pub payload: TaskPayload,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// Where to run it (SPEC 10); `auto` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementRequest>,
+    /// The URL a container run clones (default: the `remoteUrl` the owner's agent reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_url: Option<String>,
+}
+
+/// `placement` of a new task: `auto` runs it on an online agent that has the repo, else in a
+/// container when the relay has a runner and a clone URL, else it waits `queued` for an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementRequest {
+    #[default]
+    Auto,
+    Agent,
+    Container,
+}
+
+/// `PUT /api/cockpit/secrets/:name`: a per-user secret for container runs (write-only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct PutSecretRequest {
+    pub value: String,
+}
+
+/// A stored secret as `GET /api/cockpit/secrets` lists it: never its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct SecretInfo {
+    pub name: String,
+    pub updated_at: Timestamp,
+}
+
+/// `GET /api/cockpit/secrets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct SecretsResponse {
+    pub secrets: Vec<SecretInfo>,
+}
+
+/// `GET /api/hud/session` and the cockpit learn from this whether container runs exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct RunnerInfoResponse {
+    /// A runner is configured: `placement: container` can be asked for.
+    pub available: bool,
+}
+
+/// What `flightdeck-agent run --once` prints as its last line on stdout: the relay reads it
+/// from the container's log after the container exits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct OnceReport {
+    pub task_id: String,
+    /// The task's final status as the agent recorded it (absent: it never got the task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::TaskStatus>,
+    /// The branch pushed (`flightdeck/<taskId>`), when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_branch: Option<String>,
+    /// The commit pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_commit: Option<String>,
+    /// What went wrong outside the task (clone, push), when something did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `POST /api/cockpit/tasks/:id/reply`: a follow-up turn of the task's conversation (SPEC 8).
@@ -246,6 +319,10 @@ pub struct HudSessionResponse {
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws_url: Option<String>,
+    /// The relay can run this repo's tasks in a container (a runner and a clone URL): the owner
+    /// may start one while no agent is online (SPEC 10).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runner_available: bool,
 }
 
 /// `POST /api/hud/start`
@@ -255,6 +332,9 @@ pub struct HudStartRequest {
     /// `user/repo`
     pub repo: String,
     pub prompt: String,
+    /// Where to run it (SPEC 10); `auto` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementRequest>,
 }
 
 /// `POST /api/hud/start` answer.

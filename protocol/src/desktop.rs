@@ -140,6 +140,12 @@ pub mod error_codes {
     pub const NOT_PENDING: &str = "not_pending";
     /// A turn of the conversation has not ended yet: a reply must wait for it.
     pub const TURN_IN_PROGRESS: &str = "turn_in_progress";
+    /// `placement: container` asked of a relay with no `[runner]` (SPEC 10).
+    pub const NO_RUNNER: &str = "no_runner";
+    /// A container run needs a clone URL: the repo's agent reported none and the request gave none.
+    pub const NO_CLONE_URL: &str = "no_clone_url";
+    /// The relay's queue of container runs is full; try again when some have ended.
+    pub const RUNNER_QUEUE_FULL: &str = "runner_queue_full";
     /// The task cannot be continued (not a Claude task, or it has no session to resume).
     pub const NOT_RESUMABLE: &str = "not_resumable";
     /// The user's Claude Code settings file cannot be read or is not a JSON object: it is left

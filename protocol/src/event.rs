@@ -95,6 +95,26 @@ pub enum TaskEvent {
         #[serde(default)]
         truncated: bool,
     },
+    /// A step of a container run (SPEC 10), written by the relay that runs the container:
+    /// starting it, cloning, running, pushing the result, the container's exit.
+    Runner {
+        step: RunnerStep,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i64>,
+    },
+}
+
+/// The steps of a container run, in order (`failed` ends a run that went wrong).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerStep {
+    Starting,
+    Cloning,
+    Running,
+    Pushing,
+    Exited,
+    Failed,
 }
 
 /// The most patch text a `diff` event carries (1 MiB).
@@ -177,6 +197,7 @@ impl TaskEvent {
             TaskEvent::PermissionRequest { .. } => "permission_request",
             TaskEvent::PermissionDecision { .. } => "permission_decision",
             TaskEvent::Diff { .. } => "diff",
+            TaskEvent::Runner { .. } => "runner",
         }
     }
 
@@ -221,6 +242,7 @@ impl TaskEvent {
                     }
                 }
             }
+            TaskEvent::Runner { message, .. } => *message = text(message),
             TaskEvent::Status { .. } | TaskEvent::ToolProgress { .. } | TaskEvent::Usage { .. } => {}
         }
     }

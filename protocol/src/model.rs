@@ -83,6 +83,10 @@ pub struct RepoStatus {
     pub head_summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// The URL of the `origin` remote with any credentials removed: where a container run
+    /// clones the repo from (SPEC 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_url: Option<String>,
     #[serde(default)]
     pub detached: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,6 +132,7 @@ impl RepoStatus {
             head_sha: None,
             head_summary: None,
             upstream: None,
+            remote_url: None,
             detached: false,
             operation: None,
             status: RepoState::Clean,
@@ -263,6 +268,10 @@ pub struct TaskPayload {
     /// "timeout"`); none: wait for as long as it takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_timeout_secs: Option<u64>,
+    /// Commit what the task changed and push it as branch `flightdeck/<taskId>` (container
+    /// runs, SPEC 10; the relay sets it for them unless the request says otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<bool>,
 }
 
 /// One run of an executor in a repo.
@@ -311,6 +320,53 @@ pub struct Task {
     /// Since when the task waits for a person (status `waiting`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<Timestamp>,
+    /// Where the task runs (SPEC 10); absent on tasks recorded before container runs and on
+    /// local tasks, which run on their agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// The container of a container run, as the relay sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerInfo>,
+}
+
+/// Where a task runs: on the owner's agent, or in a container the relay starts (SPEC 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    Agent,
+    Container,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Agent => "agent",
+            Placement::Container => "container",
+        }
+    }
+}
+
+/// The container of a container run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct RunnerInfo {
+    /// Empty until the engine has created the container.
+    #[serde(default)]
+    pub container_id: String,
+    pub state: RunnerState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+}
+
+/// The lifecycle of a run's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerState {
+    Starting,
+    Running,
+    Exited,
+    Failed,
 }
 
 impl Task {
@@ -346,6 +402,8 @@ impl Task {
             parent_task_id: None,
             session_id: None,
             waiting_since: None,
+            placement: None,
+            runner: None,
         }
         .first_turn()
     }

@@ -61,6 +61,16 @@ pub async fn handler(
 /// One agent connection, after its `agent-status`.
 struct Session {
     agent_id: String,
+    /// The agent of a container run (SPEC 10): its key is bound to one task, it reports only
+    /// that task, and it is not an agent of the user's repos (not listed, never `offline`).
+    run: Option<RunSession>,
+}
+
+/// What a container run's connection knows of its run.
+#[derive(Debug, Clone)]
+struct RunSession {
+    /// The agent's seq n is the relay's n + offset (the relay wrote the run's first steps).
+    seq_offset: u64,
 }
 
 struct Link {
@@ -248,6 +258,10 @@ impl Link {
             self.invalid(vec![Detail::new("$.type", "the first message must be agent-status")]);
             return Ok(());
         }
+        if let Err(details) = self.check_bound(&message) {
+            self.invalid(details);
+            return Ok(());
+        }
         if !matches!(message, AgentMessage::TaskEvent { .. }) {
             // Keep the agent's order: events received before this message are stored first.
             self.flush_events().await?;
@@ -256,6 +270,10 @@ impl Link {
         match message {
             AgentMessage::AgentStatus { agent_id, status, capabilities, metadata, version } => {
                 self.on_status(agent_id, status, capabilities, metadata, version).await?
+            }
+            AgentMessage::GitStatus { .. } if self.run_session().is_some() => {
+                // A container's clone is not where the user's repo lives: the owner's agent
+                // stays the one that has it.
             }
             AgentMessage::GitStatus { repos, full } => {
                 let agent_id = self.agent_id();
@@ -283,6 +301,12 @@ impl Link {
                         if let Some(stored) = db.task(&user, &task.id)? {
                             task.conversation_id = stored.conversation_id;
                             task.parent_task_id = stored.parent_task_id;
+                            // Where it runs is the relay's to say (SPEC 10).
+                            task.placement = stored.placement;
+                            task.runner = stored.runner;
+                            if stored.placement == Some(flightdeck_protocol::Placement::Container) {
+                                task.agent_id = stored.agent_id;
+                            }
                         }
                         let stored = db.upsert_task(&user, &task)?;
                         st.publish_task(db, &user, &stored)
@@ -295,7 +319,8 @@ impl Link {
                     return Ok(());
                 }
                 // Stored with the rest of the burst it came in (see `flush_events`).
-                self.pending_events.push((task_id, seq, event));
+                let offset = self.run_session().map_or(0, |r| r.seq_offset);
+                self.pending_events.push((task_id, seq + offset, event));
             }
             AgentMessage::TaskResult { task_id, status, result, logs: _ } => {
                 let found = self
@@ -380,8 +405,9 @@ impl Link {
             })
             .await?;
         self.transcripts = transcripts;
+        let offset = self.run_session().map_or(0, |r| r.seq_offset);
         for (task_id, after_seq) in applied.resend {
-            self.send(&RelayMessage::Resend { task_id, after_seq });
+            self.send(&RelayMessage::Resend { task_id, after_seq: after_seq.saturating_sub(offset) });
         }
         for _ in applied.unknown {
             self.invalid(vec![Detail::new("$.taskId", "unknown task: send task-update before its events")]);
@@ -391,6 +417,25 @@ impl Link {
 
     fn agent_id(&self) -> String {
         self.session.as_ref().map(|s| s.agent_id.clone()).unwrap_or_default()
+    }
+
+    fn run_session(&self) -> Option<&RunSession> {
+        self.session.as_ref().and_then(|s| s.run.as_ref())
+    }
+
+    /// A key bound to a task (a container run's) may report that task only.
+    fn check_bound(&self, message: &AgentMessage) -> Result<(), Vec<Detail>> {
+        let Some(bound) = &self.principal.task_id else { return Ok(()) };
+        let (path, id) = match message {
+            AgentMessage::TaskUpdate { task } => ("$.task.id", &task.id),
+            AgentMessage::TaskEvent { task_id, .. } | AgentMessage::TaskResult { task_id, .. } => ("$.taskId", task_id),
+            _ => return Ok(()),
+        };
+        if id == bound {
+            Ok(())
+        } else {
+            Err(vec![Detail::new(path, "this key may only report the task it was made for")])
+        }
     }
 
     /// A task id that belongs to another user is refused (ids are global).
@@ -417,6 +462,12 @@ impl Link {
         let first = self.session.is_none();
         let user = self.principal.user.clone();
         let now = Utc::now();
+        if let Some(task_id) = self.principal.task_id.clone() {
+            if first {
+                self.start_run_session(agent_id, task_id).await?;
+            }
+            return Ok(());
+        }
         if first {
             let handle = AgentHandle::new(self.conn_id, self.tx.clone(), self.closer.clone());
             if let Some(old) = self.state.agents.insert(&user, &agent_id, handle) {
@@ -484,8 +535,44 @@ impl Link {
                 self.send(&RelayMessage::StatusRequest {});
             }
             self.last_pong = Instant::now();
-            self.session = Some(Session { agent_id });
+            self.session = Some(Session { agent_id, run: None });
             self.dispatch_queued(known_repos).await?;
+        }
+        Ok(())
+    }
+
+    /// The first `agent-status` of a container run's agent: it is reachable for its task (in
+    /// this process only: the container connects to the node that started it), gets a welcome
+    /// with where its task's transcript stands, and its task.
+    async fn start_run_session(&mut self, agent_id: String, task_id: String) -> Result<(), AppError> {
+        let user = self.principal.user.clone();
+        let handle = AgentHandle::new(self.conn_id, self.tx.clone(), self.closer.clone());
+        if let Some(old) = self.state.agents.insert(&user, &agent_id, handle) {
+            old.closer.close(close::REPLACED);
+        }
+        let id = task_id.clone();
+        let found = self
+            .state
+            .db(move |db, _| {
+                let offset = db.run(&id)?.map_or(0, |r| r.seq_offset);
+                Ok(db.task(&user, &id)?.map(|t| (t, offset)))
+            })
+            .await?;
+        let Some((task, seq_offset)) = found else {
+            self.closer.close(close::POLICY);
+            return Ok(());
+        };
+        let held = task.last_seq.saturating_sub(seq_offset);
+        self.send(&RelayMessage::Welcome {
+            agent_id: agent_id.clone(),
+            heartbeat_secs: self.state.settings.heartbeat_secs(),
+            last_seqs: [(task_id.clone(), held)].into_iter().collect(),
+        });
+        self.last_pong = Instant::now();
+        self.session = Some(Session { agent_id, run: Some(RunSession { seq_offset }) });
+        if task.status == TaskStatus::Queued {
+            let user = self.principal.user.clone();
+            self.state.db(move |db, st| st.dispatch(db, &user, &task).map(|_| ())).await?;
         }
         Ok(())
     }
@@ -600,6 +687,17 @@ fn apply_events(
         st.hub.publish_many(key, events);
     }
     Ok(applied)
+}
+
+/// Stores events the relay writes itself (a container run's steps), checked and published like
+/// an agent's.
+pub(crate) fn store_events(
+    db: &Db,
+    st: &AppState,
+    user: &str,
+    events: Vec<(String, u64, TaskEvent)>,
+) -> Result<(), AppError> {
+    apply_events(db, st, user, events, &mut Transcripts::default()).map(|_| ())
 }
 
 /// An alert as the agent (re)sends it, over the one the relay holds: acknowledged if either
@@ -721,7 +819,8 @@ fn conn_token(state: &AppState, conn_id: u64) -> String {
 /// still offline after the grace period raises an `agent_offline` alert.
 async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, replaced: bool) {
     let removed = state.agents.remove_if_current(user, &session.agent_id, conn_id);
-    if replaced || !removed {
+    if replaced || !removed || session.run.is_some() {
+        // A container run's agent was never one of the user's agents: nothing to mark.
         return;
     }
     let (u, id) = (user.to_string(), session.agent_id.clone());

@@ -10,11 +10,13 @@ use axum::Json;
 use chrono::Utc;
 use flightdeck_protocol::api::{
     AgentsResponse, AlertResponse, AlertsResponse, CreateTaskRequest, EventsResponse, Health, KeyScope, LoginRequest,
-    LoginResponse, ReposResponse, TaskListResponse, TaskResponse,
+    LoginResponse, PlacementRequest, ReposResponse, RunnerInfoResponse, TaskListResponse, TaskResponse,
 };
+use flightdeck_protocol::desktop::error_codes::{NO_CLONE_URL, NO_RUNNER, RUNNER_QUEUE_FULL};
 use flightdeck_protocol::realtime::validate_task_id;
 use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::validate::parse_strict;
+use flightdeck_protocol::Placement;
 use flightdeck_protocol::{names, RelayMessage, Task, TaskSource, TaskStatus, Topic, MAX_SEQ};
 
 use crate::db::{Db, TaskFilter};
@@ -205,6 +207,13 @@ pub async fn create_task(state: &AppState, user: &str, request: CreateTaskReques
         names::validate_agent_id(agent).map_err(|e| AppError::field("$.agentId", e.to_string()))?;
     }
     request.payload.validate(request.executor).map_err(|p| AppError::field(&format!("$.{}", p.field), p.problem))?;
+    if let Some(url) = &request.clone_url {
+        validate_clone_url(url).map_err(|p| AppError::field("$.cloneUrl", p))?;
+    }
+    let placement = request.placement.unwrap_or_default();
+    if placement == PlacementRequest::Container && state.runner().is_none() {
+        return Err(AppError::conflict(NO_RUNNER, "this relay has no [runner]: it cannot run tasks in containers"));
+    }
     let title = task_title(request.title.as_deref(), request.executor, &request.payload);
     let mut payload = request.payload;
     payload.repo = Some(request.repo.clone());
@@ -214,7 +223,81 @@ pub async fn create_task(state: &AppState, user: &str, request: CreateTaskReques
         ..Task::queued(id, title, request.repo, request.executor, payload, TaskSource::Remote, Utc::now())
     };
     let user = user.to_string();
-    state.db(move |db, st| store_and_dispatch(db, st, &user, &task)).await
+    let has_runner = state.runner().is_some();
+    let max_queued = state.runner().map_or(0, |r| r.settings.max_queued as u64);
+    let clone_url = request.clone_url;
+    let task = state
+        .db(move |db, st| {
+            let mut task = task;
+            let remote = || -> Result<Option<String>, AppError> {
+                Ok(clone_url.clone().or(db.repo(&user, &task.repo)?.and_then(|(r, _)| r.remote_url)))
+            };
+            let container = match placement {
+                PlacementRequest::Agent => false,
+                PlacementRequest::Container => true,
+                // An online agent with the repo (or the one named), else a container when the
+                // relay can start one for this repo, else wait for an agent.
+                PlacementRequest::Auto => {
+                    let agent_online = match &task.agent_id {
+                        Some(agent) => st.agent_reachable(db, &user, agent)?,
+                        None => match db.repo_agent_online(&user, &task.repo)? {
+                            Some(agent) => st.agent_reachable(db, &user, &agent)?,
+                            None => false,
+                        },
+                    };
+                    !agent_online && has_runner && remote()?.is_some()
+                }
+            };
+            if !container {
+                task.placement = Some(Placement::Agent);
+                return store_and_dispatch(db, st, &user, &task);
+            }
+            let url = remote()?.ok_or_else(|| {
+                AppError::conflict(
+                    NO_CLONE_URL,
+                    "no clone URL for this repo: its agent reported no origin remote; give cloneUrl",
+                )
+            })?;
+            validate_clone_url(&url).map_err(|p| AppError::field("$.cloneUrl", p))?;
+            if db.queued_runs()? >= max_queued {
+                return Err(AppError::conflict(
+                    RUNNER_QUEUE_FULL,
+                    format!("{max_queued} container tasks are already waiting; try again when some have ended"),
+                ));
+            }
+            task.placement = Some(Placement::Container);
+            task.agent_id = Some(crate::runner::Runner::agent_id_for(&task.id));
+            // A container's work is lost with it unless pushed.
+            task.payload.push.get_or_insert(true);
+            let stored = db.upsert_task(&user, &task)?;
+            db.add_run(&user, &task.id, &url)?;
+            st.publish_task(db, &user, &stored)?;
+            Ok(stored)
+        })
+        .await?;
+    if task.placement == Some(Placement::Container) {
+        if let Some(runner) = state.runner() {
+            runner.wake();
+        }
+    }
+    Ok(task)
+}
+
+/// A clone URL is given to `git clone` inside the container: one line, no option look-alike.
+fn validate_clone_url(url: &str) -> Result<(), String> {
+    if url.trim().is_empty() || url.len() > 2048 {
+        return Err("must be a URL of 1 to 2048 characters".into());
+    }
+    if url.starts_with('-') || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not start with '-' or contain spaces or control characters".into());
+    }
+    Ok(())
+}
+
+/// `GET /api/cockpit/runner`: whether this relay can run tasks in containers.
+pub async fn runner_info(State(state): State<AppState>, auth: Auth) -> Result<Json<RunnerInfoResponse>, AppError> {
+    auth.owner()?;
+    Ok(Json(RunnerInfoResponse { available: state.runner().is_some() }))
 }
 
 /// Stores and publishes a new task and sends it to its agent; it waits `queued` when that agent
@@ -282,6 +365,12 @@ pub async fn cancel_task(
             let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
             if let Some(agent) = &task.agent_id {
                 if st.send_to_agent(db, &user, agent, None, cancel)? {
+                    return Ok(task);
+                }
+            }
+            // A container whose agent is not connected yet (cloning): stop the container.
+            if let Some(runner) = st.runner() {
+                if runner.stop(&id) {
                     return Ok(task);
                 }
             }

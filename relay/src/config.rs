@@ -69,6 +69,120 @@ pub struct Settings {
     pub session_days: u32,
     /// `redis://...` for multi-node fan-out (kept secret in `Debug`: the URL may hold a password).
     pub broker: Option<String>,
+    /// Container runs (SPEC 10): without a `[runner]` table, none. Set in the TOML file.
+    pub runner: Option<RunnerSettings>,
+}
+
+/// `[runner]`: how the relay starts containers for tasks (SPEC 10).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnerSettings {
+    /// `docker`: the Docker Engine API (Podman's compatible service works too).
+    pub engine: String,
+    /// The engine's API socket: `unix:///var/run/docker.sock`, `unix:///run/podman/podman.sock`,
+    /// or `tcp://host:2375`.
+    pub socket: String,
+    /// The image to run (built by `runner/build-image.sh`).
+    pub image: String,
+    /// The container's network mode (`host`, `bridge`, a network name); the engine's default
+    /// when absent. The container must reach the relay and the clone URL.
+    pub network: Option<String>,
+    /// CPUs per container (fractions allowed); no limit when absent.
+    pub cpus: Option<f64>,
+    /// Memory per container in MiB; no limit when absent.
+    pub memory_mb: Option<u64>,
+    /// Containers running at once; more wait `queued` (in the database) until one ends.
+    pub max_running: usize,
+    /// Container tasks waiting at most; a new one beyond is refused (409 `runner_queue_full`).
+    pub max_queued: usize,
+    /// A run taking longer is stopped and its task ends `failed`.
+    pub timeout_secs: u64,
+    /// The relay's URL as the container reaches it (default: `public_url`, else
+    /// `http://<bind>`).
+    pub relay_url: Option<String>,
+    /// Bind-mount this `flightdeck-agent` read-only over the image's (an image without the
+    /// agent, or a newer agent build: development and CI).
+    pub agent_binary: Option<PathBuf>,
+    /// Environment given to every container (not secret: per-user secrets are for that).
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Resource limits of the containers, soft = hard (`nofile = 20000`, `nproc = 32768`);
+    /// some hosts refuse the engine's defaults.
+    pub ulimits: std::collections::BTreeMap<String, i64>,
+    /// The file holding the key that encrypts secrets (32 random bytes, made `0600` when
+    /// missing). Default: `$XDG_CONFIG_HOME/flightdeck/relay-secrets.key` (`~/.config/...`):
+    /// never in the data directory, so a copy of the database alone reveals no secret.
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> RunnerSettings {
+        RunnerSettings {
+            engine: "docker".into(),
+            socket: "unix:///var/run/docker.sock".into(),
+            image: "localhost/flightdeck-runner:latest".into(),
+            network: None,
+            cpus: None,
+            memory_mb: None,
+            max_running: 2,
+            max_queued: 100,
+            timeout_secs: 3600,
+            relay_url: None,
+            agent_binary: None,
+            env: Default::default(),
+            ulimits: Default::default(),
+            secrets_key_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for RunnerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunnerSettings")
+            .field("engine", &self.engine)
+            .field("socket", &self.socket)
+            .field("image", &self.image)
+            .field("network", &self.network)
+            .field("cpus", &self.cpus)
+            .field("memory_mb", &self.memory_mb)
+            .field("max_running", &self.max_running)
+            .field("max_queued", &self.max_queued)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("relay_url", &self.relay_url)
+            .field("agent_binary", &self.agent_binary)
+            // Values may be tokens someone put here anyway: names only.
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("ulimits", &self.ulimits)
+            .field("secrets_key_file", &self.secrets_key_file)
+            .finish()
+    }
+}
+
+impl RunnerSettings {
+    /// Checks what the relay cannot start without.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.engine != "docker" {
+            return Err(format!("[runner] engine {:?}: only \"docker\" is supported", self.engine));
+        }
+        if self.image.trim().is_empty() {
+            return Err("[runner] image must not be empty".into());
+        }
+        if self.max_running == 0 {
+            return Err("[runner] max_running must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Where the secrets key lives (see `secrets_key_file`).
+    pub fn secrets_key_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.secrets_key_file {
+            return Some(path.clone());
+        }
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+        Some(config.join("flightdeck").join("relay-secrets.key"))
+    }
 }
 
 impl Default for Settings {
@@ -100,6 +214,7 @@ impl Default for Settings {
             embed_frame_ancestors: "*".into(),
             session_days: 30,
             broker: None,
+            runner: None,
         }
     }
 }
@@ -190,6 +305,7 @@ impl fmt::Debug for Settings {
             .field("session_days", &self.session_days)
             // The broker URL may carry a password.
             .field("broker", &self.broker.as_ref().map(|_| "<redacted>"))
+            .field("runner", &self.runner)
             .finish()
     }
 }
@@ -266,6 +382,7 @@ fn known_keys() -> Vec<String> {
         ui_dir: Some(PathBuf::new()),
         secure_cookies: Some(false),
         broker: Some(String::new()),
+        runner: Some(RunnerSettings::default()),
         ..Settings::default()
     };
     toml::Table::try_from(every).map(|t| t.keys().cloned().collect()).unwrap_or_default()

@@ -244,9 +244,13 @@ pub async fn session(
         return Err(AppError::not_found());
     }
     let owner = auth.is_owner_of(&user);
+    let runner_available = owner && state.runner().is_some() && {
+        let (u, r) = (user.clone(), repo.clone());
+        state.db(move |db, _| Ok(db.repo(&u, &r)?.is_some_and(|(s, _)| s.remote_url.is_some()))).await?
+    };
     let reason = if !owner {
         Some("only the owner can start a task".to_string())
-    } else if !facts.agent_online {
+    } else if !facts.agent_online && !runner_available {
         Some("no agent with this repo is online".to_string())
     } else {
         None
@@ -257,6 +261,7 @@ pub async fn session(
         reason,
         session_id: facts.task.as_ref().map(|t| t.id.clone()),
         ws_url: Some(state.realtime_url(&headers)),
+        runner_available,
     }))
 }
 
@@ -284,6 +289,8 @@ pub async fn start(
         repo,
         payload: TaskPayload { prompt: Some(request.prompt), ..TaskPayload::default() },
         agent_id: None,
+        placement: request.placement,
+        clone_url: None,
     };
     let task = create_task(&state, &user, create).await?;
     Ok((StatusCode::CREATED, Json(HudStartResponse { session_id: task.id, ws_url: state.realtime_url(&headers) })))

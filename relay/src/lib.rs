@@ -17,6 +17,9 @@
 //! - [`html_errors`]: error pages for browsers (API clients keep JSON errors).
 //! - [`error`]: the one error type of HTTP handlers.
 //! - [`metrics`]: Prometheus counters.
+//! - [`runner`]: container runs (SPEC 10): the engine trait, its Docker implementation, the
+//!   supervisor (queue, limits, timeout, sweep).
+//! - [`secrets`]: per-user secrets for container runs, encrypted at rest.
 //!
 //! Start a server with [`run`] on a bound listener; tests bind `127.0.0.1:0`.
 
@@ -34,6 +37,8 @@ pub mod listener;
 pub mod login;
 pub mod metrics;
 pub mod realtime;
+pub mod runner;
+pub mod secrets;
 pub mod socket;
 pub mod state;
 
@@ -72,6 +77,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/cockpit/repos", get(api::repos))
         .route("/api/cockpit/alerts", get(api::alerts))
         .route("/api/cockpit/alerts/ack/{id}", post(api::ack_alert))
+        .route("/api/cockpit/runner", get(api::runner_info))
+        .route("/api/cockpit/secrets", get(secrets::list))
+        .route("/api/cockpit/secrets/{name}", axum::routing::put(secrets::put).delete(secrets::delete))
         .route("/api/hud/session", get(hud::session))
         .route("/api/hud/start", post(hud::start))
         .route("/api/hud/settings", get(hud::get_settings).put(hud::put_settings))
@@ -125,6 +133,9 @@ pub async fn serve(
     if let Some(url) = state.settings.broker.clone() {
         broker::start(&url, &state).await?;
     }
+    if let Some(runner_settings) = state.settings.runner.clone() {
+        start_runner(&state, runner_settings, listener.local_addr()?).await?;
+    }
     tracing::info!(addr = %listener.local_addr()?, "relay listening");
     let poller = tokio::spawn(watch_revocations(state.clone()));
     let token = state.shutdown.clone();
@@ -153,6 +164,36 @@ pub async fn serve(
         tracing::warn!("some sockets did not close in time");
     }
     state.db(|db, _| Ok(db.checkpoint()?)).await?;
+    Ok(())
+}
+
+/// Connects to the container engine, loads the secrets key, sweeps and starts the supervisor
+/// (SPEC 10).
+async fn start_runner(
+    state: &AppState,
+    settings: config::RunnerSettings,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    settings.validate().map_err(anyhow::Error::msg)?;
+    let engine = runner::docker::DockerEngine::connect(&settings.socket)?;
+    let key_path = settings.secrets_key_path().ok_or_else(|| {
+        anyhow::anyhow!("[runner] secrets_key_file is needed: neither XDG_CONFIG_HOME nor HOME is set")
+    })?;
+    let secrets = tokio::task::spawn_blocking(move || secrets::SecretBox::open_or_create(&key_path))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    state.set_secrets(secrets);
+    let instance = state.db(|db, _| Ok(db.instance_id()?)).await?;
+    let relay_url = settings
+        .relay_url
+        .clone()
+        .or_else(|| state.settings.public_url.clone())
+        .unwrap_or_else(|| format!("http://{local}"));
+    tracing::info!(socket = %settings.socket, image = %settings.image, %relay_url, %instance, "container runs enabled");
+    let runner = std::sync::Arc::new(runner::Runner::new(settings, std::sync::Arc::new(engine), instance, relay_url));
+    state.set_runner(runner.clone());
+    runner::start(state, runner.clone()).await?;
+    runner.wake();
     Ok(())
 }
 

@@ -43,6 +43,10 @@ pub struct Inner {
     pub tasks: TaskTracker,
     pub ws_limiter: RateLimiter,
     pub login_limiter: RateLimiter,
+    /// Container runs, when `[runner]` is configured (set once at start, see `crate::run`).
+    runner: std::sync::OnceLock<Arc<crate::runner::Runner>>,
+    /// The key that seals per-user secrets (with a runner only).
+    secrets: std::sync::OnceLock<crate::secrets::SecretBox>,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,8 +78,28 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 ws_limiter,
                 login_limiter,
+                runner: std::sync::OnceLock::new(),
+                secrets: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// The container runner, when one is configured.
+    pub fn runner(&self) -> Option<&Arc<crate::runner::Runner>> {
+        self.inner.runner.get()
+    }
+
+    pub fn set_runner(&self, runner: Arc<crate::runner::Runner>) {
+        let _ = self.inner.runner.set(runner);
+    }
+
+    /// The key of per-user secrets, when a runner is configured.
+    pub fn secrets(&self) -> Option<&crate::secrets::SecretBox> {
+        self.inner.secrets.get()
+    }
+
+    pub fn set_secrets(&self, secrets: crate::secrets::SecretBox) {
+        let _ = self.inner.secrets.set(secrets);
     }
 
     /// Runs `f` with the database on the blocking pool. Publishing from inside `f` is what

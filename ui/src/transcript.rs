@@ -280,6 +280,11 @@ impl Transcript {
             }
             // Shown by the Changes panel (not yet part of the transcript's items).
             TaskEvent::Diff { .. } => {}
+            // A container run's steps (SPEC 10), written by the relay: one line each.
+            TaskEvent::Runner { message, .. } => self.items.push(Rc::new(Item::Message {
+                stream: flightdeck_protocol::event::ChunkStream::Stderr,
+                text: format!("▣ container: {message}\n"),
+            })),
         }
     }
 

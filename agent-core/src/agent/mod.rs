@@ -755,6 +755,20 @@ impl Agent {
 
     /// Cancels every queued and running task and waits until they have all ended or `deadline`
     /// has passed; then stops the link. Returns the tasks that had not ended in time.
+    /// Closes the relay link and opens it again: the relay's `welcome` then says what it holds,
+    /// and the agent resends what is missing (see [`Agent::relay_holds`]).
+    pub async fn reconnect_link(&self) {
+        self.inner.restart_link().await;
+    }
+
+    /// Whether the relay confirmed, at the last `welcome`, that it holds the whole of this task
+    /// (its final state and every event).
+    pub async fn relay_holds(&self, task_id: &str) -> Result<bool> {
+        let store = self.inner.store.clone();
+        let id = task_id.to_string();
+        blocking(move || Ok::<_, StoreError>(!store.unconfirmed_tasks()?.iter().any(|t| t.id == id))).await
+    }
+
     pub async fn shutdown(&self, deadline: Duration) -> Result<Vec<Task>> {
         let until = tokio::time::Instant::now() + deadline;
         let mut updates = self.subscribe();

@@ -25,6 +25,7 @@ struct HeadInfo {
     head_sha: Option<String>,
     head_summary: Option<String>,
     upstream: Option<String>,
+    remote_url: Option<String>,
     ahead: u32,
     behind: u32,
     operation: Option<RepoOperation>,
@@ -300,6 +301,7 @@ impl RepoScanner {
         status.head_sha = head.head_sha.clone();
         status.head_summary = head.head_summary.clone();
         status.upstream = head.upstream.clone();
+        status.remote_url = head.remote_url.clone();
         status.ahead_count = head.ahead;
         status.behind_count = head.behind;
         status.operation = head.operation;
@@ -348,6 +350,8 @@ impl RepoScanner {
             info.branch = rebase_head_name(repo.path());
         }
         info.stash = stash_count(repo);
+        info.remote_url =
+            repo.find_remote("origin").ok().and_then(|r| r.url().map(str::to_string)).map(|u| strip_credentials(&u));
         Ok(info)
     }
 
@@ -493,4 +497,36 @@ fn stash_count(repo: &Repository) -> u32 {
     }
     let entries = repo.reflog("refs/stash").map(|log| log.len()).unwrap_or(0).max(1);
     u32::try_from(entries).unwrap_or(u32::MAX)
+}
+
+/// A remote URL without the user name and password a URL may carry (`https://user:token@host/x`
+/// -> `https://host/x`): the relay and its HUD never see credentials.
+pub fn strip_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{path}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod remote_url_tests {
+    use super::strip_credentials;
+
+    #[test]
+    fn credentials_are_removed_from_remote_urls() {
+        for (given, want) in [
+            ("https://user:tok@github.com/a/b.git", "https://github.com/a/b.git"),
+            ("https://tok@host:8443/a", "https://host:8443/a"),
+            ("git://127.0.0.1:9418/repo.git", "git://127.0.0.1:9418/repo.git"),
+            ("git@github.com:a/b.git", "git@github.com:a/b.git"),
+            ("/srv/git/repo.git", "/srv/git/repo.git"),
+        ] {
+            assert_eq!(strip_credentials(given), want, "{given}");
+        }
+    }
 }

@@ -43,7 +43,7 @@ where
 }
 
 /// A built binary of the workspace, next to this test executable.
-fn workspace_bin(name: &str, env: &str) -> PathBuf {
+pub(crate) fn workspace_bin(name: &str, env: &str) -> PathBuf {
     if let Ok(path) = std::env::var(env) {
         return PathBuf::from(path);
     }
@@ -58,15 +58,15 @@ fn workspace_bin(name: &str, env: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Proc {
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -86,10 +86,17 @@ pub(crate) struct Relay {
     proc: Option<Proc>,
     pub(crate) owner: String,
     agent: String,
+    /// A `--config` TOML file (container runs configure `[runner]` there).
+    config: Option<PathBuf>,
 }
 
 impl Relay {
     pub(crate) async fn start() -> Relay {
+        Relay::start_with_config(None).await
+    }
+
+    /// A relay whose `--config` file holds `toml`.
+    pub(crate) async fn start_with_config(toml: Option<&str>) -> Relay {
         let bin = workspace_bin("flightdeck-relay", "FLIGHTDECK_RELAY_BIN");
         let data = tempfile::tempdir().unwrap();
         let admin = |args: &[&str]| -> String {
@@ -100,13 +107,22 @@ impl Relay {
         admin(&["user", "add", "alice"]);
         let owner = admin(&["key", "create", "--user", "alice", "--scope", "owner"]);
         let agent = admin(&["key", "create", "--user", "alice", "--scope", "agent"]);
-        let mut relay = Relay { bin, data, port: free_port(), proc: None, owner, agent };
+        let config = toml.map(|text| {
+            let path = data.path().join("relay.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let mut relay = Relay { bin, data, port: free_port(), proc: None, owner, agent, config };
         relay.restart().await;
         relay
     }
 
     pub(crate) async fn restart(&mut self) {
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(self.data.path())
@@ -155,7 +171,7 @@ impl Relay {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    async fn task(&self, id: &str) -> Task {
+    pub(crate) async fn task(&self, id: &str) -> Task {
         let (status, body) = self.api(reqwest::Method::GET, &format!("/api/cockpit/tasks/{id}"), None).await;
         assert_eq!(status, 200, "{body}");
         serde_json::from_value(body["task"].clone()).unwrap()
@@ -181,16 +197,16 @@ impl Relay {
 
 /// A `flightdeck-agent run` process.
 pub(crate) struct Agent {
-    proc: Proc,
+    pub(crate) proc: Proc,
 }
 
-struct AgentOptions<'a> {
-    relay_url: String,
-    key: &'a str,
-    repo: &'a Path,
-    data: &'a Path,
-    claude_api: Option<&'a str>,
-    home: &'a Path,
+pub(crate) struct AgentOptions<'a> {
+    pub(crate) relay_url: String,
+    pub(crate) key: &'a str,
+    pub(crate) repo: &'a Path,
+    pub(crate) data: &'a Path,
+    pub(crate) claude_api: Option<&'a str>,
+    pub(crate) home: &'a Path,
 }
 
 impl Agent {
@@ -199,7 +215,7 @@ impl Agent {
         self.proc.kill();
     }
 
-    fn start(o: AgentOptions<'_>) -> Agent {
+    pub(crate) fn start(o: AgentOptions<'_>) -> Agent {
         Agent { proc: Proc(Agent::command(o).spawn().unwrap()) }
     }
 
@@ -252,7 +268,7 @@ impl Viewer {
         Viewer { ws }
     }
 
-    async fn next(&mut self, deadline: Instant) -> ServerMessage {
+    pub(crate) async fn next(&mut self, deadline: Instant) -> ServerMessage {
         loop {
             let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("viewer: no message in time");
             match frame {

@@ -4,6 +4,7 @@ mod agent;
 mod changes_e2e;
 mod claude;
 mod cli;
+mod containers_e2e;
 mod conversations_e2e;
 mod decisions;
 mod external_e2e;

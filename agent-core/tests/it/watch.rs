@@ -156,6 +156,8 @@ fn expected(fx: &Fixture, got: &RepoStatus, want: &Want) -> RepoStatus {
     status.head_sha = want.head.map(|_| fx.head());
     status.head_summary = want.head.map(str::to_string);
     status.upstream = want.upstream.map(str::to_string);
+    // The fixtures with an upstream have `origin` at <tmp>/remote.git (`Fixture::with_remote`).
+    status.remote_url = want.upstream.map(|_| fx.tmp.path().join("remote.git").display().to_string());
     status.operation = want.operation;
     status.status = want.state;
     status.uncommitted_count = want.uncommitted;

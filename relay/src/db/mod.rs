@@ -20,8 +20,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 mod conversations;
+mod runs;
 
 pub use conversations::PendingDecision;
+pub use runs::{Run, RunState};
 
 /// A database failure. `Busy` is retryable: another process (an admin command) holds the lock.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,9 @@ pub struct Principal {
     pub user: String,
     pub scope: KeyScope,
     pub key_id: String,
+    /// The task a one-time key of a container run is bound to (SPEC 10): such an agent may
+    /// only report that task.
+    pub task_id: Option<String>,
 }
 
 /// A key as `key list` shows it: never the secret.
@@ -192,6 +197,32 @@ CREATE TABLE pending_decisions (
     PRIMARY KEY (task_id, request_id)
 );
 "#,
+    // SPEC 10: container runs (one row per container task), the one-time agent keys bound to
+    // them, per-user secrets (encrypted; the key is outside the database), and this relay's
+    // instance id, which labels the containers it starts.
+    r#"
+ALTER TABLE keys ADD COLUMN task_id TEXT;
+CREATE TABLE runs (
+    task_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    clone_url TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    container_id TEXT,
+    key_id TEXT,
+    seq_offset INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_by_state ON runs (state, created_ms);
+CREATE TABLE secrets (
+    user TEXT NOT NULL,
+    name TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    value BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (user, name)
+);
+INSERT INTO meta (name, value) VALUES ('instance', abs(random()) % 1000000000000);
+"#,
 ];
 
 /// The database handle. Not `Sync`: the server keeps it behind one mutex.
@@ -318,7 +349,7 @@ impl Db {
         Ok(self
             .conn
             .query_row(
-                "SELECT user, scope, id FROM keys WHERE hash = ?1 AND revoked_at IS NULL",
+                "SELECT user, scope, id, task_id FROM keys WHERE hash = ?1 AND revoked_at IS NULL",
                 [hash_secret(secret)],
                 principal_row,
             )
@@ -340,7 +371,7 @@ impl Db {
         Ok(self
             .conn
             .query_row(
-                "SELECT k.user, k.scope, k.id FROM sessions s JOIN keys k ON k.id = s.key_id
+                "SELECT k.user, k.scope, k.id, k.task_id FROM sessions s JOIN keys k ON k.id = s.key_id
                  WHERE s.hash = ?1 AND s.expires_ms > ?2 AND k.revoked_at IS NULL",
                 params![hash_secret(secret), Utc::now().timestamp_millis()],
                 principal_row,
@@ -794,7 +825,12 @@ fn private_files(db: &Path) -> std::io::Result<()> {
 
 fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
     let scope: String = r.get(1)?;
-    Ok(Principal { user: r.get(0)?, scope: KeyScope::parse(&scope).unwrap_or(KeyScope::Viewer), key_id: r.get(2)? })
+    Ok(Principal {
+        user: r.get(0)?,
+        scope: KeyScope::parse(&scope).unwrap_or(KeyScope::Viewer),
+        key_id: r.get(2)?,
+        task_id: r.get(3)?,
+    })
 }
 
 fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {

@@ -8,4 +8,5 @@ mod conversations;
 mod frames;
 mod http;
 mod realtime;
+mod runs;
 mod support;

@@ -1,6 +1,6 @@
 use std::rc::Rc;
 
-use flightdeck_protocol::api::{HudContext, HudSettings, HudStartRequest};
+use flightdeck_protocol::api::{HudContext, HudSettings, HudStartRequest, PlacementRequest};
 use flightdeck_protocol::Task;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
@@ -51,10 +51,10 @@ pub fn hud_page(props: &HudPageProps) -> Html {
         let repo = full_repo.clone();
         let starting = starting.clone();
         let start_message = start_message.clone();
-        Callback::from(move |prompt: String| {
+        Callback::from(move |(prompt, placement): (String, PlacementRequest)| {
             let backend = backend.clone();
             let dispatch = dispatch.clone();
-            let request = HudStartRequest { repo: repo.clone(), prompt };
+            let request = HudStartRequest { repo: repo.clone(), prompt, placement: Some(placement) };
             let starting = starting.clone();
             let start_message = start_message.clone();
             starting.set(true);
@@ -118,7 +118,9 @@ pub fn hud_page(props: &HudPageProps) -> Html {
     use_needs_input_title(needs_input && !forbidden);
     let agent_online =
         hud.map(|h| h.agent_online).or_else(|| store.session.as_ref().map(|s| s.can_start)).unwrap_or(false);
-    let can_start = ctx.is_owner && agent_online;
+    // A relay with a runner starts the task in a container when no agent is online (SPEC 10).
+    let runner_available = store.session.as_ref().is_some_and(|s| s.runner_available);
+    let can_start = ctx.is_owner && (agent_online || runner_available);
     let reason: Option<AttrValue> = (!can_start).then(|| {
         store
             .session
@@ -194,7 +196,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                     <aside class="side">
                         <RepoPanel repo={hud.and_then(|h| h.repo_status.clone())} title={AttrValue::from("Repository")} />
                         if ctx.is_owner {
-                            <StartForm can_start={can_start} reason={reason} busy={*starting} on_start={on_start}
+                            <StartForm can_start={can_start} reason={reason} busy={*starting} on_start={on_start} runner_available={runner_available}
                                        message={(*start_message).clone()} />
                             <SettingsToggles settings={store.settings} on_change={on_settings} />
                             <AlertList alerts={repo_alerts} on_ack={on_ack} />

@@ -51,7 +51,15 @@ pub fn new_task_form(props: &NewTaskFormProps) -> Html {
                 Executor::Claude => TaskPayload { prompt: Some(body), ..TaskPayload::default() },
                 Executor::Shell => TaskPayload { command: Some(body), ..TaskPayload::default() },
             };
-            on_create.emit(CreateTaskRequest { title: None, executor, repo: chosen.clone(), payload, agent_id: None });
+            on_create.emit(CreateTaskRequest {
+                title: None,
+                executor,
+                repo: chosen.clone(),
+                payload,
+                agent_id: None,
+                placement: None,
+                clone_url: None,
+            });
             text.set(String::new());
         })
     };

@@ -40,6 +40,8 @@ pub fn task_list(props: &TaskListProps) -> Html {
                                     } else if t.parent_task_id.is_some() { { "↳ reply · " } }
                                     { format!("{} · {}", t.repo, t.created_at.format("%m-%d %H:%M")) }
                                     if let Some(c) = t.cost_usd { { format!(" · {}", format_cost(c)) } }
+                                    // Where it ran (SPEC 10).
+                                    if t.placement == Some(flightdeck_protocol::Placement::Container) { { " · in a container" } }
                                 </span>
                             </button>
                         </li>
