@@ -23,10 +23,10 @@ if [ -n "$want" ] && [ "$have" != "$want" ]; then
     exit 1
 fi
 
-cargo build -p flightdeck-ui --target wasm32-unknown-unknown --release
+cargo build -p flightdeck-ui --target wasm32-unknown-unknown --profile wasm-release
 mkdir -p "$out"
-wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name flightdeck_ui \
-    "$target_dir/wasm32-unknown-unknown/release/flightdeck_ui.wasm"
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$out" --out-name flightdeck_ui \
+    "$target_dir/wasm32-unknown-unknown/wasm-release/flightdeck_ui.wasm"
 if command -v wasm-opt >/dev/null; then
     wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
         -o "$out/flightdeck_ui_bg.wasm.opt" "$out/flightdeck_ui_bg.wasm"
