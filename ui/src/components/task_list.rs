@@ -36,7 +36,7 @@ pub fn task_list(props: &TaskListProps) -> Html {
                                 <span class="task-title">{ &t.title }</span>
                                 <span class="task-meta muted">
                                     if t.parent_task_id.is_some() { { "↳ reply · " } }
-                                    { format!("{} · {}", t.repo, t.created_at.format("%m-%d %H:%M")) }
+                                    { format!("{} · {}", t.repo, super::short_time(&t.created_at)) }
                                     if let Some(c) = t.cost_usd { { format!(" · {}", format_cost(c)) } }
                                 </span>
                             </button>
