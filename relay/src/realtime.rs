@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::realtime::{encode_snapshot, HudSnapshot, TaskSnapshot};
+use flightdeck_protocol::realtime::{encode_snapshot, DashboardRepo, DashboardSnapshot, HudSnapshot, TaskSnapshot};
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
 
@@ -205,7 +205,7 @@ impl Viewer {
     /// Names without a user are the authenticated user's own (anonymous: none).
     fn key_for(&self, topic: Topic) -> TopicKey {
         match &topic {
-            Topic::Hud { user, .. } => TopicKey::new(&user.clone(), topic),
+            Topic::Hud { user, .. } | Topic::Dashboard { user } => TopicKey::new(&user.clone(), topic),
             _ => {
                 let user = self.auth.principal.as_ref().map(|p| p.user.clone()).unwrap_or_default();
                 TopicKey::new(&user, topic)
@@ -265,6 +265,10 @@ fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<serde_json::V
         }
         return Ok(Ok(serde_json::to_value(hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
     }
+    if let Topic::Dashboard { .. } = &key.topic {
+        // Anyone may read it: it holds public repos only, the same for every reader.
+        return Ok(Ok(serde_json::to_value(dashboard_snapshot(db, user)?).map_err(internal)?));
+    }
     // Every other topic is the owner's alone.
     if !auth.is_owner_of(user) {
         return forbidden();
@@ -284,7 +288,7 @@ fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<serde_json::V
             let events = db.events(id, 0, u32::MAX)?;
             serde_json::to_value(TaskSnapshot { task, events })
         }
-        Topic::Hud { .. } => unreachable!("handled above"),
+        Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
     };
     Ok(Ok(value.map_err(internal)?))
 }
@@ -296,6 +300,33 @@ fn internal(e: serde_json::Error) -> AppError {
 /// A task as HUDs show it: without the agent (a host name is the owner's business).
 pub fn public_task(task: flightdeck_protocol::Task) -> flightdeck_protocol::Task {
     flightdeck_protocol::Task { agent_id: None, ..task }
+}
+
+/// A repo's dashboard entry when its HUD is public (`None` for a private or unknown repo): the
+/// same public views as its HUD.
+pub fn dashboard_entry(db: &Db, user: &str, repo: &str) -> Result<Option<DashboardRepo>, AppError> {
+    if !db.hud_settings(user, repo)?.public {
+        return Ok(None);
+    }
+    let Some((status, _agent)) = db.repo(user, repo)? else { return Ok(None) };
+    Ok(Some(DashboardRepo {
+        repo: repo.to_string(),
+        agent_online: db.repo_agent_online(user, repo)?.is_some(),
+        repo_status: Some(status.public_view()),
+        task: db.hud_task(user, repo)?.map(public_task),
+    }))
+}
+
+/// `dashboard:<user>`: every public repo of the user, by slug.
+pub fn dashboard_snapshot(db: &Db, user: &str) -> Result<DashboardSnapshot, AppError> {
+    let mut repos = Vec::new();
+    for status in db.repos(user, None, None)? {
+        if let Some(entry) = dashboard_entry(db, user, &status.name)? {
+            repos.push(entry);
+        }
+    }
+    repos.sort_by(|a, b| a.repo.cmp(&b.repo));
+    Ok(DashboardSnapshot { user: user.to_string(), repos })
 }
 
 /// A HUD's state: public fields only, whoever asks.
