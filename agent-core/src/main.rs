@@ -530,6 +530,12 @@ fn describe(event: &TaskEvent) -> String {
                 one_line(&shown, 120)
             )
         }
+        TaskEvent::Diff { files, truncated, .. } => {
+            let (add, del) = files.iter().fold((0, 0), |(a, d), f| (a + f.additions, d + f.deletions));
+            let n = files.len();
+            let cut = if *truncated { " (patch truncated)" } else { "" };
+            format!("± {n} {} changed, +{add} −{del}{cut}", if n == 1 { "file" } else { "files" })
+        }
         TaskEvent::PermissionDecision { behavior, decided_by, message, .. } => {
             let by =
                 serde_json::to_value(decided_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();

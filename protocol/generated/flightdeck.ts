@@ -301,6 +301,29 @@ export type Detail = {
 };
 
 /**
+ * One file of a `diff` event.
+ */
+export type DiffFile = {
+  additions: number;
+  /**
+   * A binary file: listed, no patch.
+   */
+  binary?: boolean;
+  deletions: number;
+  /**
+   * The path before a rename.
+   */
+  oldPath?: string | null;
+  path: string;
+  status: DiffStatus;
+};
+
+/**
+ * How a file changed.
+ */
+export type DiffStatus = "added" | "modified" | "deleted" | "renamed";
+
+/**
  * `GET /api/cockpit/tasks/:id/events?after=N&limit=`: the polling fallback.
  */
 export type EventsResponse = {
@@ -769,6 +792,17 @@ export type TaskEvent = ({
    * The tool input as allowed (a question's answers), when the decision changed it.
    */
   updatedInput?: unknown;
+}) | ({
+  files: DiffFile[];
+  kind: "diff";
+  /**
+   * The unified patch of every text file, capped at [`MAX_DIFF_PATCH_BYTES`].
+   */
+  patch: string;
+  /**
+   * The patch was cut at the cap (`files` is still complete).
+   */
+  truncated?: boolean;
 });
 
 /**

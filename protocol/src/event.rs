@@ -85,6 +85,46 @@ pub enum TaskEvent {
         updated_input: Option<Value>,
         decided_by: DecidedBy,
     },
+    /// What the task changed in its working tree (SPEC 12), against the commit it started from,
+    /// untracked files included; emitted once, before `done`, when a task that changed files ends.
+    Diff {
+        files: Vec<DiffFile>,
+        /// The unified patch of every text file, capped at [`MAX_DIFF_PATCH_BYTES`].
+        patch: String,
+        /// The patch was cut at the cap (`files` is still complete).
+        #[serde(default)]
+        truncated: bool,
+    },
+}
+
+/// The most patch text a `diff` event carries (1 MiB).
+pub const MAX_DIFF_PATCH_BYTES: usize = 1 << 20;
+
+/// One file of a `diff` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct DiffFile {
+    pub path: String,
+    /// The path before a rename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    pub status: DiffStatus,
+    pub additions: u64,
+    pub deletions: u64,
+    /// A binary file: listed, no patch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
+}
+
+/// How a file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffStatus {
+    Added,
+    Modified,
+    Deleted,
+    Renamed,
 }
 
 /// Allow or deny a permission request.
@@ -133,6 +173,7 @@ impl TaskEvent {
             TaskEvent::UserMessage { .. } => "user_message",
             TaskEvent::PermissionRequest { .. } => "permission_request",
             TaskEvent::PermissionDecision { .. } => "permission_decision",
+            TaskEvent::Diff { .. } => "diff",
         }
     }
 
@@ -166,6 +207,15 @@ impl TaskEvent {
                 }
                 if let Some(v) = updated_input {
                     *v = json(v);
+                }
+            }
+            TaskEvent::Diff { files, patch, .. } => {
+                *patch = text(patch);
+                for f in files.iter_mut() {
+                    f.path = text(&f.path);
+                    if let Some(old) = &mut f.old_path {
+                        *old = text(old);
+                    }
                 }
             }
             TaskEvent::Status { .. } | TaskEvent::ToolProgress { .. } | TaskEvent::Usage { .. } => {}

@@ -1,6 +1,7 @@
 //! The rules of a new task, in one place: every front end (desktop, `flightdeck-agent task`,
 //! the relay's REST API) and the runner call these, so they cannot drift apart.
 
+use crate::event::TaskEvent;
 use crate::model::{Executor, TaskPayload};
 
 /// The longest title kept (longer ones are cut).
@@ -81,6 +82,103 @@ pub fn task_title(given: Option<&str>, executor: Executor, payload: &TaskPayload
     title
 }
 
+/// The most bytes one event's JSON may take on the agent link: the `event` frame around it
+/// (task id, seq) must stay under the relay's default frame limit, or the relay closes the
+/// link with 1009 and every later event waits behind it.
+pub const MAX_WIRE_EVENT_BYTES: usize = crate::DEFAULT_MAX_FRAME_BYTES - 16 * 1024;
+
+/// Shrinks an event until its JSON takes at most `max` bytes: a `diff` loses the end of its
+/// patch first (`truncated`), then every long text (and every string in tool params or inputs)
+/// is cut with a note saying how much; as a last resort structured values are replaced by a
+/// note and a `diff` lists fewer files. Returns whether anything was cut. The full event stays
+/// in the agent's own database; only its outgoing form is cut.
+pub fn fit_event(event: &mut TaskEvent, max: usize) -> bool {
+    let size = |e: &TaskEvent| serde_json::to_vec(e).map(|v| v.len()).unwrap_or(usize::MAX);
+    let mut len = size(event);
+    if len <= max {
+        return false;
+    }
+    // Escaping may make a byte of patch cost up to six in JSON, unevenly: cut by the measured
+    // ratio, and again while it does not fit.
+    for _ in 0..8 {
+        let TaskEvent::Diff { patch, truncated, .. } = &mut *event else { break };
+        if len <= max || patch.is_empty() {
+            break;
+        }
+        let escaped = serde_json::to_string(patch.as_str()).map(|s| s.len()).unwrap_or(usize::MAX);
+        let over = len - max;
+        let keep = patch.len().saturating_sub(over.saturating_mul(patch.len()).div_ceil(escaped.max(1)) + 64);
+        cut_at_line(patch, keep);
+        *truncated = true;
+        len = size(event);
+    }
+    // Every string longer than `cap` is cut to it; `cap` shrinks in proportion until it fits.
+    let mut cap = usize::MAX;
+    while len > max {
+        let longest = longest_text(event);
+        if longest <= 256 {
+            break;
+        }
+        let proportional = (longest as u128 * max as u128 / len as u128) as usize;
+        cap = proportional.min(cap).min(longest - 1).max(256);
+        event.map_text(|t| cut_note(t, cap));
+        len = size(event);
+        if cap == 256 {
+            break;
+        }
+    }
+    if len > max {
+        event.map_fields(
+            |t| cut_note(t, 256),
+            |v| serde_json::Value::String(format!("[{} bytes cut]", v.to_string().len())),
+        );
+        if let TaskEvent::Diff { files, truncated, .. } = event {
+            *truncated = true;
+            while size(&TaskEvent::Diff { files: files.clone(), patch: String::new(), truncated: true }) > max - 512 {
+                let drop = files.len().div_ceil(10).max(1);
+                files.truncate(files.len().saturating_sub(drop));
+            }
+        }
+    }
+    true
+}
+
+/// The longest piece of free text in the event, in bytes.
+fn longest_text(event: &TaskEvent) -> usize {
+    let mut longest = 0;
+    event.clone().map_text(|t| {
+        longest = longest.max(t.len());
+        t.to_string()
+    });
+    longest
+}
+
+/// `text` cut to about `cap` bytes (at a char boundary) with a note of what was cut.
+fn cut_note(text: &str, cap: usize) -> String {
+    if text.len() <= cap {
+        return text.to_string();
+    }
+    let note = format!(" … [{} bytes cut: too long to send; the full text stays on the agent's machine]", text.len());
+    let mut end = cap.saturating_sub(note.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &text[..end])
+}
+
+/// Cuts `text` to at most `keep` bytes, at the last line end before it when there is one.
+fn cut_at_line(text: &mut String, keep: usize) {
+    if text.len() <= keep {
+        return;
+    }
+    let mut end = keep;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let end = text[..end].rfind('\n').map(|i| i + 1).unwrap_or(end);
+    text.truncate(end);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +232,62 @@ mod tests {
         for (given, executor, payload, want) in cases {
             assert_eq!(task_title(given, executor, &payload), want);
         }
+    }
+
+    #[test]
+    fn events_too_big_for_a_frame_are_cut_to_fit_and_say_so() {
+        use crate::event::{DiffFile, DiffStatus};
+        let max = MAX_WIRE_EVENT_BYTES;
+        let len = |e: &TaskEvent| serde_json::to_vec(e).unwrap().len();
+
+        let mut small = TaskEvent::Chunk { text: "hello".into(), stream: crate::event::ChunkStream::Stdout };
+        assert!(!fit_event(&mut small, max));
+        assert_eq!(small, TaskEvent::Chunk { text: "hello".into(), stream: crate::event::ChunkStream::Stdout });
+
+        // Control characters cost six bytes each in JSON.
+        let mut output =
+            TaskEvent::ToolDone { tool_id: "t".into(), output: "\u{1}é\"".repeat(400_000), is_error: false };
+        assert!(fit_event(&mut output, max));
+        assert!(len(&output) <= max, "{}", len(&output));
+        let TaskEvent::ToolDone { output: text, .. } = &output else { unreachable!() };
+        assert!(
+            text.ends_with("bytes cut: too long to send; the full text stays on the agent's machine]"),
+            "{}",
+            &text[text.len() - 100..]
+        );
+        assert!(text.len() > max / 4, "cut far more than needed: {}", text.len());
+
+        let mut write = TaskEvent::ToolStart {
+            tool_id: "t".into(),
+            tool_name: "Write".into(),
+            params: serde_json::json!({"file_path": "big.txt", "content": "line\n".repeat(600_000)}),
+        };
+        assert!(fit_event(&mut write, max));
+        assert!(len(&write) <= max);
+        let TaskEvent::ToolStart { params, .. } = &write else { unreachable!() };
+        assert_eq!(params["file_path"], "big.txt");
+
+        let file = |i: usize| DiffFile {
+            path: format!("src/{i:06}/{}", "deep/".repeat(20)),
+            old_path: None,
+            status: DiffStatus::Added,
+            additions: 1,
+            deletions: 0,
+            binary: false,
+        };
+        let patch: String = (0..100_000).map(|i| format!("+line \"{i}\"\tend\n")).collect();
+        let mut diff = TaskEvent::Diff { files: (0..10).map(file).collect(), patch, truncated: false };
+        assert!(fit_event(&mut diff, max));
+        assert!(len(&diff) <= max);
+        let TaskEvent::Diff { files, patch, truncated } = &diff else { unreachable!() };
+        assert!(*truncated);
+        assert_eq!(files.len(), 10);
+        assert!(patch.ends_with("end\n") && patch.len() > max / 2, "{} {:?}", patch.len(), &patch[patch.len() - 150..]);
+
+        let mut many = TaskEvent::Diff { files: (0..20_000).map(file).collect(), patch: "x".into(), truncated: false };
+        assert!(fit_event(&mut many, max));
+        assert!(len(&many) <= max);
+        let TaskEvent::Diff { files, truncated, .. } = &many else { unreachable!() };
+        assert!(*truncated && !files.is_empty() && files.len() < 20_000);
     }
 }

@@ -278,6 +278,8 @@ impl Transcript {
                     call.decision = Some(Decision { behavior, message, updated_input, decided_by });
                 }
             }
+            // Shown by the Changes panel (not yet part of the transcript's items).
+            TaskEvent::Diff { .. } => {}
         }
     }
 

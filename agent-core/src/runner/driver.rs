@@ -7,6 +7,7 @@ use flightdeck_protocol::{AlertKind, Severity, Task, TaskEvent, TaskStatus};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::changes::Baseline;
 use super::recorder::Recorder;
 use super::worktree::{worktree_dir, TaskWorktree};
 use super::{group_record_path, Shared, Slot, StopReason, StopSwitch};
@@ -41,11 +42,25 @@ pub(crate) async fn drive(
         None
     };
 
+    let cwd = worktree.as_ref().map(|w| w.dir.clone()).unwrap_or(repo_dir);
+    // Where the task starts from, for its `diff` when it ends.
+    let baseline = {
+        let dir = cwd.clone();
+        match tokio::task::spawn_blocking(move || Baseline::take(&dir)).await {
+            Ok(Ok(baseline)) => Some(baseline),
+            Ok(Err(err)) => {
+                tracing::warn!(task = %rec.task.id, %err, "cannot note the task's starting point: it gets no diff");
+                None
+            }
+            Err(_) => None,
+        }
+    };
+
     let ctx = ExecContext {
         task_id: rec.task.id.clone(),
         executor: rec.task.executor,
         payload: rec.task.payload.clone(),
-        cwd: worktree.as_ref().map(|w| w.dir.clone()).unwrap_or(repo_dir),
+        cwd,
         claude: shared.config.claude.clone(),
         stop: stop.token.clone(),
         kill_grace: shared.config.kill_grace,
@@ -58,6 +73,8 @@ pub(crate) async fn drive(
     let mut waiting = Waiting::default();
     let max_cost = rec.task.payload.max_cost_usd;
     let mut batch = Vec::with_capacity(BATCH);
+    // The executor's `done` waits for the task's `diff`, which reads the tree once it is over.
+    let mut done = None;
 
     loop {
         tokio::select! {
@@ -75,7 +92,7 @@ pub(crate) async fn drive(
                             if let Some(w) = &worktree {
                                 summary.push_str(&format!("\n\nBranch: {}", w.branch));
                             }
-                            out.push(TaskEvent::Done { summary });
+                            done = Some(TaskEvent::Done { summary });
                         }
                         TaskEvent::ToolDone { tool_id, output, is_error } => {
                             let output = truncate_output(&mut rec, &tool_id, output, shared.config.tool_output_limit);
@@ -136,6 +153,18 @@ pub(crate) async fn drive(
         (None, ExecOutcome::Completed { .. }) => TaskStatus::Completed,
         (None, ExecOutcome::Failed { .. } | ExecOutcome::Stopped) => TaskStatus::Failed,
     };
+    let mut last = Vec::new();
+    if let Some(baseline) = baseline.filter(|_| stop.reason() != Some(StopReason::Shutdown)) {
+        match tokio::task::spawn_blocking(move || baseline.diff()).await {
+            Ok(Ok(diff)) => last.extend(diff),
+            Ok(Err(err)) => tracing::warn!(task = %rec.task.id, %err, "cannot diff what the task changed"),
+            Err(err) => tracing::warn!(task = %rec.task.id, %err, "cannot diff what the task changed"),
+        }
+    }
+    last.extend(done);
+    if !last.is_empty() {
+        rec.record(last).await;
+    }
     // Whatever was still waiting for a decision will not get one: its alert is done with.
     waiting.end(&mut rec).await;
     if let Some(worktree) = &worktree {

@@ -48,6 +48,7 @@ use crate::executor::{ClaudeConfig, Decision, ExecInput};
 use crate::redact::RepoRedactors;
 use crate::store::{AlertFilter, Store, StoreError};
 
+pub mod changes;
 mod driver;
 mod recorder;
 pub mod worktree;

@@ -14,6 +14,7 @@
 //! final state; a task without a confirmed row is resent on every connection until confirmed.
 
 use flightdeck_protocol::event::TaskEventRecord;
+use flightdeck_protocol::rules::{fit_event, MAX_WIRE_EVENT_BYTES};
 use flightdeck_protocol::{Alert, SeqEvent, Task, TaskEvent};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::watch;
@@ -188,7 +189,20 @@ pub(crate) fn insert_wire(conn: &Connection, task_id: &str, wire: &[SeqEvent]) -
          ON CONFLICT DO NOTHING",
     )?;
     for event in wire {
-        stmt.execute(params![task_id, event.seq as i64, serde_json::to_string(&event.event)?])?;
+        let mut json = serde_json::to_string(&event.event)?;
+        if json.len() > MAX_WIRE_EVENT_BYTES {
+            // One frame the relay refuses would hold up every later event: send it cut.
+            let mut cut = event.event.clone();
+            fit_event(&mut cut, MAX_WIRE_EVENT_BYTES);
+            tracing::warn!(
+                task = task_id,
+                seq = event.seq,
+                bytes = json.len(),
+                "an event too big for one frame goes to the relay cut"
+            );
+            json = serde_json::to_string(&cut)?;
+        }
+        stmt.execute(params![task_id, event.seq as i64, json])?;
     }
     Ok(())
 }

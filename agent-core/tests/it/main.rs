@@ -1,6 +1,7 @@
 //! The integration tests of flightdeck-agent-core: one test binary, one module per area.
 
 mod agent;
+mod changes_e2e;
 mod claude;
 mod cli;
 mod conversations_e2e;

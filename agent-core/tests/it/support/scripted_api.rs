@@ -52,10 +52,13 @@ impl ScriptedApi {
     pub async fn start(turns: Vec<Turn>) -> ScriptedApi {
         let state = State { turns: Arc::new(Mutex::new(turns.into())), requests: Arc::default() };
         let requests = state.requests.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, body: Bytes| {
-            let state = state.clone();
-            async move { answer(state, method, uri, body) }
-        });
+        let app = Router::new()
+            .fallback(move |method: Method, uri: Uri, body: Bytes| {
+                let state = state.clone();
+                async move { answer(state, method, uri, body) }
+            })
+            // Like the real API (32 MB), not axum's 2 MB default.
+            .layer(axum::extract::DefaultBodyLimit::max(32 << 20));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
