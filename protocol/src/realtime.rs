@@ -422,7 +422,8 @@ mod tests {
         let owned = TopicEvent::decode(&topic, serde_json::from_str(payload).unwrap()).unwrap();
         assert_eq!(TopicEvent::decode_str(&topic, payload).unwrap(), owned);
         assert_eq!(owned, TopicEvent::Dashboard(DashboardEvent::Removed { removed: "web".into() }));
-        let error: ServerFrameText<'_> = serde_json::from_str(&ServerMessage::forbidden("hud:a/b").to_json()).unwrap();
+        let text = ServerMessage::forbidden("hud:a/b").to_json();
+        let error: ServerFrameText<'_> = serde_json::from_str(&text).unwrap();
         assert_eq!((error.kind.as_str(), error.message.as_deref()), ("error", Some("forbidden")));
     }
 
