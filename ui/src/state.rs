@@ -41,6 +41,18 @@ pub struct DashboardState {
     pub repos: Vec<DashboardRepo>,
 }
 
+/// One repo as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardRow {
+    pub repo: String,
+    pub status: Option<RepoStatus>,
+    pub agent_online: bool,
+    /// The current or last task of the repo.
+    pub task: Option<Task>,
+    /// Whether its HUD is public; known to the owner only (anyone else sees public repos alone).
+    pub public: Option<bool>,
+}
+
 /// Everything the views show.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -163,6 +175,44 @@ impl Store {
         }
         turns.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         turns
+    }
+
+    /// The dashboard's repos, by name. Anyone: the public repos of `dashboard:<user>`. The
+    /// owner: every repo of `repos`, with its agent from `agents` and its newest task from
+    /// `tasks` (a public repo's dashboard entry wins, it is the relay's view of its HUD).
+    pub fn dashboard_rows(&self, owner: bool) -> Vec<DashboardRow> {
+        let entries = self.dashboard.as_ref().map(|d| d.repos.as_slice()).unwrap_or_default();
+        let from_entry = |e: &DashboardRepo, public: Option<bool>| DashboardRow {
+            repo: e.repo.clone(),
+            status: e.repo_status.clone(),
+            agent_online: e.agent_online,
+            task: e.task.as_ref().map(|t| self.tasks.iter().find(|o| o.id == t.id).unwrap_or(t).clone()),
+            public,
+        };
+        if !owner {
+            return entries.iter().map(|e| from_entry(e, None)).collect();
+        }
+        let mut rows: Vec<DashboardRow> = self
+            .repos
+            .iter()
+            .map(|r| match entries.iter().find(|e| e.repo == r.name) {
+                Some(e) => DashboardRow { status: Some(r.clone()), ..from_entry(e, Some(true)) },
+                None => DashboardRow {
+                    repo: r.name.clone(),
+                    status: Some(r.clone()),
+                    agent_online: self
+                        .agents
+                        .iter()
+                        .any(|a| a.status != flightdeck_protocol::AgentState::Offline && a.repos.contains(&r.name)),
+                    // `tasks` is newest first.
+                    task: self.tasks.iter().find(|t| t.repo == r.name).cloned(),
+                    public: Some(false),
+                },
+            })
+            .collect();
+        rows.sort_by(|a, b| a.repo.cmp(&b.repo));
+        rows.dedup_by(|a, b| a.repo == b.repo);
+        rows
     }
 
     /// Whether a task waits for a person: its status says so, or its transcript holds a request

@@ -3,8 +3,10 @@
 
 mod alert_list;
 mod app;
+mod changes_panel;
 mod cockpit_page;
 mod connection_indicator;
+mod dashboard_page;
 mod desktop_settings;
 mod hud_page;
 mod new_task_form;
@@ -21,8 +23,10 @@ mod transcript_item;
 
 pub use alert_list::{AlertList, AlertListProps};
 pub use app::{App, AppProps};
+pub use changes_panel::{ChangesPanel, ChangesPanelProps};
 pub use cockpit_page::CockpitPage;
 pub use connection_indicator::{ConnectionIndicator, ConnectionIndicatorProps};
+pub use dashboard_page::{DashboardPage, DashboardPageProps};
 pub use desktop_settings::DesktopSettings;
 pub use hud_page::{HudPage, HudPageProps};
 pub use new_task_form::{NewTaskForm, NewTaskFormProps};

@@ -2,7 +2,7 @@ use flightdeck_protocol::event::ChunkStream;
 use flightdeck_protocol::TaskStatus;
 use yew::prelude::*;
 
-use super::{PermissionCard, Shared, ToolCard};
+use super::{ChangesPanel, PermissionCard, Shared, ToolCard};
 use crate::ansi;
 use crate::markdown::{blocks, Block};
 use crate::transcript::Item;
@@ -61,8 +61,12 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
             </div>
         },
         Item::Done { summary } => html! {
-            <div class="task-done" data-testid="done"><strong>{ "Done: " }</strong>{ summary }</div>
+            <div class="task-done" data-testid="done">
+                <strong>{ "Completed" }</strong>
+                if let Some(summary) = summary { { ": " }{ summary } }
+            </div>
         },
+        Item::Changes { .. } => html! { <ChangesPanel item={props.item.clone()} /> },
         Item::Error { error } => html! {
             <div class="task-error" role="alert"><strong>{ "Error: " }</strong>{ ansi::strip(error) }</div>
         },
