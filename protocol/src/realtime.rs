@@ -234,6 +234,37 @@ pub struct HudSnapshot {
     pub events: Vec<SeqEvent>,
 }
 
+/// A transcript event as a relay stored it: the event is the JSON text it was received (and
+/// validated) as. Serializes exactly as [`SeqEvent`]; a snapshot of 50,000 events is then
+/// written without decoding and re-encoding each one.
+#[derive(Debug, Serialize)]
+pub struct StoredSeqEvent {
+    pub seq: u64,
+    pub event: Box<serde_json::value::RawValue>,
+}
+
+/// [`HudSnapshot`] with stored events, for writing (the same JSON).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredHudSnapshot {
+    pub user: String,
+    pub repo: String,
+    pub public: bool,
+    pub agent_online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo_status: Option<RepoStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    pub events: Vec<StoredSeqEvent>,
+}
+
+/// [`TaskSnapshot`] with stored events, for writing (the same JSON).
+#[derive(Debug, Serialize)]
+pub struct StoredTaskSnapshot {
+    pub task: Task,
+    pub events: Vec<StoredSeqEvent>,
+}
+
 /// A `repos` topic event: a changed repo, or one that is gone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -425,6 +456,51 @@ mod tests {
         let text = ServerMessage::forbidden("hud:a/b").to_json();
         let error: ServerFrameText<'_> = serde_json::from_str(&text).unwrap();
         assert_eq!((error.kind.as_str(), error.message.as_deref()), ("error", Some("forbidden")));
+    }
+
+    #[test]
+    fn stored_snapshots_write_the_same_json_as_typed_ones() {
+        let events = vec![SeqEvent {
+            seq: 1,
+            event: serde_json::from_value(serde_json::json!({"kind": "done", "summary": "ok"})).unwrap(),
+        }];
+        let stored = || {
+            events
+                .iter()
+                .map(|e| StoredSeqEvent { seq: e.seq, event: serde_json::value::to_raw_value(&e.event).unwrap() })
+                .collect::<Vec<_>>()
+        };
+        let task = Task::queued(
+            "t1",
+            "title",
+            "web",
+            crate::Executor::Shell,
+            crate::TaskPayload::default(),
+            crate::TaskSource::Local,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
+        let typed = HudSnapshot {
+            user: "alice".into(),
+            repo: "web".into(),
+            public: true,
+            agent_online: false,
+            repo_status: Some(RepoStatus::new("r1", "web")),
+            task: Some(task.clone()),
+            events: events.clone(),
+        };
+        let written = StoredHudSnapshot {
+            user: "alice".into(),
+            repo: "web".into(),
+            public: true,
+            agent_online: false,
+            repo_status: Some(RepoStatus::new("r1", "web")),
+            task: Some(task.clone()),
+            events: stored(),
+        };
+        assert_eq!(serde_json::to_string(&written).unwrap(), serde_json::to_string(&typed).unwrap());
+        let typed = TaskSnapshot { task: task.clone(), events: events.clone() };
+        let written = StoredTaskSnapshot { task, events: stored() };
+        assert_eq!(serde_json::to_string(&written).unwrap(), serde_json::to_string(&typed).unwrap());
     }
 
     #[test]
