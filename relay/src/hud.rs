@@ -17,7 +17,7 @@ use flightdeck_protocol::api::{
     CreateTaskRequest, DashboardContext, HudContext, HudSessionResponse, HudSettings, HudStartRequest,
     HudStartResponse, HudStatus,
 };
-use flightdeck_protocol::{names, Executor, ServerMessage, Task, TaskPayload, TaskStatus, Topic};
+use flightdeck_protocol::{names, ClientMessage, Executor, ServerMessage, Task, TaskPayload, TaskStatus, Topic};
 
 use crate::api::{create_task, parse_body};
 use crate::error::AppError;
@@ -239,10 +239,33 @@ pub fn script_json<T: serde::Serialize>(value: &T) -> String {
 
 fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String {
     // User and repo names are validated to `[A-Za-z0-9._-]`, so they are safe in HTML as is.
-    let (title, global, context) = match page {
-        AppPage::Hud(c) => (format!("{}/{} · Flightdeck HUD", c.username, c.repo), "HUD_CONTEXT", script_json(c)),
-        AppPage::Dashboard(c) => (format!("{} · Flightdeck", c.username), "DASHBOARD_CONTEXT", script_json(c)),
+    let (title, global, context, ws_url, topic) = match page {
+        AppPage::Hud(c) => (
+            format!("{}/{} · Flightdeck HUD", c.username, c.repo),
+            "HUD_CONTEXT",
+            script_json(c),
+            &c.ws_url,
+            Topic::Hud { user: c.username.clone(), repo: c.repo.clone() },
+        ),
+        AppPage::Dashboard(c) => (
+            format!("{} · Flightdeck", c.username),
+            "DASHBOARD_CONTEXT",
+            script_json(c),
+            &c.ws_url,
+            Topic::Dashboard { user: c.username.clone() },
+        ),
     };
+    // The page's main topic is asked for while the bundle still loads: the snapshot (a whole
+    // transcript) is on its way by the time the app starts, and the app adopts this socket
+    // (ui/src/realtime.rs, `EARLY_SOCKET`). A socket that fails is simply not adopted.
+    let early = format!(
+        "(function(){{try{{var e={{url:{url},topics:[{name}],frames:[]}},s=new WebSocket(e.url);e.socket=s;\
+         s.onmessage=function(m){{e.frames.push(m.data)}};s.onopen=function(){{s.send({subscribe})}};\
+         window.FLIGHTDECK_EARLY_SOCKET=e}}catch(_){{}}}})();",
+        url = script_json(ws_url),
+        name = script_json(&topic.to_string()),
+        subscribe = script_json(&ClientMessage::Subscribe { topics: vec![topic.to_string()] }.to_json()),
+    );
     let notice = if bundle_present {
         String::new()
     } else {
@@ -254,7 +277,7 @@ fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String 
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
-         <script nonce=\"{nonce}\">window.{global} = {context};</script>\n</head>\n<body>\n{notice}\
+         <script nonce=\"{nonce}\">window.{global} = {context};\n{early}</script>\n</head>\n<body>\n{notice}\
          <div id=\"app\"></div>\n<script type=\"module\" nonce=\"{nonce}\">import init from \"/assets/flightdeck_ui.js\"; \
          init();</script>\n</body>\n</html>\n",
     )

@@ -10,6 +10,9 @@
 //!   the connection indicator's "API reachable" half.
 //! - Frames are queued and handed to the store once per animation frame, so a burst of
 //!   chunks is one render, not hundreds.
+//! - The relay's pages open the socket and subscribe to their main topic before the bundle has
+//!   loaded (`window.FLIGHTDECK_EARLY_SOCKET`); the first connect adopts that socket and the
+//!   frames it already received, so a big snapshot is not asked for only once the app runs.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -133,19 +136,53 @@ impl Drop for Feed {
     }
 }
 
+/// The socket a relay page opened before the bundle loaded (see the module docs).
+struct EarlySocket {
+    socket: WebSocket,
+    /// The topics its `onopen` subscribes to.
+    topics: Vec<String>,
+    /// Text frames received so far.
+    frames: Vec<String>,
+}
+
+/// Takes the page's early socket (once: the global is removed) when it is for `url` and still
+/// open or opening. Its handlers are replaced by the caller before anything else can arrive.
+fn take_early_socket(url: &str) -> Option<EarlySocket> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str("FLIGHTDECK_EARLY_SOCKET");
+    let early = js_sys::Reflect::get(&window, &key).ok().filter(JsValue::is_object)?;
+    let _ = js_sys::Reflect::delete_property(window.unchecked_ref::<js_sys::Object>(), &key);
+    let get = |name: &str| js_sys::Reflect::get(&early, &JsValue::from_str(name)).ok();
+    let strings = |value: Option<JsValue>| -> Vec<String> {
+        value.map(|v| js_sys::Array::from(&v).iter().filter_map(|x| x.as_string()).collect()).unwrap_or_default()
+    };
+    if get("url")?.as_string()? != url {
+        return None;
+    }
+    let socket: WebSocket = get("socket")?.dyn_into().ok()?;
+    if socket.ready_state() > WebSocket::OPEN {
+        return None;
+    }
+    Some(EarlySocket { socket, topics: strings(get("topics")), frames: strings(get("frames")) })
+}
+
 impl Inner {
     fn connect(this: &Rc<Inner>) {
         if this.stopped.get() {
             return;
         }
         let url = this.config.ws_url.clone().unwrap_or_default();
-        let ws = match WebSocket::new(&url) {
-            Ok(ws) => ws,
-            Err(e) => {
-                web_sys::console::warn_1(&e);
-                Inner::schedule_reconnect(this);
-                return;
-            }
+        let early = take_early_socket(&url);
+        let ws = match &early {
+            Some(early) => early.socket.clone(),
+            None => match WebSocket::new(&url) {
+                Ok(ws) => ws,
+                Err(e) => {
+                    web_sys::console::warn_1(&e);
+                    Inner::schedule_reconnect(this);
+                    return;
+                }
+            },
         };
         let weak = Rc::downgrade(this);
         let on_open = Closure::<dyn FnMut(JsValue)>::new({
@@ -188,7 +225,26 @@ impl Inner {
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         *this.handlers.borrow_mut() = vec![on_open, on_message, on_close];
-        *this.socket.borrow_mut() = Some(ws);
+        *this.socket.borrow_mut() = Some(ws.clone());
+        let Some(early) = early else { return };
+        // What arrived before the app ran, in order; then, if the page's own `onopen` already
+        // subscribed (the socket is open), only the topics it did not ask for.
+        for text in early.frames {
+            match decode_server_frame(&text) {
+                Ok(Some(action)) => this.push(action),
+                Ok(None) => {}
+                Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("dropped frame: {e}"))),
+            }
+        }
+        if ws.ready_state() == WebSocket::OPEN {
+            this.open.set(true);
+            this.backoff.borrow_mut().reset();
+            let rest: Vec<String> =
+                this.topics.borrow().iter().filter(|t| !early.topics.contains(t)).cloned().collect();
+            this.send_subscribe(rest);
+            this.push(Action::SocketOpen(true));
+            spawn_local(Inner::check_health(Rc::downgrade(this)));
+        }
     }
 
     fn schedule_reconnect(this: &Rc<Inner>) {
