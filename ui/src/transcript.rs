@@ -342,10 +342,11 @@ impl Transcript {
     }
 
     /// Whether the transcript's last message ends with `summary` (ignoring surrounding space).
+    /// A status line or the Changes panel (a `diff` comes just before `done`) may follow it.
     fn ends_with_text(&self, summary: &str) -> bool {
         self.items.iter().rev().find_map(|i| match i.as_ref() {
             Item::Message { text, .. } => Some(text.trim_end().ends_with(summary)),
-            Item::Status { .. } => None,
+            Item::Status { .. } | Item::Changes { .. } => None,
             _ => Some(false),
         }) == Some(true)
     }
@@ -541,13 +542,14 @@ mod tests {
         ]);
         assert_eq!(texts(&t), ["status:running", "msg:Done: the repo has a README.", "done:-"]);
         assert_eq!(t.status, Some(TaskStatus::Completed));
-        // A shell task's summary is its last output line; the status may come first.
+        // A shell task's summary is its last output line; its diff and status may come between.
         let t = run(vec![
             TaskEvent::Chunk { text: "one\nlast line\n".into(), stream: ChunkStream::Stdout },
+            event(json!({"kind": "diff", "files": [], "patch": "", "truncated": false})),
             event(json!({"kind": "status", "status": "completed"})),
             event(json!({"kind": "done", "summary": "last line"})),
         ]);
-        assert_eq!(texts(&t), ["msg:one\nlast line\n", "done:-"]);
+        assert_eq!(texts(&t), ["msg:one\nlast line\n", "changes:0:false", "done:-"]);
         // A summary that says something new is kept; a failure is said once.
         let t = run(vec![
             chunk("Working."),
