@@ -277,7 +277,7 @@ fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String 
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
-         <script nonce=\"{nonce}\">window.{global} = {context};\n{early}</script>\n</head>\n<body>\n{notice}\
+         <script nonce=\"{nonce}\">{early}\nwindow.{global} = {context};</script>\n</head>\n<body>\n{notice}\
          <div id=\"app\"></div>\n<script type=\"module\" nonce=\"{nonce}\">import init from \"/assets/flightdeck_ui.js\"; \
          init();</script>\n</body>\n</html>\n",
     )
