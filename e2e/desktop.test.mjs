@@ -12,7 +12,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, until } from './lib/relay.mjs';
+import { ROOT, Relay, until } from './lib/relay.mjs';
 import { DesktopDriver, have } from './lib/desktop-driver.mjs';
 
 const BIN = process.env.FLIGHTDECK_DESKTOP_BIN || path.join(ROOT, 'target/debug/flightdeck');
@@ -244,6 +244,69 @@ test('a Claude task that asks to run a command waits in the window until it is a
     return tasks.tasks && tasks.tasks[0] && tasks.tasks[0].status === 'completed' ? tasks : null;
   }, 30000, 'the Claude task to complete');
   assert.equal(answer.tasks[0].sessionId, 'fake-session-1', JSON.stringify(answer));
+});
+
+test('labels stay beside their controls at the default size', async () => {
+  const wrapped = await driver.script(`
+    const out = [];
+    for (const label of document.querySelectorAll('label')) {
+      const r = label.getBoundingClientRect();
+      if (r.width <= 1 || label.classList.contains('visually-hidden')) continue;
+      const line = parseFloat(getComputedStyle(label).lineHeight) || 20;
+      if (r.height > line * 1.5) out.push('two lines: ' + label.textContent);
+      const control = label.htmlFor && document.getElementById(label.htmlFor);
+      // A label and its control side by side in a row must stay side by side.
+      const row = label.parentElement;
+      if (control && control.parentElement === row && getComputedStyle(row).display.includes('flex')) {
+        const c = control.getBoundingClientRect();
+        if (Math.abs((r.top + r.height / 2) - (c.top + c.height / 2)) > 12) out.push('apart from its control: ' + label.textContent);
+      }
+    }
+    return out;
+  `);
+  assert.deepEqual(wrapped, []);
+});
+
+test('turning the relay on asks about earlier tasks (only new ones by default); a watched repo can be removed', async () => {
+  const relay = await Relay.create();
+  await relay.start();
+  try {
+    relay.admin('user', 'add', 'alice');
+    const agentKey = relay.admin('key', 'create', '--user', 'alice', '--scope', 'agent').match(/fdk_[0-9a-f]+/)[0];
+    const ownerKey = relay.admin('key', 'create', '--user', 'alice', '--scope', 'owner').match(/fdk_[0-9a-f]+/)[0];
+    // Earlier tests ran tasks on this machine: that is the history in question.
+    const local = await driver.script('return document.querySelectorAll("[data-task-id], .task-list li").length;');
+    assert.ok(local > 0, 'the window lists earlier local tasks');
+
+    await driver.type(await driver.find('#set-relay-url'), relay.base);
+    await driver.type(await driver.find('#set-relay-user'), 'alice');
+    await driver.type(await driver.find('#set-key'), agentKey);
+    await driver.click(await driver.find('section.settings form button[type=submit]'));
+    await until(async () => /Upload your earlier tasks too\?/.test(await bodyText()), 10000, 'the question about earlier tasks');
+    // What was typed stays in the fields while the question is open.
+    assert.equal(await driver.script('return document.querySelector("#set-relay-url").value;'), relay.base);
+    assert.equal(await driver.script('return document.querySelector("#set-relay-user").value;'), 'alice');
+    await shot('desktop-upload-question');
+    await driver.click(await driver.find('.ask button.primary'));
+    await until(async () => /Relay: connected/.test(await bodyText()), 30000, 'the header to say the relay is connected');
+    await until(async () => {
+      const repos = await relay.api('GET', '/api/cockpit/repos', ownerKey);
+      return repos.repos.some((r) => r.name === REPO_NAME);
+    }, 30000, 'the repo at the relay');
+    const tasks = await relay.api('GET', '/api/cockpit/tasks', ownerKey);
+    assert.deepEqual(tasks.tasks.map((t) => t.title), [], 'earlier tasks were uploaded without asking');
+
+    // Stop watching the repo from the settings.
+    await driver.click(await driver.find('.paths button.remove'));
+    await until(
+      async () => (await driver.script('return document.querySelectorAll(".paths li").length;')) === 0,
+      10000,
+      'the repo to leave the watched list',
+    );
+    await shot('desktop-repo-removed');
+  } finally {
+    await relay.stop();
+  }
 });
 
 test('closing the window hides it and keeps the app; a second launch shows it again', async () => {

@@ -8,12 +8,14 @@
 //! data_dir = "/var/lib/flightdeck"       # FLIGHTDECK_AGENT_DATA_DIR
 //! relay_url = "wss://relay.example.com"  # FLIGHTDECK_AGENT_RELAY_URL
 //! key = "..."                            # FLIGHTDECK_AGENT_KEY (never printed)
-//! agent_id = "build-box"                 # FLIGHTDECK_AGENT_AGENT_ID (default: the host name)
+//! agent_id = "build-box"                 # FLIGHTDECK_AGENT_AGENT_ID (default: the host name and a suffix made once per data dir)
 //! repos = ["/src/web", "/src/api"]       # FLIGHTDECK_AGENT_REPOS (comma-separated)
 //! scan = ["/src"]                        # FLIGHTDECK_AGENT_SCAN (comma-separated)
 //! max_running = 4                        # FLIGHTDECK_AGENT_MAX_RUNNING
 //! max_running_per_repo = 1               # FLIGHTDECK_AGENT_MAX_RUNNING_PER_REPO
 //! claude_bin = "/usr/local/bin/claude"   # FLIGHTDECK_AGENT_CLAUDE_BIN (else FLIGHTDECK_CLAUDE_BIN, else `claude`)
+//! hook_wait_secs = 600                   # FLIGHTDECK_AGENT_HOOK_WAIT_SECS: how long a terminal session's
+//!                                        # permission prompt waits for a remote decision (SPEC 9)
 //!
 //! [task]                                 # defaults for every task's options
 //! model = "sonnet"                       # FLIGHTDECK_AGENT_MODEL
@@ -74,6 +76,9 @@ pub struct Settings {
     /// First reconnect delay of the relay link; it doubles up to `link_backoff_cap_ms`.
     pub link_backoff_base_ms: u64,
     pub link_backoff_cap_ms: u64,
+    /// How long a `PermissionRequest` hook of a terminal session waits for a decision from
+    /// Flightdeck before the terminal asks (0: the terminal always asks).
+    pub hook_wait_secs: u64,
 }
 
 impl Default for Settings {
@@ -92,6 +97,7 @@ impl Default for Settings {
             task: TaskDefaults::default(),
             link_backoff_base_ms: 1_000,
             link_backoff_cap_ms: 30_000,
+            hook_wait_secs: 600,
         }
     }
 }
@@ -111,6 +117,7 @@ impl std::fmt::Debug for Settings {
             .field("task", &self.task)
             .field("link_backoff_base_ms", &self.link_backoff_base_ms)
             .field("link_backoff_cap_ms", &self.link_backoff_cap_ms)
+            .field("hook_wait_secs", &self.hook_wait_secs)
             .finish()
     }
 }
@@ -186,6 +193,7 @@ impl Settings {
             "TIMEOUT_SECS" => self.task.timeout_secs = Some(parse(var, &value)?),
             "LINK_BACKOFF_BASE_MS" => self.link_backoff_base_ms = parse(var, &value)?,
             "LINK_BACKOFF_CAP_MS" => self.link_backoff_cap_ms = parse(var, &value)?,
+            "HOOK_WAIT_SECS" => self.hook_wait_secs = parse(var, &value)?,
             // The config file's own variable, read before the layers.
             "CONFIG" => {}
             _ => tracing::warn!(%var, "unknown setting in the environment, ignored"),
@@ -206,6 +214,11 @@ impl Settings {
             .or_else(|| env_path("HOME").map(|h| h.join(".local").join("share")))
             .map(|dir| dir.join("flightdeck"))
             .unwrap_or_else(|| PathBuf::from("flightdeck-data"))
+    }
+
+    /// The hooks' permission wait.
+    pub fn hook_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.hook_wait_secs)
     }
 
     pub fn data_dir(&self) -> PathBuf {

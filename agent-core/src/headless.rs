@@ -47,6 +47,7 @@ pub fn agent_config(settings: &Settings) -> AgentConfig {
     link.backoff_cap = Duration::from_millis(settings.link_backoff_cap_ms.max(settings.link_backoff_base_ms).max(1));
     link.stable_after = link.stable_after.min(link.backoff_cap * 2);
     config.link_template = Some(link);
+    config.external.permission_wait = settings.hook_wait();
     config
 }
 

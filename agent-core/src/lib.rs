@@ -10,10 +10,12 @@
 //! - [`agent`]: `Agent`, the facade every front end uses (desktop app, headless `run`), with stable error codes.
 //! - [`tray`]: the tray menu and icon as plain data, built from repos, tasks, alerts and link state.
 //! - [`redact`]: secret redaction applied to everything that leaves the machine.
+//! - [`external`]: Claude Code sessions started in a terminal, through Claude Code's hooks.
 
 pub mod agent;
 pub mod config;
 pub mod executor;
+pub mod external;
 pub mod headless;
 pub mod link;
 pub mod redact;

@@ -7,6 +7,9 @@
 //!   locally through the `TaskRunner` (recorded in the data directory) and prints its events;
 //!   with `--json`, one `{taskId, seq, event}` object per line. Exits 0 when the task
 //!   completed, 1 when it did not.
+//! - `hooks install | uninstall | status`: Claude Code's hooks in `~/.claude/settings.json`, so
+//!   that sessions started in a terminal in a watched repo show up (SPEC 9).
+//! - `hook`: what those hooks run (fast, no async runtime, exits 0 whatever happens).
 //!
 //! Settings come from `flightdeck_agent_core::config::Settings` (defaults, TOML, environment);
 //! flags win over them.
@@ -60,9 +63,30 @@ enum Command {
     Task(TaskArgs),
     /// Runs the headless agent: watches repos, runs tasks, streams to the relay.
     Run(RunArgs),
+    /// Adds Flightdeck's hooks to Claude Code's user settings (~/.claude/settings.json), so that
+    /// Claude sessions started in a terminal in a watched repo show up as tasks; or removes them.
+    Hooks(HooksArgs),
+    /// Run by Claude Code's hooks: hands the hook's JSON (stdin) to the running agent. Prints
+    /// nothing and exits 0 unless the agent decided a permission request.
+    Hook(HookArgs),
     /// Allows or denies a task's pending permission request (a tool Claude wants to use, or its
     /// question), through the agent that runs the task (the one with this data directory).
     Decide(DecideArgs),
+}
+
+#[derive(Args)]
+struct HooksArgs {
+    #[arg(value_parser = ["install", "uninstall", "status"])]
+    action: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct HookArgs {
+    /// The data directory of the agent to reach (default: the usual one).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -97,7 +121,7 @@ struct RunArgs {
     /// Watch every git repo found under this directory (depth 3); repeat for more.
     #[arg(long, value_name = "DIR")]
     scan: Vec<PathBuf>,
-    /// This agent's id on the relay (default: the host name).
+    /// This agent's id on the relay (default: the host name and a suffix made once per data dir, e.g. `build-box-3f9a1c`).
     #[arg(long, value_name = "ID")]
     agent_id: Option<String>,
     /// Write logs as JSON lines instead of text.
@@ -175,6 +199,16 @@ struct TaskArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Hook(args) = &cli.command {
+        // Claude Code waits for this: no logging set-up, no runtime, no settings file.
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| std::env::var_os("FLIGHTDECK_AGENT_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(Settings::default_data_dir);
+        flightdeck_agent_core::external::hook::run(&data_dir, std::io::stdin().lock(), std::io::stdout().lock());
+        return ExitCode::SUCCESS;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     // Colours only for a person at a terminal: a log file gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -194,6 +228,8 @@ fn main() -> ExitCode {
         Command::Task(args) => runtime.block_on(task(args)),
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Decide(args) => runtime.block_on(decide(args)),
+        Command::Hooks(args) => hooks(args),
+        Command::Hook(_) => unreachable!("served before the runtime starts"),
     };
     match result {
         Ok(code) => code,
@@ -202,6 +238,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `flightdeck-agent hooks install | uninstall | status`.
+fn hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
+    use flightdeck_agent_core::external::settings::{self as claude, HookCommand};
+    let settings = args.common.settings()?;
+    let path = claude::user_settings_path().context("HOME is not set: cannot find ~/.claude/settings.json")?;
+    let data_dir = std::path::absolute(settings.data_dir())?;
+    let default = std::path::absolute(Settings::default_data_dir())?;
+    let fail = |e: claude::HooksError| {
+        eprintln!("flightdeck-agent: {e} [{}]", e.code());
+        Ok(ExitCode::FAILURE)
+    };
+    match args.action.as_str() {
+        "install" => {
+            let command = HookCommand {
+                program: std::env::current_exe().context("cannot find this program's path")?,
+                data_dir: (data_dir != default).then(|| data_dir.clone()),
+            };
+            if let Err(e) = claude::install(&path, &command, settings.hook_wait()) {
+                return fail(e);
+            }
+            println!(
+                "installed in {}: Claude Code sessions started in a watched repo reach the agent with the data directory {}",
+                path.display(),
+                data_dir.display()
+            );
+        }
+        "uninstall" => {
+            if let Err(e) = claude::uninstall(&path) {
+                return fail(e);
+            }
+            println!("uninstalled from {}", path.display());
+        }
+        _ => match claude::status(&path) {
+            Ok(status) if status.installed() => {
+                println!("installed in {}: {}", path.display(), status.commands[0]);
+            }
+            Ok(_) => println!("not installed in {}", path.display()),
+            Err(e) => return fail(e),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `flightdeck-agent decide`: one request to the running agent's control socket.
@@ -229,6 +308,7 @@ async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
             eprintln!("flightdeck-agent: {} [{}]", error.message, error.code);
             Ok(ExitCode::FAILURE)
         }
+        ControlResponse::Hook { .. } => bail!("the agent answered a decision as if it were a hook"),
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`fanout`]: 1 publisher to 1000 WebSocket subscribers, relay against nats-server, and
 //!   memory per idle viewer (issue 3).
 //! - [`e2e`]: save to viewer through a real agent and relay, chunk to 100 viewers (issue 6).
+//! - [`decisions`]: the round trip of a remote decision (issue 14).
+//! - [`hook`]: the time `flightdeck-agent hook` adds to a Claude Code hook call (issue 15).
 //!
 //! Support: [`report`] (the table and JSON), [`servers`] (starting the processes under test),
 //! [`wsraw`] (the generator's WebSocket client), [`procstat`] (CPU and memory from /proc).
@@ -20,6 +22,7 @@ mod decisions;
 mod e2e;
 mod fanout;
 mod git;
+mod hook;
 mod procstat;
 mod report;
 mod servers;
@@ -47,6 +50,9 @@ enum Command {
     E2e(e2e::E2eArgs),
     /// The round trip of a remote decision: CLI -> agent -> relay -> viewer -> REST -> CLI.
     Decisions(decisions::DecisionsArgs),
+    /// The time `flightdeck-agent hook` adds to each Claude Code hook call, with no agent and
+    /// with an agent that does not watch the session's directory.
+    Hook(hook::HookArgs),
     /// The Claude Code stand-in the decisions benchmark runs (not for people).
     #[command(hide = true)]
     FakeClaude(decisions::FakeClaudeArgs),
@@ -73,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => runtime()?.block_on(fanout::run(&args)).map(drop),
         Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
         Command::Decisions(args) => runtime()?.block_on(decisions::run(&args)).map(drop),
+        Command::Hook(args) => hook::run(&args).map(drop),
         Command::FakeClaude(args) => decisions::fake_claude(&args),
         Command::All(args) => all(&args),
     }
@@ -98,8 +105,10 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     println!("\n== decisions ==");
     let decision_args = decisions::DecisionsArgs { requests: if args.quick { 50 } else { 200 } };
     let decisions = runtime.block_on(decisions::run(&decision_args)).context("decision benchmark")?;
+    println!("\n== hook ==");
+    let hook = hook::run(&hook::HookArgs { calls: if args.quick { 50 } else { 200 } }).context("hook benchmark")?;
 
-    let rows = rows(&git, &fanout, &e2e, &decisions);
+    let rows = rows(&git, &fanout, &e2e, &decisions, &hook);
     println!("\n== summary ({}) ==", if args.quick { "--quick" } else { "full" });
     print!("{}", report::table(&rows));
     println!("anchors: fanout_* and e2e_chunk_* = nats-server {}; git_* = git status", nats_version());
@@ -126,6 +135,7 @@ fn rows(
     fanout: &fanout::FanoutFigures,
     e2e: &e2e::E2eFigures,
     decisions: &decisions::DecisionFigures,
+    hook: &hook::HookFigures,
 ) -> Vec<Row> {
     let (relay, nats) = (&fanout.relay, &fanout.nats);
     let per_delivery = |f: &fanout::LoadFigures| {
@@ -188,6 +198,13 @@ fn rows(
         // Issue 14: CLI -> agent -> relay -> viewer -> REST decision -> CLI.
         Row::new("decision_round_trip_p50_ms", "ms", Better::Lower, decisions.p50_ms),
         Row::new("decision_round_trip_p99_ms", "ms", Better::Lower, decisions.p99_ms).target(Target::Max(50.0)),
+        // Issue 15: what a Claude Code hook call costs when Flightdeck has nothing to do with it.
+        Row::new("hook_no_agent_p50_ms", "ms", Better::Lower, hook.no_agent_p50_ms)
+            .anchor("/bin/true", hook.anchor_p50_ms),
+        Row::new("hook_no_agent_p99_ms", "ms", Better::Lower, hook.no_agent_p99_ms).target(Target::Max(100.0)),
+        Row::new("hook_unwatched_p50_ms", "ms", Better::Lower, hook.unwatched_p50_ms)
+            .anchor("/bin/true", hook.anchor_p50_ms),
+        Row::new("hook_unwatched_p99_ms", "ms", Better::Lower, hook.unwatched_p99_ms).target(Target::Max(100.0)),
     ]);
     rows
 }

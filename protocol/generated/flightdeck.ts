@@ -175,6 +175,20 @@ export type Behavior = "allow" | "deny";
 export type ChunkStream = "assistant" | "stdout" | "stderr";
 
 /**
+ * Whether Claude Code sessions started in a terminal reach this agent (SPEC 9).
+ */
+export type ClaudeHooks = {
+  /**
+   * This agent's hooks are in the settings file.
+   */
+  installed: boolean;
+  /**
+   * The user's Claude Code settings file (`~/.claude/settings.json`).
+   */
+  settingsPath: string;
+};
+
+/**
  * A message from a viewer.
  */
 export type ClientMessage = ({
@@ -227,10 +241,13 @@ export type CommandError = {
 /**
  * What a local command asks the running agent.
  */
-export type ControlRequest = {
+export type ControlRequest = ({
   request: DecideRequest;
   type: "decide";
-};
+}) | ({
+  input: HookInput;
+  type: "hook";
+});
 
 /**
  * The running agent's answer: the task as it is now, or why not.
@@ -238,6 +255,9 @@ export type ControlRequest = {
 export type ControlResponse = ({
   task: Task;
   type: "task";
+}) | ({
+  decision?: HookDecision | null;
+  type: "hook";
 }) | ({
   error: CommandError;
   type: "error";
@@ -325,7 +345,7 @@ export type DecideRequest = {
 /**
  * Who decided a permission request.
  */
-export type DecidedBy = "owner" | "local" | "policy" | "timeout";
+export type DecidedBy = "owner" | "local" | "policy" | "timeout" | "terminal";
 
 /**
  * `POST /api/cockpit/tasks/:id/permissions/:requestId`: the owner's decision.
@@ -394,6 +414,64 @@ export type Executor = "claude" | "shell";
  */
 export type Health = {
   status: string;
+};
+
+/**
+ * The decision a `PermissionRequest` hook hands back to Claude Code.
+ */
+export type HookDecision = {
+  behavior: Behavior;
+  /**
+   * A deny's reason, which Claude hears.
+   */
+  message?: string | null;
+  /**
+   * The tool input to run with (a question's answers); none: as requested.
+   */
+  updatedInput?: unknown;
+};
+
+/**
+ * What Claude Code gives a hook on stdin, with Claude Code's own (snake_case) field names.
+ * Fields this agent does not use are dropped by the hook command; unknown ones are ignored.
+ */
+export type HookInput = {
+  cwd: string;
+  /**
+   * `SessionStart`, `UserPromptSubmit`, `PreToolUse`, `PostToolUse`, `PermissionRequest`,
+   * `Notification`, `Stop`, `SessionEnd` (others are ignored).
+   */
+  hook_event_name: string;
+  /**
+   * `Stop`: the turn's last assistant text.
+   */
+  last_assistant_message?: string | null;
+  /**
+   * `Notification`: its text.
+   */
+  message?: string | null;
+  notification_type?: string | null;
+  /**
+   * `PermissionRequest`: the "always allow" rules Claude Code would offer.
+   */
+  permission_suggestions?: unknown[] | null;
+  /**
+   * `UserPromptSubmit`: the prompt.
+   */
+  prompt?: string | null;
+  /**
+   * `SessionEnd`: why (`clear`, `logout`, `prompt_input_exit`, `other`).
+   */
+  reason?: string | null;
+  session_id: string;
+  /**
+   * `SessionStart`: `startup`, `resume`, `clear` or `compact`.
+   */
+  source?: string | null;
+  tool_input?: unknown;
+  tool_name?: string | null;
+  tool_use_id?: string | null;
+  transcript_path: string;
 };
 
 /**
@@ -691,6 +769,11 @@ export type SettingsUpdate = {
   key?: string | null;
   relayUrl?: string | null;
   relayUser?: string | null;
+  /**
+   * When this update turns the relay on (none was set): whether the tasks and alerts
+   * recorded before it are uploaded too. Default: no, only what happens from now on.
+   */
+  uploadHistory?: boolean | null;
 };
 
 /**
@@ -951,7 +1034,7 @@ export type TaskSnapshot = {
 /**
  * Who created a task.
  */
-export type TaskSource = "local" | "remote";
+export type TaskSource = ("local" | "remote") | "external";
 
 /**
  * The lifecycle of a task.

@@ -86,6 +86,11 @@ pub mod commands {
     pub const DECIDE_PERMISSION: &str = "decide_permission";
     /// `{request: ReplyTaskRequest}` -> `Task`: the follow-up turn of a task's conversation.
     pub const REPLY_TASK: &str = "reply_task";
+    /// `{}` -> [`super::ClaudeHooks`]: whether Claude Code's hooks reach this agent (SPEC 9).
+    pub const CLAUDE_HOOKS: &str = "claude_hooks";
+    /// `{installed: bool}` -> [`super::ClaudeHooks`]: adds this agent's hooks to the user's
+    /// Claude Code settings, or removes exactly those.
+    pub const SET_CLAUDE_HOOKS: &str = "set_claude_hooks";
 
     /// Every command, in the order the shell registers them.
     pub const ALL: &[&str] = &[
@@ -112,6 +117,8 @@ pub mod commands {
         HEALTH,
         DECIDE_PERMISSION,
         REPLY_TASK,
+        CLAUDE_HOOKS,
+        SET_CLAUDE_HOOKS,
     ];
 }
 
@@ -135,6 +142,9 @@ pub mod error_codes {
     pub const TURN_IN_PROGRESS: &str = "turn_in_progress";
     /// The task cannot be continued (not a Claude task, or it has no session to resume).
     pub const NOT_RESUMABLE: &str = "not_resumable";
+    /// The user's Claude Code settings file cannot be read or is not a JSON object: it is left
+    /// as it is (the message names the file and the problem).
+    pub const CLAUDE_SETTINGS_INVALID: &str = "claude_settings_invalid";
     /// Anything else: a broken database, a failed spawn. The message says what.
     pub const INTERNAL: &str = "internal";
 }
@@ -159,6 +169,17 @@ pub struct DecideRequest {
     pub updated_input: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Whether Claude Code sessions started in a terminal reach this agent (SPEC 9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct ClaudeHooks {
+    /// This agent's hooks are in the settings file.
+    pub installed: bool,
+    /// The user's Claude Code settings file (`~/.claude/settings.json`).
+    pub settings_path: String,
 }
 
 /// `reply_task`: a follow-up turn (the same fields as the REST reply).
@@ -259,6 +280,10 @@ pub struct SettingsUpdate {
     pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// When this update turns the relay on (none was set): whether the tasks and alerts
+    /// recorded before it are uploaded too. Default: no, only what happens from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_history: Option<bool>,
 }
 
 /// The relay link as the window sees it.

@@ -156,6 +156,9 @@ pub enum DecidedBy {
     Policy,
     /// Nobody decided within `decisionTimeoutSecs`: denied.
     Timeout,
+    /// At the terminal of a Claude Code session started outside Flightdeck (SPEC 9), after the
+    /// hook's wait: `behavior` is what the tool's result showed.
+    Terminal,
 }
 
 impl TaskEvent {

@@ -224,6 +224,9 @@ impl TaskStatus {
 pub enum TaskSource {
     Local,
     Remote,
+    /// A Claude Code session a person started in a terminal, seen through its hooks (SPEC 9):
+    /// the agent records it but does not run it, so it cannot be resumed as a follow-up.
+    External,
 }
 
 /// What a task runs and how; the same options in every front end (SPEC section 5).

@@ -2,7 +2,7 @@
 //! the relay's REST API) and the runner call these, so they cannot drift apart.
 
 use crate::event::TaskEvent;
-use crate::model::{Executor, TaskPayload};
+use crate::model::{Executor, Task, TaskPayload, TaskSource};
 
 /// The longest title kept (longer ones are cut).
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -21,6 +21,19 @@ impl PayloadProblem {
     fn new(field: &'static str, problem: impl Into<String>) -> PayloadProblem {
         PayloadProblem { field, problem: problem.into() }
     }
+}
+
+/// Why a task cannot be continued with a follow-up turn (SPEC 8), if it cannot: only a Claude
+/// task Flightdeck ran has a session Flightdeck may resume. A session started in a terminal
+/// (SPEC 9) belongs to that terminal: resuming it elsewhere would fork it behind the person's back.
+pub fn reply_refusal(parent: &Task) -> Option<&'static str> {
+    if parent.executor != Executor::Claude {
+        return Some("only a claude task has a conversation");
+    }
+    if parent.source == TaskSource::External {
+        return Some("this Claude session runs in a terminal: continue it there");
+    }
+    None
 }
 
 impl TaskPayload {

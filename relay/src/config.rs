@@ -67,7 +67,7 @@ pub struct Settings {
     pub embed_frame_ancestors: String,
     /// Lifetime of a login session.
     pub session_days: u32,
-    /// `redis://...` for multi-node fan-out (not used by this version; kept secret in `Debug`).
+    /// `redis://...` for multi-node fan-out (kept secret in `Debug`: the URL may hold a password).
     pub broker: Option<String>,
 }
 
@@ -101,6 +101,62 @@ impl Default for Settings {
             session_days: 30,
             broker: None,
         }
+    }
+}
+
+/// What each setting does, in the order `serve --help` lists them. A test checks that every
+/// field of [`Settings`] is here, so a new setting cannot go undocumented.
+pub const SETTINGS_HELP: &[(&str, &str)] = &[
+    ("bind", "address to listen on"),
+    ("data_dir", "directory holding relay.sqlite3 (made 0700)"),
+    (
+        "public_url",
+        "the public base URL (https://relay.example.com) for wsUrl and links; none: from each request's Host",
+    ),
+    ("ui_dir", "serve /assets/* from this directory instead of the bundle built into the binary"),
+    ("broker", "redis://[:password@]host:port shared by several relay nodes for fan-out; none: one node"),
+    ("heartbeat_ms", "how often agents are pinged"),
+    ("pong_timeout_ms", "an agent silent this long after a ping is closed (1000)"),
+    ("agent_offline_grace_ms", "an agent away longer than this raises an agent_offline alert"),
+    ("max_frame_bytes", "largest accepted WebSocket message (closed with 1009 above it)"),
+    ("viewer_queue_len", "frames waiting for one viewer before it is closed with 4001"),
+    ("viewer_queue_bytes", "bytes waiting for one viewer before it is closed with 4001"),
+    ("viewer_ping_ms", "how often viewers get a WebSocket ping"),
+    ("viewer_timeout_ms", "a viewer silent this long is closed (1000)"),
+    ("agent_queue_len", "messages waiting for one agent before it is closed with 4001"),
+    ("broker_queue_len", "messages waiting for the broker; past it other nodes resync their viewers (1012)"),
+    ("write_coalesce_ms", "a busy socket writes at most once per this many ms (0: every batch at once)"),
+    ("invalid_frames_per_minute", "invalid frames per connection and minute before closing with 1008"),
+    ("max_connections_per_ip", "open connections per client IP (0: no cap; not applied with trust_forwarded_for)"),
+    ("header_timeout_ms", "request headers must arrive within this long, or the connection is closed"),
+    ("ws_connections_per_minute", "WebSocket connections accepted per client IP and minute (429 above)"),
+    ("logins_per_minute", "POST /api/login attempts per client IP and minute (429 above)"),
+    ("revocation_poll_ms", "how often the server looks for keys revoked by `key revoke`"),
+    ("secure_cookies", "mark session cookies Secure: true, false, or none (per request, X-Forwarded-Proto: https)"),
+    ("trust_forwarded_for", "take the client IP from X-Forwarded-For (only behind a trusted reverse proxy)"),
+    ("embed_frame_ancestors", "frame-ancestors sent on embeddable HUD pages"),
+    ("session_days", "lifetime of a login session, in days"),
+];
+
+impl Settings {
+    /// The settings reference `serve --help` prints: each TOML key with its environment
+    /// variable, default and meaning.
+    pub fn reference() -> String {
+        let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+        let mut out = String::from(
+            "Settings, each a TOML key of --config and a FLIGHTDECK_RELAY_<KEY> environment variable \
+             (defaults, then the file, then the environment, then these flags):\n",
+        );
+        for (key, help) in SETTINGS_HELP {
+            let default = match defaults.get(*key) {
+                None | Some(serde_json::Value::Null) => "none".to_string(),
+                Some(serde_json::Value::String(s)) => format!("{s:?}"),
+                Some(v) => v.to_string(),
+            };
+            let env = format!("{ENV_PREFIX}{}", key.to_uppercase());
+            out.push_str(&format!("  {key} ({env}) [default: {default}]\n      {help}\n"));
+        }
+        out
     }
 }
 
@@ -278,5 +334,22 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn every_setting_is_in_the_help_with_its_default_and_names() {
+        let fields: Vec<String> = match serde_json::to_value(Settings::default()).unwrap() {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("{other}"),
+        };
+        let mut documented: Vec<String> = SETTINGS_HELP.iter().map(|(k, _)| k.to_string()).collect();
+        let mut fields_sorted = fields;
+        fields_sorted.sort();
+        documented.sort();
+        assert_eq!(fields_sorted, documented, "every setting documented in SETTINGS_HELP, and only those");
+        let reference = Settings::reference();
+        assert!(reference.contains("  heartbeat_ms (FLIGHTDECK_RELAY_HEARTBEAT_MS) [default: 60000]"), "{reference}");
+        assert!(reference.contains("  bind (FLIGHTDECK_RELAY_BIND) [default: \"127.0.0.1:8787\"]"), "{reference}");
+        assert!(reference.contains("  broker (FLIGHTDECK_RELAY_BROKER) [default: none]"), "{reference}");
     }
 }

@@ -37,7 +37,8 @@ fn owner(auth: &Auth) -> Result<&Principal, AppError> {
 /// allowed tools not given, the model and `worktree` are the parent's. Budgets (`maxCostUsd`,
 /// `timeoutSecs`, `decisionTimeoutSecs`) are per turn and not inherited.
 ///
-/// 409 `not_resumable` when the task is not a claude task or has no session id; 409
+/// 409 `not_resumable` when the task is not a claude task, ran in a terminal (SPEC 9) or has no
+/// session id; 409
 /// `turn_in_progress` while a turn of the conversation has not ended (queued, running, waiting).
 pub async fn reply(
     State(state): State<AppState>,
@@ -63,8 +64,8 @@ pub async fn reply(
 /// The follow-up of `parent` (see [`reply`]), checked but not stored. Runs under the database
 /// lock, so two replies cannot both find the conversation idle.
 fn next_turn(db: &Db, user: &str, parent: &Task, request: ReplyRequest) -> Result<Task, AppError> {
-    if parent.executor != Executor::Claude {
-        return Err(AppError::conflict(NOT_RESUMABLE, "only a claude task can be continued"));
+    if let Some(reason) = flightdeck_protocol::rules::reply_refusal(parent) {
+        return Err(AppError::conflict(NOT_RESUMABLE, reason));
     }
     let conversation = parent.conversation().to_string();
     if let Some(live) = db.conversation(user, &conversation)?.into_iter().find(|t| !t.status.is_terminal()) {

@@ -24,6 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the relay.
+    #[command(after_help = Settings::reference())]
     Serve {
         /// Address to listen on [default: 127.0.0.1:8787; TOML `bind`, env FLIGHTDECK_RELAY_BIND].
         #[arg(long, value_name = "ADDR")]

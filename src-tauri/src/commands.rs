@@ -10,7 +10,7 @@ use flightdeck_protocol::api::{
     AlertResponse, AlertsResponse, CreateTaskRequest, EventsResponse, Health, TaskListResponse, TaskResponse,
 };
 use flightdeck_protocol::desktop::{
-    AlertQuery, CockpitState, CommandError, DecideRequest, ReplyTaskRequest, SettingsUpdate, SettingsView,
+    AlertQuery, ClaudeHooks, CockpitState, CommandError, DecideRequest, ReplyTaskRequest, SettingsUpdate, SettingsView,
     StartTaskRequest, TaskQuery, REALTIME_EVENT,
 };
 use flightdeck_protocol::realtime::TaskSnapshot;
@@ -180,6 +180,16 @@ pub async fn reply_task(desktop: State<'_, Desktop>, request: ReplyTaskRequest) 
 }
 
 #[tauri::command]
+pub async fn claude_hooks(desktop: State<'_, Desktop>) -> Answer<ClaudeHooks> {
+    Ok(desktop.agent.claude_hooks().await?)
+}
+
+#[tauri::command]
+pub async fn set_claude_hooks(desktop: State<'_, Desktop>, installed: bool) -> Answer<ClaudeHooks> {
+    Ok(desktop.agent.set_claude_hooks(installed).await?)
+}
+
+#[tauri::command]
 pub async fn health() -> Answer<Health> {
     Ok(Health { status: "ok".into() })
 }
@@ -210,5 +220,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         health,
         decide_permission,
         reply_task,
+        claude_hooks,
+        set_claude_hooks,
     ]
 }

@@ -52,7 +52,23 @@ pub fn agent_config(default_data_dir: PathBuf) -> AgentConfig {
         .filter(|p| !p.trim().is_empty())
         .map(PathBuf::from)
         .collect();
+    // Claude Code's hooks run `flightdeck-agent hook` when it is installed next to this app: it
+    // starts in a few milliseconds, where this binary first loads the whole web view's libraries.
+    config.hook_program = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("flightdeck-agent")))
+        .filter(|agent| agent.is_file());
     config
+}
+
+/// `flightdeck hook --data-dir DIR`: what Claude Code's hooks run (see
+/// `flightdeck_agent_core::external::hook`); without a data directory it does nothing.
+pub fn hook(args: &[std::ffi::OsString]) {
+    let data_dir = match args {
+        [flag, dir] if flag == "--data-dir" => PathBuf::from(dir),
+        _ => return,
+    };
+    flightdeck_agent_core::external::hook::run(&data_dir, std::io::stdin().lock(), std::io::stdout().lock());
 }
 
 pub fn run() {

@@ -5,7 +5,7 @@ use flightdeck_protocol::api::{
     AlertResponse, ApiError, ConversationResponse, CreateTaskRequest, DecisionRequest, EventsResponse,
     HudSessionResponse, HudSettings, HudStartRequest, HudStartResponse, ReplyRequest, TaskResponse,
 };
-use flightdeck_protocol::desktop::{DecideRequest, ReplyTaskRequest, SettingsUpdate, SettingsView};
+use flightdeck_protocol::desktop::{ClaudeHooks, DecideRequest, ReplyTaskRequest, SettingsUpdate, SettingsView};
 use flightdeck_protocol::{RepoStatus, Task};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -235,8 +235,22 @@ impl Backend {
         self.call(tauri::commands::PICK_REPO, &tauri::NoArgs {}).await
     }
 
+    /// Stops watching a repo (by id, name or path) and forgets it (desktop only).
+    pub async fn remove_repo(&self, id: String) -> Result<(), Failure> {
+        self.call(tauri::commands::REMOVE_REPO, &tauri::IdArgs { id }).await
+    }
+
     pub async fn set_watching_paused(&self, paused: bool) -> Result<(), Failure> {
         self.call(tauri::commands::SET_WATCHING_PAUSED, &tauri::PausedArgs { paused }).await
+    }
+
+    /// Whether Claude Code's hooks reach this agent (desktop only).
+    pub async fn claude_hooks(&self) -> Result<ClaudeHooks, Failure> {
+        self.call(tauri::commands::CLAUDE_HOOKS, &tauri::NoArgs {}).await
+    }
+
+    pub async fn set_claude_hooks(&self, installed: bool) -> Result<ClaudeHooks, Failure> {
+        self.call(tauri::commands::SET_CLAUDE_HOOKS, &tauri::InstalledArgs { installed }).await
     }
 
     pub async fn open_hud(&self, repo: Option<String>) -> Result<(), Failure> {

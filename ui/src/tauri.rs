@@ -53,6 +53,11 @@ pub struct PausedArgs {
 }
 
 #[derive(Serialize)]
+pub struct InstalledArgs {
+    pub installed: bool,
+}
+
+#[derive(Serialize)]
 pub struct RepoArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repo: Option<String>,

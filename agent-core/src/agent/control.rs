@@ -1,6 +1,7 @@
 //! The local control socket: `<data dir>/agent.sock`, owner-only (0600 in a 0700 directory), one
 //! JSON [`ControlRequest`] per line in, one [`ControlResponse`] per line out. It lets a command
-//! on the same machine (`flightdeck-agent decide`) reach the agent that runs the tasks.
+//! on the same machine (`flightdeck-agent decide`, and `flightdeck-agent hook` run by Claude
+//! Code's hooks) reach the agent that runs the tasks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use super::Inner;
 
 /// The socket's file name in the data directory.
 pub const SOCKET: &str = "agent.sock";
-/// The longest request line accepted.
-const MAX_LINE: u64 = 64 * 1024;
+/// The longest request line accepted (a hook carries a tool's whole input: a file to write).
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
 /// A client that sends nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -66,13 +67,14 @@ pub(super) fn serve(inner: Arc<Inner>, stop: CancellationToken) {
 async fn answer(inner: Arc<Inner>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE));
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE as u64));
     let response = match tokio::time::timeout(IDLE, reader.read_line(&mut line)).await {
         Ok(Ok(n)) if n > 0 => match serde_json::from_str::<ControlRequest>(line.trim()) {
             Ok(ControlRequest::Decide { request }) => match inner.decide(request).await {
                 Ok(task) => ControlResponse::Task { task },
                 Err(e) => ControlResponse::Error { error: e.to_command_error() },
             },
+            Ok(ControlRequest::Hook { input }) => ControlResponse::Hook { decision: inner.external.hook(input).await },
             Err(e) => ControlResponse::Error {
                 error: CommandError { code: error_codes::INVALID_INPUT.into(), message: format!("bad request: {e}") },
             },

@@ -27,12 +27,12 @@ use std::time::Duration;
 use flightdeck_protocol::api::EventsResponse;
 use flightdeck_protocol::api::{AlertsResponse, TaskListResponse};
 use flightdeck_protocol::desktop::{
-    error_codes, AgentEvent, AlertQuery, CockpitState, CommandError, DecideRequest, LinkStatus, ReplyTaskRequest,
-    SettingsUpdate, SettingsView, StartTaskRequest, TaskQuery,
+    error_codes, AgentEvent, AlertQuery, ClaudeHooks, CockpitState, CommandError, DecideRequest, LinkStatus,
+    ReplyTaskRequest, SettingsUpdate, SettingsView, StartTaskRequest, TaskQuery,
 };
 use flightdeck_protocol::names::{validate_agent_id, validate_user};
 use flightdeck_protocol::realtime::TaskSnapshot;
-use flightdeck_protocol::{Alert, Executor, RepoStatus, Task, TaskPayload, TaskStatus, Timestamp};
+use flightdeck_protocol::{Alert, Executor, RepoStatus, Task, TaskPayload, TaskSource, TaskStatus, Timestamp};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -52,9 +52,10 @@ use forward::{forward_runner, forward_watcher, serve_inbound};
 use settings::{default_agent_id, http_base, keys, validate_relay_url, Settings};
 
 use crate::executor::Decision;
+use crate::external::{settings as claude_settings, ExternalConfig, ExternalSessions, RepoOfDir};
 use crate::link::{LinkConfig, Outbound};
 use crate::runner::{NewTask, RepoResolver, RunnerConfig, RunnerError, TaskRunner};
-use crate::store::{AlertFilter, Store, StoreError, TaskFilter};
+use crate::store::{AlertFilter, Store, StoreError, TaskFilter, RELAY_HISTORY_FROM};
 use crate::tray::{TrayInput, TrayModel};
 use crate::watch::{is_present, RepoSpec, RepoWatcher, WatchConfig, WatchError, WatcherHandle};
 use flightdeck_protocol::event::DecidedBy;
@@ -84,6 +85,12 @@ pub struct AgentConfig {
     pub runner: RunnerConfig,
     /// The link's timings; URL, key and agent id come from the settings.
     pub link_template: Option<LinkConfig>,
+    /// How Claude Code sessions started in a terminal are followed (SPEC 9).
+    pub external: ExternalConfig,
+    /// The program Claude Code's hooks run (`<program> hook`); `None`: this executable.
+    pub hook_program: Option<PathBuf>,
+    /// Claude Code's user settings file; `None`: `$HOME/.claude/settings.json`.
+    pub claude_settings: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -97,6 +104,9 @@ impl AgentConfig {
             watch: WatchConfig::default(),
             runner: RunnerConfig::default(),
             link_template: None,
+            external: ExternalConfig::default(),
+            hook_program: None,
+            claude_settings: None,
         }
     }
 }
@@ -125,6 +135,8 @@ pub enum AgentError {
     #[error("task {task_id} cannot be continued: {reason}")]
     NotResumable { task_id: String, reason: String },
     #[error(transparent)]
+    ClaudeSettings(crate::external::settings::HooksError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
@@ -144,6 +156,7 @@ impl AgentError {
             AgentError::NotPending { .. } => error_codes::NOT_PENDING,
             AgentError::TurnInProgress(_) => error_codes::TURN_IN_PROGRESS,
             AgentError::NotResumable { .. } => error_codes::NOT_RESUMABLE,
+            AgentError::ClaudeSettings(e) => e.code(),
             AgentError::Store(_) | AgentError::Internal(_) => error_codes::INTERNAL,
         }
     }
@@ -195,6 +208,11 @@ struct Inner {
     link_settings: tokio::sync::Mutex<()>,
     started_at: Timestamp,
     stop: CancellationToken,
+    /// The Claude Code sessions started in a terminal (fed by the control socket's hooks).
+    external: ExternalSessions,
+    hook_program: Option<PathBuf>,
+    claude_settings: Option<PathBuf>,
+    permission_wait: Duration,
 }
 
 impl Agent {
@@ -281,6 +299,19 @@ impl Agent {
             events: events.clone(),
             stop: stop.clone(),
         });
+        let repo_of: RepoOfDir = {
+            let watcher = watcher.clone();
+            Arc::new(move |dir: &Path| {
+                // The innermost watched repo the directory is in.
+                watcher
+                    .repos()
+                    .into_iter()
+                    .filter(|r| dir.starts_with(&r.path))
+                    .max_by_key(|r| r.path.as_os_str().len())
+                    .map(|r| r.name)
+            })
+        };
+        let external = ExternalSessions::start(runner.shared(), repo_of, config.external.clone(), stop.clone()).await;
         let inner = Arc::new(Inner {
             store,
             data_dir,
@@ -291,6 +322,10 @@ impl Agent {
             link_settings: tokio::sync::Mutex::new(()),
             started_at: chrono::Utc::now(),
             stop: stop.clone(),
+            external,
+            hook_program: config.hook_program.clone(),
+            claude_settings: config.claude_settings.clone(),
+            permission_wait: config.external.permission_wait,
         });
         tokio::spawn(forward_watcher(inner.clone(), watch_events));
         tokio::spawn(forward_runner(inner.clone(), runner_events));
@@ -391,7 +426,7 @@ impl Agent {
         Ok(status)
     }
 
-    /// Stops watching a repo (by id or name) and forgets it.
+    /// Stops watching a repo (by id, name or path) and forgets it.
     pub async fn remove_repo(&self, id_or_name: &str) -> Result<()> {
         let info = self.inner.find_repo(id_or_name)?;
         self.inner.watcher.remove_repo(&info.id).map_err(watch_error)?;
@@ -440,8 +475,8 @@ impl Agent {
         let parent = self.task(&request.task_id).await?;
         let not_resumable =
             |reason: &str| AgentError::NotResumable { task_id: parent.id.clone(), reason: reason.into() };
-        if parent.executor != Executor::Claude {
-            return Err(not_resumable("only a claude task has a conversation"));
+        if let Some(reason) = flightdeck_protocol::rules::reply_refusal(&parent) {
+            return Err(not_resumable(reason));
         }
         let Some(session) = parent.session_id.clone() else {
             return Err(not_resumable("its Claude session never started"));
@@ -603,6 +638,7 @@ impl Agent {
             validate_agent_id(&id).map_err(|e| AgentError::invalid("agentId", e.to_string()))?;
             changes.push((keys::AGENT_ID, Some(id)));
         }
+        let upload_history = update.upload_history.unwrap_or(false);
         let store = self.inner.store.clone();
         let (before, after) = blocking(move || {
             let before = Settings::load(&store)?;
@@ -612,7 +648,17 @@ impl Agent {
                     None => store.delete_setting(key)?,
                 }
             }
-            Ok((before, Settings::load(&store)?))
+            let after = Settings::load(&store)?;
+            if before.relay_url.is_none() && after.relay_url.is_some() {
+                // The relay is turned on: what happened before goes only when the owner says so.
+                if upload_history {
+                    store.delete_setting(RELAY_HISTORY_FROM)?;
+                } else {
+                    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                    store.set_setting(RELAY_HISTORY_FROM, &now)?;
+                }
+            }
+            Ok((before, after))
         })
         .await?;
         if before.link_identity() != after.link_identity() {
@@ -669,12 +715,52 @@ impl Agent {
         }))
     }
 
+    // ---- Claude Code sessions started in a terminal ----
+
+    /// Whether Claude Code's hooks (in `~/.claude/settings.json`) reach an agent.
+    pub async fn claude_hooks(&self) -> Result<ClaudeHooks> {
+        let path = self.inner.claude_settings_path()?;
+        let shown = path.display().to_string();
+        let status = tokio::task::spawn_blocking(move || claude_settings::status(&path))
+            .await
+            .map_err(|e| AgentError::Internal(e.to_string()))?
+            .map_err(AgentError::ClaudeSettings)?;
+        Ok(ClaudeHooks { installed: status.installed(), settings_path: shown })
+    }
+
+    /// Adds this agent's hooks to the user's Claude Code settings (sessions in watched repos
+    /// then show here), or removes exactly them.
+    pub async fn set_claude_hooks(&self, installed: bool) -> Result<ClaudeHooks> {
+        let path = self.inner.claude_settings_path()?;
+        let program = match &self.inner.hook_program {
+            Some(program) => program.clone(),
+            None => {
+                std::env::current_exe().map_err(|e| AgentError::Internal(format!("cannot find this program: {e}")))?
+            }
+        };
+        let command = claude_settings::HookCommand { program, data_dir: Some(self.inner.data_dir.clone()) };
+        let wait = self.inner.permission_wait;
+        tokio::task::spawn_blocking(move || {
+            if installed {
+                claude_settings::install(&path, &command, wait)
+            } else {
+                claude_settings::uninstall(&path)
+            }
+        })
+        .await
+        .map_err(|e| AgentError::Internal(e.to_string()))?
+        .map_err(AgentError::ClaudeSettings)?;
+        self.claude_hooks().await
+    }
+
     /// Cancels every queued and running task and waits until they have all ended or `deadline`
     /// has passed; then stops the link. Returns the tasks that had not ended in time.
     pub async fn shutdown(&self, deadline: Duration) -> Result<Vec<Task>> {
         let until = tokio::time::Instant::now() + deadline;
         let mut updates = self.subscribe();
-        let active = self.active_tasks().await?;
+        // A session started in a terminal goes on without the agent: the next start follows it again.
+        let active: Vec<Task> =
+            self.active_tasks().await?.into_iter().filter(|t| t.source != TaskSource::External).collect();
         for task in &active {
             if let Err(e) = self.inner.runner.cancel(&task.id).await {
                 tracing::warn!(task = %task.id, error = %e, "cannot cancel at shutdown");
@@ -720,6 +806,13 @@ impl Agent {
 }
 
 impl Inner {
+    fn claude_settings_path(&self) -> Result<PathBuf> {
+        match &self.claude_settings {
+            Some(path) => Ok(path.clone()),
+            None => claude_settings::user_settings_path().ok_or_else(|| AgentError::invalid("HOME", "is not set")),
+        }
+    }
+
     async fn decide(&self, request: DecideRequest) -> Result<Task> {
         let store = self.store.clone();
         let id = request.task_id.clone();
@@ -745,7 +838,7 @@ impl Inner {
         self.watcher
             .repos()
             .into_iter()
-            .find(|r| r.id == id_or_name || r.name == id_or_name)
+            .find(|r| r.id == id_or_name || r.name == id_or_name || r.path.as_os_str() == id_or_name)
             .ok_or_else(|| AgentError::RepoNotFound(id_or_name.to_string()))
     }
 

@@ -316,9 +316,13 @@ impl Worker {
         let store = self.store.clone();
         let redactors = self.config.redactors.clone();
         let (repos, tasks, alerts) = tokio::task::spawn_blocking(move || {
+            let from = store.relay_history_from()?;
             let alerts = store.alerts(&AlertFilter { limit: RESEND_ALERTS, ..Default::default() })?.0;
-            let alerts: Vec<Alert> =
-                alerts.iter().map(|a| redactor_for(&redactors, a.repo.as_deref()).redact_alert(a)).collect();
+            let alerts: Vec<Alert> = alerts
+                .iter()
+                .filter(|a| !Store::before_relay_history(from.as_deref(), &a.created_at))
+                .map(|a| redactor_for(&redactors, a.repo.as_deref()).redact_alert(a))
+                .collect();
             Ok::<_, StoreError>((store.repo_statuses()?, store.unconfirmed_tasks()?, alerts))
         })
         .await
@@ -395,30 +399,41 @@ impl Worker {
         let store = self.store.clone();
         let redactors = self.config.redactors.clone();
         let after = sent.cursor;
-        let rows = tokio::task::spawn_blocking(move || -> Result<Vec<OutboxRow>, StoreError> {
-            let mut rows = store.outbox_after(after, PAGE)?;
-            for row in &mut rows {
-                match &mut row.item {
-                    OutboxItem::Task(task) => {
-                        *task = outgoing_task(&store, &redactor_for(&redactors, Some(&task.repo)), task)?
+        let (rows, page_end) =
+            tokio::task::spawn_blocking(move || -> Result<(Vec<OutboxRow>, Option<i64>), StoreError> {
+                let mut rows = store.outbox_after(after, PAGE)?;
+                let page_end = rows.last().map(|r| r.id);
+                // What the owner kept local when the relay was turned on stays so (an alert
+                // acknowledged later, a task's final state).
+                let from = store.relay_history_from()?;
+                rows.retain(|row| match &row.item {
+                    OutboxItem::Task(t) => {
+                        !(t.status.is_terminal() && Store::before_relay_history(from.as_deref(), &t.created_at))
                     }
-                    OutboxItem::Alert(alert) => {
-                        *alert = redactor_for(&redactors, alert.repo.as_deref()).redact_alert(alert)
+                    OutboxItem::Alert(a) => !Store::before_relay_history(from.as_deref(), &a.created_at),
+                    OutboxItem::Event(_) => true,
+                });
+                for row in &mut rows {
+                    match &mut row.item {
+                        OutboxItem::Task(task) => {
+                            *task = outgoing_task(&store, &redactor_for(&redactors, Some(&task.repo)), task)?
+                        }
+                        OutboxItem::Alert(alert) => {
+                            *alert = redactor_for(&redactors, alert.repo.as_deref()).redact_alert(alert)
+                        }
+                        OutboxItem::Event(_) => {}
                     }
-                    OutboxItem::Event(_) => {}
                 }
-            }
-            Ok(rows)
-        })
-        .await
-        .map_err(store_failed)?
-        .map_err(store_failed)?;
-        let Some(last) = rows.last() else {
+                Ok((rows, page_end))
+            })
+            .await
+            .map_err(store_failed)?
+            .map_err(store_failed)?;
+        let Some(last_id) = page_end else {
             // The head moved past rows that reference nothing (cannot happen today): skip them.
             sent.cursor = self.store.outbox_head_id();
             return Ok(());
         };
-        let last_id = last.id;
         for row in rows {
             match row.item {
                 OutboxItem::Event(record) => {

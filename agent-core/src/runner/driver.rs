@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::changes::Baseline;
 use super::recorder::Recorder;
+use super::waiting::{Request, WaitChange, Waiting};
 use super::worktree::{worktree_dir, TaskWorktree};
 use super::{group_record_path, Shared, Slot, StopReason, StopSwitch};
 use crate::executor::{self, ExecContext, ExecInput, ExecOutcome};
@@ -114,7 +115,17 @@ pub(crate) async fn drive(
                 let requests: Vec<Request> = out.iter().filter_map(Request::of).collect();
                 rec.record(out).await;
                 for request in requests {
-                    waiting.apply(request, &mut rec, &slot, &mut deadline).await;
+                    match waiting.apply(request, &mut rec).await {
+                        Some(WaitChange::Started) => slot.set_waiting(true),
+                        Some(WaitChange::Ended { waited }) => {
+                            // The timeout does not count the time spent waiting for a person.
+                            if let Some(deadline) = deadline.as_mut() {
+                                *deadline += waited;
+                            }
+                            slot.set_waiting(false);
+                        }
+                        None => {}
+                    }
                 }
                 if usage_changed {
                     rec.publish_task();
@@ -181,93 +192,6 @@ pub(crate) async fn drive(
     rec.finish(status).await;
 }
 
-/// A permission request opened or closed by an event of the batch just recorded.
-enum Request {
-    Opened { request_id: String, tool_name: String },
-    Closed { request_id: String },
-}
-
-impl Request {
-    fn of(event: &TaskEvent) -> Option<Request> {
-        match event {
-            TaskEvent::PermissionRequest { request_id, tool_name, .. } => {
-                Some(Request::Opened { request_id: request_id.clone(), tool_name: tool_name.clone() })
-            }
-            TaskEvent::PermissionDecision { request_id, .. } => {
-                Some(Request::Closed { request_id: request_id.clone() })
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The task's pending permission requests: while there is one, the task is `waiting` (SPEC 8),
-/// its timeout does not run, it frees its place in the global limit, and a `needs_input` alert
-/// says so; the last decision makes it `running` again and acknowledges the alert.
-#[derive(Default)]
-struct Waiting {
-    pending: Vec<String>,
-    since: Option<Instant>,
-    alert: Option<String>,
-}
-
-impl Waiting {
-    fn is_waiting(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    async fn apply(&mut self, request: Request, rec: &mut Recorder, slot: &Slot, deadline: &mut Option<Instant>) {
-        match request {
-            Request::Opened { request_id, tool_name } => {
-                let first = self.pending.is_empty();
-                self.pending.push(request_id);
-                if first {
-                    self.since = Some(Instant::now());
-                    // The alert first: whoever sees the task waiting finds the alert already there.
-                    let what = if tool_name == "AskUserQuestion" {
-                        "Claude asks a question".to_string()
-                    } else {
-                        format!("Claude wants to use {tool_name}")
-                    };
-                    let message = format!("Task \"{}\" needs input: {what}", rec.task.title);
-                    let alert = rec.raise(Severity::Warning, AlertKind::NeedsInput, message).await;
-                    self.alert = Some(alert.id);
-                    rec.task.status = TaskStatus::Waiting;
-                    rec.task.waiting_since = Some(chrono::Utc::now());
-                    rec.save_task().await;
-                    slot.set_waiting(true);
-                }
-            }
-            Request::Closed { request_id } => {
-                self.pending.retain(|r| r != &request_id);
-                if self.pending.is_empty() {
-                    if let (Some(since), Some(deadline)) = (self.since.take(), deadline.as_mut()) {
-                        *deadline += since.elapsed();
-                    }
-                    rec.task.status = TaskStatus::Running;
-                    rec.task.waiting_since = None;
-                    rec.save_task().await;
-                    slot.set_waiting(false);
-                    self.acknowledge(rec).await;
-                }
-            }
-        }
-    }
-
-    /// The task ended: a `needs_input` alert still open is acknowledged.
-    async fn end(&mut self, rec: &mut Recorder) {
-        self.pending.clear();
-        rec.task.waiting_since = None;
-        self.acknowledge(rec).await;
-    }
-
-    async fn acknowledge(&mut self, rec: &Recorder) {
-        if let Some(id) = self.alert.take() {
-            rec.acknowledge(&id).await;
-        }
-    }
-}
-
 /// Fails a task that could not start: an `error` event, `failed`, an alert.
 async fn fail_early(rec: &mut Recorder, slot: &mut Slot, error: String) {
     rec.record(vec![TaskEvent::Error { error: error.clone() }]).await;
@@ -278,7 +202,7 @@ async fn fail_early(rec: &mut Recorder, slot: &mut Slot, error: String) {
 
 /// The output for the event: the full text when short, else its head with a marker (the full
 /// text goes to the local database with the event).
-fn truncate_output(rec: &mut Recorder, tool_id: &str, output: String, limit: usize) -> String {
+pub(crate) fn truncate_output(rec: &mut Recorder, tool_id: &str, output: String, limit: usize) -> String {
     if output.len() <= limit {
         return output;
     }

@@ -49,12 +49,12 @@ use crate::redact::RepoRedactors;
 use crate::store::{AlertFilter, Store, StoreError};
 
 pub mod changes;
-mod driver;
-mod recorder;
+pub(crate) mod driver;
+pub(crate) mod recorder;
+pub(crate) mod waiting;
 pub mod worktree;
 
-pub(crate) use recorder::backfill_wire;
-use recorder::Recorder;
+pub(crate) use recorder::{backfill_wire, Recorder};
 
 /// Finds the working tree of a repo slug. The repo watcher owns the set of repos, so the runner
 /// asks it rather than keeping its own copy.
@@ -213,6 +213,33 @@ pub(crate) struct Shared {
     pub(crate) updates: broadcast::Sender<RunnerEvent>,
     /// Each repo's secrets, for the outgoing form of events (see `recorder`).
     pub(crate) redactors: Arc<RepoRedactors>,
+    /// Tasks of Claude sessions started in a terminal (`crate::external`), which the runner
+    /// records for but does not run: their decisions go to whoever follows the session.
+    // A std Mutex: nothing awaits while holding it.
+    external: Mutex<HashMap<String, mpsc::Sender<ExternalDecision>>>,
+}
+
+/// A decision for a task of a terminal session, with the answer `decide` waits for.
+pub(crate) struct ExternalDecision {
+    pub(crate) task_id: String,
+    pub(crate) decision: Decision,
+    pub(crate) reply: oneshot::Sender<bool>,
+}
+
+impl Shared {
+    /// Routes the decisions of `task_id` (a terminal session's task) to `to`, until
+    /// [`Shared::unroute_external`].
+    pub(crate) fn route_external(&self, task_id: &str, to: mpsc::Sender<ExternalDecision>) {
+        self.external.lock().unwrap_or_else(|e| e.into_inner()).insert(task_id.to_string(), to);
+    }
+
+    pub(crate) fn unroute_external(&self, task_id: &str) {
+        self.external.lock().unwrap_or_else(|e| e.into_inner()).remove(task_id);
+    }
+
+    fn external_route(&self, task_id: &str) -> Option<mpsc::Sender<ExternalDecision>> {
+        self.external.lock().unwrap_or_else(|e| e.into_inner()).get(task_id).cloned()
+    }
 }
 
 /// The handle of a running task runner. Dropping it stops the runner (running tasks are killed
@@ -230,7 +257,7 @@ impl TaskRunner {
     pub async fn start(store: Store, config: RunnerConfig, repos: RepoResolver) -> Result<TaskRunner, RunnerError> {
         let (updates, _) = broadcast::channel(config.broadcast_capacity.max(16));
         let redactors = Arc::new(RepoRedactors::new(repos.clone()));
-        let shared = Arc::new(Shared { store, config, repos, updates, redactors });
+        let shared = Arc::new(Shared { store, config, repos, updates, redactors, external: Mutex::default() });
         let lock = {
             let shared = shared.clone();
             tokio::task::spawn_blocking(move || recover(&shared)).await.map_err(|_| RunnerError::Stopped)??
@@ -267,6 +294,12 @@ impl TaskRunner {
         &self.shared.store
     }
 
+    /// What the terminal sessions (`crate::external`) record their tasks with: the same
+    /// recorder, redaction, outbox and broadcast as the runner's own tasks.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Creates and queues a task; returns it as recorded (`queued`). A task with an id that
     /// already exists is not created again: the existing task is returned (the relay may resend).
     /// A task that cannot run (unknown repo, no prompt or command) is recorded as `failed`.
@@ -291,6 +324,11 @@ impl TaskRunner {
     /// Delivers a decision on a running task's permission request. `Ok(false)`: nothing with
     /// that request id is pending (decided already, the task ended or never asked).
     pub async fn decide(&self, task_id: &str, decision: Decision) -> Result<bool, RunnerError> {
+        if let Some(to) = self.shared.external_route(task_id) {
+            let (reply, rx) = oneshot::channel();
+            let sent = to.send(ExternalDecision { task_id: task_id.to_string(), decision, reply }).await;
+            return Ok(sent.is_ok() && rx.await.unwrap_or(false));
+        }
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Decide { task_id: task_id.to_string(), decision, reply })
@@ -558,7 +596,8 @@ fn recover(shared: &Shared) -> Result<Option<std::fs::File>, RunnerError> {
         return Ok(None);
     }
     let store = &shared.store;
-    for mut task in store.unfinished_tasks()? {
+    // A terminal session's task outlives the agent: `crate::external` resumes following it.
+    for mut task in store.unfinished_tasks()?.into_iter().filter(|t| t.source != TaskSource::External) {
         // A task waiting for a decision was running too (its process was alive).
         let was_running = matches!(task.status, TaskStatus::Running | TaskStatus::Waiting);
         task.waiting_since = None;

@@ -42,16 +42,23 @@ pub(crate) struct Recorder {
     wire: Option<StreamRedactor>,
     /// When the redactor must release what it holds (mirrors `wire.deadline()`).
     wire_deadline: Option<std::time::Instant>,
+    /// A setting to write with the next batch (see [`Recorder::stage_setting`]).
+    staged_setting: Option<(String, String)>,
 }
 
 impl Recorder {
     pub(crate) fn new(shared: Arc<Shared>, task: Task) -> Recorder {
-        Recorder { shared, task, full_outputs: Vec::new(), wire: None, wire_deadline: None }
+        Recorder { shared, task, full_outputs: Vec::new(), wire: None, wire_deadline: None, staged_setting: None }
     }
 
     /// Keeps a tool's full output locally (its event carries it truncated).
     pub(crate) fn keep_full_output(&mut self, tool_id: String, output: String) {
         self.full_outputs.push((tool_id, output));
+    }
+
+    /// Writes a setting in the same transaction as the next batch of events.
+    pub(crate) fn stage_setting(&mut self, key: String, value: String) {
+        self.staged_setting = Some((key, value));
     }
 
     /// Records a batch of events (one transaction), then publishes them.
@@ -86,6 +93,7 @@ impl Recorder {
         let redactors = self.shared.redactors.clone();
         let task = self.task.clone();
         let full_outputs = std::mem::take(&mut self.full_outputs);
+        let setting = self.staged_setting.take();
         let wire = self.wire.take();
         let write = {
             let batch = batch.clone();
@@ -99,10 +107,11 @@ impl Recorder {
                 if finish {
                     out.extend(wire.finish());
                 }
-                let result = if batch.is_empty() && out.is_empty() && announce == Announce::No {
+                let setting = setting.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
+                let result = if batch.is_empty() && out.is_empty() && announce == Announce::No && setting.is_none() {
                     Ok(())
                 } else {
-                    write_batch(&store, &task, &batch, &full_outputs, &out, announce)
+                    write_batch(&store, &task, &batch, &full_outputs, &out, announce, setting)
                 };
                 (wire, result)
             })
@@ -199,8 +208,9 @@ fn write_batch(
     tool_outputs: &[(String, String)],
     wire: &[SeqEvent],
     announce: Announce,
+    setting: Option<(&str, &str)>,
 ) -> Result<(), StoreError> {
-    let recorded = Recorded { task: Some(task), events, tool_outputs, wire: &[], announce: false };
+    let recorded = Recorded { task: Some(task), events, tool_outputs, wire: &[], announce: false, setting };
     match announce {
         Announce::No => store.record(Recorded { wire, ..recorded }),
         Announce::Before => store.record(Recorded { wire, announce: true, ..recorded }),

@@ -20,7 +20,7 @@ mod settings;
 mod tasks;
 
 pub use alerts::AlertFilter;
-pub use outbox::{OutboxItem, OutboxRow};
+pub use outbox::{OutboxItem, OutboxRow, RELAY_HISTORY_FROM};
 pub use tasks::{Recorded, TaskFilter};
 
 /// Errors of the store. All are internal: a broken or unwritable database file.

@@ -17,6 +17,11 @@ use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::rules::{fit_event, MAX_WIRE_EVENT_BYTES};
 use flightdeck_protocol::{Alert, SeqEvent, Task, TaskEvent};
 use rusqlite::{params, Connection, OptionalExtension};
+
+/// Setting: tasks and alerts created before this time (RFC 3339, as `tasks.created_at`) stay on
+/// this machine: the owner did not upload the history when the relay was turned on. Tasks that
+/// have not ended go anyway. Absent: everything goes.
+pub const RELAY_HISTORY_FROM: &str = "relay.history_from";
 use tokio::sync::watch;
 
 use super::{json_rows, seq_events, Result, Store};
@@ -149,15 +154,28 @@ impl Store {
         Ok(())
     }
 
-    /// Tasks the relay is not known to hold completely, oldest first.
+    /// Tasks the relay is not known to hold completely, oldest first; not those that ended
+    /// before [`RELAY_HISTORY_FROM`].
     pub fn unconfirmed_tasks(&self) -> Result<Vec<Task>> {
         json_rows(
             &self.conn(),
             "SELECT t.json FROM tasks t LEFT JOIN relay_sync s ON s.task_id = t.id
-             WHERE s.confirmed IS NULL OR s.confirmed = 0
+             WHERE (s.confirmed IS NULL OR s.confirmed = 0)
+               AND (t.status IN ('queued', 'running', 'waiting')
+                    OR t.created_at >= COALESCE((SELECT value FROM settings WHERE key = ?1), ''))
              ORDER BY t.created_at",
-            [],
+            [RELAY_HISTORY_FROM],
         )
+    }
+
+    /// Since when tasks and alerts go to the relay (see [`RELAY_HISTORY_FROM`]); `None`: all.
+    pub fn relay_history_from(&self) -> Result<Option<String>> {
+        self.setting(RELAY_HISTORY_FROM)
+    }
+
+    /// Whether an item created at `created_at` stays local: before the history cut-off.
+    pub fn before_relay_history(cut_off: Option<&str>, created_at: &chrono::DateTime<chrono::Utc>) -> bool {
+        cut_off.is_some_and(|from| created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).as_str() < from)
     }
 
     /// Records what the relay said it holds of a task; `confirmed` when that is everything.

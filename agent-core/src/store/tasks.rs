@@ -23,6 +23,9 @@ pub struct Recorded<'a> {
     pub wire: &'a [SeqEvent],
     /// Queue the task's new state for the relay link.
     pub announce: bool,
+    /// A setting written in the same transaction (where a terminal session's transcript was
+    /// read up to, so that its events and that position are saved together).
+    pub setting: Option<(&'a str, &'a str)>,
 }
 
 /// Filters for [`Store::tasks`]; `limit` 0 means the default (50).
@@ -76,6 +79,9 @@ impl Store {
             }
         }
         save_task(&tx, task)?;
+        if let Some((key, value)) = batch.setting {
+            super::settings::set_setting(&tx, key, value)?;
+        }
         // The task reference goes before the events: the relay must know a task before its events.
         if batch.announce {
             insert_ref(&tx, OutboxKind::Task, &task.id)?;

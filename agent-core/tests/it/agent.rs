@@ -130,6 +130,7 @@ async fn repos_and_settings_persist_across_reopen() {
             relay_user: Some("alice".into()),
             key: Some(key.into()),
             agent_id: Some("laptop-1".into()),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -399,4 +400,76 @@ async fn each_installation_keeps_its_own_agent_id() {
     assert_eq!(again.settings().await.unwrap().agent_id, id, "the id is kept across restarts");
     let other = start(&tmp.path().join("headless"), &[]).await;
     assert_ne!(other.settings().await.unwrap().agent_id, id, "another data dir, another id");
+}
+
+/// Turning the relay on uploads only what happens from then on, unless the owner asks for the
+/// history too; the local tasks of before stay on the machine either way... unless asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_the_relay_on_uploads_the_history_only_when_asked() {
+    let relay = crate::link_e2e::Relay::start().await;
+    for upload in [None, Some(true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = if upload.is_some() { "with-history" } else { "only-new" };
+        let repo = git_repo(tmp.path(), name);
+        let agent = start(&tmp.path().join("data"), &[&repo]).await;
+        let mut events = agent.subscribe();
+        let old = agent.start_task(shell(name, "echo before the relay")).await.unwrap();
+        next_matching(&mut events, |e| match e {
+            AgentEvent::TaskUpdate { task } if task.id == old.id && task.status.is_terminal() => Some(()),
+            _ => None,
+        })
+        .await;
+
+        agent
+            .set_settings(SettingsUpdate {
+                relay_url: Some(relay.http()),
+                relay_user: Some("alice".into()),
+                key: Some(relay.agent_key().into()),
+                agent_id: Some(format!("laptop-{name}")),
+                upload_history: upload,
+            })
+            .await
+            .unwrap();
+        let new = agent.start_task(shell(name, "echo after")).await.unwrap();
+        relay.wait_task(&new.id, "the new task reaches the relay", |t| t.status == TaskStatus::Completed).await;
+        let (status, _) = relay.api(reqwest::Method::GET, &format!("/api/cockpit/tasks/{}", old.id), None).await;
+        match upload {
+            None => assert_eq!(status, 404, "a task from before the relay was uploaded without asking"),
+            Some(_) => {
+                relay.wait_task(&old.id, "the history reaches the relay", |t| t.status == TaskStatus::Completed).await;
+            }
+        }
+        agent.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+// The desktop's settings switch: `set_claude_hooks` installs the hooks (pointing at this agent's
+// data directory), `claude_hooks` reports them, and switching off gives the file back as it was.
+#[tokio::test]
+async fn the_claude_hooks_switch_installs_and_removes_the_hooks() {
+    let data = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let settings = home.path().join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let original = "{\n  \"model\": \"opus\"\n}\n";
+    std::fs::write(&settings, original).unwrap();
+    let mut config = AgentConfig::new(data.path());
+    config.claude_settings = Some(settings.clone());
+    config.hook_program = Some("/opt/flightdeck/flightdeck-agent".into());
+    let agent = Agent::start(config).await.unwrap();
+
+    let before = agent.claude_hooks().await.unwrap();
+    assert_eq!((before.installed, before.settings_path.as_str()), (false, settings.to_str().unwrap()));
+    assert!(agent.set_claude_hooks(true).await.unwrap().installed);
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let want = format!("'/opt/flightdeck/flightdeck-agent' hook --data-dir '{}'", data.path().display());
+    assert!(text.contains(&serde_json::to_string(&want).unwrap()), "{text}");
+    assert!(agent.claude_hooks().await.unwrap().installed);
+    assert!(!agent.set_claude_hooks(false).await.unwrap().installed);
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), original);
+
+    std::fs::write(&settings, "not json").unwrap();
+    let err = agent.set_claude_hooks(true).await.unwrap_err();
+    assert_eq!(err.code(), "claude_settings_invalid", "{err}");
+    agent.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
 }

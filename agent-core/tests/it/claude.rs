@@ -8,7 +8,7 @@ use std::time::Duration;
 use flightdeck_agent_core::executor::stream_json::StreamJsonParser;
 use flightdeck_agent_core::executor::ClaudeConfig;
 use flightdeck_agent_core::runner::{NewTask, RunnerConfig};
-use flightdeck_protocol::event::ChunkStream;
+use flightdeck_protocol::event::{ChunkStream, DiffFile, DiffStatus};
 use flightdeck_protocol::{AlertKind, Executor, Severity, TaskEvent, TaskPayload, TaskStatus};
 use serde_json::json;
 
@@ -126,6 +126,21 @@ async fn a_run_with_text_a_bash_tool_and_final_text() {
             assistant("All "),
             assistant("done."),
             TaskEvent::Usage { input_tokens: 270, output_tokens: 35, total_cost_usd: cost },
+            TaskEvent::Diff {
+                files: vec![DiffFile {
+                    path: "made.txt".into(),
+                    old_path: None,
+                    status: DiffStatus::Added,
+                    additions: 1,
+                    deletions: 0,
+                    binary: false
+                }],
+                patch:
+                    "diff --git a/made.txt b/made.txt\nnew file mode 100644\nindex 0000000..45b983b\n--- /dev/null\n\
+                        +++ b/made.txt\n@@ -0,0 +1 @@\n+hi\n"
+                        .into(),
+                truncated: false
+            },
             TaskEvent::Done { summary: "All done.".into() },
             status(TaskStatus::Completed),
         ]

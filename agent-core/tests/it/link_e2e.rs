@@ -89,7 +89,7 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
-    async fn start() -> Relay {
+    pub(crate) async fn start() -> Relay {
         let bin = workspace_bin("flightdeck-relay", "FLIGHTDECK_RELAY_BIN");
         let data = tempfile::tempdir().unwrap();
         let admin = |args: &[&str]| -> String {
@@ -133,6 +133,11 @@ impl Relay {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
+    }
+
+    /// The agent key the relay was started with.
+    pub(crate) fn agent_key(&self) -> &str {
+        &self.agent
     }
 
     pub(crate) fn http(&self) -> String {
@@ -189,6 +194,11 @@ struct AgentOptions<'a> {
 }
 
 impl Agent {
+    /// SIGKILLs the agent.
+    pub(crate) fn kill(&mut self) {
+        self.proc.kill();
+    }
+
     fn start(o: AgentOptions<'_>) -> Agent {
         Agent { proc: Proc(Agent::command(o).spawn().unwrap()) }
     }
@@ -340,7 +350,7 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Seqs are exactly 1..=N.
-fn assert_whole(events: &[SeqEvent]) {
+pub(crate) fn assert_whole(events: &[SeqEvent]) {
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let want: Vec<u64> = (1..=events.len() as u64).collect();
     assert_eq!(seqs, want, "transcript has gaps, duplicates or disorder");
@@ -380,6 +390,13 @@ impl Setup {
 
     pub(crate) fn agent(&self, relay_url: String, claude_api: Option<&str>) -> Agent {
         Agent::start(self.agent_options(relay_url, claude_api))
+    }
+
+    /// An agent with more environment (`FLIGHTDECK_AGENT_*` settings).
+    pub(crate) fn agent_with_env(&self, relay_url: String, env: &[(&str, &str)]) -> Agent {
+        let mut cmd = Agent::command(self.agent_options(relay_url, None));
+        cmd.envs(env.iter().copied());
+        Agent { proc: Proc(cmd.spawn().unwrap()) }
     }
 
     fn agent_options<'a>(&'a self, relay_url: String, claude_api: Option<&'a str>) -> AgentOptions<'a> {

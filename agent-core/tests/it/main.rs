@@ -6,6 +6,8 @@ mod claude;
 mod cli;
 mod conversations_e2e;
 mod decisions;
+mod external_e2e;
+mod hooks;
 mod link_e2e;
 mod runner;
 mod secrets_e2e;

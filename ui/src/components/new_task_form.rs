@@ -62,17 +62,22 @@ pub fn new_task_form(props: &NewTaskFormProps) -> Html {
                 <p class="muted">{ "No repositories are watched yet." }</p>
             }
             <div class="row">
-                <label for="new-task-repo">{ "Repository" }</label>
-                <select id="new-task-repo" onchange={on_repo}>
-                    { for props.repos.iter().map(|r| html! {
-                        <option value={r.name.clone()} selected={r.name == chosen}>{ &r.name }</option>
-                    }) }
-                </select>
-                <label for="new-task-executor">{ "Run" }</label>
-                <select id="new-task-executor" onchange={on_executor}>
-                    <option value="claude" selected={*executor == Executor::Claude}>{ "Claude Code" }</option>
-                    <option value="shell" selected={*executor == Executor::Shell}>{ "Shell command" }</option>
-                </select>
+                // A label and its control wrap together, never apart.
+                <span class="pair">
+                    <label for="new-task-repo">{ "Repository" }</label>
+                    <select id="new-task-repo" onchange={on_repo}>
+                        { for props.repos.iter().map(|r| html! {
+                            <option value={r.name.clone()} selected={r.name == chosen}>{ &r.name }</option>
+                        }) }
+                    </select>
+                </span>
+                <span class="pair">
+                    <label for="new-task-executor">{ "Run" }</label>
+                    <select id="new-task-executor" onchange={on_executor}>
+                        <option value="claude" selected={*executor == Executor::Claude}>{ "Claude Code" }</option>
+                        <option value="shell" selected={*executor == Executor::Shell}>{ "Shell command" }</option>
+                    </select>
+                </span>
             </div>
             <label for="new-task-text" class="visually-hidden">
                 { if *executor == Executor::Shell { "Command" } else { "Prompt" } }

@@ -286,6 +286,7 @@ fn outcome(decision: &Decision) -> Html {
         DecidedBy::Local => " on the agent's machine",
         DecidedBy::Policy => " by a rule",
         DecidedBy::Timeout => " automatically: nobody decided in time",
+        DecidedBy::Terminal => " in the terminal",
     };
     html! {
         <p class={classes!("perm-outcome", class)} data-testid="decision" data-behavior={decision.behavior.as_str()}>

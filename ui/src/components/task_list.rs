@@ -1,6 +1,6 @@
 use std::rc::Rc;
 
-use flightdeck_protocol::Task;
+use flightdeck_protocol::{Task, TaskSource};
 use yew::prelude::*;
 
 use super::format_cost;
@@ -35,7 +35,9 @@ pub fn task_list(props: &TaskListProps) -> Html {
                                 <span class={classes!("badge", format!("st-{}", t.status.as_str()))}>{ t.status.as_str() }</span>
                                 <span class="task-title">{ &t.title }</span>
                                 <span class="task-meta muted">
-                                    if t.parent_task_id.is_some() { { "↳ reply · " } }
+                                    if t.source == TaskSource::External {
+                                        <span class="started-in-terminal" title="A Claude Code session started in a terminal">{ "started in terminal · " }</span>
+                                    } else if t.parent_task_id.is_some() { { "↳ reply · " } }
                                     { format!("{} · {}", t.repo, super::short_time(&t.created_at)) }
                                     if let Some(c) = t.cost_usd { { format!(" · {}", format_cost(c)) } }
                                 </span>

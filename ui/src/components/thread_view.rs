@@ -1,6 +1,6 @@
 use std::rc::Rc;
 
-use flightdeck_protocol::{Executor, Task};
+use flightdeck_protocol::{Executor, Task, TaskSource};
 use yew::prelude::*;
 
 use super::{ReplyBox, Shared, StatusBar, TranscriptItem};
@@ -96,13 +96,21 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
         output_tokens: a.output_tokens + b.output_tokens,
         total_cost_usd: a.total_cost_usd + b.total_cost_usd,
     });
-    let running = last.filter(|t| !t.task.status.is_terminal()).map(|t| t.task.id.clone());
+    // A session started in a terminal is stopped there: Flightdeck does not run it.
+    let running = last
+        .filter(|t| !t.task.status.is_terminal() && t.task.source != TaskSource::External)
+        .map(|t| t.task.id.clone());
     html! {
         <section class="thread" aria-label="Task transcript">
             <header class="thread-head">
                 if let Some(task) = first {
                     <h2 class="thread-title" title={task.title.clone()}>{ &task.title }</h2>
                     <span class="executor">{ task.executor.as_str() }</span>
+                    if task.source == TaskSource::External {
+                        <span class="badge started-in-terminal" title="A Claude Code session started in a terminal, seen through its hooks">
+                            { "started in terminal" }
+                        </span>
+                    }
                     if turns.len() > 1 {
                         <span class="turn-count muted">{ format!("{} turns", turns.len()) }</span>
                     }
@@ -154,7 +162,8 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                     { "↓ Jump to latest" }
                 </button>
             }
-            if let Some(last) = last.filter(|t| props.owner && t.task.executor == Executor::Claude) {
+            // A session started in a terminal is continued there, not from here.
+            if let Some(last) = last.filter(|t| props.owner && t.task.executor == Executor::Claude && t.task.source != TaskSource::External) {
                 <ReplyBox task_id={AttrValue::from(last.task.id.clone())} status={last.task.status} />
             }
             <StatusBar status={status} usage={usage} events={events} connection={props.connection} />

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs the README's self-hosting commands as written, against temp directories: the fenced
+# block of "Self-hosting the relay" line by line (with /var/lib/flightdeck, /usr/local/bin and
+# 0.0.0.0:8787 pointing at a temp data dir, a temp bin dir first on PATH, and a free port), then
+# the commands its prose shows: `key list`, `key revoke ID`, the login with the owner key,
+# `flightdeck-agent run --relay ... --key ...` started inside a repo, `serve --broker redis://...`.
+# Fails on the first command that fails or does not do what the README says.
+#
+# The release build is real; its profile is made cheap through cargo's environment
+# (CARGO_PROFILE_RELEASE_*), which leaves the command as written.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+mkdir -p "$tmp/bin"
+export PATH="$tmp/bin:$PATH"
+# The release build's own target dir (its cheap profile must not replace real release builds).
+release_target="${README_TEST_TARGET_DIR:-$root/target/readme-test}"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+fail() { echo "readme-test: $*" >&2; exit 1; }
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local deadline=$(( $(date +%s) + $1 )) what=$2; shift 2
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "timed out waiting for $what"
+        sleep 0.2
+    done
+}
+
+block="$(awk '/^## Self-hosting the relay/ { in_section = 1; next }
+    in_section && /^## / { exit }
+    in_section && /^```sh$/ { in_block = 1; next }
+    in_section && in_block && /^```$/ { exit }
+    in_block { print }' README.md)"
+[ -n "$block" ] || fail "no sh block in the README's self-hosting section"
+
+agent_key="" owner_key=""
+while IFS= read -r line; do
+    [ -n "${line// /}" ] || continue
+    cmd="${line//\/var\/lib\/flightdeck/$tmp/data}"
+    cmd="${cmd//\/usr\/local\/bin\//$tmp/bin/}"
+    cmd="${cmd//0.0.0.0:8787/127.0.0.1:$port}"
+    cmd="${cmd//target\/release\//$release_target/release/}"
+    echo "readme-test \$ $line"
+    case "$cmd" in
+    *" serve "*)
+        bash -c "$cmd" >"$tmp/serve.log" 2>&1 &
+        pids+=($!)
+        wait_for 60 "the relay to serve" curl -fsS "http://127.0.0.1:$port/healthz"
+        ;;
+    *"cargo build --release"*)
+        CARGO_TARGET_DIR="$release_target" CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
+            CARGO_PROFILE_RELEASE_CODEGEN_UNITS=64 CARGO_PROFILE_RELEASE_DEBUG=false bash -c "$cmd"
+        ;;
+    *"key create"*"--scope agent"*)
+        agent_key="$(bash -c "$cmd" | grep -o 'fdk_[0-9a-f]*' | head -1)"
+        ;;
+    *"key create"*"--scope owner"*)
+        owner_key="$(bash -c "$cmd" | grep -o 'fdk_[0-9a-f]*' | head -1)"
+        ;;
+    *)
+        bash -c "$cmd"
+        ;;
+    esac
+done <<<"$block"
+[ -n "$agent_key" ] && [ -n "$owner_key" ] || fail "the block did not make an agent key and an owner key"
+command -v flightdeck-relay flightdeck-agent >/dev/null || fail "the binaries are not installed where the README puts them"
+
+echo "readme-test: the installed relay serves; the owner key logs in"
+login="$(curl -fsS -H 'content-type: application/json' -H "origin: http://127.0.0.1:$port" \
+    -d "{\"token\":\"$owner_key\"}" "http://127.0.0.1:$port/api/login" -o /dev/null -w '%{http_code}')"
+[ "$login" = 200 ] || [ "$login" = 204 ] || fail "login with the owner key: HTTP $login"
+
+echo "readme-test \$ flightdeck-agent run --relay ws://127.0.0.1:$port --key fdk_... (inside a repo)"
+repo="$tmp/work/my-project"
+mkdir -p "$repo"
+git -C "$repo" init -q -b main
+git -C "$repo" -c user.name=t -c user.email=t@example.com commit -q --allow-empty -m first
+(cd "$repo" && exec flightdeck-agent run --relay "ws://127.0.0.1:$port" --key "$agent_key" \
+    --data-dir "$tmp/agent-data") >"$tmp/agent.log" 2>&1 &
+pids+=($!)
+agent_pid=${pids[-1]}
+repo_known() {
+    curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port/api/cockpit/repos" | grep -q '"my-project"'
+}
+wait_for 60 "the agent's repo at the relay" repo_known
+grep -q 'watching my-project\|my-project' "$tmp/agent.log" || fail "the agent did not say it watches the repo"
+
+echo "readme-test \$ flightdeck-relay key list / key revoke ID"
+flightdeck-relay key list --data-dir "$tmp/data" | grep -q "alice.*agent" || fail "key list does not list the agent key"
+id="$(flightdeck-relay key list --data-dir "$tmp/data" | awk '$3 == "agent" { print $1; exit }')"
+flightdeck-relay key revoke "$id" --data-dir "$tmp/data"
+flightdeck-relay key list --data-dir "$tmp/data" | awk -v id="$id" '$1 == id && $6 == "-" { exit 1 }' \
+    || fail "key revoke did not revoke $id"
+# A revoked key's live socket closes at once: the agent stops (status 3, SPEC: fatal link end).
+agent_gone() { ! kill -0 "$agent_pid" 2>/dev/null; }
+wait_for 30 "the agent to stop after its key is revoked" agent_gone
+
+echo "readme-test \$ flightdeck-relay serve --broker redis://..."
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --save '' --appendonly no --daemonize no >"$tmp/redis.log" 2>&1 &
+pids+=($!)
+wait_for 20 "redis" redis-cli -p "$redis_port" ping
+port2="$(free_port)"
+flightdeck-relay serve --bind "127.0.0.1:$port2" --data-dir "$tmp/data" --broker "redis://127.0.0.1:$redis_port" \
+    >"$tmp/serve2.log" 2>&1 &
+pids+=($!)
+wait_for 60 "a second node with a broker" curl -fsS "http://127.0.0.1:$port2/healthz"
+curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port2/api/cockpit/repos" | grep -q my-project \
+    || fail "the second node does not share the data"
+
+echo "readme-test: every self-hosting command works as written"
