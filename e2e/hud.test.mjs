@@ -176,6 +176,10 @@ test('the start form posts a task that the connected agent receives; offline rep
   assert.equal(sent.taskType, 'claude');
   assert.equal(sent.payload.repo, 'workbench');
   await page.locator('#start-reason', { hasText: 'Task sent to the agent.' }).waitFor({ timeout: 10000 });
+  // The note goes once the task has ended (it used to stay).
+  const started = await agent.runRelayTask(relay, keys.owner, sent.taskId);
+  agent.updateTask(started, { status: 'completed', finishedAt: new Date().toISOString() });
+  await page.locator('#start-reason', { hasText: 'Task sent to the agent.' }).waitFor({ state: 'detached', timeout: 10000 });
   // The owner's sharing switches reflect GET /api/hud/settings (a new HUD is private) and PUT it.
   const publicSwitch = page.locator('#setting-public');
   assert.equal(await publicSwitch.isChecked(), false);
