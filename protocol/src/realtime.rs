@@ -325,6 +325,68 @@ pub enum DashboardEvent {
     Repo(DashboardRepo),
 }
 
+/// The keys that tell the untagged events apart, read without decoding their values.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventKeys<'a> {
+    #[serde(default, borrow)]
+    repo_status: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    task: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    task_id: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    agent_online: Option<bool>,
+    #[serde(default)]
+    removed: Option<String>,
+}
+
+fn no_variant(what: &str) -> serde_json::Error {
+    serde::de::Error::custom(format!("data did not match any variant of untagged enum {what}"))
+}
+
+impl HudEvent {
+    /// Decodes like the derived (untagged) `Deserialize`, trying the variants in the same order,
+    /// but looks at the keys first and decodes the one variant they name, once: the HUD's hot
+    /// path (one call per streamed event) without serde's buffering of untagged enums.
+    pub fn decode_str(payload: &str) -> Result<HudEvent, serde_json::Error> {
+        let keys: EventKeys<'_> = serde_json::from_str(payload)?;
+        if let Some(repo_status) = keys.repo_status {
+            return Ok(HudEvent::RepoStatus { repo_status: serde_json::from_str(repo_status.get())? });
+        }
+        if let Some(task) = keys.task {
+            return Ok(HudEvent::Task { task: serde_json::from_str(task.get())? });
+        }
+        if keys.task_id.is_some() {
+            return Ok(HudEvent::TaskEvent(serde_json::from_str(payload)?));
+        }
+        match keys.agent_online {
+            Some(agent_online) => Ok(HudEvent::AgentOnline { agent_online }),
+            None => Err(no_variant("HudEvent")),
+        }
+    }
+}
+
+impl RepoEvent {
+    /// [`HudEvent::decode_str`]'s way, for `repos` events.
+    pub fn decode_str(payload: &str) -> Result<RepoEvent, serde_json::Error> {
+        match serde_json::from_str::<EventKeys<'_>>(payload)?.removed {
+            Some(removed) => Ok(RepoEvent::Removed { removed }),
+            None => Ok(RepoEvent::Status(serde_json::from_str(payload)?)),
+        }
+    }
+}
+
+impl DashboardEvent {
+    /// [`HudEvent::decode_str`]'s way, for `dashboard:` events.
+    pub fn decode_str(payload: &str) -> Result<DashboardEvent, serde_json::Error> {
+        match serde_json::from_str::<EventKeys<'_>>(payload)?.removed {
+            Some(removed) => Ok(DashboardEvent::Removed { removed }),
+            None => Ok(DashboardEvent::Repo(serde_json::from_str(payload)?)),
+        }
+    }
+}
+
 /// A snapshot payload, typed by its topic.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TopicSnapshot {
@@ -384,12 +446,12 @@ impl TopicEvent {
     pub fn decode_str(topic: &Topic, payload: &str) -> Result<TopicEvent, serde_json::Error> {
         Ok(match topic {
             Topic::Agents => TopicEvent::Agent(serde_json::from_str(payload)?),
-            Topic::Repos => TopicEvent::Repo(serde_json::from_str(payload)?),
+            Topic::Repos => TopicEvent::Repo(RepoEvent::decode_str(payload)?),
             Topic::Tasks => TopicEvent::Task(serde_json::from_str(payload)?),
             Topic::Alerts => TopicEvent::Alert(serde_json::from_str(payload)?),
             Topic::Task(_) => TopicEvent::TaskEvent(serde_json::from_str(payload)?),
-            Topic::Hud { .. } => TopicEvent::Hud(serde_json::from_str(payload)?),
-            Topic::Dashboard { .. } => TopicEvent::Dashboard(serde_json::from_str(payload)?),
+            Topic::Hud { .. } => TopicEvent::Hud(HudEvent::decode_str(payload)?),
+            Topic::Dashboard { .. } => TopicEvent::Dashboard(DashboardEvent::decode_str(payload)?),
         })
     }
 
@@ -456,6 +518,51 @@ mod tests {
         let text = ServerMessage::forbidden("hud:a/b").to_json();
         let error: ServerFrameText<'_> = serde_json::from_str(&text).unwrap();
         assert_eq!((error.kind.as_str(), error.message.as_deref()), ("error", Some("forbidden")));
+    }
+
+    #[test]
+    fn keyed_decoding_of_untagged_events_agrees_with_serde() {
+        let mut repo = RepoStatus::new("r1", "web");
+        repo.path = Some("/p".into());
+        let task = Task::queued(
+            "t1",
+            "title",
+            "web",
+            crate::Executor::Shell,
+            crate::TaskPayload::default(),
+            crate::TaskSource::Local,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
+        let hud = [
+            serde_json::json!({"repoStatus": repo}),
+            serde_json::json!({"task": task}),
+            serde_json::json!({"taskId": "t1", "seq": 3, "event": {"kind": "chunk", "text": "x", "stream": "stdout"}}),
+            serde_json::json!({"agentOnline": false}),
+        ];
+        for payload in hud {
+            let text = payload.to_string();
+            assert_eq!(
+                HudEvent::decode_str(&text).unwrap(),
+                serde_json::from_str::<HudEvent>(&text).unwrap(),
+                "{text}"
+            );
+        }
+        for bad in [r#"{}"#, r#"{"seq": 1}"#, r#"{"taskId": "t1"}"#, r#"[1]"#] {
+            assert!(HudEvent::decode_str(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<HudEvent>(bad).is_err(), "{bad}");
+        }
+        for payload in [serde_json::json!({"removed": "r1"}), serde_json::to_value(&repo).unwrap()] {
+            let text = payload.to_string();
+            assert_eq!(RepoEvent::decode_str(&text).unwrap(), serde_json::from_str::<RepoEvent>(&text).unwrap());
+        }
+        let entry = DashboardRepo { repo: "web".into(), agent_online: true, repo_status: None, task: Some(task) };
+        for payload in [serde_json::json!({"removed": "web"}), serde_json::to_value(&entry).unwrap()] {
+            let text = payload.to_string();
+            assert_eq!(
+                DashboardEvent::decode_str(&text).unwrap(),
+                serde_json::from_str::<DashboardEvent>(&text).unwrap()
+            );
+        }
     }
 
     #[test]
