@@ -14,6 +14,10 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { Relay, ROOT, until } from './lib/relay.mjs';
 import { FakeAgent } from './lib/agent.mjs';
+import { connect } from './lib/ws.mjs';
+import { spawn, execFileSync } from 'node:child_process';
+import os from 'node:os';
+import zlib from 'node:zlib';
 
 const require = createRequire(path.join(ROOT, 'tools/package.json'));
 const { chromium } = require('playwright-core');
@@ -34,7 +38,8 @@ let agent;
 const keys = {};
 let demoTask;
 let viewer; // the anonymous viewer's page, kept open from the late join to the restart
-const REPOS = ['demo', 'secret', 'workbench', 'polled', 'big', 'asks'];
+const REPOS = ['demo', 'secret', 'workbench', 'polled', 'big', 'asks', 'dash', 'follow', 'fifty'];
+const AGENT_BIN = process.env.FLIGHTDECK_AGENT_BIN || path.join(ROOT, 'target/debug/flightdeck-agent');
 
 async function shot(page, name) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -171,6 +176,10 @@ test('the start form posts a task that the connected agent receives; offline rep
   assert.equal(sent.taskType, 'claude');
   assert.equal(sent.payload.repo, 'workbench');
   await page.locator('#start-reason', { hasText: 'Task sent to the agent.' }).waitFor({ timeout: 10000 });
+  // The note goes once the task has ended (it used to stay).
+  const started = await agent.runRelayTask(relay, keys.owner, sent.taskId);
+  agent.updateTask(started, { status: 'completed', finishedAt: new Date().toISOString() });
+  await page.locator('#start-reason', { hasText: 'Task sent to the agent.' }).waitFor({ state: 'detached', timeout: 10000 });
   // The owner's sharing switches reflect GET /api/hud/settings (a new HUD is private) and PUT it.
   const publicSwitch = page.locator('#setting-public');
   assert.equal(await publicSwitch.isChecked(), false);
@@ -562,6 +571,358 @@ test('a reply under the last turn starts a follow-up turn that the page follows 
   await until(async () => !(await reply.isDisabled()), 10000, 'the reply box to be enabled again');
   await shot(page, 'hud-conversation');
   await owner.close();
+});
+
+// ----- SPEC 12: the way in, the dashboard, error pages, following output, 50k lines, Changes -----
+
+/** Logs in on the login page the browser is on, with `key`. */
+async function logInOnPage(page, key) {
+  await page.locator('#token').fill(key);
+  await page.locator('#login button[type="submit"]').click();
+}
+
+test('the way in: / sends a visitor to log in, then to their dashboard; /hud/alice/ is canonical', async () => {
+  const context = await browser.newContext({ baseURL: relay.base });
+  const page = await context.newPage();
+  await page.goto('/');
+  assert.equal(new URL(page.url()).pathname, '/login');
+  await logInOnPage(page, 'fd_not_a_real_key');
+  await page.locator('#error', { hasText: /key/i }).waitFor({ timeout: 10000 });
+  await logInOnPage(page, keys.owner);
+  await page.waitForURL(`${relay.base}/hud/alice`, { timeout: 10000 });
+  await page.locator('.app.dashboard').waitFor({ timeout: 10000 });
+  // Logged in, / and /hud go straight to the dashboard; a trailing slash is dropped.
+  for (const p of ['/', '/hud', '/hud/', '/hud/alice/']) {
+    await page.goto(p);
+    assert.equal(new URL(page.url()).pathname, '/hud/alice', p);
+  }
+  await context.close();
+});
+
+test('the dashboard: the owner sees every repo, agents, recent tasks and alerts, live; anyone else the public repos only', async () => {
+  await relay.api('PUT', '/api/hud/settings?repo=alice/dash', keys.owner, { public: true, embedAllowed: false });
+  const owner = await browser.newContext({ baseURL: relay.base, viewport: { width: 1280, height: 900 } });
+  assert.equal((await owner.request.post('/api/login', { data: { token: keys.owner } })).status(), 200);
+  const page = await owner.newPage();
+  await page.goto('/hud/alice');
+  await page.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 15000 });
+  const card = (p, repo) => p.locator(`[data-testid="repo-card"][data-repo="${repo}"]`);
+  for (const repo of REPOS) await card(page, repo).waitFor({ timeout: 10000 });
+  assert.match(await card(page, 'secret').innerText(), /Private/);
+  assert.match(await card(page, 'demo').innerText(), /Public/);
+  assert.match(await card(page, 'demo').innerText(), /Explain the HUD/);
+  assert.equal(await card(page, 'demo').locator('a').getAttribute('href'), '/hud/alice/demo');
+  await page.locator('[data-testid="agent"]', { hasText: 'e2e-box' }).waitFor({ timeout: 10000 });
+  await page.locator('[data-testid="recent-task"]', { hasText: 'Explain the HUD' }).waitFor({ timeout: 10000 });
+  await page.locator('.alerts').waitFor({ timeout: 10000 });
+
+  const anonymous = await browser.newContext({ baseURL: relay.base, viewport: { width: 1280, height: 900 } });
+  const anon = await anonymous.newPage();
+  await anon.goto('/hud/alice');
+  await card(anon, 'dash').waitFor({ timeout: 10000 });
+  await card(anon, 'demo').waitFor({ timeout: 10000 });
+
+  // Live: a private repo's task waits (the owner sees it), a public one's shows for everyone.
+  const hidden = agent.startTask('secret', 'Private work on the secret repo');
+  agent.updateTask(hidden, { status: 'waiting', waitingSince: new Date().toISOString() });
+  await card(page, 'secret').locator('[data-testid="waiting"]').waitFor({ timeout: 10000 });
+  await page.locator('[data-testid="needs-input"]').waitFor({ timeout: 10000 });
+  const shown = agent.startTask('dash', 'Public work on the dashboard');
+  await card(anon, 'dash').locator('[data-testid="repo-task"]', { hasText: 'Public work on the dashboard' }).waitFor({ timeout: 10000 });
+  agent.updateTask(shown, { status: 'waiting', waitingSince: new Date().toISOString() });
+  await card(anon, 'dash').locator('[data-testid="waiting"]').waitFor({ timeout: 10000 });
+  await card(page, 'dash').locator('[data-testid="waiting"]').waitFor({ timeout: 10000 });
+  await shot(page, 'dashboard-owner');
+  await shot(anon, 'dashboard-anonymous');
+
+  // The anonymous view: public repos only, nothing of the owner's.
+  const names = await anon.locator('[data-testid="repo-card"]').evaluateAll((cards) => cards.map((c) => c.dataset.repo));
+  const publicRepos = (await relay.api('GET', '/api/cockpit/repos', keys.owner)).repos.map((r) => r.name);
+  for (const name of names) {
+    assert.ok((await relay.api('GET', `/api/hud/settings?repo=alice/${name}`, keys.owner)).public, `${name} is public`);
+  }
+  assert.ok(names.includes('dash') && !names.includes('secret'), names.join(','));
+  assert.ok(publicRepos.includes('secret'));
+  const text = await anon.locator('body').innerText();
+  assert.ok(!text.includes('Private work') && !text.includes('e2e-box'), text);
+  assert.equal(await anon.locator('.agents, .alerts, .recent-tasks').count(), 0);
+  assert.equal(await anon.locator('a.login-link').getAttribute('href'), '/login?next=/hud/alice');
+  agent.updateTask(hidden, { status: 'completed', waitingSince: undefined, finishedAt: new Date().toISOString() });
+  agent.updateTask(shown, { status: 'completed', waitingSince: undefined, finishedAt: new Date().toISOString() });
+  await card(anon, 'dash').locator('[data-testid="waiting"]').waitFor({ state: 'detached', timeout: 10000 });
+
+  // A phone: one column, no sideways scrolling.
+  const phone = await browser.newContext({ baseURL: relay.base, viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const phonePage = await phone.newPage();
+  await phonePage.goto('/hud/alice');
+  await card(phonePage, 'dash').waitFor({ timeout: 10000 });
+  const overflow = await phonePage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `the dashboard is ${overflow}px wider than a phone`);
+  await shot(phonePage, 'dashboard-phone');
+  await Promise.all([owner.close(), anonymous.close(), phone.close()]);
+});
+
+test('a browser gets error pages that lead to log in and back; API clients keep JSON', async () => {
+  const context = await browser.newContext({ baseURL: relay.base });
+  const page = await context.newPage();
+  const response = await page.goto('/hud/alice/secret');
+  assert.equal(response.status(), 404);
+  assert.equal(await page.locator('h1').innerText(), 'Not found');
+  assert.equal(await page.locator('#login').getAttribute('href'), '/login?next=/hud/alice/secret');
+  assert.ok(!(await page.content()).includes('"error"'), 'no raw JSON');
+  await shot(page, 'error-page');
+  await page.locator('#login').click();
+  await logInOnPage(page, keys.owner);
+  await page.waitForURL(`${relay.base}/hud/alice/secret`, { timeout: 10000 });
+  await page.locator('.app.hud').waitFor({ timeout: 10000 });
+  await context.close();
+
+  const anon = await (await browser.newContext({ baseURL: relay.base })).newPage();
+  const embed = await anon.goto('/embed/alice/demo');
+  assert.equal(embed.status(), 403);
+  assert.equal(await anon.locator('h1').innerText(), 'Not allowed');
+  assert.equal(await anon.locator('#login').getAttribute('href'), '/login?next=/embed/alice/demo');
+  for (const [p, status, code] of [['/hud/alice/secret', 404, 'not_found'], ['/embed/alice/demo', 403, 'forbidden']]) {
+    const r = await fetch(`${relay.base}${p}`, { headers: { accept: 'application/json' } });
+    assert.equal(r.status, status, p);
+    assert.equal((await r.json()).error.code, code, p);
+  }
+  await anon.context().close();
+});
+
+/** Where the newest line of a transcript is: in the scroll box's view, and how many boxes scroll. */
+async function followState(page, needle) {
+  return page.evaluate((needle) => {
+    const box = document.querySelector('.thread-scroll');
+    const pres = [...document.querySelectorAll('#transcript pre.term')];
+    const last = pres[pres.length - 1];
+    const r = box.getBoundingClientRect();
+    const l = last.getBoundingClientRect();
+    const scrollers = [...document.querySelectorAll('#transcript *')].filter((e) => {
+      const s = getComputedStyle(e);
+      return /(auto|scroll)/.test(s.overflowY) && e.scrollHeight > e.clientHeight + 1;
+    }).length;
+    return {
+      hasNeedle: last.textContent.includes(needle),
+      lastInView: l.bottom <= r.bottom + 2 && l.bottom >= r.top,
+      scrollTop: box.scrollTop,
+      scrollers,
+    };
+  }, needle);
+}
+
+test('output follows the newest line in one scroll box; a reader who scrolled up keeps the place and can jump to latest', async () => {
+  await relay.api('PUT', '/api/hud/settings?repo=alice/follow', keys.owner, { public: true, embedAllowed: false });
+  const task = agent.startTask('follow', 'Print many lines');
+  agent.event(task.id, { kind: 'status', status: 'running' });
+  const lines = (from, to) => {
+    for (let i = from; i <= to; i++) agent.chunk(task.id, `out-${i}\n`, 'stdout');
+  };
+  lines(1, 300);
+  await relayHasEvents(task.id, 301);
+  const context = await browser.newContext({ baseURL: relay.base, viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  await page.goto('/hud/alice/follow');
+  // A fresh open shows the newest line; the output is no scroll box of its own.
+  await until(async () => (await followState(page, 'out-300\n')).hasNeedle, 10000, 'out-300');
+  await until(async () => (await followState(page, 'out-300\n')).lastInView, 5000, 'out-300 in view on open');
+  assert.equal((await followState(page, 'out-300\n')).scrollers, 0, 'no scroll box inside the transcript');
+  // Live lines stay in view.
+  lines(301, 400);
+  await until(async () => {
+    const s = await followState(page, 'out-400\n');
+    return s.hasNeedle && s.lastInView;
+  }, 10000, 'out-400 in view while watching');
+  // The reader scrolls up: the place is kept, and "Jump to latest" appears.
+  await page.locator('.thread-scroll').evaluate((box) => { box.scrollTop = 0; });
+  const jump = page.locator('[data-testid="jump-latest"]');
+  await jump.waitFor({ timeout: 5000 });
+  lines(401, 500);
+  await until(async () => (await followState(page, 'out-500\n')).hasNeedle, 10000, 'out-500');
+  const kept = await followState(page, 'out-500\n');
+  assert.ok(kept.scrollTop < 5 && !kept.lastInView, `the view moved: ${JSON.stringify(kept)}`);
+  await shot(page, 'hud-jump-to-latest');
+  await jump.click();
+  await until(async () => (await followState(page, 'out-500\n')).lastInView, 5000, 'out-500 in view after the jump');
+  await jump.waitFor({ state: 'detached', timeout: 5000 });
+  lines(501, 520);
+  await until(async () => {
+    const s = await followState(page, 'out-520\n');
+    return s.hasNeedle && s.lastInView;
+  }, 10000, 'following again after the jump');
+  agent.event(task.id, { kind: 'done', summary: 'out-520' });
+  agent.event(task.id, { kind: 'status', status: 'completed' });
+  // The Done block does not repeat the last line; "completed" is said once.
+  await page.locator('#transcript [data-testid="done"]').waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#transcript [data-testid="done"]').innerText(), 'Completed');
+  assert.equal((await page.locator('#transcript').innerText()).match(/completed/gi).length, 1);
+  await context.close();
+});
+
+test('50,000 lines watched live: the last line shows within 1.5 s of the relay having it, no main-thread task over 100 ms', async () => {
+  await relay.api('PUT', '/api/hud/settings?repo=alice/fifty', keys.owner, { public: true, embedAllowed: false });
+  const N = 50000;
+  const needle = `line-${N}\n`;
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  // On the context: the fresh page below gets the same observers.
+  await context.addInitScript((needle) => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push({ at: performance.timeOrigin + e.startTime, ms: e.duration });
+    }).observe({ type: 'longtask', buffered: true });
+    // When the newest line is on the page: checked on every DOM change, on the last output block only.
+    new MutationObserver(() => {
+      if (window.__lastLineAt) return;
+      const pres = document.querySelectorAll('#transcript pre.term');
+      const last = pres[pres.length - 1];
+      if (last && last.textContent.endsWith(needle)) window.__lastLineAt = Date.now();
+    }).observe(document, { childList: true, subtree: true, characterData: true });
+  }, needle);
+  const page = await context.newPage();
+  await page.goto(`${relay.base}/hud/alice/fifty`);
+  await page.locator('#connection-indicator[data-state="connected"]').waitFor({ timeout: 15000 });
+
+  // A second viewer, a plain socket: when the relay has sent the last line.
+  const watcher = await connect(`ws://127.0.0.1:${relay.port}/api/realtime`);
+  const task = agent.startTask('fifty', 'Fifty thousand lines');
+  let relayHadIt = 0;
+  watcher.on('message', (text) => {
+    if (!relayHadIt && text.includes(`"seq":${N + 1},`)) relayHadIt = Date.now();
+  });
+  watcher.send(JSON.stringify({ type: 'subscribe', topics: ['hud:alice/fifty'] }));
+  await until(() => page.locator('[data-testid="task-status"]', { hasText: 'running' }).count(), 10000, 'the task on the page');
+  const started = Date.now();
+  agent.event(task.id, { kind: 'status', status: 'running' });
+  for (let i = 1; i <= N; i++) agent.chunk(task.id, `line-${i}\n`, 'stdout');
+  await until(() => relayHadIt, 60000, 'the relay to send the last line');
+  const shownAt = await until(() => page.evaluate(() => window.__lastLineAt), 60000, 'the last line on the page');
+  const longTasks = (await page.evaluate(() => window.__longTasks)).filter((t) => t.at >= started);
+  const worst = Math.max(0, ...longTasks.map((t) => t.ms));
+  console.log(`50k lines: relay had the last line after ${relayHadIt - started} ms; the page showed it ` +
+    `${shownAt - relayHadIt} ms later; ${longTasks.length} long tasks, worst ${Math.round(worst)} ms`);
+  watcher.close();
+  assert.ok(shownAt - relayHadIt <= 1500, `the last line showed ${shownAt - relayHadIt} ms after the relay had it`);
+  assert.ok(worst <= 100, `a main-thread task took ${Math.round(worst)} ms`);
+  const pinned = await followState(page, needle);
+  assert.ok(pinned.lastInView, 'the last line is in view');
+  await shot(page, 'hud-50k-lines');
+  agent.event(task.id, { kind: 'done', summary: `line-${N}` });
+  agent.updateTask(task, { status: 'completed', finishedAt: new Date().toISOString() });
+  await relayHasEventsFast(task.id, N + 2);
+
+  // A fresh open of the finished task: the last line within 1 s of the page starting to load.
+  const fresh = await context.newPage();
+  await fresh.goto(`${relay.base}/hud/alice/fifty`);
+  const openedIn = await until(() => fresh.evaluate(() => window.__lastLineAt && window.__lastLineAt - performance.timeOrigin), 30000, 'the last line on a fresh page');
+  console.log(`50k lines: a fresh open showed the last line ${Math.round(openedIn)} ms after navigation`);
+  assert.ok(openedIn <= 1000, `a fresh open took ${Math.round(openedIn)} ms`);
+  await context.close();
+});
+
+/** Like relayHasEvents, with one call: the task's lastSeq. */
+async function relayHasEventsFast(taskId, n) {
+  await until(async () => (await relay.api('GET', `/api/cockpit/tasks/${taskId}`, keys.owner)).task.lastSeq >= n, 30000, `${n} events of ${taskId}`);
+}
+
+test('the Changes panel: what a real agent\'s shell task changed, per file, coloured, binary files without a patch', async () => {
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'fd-e2e-changes-'));
+  const repoDir = path.join(parent, 'changes-demo');
+  fs.mkdirSync(repoDir);
+  const git = (...args) => execFileSync('git', args, { cwd: repoDir, stdio: 'pipe' });
+  git('init', '-q', '-b', 'main');
+  git('config', 'user.email', 'e2e@example.com');
+  git('config', 'user.name', 'e2e');
+  fs.writeFileSync(path.join(repoDir, 'README.md'), '# demo\nfirst line\n');
+  fs.mkdirSync(path.join(repoDir, 'src'));
+  fs.writeFileSync(path.join(repoDir, 'src/old.rs'), 'fn old() {}\n');
+  git('add', '.');
+  git('commit', '-qm', 'start');
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fd-e2e-agent-'));
+  const env = { ...process.env, FLIGHTDECK_AGENT_KEY: keys.agent, RUST_LOG: 'warn' };
+  for (const k of Object.keys(env)) if (k.startsWith('FLIGHTDECK_') && k !== 'FLIGHTDECK_AGENT_KEY') delete env[k];
+  const real = spawn(AGENT_BIN, ['run', '--relay', relay.base, '--repo', repoDir, '--agent-id', 'e2e-real', '--data-dir', dataDir], {
+    env, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  real.stderr.on('data', (d) => { log += d.toString(); });
+  try {
+    const repo = await until(async () => {
+      if (real.exitCode !== null) throw new Error(`the agent exited: ${log}`);
+      return (await relay.api('GET', '/api/cockpit/repos', keys.owner)).repos.find((r) => r.name === 'changes-demo');
+    }, 30000, 'the real agent\'s repo on the relay');
+    const command = [
+      "printf 'second line\\n' >> README.md",
+      'rm src/old.rs',
+      "printf '\\000\\001\\002' > logo.png",
+      'mkdir -p docs',
+      "printf 'a\\nb\\n' > docs/new.md",
+      'echo edited four files',
+    ].join(' && ');
+    const { task } = await relay.api('POST', '/api/cockpit/tasks', keys.owner, { executor: 'shell', repo: repo.name, payload: { command } });
+    await until(async () => (await relay.api('GET', `/api/cockpit/tasks/${task.id}`, keys.owner)).task.status === 'completed', 30000, `the shell task to complete: ${log}`);
+
+    const context = await ownerContext();
+    const page = await context.newPage();
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`/hud/alice/${repo.name}`);
+    const panel = page.locator('#transcript [data-testid="changes"]');
+    await panel.waitFor({ timeout: 15000 });
+    assert.match(await panel.locator('.changes-head').innerText(), /4 files changed\s+\+3\s+−1/);
+    const file = (p) => panel.locator(`.change-file[data-path="${p}"]`);
+    assert.equal(await file('README.md').getAttribute('data-status'), 'modified');
+    assert.equal(await file('src/old.rs').getAttribute('data-status'), 'deleted');
+    assert.equal(await file('docs/new.md').getAttribute('data-status'), 'added');
+    assert.equal(await file('logo.png').getAttribute('data-status'), 'added');
+    // A small diff opens with its lines coloured; a binary file has no lines.
+    assert.equal((await file('README.md').locator('pre.patch .add').innerText()).trim(), '+second line');
+    assert.equal((await file('src/old.rs').locator('pre.patch .del').innerText()).trim(), '-fn old() {}');
+    const addColour = await file('README.md').locator('pre.patch .add').evaluate((e) => getComputedStyle(e).color);
+    const delColour = await file('src/old.rs').locator('pre.patch .del').evaluate((e) => getComputedStyle(e).color);
+    assert.notEqual(addColour, delColour, 'additions and deletions are coloured apart');
+    await file('logo.png').locator('[data-testid="binary"]').waitFor({ timeout: 5000 });
+    assert.equal(await file('logo.png').locator('pre.patch').count(), 0);
+    await panel.scrollIntoViewIfNeeded();
+    await shot(page, 'hud-changes');
+    // Collapsible per file.
+    const head = file('README.md').locator('button.change-head');
+    assert.equal(await head.getAttribute('aria-expanded'), 'true');
+    await head.click();
+    assert.equal(await head.getAttribute('aria-expanded'), 'false');
+    assert.equal(await file('README.md').locator('pre.patch').count(), 0);
+    // The Done block does not repeat the shell task's last line.
+    assert.equal(await page.locator('#transcript [data-testid="done"]').innerText(), 'Completed');
+    assert.equal((await page.locator('#transcript').innerText()).match(/completed/gi).length, 1);
+
+    // A patch past the 1 MiB cap says it was cut; every file is still listed.
+    const big = await relay.api('POST', '/api/cockpit/tasks', keys.owner, {
+      executor: 'shell', repo: repo.name, payload: { command: 'seq 1 250000 > big.txt && echo wrote' },
+    });
+    await until(async () => (await relay.api('GET', `/api/cockpit/tasks/${big.task.id}`, keys.owner)).task.status === 'completed', 60000, 'the big task');
+    await page.locator(`#transcript .turn[data-task-id="${big.task.id}"] [data-testid="changes-truncated"]`).waitFor({ timeout: 20000 });
+    const bigPanel = page.locator(`#transcript .turn[data-task-id="${big.task.id}"] [data-testid="changes"]`);
+    assert.equal(await bigPanel.locator('.change-file[data-path="big.txt"] button.change-head').getAttribute('aria-expanded'), 'false', 'a big diff starts collapsed');
+    await context.close();
+  } finally {
+    const exited = new Promise((r) => real.once('exit', r));
+    if (real.exitCode === null) real.kill('SIGTERM');
+    await exited;
+    fs.rmSync(parent, { recursive: true, force: true });
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('the ui bundle the relay serves is under 350 KB gzipped', async () => {
+  let total = 0;
+  const sizes = [];
+  for (const file of ['flightdeck_ui_bg.wasm', 'flightdeck_ui.js', 'style.css']) {
+    const r = await fetch(`${relay.base}/assets/${file}`);
+    assert.equal(r.status, 200, file);
+    const gz = zlib.gzipSync(Buffer.from(await r.arrayBuffer()), { level: 9 }).length;
+    sizes.push(`${file} ${gz}`);
+    total += gz;
+  }
+  console.log(`ui bundle gzipped: ${sizes.join(', ')}; total ${total} bytes`);
+  assert.ok(total <= 350 * 1024, `the bundle is ${total} bytes gzipped`);
 });
 
 test('killing the relay turns the indicator red; restarting turns it green with the transcript whole', async () => {

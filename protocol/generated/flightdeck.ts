@@ -290,6 +290,56 @@ export type CreateTaskRequest = {
 };
 
 /**
+ * `window.DASHBOARD_CONTEXT` on `/hud/:user`, the user's dashboard (SPEC 12).
+ */
+export type DashboardContext = {
+  /**
+   * The page was opened by the user's owner key: private repos, agents, tasks and alerts
+   * come from the owner-only topics.
+   */
+  isOwner: boolean;
+  username: string;
+  /**
+   * The realtime endpoint to connect to (`ws://` or `wss://`).
+   */
+  wsUrl: string;
+};
+
+/**
+ * A `dashboard:` topic event: a public repo changed (or became public), or one left the list
+ * (it turned private, or is gone).
+ */
+export type DashboardEvent = ({
+  removed: string;
+}) | DashboardRepo;
+
+/**
+ * One repo on a dashboard: what its HUD shows at a glance. Built from the same public views
+ * as a HUD (no `path`, no agent id on the task).
+ */
+export type DashboardRepo = {
+  agentOnline: boolean;
+  /**
+   * The repo's slug (its HUD is `/hud/<user>/<repo>`).
+   */
+  repo: string;
+  repoStatus?: RepoStatus | null;
+  /**
+   * The current or last task of the repo.
+   */
+  task?: Task | null;
+};
+
+/**
+ * `dashboard:<user>` snapshot: the user's public repos, whoever asks. The owner's private
+ * repos come from the owner-only `repos`, `agents` and `tasks` topics.
+ */
+export type DashboardSnapshot = {
+  repos: DashboardRepo[];
+  user: string;
+};
+
+/**
  * `decide_permission`: allow or deny a pending permission request of a local task.
  */
 export type DecideRequest = {

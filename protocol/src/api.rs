@@ -304,6 +304,19 @@ pub struct HudContext {
     pub status: HudStatus,
 }
 
+/// `window.DASHBOARD_CONTEXT` on `/hud/:user`, the user's dashboard (SPEC 12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct DashboardContext {
+    pub username: String,
+    /// The page was opened by the user's owner key: private repos, agents, tasks and alerts
+    /// come from the owner-only topics.
+    pub is_owner: bool,
+    /// The realtime endpoint to connect to (`ws://` or `wss://`).
+    pub ws_url: String,
+}
+
 /// `GET /api/hud/session?repo=user/repo`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

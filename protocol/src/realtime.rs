@@ -79,6 +79,25 @@ impl ServerMessage {
     }
 }
 
+/// A [`ServerMessage`] as a client reads it: the payload left as JSON text, so it is decoded
+/// once, straight into its topic's type ([`TopicSnapshot::decode_str`],
+/// [`TopicEvent::decode_str`]), with no `Value` in between. That is faster for a client that
+/// receives thousands of events a second, and a wasm client carries one set of deserializers
+/// instead of two. A plain struct, not a tagged enum: a borrowed payload cannot pass through
+/// serde's buffering of tagged enums.
+#[derive(Debug, Deserialize)]
+pub struct ServerFrameText<'a> {
+    /// `snapshot`, `event`, `error` or `pong`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default, borrow)]
+    pub payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
 /// Borrowed form of `snapshot` / `event`, so a server can write one frame from a typed payload
 /// without building an intermediate `Value`.
 #[derive(Serialize)]
@@ -112,12 +131,18 @@ pub enum Topic {
         user: String,
         repo: String,
     },
+    /// `dashboard:<user>`: the user's public repos at a glance (SPEC 12), for anyone.
+    Dashboard {
+        user: String,
+    },
 }
 
 /// Why a topic name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
-    #[error("unknown topic {0:?}: expected agents, repos, tasks, alerts, task:<taskId> or hud:<user>/<repo>")]
+    #[error(
+        "unknown topic {0:?}: expected agents, repos, tasks, alerts, task:<taskId>, hud:<user>/<repo> or dashboard:<user>"
+    )]
     Unknown(String),
     #[error("bad task id in {0:?}: {1}")]
     BadTaskId(String, String),
@@ -150,6 +175,10 @@ impl FromStr for Topic {
             names::validate_repo(repo).map_err(|e| TopicError::BadRepo(s.into(), e))?;
             return Ok(Topic::Hud { user: user.into(), repo: repo.into() });
         }
+        if let Some(user) = s.strip_prefix("dashboard:") {
+            names::validate_user(user).map_err(|e| TopicError::BadUser(s.into(), e))?;
+            return Ok(Topic::Dashboard { user: user.into() });
+        }
         Err(TopicError::Unknown(s.into()))
     }
 }
@@ -163,6 +192,7 @@ impl fmt::Display for Topic {
             Topic::Alerts => f.write_str("alerts"),
             Topic::Task(id) => write!(f, "task:{id}"),
             Topic::Hud { user, repo } => write!(f, "hud:{user}/{repo}"),
+            Topic::Dashboard { user } => write!(f, "dashboard:{user}"),
         }
     }
 }
@@ -204,6 +234,37 @@ pub struct HudSnapshot {
     pub events: Vec<SeqEvent>,
 }
 
+/// A transcript event as a relay stored it: the event is the JSON text it was received (and
+/// validated) as. Serializes exactly as [`SeqEvent`]; a snapshot of 50,000 events is then
+/// written without decoding and re-encoding each one.
+#[derive(Debug, Serialize)]
+pub struct StoredSeqEvent {
+    pub seq: u64,
+    pub event: Box<serde_json::value::RawValue>,
+}
+
+/// [`HudSnapshot`] with stored events, for writing (the same JSON).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredHudSnapshot {
+    pub user: String,
+    pub repo: String,
+    pub public: bool,
+    pub agent_online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo_status: Option<RepoStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    pub events: Vec<StoredSeqEvent>,
+}
+
+/// [`TaskSnapshot`] with stored events, for writing (the same JSON).
+#[derive(Debug, Serialize)]
+pub struct StoredTaskSnapshot {
+    pub task: Task,
+    pub events: Vec<StoredSeqEvent>,
+}
+
 /// A `repos` topic event: a changed repo, or one that is gone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -229,6 +290,103 @@ pub enum HudEvent {
     },
 }
 
+/// One repo on a dashboard: what its HUD shows at a glance. Built from the same public views
+/// as a HUD (no `path`, no agent id on the task).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct DashboardRepo {
+    /// The repo's slug (its HUD is `/hud/<user>/<repo>`).
+    pub repo: String,
+    pub agent_online: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_status: Option<RepoStatus>,
+    /// The current or last task of the repo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+}
+
+/// `dashboard:<user>` snapshot: the user's public repos, whoever asks. The owner's private
+/// repos come from the owner-only `repos`, `agents` and `tasks` topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct DashboardSnapshot {
+    pub user: String,
+    pub repos: Vec<DashboardRepo>,
+}
+
+/// A `dashboard:` topic event: a public repo changed (or became public), or one left the list
+/// (it turned private, or is gone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DashboardEvent {
+    Removed { removed: String },
+    Repo(DashboardRepo),
+}
+
+/// The keys that tell the untagged events apart, read without decoding their values.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventKeys<'a> {
+    #[serde(default, borrow)]
+    repo_status: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    task: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    task_id: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    agent_online: Option<bool>,
+    #[serde(default)]
+    removed: Option<String>,
+}
+
+fn no_variant(what: &str) -> serde_json::Error {
+    serde::de::Error::custom(format!("data did not match any variant of untagged enum {what}"))
+}
+
+impl HudEvent {
+    /// Decodes like the derived (untagged) `Deserialize`, trying the variants in the same order,
+    /// but looks at the keys first and decodes the one variant they name, once: the HUD's hot
+    /// path (one call per streamed event) without serde's buffering of untagged enums.
+    pub fn decode_str(payload: &str) -> Result<HudEvent, serde_json::Error> {
+        let keys: EventKeys<'_> = serde_json::from_str(payload)?;
+        if let Some(repo_status) = keys.repo_status {
+            return Ok(HudEvent::RepoStatus { repo_status: serde_json::from_str(repo_status.get())? });
+        }
+        if let Some(task) = keys.task {
+            return Ok(HudEvent::Task { task: serde_json::from_str(task.get())? });
+        }
+        if keys.task_id.is_some() {
+            return Ok(HudEvent::TaskEvent(serde_json::from_str(payload)?));
+        }
+        match keys.agent_online {
+            Some(agent_online) => Ok(HudEvent::AgentOnline { agent_online }),
+            None => Err(no_variant("HudEvent")),
+        }
+    }
+}
+
+impl RepoEvent {
+    /// [`HudEvent::decode_str`]'s way, for `repos` events.
+    pub fn decode_str(payload: &str) -> Result<RepoEvent, serde_json::Error> {
+        match serde_json::from_str::<EventKeys<'_>>(payload)?.removed {
+            Some(removed) => Ok(RepoEvent::Removed { removed }),
+            None => Ok(RepoEvent::Status(serde_json::from_str(payload)?)),
+        }
+    }
+}
+
+impl DashboardEvent {
+    /// [`HudEvent::decode_str`]'s way, for `dashboard:` events.
+    pub fn decode_str(payload: &str) -> Result<DashboardEvent, serde_json::Error> {
+        match serde_json::from_str::<EventKeys<'_>>(payload)?.removed {
+            Some(removed) => Ok(DashboardEvent::Removed { removed }),
+            None => Ok(DashboardEvent::Repo(serde_json::from_str(payload)?)),
+        }
+    }
+}
+
 /// A snapshot payload, typed by its topic.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TopicSnapshot {
@@ -238,6 +396,7 @@ pub enum TopicSnapshot {
     Alerts(Vec<Alert>),
     Task(Box<TaskSnapshot>),
     Hud(Box<HudSnapshot>),
+    Dashboard(Box<DashboardSnapshot>),
 }
 
 /// An event payload, typed by its topic.
@@ -249,6 +408,7 @@ pub enum TopicEvent {
     Alert(Alert),
     TaskEvent(SeqEvent),
     Hud(HudEvent),
+    Dashboard(DashboardEvent),
 }
 
 impl TopicSnapshot {
@@ -261,11 +421,40 @@ impl TopicSnapshot {
             Topic::Alerts => TopicSnapshot::Alerts(serde_json::from_value(payload)?),
             Topic::Task(_) => TopicSnapshot::Task(serde_json::from_value(payload)?),
             Topic::Hud { .. } => TopicSnapshot::Hud(serde_json::from_value(payload)?),
+            Topic::Dashboard { .. } => TopicSnapshot::Dashboard(serde_json::from_value(payload)?),
+        })
+    }
+}
+
+impl TopicSnapshot {
+    /// [`TopicSnapshot::decode`] from the payload's JSON text.
+    pub fn decode_str(topic: &Topic, payload: &str) -> Result<TopicSnapshot, serde_json::Error> {
+        Ok(match topic {
+            Topic::Agents => TopicSnapshot::Agents(serde_json::from_str(payload)?),
+            Topic::Repos => TopicSnapshot::Repos(serde_json::from_str(payload)?),
+            Topic::Tasks => TopicSnapshot::Tasks(serde_json::from_str(payload)?),
+            Topic::Alerts => TopicSnapshot::Alerts(serde_json::from_str(payload)?),
+            Topic::Task(_) => TopicSnapshot::Task(serde_json::from_str(payload)?),
+            Topic::Hud { .. } => TopicSnapshot::Hud(serde_json::from_str(payload)?),
+            Topic::Dashboard { .. } => TopicSnapshot::Dashboard(serde_json::from_str(payload)?),
         })
     }
 }
 
 impl TopicEvent {
+    /// [`TopicEvent::decode`] from the payload's JSON text.
+    pub fn decode_str(topic: &Topic, payload: &str) -> Result<TopicEvent, serde_json::Error> {
+        Ok(match topic {
+            Topic::Agents => TopicEvent::Agent(serde_json::from_str(payload)?),
+            Topic::Repos => TopicEvent::Repo(RepoEvent::decode_str(payload)?),
+            Topic::Tasks => TopicEvent::Task(serde_json::from_str(payload)?),
+            Topic::Alerts => TopicEvent::Alert(serde_json::from_str(payload)?),
+            Topic::Task(_) => TopicEvent::TaskEvent(serde_json::from_str(payload)?),
+            Topic::Hud { .. } => TopicEvent::Hud(HudEvent::decode_str(payload)?),
+            Topic::Dashboard { .. } => TopicEvent::Dashboard(DashboardEvent::decode_str(payload)?),
+        })
+    }
+
     /// Decodes an event payload for its topic.
     pub fn decode(topic: &Topic, payload: Value) -> Result<TopicEvent, serde_json::Error> {
         Ok(match topic {
@@ -275,6 +464,7 @@ impl TopicEvent {
             Topic::Alerts => TopicEvent::Alert(serde_json::from_value(payload)?),
             Topic::Task(_) => TopicEvent::TaskEvent(serde_json::from_value(payload)?),
             Topic::Hud { .. } => TopicEvent::Hud(serde_json::from_value(payload)?),
+            Topic::Dashboard { .. } => TopicEvent::Dashboard(serde_json::from_value(payload)?),
         })
     }
 }
@@ -285,9 +475,15 @@ mod tests {
 
     #[test]
     fn topics_round_trip_and_reject_bad_names() {
-        for good in
-            ["agents", "repos", "tasks", "alerts", "task:0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "hud:alice/flightdeck"]
-        {
+        for good in [
+            "agents",
+            "repos",
+            "tasks",
+            "alerts",
+            "task:0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            "hud:alice/flightdeck",
+            "dashboard:alice",
+        ] {
             let topic: Topic = good.parse().unwrap();
             assert_eq!(topic.to_string(), good);
         }
@@ -299,12 +495,119 @@ mod tests {
             ("hud:al ice/x", "bad user name"),
             ("hud:alice/..", "bad repo slug"),
             ("hud:alice/a/b", "bad repo slug"),
+            ("dashboard:", "bad user name"),
+            ("dashboard:al/ice", "bad user name"),
             ("", "unknown topic"),
         ];
         for (name, want) in bad {
             let err = name.parse::<Topic>().unwrap_err().to_string();
             assert!(err.starts_with(want), "{name:?}: {err}");
         }
+    }
+
+    #[test]
+    fn text_frames_decode_like_owned_ones() {
+        let topic: Topic = "dashboard:alice".parse().unwrap();
+        let text = encode_event("dashboard:alice", &serde_json::json!({"removed": "web"}));
+        let frame: ServerFrameText<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!((frame.kind.as_str(), frame.topic.as_deref()), ("event", Some("dashboard:alice")));
+        let payload = frame.payload.unwrap().get();
+        let owned = TopicEvent::decode(&topic, serde_json::from_str(payload).unwrap()).unwrap();
+        assert_eq!(TopicEvent::decode_str(&topic, payload).unwrap(), owned);
+        assert_eq!(owned, TopicEvent::Dashboard(DashboardEvent::Removed { removed: "web".into() }));
+        let text = ServerMessage::forbidden("hud:a/b").to_json();
+        let error: ServerFrameText<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!((error.kind.as_str(), error.message.as_deref()), ("error", Some("forbidden")));
+    }
+
+    #[test]
+    fn keyed_decoding_of_untagged_events_agrees_with_serde() {
+        let mut repo = RepoStatus::new("r1", "web");
+        repo.path = Some("/p".into());
+        let task = Task::queued(
+            "t1",
+            "title",
+            "web",
+            crate::Executor::Shell,
+            crate::TaskPayload::default(),
+            crate::TaskSource::Local,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
+        let hud = [
+            serde_json::json!({"repoStatus": repo}),
+            serde_json::json!({"task": task}),
+            serde_json::json!({"taskId": "t1", "seq": 3, "event": {"kind": "chunk", "text": "x", "stream": "stdout"}}),
+            serde_json::json!({"agentOnline": false}),
+        ];
+        for payload in hud {
+            let text = payload.to_string();
+            assert_eq!(
+                HudEvent::decode_str(&text).unwrap(),
+                serde_json::from_str::<HudEvent>(&text).unwrap(),
+                "{text}"
+            );
+        }
+        for bad in [r#"{}"#, r#"{"seq": 1}"#, r#"{"taskId": "t1"}"#, r#"[1]"#] {
+            assert!(HudEvent::decode_str(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<HudEvent>(bad).is_err(), "{bad}");
+        }
+        for payload in [serde_json::json!({"removed": "r1"}), serde_json::to_value(&repo).unwrap()] {
+            let text = payload.to_string();
+            assert_eq!(RepoEvent::decode_str(&text).unwrap(), serde_json::from_str::<RepoEvent>(&text).unwrap());
+        }
+        let entry = DashboardRepo { repo: "web".into(), agent_online: true, repo_status: None, task: Some(task) };
+        for payload in [serde_json::json!({"removed": "web"}), serde_json::to_value(&entry).unwrap()] {
+            let text = payload.to_string();
+            assert_eq!(
+                DashboardEvent::decode_str(&text).unwrap(),
+                serde_json::from_str::<DashboardEvent>(&text).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn stored_snapshots_write_the_same_json_as_typed_ones() {
+        let events = vec![SeqEvent {
+            seq: 1,
+            event: serde_json::from_value(serde_json::json!({"kind": "done", "summary": "ok"})).unwrap(),
+        }];
+        let stored = || {
+            events
+                .iter()
+                .map(|e| StoredSeqEvent { seq: e.seq, event: serde_json::value::to_raw_value(&e.event).unwrap() })
+                .collect::<Vec<_>>()
+        };
+        let task = Task::queued(
+            "t1",
+            "title",
+            "web",
+            crate::Executor::Shell,
+            crate::TaskPayload::default(),
+            crate::TaskSource::Local,
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
+        let typed = HudSnapshot {
+            user: "alice".into(),
+            repo: "web".into(),
+            public: true,
+            agent_online: false,
+            repo_status: Some(RepoStatus::new("r1", "web")),
+            task: Some(task.clone()),
+            events: events.clone(),
+        };
+        let written = StoredHudSnapshot {
+            user: "alice".into(),
+            repo: "web".into(),
+            public: true,
+            agent_online: false,
+            repo_status: Some(RepoStatus::new("r1", "web")),
+            task: Some(task.clone()),
+            events: stored(),
+        };
+        assert_eq!(serde_json::to_string(&written).unwrap(), serde_json::to_string(&typed).unwrap());
+        let typed = TaskSnapshot { task: task.clone(), events: events.clone() };
+        let written = StoredTaskSnapshot { task, events: stored() };
+        assert_eq!(serde_json::to_string(&written).unwrap(), serde_json::to_string(&typed).unwrap());
     }
 
     #[test]

@@ -736,11 +736,14 @@ fn apply_git_status(
         db.upsert_repo(user, agent_id, repo)?;
         let changed = previous.as_ref().is_none_or(|(p, a)| !p.same_state(repo) || a != agent_id);
         if changed {
-            st.publish_repo(user, repo);
+            st.publish_repo(db, user, repo)?;
         }
         if !online_before {
             let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.name.clone() });
             st.hub.publish(&key, &HudEvent::AgentOnline { agent_online: true });
+            if !changed {
+                st.publish_dashboard(db, user, &repo.name)?;
+            }
         }
     }
     if full {
@@ -748,6 +751,9 @@ fn apply_git_status(
             if !repos.iter().any(|r| r.name == gone.name) {
                 db.delete_repo(user, &gone.name)?;
                 st.hub.publish(&TopicKey::new(user, Topic::Repos), &RepoEvent::Removed { removed: gone.id.clone() });
+                if db.hud_settings(user, &gone.name)?.public {
+                    st.publish_dashboard_removed(user, &gone.name);
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
-//! HUD pages (`/hud/{user}/{repo}`, `/embed/{user}/{repo}`), the ui bundle under `/assets/`,
-//! and the HUD API (`/api/hud/session`, `/api/hud/start`, `/api/hud/settings`).
+//! HUD pages (`/hud/{user}/{repo}`, `/embed/{user}/{repo}`), a user's dashboard (`/hud/{user}`)
+//! and the ways to it (`/`, `/hud`), the ui bundle under `/assets/`, and the HUD API
+//! (`/api/hud/session`, `/api/hud/start`, `/api/hud/settings`).
 //!
 //! A new HUD is private with embedding off. A private HUD is 404 to anyone but its owner and
 //! viewers; `/embed` is 403 unless embedding is allowed. Pages carry a
@@ -10,12 +11,13 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use flightdeck_protocol::api::{
-    CreateTaskRequest, HudContext, HudSessionResponse, HudSettings, HudStartRequest, HudStartResponse, HudStatus,
+    CreateTaskRequest, DashboardContext, HudContext, HudSessionResponse, HudSettings, HudStartRequest,
+    HudStartResponse, HudStatus,
 };
-use flightdeck_protocol::{names, Executor, ServerMessage, Task, TaskPayload, TaskStatus, Topic};
+use flightdeck_protocol::{names, ClientMessage, Executor, ServerMessage, Task, TaskPayload, TaskStatus, Topic};
 
 use crate::api::{create_task, parse_body};
 use crate::error::AppError;
@@ -149,6 +151,67 @@ async fn page(
         ws_url: state.realtime_url(&headers),
         status: status_of(facts.task.as_ref()),
     };
+    let ancestors = if embed { state.settings.embed_frame_ancestors.as_str() } else { deny };
+    app_page(&state, &AppPage::Hud(&context), ancestors)
+}
+
+/// `/`: a logged-in person goes to their dashboard, anyone else to the login page (which
+/// brings them back here, and so to their dashboard).
+pub async fn root(auth: Auth) -> Redirect {
+    match &auth.principal {
+        Some(p) => Redirect::to(&format!("/hud/{}", p.user)),
+        None => Redirect::to("/login"),
+    }
+}
+
+/// `/hud` and `/hud/`: the same as `/`, but an anonymous visitor returns here after login.
+pub async fn hud_index(auth: Auth) -> Redirect {
+    match &auth.principal {
+        Some(p) => Redirect::to(&format!("/hud/{}", p.user)),
+        None => Redirect::to("/login?next=/hud"),
+    }
+}
+
+/// `/hud/{user}/` and `/hud/{user}/{repo}/`: the canonical form has no trailing slash.
+pub async fn without_trailing_slash(uri: axum::http::Uri) -> Redirect {
+    let path = uri.path().trim_end_matches('/');
+    match uri.query() {
+        Some(q) => Redirect::permanent(&format!("{path}?{q}")),
+        None => Redirect::permanent(path),
+    }
+}
+
+/// `/hud/{user}`: the user's dashboard (SPEC 12). Anyone may open it: the page lists public
+/// repos for everyone (the `dashboard:` topic) and, for the owner, everything else too.
+pub async fn dashboard_page(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Response {
+    let deny = "'none'";
+    if names::validate_user(&user).is_err() {
+        return with_frame_ancestors(AppError::not_found().into_response(), deny);
+    }
+    let name = user.clone();
+    match state.db(move |db, _| Ok(db.user_exists(&name)?)).await {
+        Ok(true) => {}
+        Ok(false) => return with_frame_ancestors(AppError::not_found().into_response(), deny),
+        Err(e) => return with_frame_ancestors(e.into_response(), deny),
+    }
+    let context =
+        DashboardContext { is_owner: auth.is_owner_of(&user), username: user, ws_url: state.realtime_url(&headers) };
+    app_page(&state, &AppPage::Dashboard(&context), deny)
+}
+
+/// What a page of the ui app starts with: the global its script sets.
+enum AppPage<'a> {
+    Hud(&'a HudContext),
+    Dashboard(&'a DashboardContext),
+}
+
+/// A page of the ui app, with a fresh script nonce and the given `frame-ancestors`.
+fn app_page(state: &AppState, page: &AppPage<'_>, ancestors: &str) -> Response {
     let bundle_present = match &state.settings.ui_dir {
         Some(dir) => dir.join(BUNDLE_ENTRY).is_file(),
         None => UiBundle::get(BUNDLE_ENTRY).is_some(),
@@ -159,8 +222,7 @@ async fn page(
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         hex::encode(bytes)
     };
-    let html = render_page(&context, bundle_present, &nonce);
-    let ancestors = if embed { state.settings.embed_frame_ancestors.as_str() } else { deny };
+    let html = render_page(page, bundle_present, &nonce);
     let mut response = with_csp(Html(html).into_response(), ancestors, Some(&nonce));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -175,9 +237,35 @@ pub fn script_json<T: serde::Serialize>(value: &T) -> String {
         .replace('&', "\\u0026")
 }
 
-fn render_page(context: &HudContext, bundle_present: bool, nonce: &str) -> String {
+fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String {
     // User and repo names are validated to `[A-Za-z0-9._-]`, so they are safe in HTML as is.
-    let title = format!("{}/{} · Flightdeck HUD", context.username, context.repo);
+    let (title, global, context, ws_url, topic) = match page {
+        AppPage::Hud(c) => (
+            format!("{}/{} · Flightdeck HUD", c.username, c.repo),
+            "HUD_CONTEXT",
+            script_json(c),
+            &c.ws_url,
+            Topic::Hud { user: c.username.clone(), repo: c.repo.clone() },
+        ),
+        AppPage::Dashboard(c) => (
+            format!("{} · Flightdeck", c.username),
+            "DASHBOARD_CONTEXT",
+            script_json(c),
+            &c.ws_url,
+            Topic::Dashboard { user: c.username.clone() },
+        ),
+    };
+    // The page's main topic is asked for while the bundle still loads: the snapshot (a whole
+    // transcript) is on its way by the time the app starts, and the app adopts this socket
+    // (ui/src/realtime.rs, `EARLY_SOCKET`). A socket that fails is simply not adopted.
+    let early = format!(
+        "(function(){{try{{var e={{url:{url},topics:[{name}],frames:[]}},s=new WebSocket(e.url);e.socket=s;\
+         s.onmessage=function(m){{e.frames.push(m.data)}};s.onopen=function(){{s.send({subscribe})}};\
+         window.FLIGHTDECK_EARLY_SOCKET=e}}catch(_){{}}}})();",
+        url = script_json(ws_url),
+        name = script_json(&topic.to_string()),
+        subscribe = script_json(&ClientMessage::Subscribe { topics: vec![topic.to_string()] }.to_json()),
+    );
     let notice = if bundle_present {
         String::new()
     } else {
@@ -189,10 +277,9 @@ fn render_page(context: &HudContext, bundle_present: bool, nonce: &str) -> Strin
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
-         <script nonce=\"{nonce}\">window.HUD_CONTEXT = {context};</script>\n</head>\n<body>\n{notice}\
+         <script nonce=\"{nonce}\">{early}\nwindow.{global} = {context};</script>\n</head>\n<body>\n{notice}\
          <div id=\"app\"></div>\n<script type=\"module\" nonce=\"{nonce}\">import init from \"/assets/flightdeck_ui.js\"; \
          init();</script>\n</body>\n</html>\n",
-        context = script_json(context),
     )
 }
 
@@ -327,7 +414,13 @@ pub async fn put_settings(
     let settings: HudSettings = parse_body(&body)?;
     state
         .db(move |db, st| {
+            let was_public = db.hud_settings(&user, &repo)?.public;
             db.set_hud_settings(&user, &repo, settings)?;
+            match (was_public, settings.public) {
+                (false, true) => st.publish_dashboard(db, &user, &repo)?,
+                (true, false) => st.publish_dashboard_removed(&user, &repo),
+                _ => {}
+            }
             if !settings.public {
                 crate::hud::evict_unprivileged(st, &user, &repo);
                 if let Some(broker) = st.hub.broker() {
@@ -369,11 +462,11 @@ mod tests {
             ws_url: "ws://x/api/realtime".into(),
             status: HudStatus::Idle,
         };
-        let html = render_page(&context, true, "n0nce");
+        let html = render_page(&AppPage::Hud(&context), true, "n0nce");
         assert_eq!(html.matches("</script>").count(), 2, "{html}");
         assert!(html.contains("\\u003c/script\\u003e"));
         assert!(!html.contains("fd-notice"));
-        assert!(render_page(&context, false, "n0nce").contains("fd-notice"));
+        assert!(render_page(&AppPage::Hud(&context), false, "n0nce").contains("fd-notice"));
     }
 
     #[test]

@@ -83,7 +83,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/hud/session", get(hud::session))
         .route("/api/hud/start", post(hud::start))
         .route("/api/hud/settings", get(hud::get_settings).put(hud::put_settings))
+        .route("/", get(hud::root))
+        .route("/hud", get(hud::hud_index))
+        .route("/hud/", get(hud::hud_index))
+        .route("/hud/{user}", get(hud::dashboard_page))
+        .route("/hud/{user}/", get(hud::without_trailing_slash))
         .route("/hud/{user}/{repo}", get(hud::hud_page))
+        .route("/hud/{user}/{repo}/", get(hud::without_trailing_slash))
         .route("/embed/{user}/{repo}", get(hud::embed_page))
         .route("/assets/{file}", get(hud::asset))
         // Bodies of REST calls are small; frames have their own limit on the sockets.

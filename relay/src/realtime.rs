@@ -14,9 +14,12 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::realtime::{encode_snapshot, HudSnapshot, TaskSnapshot};
+use flightdeck_protocol::realtime::{
+    encode_snapshot, DashboardRepo, DashboardSnapshot, StoredHudSnapshot, StoredTaskSnapshot,
+};
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
+use serde_json::value::{to_raw_value, RawValue};
 
 use crate::db::{Db, TaskFilter};
 use crate::error::AppError;
@@ -205,7 +208,7 @@ impl Viewer {
     /// Names without a user are the authenticated user's own (anonymous: none).
     fn key_for(&self, topic: Topic) -> TopicKey {
         match &topic {
-            Topic::Hud { user, .. } => TopicKey::new(&user.clone(), topic),
+            Topic::Hud { user, .. } | Topic::Dashboard { user } => TopicKey::new(&user.clone(), topic),
             _ => {
                 let user = self.auth.principal.as_ref().map(|p| p.user.clone()).unwrap_or_default();
                 TopicKey::new(&user, topic)
@@ -254,8 +257,8 @@ impl Viewer {
     }
 }
 
-/// The snapshot payload of a topic, or why the caller may not have it.
-fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<serde_json::Value, String>, AppError> {
+/// The snapshot payload of a topic (written once, as JSON text), or why the caller may not have it.
+fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<Box<RawValue>, String>, AppError> {
     let forbidden = || Ok(Err("forbidden".to_string()));
     let user = key.user.as_str();
     if let Topic::Hud { repo, .. } = &key.topic {
@@ -263,17 +266,21 @@ fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<serde_json::V
         if !settings.public && !auth.can_view_private(user) {
             return forbidden();
         }
-        return Ok(Ok(serde_json::to_value(hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
+        return Ok(Ok(to_raw_value(&hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
+    }
+    if let Topic::Dashboard { .. } = &key.topic {
+        // Anyone may read it: it holds public repos only, the same for every reader.
+        return Ok(Ok(to_raw_value(&dashboard_snapshot(db, user)?).map_err(internal)?));
     }
     // Every other topic is the owner's alone.
     if !auth.is_owner_of(user) {
         return forbidden();
     }
     let value = match &key.topic {
-        Topic::Agents => serde_json::to_value(db.agents(user)?),
-        Topic::Repos => serde_json::to_value(db.repos(user, None, None)?),
-        Topic::Tasks => serde_json::to_value(db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Alerts => serde_json::to_value(db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
+        Topic::Agents => to_raw_value(&db.agents(user)?),
+        Topic::Repos => to_raw_value(&db.repos(user, None, None)?),
+        Topic::Tasks => to_raw_value(&db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
+        Topic::Alerts => to_raw_value(&db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
         Topic::Task(id) => {
             let Some(task) = db.task(user, id)? else {
                 return match db.task_user(id)? {
@@ -281,10 +288,10 @@ fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<serde_json::V
                     None => Ok(Err("not found".into())),
                 };
             };
-            let events = db.events(id, 0, u32::MAX)?;
-            serde_json::to_value(TaskSnapshot { task, events })
+            let events = db.stored_events(id)?;
+            to_raw_value(&StoredTaskSnapshot { task, events })
         }
-        Topic::Hud { .. } => unreachable!("handled above"),
+        Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
     };
     Ok(Ok(value.map_err(internal)?))
 }
@@ -298,14 +305,41 @@ pub fn public_task(task: flightdeck_protocol::Task) -> flightdeck_protocol::Task
     flightdeck_protocol::Task { agent_id: None, ..task }
 }
 
+/// A repo's dashboard entry when its HUD is public (`None` for a private or unknown repo): the
+/// same public views as its HUD.
+pub fn dashboard_entry(db: &Db, user: &str, repo: &str) -> Result<Option<DashboardRepo>, AppError> {
+    if !db.hud_settings(user, repo)?.public {
+        return Ok(None);
+    }
+    let Some((status, _agent)) = db.repo(user, repo)? else { return Ok(None) };
+    Ok(Some(DashboardRepo {
+        repo: repo.to_string(),
+        agent_online: db.repo_agent_online(user, repo)?.is_some(),
+        repo_status: Some(status.public_view()),
+        task: db.hud_task(user, repo)?.map(public_task),
+    }))
+}
+
+/// `dashboard:<user>`: every public repo of the user, by slug.
+pub fn dashboard_snapshot(db: &Db, user: &str) -> Result<DashboardSnapshot, AppError> {
+    let mut repos = Vec::new();
+    for status in db.repos(user, None, None)? {
+        if let Some(entry) = dashboard_entry(db, user, &status.name)? {
+            repos.push(entry);
+        }
+    }
+    repos.sort_by(|a, b| a.repo.cmp(&b.repo));
+    Ok(DashboardSnapshot { user: user.to_string(), repos })
+}
+
 /// A HUD's state: public fields only, whoever asks.
-pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<HudSnapshot, AppError> {
+pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<StoredHudSnapshot, AppError> {
     let task = db.hud_task(user, repo)?;
     let events = match &task {
-        Some(t) => db.events(&t.id, 0, u32::MAX)?,
+        Some(t) => db.stored_events(&t.id)?,
         None => Vec::new(),
     };
-    Ok(HudSnapshot {
+    Ok(StoredHudSnapshot {
         user: user.to_string(),
         repo: repo.to_string(),
         public,

@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use flightdeck_protocol::api::KeyScope;
-use flightdeck_protocol::realtime::HudEvent;
+use flightdeck_protocol::realtime::{DashboardEvent, HudEvent};
 use flightdeck_protocol::{AgentInfo, RelayMessage, RepoStatus, Task, Topic};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -130,25 +130,53 @@ impl AppState {
             let online = db.repo_agent_online(user, &repo.name)?.is_some();
             let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: repo.name.clone() });
             self.hub.publish(&key, &HudEvent::AgentOnline { agent_online: online });
+            self.publish_dashboard(db, user, &repo.name)?;
         }
         Ok(())
     }
 
-    /// A changed repo: in full to the owner's `repos`, without owner-only fields to its HUD.
-    pub fn publish_repo(&self, user: &str, repo: &RepoStatus) {
+    /// A changed repo: in full to the owner's `repos`, without owner-only fields to its HUD and
+    /// (when public) to the user's dashboard.
+    pub fn publish_repo(&self, db: &Db, user: &str, repo: &RepoStatus) -> Result<(), AppError> {
         self.hub.publish(&TopicKey::new(user, Topic::Repos), repo);
         let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: repo.name.clone() });
         if self.hub.has_subscribers(&key) {
             self.hub.publish(&key, &HudEvent::RepoStatus { repo_status: repo.public_view() });
         }
+        self.publish_dashboard(db, user, &repo.name)
+    }
+
+    /// A public repo's dashboard entry, as it is now, to `dashboard:<user>`. A private repo is
+    /// never named there (see [`AppState::publish_dashboard_removed`] for one that leaves).
+    pub fn publish_dashboard(&self, db: &Db, user: &str, repo: &str) -> Result<(), AppError> {
+        let key = TopicKey::new(user, Topic::Dashboard { user: user.into() });
+        if !self.hub.has_subscribers(&key) {
+            return Ok(());
+        }
+        if let Some(entry) = crate::realtime::dashboard_entry(db, user, repo)? {
+            self.hub.publish(&key, &DashboardEvent::Repo(entry));
+        }
+        Ok(())
+    }
+
+    /// A repo that was on the dashboard left it (turned private, or gone). Call only for a repo
+    /// that was public: the event names it to anyone.
+    pub fn publish_dashboard_removed(&self, user: &str, repo: &str) {
+        let key = TopicKey::new(user, Topic::Dashboard { user: user.into() });
+        self.hub.publish(&key, &DashboardEvent::Removed { removed: repo.to_string() });
     }
 
     /// A changed task: to `tasks`, and to its repo's HUD when it is the task the HUD shows.
     pub fn publish_task(&self, db: &Db, user: &str, task: &Task) -> Result<(), AppError> {
         self.hub.publish(&TopicKey::new(user, Topic::Tasks), task);
         let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: task.repo.clone() });
-        if self.hub.has_subscribers(&key) && db.hud_task_id(user, &task.repo)?.is_some_and(|id| id == task.id) {
-            self.hub.publish(&key, &HudEvent::Task { task: crate::realtime::public_task(task.clone()) });
+        let dashboard = TopicKey::new(user, Topic::Dashboard { user: user.into() });
+        let (hud_watched, dashboard_watched) = (self.hub.has_subscribers(&key), self.hub.has_subscribers(&dashboard));
+        if (hud_watched || dashboard_watched) && db.hud_task_id(user, &task.repo)?.is_some_and(|id| id == task.id) {
+            if hud_watched {
+                self.hub.publish(&key, &HudEvent::Task { task: crate::realtime::public_task(task.clone()) });
+            }
+            self.publish_dashboard(db, user, &task.repo)?;
         }
         Ok(())
     }

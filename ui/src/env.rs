@@ -1,13 +1,14 @@
 //! Which mode the app runs in, read from the page it was loaded into.
 //!
 //! - `hud`: the relay's `/hud/...` and `/embed/...` pages set `window.HUD_CONTEXT`.
+//! - `dashboard`: the relay's `/hud/<user>` page sets `window.DASHBOARD_CONTEXT`.
 //! - `cockpit` in the desktop window: `window.__TAURI_INTERNALS__` exists; data comes from
 //!   Tauri commands and events.
 //! - `cockpit` in a browser (`/assets/index.html` on a relay, or any page with
 //!   `?relay=http://host:port`): the same views fed by the relay's realtime bus, as the owner
 //!   (session cookie). Handy for trying the cockpit views without the desktop app.
 
-use flightdeck_protocol::api::HudContext;
+use flightdeck_protocol::api::{DashboardContext, HudContext};
 use wasm_bindgen::JsValue;
 
 use crate::backend::Backend;
@@ -16,6 +17,7 @@ use crate::backend::Backend;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
     Hud { context: HudContext, backend: Backend },
+    Dashboard { context: DashboardContext, backend: Backend },
     Cockpit { backend: Backend, ws_url: Option<String> },
 }
 
@@ -28,9 +30,14 @@ fn global(name: &str) -> Option<JsValue> {
 
 /// `window.HUD_CONTEXT`, decoded with the protocol's type.
 pub fn hud_context() -> Option<Result<HudContext, String>> {
-    let value = global("HUD_CONTEXT")?;
+    page_context("HUD_CONTEXT")
+}
+
+/// A page's context global (`HUD_CONTEXT`, `DASHBOARD_CONTEXT`), decoded with the protocol's type.
+fn page_context<T: serde::de::DeserializeOwned>(name: &str) -> Option<Result<T, String>> {
+    let value = global(name)?;
     let text = js_sys::JSON::stringify(&value).ok()?.as_string()?;
-    Some(serde_json::from_str(&text).map_err(|e| format!("HUD_CONTEXT: {e}")))
+    Some(serde_json::from_str(&text).map_err(|e| format!("{name}: {e}")))
 }
 
 /// `ws://` or `wss://` for an `http(s)://` base.
@@ -49,6 +56,9 @@ pub fn ws_url_for(http_base: &str) -> String {
 pub fn detect() -> Result<Mode, String> {
     if let Some(context) = hud_context() {
         return Ok(Mode::Hud { context: context?, backend: Backend::Relay { base: String::new() } });
+    }
+    if let Some(context) = page_context::<DashboardContext>("DASHBOARD_CONTEXT") {
+        return Ok(Mode::Dashboard { context: context?, backend: Backend::Relay { base: String::new() } });
     }
     if global("__TAURI_INTERNALS__").is_some() {
         return Ok(Mode::Cockpit { backend: Backend::Tauri, ws_url: None });

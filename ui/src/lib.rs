@@ -4,6 +4,7 @@
 //! - [`state`]: the store and its reducer (pure; tested on the host).
 //! - [`transcript`]: a task's transcript from its events: order, dedup, chunk coalescing (pure).
 //! - [`permission`]: a permission request's input made readable; a question's answers (pure).
+//! - [`patch`]: a `diff` event's patch split by file, lines classified for colour (pure).
 //! - [`markdown`]: prose / fenced code splitting for assistant text (pure).
 //! - [`connection`]: the connection indicator's rules and the reconnect backoff (pure).
 //! - [`realtime`]: the live feed: WebSocket with backoff and resubscribe, polling fallback,
@@ -22,6 +23,7 @@ pub mod connection;
 pub mod env;
 pub mod hooks;
 pub mod markdown;
+pub mod patch;
 pub mod permission;
 pub mod realtime;
 pub mod state;

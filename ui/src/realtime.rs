@@ -8,8 +8,12 @@
 //!   (`/api/cockpit/tasks/{id}/events?after=N`); a 401/403/404 stops polling that task.
 //! - `/healthz` is checked periodically (and at once when the socket opens or closes), for
 //!   the connection indicator's "API reachable" half.
-//! - Frames are queued and handed to the store once per animation frame, so a burst of
-//!   chunks is one render, not hundreds.
+//! - Frames are queued and handed to the store once per animation frame, and at most every
+//!   [`MIN_RENDER_INTERVAL_MS`], so a burst of chunks is one render, not hundreds, and a page
+//!   watching 50,000 lines arrive renders 20 times a second, not 60.
+//! - The relay's pages open the socket and subscribe to their main topic before the bundle has
+//!   loaded (`window.FLIGHTDECK_EARLY_SOCKET`); the first connect adopts that socket and the
+//!   frames it already received, so a big snapshot is not asked for only once the app runs.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -40,6 +44,8 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 const HEALTH_EVERY_OPEN: Duration = Duration::from_secs(15);
 const HEALTH_EVERY_DOWN: Duration = Duration::from_secs(2);
 const PING_EVERY_TICKS: u32 = 2;
+/// The shortest time between two store updates (renders) while frames pour in.
+const MIN_RENDER_INTERVAL_MS: f64 = 50.0;
 
 /// What to connect to.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +72,10 @@ struct Inner {
     reconnect: RefCell<Option<Timeout>>,
     queue: RefCell<Vec<Action>>,
     flush_scheduled: Cell<bool>,
+    /// When the queue last went to the store (`performance.now()`).
+    last_flush: Cell<f64>,
+    /// Which scheduled flush is the current one.
+    flush_generation: Cell<u64>,
     open: Cell<bool>,
     stopped: Cell<bool>,
     /// Tasks the REST API refused to poll.
@@ -88,6 +98,8 @@ impl Feed {
             reconnect: RefCell::new(None),
             queue: RefCell::new(Vec::new()),
             flush_scheduled: Cell::new(false),
+            last_flush: Cell::new(f64::NEG_INFINITY),
+            flush_generation: Cell::new(0),
             open: Cell::new(false),
             stopped: Cell::new(false),
             refused: RefCell::new(HashSet::new()),
@@ -133,19 +145,58 @@ impl Drop for Feed {
     }
 }
 
+/// `performance.now()`, in ms (0 without a window).
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// The socket a relay page opened before the bundle loaded (see the module docs).
+struct EarlySocket {
+    socket: WebSocket,
+    /// The topics its `onopen` subscribes to.
+    topics: Vec<String>,
+    /// Text frames received so far.
+    frames: Vec<String>,
+}
+
+/// Takes the page's early socket (once: the global is removed) when it is for `url` and still
+/// open or opening. Its handlers are replaced by the caller before anything else can arrive.
+fn take_early_socket(url: &str) -> Option<EarlySocket> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str("FLIGHTDECK_EARLY_SOCKET");
+    let early = js_sys::Reflect::get(&window, &key).ok().filter(JsValue::is_object)?;
+    let _ = js_sys::Reflect::delete_property(window.unchecked_ref::<js_sys::Object>(), &key);
+    let get = |name: &str| js_sys::Reflect::get(&early, &JsValue::from_str(name)).ok();
+    let strings = |value: Option<JsValue>| -> Vec<String> {
+        value.map(|v| js_sys::Array::from(&v).iter().filter_map(|x| x.as_string()).collect()).unwrap_or_default()
+    };
+    if get("url")?.as_string()? != url {
+        return None;
+    }
+    let socket: WebSocket = get("socket")?.dyn_into().ok()?;
+    if socket.ready_state() > WebSocket::OPEN {
+        return None;
+    }
+    Some(EarlySocket { socket, topics: strings(get("topics")), frames: strings(get("frames")) })
+}
+
 impl Inner {
     fn connect(this: &Rc<Inner>) {
         if this.stopped.get() {
             return;
         }
         let url = this.config.ws_url.clone().unwrap_or_default();
-        let ws = match WebSocket::new(&url) {
-            Ok(ws) => ws,
-            Err(e) => {
-                web_sys::console::warn_1(&e);
-                Inner::schedule_reconnect(this);
-                return;
-            }
+        let early = take_early_socket(&url);
+        let ws = match &early {
+            Some(early) => early.socket.clone(),
+            None => match WebSocket::new(&url) {
+                Ok(ws) => ws,
+                Err(e) => {
+                    web_sys::console::warn_1(&e);
+                    Inner::schedule_reconnect(this);
+                    return;
+                }
+            },
         };
         let weak = Rc::downgrade(this);
         let on_open = Closure::<dyn FnMut(JsValue)>::new({
@@ -188,7 +239,26 @@ impl Inner {
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         *this.handlers.borrow_mut() = vec![on_open, on_message, on_close];
-        *this.socket.borrow_mut() = Some(ws);
+        *this.socket.borrow_mut() = Some(ws.clone());
+        let Some(early) = early else { return };
+        // What arrived before the app ran, in order; then, if the page's own `onopen` already
+        // subscribed (the socket is open), only the topics it did not ask for.
+        for text in early.frames {
+            match decode_server_frame(&text) {
+                Ok(Some(action)) => this.push(action),
+                Ok(None) => {}
+                Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("dropped frame: {e}"))),
+            }
+        }
+        if ws.ready_state() == WebSocket::OPEN {
+            this.open.set(true);
+            this.backoff.borrow_mut().reset();
+            let rest: Vec<String> =
+                this.topics.borrow().iter().filter(|t| !early.topics.contains(t)).cloned().collect();
+            this.send_subscribe(rest);
+            this.push(Action::SocketOpen(true));
+            spawn_local(Inner::check_health(Rc::downgrade(this)));
+        }
     }
 
     fn schedule_reconnect(this: &Rc<Inner>) {
@@ -271,27 +341,46 @@ impl Inner {
         });
     }
 
-    /// Queues an action; the queue goes to the store once per animation frame.
+    /// Queues an action; the queue goes to the store on the next animation frame at least
+    /// [`MIN_RENDER_INTERVAL_MS`] after the last time.
     fn push(self: &Rc<Inner>, action: Action) {
         self.queue.borrow_mut().push(action);
         if self.flush_scheduled.replace(true) {
             return;
         }
-        let Some(window) = web_sys::window() else { return };
+        // The frame and the fallback timer race; whichever comes second finds nothing to do.
+        let generation = self.flush_generation.get() + 1;
+        self.flush_generation.set(generation);
         let weak = Rc::downgrade(self);
         let flush = move || {
             if let Some(inner) = weak.upgrade() {
-                inner.flush();
+                if inner.flush_scheduled.get() && inner.flush_generation.get() == generation {
+                    inner.flush();
+                }
             }
         };
-        let on_frame = Closure::once_into_js(flush.clone());
-        let _ = window.request_animation_frame(on_frame.unchecked_ref());
+        let wait = (self.last_flush.get() + MIN_RENDER_INTERVAL_MS - now_ms()).max(0.0);
+        let on_frame = {
+            let flush = flush.clone();
+            move || {
+                let on_frame = Closure::once_into_js(flush);
+                if let Some(window) = web_sys::window() {
+                    let _ = window.request_animation_frame(on_frame.unchecked_ref());
+                }
+            }
+        };
+        if wait < 1.0 {
+            on_frame();
+        } else {
+            Timeout::new(wait as u32, on_frame).forget();
+        }
         // Animation frames pause in hidden tabs; a timer makes sure the queue still drains.
-        Timeout::new(250, flush).forget();
+        Timeout::new(250 + wait as u32, flush).forget();
     }
 
     fn flush(&self) {
         self.flush_scheduled.set(false);
+        self.last_flush.set(now_ms());
         let actions = std::mem::take(&mut *self.queue.borrow_mut());
         if !actions.is_empty() && !self.stopped.get() {
             self.dispatch.emit(Action::Batch(actions));

@@ -9,8 +9,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use flightdeck_protocol::api::{HudSessionResponse, HudSettings};
-use flightdeck_protocol::realtime::{HudEvent, HudSnapshot, RepoEvent, TopicEvent, TopicSnapshot};
-use flightdeck_protocol::{AgentInfo, Alert, RepoStatus, SeqEvent, ServerMessage, Task, TaskStatus, Topic};
+use flightdeck_protocol::realtime::{
+    DashboardEvent, DashboardRepo, DashboardSnapshot, HudEvent, HudSnapshot, RepoEvent, ServerFrameText, TopicEvent,
+    TopicSnapshot,
+};
+use flightdeck_protocol::{AgentInfo, Alert, RepoStatus, SeqEvent, Task, TaskStatus, Topic};
 use yew::Reducible;
 
 use crate::connection::Connection;
@@ -31,6 +34,25 @@ pub struct HudState {
     pub task: Option<Task>,
 }
 
+/// The `dashboard:` topic's state: the user's public repos, by slug.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardState {
+    pub user: String,
+    pub repos: Vec<DashboardRepo>,
+}
+
+/// One repo as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardRow {
+    pub repo: String,
+    pub status: Option<RepoStatus>,
+    pub agent_online: bool,
+    /// The current or last task of the repo.
+    pub task: Option<Task>,
+    /// Whether its HUD is public; known to the owner only (anyone else sees public repos alone).
+    pub public: Option<bool>,
+}
+
 /// Everything the views show.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -38,6 +60,7 @@ pub struct Store {
     pub version: u64,
     pub connection: Connection,
     pub hud: Option<HudState>,
+    pub dashboard: Option<DashboardState>,
     pub agents: Vec<AgentInfo>,
     pub repos: Vec<RepoStatus>,
     /// Newest first.
@@ -96,21 +119,30 @@ pub enum Action {
 /// not decode are dropped (and logged by the caller); `pong` is no action.
 pub fn decode_server_frame(text: &str) -> Result<Option<Action>, String> {
     // Plain serde, not `ServerMessage::parse`: the schema validation is for untrusted input on
-    // the relay; here it would only add size to the bundle.
-    let msg: ServerMessage = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    Ok(match msg {
-        ServerMessage::Snapshot { topic, payload } => {
-            let topic: Topic = topic.parse().map_err(|e: flightdeck_protocol::realtime::TopicError| e.to_string())?;
-            let snapshot = TopicSnapshot::decode(&topic, payload).map_err(|e| format!("{topic}: {e}"))?;
+    // the relay; here it would only add size to the bundle. The payload is decoded once, from
+    // its text, straight into its topic's type.
+    let frame: ServerFrameText<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let topic = || -> Result<(Topic, &str), String> {
+        let name = frame.topic.as_deref().ok_or("a frame without a topic")?;
+        let topic: Topic = name.parse().map_err(|e: flightdeck_protocol::realtime::TopicError| e.to_string())?;
+        Ok((topic, frame.payload.map_or("null", |p| p.get())))
+    };
+    Ok(match frame.kind.as_str() {
+        "snapshot" => {
+            let (topic, payload) = topic()?;
+            let snapshot = TopicSnapshot::decode_str(&topic, payload).map_err(|e| format!("{topic}: {e}"))?;
             Some(Action::Snapshot(topic, snapshot))
         }
-        ServerMessage::Event { topic, payload } => {
-            let topic: Topic = topic.parse().map_err(|e: flightdeck_protocol::realtime::TopicError| e.to_string())?;
-            let event = TopicEvent::decode(&topic, payload).map_err(|e| format!("{topic}: {e}"))?;
+        "event" => {
+            let (topic, payload) = topic()?;
+            let event = TopicEvent::decode_str(&topic, payload).map_err(|e| format!("{topic}: {e}"))?;
             Some(Action::Event(topic, event))
         }
-        ServerMessage::Error { message, topic, .. } => Some(Action::ServerError { topic, message }),
-        ServerMessage::Pong {} => None,
+        "error" => {
+            Some(Action::ServerError { topic: frame.topic.clone(), message: frame.message.clone().unwrap_or_default() })
+        }
+        "pong" => None,
+        other => return Err(format!("unknown frame type {other:?}")),
     })
 }
 
@@ -143,6 +175,44 @@ impl Store {
         }
         turns.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         turns
+    }
+
+    /// The dashboard's repos, by name. Anyone: the public repos of `dashboard:<user>`. The
+    /// owner: every repo of `repos`, with its agent from `agents` and its newest task from
+    /// `tasks` (a public repo's dashboard entry wins, it is the relay's view of its HUD).
+    pub fn dashboard_rows(&self, owner: bool) -> Vec<DashboardRow> {
+        let entries = self.dashboard.as_ref().map(|d| d.repos.as_slice()).unwrap_or_default();
+        let from_entry = |e: &DashboardRepo, public: Option<bool>| DashboardRow {
+            repo: e.repo.clone(),
+            status: e.repo_status.clone(),
+            agent_online: e.agent_online,
+            task: e.task.as_ref().map(|t| self.tasks.iter().find(|o| o.id == t.id).unwrap_or(t).clone()),
+            public,
+        };
+        if !owner {
+            return entries.iter().map(|e| from_entry(e, None)).collect();
+        }
+        let mut rows: Vec<DashboardRow> = self
+            .repos
+            .iter()
+            .map(|r| match entries.iter().find(|e| e.repo == r.name) {
+                Some(e) => DashboardRow { status: Some(r.clone()), ..from_entry(e, Some(true)) },
+                None => DashboardRow {
+                    repo: r.name.clone(),
+                    status: Some(r.clone()),
+                    agent_online: self
+                        .agents
+                        .iter()
+                        .any(|a| a.status != flightdeck_protocol::AgentState::Offline && a.repos.contains(&r.name)),
+                    // `tasks` is newest first.
+                    task: self.tasks.iter().find(|t| t.repo == r.name).cloned(),
+                    public: Some(false),
+                },
+            })
+            .collect();
+        rows.sort_by(|a, b| a.repo.cmp(&b.repo));
+        rows.dedup_by(|a, b| a.repo == b.repo);
+        rows
     }
 
     /// Whether a task waits for a person: its status says so, or its transcript holds a request
@@ -223,6 +293,11 @@ impl Store {
                 }
                 self.hud = Some(HudState { user, repo, public, agent_online, repo_status, task });
             }
+            TopicSnapshot::Dashboard(snap) => {
+                let DashboardSnapshot { user, mut repos } = *snap;
+                repos.sort_by(|a, b| a.repo.cmp(&b.repo));
+                self.dashboard = Some(DashboardState { user, repos });
+            }
         }
     }
 
@@ -265,6 +340,19 @@ impl Store {
                     }
                 }
                 self.upsert_task(task);
+            }
+            TopicEvent::Dashboard(DashboardEvent::Removed { removed }) => {
+                if let Some(d) = &mut self.dashboard {
+                    d.repos.retain(|r| r.repo != removed);
+                }
+            }
+            TopicEvent::Dashboard(DashboardEvent::Repo(repo)) => {
+                if let Some(d) = &mut self.dashboard {
+                    match d.repos.binary_search_by(|r| r.repo.cmp(&repo.repo)) {
+                        Ok(i) => d.repos[i] = repo,
+                        Err(i) => d.repos.insert(i, repo),
+                    }
+                }
             }
             TopicEvent::Hud(HudEvent::TaskEvent(record)) => {
                 let t = Rc::make_mut(self.transcripts.entry(record.task_id).or_default());
@@ -338,7 +426,7 @@ mod tests {
     use crate::transcript::Item;
     use flightdeck_protocol::event::ChunkStream;
     use flightdeck_protocol::realtime::encode_event;
-    use flightdeck_protocol::{Executor, TaskEvent, TaskPayload, TaskSource, TaskStatus};
+    use flightdeck_protocol::{Executor, ServerMessage, TaskEvent, TaskPayload, TaskSource, TaskStatus};
     use serde_json::json;
 
     fn task(id: &str, at: &str) -> Task {

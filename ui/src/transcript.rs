@@ -3,18 +3,24 @@
 //! Pure data, no web-sys, so it is tested on the host. Events are applied in `seq` order,
 //! exactly once: duplicates are dropped and early arrivals wait in `pending` until the gap
 //! closes. Consecutive `chunk`s of one stream are coalesced into one message, so a transcript
-//! of 10,000 chunk events stays a handful of items (and a handful of DOM text nodes).
+//! of 10,000 chunk events stays a handful of items (and a handful of DOM text nodes). Terminal
+//! output is coalesced into blocks of at most [`TERMINAL_BLOCK_LINES`] lines: a new line only
+//! ever changes the last block, so a task printing 50,000 lines re-renders (and the browser
+//! re-lays out) a few hundred lines per frame, not the whole output.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy};
+use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy, DiffFile};
 use flightdeck_protocol::{SeqEvent, TaskEvent, TaskStatus};
 use serde_json::Value;
 
 /// Most events held back waiting for a gap to close; past this, they are applied anyway
 /// (a gap that does not close within that many events is never going to).
 const MAX_PENDING: usize = 512;
+
+/// Most lines in one block of terminal output (see the module docs).
+pub const TERMINAL_BLOCK_LINES: usize = 200;
 
 /// One tool call, from `tool_start` to `tool_done`.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,8 +104,16 @@ pub enum Item {
         status: TaskStatus,
         model: Option<String>,
     },
+    /// The task's `done`. `summary` is left out when the transcript already ends with it (a
+    /// Claude task's last message, a shell task's last line): the block says "Completed".
     Done {
-        summary: String,
+        summary: Option<String>,
+    },
+    /// What the task changed (`diff`), shown as the Changes panel.
+    Changes {
+        files: Vec<DiffFile>,
+        patch: String,
+        truncated: bool,
     },
     Error {
         error: String,
@@ -123,6 +137,8 @@ pub struct Transcript {
     /// How many events were applied.
     pub event_count: usize,
     pending: BTreeMap<u64, TaskEvent>,
+    /// Lines (newlines) in the last item when it is a block of terminal output.
+    tail_lines: usize,
     tools: HashMap<String, usize>,
     permissions: HashMap<String, usize>,
 }
@@ -199,21 +215,7 @@ impl Transcript {
         self.last_seq = seq;
         self.event_count += 1;
         match event {
-            TaskEvent::Chunk { text, stream } => {
-                if let Some(last) = self.items.last_mut() {
-                    if let Item::Message { stream: s, .. } = last.as_ref() {
-                        if *s == stream {
-                            // Copies the text only when a view still holds the old item; within
-                            // one batch of events this happens at most once.
-                            if let Item::Message { text: t, .. } = Rc::make_mut(last) {
-                                t.push_str(&text);
-                            }
-                            return;
-                        }
-                    }
-                }
-                self.items.push(Rc::new(Item::Message { stream, text }));
-            }
+            TaskEvent::Chunk { text, stream } => self.push_chunk(stream, &text),
             TaskEvent::ToolStart { tool_id, tool_name, params } => {
                 if let Some(&i) = self.tools.get(&tool_id) {
                     // A repeated start updates the card in place.
@@ -251,6 +253,15 @@ impl Transcript {
             }
             TaskEvent::Status { status, model, .. } => {
                 self.status = Some(status);
+                // The Done (or Error) block already says how the task ended.
+                let ended_here = match self.items.last().map(Rc::as_ref) {
+                    Some(Item::Done { .. }) => status == TaskStatus::Completed,
+                    Some(Item::Error { .. }) => status == TaskStatus::Failed,
+                    _ => false,
+                };
+                if ended_here {
+                    return;
+                }
                 // Only the first status, or a change of status, is worth a line.
                 let repeat = self.items.iter().rev().find_map(|i| match i.as_ref() {
                     Item::Status { status: s, .. } => Some(*s == status),
@@ -260,7 +271,17 @@ impl Transcript {
                     self.items.push(Rc::new(Item::Status { status, model }));
                 }
             }
-            TaskEvent::Done { summary } => self.items.push(Rc::new(Item::Done { summary })),
+            TaskEvent::Done { summary } => {
+                if matches!(self.items.last().map(Rc::as_ref), Some(Item::Status { status: TaskStatus::Completed, .. }))
+                {
+                    self.items.pop();
+                }
+                let summary = Some(summary.trim().to_string()).filter(|s| !s.is_empty() && !self.ends_with_text(s));
+                self.items.push(Rc::new(Item::Done { summary }));
+            }
+            TaskEvent::Diff { files, patch, truncated } => {
+                self.items.push(Rc::new(Item::Changes { files, patch, truncated }))
+            }
             TaskEvent::Error { error } => self.items.push(Rc::new(Item::Error { error })),
             TaskEvent::UserMessage { text } => self.items.push(Rc::new(Item::UserMessage { text })),
             TaskEvent::PermissionRequest { request_id, tool_name, input, description, .. } => {
@@ -278,14 +299,60 @@ impl Transcript {
                     call.decision = Some(Decision { behavior, message, updated_input, decided_by });
                 }
             }
-            // Shown by the Changes panel (not yet part of the transcript's items).
-            TaskEvent::Diff { .. } => {}
             // A container run's steps (SPEC 10), written by the relay: one line each.
-            TaskEvent::Runner { message, .. } => self.items.push(Rc::new(Item::Message {
-                stream: flightdeck_protocol::event::ChunkStream::Stderr,
-                text: format!("▣ container: {message}\n"),
-            })),
+            TaskEvent::Runner { message, .. } => {
+                self.push_chunk(ChunkStream::Stderr, &format!("▣ container: {message}\n"))
+            }
         }
+    }
+
+    /// Appends a chunk: to the last message when it is of the same stream (terminal output: up to
+    /// [`TERMINAL_BLOCK_LINES`] lines a block), else as a new message.
+    fn push_chunk(&mut self, stream: ChunkStream, mut text: &str) {
+        while !text.is_empty() {
+            let same =
+                matches!(self.items.last().map(Rc::as_ref), Some(Item::Message { stream: s, .. }) if *s == stream);
+            if stream == ChunkStream::Assistant || !same || self.tail_lines >= TERMINAL_BLOCK_LINES {
+                if same && stream == ChunkStream::Assistant {
+                    self.append_to_last(text);
+                    return;
+                }
+                self.items.push(Rc::new(Item::Message { stream, text: String::new() }));
+                self.tail_lines = 0;
+                if stream == ChunkStream::Assistant {
+                    self.append_to_last(text);
+                    return;
+                }
+            }
+            // The part that fits: up to the block's remaining lines (a partial last line goes along).
+            let room = TERMINAL_BLOCK_LINES - self.tail_lines;
+            let (take, lines) = match text.match_indices('\n').take(room).enumerate().last() {
+                Some((n, (i, _))) if n + 1 == room => (i + 1, room),
+                Some((n, _)) => (text.len(), n + 1),
+                None => (text.len(), 0),
+            };
+            self.append_to_last(&text[..take]);
+            self.tail_lines += lines;
+            text = &text[take..];
+        }
+    }
+
+    fn append_to_last(&mut self, more: &str) {
+        if let Some(Item::Message { text, .. }) = self.items.last_mut().map(Rc::make_mut) {
+            // Copies the text only when a view still holds the old item; within one batch of
+            // events this happens at most once per block.
+            text.push_str(more);
+        }
+    }
+
+    /// Whether the transcript's last message ends with `summary` (ignoring surrounding space).
+    /// A status line or the Changes panel (a `diff` comes just before `done`) may follow it.
+    fn ends_with_text(&self, summary: &str) -> bool {
+        self.items.iter().rev().find_map(|i| match i.as_ref() {
+            Item::Message { text, .. } => Some(text.trim_end().ends_with(summary)),
+            Item::Status { .. } | Item::Changes { .. } => None,
+            _ => Some(false),
+        }) == Some(true)
     }
 
     /// The item of a permission request, creating a card when a decision arrives for an
@@ -341,7 +408,8 @@ mod tests {
                 Item::Message { text, .. } => format!("msg:{text}"),
                 Item::Tool(c) => format!("tool:{}:{}", c.tool_name, c.output.as_deref().unwrap_or("…")),
                 Item::Status { status, .. } => format!("status:{}", status.as_str()),
-                Item::Done { summary } => format!("done:{summary}"),
+                Item::Done { summary } => format!("done:{}", summary.as_deref().unwrap_or("-")),
+                Item::Changes { files, truncated, .. } => format!("changes:{}:{truncated}", files.len()),
                 Item::Error { error } => format!("error:{error}"),
                 Item::UserMessage { text } => format!("you:{text}"),
                 Item::Permission(p) => {
@@ -421,6 +489,93 @@ mod tests {
         }
         assert_eq!(t.items.len(), 1);
         assert_eq!(t.event_count, 10_000);
+    }
+
+    fn event(kind: serde_json::Value) -> TaskEvent {
+        serde_json::from_value(kind).unwrap()
+    }
+
+    fn run(events: Vec<TaskEvent>) -> Transcript {
+        Transcript::from_events(events.into_iter().enumerate().map(|(i, event)| SeqEvent { seq: i as u64 + 1, event }))
+    }
+
+    #[test]
+    fn terminal_output_comes_in_blocks_of_whole_lines() {
+        let mut t = Transcript::default();
+        let mut seq = 0;
+        // 450 lines, some chunks holding several lines and one line cut across two chunks.
+        for n in 0..150 {
+            seq += 1;
+            t.apply(seq, TaskEvent::Chunk { text: format!("a{n}\nb{n}\nc"), stream: ChunkStream::Stdout });
+            seq += 1;
+            t.apply(seq, TaskEvent::Chunk { text: format!("{n}\n"), stream: ChunkStream::Stdout });
+        }
+        let blocks: Vec<&str> = t
+            .items
+            .iter()
+            .map(|i| match i.as_ref() {
+                Item::Message { text, .. } => text.as_str(),
+                _ => panic!("only output"),
+            })
+            .collect();
+        assert_eq!(blocks.iter().map(|b| b.lines().count()).collect::<Vec<_>>(), [200, 200, 50]);
+        assert!(blocks.iter().all(|b| b.ends_with('\n')), "blocks end at line ends");
+        let all: String = blocks.concat();
+        assert_eq!(all.lines().count(), 450);
+        assert!(all.starts_with("a0\nb0\nc0\na1\n"));
+        assert!(all.ends_with("b149\nc149\n"));
+        // One big chunk is cut too; stderr and assistant text are blocks of their own.
+        t.apply(seq + 1, TaskEvent::Chunk { text: "x\n".repeat(401), stream: ChunkStream::Stdout });
+        t.apply(seq + 2, TaskEvent::Chunk { text: "oops\n".into(), stream: ChunkStream::Stderr });
+        t.apply(seq + 3, chunk(&"prose\n".repeat(300)));
+        // The 401 lines fill the third block (150), a fourth (200) and start a fifth (51).
+        assert_eq!(t.items.len(), 5 + 1 + 1);
+        assert!(texts(&t)[2].ends_with(&format!("c149\n{}", "x\n".repeat(150))));
+        assert_eq!(texts(&t)[3], format!("msg:{}", "x\n".repeat(200)));
+        assert_eq!(texts(&t)[4], format!("msg:{}", "x\n".repeat(51)));
+    }
+
+    #[test]
+    fn the_done_block_says_what_the_transcript_does_not() {
+        // The summary is the last message: not repeated; the completed status is not a second line.
+        let t = run(vec![
+            event(json!({"kind": "status", "status": "running"})),
+            chunk("Done: the repo has a README."),
+            event(json!({"kind": "done", "summary": "Done: the repo has a README."})),
+            event(json!({"kind": "status", "status": "completed"})),
+        ]);
+        assert_eq!(texts(&t), ["status:running", "msg:Done: the repo has a README.", "done:-"]);
+        assert_eq!(t.status, Some(TaskStatus::Completed));
+        // A shell task's summary is its last output line; its diff and status may come between.
+        let t = run(vec![
+            TaskEvent::Chunk { text: "one\nlast line\n".into(), stream: ChunkStream::Stdout },
+            event(json!({"kind": "diff", "files": [], "patch": "", "truncated": false})),
+            event(json!({"kind": "status", "status": "completed"})),
+            event(json!({"kind": "done", "summary": "last line"})),
+        ]);
+        assert_eq!(texts(&t), ["msg:one\nlast line\n", "changes:0:false", "done:-"]);
+        // A summary that says something new is kept; a failure is said once.
+        let t = run(vec![
+            chunk("Working."),
+            event(json!({"kind": "done", "summary": "Added a README."})),
+            event(json!({"kind": "error", "error": "exit 1"})),
+            event(json!({"kind": "status", "status": "failed"})),
+        ]);
+        assert_eq!(texts(&t), ["msg:Working.", "done:Added a README.", "error:exit 1"]);
+    }
+
+    #[test]
+    fn a_diff_becomes_the_changes_item() {
+        let t = run(vec![event(json!({
+            "kind": "diff",
+            "files": [
+                {"path": "README.md", "status": "modified", "additions": 2, "deletions": 1},
+                {"path": "logo.png", "status": "added", "additions": 0, "deletions": 0, "binary": true}
+            ],
+            "patch": "diff --git a/README.md b/README.md\n",
+            "truncated": true
+        }))]);
+        assert_eq!(texts(&t), ["changes:2:true"]);
     }
 
     #[test]

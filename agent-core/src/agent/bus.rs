@@ -183,6 +183,12 @@ impl CockpitBus {
                 };
                 frame(snapshot, topic, hud)
             }
+            // The dashboard is a relay page; the desktop window lists its repos itself.
+            Topic::Dashboard { .. } => ServerMessage::Error {
+                message: "the dashboard topic is served by a relay".into(),
+                topic: Some(topic.to_string()),
+                details: None,
+            },
         })
     }
 

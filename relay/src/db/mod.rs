@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flightdeck_protocol::api::{HudSettings, KeyScope};
+use flightdeck_protocol::realtime::StoredSeqEvent;
 use flightdeck_protocol::{AgentInfo, AgentState, Alert, RepoStatus, SeqEvent, Task, TaskEvent, Timestamp};
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -695,6 +696,22 @@ impl Db {
         for row in rows {
             let (seq, json) = row?;
             out.push(SeqEvent { seq: seq as u64, event: serde_json::from_str(&json)? });
+        }
+        Ok(out)
+    }
+
+    /// [`Db::events`] as stored (each event's JSON text, as validated when it arrived), for
+    /// writing snapshots without decoding every event.
+    pub fn stored_events(&self, task_id: &str) -> Result<Vec<StoredSeqEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, json FROM task_events WHERE task_id = ?1
+             AND seq <= (SELECT contig_seq FROM tasks WHERE id = ?1) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![task_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, json) = row?;
+            out.push(StoredSeqEvent { seq: seq as u64, event: serde_json::value::RawValue::from_string(json)? });
         }
         Ok(out)
     }

@@ -115,7 +115,13 @@ async fn auth_matrix_for_every_route_and_topic() {
         (get.clone(), "/hud/alice/pub".into(), None,                          [200, 200, 200, 200, 200, 401]),
         (get.clone(), "/embed/alice/pub".into(), None,                        [200, 200, 200, 200, 200, 401]),
         (get.clone(), "/embed/alice/priv".into(), None,                       [403, 403, 403, 403, 403, 401]),
-        (get.clone(), "/hud/alice/..".into(), None,                           [404, 404, 404, 404, 404, 404]),
+        (get.clone(), "/hud/alice/bad%20name".into(), None,                   [404, 404, 404, 404, 404, 401]),
+        // The ways in (SPEC 12), redirects followed: the login page, or one's own dashboard.
+        (get.clone(), "/".into(), None,                                       [200, 200, 200, 200, 200, 401]),
+        (get.clone(), "/hud".into(), None,                                    [200, 200, 200, 200, 200, 401]),
+        (get.clone(), "/hud/alice".into(), None,                              [200, 200, 200, 200, 200, 401]),
+        (get.clone(), "/hud/alice/".into(), None,                             [200, 200, 200, 200, 200, 401]),
+        (get.clone(), "/hud/nobody".into(), None,                             [404, 404, 404, 404, 404, 401]),
         (post.clone(), "/api/logout".into(), None,                            [204, 204, 204, 204, 204, 204]),
     ];
     let mut failures = Vec::new();
@@ -143,7 +149,7 @@ async fn auth_matrix_for_every_route_and_topic() {
 
     // Topics, for the callers that may open the bus. S = snapshot, F = forbidden.
     #[rustfmt::skip]
-    let topics: [(&str, [char; 4]); 7] = [
+    let topics: [(&str, [char; 4]); 8] = [
         //                   anon viewer owner other
         ("agents",          ['F', 'F', 'S', 'S']),
         ("repos",           ['F', 'F', 'S', 'S']),
@@ -152,6 +158,7 @@ async fn auth_matrix_for_every_route_and_topic() {
         ("task:t-alice",    ['F', 'F', 'S', 'F']),
         ("hud:alice/priv",  ['F', 'S', 'S', 'F']),
         ("hud:alice/pub",   ['S', 'S', 'S', 'S']),
+        ("dashboard:alice", ['S', 'S', 'S', 'S']),
     ];
     for (i, who) in ["anonymous", "viewer", "owner", "other"].iter().enumerate() {
         let mut ws = relay.viewer(key_of(&relay, who)).await;

@@ -5,6 +5,7 @@ mod agent;
 mod auth;
 mod broker;
 mod conversations;
+mod dashboard;
 mod frames;
 mod http;
 mod realtime;

@@ -2,7 +2,7 @@ use std::rc::Rc;
 
 use yew::prelude::*;
 
-use super::{CockpitPage, HudPage};
+use super::{CockpitPage, DashboardPage, HudPage};
 use crate::env::Mode;
 use crate::hooks::{use_feed, AppContext};
 use crate::realtime::FeedConfig;
@@ -25,6 +25,13 @@ pub fn app(props: &AppProps) -> Html {
             }
             FeedConfig { backend: backend.clone(), ws_url: Some(context.ws_url.clone()), topics }
         }
+        Mode::Dashboard { context, backend } => {
+            let mut topics = vec![format!("dashboard:{}", context.username)];
+            if context.is_owner {
+                topics.extend(["repos", "agents", "tasks", "alerts"].map(String::from));
+            }
+            FeedConfig { backend: backend.clone(), ws_url: Some(context.ws_url.clone()), topics }
+        }
         Mode::Cockpit { backend, ws_url } => FeedConfig {
             backend: backend.clone(),
             ws_url: ws_url.clone(),
@@ -38,6 +45,7 @@ pub fn app(props: &AppProps) -> Html {
         <ContextProvider<AppContext> context={context}>
             { match &props.mode {
                 Mode::Hud { context, .. } => html! { <HudPage context={Rc::new(context.clone())} /> },
+                Mode::Dashboard { context, .. } => html! { <DashboardPage context={Rc::new(context.clone())} /> },
                 Mode::Cockpit { .. } => html! { <CockpitPage /> },
             } }
         </ContextProvider<AppContext>>

@@ -22,7 +22,8 @@ pub fn hud_page(props: &HudPageProps) -> Html {
     let store = &app.store;
     let full_repo = format!("{}/{}", ctx.username, ctx.repo);
     let starting = use_state(|| false);
-    let start_message = use_state(|| None::<AttrValue>);
+    // The task the start form sent: "Task sent to the agent." shows until it ends.
+    let sent_task = use_state(|| None::<String>);
 
     // The owner's REST state: whether a task may be started (and why not), and the settings.
     {
@@ -50,18 +51,18 @@ pub fn hud_page(props: &HudPageProps) -> Html {
         let dispatch = store.dispatcher();
         let repo = full_repo.clone();
         let starting = starting.clone();
-        let start_message = start_message.clone();
+        let sent_task = sent_task.clone();
         Callback::from(move |(prompt, placement): (String, PlacementRequest)| {
             let backend = backend.clone();
             let dispatch = dispatch.clone();
             let request = HudStartRequest { repo: repo.clone(), prompt, placement: Some(placement) };
             let starting = starting.clone();
-            let start_message = start_message.clone();
+            let sent_task = sent_task.clone();
             starting.set(true);
             spawn_local(async move {
                 match backend.hud_start(&request).await {
-                    Ok(_) => {
-                        start_message.set(Some("Task sent to the agent.".into()));
+                    Ok(answer) => {
+                        sent_task.set(Some(answer.session_id));
                         dispatch.dispatch(Action::SelectTask(None));
                     }
                     Err(e) => dispatch.dispatch(Action::Notice(Some(format!("Could not start: {e}")))),
@@ -130,6 +131,10 @@ pub fn hud_page(props: &HudPageProps) -> Html {
             .unwrap_or_else(|| "No agent with this repo is online.".into())
             .into()
     });
+    let start_message = sent_task
+        .as_deref()
+        .filter(|id| store.task(id).is_none_or(|t| !t.status.is_terminal()))
+        .map(|_| AttrValue::from("Task sent to the agent."));
     let public = store.settings.map(|s| s.public).or(hud.map(|h| h.public)).unwrap_or(ctx.is_public);
     let repo_tasks: Rc<Vec<Task>> =
         Rc::new(store.tasks.iter().filter(|t| t.repo == ctx.repo).take(30).cloned().collect());
@@ -197,7 +202,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                         <RepoPanel repo={hud.and_then(|h| h.repo_status.clone())} title={AttrValue::from("Repository")} />
                         if ctx.is_owner {
                             <StartForm can_start={can_start} reason={reason} busy={*starting} on_start={on_start} runner_available={runner_available}
-                                       message={(*start_message).clone()} />
+                                       message={start_message} />
                             <SettingsToggles settings={store.settings} on_change={on_settings} />
                             <AlertList alerts={repo_alerts} on_ack={on_ack} />
                             <TaskList tasks={repo_tasks} selected={shown_id.map(AttrValue::from)} on_select={on_select} />

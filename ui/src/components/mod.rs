@@ -3,8 +3,10 @@
 
 mod alert_list;
 mod app;
+mod changes_panel;
 mod cockpit_page;
 mod connection_indicator;
+mod dashboard_page;
 mod desktop_settings;
 mod hud_page;
 mod new_task_form;
@@ -21,8 +23,10 @@ mod transcript_item;
 
 pub use alert_list::{AlertList, AlertListProps};
 pub use app::{App, AppProps};
+pub use changes_panel::{ChangesPanel, ChangesPanelProps};
 pub use cockpit_page::CockpitPage;
 pub use connection_indicator::{ConnectionIndicator, ConnectionIndicatorProps};
+pub use dashboard_page::{DashboardPage, DashboardPageProps};
 pub use desktop_settings::DesktopSettings;
 pub use hud_page::{HudPage, HudPageProps};
 pub use new_task_form::{NewTaskForm, NewTaskFormProps};
@@ -72,6 +76,13 @@ pub fn format_cost(usd: f64) -> String {
     }
 }
 
+/// `05-17 09:03` (UTC): a task's time in a list. By hand rather than with chrono's `format`,
+/// whose format-string parser is a few kilobytes of bundle for one pattern.
+pub fn short_time(at: &chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    format!("{:02}-{:02} {:02}:{:02}", at.month(), at.day(), at.hour(), at.minute())
+}
+
 /// `12.3k`
 pub fn format_count(n: u64) -> String {
     if n >= 1_000_000 {
@@ -93,5 +104,6 @@ mod tests {
         assert_eq!(format_cost(12.5), "$12.50");
         assert_eq!(format_count(950), "950");
         assert_eq!(format_count(12_345), "12.3k");
+        assert_eq!(short_time(&"2026-05-17T09:03:59Z".parse().unwrap()), "05-17 09:03");
     }
 }

@@ -63,7 +63,10 @@ pub fn repo_panel(props: &RepoPanelProps) -> Html {
             </ul>
             if !repo.modified_files.is_empty() {
                 <details class="files">
-                    <summary>{ format!("{} changed files", repo.modified_files.len()) }</summary>
+                    <summary>{ match repo.modified_files.len() {
+                        1 => "1 changed file".to_string(),
+                        n => format!("{n} changed files"),
+                    } }</summary>
                     <ul>
                         { for repo.modified_files.iter().take(MAX_FILES_SHOWN).map(|f| html! { <li><code>{ f }</code></li> }) }
                     </ul>

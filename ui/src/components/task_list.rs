@@ -38,7 +38,7 @@ pub fn task_list(props: &TaskListProps) -> Html {
                                     if t.source == TaskSource::External {
                                         <span class="started-in-terminal" title="A Claude Code session started in a terminal">{ "started in terminal · " }</span>
                                     } else if t.parent_task_id.is_some() { { "↳ reply · " } }
-                                    { format!("{} · {}", t.repo, t.created_at.format("%m-%d %H:%M")) }
+                                    { format!("{} · {}", t.repo, super::short_time(&t.created_at)) }
                                     if let Some(c) = t.cost_usd { { format!(" · {}", format_cost(c)) } }
                                     // Where it ran (SPEC 10).
                                     if t.placement == Some(flightdeck_protocol::Placement::Container) { { " · in a container" } }

@@ -35,13 +35,50 @@ pub struct ThreadViewProps {
     pub owner: bool,
 }
 
+/// How close to the bottom (px) still counts as reading the newest output.
+const FOLLOW_SLACK_PX: i32 = 48;
+
 /// A conversation, live: every turn's transcript in order, and the owner's reply box under
-/// the last one. The scroll box is a reversed flex column, so the browser keeps it pinned to
-/// the newest output while text streams (no scroll jumps, no JS measuring) and leaves it
-/// alone once the reader scrolls up.
+/// the last one. The transcript is the one scroll box (output blocks never scroll on their
+/// own); after each render it is scrolled to the newest line while the reader is at the
+/// bottom. A reader who scrolled up is left alone and gets a "Jump to latest" button.
 #[function_component(ThreadView)]
 pub fn thread_view(props: &ThreadViewProps) -> Html {
     let shown = use_state(|| PAGE);
+    let scroller = use_node_ref();
+    // A plain cell, not state: scrolling must not re-render; only the button's visibility does.
+    let following = use_mut_ref(|| true);
+    let show_jump = use_state_eq(|| false);
+    {
+        let (scroller, following) = (scroller.clone(), following.clone());
+        use_effect(move || {
+            if *following.borrow() {
+                if let Some(el) = scroller.cast::<web_sys::Element>() {
+                    el.set_scroll_top(el.scroll_height());
+                }
+            }
+        });
+    }
+    let on_scroll = {
+        let (scroller, following, show_jump) = (scroller.clone(), following.clone(), show_jump.clone());
+        Callback::from(move |_: Event| {
+            if let Some(el) = scroller.cast::<web_sys::Element>() {
+                let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() <= FOLLOW_SLACK_PX;
+                *following.borrow_mut() = at_bottom;
+                show_jump.set(!at_bottom);
+            }
+        })
+    };
+    let on_jump = {
+        let (scroller, following, show_jump) = (scroller.clone(), following.clone(), show_jump.clone());
+        Callback::from(move |_: MouseEvent| {
+            *following.borrow_mut() = true;
+            show_jump.set(false);
+            if let Some(el) = scroller.cast::<web_sys::Element>() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        })
+    };
     let turns = &*props.turns;
     let first = turns.first().map(|t| &t.task);
     let last = turns.last();
@@ -87,7 +124,8 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                     <h2 class="thread-title muted">{ "No task yet" }</h2>
                 }
             </header>
-            <div class="thread-scroll" tabindex="0" aria-label="Transcript, newest at the bottom">
+            <div class="thread-scroll" tabindex="0" aria-label="Transcript, newest at the bottom" ref={scroller}
+                 onscroll={on_scroll}>
                 <div class="thread-items" id="transcript" aria-live="polite" aria-relevant="additions text" aria-atomic="false">
                     if hidden > 0 {
                         <button type="button" class="link more" onclick={on_more}>
@@ -119,6 +157,11 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                     </div>
                 </div>
             </div>
+            if *show_jump {
+                <button type="button" class="jump-latest" data-testid="jump-latest" onclick={on_jump}>
+                    { "↓ Jump to latest" }
+                </button>
+            }
             // A session started in a terminal is continued there, not from here.
             if let Some(last) = last.filter(|t| props.owner && t.task.executor == Executor::Claude && t.task.source != TaskSource::External) {
                 <ReplyBox task_id={AttrValue::from(last.task.id.clone())} status={last.task.status} />

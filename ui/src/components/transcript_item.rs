@@ -2,7 +2,7 @@ use flightdeck_protocol::event::ChunkStream;
 use flightdeck_protocol::TaskStatus;
 use yew::prelude::*;
 
-use super::{PermissionCard, Shared, ToolCard};
+use super::{ChangesPanel, PermissionCard, Shared, ToolCard};
 use crate::ansi;
 use crate::markdown::{blocks, Block};
 use crate::transcript::Item;
@@ -40,9 +40,14 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
                 ChunkStream::Stderr => ("term stderr", "stderr"),
                 _ => ("term stdout", "stdout"),
             };
+            // Off-screen blocks are neither laid out nor painted (`content-visibility: auto` in
+            // style.css); until it has been, a block counts as tall as its lines, so the scroll
+            // height is right before the browser has looked at it.
+            let lines = text.matches('\n').count().max(1);
+            let size = format!("contain-intrinsic-block-size: auto calc({lines}lh + 1rem)");
             // Colours of the terminal as styled spans; other escape sequences removed.
             html! {
-                <pre class={class} aria-label={label}>
+                <pre class={class} aria-label={label} style={size}>
                     { for ansi::parse(text).into_iter().map(|(style, run)| {
                         if style == ansi::Style::default() {
                             html! { { run } }
@@ -61,8 +66,12 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
             </div>
         },
         Item::Done { summary } => html! {
-            <div class="task-done" data-testid="done"><strong>{ "Done: " }</strong>{ summary }</div>
+            <div class="task-done" data-testid="done">
+                <strong>{ "Completed" }</strong>
+                if let Some(summary) = summary { { ": " }{ summary } }
+            </div>
         },
+        Item::Changes { .. } => html! { <ChangesPanel item={props.item.clone()} /> },
         Item::Error { error } => html! {
             <div class="task-error" role="alert"><strong>{ "Error: " }</strong>{ ansi::strip(error) }</div>
         },
