@@ -251,6 +251,25 @@ pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("trust_forwarded_for", "take the client IP from X-Forwarded-For (only behind a trusted reverse proxy)"),
     ("embed_frame_ancestors", "frame-ancestors sent on embeddable HUD pages"),
     ("session_days", "lifetime of a login session, in days"),
+    ("runner", "the [runner] table of the TOML file: container runs (below); without it, none"),
+];
+
+/// The keys of the `[runner]` table (TOML only), as [`SETTINGS_HELP`].
+pub const RUNNER_HELP: &[(&str, &str)] = &[
+    ("engine", "docker: the Docker Engine API (Podman's compatible service works too)"),
+    ("socket", "the engine's API socket (unix:///..., or tcp://host:port)"),
+    ("image", "the image to run (built by runner/build-image.sh)"),
+    ("network", "the containers' network mode (host, bridge, a network name); none: the engine's default"),
+    ("cpus", "CPUs per container (fractions allowed); none: no limit"),
+    ("memory_mb", "memory per container in MiB; none: no limit"),
+    ("max_running", "containers running at once; more wait queued until one ends"),
+    ("max_queued", "container tasks waiting at most; beyond, 409 runner_queue_full"),
+    ("timeout_secs", "a run taking longer is stopped and its task fails"),
+    ("relay_url", "the relay's URL as containers reach it; none: public_url, else http://<bind>"),
+    ("agent_binary", "bind-mount this flightdeck-agent read-only over the image's"),
+    ("env", "environment for every container (not secret; per-user secrets are for that)"),
+    ("ulimits", "resource limits of the containers, soft = hard (nofile = 20000, nproc = 32768)"),
+    ("secrets_key_file", "the key that seals per-user secrets; none: $XDG_CONFIG_HOME/flightdeck/relay-secrets.key"),
 ];
 
 impl Settings {
@@ -270,6 +289,16 @@ impl Settings {
             };
             let env = format!("{ENV_PREFIX}{}", key.to_uppercase());
             out.push_str(&format!("  {key} ({env}) [default: {default}]\n      {help}\n"));
+        }
+        out.push_str("\n[runner] keys (TOML only):\n");
+        let defaults = serde_json::to_value(RunnerSettings::default()).unwrap_or_default();
+        for (key, help) in RUNNER_HELP {
+            let default = match defaults.get(*key) {
+                None | Some(serde_json::Value::Null) => "none".to_string(),
+                Some(serde_json::Value::String(s)) => format!("{s:?}"),
+                Some(v) => v.to_string(),
+            };
+            out.push_str(&format!("  runner.{key} [default: {default}]\n      {help}\n"));
         }
         out
     }
@@ -464,6 +493,14 @@ mod tests {
         fields_sorted.sort();
         documented.sort();
         assert_eq!(fields_sorted, documented, "every setting documented in SETTINGS_HELP, and only those");
+        let mut runner: Vec<String> = match serde_json::to_value(RunnerSettings::default()).unwrap() {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("{other}"),
+        };
+        let mut documented: Vec<String> = RUNNER_HELP.iter().map(|(k, _)| k.to_string()).collect();
+        runner.sort();
+        documented.sort();
+        assert_eq!(runner, documented, "every [runner] key documented in RUNNER_HELP, and only those");
         let reference = Settings::reference();
         assert!(reference.contains("  heartbeat_ms (FLIGHTDECK_RELAY_HEARTBEAT_MS) [default: 60000]"), "{reference}");
         assert!(reference.contains("  bind (FLIGHTDECK_RELAY_BIND) [default: \"127.0.0.1:8787\"]"), "{reference}");
