@@ -6,7 +6,6 @@
 //! recorded yet (see [`crate::conversations`]). A second connection with the same
 //! `agentId` replaces this one (4000); no pong within the timeout closes it (1000).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,15 +17,15 @@ use chrono::Utc;
 use flightdeck_protocol::agent::TaskResultStatus;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::realtime::{validate_task_id, HudEvent, RepoEvent};
 use flightdeck_protocol::{
     names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, RepoStatus,
-    SeqEvent, Severity, TaskEvent, TaskStatus, Topic,
+    Severity, TaskEvent, TaskStatus, Topic,
 };
 use futures_util::{FutureExt, StreamExt};
 
 use crate::db::{Db, Principal};
+use crate::domain::tasks::Transcripts;
 use crate::error::AppError;
 use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
@@ -38,10 +37,6 @@ const READ_BATCH: usize = 256;
 const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Tasks finished longer ago than this are left out of `lastSeqs`.
 const LAST_SEQS_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Tasks whose transcript position one connection keeps in memory. Full rule: the cache is
-/// emptied and refilled from the database (one query per task), so it only costs a query.
-const TRANSCRIPTS_CACHED: usize = 4096;
-
 pub async fn handler(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -89,29 +84,6 @@ struct Link {
     /// Where each task's transcript stands on the relay, seeded from the database the first
     /// time this connection sees an event of that task (see [`Transcripts`]).
     transcripts: Transcripts,
-}
-
-/// Per task of this connection: its repo and the last contiguous seq the relay holds, and the
-/// `afterSeq` of a `resend` already asked for. An event is checked against this in memory;
-/// the database's conditional update (see [`Db::append_event`]) catches a stale entry.
-#[derive(Debug, Default)]
-pub struct Transcripts {
-    tasks: HashMap<String, Transcript>,
-}
-
-#[derive(Debug, Clone)]
-struct Transcript {
-    repo: String,
-    last_seq: u64,
-    /// The `afterSeq` of the resend asked for, while the gap it names is open.
-    resend_after: Option<u64>,
-}
-
-/// What a burst of events did besides storing: unknown tasks and resends to ask for.
-#[derive(Debug, Default)]
-struct Applied {
-    unknown: Vec<String>,
-    resend: Vec<(String, u64)>,
 }
 
 async fn run(state: AppState, principal: Principal, socket: WebSocket) {
@@ -289,7 +261,7 @@ impl Link {
                 }
                 let agent_id = self.agent_id();
                 // Its repo may have changed: read it again with the next event.
-                self.transcripts.tasks.remove(&task.id);
+                self.transcripts.forget(&task.id);
                 self.state
                     .db(move |db, st| {
                         let mut task = task;
@@ -400,7 +372,7 @@ impl Link {
         let (transcripts, applied) = self
             .state
             .db(move |db, st| {
-                let applied = apply_events(db, st, &user, events, &mut transcripts)?;
+                let applied = crate::domain::tasks::apply_events(db, st, &user, events, &mut transcripts)?;
                 Ok((transcripts, applied))
             })
             .await?;
@@ -593,113 +565,6 @@ impl Link {
     }
 }
 
-/// Stores a burst of task events and publishes the new ones after the commit.
-///
-/// Contiguity (SPEC 3.1): an event whose `seq` is at or below the task's last contiguous seq
-/// is a duplicate and changes nothing; the next seq is stored and published; anything beyond
-/// would leave a gap, so it is not stored and the agent is asked (once per gap) to resend
-/// after the last contiguous seq.
-fn apply_events(
-    db: &Db,
-    st: &AppState,
-    user: &str,
-    events: Vec<(String, u64, TaskEvent)>,
-    transcripts: &mut Transcripts,
-) -> Result<Applied, AppError> {
-    let tx = db.begin()?;
-    let mut applied = Applied::default();
-    let mut stored = Vec::new();
-    if transcripts.tasks.len() > TRANSCRIPTS_CACHED {
-        transcripts.tasks.clear();
-    }
-    for (task_id, seq, event) in events {
-        // At most two passes: the second after re-reading a stale entry from the database.
-        for _ in 0..2 {
-            let entry = match transcripts.tasks.get_mut(&task_id) {
-                Some(entry) => entry,
-                None => match db.task_repo_and_seq(user, &task_id)? {
-                    Some((repo, last_seq)) => transcripts.tasks.entry(task_id.clone()).or_insert(Transcript {
-                        repo,
-                        last_seq,
-                        resend_after: None,
-                    }),
-                    None => {
-                        applied.unknown.push(task_id.clone());
-                        break;
-                    }
-                },
-            };
-            if seq <= entry.last_seq {
-                // Already held: receiving an event twice changes nothing.
-                break;
-            }
-            if seq > entry.last_seq + 1 {
-                if entry.resend_after != Some(entry.last_seq) {
-                    entry.resend_after = Some(entry.last_seq);
-                    applied.resend.push((task_id.clone(), entry.last_seq));
-                }
-                break;
-            }
-            if db.append_event(&task_id, seq, &event)? {
-                if let TaskEvent::PermissionDecision { request_id, .. } = &event {
-                    // The agent applied it: the owner's decision, if any, is delivered.
-                    db.delete_pending_decision(user, &task_id, request_id)?;
-                }
-                entry.last_seq = seq;
-                stored.push((task_id.clone(), entry.repo.clone(), seq, event));
-                break;
-            }
-            // Another connection moved this transcript: read where it stands and decide again.
-            transcripts.tasks.remove(&task_id);
-        }
-    }
-    tx.commit().map_err(crate::db::StoreError::from)?;
-    // Published per topic in runs (a burst is mostly one task's events), in the agent's order.
-    let mut hud_tasks: HashMap<String, Option<String>> = HashMap::new();
-    let mut runs: Vec<(TopicKey, Vec<SeqEvent>)> = Vec::new();
-    let mut hud_runs: Vec<(TopicKey, Vec<HudEvent>)> = Vec::new();
-    for (task_id, repo, seq, event) in stored {
-        let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.clone() });
-        let hud_event = if st.hub.has_subscribers(&key) {
-            let hud_task = match hud_tasks.get(&repo) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = db.hud_task_id(user, &repo)?;
-                    hud_tasks.insert(repo.clone(), id.clone());
-                    id
-                }
-            };
-            (hud_task.as_deref() == Some(task_id.as_str()))
-                .then(|| HudEvent::TaskEvent(TaskEventRecord { task_id: task_id.clone(), seq, event: event.clone() }))
-        } else {
-            None
-        };
-        let task_key = TopicKey::new(user, Topic::Task(task_id));
-        push_run(&mut runs, task_key, SeqEvent { seq, event });
-        if let Some(hud_event) = hud_event {
-            push_run(&mut hud_runs, key, hud_event);
-        }
-    }
-    for (key, events) in &runs {
-        st.hub.publish_many(key, events);
-    }
-    for (key, events) in &hud_runs {
-        st.hub.publish_many(key, events);
-    }
-    Ok(applied)
-}
-
-/// Stores events the relay writes itself (a container run's steps), checked and published like
-/// an agent's.
-pub(crate) fn store_events(
-    db: &Db,
-    st: &AppState,
-    user: &str,
-    events: Vec<(String, u64, TaskEvent)>,
-) -> Result<(), AppError> {
-    apply_events(db, st, user, events, &mut Transcripts::default()).map(|_| ())
-}
-
 /// An alert as the agent (re)sends it, over the one the relay holds: acknowledged if either
 /// says so, with the first acknowledgement's time.
 fn merge_alert(previous: Option<&Alert>, mut alert: Alert) -> Alert {
@@ -710,14 +575,6 @@ fn merge_alert(previous: Option<&Alert>, mut alert: Alert) -> Alert {
         alert.acknowledged_at = Some(Utc::now());
     }
     alert
-}
-
-/// Appends `item` to the last run when it has the same key, else starts a new run.
-fn push_run<T>(runs: &mut Vec<(TopicKey, Vec<T>)>, key: TopicKey, item: T) {
-    match runs.last_mut() {
-        Some((last, items)) if *last == key => items.push(item),
-        _ => runs.push((key, vec![item])),
-    }
 }
 
 /// Stores a `git-status` and publishes what changed: repos (in full to the owner, public view to

@@ -10,18 +10,15 @@ use axum::Json;
 use chrono::Utc;
 use flightdeck_protocol::api::{
     AgentsResponse, AlertResponse, AlertsResponse, CreateTaskRequest, EventsResponse, Health, KeyScope, LoginRequest,
-    LoginResponse, PlacementRequest, ReposResponse, RunnerInfoResponse, TaskListResponse, TaskResponse,
+    LoginResponse, ReposResponse, RunnerInfoResponse, TaskListResponse, TaskResponse,
 };
-use flightdeck_protocol::desktop::error_codes::{NO_CLONE_URL, NO_RUNNER, RUNNER_QUEUE_FULL};
-use flightdeck_protocol::realtime::validate_task_id;
-use flightdeck_protocol::rules::task_title;
-use flightdeck_protocol::validate::parse_strict;
-use flightdeck_protocol::Placement;
-use flightdeck_protocol::{names, RelayMessage, Task, TaskSource, TaskStatus, Topic, MAX_SEQ};
+use flightdeck_protocol::{names, RelayMessage, TaskStatus, Topic, MAX_SEQ};
 
-use crate::db::{Db, TaskFilter};
+use crate::db::TaskFilter;
+use crate::domain::tasks::create_task;
 use crate::error::AppError;
 use crate::hub::{Frame, TopicKey};
+use crate::request::{parse_body, task_id_param};
 use crate::state::{session_cookie, AppState, Auth, ClientIp, SESSION_COOKIE};
 
 pub type Params = Query<HashMap<String, String>>;
@@ -40,15 +37,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
-}
-
-/// Parses a JSON body strictly; problems come back as a 400 naming each field.
-pub fn parse_body<T>(body: &Bytes) -> Result<T, AppError>
-where
-    T: serde::de::DeserializeOwned + schemars::JsonSchema + 'static,
-{
-    let text = std::str::from_utf8(body).map_err(|_| AppError::field("$", "body is not UTF-8"))?;
-    Ok(parse_strict::<T>(text)?)
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
@@ -199,118 +187,10 @@ pub async fn create_task_route(
     Ok((StatusCode::CREATED, Json(TaskResponse { task })))
 }
 
-/// Checks, stores, publishes and dispatches a remote task; it waits `queued` when no agent
-/// with its repo is online.
-pub async fn create_task(state: &AppState, user: &str, request: CreateTaskRequest) -> Result<Task, AppError> {
-    names::validate_repo(&request.repo).map_err(|e| AppError::field("$.repo", e.to_string()))?;
-    if let Some(agent) = &request.agent_id {
-        names::validate_agent_id(agent).map_err(|e| AppError::field("$.agentId", e.to_string()))?;
-    }
-    request.payload.validate(request.executor).map_err(|p| AppError::field(&format!("$.{}", p.field), p.problem))?;
-    if let Some(url) = &request.clone_url {
-        validate_clone_url(url).map_err(|p| AppError::field("$.cloneUrl", p))?;
-    }
-    let placement = request.placement.unwrap_or_default();
-    if placement == PlacementRequest::Container && state.runner().is_none() {
-        return Err(AppError::conflict(NO_RUNNER, "this relay has no [runner]: it cannot run tasks in containers"));
-    }
-    let title = task_title(request.title.as_deref(), request.executor, &request.payload);
-    let mut payload = request.payload;
-    payload.repo = Some(request.repo.clone());
-    let id = uuid::Uuid::now_v7().to_string();
-    let task = Task {
-        agent_id: request.agent_id,
-        ..Task::queued(id, title, request.repo, request.executor, payload, TaskSource::Remote, Utc::now())
-    };
-    let user = user.to_string();
-    let has_runner = state.runner().is_some();
-    let max_queued = state.runner().map_or(0, |r| r.settings.max_queued as u64);
-    let clone_url = request.clone_url;
-    let task = state
-        .db(move |db, st| {
-            let mut task = task;
-            let remote = || -> Result<Option<String>, AppError> {
-                Ok(clone_url.clone().or(db.repo(&user, &task.repo)?.and_then(|(r, _)| r.remote_url)))
-            };
-            let container = match placement {
-                PlacementRequest::Agent => false,
-                PlacementRequest::Container => true,
-                // An online agent with the repo (or the one named), else a container when the
-                // relay can start one for this repo, else wait for an agent.
-                PlacementRequest::Auto => {
-                    let agent_online = match &task.agent_id {
-                        Some(agent) => st.agent_reachable(db, &user, agent)?,
-                        None => match db.repo_agent_online(&user, &task.repo)? {
-                            Some(agent) => st.agent_reachable(db, &user, &agent)?,
-                            None => false,
-                        },
-                    };
-                    !agent_online && has_runner && remote()?.is_some()
-                }
-            };
-            if !container {
-                task.placement = Some(Placement::Agent);
-                return store_and_dispatch(db, st, &user, &task);
-            }
-            let url = remote()?.ok_or_else(|| {
-                AppError::conflict(
-                    NO_CLONE_URL,
-                    "no clone URL for this repo: its agent reported no origin remote; give cloneUrl",
-                )
-            })?;
-            validate_clone_url(&url).map_err(|p| AppError::field("$.cloneUrl", p))?;
-            if db.queued_runs()? >= max_queued {
-                return Err(AppError::conflict(
-                    RUNNER_QUEUE_FULL,
-                    format!("{max_queued} container tasks are already waiting; try again when some have ended"),
-                ));
-            }
-            task.placement = Some(Placement::Container);
-            task.agent_id = Some(crate::runner::Runner::agent_id_for(&task.id));
-            // A container's work is lost with it unless pushed.
-            task.payload.push.get_or_insert(true);
-            let stored = db.upsert_task(&user, &task)?;
-            db.add_run(&user, &task.id, &url)?;
-            st.publish_task(db, &user, &stored)?;
-            Ok(stored)
-        })
-        .await?;
-    if task.placement == Some(Placement::Container) {
-        if let Some(runner) = state.runner() {
-            runner.wake();
-        }
-    }
-    Ok(task)
-}
-
-/// A clone URL is given to `git clone` inside the container: one line, no option look-alike.
-fn validate_clone_url(url: &str) -> Result<(), String> {
-    if url.trim().is_empty() || url.len() > 2048 {
-        return Err("must be a URL of 1 to 2048 characters".into());
-    }
-    if url.starts_with('-') || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("must not start with '-' or contain spaces or control characters".into());
-    }
-    Ok(())
-}
-
 /// `GET /api/cockpit/runner`: whether this relay can run tasks in containers.
 pub async fn runner_info(State(state): State<AppState>, auth: Auth) -> Result<Json<RunnerInfoResponse>, AppError> {
     auth.owner()?;
     Ok(Json(RunnerInfoResponse { available: state.runner().is_some() }))
-}
-
-/// Stores and publishes a new task and sends it to its agent; it waits `queued` when that agent
-/// is offline. Returns the task as stored (with the agent it went to).
-pub fn store_and_dispatch(db: &Db, st: &AppState, user: &str, task: &Task) -> Result<Task, AppError> {
-    let stored = db.upsert_task(user, task)?;
-    st.publish_task(db, user, &stored)?;
-    st.dispatch(db, user, &stored)?;
-    Ok(db.task(user, &stored.id)?.unwrap_or(stored))
-}
-
-pub fn task_id_param(id: &str) -> Result<(), AppError> {
-    validate_task_id(id).map_err(|_| AppError::not_found())
 }
 
 pub async fn get_task(

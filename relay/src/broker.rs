@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flightdeck_protocol::broker::BrokerMessage;
-use flightdeck_protocol::{close, Topic};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::hub::{Frame, TopicKey};
 use crate::metrics::Metrics;
-use crate::state::AppState;
 
 /// The one channel all nodes share.
 pub const CHANNEL: &str = "flightdeck:relay";
@@ -68,22 +67,38 @@ pub struct BrokerError {
     source: redis::RedisError,
 }
 
+/// What the broker needs from the node that runs it. The broker knows nothing of what the
+/// messages mean: `on_message` (the domain's, see `crate::domain::remote`) gets every message
+/// another node sent.
+pub struct Node {
+    pub node_id: String,
+    /// Bound of the sending queue, in messages.
+    pub queue_len: usize,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    /// Where the publish and receive loops are spawned (so shutdown waits for them).
+    pub tasks: TaskTracker,
+    pub on_message: Box<dyn Fn(BrokerMessage) + Send + Sync>,
+}
+
 /// Connects to Redis, subscribes (before returning, so nothing published after start is
-/// missed), installs the broker in the hub and starts the publish and receive loops.
-pub async fn start(url: &str, state: &AppState) -> Result<(), BrokerError> {
+/// missed) and starts the publish and receive loops. The caller installs the returned sending
+/// side in the hub.
+pub async fn start(url: &str, node: Node) -> Result<Broker, BrokerError> {
     let error = |source| BrokerError { url: redact(url), source };
     let client = redis::Client::open(url).map_err(error)?;
     let publisher = client.get_multiplexed_async_connection().await.map_err(error)?;
     let mut pubsub = client.get_async_pubsub().await.map_err(error)?;
     pubsub.subscribe(CHANNEL).await.map_err(error)?;
-    let (tx, rx) = mpsc::channel(state.settings.broker_queue_len.max(1));
+    let (tx, rx) = mpsc::channel(node.queue_len.max(1));
     let overflowed = Arc::new(AtomicBool::new(false));
-    let metrics = state.metrics.clone();
-    state.hub.set_broker(Broker { node: state.node_id.clone(), tx, overflowed: overflowed.clone(), metrics });
-    state.tasks.spawn(publish_loop(client.clone(), publisher, rx, overflowed, state.clone()));
-    state.tasks.spawn(receive_loop(client, pubsub, state.clone()));
-    tracing::info!(node = %state.node_id, "broker connected");
-    Ok(())
+    let broker =
+        Broker { node: node.node_id.clone(), tx, overflowed: overflowed.clone(), metrics: node.metrics.clone() };
+    let node = Arc::new(node);
+    node.tasks.spawn(publish_loop(client.clone(), publisher, rx, overflowed, node.clone()));
+    node.tasks.spawn(receive_loop(client, pubsub, node.clone()));
+    tracing::info!(node = %node.node_id, "broker connected");
+    Ok(broker)
 }
 
 /// The URL without its password, for messages.
@@ -109,16 +124,16 @@ async fn publish_loop(
     mut conn: redis::aio::MultiplexedConnection,
     mut rx: mpsc::Receiver<BrokerMessage>,
     overflowed: Arc<AtomicBool>,
-    state: AppState,
+    node: Arc<Node>,
 ) {
     loop {
         // Messages were dropped and the queue has room again: tell the other nodes first.
         let message = if rx.is_empty() && overflowed.swap(false, Ordering::SeqCst) {
             tracing::warn!("broker queue overflowed; asking the other nodes to resync");
-            BrokerMessage::Resync { node: state.node_id.clone() }
+            BrokerMessage::Resync { node: node.node_id.clone() }
         } else {
             let message = tokio::select! {
-                _ = state.shutdown.cancelled() => return,
+                _ = node.shutdown.cancelled() => return,
                 m = rx.recv() => m,
             };
             let Some(message) = message else { return };
@@ -130,10 +145,10 @@ async fn publish_loop(
             let result: redis::RedisResult<()> =
                 redis::cmd("PUBLISH").arg(CHANNEL).arg(&text).query_async(&mut conn).await;
             let Err(e) = result else { break };
-            state.metrics.broker_publish_failures.fetch_add(1, Ordering::Relaxed);
+            node.metrics.broker_publish_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker publish failed; retrying");
             tokio::select! {
-                _ = state.shutdown.cancelled() => return,
+                _ = node.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = next_backoff(backoff);
@@ -147,7 +162,7 @@ async fn publish_loop(
     }
 }
 
-async fn receive_loop(client: redis::Client, first: redis::aio::PubSub, state: AppState) {
+async fn receive_loop(client: redis::Client, first: redis::aio::PubSub, node: Arc<Node>) {
     let mut pubsub = Some(first);
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -155,19 +170,19 @@ async fn receive_loop(client: redis::Client, first: redis::aio::PubSub, state: A
             let mut stream = ps.on_message();
             loop {
                 let message = tokio::select! {
-                    _ = state.shutdown.cancelled() => return,
+                    _ = node.shutdown.cancelled() => return,
                     m = stream.next() => m,
                 };
                 let Some(message) = message else { break };
                 match message.get_payload::<String>() {
-                    Ok(text) => on_message(&state, &text),
+                    Ok(text) => on_text(&node, &text),
                     Err(e) => tracing::warn!(error = %e, "unreadable broker message"),
                 }
             }
             tracing::warn!("broker subscription lost; reconnecting");
         }
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
+            _ = node.shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
         let resubscribed = match client.get_async_pubsub().await {
@@ -184,35 +199,16 @@ async fn receive_loop(client: redis::Client, first: redis::aio::PubSub, state: A
     }
 }
 
-fn on_message(state: &AppState, text: &str) {
+/// Parses a message and hands it on, unless this node sent it.
+fn on_text(node: &Node, text: &str) {
     let message = match BrokerMessage::parse(text) {
         Ok(m) => m,
         Err(e) => return tracing::warn!(error = %e, "invalid broker message"),
     };
-    if message.node() == state.node_id {
+    if message.node() == node.node_id {
         return;
     }
-    match message {
-        BrokerMessage::Event { user, topic, frame, .. } => match topic.parse::<Topic>() {
-            Ok(topic) => state.hub.deliver(&TopicKey::new(&user, topic), Frame::from(frame)),
-            Err(e) => tracing::warn!(error = %e, "broker event for a bad topic"),
-        },
-        BrokerMessage::ToAgent { user, agent_id, task_id, frame, .. } => {
-            let frame = Frame::from(frame);
-            match task_id {
-                Some(task_id) => state.agents.send_task(&user, &agent_id, &task_id, frame),
-                None => state.agents.send(&user, &agent_id, frame),
-            };
-        }
-        BrokerMessage::AgentConnected { user, agent_id, .. } => {
-            state.agents.close_local(&user, &agent_id, close::REPLACED);
-        }
-        BrokerMessage::HudPrivate { user, repo, .. } => crate::hud::evict_unprivileged(state, &user, &repo),
-        BrokerMessage::Resync { node } => {
-            tracing::warn!(%node, "a node lost broker messages; closing sockets so they resync");
-            state.conns.close_all(close::SERVICE_RESTART);
-        }
-    }
+    (node.on_message)(message);
 }
 
 #[cfg(test)]

@@ -14,10 +14,11 @@ use flightdeck_protocol::desktop::error_codes::{NOT_PENDING, NOT_RESUMABLE, TURN
 use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::{Executor, Task, TaskPayload, TaskSource};
 
-use crate::api::{parse_body, store_and_dispatch, task_id_param};
 use crate::db::{Db, PendingDecision, Principal};
+use crate::domain::tasks::store_and_dispatch;
 use crate::error::AppError;
 use crate::hub::Frame;
+use crate::request::{parse_body, task_id_param};
 use crate::state::{AppState, Auth};
 
 /// The owner, or 403: unlike reads (401 for anonymous), nobody but the owner is even asked to

@@ -9,49 +9,18 @@
 //! the snapshot or delivered after it, never both and never neither.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
 use flightdeck_protocol::broker::BrokerMessage;
 use flightdeck_protocol::realtime::encode_event;
 use flightdeck_protocol::Topic;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::metrics::Metrics;
+pub use crate::socket::{Closer, Frame};
 use crate::socket::{QueueError, QueueTx};
-
-/// One serialized text frame, shared by every socket it goes to.
-pub type Frame = Utf8Bytes;
-
-/// Asks one socket to close with a code; the first code asked for wins.
-#[derive(Debug, Default)]
-pub struct Closer {
-    code: AtomicU16,
-    token: CancellationToken,
-}
-
-impl Closer {
-    pub fn new() -> Arc<Closer> {
-        Arc::new(Closer::default())
-    }
-
-    pub fn close(&self, code: u16) {
-        let _ = self.code.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
-        self.token.cancel();
-    }
-
-    /// The code asked for, once [`Closer::closed`] has fired.
-    pub fn code(&self) -> u16 {
-        self.code.load(Ordering::SeqCst)
-    }
-
-    pub async fn closed(&self) {
-        self.token.cancelled().await
-    }
-}
 
 /// A topic of one user: `tasks` of alice and `tasks` of bob are different topics.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -17,11 +17,11 @@ use flightdeck_protocol::api::{
     CreateTaskRequest, DashboardContext, HudContext, HudSessionResponse, HudSettings, HudStartRequest,
     HudStartResponse, HudStatus,
 };
-use flightdeck_protocol::{names, ClientMessage, Executor, ServerMessage, Task, TaskPayload, TaskStatus, Topic};
+use flightdeck_protocol::{names, ClientMessage, Executor, Task, TaskPayload, TaskStatus, Topic};
 
-use crate::api::{create_task, parse_body};
+use crate::domain::tasks::create_task;
 use crate::error::AppError;
-use crate::hub::{Frame, TopicKey};
+use crate::request::parse_body;
 use crate::state::{AppState, Auth};
 
 /// The ui bundle built by `ui/build.sh`. Debug builds read it from disk, release builds embed
@@ -422,7 +422,7 @@ pub async fn put_settings(
                 _ => {}
             }
             if !settings.public {
-                crate::hud::evict_unprivileged(st, &user, &repo);
+                crate::domain::publish::evict_unprivileged(st, &user, &repo);
                 if let Some(broker) = st.hub.broker() {
                     broker.send(flightdeck_protocol::broker::BrokerMessage::HudPrivate {
                         node: broker.node().to_string(),
@@ -435,15 +435,6 @@ pub async fn put_settings(
         })
         .await?;
     Ok(Json(settings))
-}
-
-/// Drops this node's viewers of a HUD that may not see it any more, telling them why.
-pub fn evict_unprivileged(st: &AppState, user: &str, repo: &str) {
-    let topic = Topic::Hud { user: user.to_string(), repo: repo.to_string() };
-    let refusal = Frame::from(ServerMessage::forbidden(&topic.to_string()).to_json());
-    for sub in st.hub.evict_unprivileged(&TopicKey::new(user, topic)) {
-        sub.offer(refusal.clone(), &st.metrics);
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! - [`config`]: layered settings (defaults, TOML, `FLIGHTDECK_RELAY_*`).
 //! - [`db`]: the SQLite database (users, keys, sessions, cached agent data, HUD settings,
 //!   pending decisions).
-//! - [`state`]: shared state, request authentication, rate limits, publish helpers.
+//! - [`state`]: shared state, request authentication, rate limits.
+//! - [`domain`]: what the relay does (tasks, publishing, views, messages from other nodes),
+//!   between the transports and `db`/`hub`/`broker`.
 //! - [`hub`]: topic fan-out with bounded per-viewer queues; registries of live sockets.
 //! - [`socket`]: the batched writer and frame limits shared by every WebSocket.
 //! - [`agent_link`]: `/api/ws`, the agent link.
@@ -16,6 +18,7 @@
 //! - [`login`]: the `/login` page that turns a pasted key into a session cookie.
 //! - [`html_errors`]: error pages for browsers (API clients keep JSON errors).
 //! - [`error`]: the one error type of HTTP handlers.
+//! - [`request`]: strict JSON bodies and path parameters shared by handlers.
 //! - [`metrics`]: Prometheus counters.
 //! - [`runner`]: container runs (SPEC 10): the engine trait, its Docker implementation, the
 //!   supervisor (queue, limits, timeout, sweep).
@@ -29,6 +32,7 @@ pub mod broker;
 pub mod config;
 pub mod conversations;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod html_errors;
 pub mod hub;
@@ -37,6 +41,7 @@ pub mod listener;
 pub mod login;
 pub mod metrics;
 pub mod realtime;
+pub mod request;
 pub mod runner;
 pub mod secrets;
 pub mod socket;
@@ -137,7 +142,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     if let Some(url) = state.settings.broker.clone() {
-        broker::start(&url, &state).await?;
+        let on_message = {
+            let state = state.clone();
+            Box::new(move |message| domain::remote::on_message(&state, message))
+        };
+        let node = broker::Node {
+            node_id: state.node_id.clone(),
+            queue_len: state.settings.broker_queue_len,
+            metrics: state.metrics.clone(),
+            shutdown: state.shutdown.clone(),
+            tasks: state.tasks.clone(),
+            on_message,
+        };
+        state.hub.set_broker(broker::start(&url, node).await?);
     }
     if let Some(runner_settings) = state.settings.runner.clone() {
         start_runner(&state, runner_settings, listener.local_addr()?).await?;

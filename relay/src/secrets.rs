@@ -19,9 +19,9 @@ use flightdeck_protocol::api::{PutSecretRequest, SecretInfo, SecretsResponse};
 use flightdeck_protocol::desktop::error_codes::NO_RUNNER;
 use rand::RngCore;
 
-use crate::api::parse_body;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::request::parse_body;
 use crate::state::{AppState, Auth};
 
 /// Largest secret value accepted.

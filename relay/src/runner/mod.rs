@@ -500,6 +500,6 @@ pub fn append_relay_events(
     let numbered: Vec<(String, u64, TaskEvent)> =
         events.into_iter().zip(last + 1..).map(|(event, seq)| (task_id.to_string(), seq, event)).collect();
     let count = numbered.len() as u64;
-    crate::agent_link::store_events(db, st, user, numbered)?;
+    crate::domain::tasks::store_events(db, st, user, numbered)?;
     Ok(last + count)
 }
