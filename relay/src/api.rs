@@ -19,7 +19,10 @@ use crate::domain::tasks::create_task;
 use crate::error::AppError;
 use crate::hub::{Frame, TopicKey};
 use crate::request::{parse_body, task_id_param};
+use crate::secrets;
 use crate::state::{session_cookie, AppState, Auth, ClientIp, SESSION_COOKIE};
+use flightdeck_protocol::api::{PutSecretRequest, SecretInfo, SecretsResponse};
+use flightdeck_protocol::desktop::error_codes::NO_RUNNER;
 
 pub type Params = Query<HashMap<String, String>>;
 
@@ -329,4 +332,67 @@ pub async fn ack_alert(
         })
         .await?;
     Ok(Json(AlertResponse { alert }))
+}
+
+fn secret_box(state: &AppState) -> Result<&secrets::SecretBox, AppError> {
+    state
+        .secrets()
+        .ok_or_else(|| AppError::conflict(NO_RUNNER, "this relay has no [runner]: secrets are for container runs"))
+}
+
+/// `GET /api/cockpit/secrets`: names only.
+pub async fn list_secrets(State(state): State<AppState>, auth: Auth) -> Result<Json<SecretsResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    let names = state.db(move |db, _| Ok(db.secret_names(&user)?)).await?;
+    Ok(Json(SecretsResponse {
+        secrets: names.into_iter().map(|(name, updated_at)| SecretInfo { name, updated_at }).collect(),
+    }))
+}
+
+/// `PUT /api/cockpit/secrets/:name`.
+pub async fn put_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, AppError> {
+    let user = auth.owner()?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    secrets::validate_name(&name).map_err(|p| AppError::field("$.name", p))?;
+    let request: PutSecretRequest = parse_body(&body)?;
+    if request.value.len() > secrets::MAX_VALUE_BYTES {
+        return Err(AppError::field("$.value", format!("at most {} bytes", secrets::MAX_VALUE_BYTES)));
+    }
+    if request.value.contains('\0') {
+        return Err(AppError::field("$.value", "must not contain NUL"));
+    }
+    let (nonce, sealed) = secret_box(&state)?.seal(&user, &name, &request.value).map_err(AppError::Internal)?;
+    state
+        .db(move |db, _| {
+            let names = db.secret_names(&user)?;
+            if names.len() >= secrets::MAX_SECRETS && !names.iter().any(|(n, _)| *n == name) {
+                return Err(AppError::Conflict(format!("at most {} secrets per user", secrets::MAX_SECRETS)));
+            }
+            Ok(db.put_secret(&user, &name, &nonce, &sealed)?)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/cockpit/secrets/:name`.
+pub async fn delete_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let user = auth.owner()?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    secrets::validate_name(&name).map_err(|p| AppError::field("$.name", p))?;
+    let found = state.db(move |db, _| Ok(db.delete_secret(&user, &name)?)).await?;
+    if !found {
+        return Err(AppError::not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -21,8 +21,9 @@
 //! - [`request`]: strict JSON bodies and path parameters shared by handlers.
 //! - [`metrics`]: Prometheus counters.
 //! - [`runner`]: container runs (SPEC 10): the engine trait, its Docker implementation, the
-//!   supervisor (queue, limits, timeout, sweep).
-//! - [`secrets`]: per-user secrets for container runs, encrypted at rest.
+//!   `Runner` handle.
+//! - [`container_runs`]: the supervisor of container runs (queue, limits, timeout, sweep).
+//! - [`secrets`]: per-user secrets for container runs, encrypted at rest (routes in `api`).
 //!
 //! Start a server with [`run`] on a bound listener; tests bind `127.0.0.1:0`.
 
@@ -30,6 +31,7 @@ pub mod agent_link;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod container_runs;
 pub mod conversations;
 pub mod db;
 pub mod domain;
@@ -83,8 +85,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/cockpit/alerts", get(api::alerts))
         .route("/api/cockpit/alerts/ack/{id}", post(api::ack_alert))
         .route("/api/cockpit/runner", get(api::runner_info))
-        .route("/api/cockpit/secrets", get(secrets::list))
-        .route("/api/cockpit/secrets/{name}", axum::routing::put(secrets::put).delete(secrets::delete))
+        .route("/api/cockpit/secrets", get(api::list_secrets))
+        .route("/api/cockpit/secrets/{name}", axum::routing::put(api::put_secret).delete(api::delete_secret))
         .route("/api/hud/session", get(hud::session))
         .route("/api/hud/start", post(hud::start))
         .route("/api/hud/settings", get(hud::get_settings).put(hud::put_settings))
@@ -215,7 +217,7 @@ async fn start_runner(
     tracing::info!(socket = %settings.socket, image = %settings.image, %relay_url, %instance, "container runs enabled");
     let runner = std::sync::Arc::new(runner::Runner::new(settings, std::sync::Arc::new(engine), instance, relay_url));
     state.set_runner(runner.clone());
-    runner::start(state, runner.clone()).await?;
+    container_runs::start(state, runner.clone()).await?;
     runner.wake();
     Ok(())
 }
