@@ -633,9 +633,17 @@ impl Db {
         row.map(|(json, seq)| task_from(&json, seq)).transpose()
     }
 
-    /// Starts a transaction; statements of this `Db` run inside it until it is committed.
-    pub fn begin(&self) -> Result<rusqlite::Transaction<'_>> {
-        Ok(self.conn.unchecked_transaction()?)
+    /// Runs `f` in one transaction: the statements of this `Db` inside `f` are committed
+    /// together when it returns `Ok`, and rolled back when it fails. (The transaction itself
+    /// stays inside `db`, so callers never see the SQLite driver.)
+    pub fn transaction<R, E>(&self, f: impl FnOnce(&Db) -> std::result::Result<R, E>) -> std::result::Result<R, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self.conn.unchecked_transaction().map_err(StoreError::from)?;
+        let value = f(self)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(value)
     }
 
     /// Appends the event that extends a task's transcript by one: stores `seq` if the last

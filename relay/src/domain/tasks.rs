@@ -167,54 +167,55 @@ pub fn apply_events(
     events: Vec<(String, u64, TaskEvent)>,
     transcripts: &mut Transcripts,
 ) -> Result<Applied, AppError> {
-    let tx = db.begin()?;
     let mut applied = Applied::default();
-    let mut stored = Vec::new();
     if transcripts.tasks.len() > TRANSCRIPTS_CACHED {
         transcripts.tasks.clear();
     }
-    for (task_id, seq, event) in events {
-        // At most two passes: the second after re-reading a stale entry from the database.
-        for _ in 0..2 {
-            let entry = match transcripts.tasks.get_mut(&task_id) {
-                Some(entry) => entry,
-                None => match db.task_repo_and_seq(user, &task_id)? {
-                    Some((repo, last_seq)) => transcripts.tasks.entry(task_id.clone()).or_insert(Transcript {
-                        repo,
-                        last_seq,
-                        resend_after: None,
-                    }),
-                    None => {
-                        applied.unknown.push(task_id.clone());
-                        break;
+    let stored = db.transaction(|db| -> Result<_, AppError> {
+        let mut stored = Vec::new();
+        for (task_id, seq, event) in events {
+            // At most two passes: the second after re-reading a stale entry from the database.
+            for _ in 0..2 {
+                let entry = match transcripts.tasks.get_mut(&task_id) {
+                    Some(entry) => entry,
+                    None => match db.task_repo_and_seq(user, &task_id)? {
+                        Some((repo, last_seq)) => transcripts.tasks.entry(task_id.clone()).or_insert(Transcript {
+                            repo,
+                            last_seq,
+                            resend_after: None,
+                        }),
+                        None => {
+                            applied.unknown.push(task_id.clone());
+                            break;
+                        }
+                    },
+                };
+                if seq <= entry.last_seq {
+                    // Already held: receiving an event twice changes nothing.
+                    break;
+                }
+                if seq > entry.last_seq + 1 {
+                    if entry.resend_after != Some(entry.last_seq) {
+                        entry.resend_after = Some(entry.last_seq);
+                        applied.resend.push((task_id.clone(), entry.last_seq));
                     }
-                },
-            };
-            if seq <= entry.last_seq {
-                // Already held: receiving an event twice changes nothing.
-                break;
-            }
-            if seq > entry.last_seq + 1 {
-                if entry.resend_after != Some(entry.last_seq) {
-                    entry.resend_after = Some(entry.last_seq);
-                    applied.resend.push((task_id.clone(), entry.last_seq));
+                    break;
                 }
-                break;
-            }
-            if db.append_event(&task_id, seq, &event)? {
-                if let TaskEvent::PermissionDecision { request_id, .. } = &event {
-                    // The agent applied it: the owner's decision, if any, is delivered.
-                    db.delete_pending_decision(user, &task_id, request_id)?;
+                if db.append_event(&task_id, seq, &event)? {
+                    if let TaskEvent::PermissionDecision { request_id, .. } = &event {
+                        // The agent applied it: the owner's decision, if any, is delivered.
+                        db.delete_pending_decision(user, &task_id, request_id)?;
+                    }
+                    entry.last_seq = seq;
+                    stored.push((task_id.clone(), entry.repo.clone(), seq, event));
+                    break;
                 }
-                entry.last_seq = seq;
-                stored.push((task_id.clone(), entry.repo.clone(), seq, event));
-                break;
+                // Another connection moved this transcript: read where it stands and decide again.
+                transcripts.tasks.remove(&task_id);
             }
-            // Another connection moved this transcript: read where it stands and decide again.
-            transcripts.tasks.remove(&task_id);
         }
-    }
-    tx.commit().map_err(crate::db::StoreError::from)?;
+        Ok(stored)
+    })?;
     // Published per topic in runs (a burst is mostly one task's events), in the agent's order.
     let mut hud_tasks: HashMap<String, Option<String>> = HashMap::new();
     let mut runs: Vec<(TopicKey, Vec<SeqEvent>)> = Vec::new();
