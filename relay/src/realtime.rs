@@ -14,22 +14,16 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::realtime::{encode_snapshot, StoredTaskSnapshot};
+use flightdeck_protocol::realtime::encode_snapshot;
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
-use serde_json::value::{to_raw_value, RawValue};
 
-use crate::db::{Db, TaskFilter};
-use crate::domain::views::{dashboard_snapshot, hud_snapshot};
+use crate::domain::views::{snapshot, Audience};
 use crate::error::AppError;
 use crate::hub::{Closer, Frame, Subscriber, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
 use crate::state::{AppState, Auth, ClientIp};
 
-/// Newest tasks in a `tasks` snapshot.
-const TASKS_SNAPSHOT_LEN: u32 = 100;
-/// Most unacknowledged alerts in an `alerts` snapshot.
-const ALERTS_SNAPSHOT_LEN: u32 = 1000;
 /// Most topics one connection may hold, so one socket cannot pin unbounded state.
 const MAX_TOPICS: usize = 256;
 
@@ -227,11 +221,13 @@ impl Viewer {
             closer: self.closer.clone(),
             privileged: auth.can_view_private(&key.user),
         };
+        let audience =
+            Audience { can_view_private: auth.can_view_private(&key.user), is_owner: auth.is_owner_of(&key.user) };
         let registered = key.clone();
         let outcome = self
             .state
             .db(move |db, st| {
-                let payload = match snapshot(db, &auth, &key)? {
+                let payload = match snapshot(db, audience, &key)? {
                     Ok(payload) => payload,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
@@ -254,47 +250,4 @@ impl Viewer {
         }
         Ok(())
     }
-}
-
-/// The snapshot payload of a topic (written once, as JSON text), or why the caller may not have it.
-fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<Box<RawValue>, String>, AppError> {
-    let forbidden = || Ok(Err("forbidden".to_string()));
-    let user = key.user.as_str();
-    if let Topic::Hud { repo, .. } = &key.topic {
-        let settings = db.hud_settings(user, repo)?;
-        if !settings.public && !auth.can_view_private(user) {
-            return forbidden();
-        }
-        return Ok(Ok(to_raw_value(&hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
-    }
-    if let Topic::Dashboard { .. } = &key.topic {
-        // Anyone may read it: it holds public repos only, the same for every reader.
-        return Ok(Ok(to_raw_value(&dashboard_snapshot(db, user)?).map_err(internal)?));
-    }
-    // Every other topic is the owner's alone.
-    if !auth.is_owner_of(user) {
-        return forbidden();
-    }
-    let value = match &key.topic {
-        Topic::Agents => to_raw_value(&db.agents(user)?),
-        Topic::Repos => to_raw_value(&db.repos(user, None, None)?),
-        Topic::Tasks => to_raw_value(&db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Alerts => to_raw_value(&db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Task(id) => {
-            let Some(task) = db.task(user, id)? else {
-                return match db.task_user(id)? {
-                    Some(_) => forbidden(),
-                    None => Ok(Err("not found".into())),
-                };
-            };
-            let events = db.stored_events(id)?;
-            to_raw_value(&StoredTaskSnapshot { task, events })
-        }
-        Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
-    };
-    Ok(Ok(value.map_err(internal)?))
-}
-
-fn internal(e: serde_json::Error) -> AppError {
-    AppError::Internal(e.to_string())
 }

@@ -1,10 +1,28 @@
 //! What each audience sees: the public views of tasks and repos (HUDs, dashboards) and the
 //! snapshots a viewer gets when it subscribes.
 
-use flightdeck_protocol::realtime::{DashboardRepo, DashboardSnapshot, StoredHudSnapshot};
+use flightdeck_protocol::realtime::{DashboardRepo, DashboardSnapshot, StoredHudSnapshot, StoredTaskSnapshot};
+use flightdeck_protocol::Topic;
+use serde_json::value::{to_raw_value, RawValue};
 
-use crate::db::Db;
+use crate::db::{Db, TaskFilter};
 use crate::error::AppError;
+use crate::hub::TopicKey;
+
+/// Newest tasks in a `tasks` snapshot.
+const TASKS_SNAPSHOT_LEN: u32 = 100;
+/// Most unacknowledged alerts in an `alerts` snapshot.
+const ALERTS_SNAPSHOT_LEN: u32 = 1000;
+
+/// Who asks for a topic of one user, as far as what they may see goes (the transport works it
+/// out from the request's credentials).
+#[derive(Debug, Clone, Copy)]
+pub struct Audience {
+    /// The user's owner or viewer key: private HUDs too.
+    pub can_view_private: bool,
+    /// The user's owner key: the owner-only topics (agents, repos, tasks, alerts, a task).
+    pub is_owner: bool,
+}
 
 /// A task as HUDs show it: without the agent (a host name is the owner's business).
 pub fn public_task(task: flightdeck_protocol::Task) -> flightdeck_protocol::Task {
@@ -54,4 +72,47 @@ pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<Sto
         task: task.map(public_task),
         events,
     })
+}
+
+/// The snapshot payload of a topic (written once, as JSON text), or why the caller may not have it.
+pub fn snapshot(db: &Db, audience: Audience, key: &TopicKey) -> Result<Result<Box<RawValue>, String>, AppError> {
+    let forbidden = || Ok(Err("forbidden".to_string()));
+    let user = key.user.as_str();
+    if let Topic::Hud { repo, .. } = &key.topic {
+        let settings = db.hud_settings(user, repo)?;
+        if !settings.public && !audience.can_view_private {
+            return forbidden();
+        }
+        return Ok(Ok(to_raw_value(&hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
+    }
+    if let Topic::Dashboard { .. } = &key.topic {
+        // Anyone may read it: it holds public repos only, the same for every reader.
+        return Ok(Ok(to_raw_value(&dashboard_snapshot(db, user)?).map_err(internal)?));
+    }
+    // Every other topic is the owner's alone.
+    if !audience.is_owner {
+        return forbidden();
+    }
+    let value = match &key.topic {
+        Topic::Agents => to_raw_value(&db.agents(user)?),
+        Topic::Repos => to_raw_value(&db.repos(user, None, None)?),
+        Topic::Tasks => to_raw_value(&db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
+        Topic::Alerts => to_raw_value(&db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
+        Topic::Task(id) => {
+            let Some(task) = db.task(user, id)? else {
+                return match db.task_user(id)? {
+                    Some(_) => forbidden(),
+                    None => Ok(Err("not found".into())),
+                };
+            };
+            let events = db.stored_events(id)?;
+            to_raw_value(&StoredTaskSnapshot { task, events })
+        }
+        Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
+    };
+    Ok(Ok(value.map_err(internal)?))
+}
+
+fn internal(e: serde_json::Error) -> AppError {
+    AppError::Internal(e.to_string())
 }
