@@ -17,14 +17,14 @@ use chrono::Utc;
 use flightdeck_protocol::agent::TaskResultStatus;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::realtime::{validate_task_id, HudEvent, RepoEvent};
+use flightdeck_protocol::realtime::validate_task_id;
 use flightdeck_protocol::{
-    names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, RepoStatus,
-    Severity, TaskEvent, TaskStatus, Topic,
+    names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, Severity,
+    TaskEvent, TaskStatus, Topic,
 };
 use futures_util::{FutureExt, StreamExt};
 
-use crate::db::{Db, Principal};
+use crate::db::Principal;
 use crate::domain::tasks::Transcripts;
 use crate::error::AppError;
 use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
@@ -251,7 +251,9 @@ impl Link {
                 let agent_id = self.agent_id();
                 let full = full.unwrap_or(false);
                 let names: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
-                self.state.db(move |db, st| apply_git_status(db, st, &user, &agent_id, &repos, full)).await?;
+                self.state
+                    .db(move |db, st| crate::domain::agents::record_git_status(db, st, &user, &agent_id, &repos, full))
+                    .await?;
                 self.dispatch_queued(names).await?;
             }
             AgentMessage::TaskUpdate { task } => {
@@ -320,19 +322,7 @@ impl Link {
                 }
             }
             AgentMessage::Alert { alert } => {
-                self.state
-                    .db(move |db, st| {
-                        // An acknowledgement is never undone by a resend (the agent may not
-                        // know of it); an unchanged alert is not published again.
-                        let previous = db.alert(&user, &alert.id)?;
-                        let alert = merge_alert(previous.as_ref(), alert);
-                        if previous.as_ref() != Some(&alert) {
-                            db.upsert_alert(&user, &alert)?;
-                            st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                self.state.db(move |db, st| crate::domain::agents::record_alert(db, st, &user, alert)).await?;
             }
             AgentMessage::Error { message, task_id, request_id } => {
                 // The agent could not do what the relay asked. A decision for a request that is
@@ -563,66 +553,6 @@ impl Link {
             })
             .await
     }
-}
-
-/// An alert as the agent (re)sends it, over the one the relay holds: acknowledged if either
-/// says so, with the first acknowledgement's time.
-fn merge_alert(previous: Option<&Alert>, mut alert: Alert) -> Alert {
-    if let Some(previous) = previous.filter(|p| p.acknowledged) {
-        alert.acknowledged = true;
-        alert.acknowledged_at = previous.acknowledged_at.or(alert.acknowledged_at);
-    } else if alert.acknowledged && alert.acknowledged_at.is_none() {
-        alert.acknowledged_at = Some(Utc::now());
-    }
-    alert
-}
-
-/// Stores a `git-status` and publishes what changed: repos (in full to the owner, public view to
-/// HUDs), repos gone from a `full` set, HUDs whose agent came online, the agent's repo list.
-fn apply_git_status(
-    db: &Db,
-    st: &AppState,
-    user: &str,
-    agent_id: &str,
-    repos: &[RepoStatus],
-    full: bool,
-) -> Result<(), AppError> {
-    for repo in repos {
-        let online_before = db.repo_agent_online(user, &repo.name)?.is_some();
-        let previous = db.repo(user, &repo.name)?;
-        db.upsert_repo(user, agent_id, repo)?;
-        let changed = previous.as_ref().is_none_or(|(p, a)| !p.same_state(repo) || a != agent_id);
-        if changed {
-            st.publish_repo(db, user, repo)?;
-        }
-        if !online_before {
-            let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.name.clone() });
-            st.hub.publish(&key, &HudEvent::AgentOnline { agent_online: true });
-            if !changed {
-                st.publish_dashboard(db, user, &repo.name)?;
-            }
-        }
-    }
-    if full {
-        for gone in db.repos(user, None, Some(agent_id))? {
-            if !repos.iter().any(|r| r.name == gone.name) {
-                db.delete_repo(user, &gone.name)?;
-                st.hub.publish(&TopicKey::new(user, Topic::Repos), &RepoEvent::Removed { removed: gone.id.clone() });
-                if db.hud_settings(user, &gone.name)?.public {
-                    st.publish_dashboard_removed(user, &gone.name);
-                }
-            }
-        }
-    }
-    if let Some(mut info) = db.agent(user, agent_id)? {
-        let all: Vec<String> = db.repos(user, None, Some(agent_id))?.into_iter().map(|r| r.name).collect();
-        if info.repos != all {
-            info.repos = all;
-            db.upsert_agent(user, &info, true)?;
-            st.publish_agent(user, &info);
-        }
-    }
-    Ok(())
 }
 
 /// Names that end up in URLs and topics are checked before anything is stored.

@@ -2,6 +2,7 @@
 //! REST and HUD handlers, the broker's receive side, the container runner) and storage and
 //! fan-out (`db`, `hub`, `broker`).
 //!
+//! - [`agents`]: what an agent reports about itself and its repos (git status, alerts).
 //! - [`tasks`]: create, store and dispatch tasks; record the events agents send.
 //! - [`publish`]: publish a change to every topic that shows it; send to agents here or on
 //!   other nodes.
@@ -10,6 +11,7 @@
 //!
 //! Transports call into this module; this module never imports a transport.
 
+pub mod agents;
 pub mod publish;
 pub mod remote;
 pub mod tasks;
