@@ -491,6 +491,11 @@ async fn a_session_killed_mid_turn_ends_its_task_interrupted() {
     let task = wait_external(&s, "the task runs", |_| true).await;
     wait_event(&s, &task.id, "the tool started", |e| matches!(e, TaskEvent::ToolStart { .. })).await;
 
+    // A cockpit cannot stop it: it belongs to its terminal.
+    let (status, body) =
+        s.relay.api(reqwest::Method::POST, &format!("/api/cockpit/tasks/{}/cancel", task.id), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_cancellable")), "{body}");
+
     // As a closed terminal does: the whole group goes at once, no hook runs.
     let pgid = run.id().unwrap() as i32;
     std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().unwrap();
