@@ -338,7 +338,10 @@ async fn run_container(
         // The relay is going away: the container is left to the sweep of the next start.
         _ = state.shutdown.cancelled() => return Ok(()),
     };
-    let logs = runner.engine.logs_tail(&container_id, LOG_TAIL_LINES).await.unwrap_or_default();
+    // An engine counts log entries, and a line written in pieces is several: ask for more and
+    // keep the last lines of what they make.
+    let mut logs = runner.engine.logs_tail(&container_id, LOG_TAIL_LINES * 4).await.unwrap_or_default();
+    logs.stderr = last_lines(&logs.stderr, LOG_TAIL_LINES);
     if let Err(e) = runner.engine.remove(&container_id).await {
         tracing::warn!(container = %container_id, error = %e, "cannot remove a container");
     }
@@ -502,4 +505,10 @@ pub fn append_relay_events(
     let count = numbered.len() as u64;
     crate::agent_link::store_events(db, st, user, numbered)?;
     Ok(last + count)
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
