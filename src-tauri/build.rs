@@ -25,6 +25,8 @@ const COMMANDS: &[&str] = &[
     "health",
     "decide_permission",
     "reply_task",
+    "claude_hooks",
+    "set_claude_hooks",
 ];
 
 fn main() {

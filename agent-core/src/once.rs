@@ -14,6 +14,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A line on stderr in one write: stderr is unbuffered and `eprintln!` writes each piece of
+/// its format on its own, which a container engine's log keeps as separate entries (a log tail
+/// of N entries then starts in the middle of a line).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(format!("{}\n", format_args!($($arg)*)).as_bytes());
+    }};
+}
+
 use flightdeck_protocol::api::OnceReport;
 use flightdeck_protocol::desktop::{AgentEvent, LinkStatus};
 use flightdeck_protocol::{names, Task, TaskStatus};
@@ -79,7 +89,7 @@ async fn run_inner(settings: &Settings, once: &OnceConfig, report: &mut OnceRepo
         return Err("--once needs a relay and a key (FLIGHTDECK_AGENT_RELAY_URL, FLIGHTDECK_AGENT_KEY)".into());
     }
     let dir = once.work_dir.join(&slug);
-    eprintln!("flightdeck-agent: cloning {} into {}", once.clone_url, dir.display());
+    say!("flightdeck-agent: cloning {} into {}", once.clone_url, dir.display());
     clone(&once.clone_url, &dir, once.git_token.as_deref()).await?;
     let base = git(&dir, &["rev-parse", "HEAD"], None).await.ok().map(|s| s.trim().to_string());
 
@@ -109,16 +119,16 @@ async fn drive(
 ) -> Result<(), String> {
     let task = wait_for_end(agent, &once.task_id).await?;
     report.status = Some(task.status);
-    eprintln!("flightdeck-agent: task {} {}", task.id, task.status.as_str());
+    say!("flightdeck-agent: task {} {}", task.id, task.status.as_str());
     let mut outcome = Ok(());
     if task.payload.push == Some(true) && task.status == TaskStatus::Completed {
         match push(dir, &task, base, once.git_token.as_deref()).await {
             Ok(Some((branch, commit))) => {
-                eprintln!("flightdeck-agent: pushed {branch} at {commit}");
+                say!("flightdeck-agent: pushed {branch} at {commit}");
                 report.pushed_branch = Some(branch);
                 report.pushed_commit = Some(commit);
             }
-            Ok(None) => eprintln!("flightdeck-agent: nothing changed, nothing pushed"),
+            Ok(None) => say!("flightdeck-agent: nothing changed, nothing pushed"),
             Err(e) => outcome = Err(e),
         }
     }
@@ -203,7 +213,7 @@ async fn push(
         return Ok(None);
     }
     let branch = branch_name(&task.id);
-    eprintln!("flightdeck-agent: pushing {branch}");
+    say!("flightdeck-agent: pushing {branch}");
     git(dir, &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")], token).await?;
     Ok(Some((branch, head)))
 }

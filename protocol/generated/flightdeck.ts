@@ -444,6 +444,11 @@ export type HookDecision = {
  * Fields this agent does not use are dropped by the hook command; unknown ones are ignored.
  */
 export type HookInput = {
+  /**
+   * Set by `flightdeck-agent hook`, not by Claude Code: the Claude Code process that ran the
+   * hook, so that a session killed before it could say `SessionEnd` still ends its task.
+   */
+  claude_pid?: number | null;
   cwd: string;
   /**
    * `SessionStart`, `UserPromptSubmit`, `PreToolUse`, `PostToolUse`, `PermissionRequest`,

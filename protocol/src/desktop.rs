@@ -148,6 +148,9 @@ pub mod error_codes {
     pub const RUNNER_QUEUE_FULL: &str = "runner_queue_full";
     /// The task cannot be continued (not a Claude task, or it has no session to resume).
     pub const NOT_RESUMABLE: &str = "not_resumable";
+    /// The task cannot be cancelled from here: a Claude session started in a terminal is
+    /// stopped in its terminal (SPEC 9).
+    pub const NOT_CANCELLABLE: &str = "not_cancellable";
     /// The user's Claude Code settings file cannot be read or is not a JSON object: it is left
     /// as it is (the message names the file and the problem).
     pub const CLAUDE_SETTINGS_INVALID: &str = "claude_settings_invalid";

@@ -58,6 +58,10 @@ pub struct HookInput {
     /// `SessionEnd`: why (`clear`, `logout`, `prompt_input_exit`, `other`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set by `flightdeck-agent hook`, not by Claude Code: the Claude Code process that ran the
+    /// hook, so that a session killed before it could say `SessionEnd` still ends its task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_pid: Option<u32>,
 }
 
 /// The decision a `PermissionRequest` hook hands back to Claude Code.

@@ -414,29 +414,31 @@ pub enum TopicEvent {
 impl TopicSnapshot {
     /// Decodes a snapshot payload for its topic.
     pub fn decode(topic: &Topic, payload: Value) -> Result<TopicSnapshot, serde_json::Error> {
-        Ok(match topic {
-            Topic::Agents => TopicSnapshot::Agents(serde_json::from_value(payload)?),
-            Topic::Repos => TopicSnapshot::Repos(serde_json::from_value(payload)?),
-            Topic::Tasks => TopicSnapshot::Tasks(serde_json::from_value(payload)?),
-            Topic::Alerts => TopicSnapshot::Alerts(serde_json::from_value(payload)?),
-            Topic::Task(_) => TopicSnapshot::Task(serde_json::from_value(payload)?),
-            Topic::Hud { .. } => TopicSnapshot::Hud(serde_json::from_value(payload)?),
-            Topic::Dashboard { .. } => TopicSnapshot::Dashboard(serde_json::from_value(payload)?),
-        })
+        TopicSnapshot::decode_from(topic, payload)
     }
-}
 
-impl TopicSnapshot {
-    /// [`TopicSnapshot::decode`] from the payload's JSON text.
+    /// [`TopicSnapshot::decode`] from the payload's JSON text, in one pass.
     pub fn decode_str(topic: &Topic, payload: &str) -> Result<TopicSnapshot, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(payload);
+        let snapshot = TopicSnapshot::decode_from(topic, &mut de)?;
+        de.end()?;
+        Ok(snapshot)
+    }
+
+    /// The one decoder behind both: a `Value` and JSON text are both serde deserializers.
+    fn decode_from<'de, D>(topic: &Topic, de: D) -> Result<TopicSnapshot, serde_json::Error>
+    where
+        D: serde::Deserializer<'de, Error = serde_json::Error>,
+    {
+        use serde::Deserialize;
         Ok(match topic {
-            Topic::Agents => TopicSnapshot::Agents(serde_json::from_str(payload)?),
-            Topic::Repos => TopicSnapshot::Repos(serde_json::from_str(payload)?),
-            Topic::Tasks => TopicSnapshot::Tasks(serde_json::from_str(payload)?),
-            Topic::Alerts => TopicSnapshot::Alerts(serde_json::from_str(payload)?),
-            Topic::Task(_) => TopicSnapshot::Task(serde_json::from_str(payload)?),
-            Topic::Hud { .. } => TopicSnapshot::Hud(serde_json::from_str(payload)?),
-            Topic::Dashboard { .. } => TopicSnapshot::Dashboard(serde_json::from_str(payload)?),
+            Topic::Agents => TopicSnapshot::Agents(Deserialize::deserialize(de)?),
+            Topic::Repos => TopicSnapshot::Repos(Deserialize::deserialize(de)?),
+            Topic::Tasks => TopicSnapshot::Tasks(Deserialize::deserialize(de)?),
+            Topic::Alerts => TopicSnapshot::Alerts(Deserialize::deserialize(de)?),
+            Topic::Task(_) => TopicSnapshot::Task(Deserialize::deserialize(de)?),
+            Topic::Hud { .. } => TopicSnapshot::Hud(Deserialize::deserialize(de)?),
+            Topic::Dashboard { .. } => TopicSnapshot::Dashboard(Deserialize::deserialize(de)?),
         })
     }
 }

@@ -36,6 +36,13 @@ pub fn reply_refusal(parent: &Task) -> Option<&'static str> {
     None
 }
 
+/// Why `task` cannot be cancelled from a cockpit, if it cannot: a session started in a terminal
+/// belongs to that terminal.
+pub fn cancel_refusal(task: &Task) -> Option<&'static str> {
+    (task.source == TaskSource::External)
+        .then_some("this Claude session runs in a terminal: stop it there (Esc or Ctrl-C)")
+}
+
 impl TaskPayload {
     /// Checks what a task of this executor needs: a prompt (claude) or a command (shell), a
     /// positive budget, a timeout of at least one second, tool names that are not blank.

@@ -245,6 +245,9 @@ pub async fn cancel_task(
             if task.status.is_terminal() {
                 return Err(AppError::Conflict(format!("task already {}", task.status.as_str())));
             }
+            if let Some(reason) = flightdeck_protocol::rules::cancel_refusal(&task) {
+                return Err(AppError::conflict(flightdeck_protocol::desktop::error_codes::NOT_CANCELLABLE, reason));
+            }
             let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
             if let Some(agent) = &task.agent_id {
                 if st.send_to_agent(db, &user, agent, None, cancel)? {

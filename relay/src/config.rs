@@ -282,25 +282,26 @@ impl Settings {
              (defaults, then the file, then the environment, then these flags):\n",
         );
         for (key, help) in SETTINGS_HELP {
-            let default = match defaults.get(*key) {
-                None | Some(serde_json::Value::Null) => "none".to_string(),
-                Some(serde_json::Value::String(s)) => format!("{s:?}"),
-                Some(v) => v.to_string(),
-            };
+            let default = shown_default(&defaults, key);
             let env = format!("{ENV_PREFIX}{}", key.to_uppercase());
             out.push_str(&format!("  {key} ({env}) [default: {default}]\n      {help}\n"));
         }
         out.push_str("\n[runner] keys (TOML only):\n");
         let defaults = serde_json::to_value(RunnerSettings::default()).unwrap_or_default();
         for (key, help) in RUNNER_HELP {
-            let default = match defaults.get(*key) {
-                None | Some(serde_json::Value::Null) => "none".to_string(),
-                Some(serde_json::Value::String(s)) => format!("{s:?}"),
-                Some(v) => v.to_string(),
-            };
+            let default = shown_default(&defaults, key);
             out.push_str(&format!("  runner.{key} [default: {default}]\n      {help}\n"));
         }
         out
+    }
+}
+
+/// A setting's default as `--help` shows it: `none`, a quoted string, or the value.
+fn shown_default(defaults: &serde_json::Value, key: &str) -> String {
+    match defaults.get(key) {
+        None | Some(serde_json::Value::Null) => "none".to_string(),
+        Some(serde_json::Value::String(s)) => format!("{s:?}"),
+        Some(v) => v.to_string(),
     }
 }
 

@@ -160,26 +160,14 @@ async fn run_container(
     let container_id = match runner.engine.start(&spec).await {
         Ok(id) => id,
         Err(e) => {
-            let (u, id, key_id) = (user.to_string(), task_id.to_string(), key.id.clone());
-            let message = format!("the container could not start: {e}");
-            state
-                .db(move |db, st| {
-                    finish_run(
-                        db,
-                        st,
-                        &u,
-                        &id,
-                        Some(&key_id),
-                        Ending {
-                            container_id: String::new(),
-                            exit_code: None,
-                            status_if_unfinished: TaskStatus::Failed,
-                            error: Some(message),
-                            report: None,
-                        },
-                    )
-                })
-                .await?;
+            let ending = Ending {
+                container_id: String::new(),
+                exit_code: None,
+                status_if_unfinished: TaskStatus::Failed,
+                error: Some(format!("the container could not start: {e}")),
+                report: None,
+            };
+            end_run(state, user, task_id, key.id.clone(), ending).await?;
             return Err(AppError::Internal(e.to_string()));
         }
     };
@@ -209,7 +197,10 @@ async fn run_container(
         // The relay is going away: the container is left to the sweep of the next start.
         _ = state.shutdown.cancelled() => return Ok(()),
     };
-    let logs = runner.engine.logs_tail(&container_id, LOG_TAIL_LINES).await.unwrap_or_default();
+    // An engine counts log entries, and a line written in pieces is several: ask for more and
+    // keep the last lines of what they make.
+    let mut logs = runner.engine.logs_tail(&container_id, LOG_TAIL_LINES * 4).await.unwrap_or_default();
+    logs.stderr = last_lines(&logs.stderr, LOG_TAIL_LINES);
     if let Err(e) = runner.engine.remove(&container_id).await {
         tracing::warn!(container = %container_id, error = %e, "cannot remove a container");
     }
@@ -221,25 +212,15 @@ async fn run_container(
             format!("the container exited with code {}: {tail}", exit_code.unwrap_or(-1))
         })
     });
-    let (u, id, key_id) = (user.to_string(), task_id.to_string(), key.id);
-    state
-        .db(move |db, st| {
-            finish_run(
-                db,
-                st,
-                &u,
-                &id,
-                Some(&key_id),
-                Ending {
-                    container_id,
-                    exit_code,
-                    status_if_unfinished: if cancelled { TaskStatus::Cancelled } else { TaskStatus::Failed },
-                    error,
-                    report,
-                },
-            )
-        })
-        .await
+    let status_if_unfinished = if cancelled { TaskStatus::Cancelled } else { TaskStatus::Failed };
+    let ending = Ending { container_id, exit_code, status_if_unfinished, error, report };
+    end_run(state, user, task_id, key.id, ending).await
+}
+
+/// Records how a run ended (see [`finish_run`]) under the database lock.
+async fn end_run(state: &AppState, user: &str, task_id: &str, key_id: String, ending: Ending) -> Result<(), AppError> {
+    let (u, id) = (user.to_string(), task_id.to_string());
+    state.db(move |db, st| finish_run(db, st, &u, &id, Some(&key_id), ending)).await
 }
 
 /// The container of one run.
@@ -373,4 +354,10 @@ pub fn append_relay_events(
     let count = numbered.len() as u64;
     crate::domain::tasks::store_events(db, st, user, numbered)?;
     Ok(last + count)
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -58,6 +58,18 @@ fn the_build_script_grants_exactly_the_protocol_commands() {
 }
 
 #[test]
+fn the_window_may_call_every_command() {
+    let capability: Value =
+        serde_json::from_str(include_str!("../capabilities/default.json")).expect("capabilities/default.json");
+    let allowed: Vec<&str> =
+        capability["permissions"].as_array().expect("permissions").iter().filter_map(|p| p.as_str()).collect();
+    for command in commands::ALL {
+        let permission = format!("allow-{}", command.replace('_', "-"));
+        assert!(allowed.contains(&permission.as_str()), "capabilities/default.json lacks {permission}");
+    }
+}
+
+#[test]
 fn commands_reach_the_agent_and_errors_carry_codes() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = git_repo(tmp.path(), "demo");

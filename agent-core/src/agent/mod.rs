@@ -134,6 +134,8 @@ pub enum AgentError {
     TurnInProgress(String),
     #[error("task {task_id} cannot be continued: {reason}")]
     NotResumable { task_id: String, reason: String },
+    #[error("task {task_id} cannot be cancelled here: {reason}")]
+    NotCancellable { task_id: String, reason: String },
     #[error(transparent)]
     ClaudeSettings(crate::external::settings::HooksError),
     #[error(transparent)]
@@ -156,6 +158,7 @@ impl AgentError {
             AgentError::NotPending { .. } => error_codes::NOT_PENDING,
             AgentError::TurnInProgress(_) => error_codes::TURN_IN_PROGRESS,
             AgentError::NotResumable { .. } => error_codes::NOT_RESUMABLE,
+            AgentError::NotCancellable { .. } => error_codes::NOT_CANCELLABLE,
             AgentError::ClaudeSettings(e) => e.code(),
             AgentError::Store(_) | AgentError::Internal(_) => error_codes::INTERNAL,
         }
@@ -512,6 +515,10 @@ impl Agent {
     /// Asks a task to stop. Answers with its state at that moment; a task already finished is
     /// returned as it is.
     pub async fn cancel_task(&self, task_id: &str) -> Result<Task> {
+        let task = self.task(task_id).await?;
+        if let Some(reason) = flightdeck_protocol::rules::cancel_refusal(&task) {
+            return Err(AgentError::NotCancellable { task_id: task.id, reason: reason.into() });
+        }
         if let Some(task) = self.inner.runner.cancel(task_id).await? {
             return Ok(task);
         }

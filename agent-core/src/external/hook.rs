@@ -27,7 +27,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the hook: `stdin` is Claude Code's JSON, `stdout` what Claude Code reads back.
 pub fn run(data_dir: &Path, stdin: impl Read, stdout: impl Write) {
-    let Some(input) = read_input(stdin) else { return };
+    let Some(mut input) = read_input(stdin) else { return };
+    input.claude_pid = claude_process();
     let Some(decision) = ask_agent(data_dir, input) else { return };
     let _ = write_decision(stdout, &decision);
 }
@@ -43,6 +44,20 @@ fn read_input(stdin: impl Read) -> Option<HookInput> {
         return None;
     }
     Some(input)
+}
+
+/// The Claude Code process that ran this hook: the parent, or the parent's parent when a shell
+/// ran the hook command. Read from `/proc` (Linux); elsewhere unknown.
+fn claude_process() -> Option<u32> {
+    let parent = std::os::unix::process::parent_id();
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).ok()?;
+    if !matches!(comm.trim(), "sh" | "dash" | "bash" | "zsh") {
+        return Some(parent);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{parent}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: the command may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The decision the agent answers with, if any.

@@ -101,6 +101,9 @@ impl ExternalSessions {
             decisions,
             sessions: HashMap::new(),
             changed: Arc::new(Changed::default()),
+            // Bounded: a watcher whose process exited waits for room.
+            gone: mpsc::channel(64),
+            stop: stop.clone(),
         };
         service.resume_open_turns().await;
         tokio::spawn(service.run(hook_rx, decision_rx, stop));
@@ -146,6 +149,10 @@ struct Cursor {
     last_task_id: Option<String>,
     /// The open turn's counts, in step with `offset`.
     turn: TurnProgress,
+    /// The Claude Code process of the session (from its hooks), watched so that a session
+    /// killed without `SessionEnd` still ends its task.
+    #[serde(default)]
+    pid: Option<u32>,
 }
 
 /// A session being followed.
@@ -158,6 +165,8 @@ struct Session {
     last_tool: Option<(String, String, Value)>,
     /// Keeps the notify watch on the transcript's directory alive.
     watch: Option<notify::RecommendedWatcher>,
+    /// A task waits for `cursor.pid` to exit.
+    watching_pid: bool,
 }
 
 /// The open turn: its task and what it waits for.
@@ -173,6 +182,9 @@ struct Turn {
     stopping: Option<(Instant, Option<String>)>,
 }
 
+/// `(session id, pid)` of a session whose Claude Code process exited.
+type ProcessGone = (String, u32);
+
 struct Service {
     shared: Arc<Shared>,
     repo_of: RepoOfDir,
@@ -180,6 +192,9 @@ struct Service {
     decisions: mpsc::Sender<ExternalDecision>,
     sessions: HashMap<String, Session>,
     changed: Arc<Changed>,
+    /// Sessions whose Claude Code process exited.
+    gone: (mpsc::Sender<ProcessGone>, mpsc::Receiver<ProcessGone>),
+    stop: CancellationToken,
 }
 
 impl Service {
@@ -195,6 +210,7 @@ impl Service {
                 _ = stop.cancelled() => break,
                 Some((input, reply)) = hooks.recv() => self.hook(input, reply).await,
                 Some(decision) = decisions.recv() => self.decide(decision).await,
+                Some((id, pid)) = self.gone.1.recv() => self.process_gone(&id, pid).await,
                 _ = self.changed.wake.notified() => {
                     for id in self.changed.take() {
                         self.drain(&id).await;
@@ -262,6 +278,9 @@ impl Service {
             return; // Not in a watched repo: never recorded, never reported.
         }
         let id = input.session_id.clone();
+        if let Some(pid) = input.claude_pid {
+            self.watch_process(&id, pid);
+        }
         self.drain(&id).await;
         match event.as_str() {
             "UserPromptSubmit" => {
@@ -324,7 +343,14 @@ impl Service {
             Some(cursor) if cursor.transcript == transcript => cursor,
             _ => Cursor { transcript, repo, ..Cursor::default() },
         };
-        let session = Session { id: input.session_id.clone(), cursor, turn: None, last_tool: None, watch: None };
+        let session = Session {
+            id: input.session_id.clone(),
+            cursor,
+            turn: None,
+            last_tool: None,
+            watch: None,
+            watching_pid: false,
+        };
         self.sessions.insert(input.session_id.clone(), session);
         true
     }
@@ -572,6 +598,49 @@ impl Service {
         turn.rec.finish(status).await;
     }
 
+    /// Starts watching the session's Claude Code process (once per process).
+    fn watch_process(&mut self, id: &str, pid: u32) {
+        let Some(session) = self.sessions.get_mut(id) else { return };
+        if session.cursor.pid == Some(pid) && session.watching_pid {
+            return;
+        }
+        session.cursor.pid = Some(pid);
+        session.watching_pid = true;
+        let (tx, stop, id) = (self.gone.0.clone(), self.stop.clone(), id.to_string());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = process_exit(pid) => { let _ = tx.send((id, pid)).await; }
+            }
+        });
+    }
+
+    /// The session's Claude Code process is gone. A turn it had ended (`Stop` came) completes;
+    /// a turn cut short (the process was killed, the terminal closed) ends `interrupted`.
+    async fn process_gone(&mut self, id: &str, pid: u32) {
+        if self.sessions.get(id).is_none_or(|s| s.cursor.pid != Some(pid)) {
+            return;
+        }
+        self.drain(id).await;
+        let cut_short = self
+            .sessions
+            .get(id)
+            .and_then(|s| s.turn.as_ref().map(|t| t.stopping.is_none() && !s.cursor.turn.ended))
+            .unwrap_or(false);
+        if cut_short {
+            if let Some(turn) = self.sessions.get_mut(id).and_then(|s| s.turn.as_mut()) {
+                let error = format!("the Claude Code process ({pid}) exited before its turn ended");
+                turn.rec.task.error = Some(error.clone());
+                turn.rec.record(vec![TaskEvent::Error { error }]).await;
+            }
+            self.end_turn(id, Some(TaskStatus::Interrupted)).await;
+        } else {
+            self.end_turn(id, None).await;
+        }
+        tracing::info!(session = %id, pid, "the Claude Code process of a terminal session is gone");
+        self.sessions.remove(id);
+    }
+
     /// The turns that were open when the agent stopped: followed again from where their
     /// transcript was read up to; one that ended meanwhile is completed.
     async fn resume_open_turns(&mut self) {
@@ -595,7 +664,9 @@ impl Service {
                 hooks: HashMap::new(),
                 stopping: None,
             };
-            let session = Session { id: id.clone(), cursor, turn: Some(turn), last_tool: None, watch: None };
+            let pid = cursor.pid;
+            let session =
+                Session { id: id.clone(), cursor, turn: Some(turn), last_tool: None, watch: None, watching_pid: false };
             tracing::info!(session = %session.id, task = %task_id, "following a terminal session again");
             self.sessions.insert(id.clone(), session);
             self.watch(&id);
@@ -603,6 +674,10 @@ impl Service {
             // Its `Stop` may have fired while no agent ran: a turn the transcript shows ended is.
             if self.sessions.get(&id).is_some_and(|s| s.cursor.turn.ended) {
                 self.end_turn(&id, None).await;
+            }
+            // Its process may have died meanwhile, or may die later.
+            if let Some(pid) = pid {
+                self.watch_process(&id, pid);
             }
         }
     }
@@ -657,5 +732,26 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Returns when process `pid` has exited (gone, or a zombie nobody reaped yet). Checked once a
+/// second: a liveness check, not a way of reading what the session does (the transcript is
+/// followed with notify).
+async fn process_exit(pid: u32) {
+    loop {
+        #[allow(unsafe_code)]
+        // SAFETY: kill with signal 0 sends nothing and only checks that the process exists;
+        // it has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        let gone = rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rfind(')').map(|i| stat[i + 1..].trim_start().starts_with('Z')))
+            .unwrap_or(false);
+        if gone || zombie {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }

@@ -461,3 +461,48 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+// A session killed mid-turn (the terminal closed, `kill -9`) says no `Stop` or `SessionEnd`:
+// its task still ends, `interrupted`, once its Claude Code process is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_killed_mid_turn_ends_its_task_interrupted() {
+    let s = Setup::new().await;
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["Waiting."], "toolu_01", "while true; do sleep 0.05; done", 20),
+        text_turn("msg_2", 150, &["Never said."], 5),
+    ])
+    .await;
+    let _agent = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    let home = claude_home(s.agent_data.path());
+    let mut cmd = tokio::process::Command::new(claude_bin());
+    cmd.args(["-p", "wait forever", "--model", MODEL, "--allowedTools", "Bash"])
+        .current_dir(s.repo.path())
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", &api.url)
+        .env("ANTHROPIC_API_KEY", "test")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut run = cmd.spawn().unwrap();
+    let task = wait_external(&s, "the task runs", |_| true).await;
+    wait_event(&s, &task.id, "the tool started", |e| matches!(e, TaskEvent::ToolStart { .. })).await;
+
+    // A cockpit cannot stop it: it belongs to its terminal.
+    let (status, body) =
+        s.relay.api(reqwest::Method::POST, &format!("/api/cockpit/tasks/{}/cancel", task.id), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_cancellable")), "{body}");
+
+    // As a closed terminal does: the whole group goes at once, no hook runs.
+    let pgid = run.id().unwrap() as i32;
+    std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().unwrap();
+    let _ = run.wait().await;
+    let ended = s.relay.wait_task(&task.id, "the task ends", |t| t.status.is_terminal()).await;
+    assert_eq!(ended.status, TaskStatus::Interrupted, "{ended:?}");
+    assert!(ended.error.as_deref().is_some_and(|e| e.contains("exited before its turn ended")), "{ended:?}");
+    let events = rest_transcript(&s.relay, &task.id).await;
+    assert!(matches!(events.last().map(|e| &e.event), Some(TaskEvent::Status { status: TaskStatus::Interrupted, .. })));
+}

@@ -258,9 +258,10 @@ pub fn desktop_settings() -> Html {
                 <div class="switch">
                     <input type="checkbox" id="set-claude-hooks" role="switch" checked={h.installed} onchange={on_hooks} />
                     <label for="set-claude-hooks" title={format!("Adds Flightdeck's hooks to {}", h.settings_path)}>
-                        { "Show Claude sessions started in a terminal" }
+                        { "Show terminal sessions" }
                     </label>
                 </div>
+                <p class="muted hint">{ "Claude Code sessions you start in a terminal, in a watched repo, appear here and on the HUD." }</p>
             }
         </section>
     }
