@@ -329,7 +329,7 @@ impl Link {
                 // no longer pending there is not sent again; the transcript says what happened.
                 tracing::info!(%message, ?task_id, ?request_id, "the agent reported an error");
                 if let (Some(task_id), Some(request_id)) = (task_id, request_id) {
-                    self.state.db(move |db, _| Ok(db.delete_pending_decision(&user, &task_id, &request_id)?)).await?;
+                    self.state.store().delete_pending_decision(&user, &task_id, &request_id).await?;
                 }
             }
             AgentMessage::Pong { .. } => {
@@ -402,8 +402,7 @@ impl Link {
 
     /// A task id that belongs to another user is refused (ids are global).
     async fn owned_elsewhere(&self, task_id: &str) -> Result<Option<Detail>, AppError> {
-        let id = task_id.to_string();
-        let owner = self.state.db(move |db, _| Ok(db.task_user(&id)?)).await?;
+        let owner = self.state.store().task_user(task_id).await?;
         Ok(owner.filter(|u| *u != self.principal.user).map(|_| Detail::new("$.task.id", "task id already in use")))
     }
 

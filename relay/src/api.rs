@@ -111,20 +111,13 @@ pub async fn login(
     }
     let request: LoginRequest = parse_body(&body)?;
     let ttl = state.session_ttl();
-    let found = state
-        .db(move |db, _| {
-            let Some(principal) = db.principal_by_key(&request.token)? else { return Ok(None) };
-            if principal.scope == KeyScope::Agent {
-                return Ok(Some((principal, None)));
-            }
-            let session = db.create_session(&principal.key_id, ttl)?;
-            Ok(Some((principal, Some(session))))
-        })
-        .await?;
-    let Some((principal, session)) = found else { return Err(AppError::InvalidKey) };
-    let Some(session) = session else {
-        return Err(AppError::Forbidden("agent keys cannot log in".into()));
+    let Some(principal) = state.store().principal_by_key(&request.token).await? else {
+        return Err(AppError::InvalidKey);
     };
+    if principal.scope == KeyScope::Agent {
+        return Err(AppError::Forbidden("agent keys cannot log in".into()));
+    }
+    let session = state.store().create_session(&principal.key_id, ttl).await?;
     let secure = if state.is_https(&headers) { "; Secure" } else { "" };
     let cookie =
         format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", ttl.as_secs());
@@ -137,7 +130,7 @@ pub async fn login(
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     if let Some(session) = session_cookie(&headers) {
-        state.db(move |db, _| Ok(db.delete_session(&session)?)).await?;
+        state.store().delete_session(&session).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -150,7 +143,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 
 pub async fn agents(State(state): State<AppState>, auth: Auth) -> Result<Json<AgentsResponse>, AppError> {
     let user = auth.owner()?.user.clone();
-    let agents = state.db(move |db, _| Ok(db.agents(&user)?)).await?;
+    let agents = state.store().agents(&user).await?;
     Ok(Json(AgentsResponse { count: agents.len(), agents }))
 }
 
@@ -173,7 +166,7 @@ pub async fn list_tasks(
     };
     let limit = limit_param(&q)?;
     let offset = u64_param(&q, "offset")?;
-    let (tasks, total) = state.db(move |db, _| Ok(db.list_tasks(&user, &filter, limit, offset)?)).await?;
+    let (tasks, total) = state.store().list_tasks(&user, &filter, limit, offset).await?;
     Ok(Json(TaskListResponse { tasks, total, limit, offset }))
 }
 
@@ -203,7 +196,7 @@ pub async fn get_task(
 ) -> Result<Json<TaskResponse>, AppError> {
     let user = auth.owner()?.user.clone();
     task_id_param(&id)?;
-    let task = state.db(move |db, _| Ok(db.task(&user, &id)?)).await?;
+    let task = state.store().task(&user, &id).await?;
     Ok(Json(TaskResponse { task: task.ok_or_else(AppError::not_found)? }))
 }
 
@@ -217,14 +210,10 @@ pub async fn task_events(
     task_id_param(&id)?;
     let after = u64_param(&q, "after")?;
     let limit = limit_param(&q)?;
-    let events = state
-        .db(move |db, _| {
-            if db.task(&user, &id)?.is_none() {
-                return Err(AppError::not_found());
-            }
-            Ok(db.events(&id, after, limit)?)
-        })
-        .await?;
+    if state.store().task(&user, &id).await?.is_none() {
+        return Err(AppError::not_found());
+    }
+    let events = state.store().events(&id, after, limit).await?;
     let next_after = events.last().map_or(after, |e| e.seq);
     Ok(Json(EventsResponse { events, next_after }))
 }
@@ -289,8 +278,7 @@ pub async fn repos(
     };
     let limit = limit_param(&q)?;
     let offset = u64_param(&q, "offset")?;
-    let (repos, total) =
-        state.db(move |db, _| Ok(db.repos_page(&user, status.as_deref(), agent.as_deref(), limit, offset)?)).await?;
+    let (repos, total) = state.store().repos_page(&user, status.as_deref(), agent.as_deref(), limit, offset).await?;
     Ok(Json(ReposResponse { repos, total, limit, offset }))
 }
 
@@ -309,8 +297,7 @@ pub async fn alerts(
     };
     let limit = limit_param(&q)?;
     let offset = u64_param(&q, "offset")?;
-    let (alerts, total) =
-        state.db(move |db, _| Ok(db.list_alerts(&user, severity.as_deref(), acknowledged, limit, offset)?)).await?;
+    let (alerts, total) = state.store().list_alerts(&user, severity.as_deref(), acknowledged, limit, offset).await?;
     Ok(Json(AlertsResponse { alerts, total }))
 }
 
@@ -346,7 +333,7 @@ fn secret_box(state: &AppState) -> Result<&secrets::SecretBox, AppError> {
 /// `GET /api/cockpit/secrets`: names only.
 pub async fn list_secrets(State(state): State<AppState>, auth: Auth) -> Result<Json<SecretsResponse>, AppError> {
     let user = auth.owner()?.user.clone();
-    let names = state.db(move |db, _| Ok(db.secret_names(&user)?)).await?;
+    let names = state.store().secret_names(&user).await?;
     Ok(Json(SecretsResponse {
         secrets: names.into_iter().map(|(name, updated_at)| SecretInfo { name, updated_at }).collect(),
     }))
@@ -393,7 +380,7 @@ pub async fn delete_secret(
     let user = auth.owner()?.user.clone();
     state.check_same_origin(&auth, &headers)?;
     secrets::validate_name(&name).map_err(|p| AppError::field("$.name", p))?;
-    let found = state.db(move |db, _| Ok(db.delete_secret(&user, &name)?)).await?;
+    let found = state.store().delete_secret(&user, &name).await?;
     if !found {
         return Err(AppError::not_found());
     }

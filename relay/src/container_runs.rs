@@ -74,7 +74,7 @@ async fn supervise(state: AppState, runner: Arc<Runner>) {
     loop {
         // Start as many queued runs as there are free slots.
         while runner.running() < runner.settings.max_running {
-            let claimed = state.db(|db, _| Ok(db.claim_next_run()?)).await;
+            let claimed = state.store().claim_next_run().await;
             let run = match claimed {
                 Ok(Some(run)) => run,
                 Ok(None) => break,

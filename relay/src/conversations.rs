@@ -161,7 +161,7 @@ pub async fn conversation(
 ) -> Result<Json<ConversationResponse>, AppError> {
     let user = auth.owner()?.user.clone();
     task_id_param(&id)?;
-    let tasks = state.db(move |db, _| Ok(db.conversation(&user, &id)?)).await?;
+    let tasks = state.store().conversation(&user, &id).await?;
     if tasks.is_empty() {
         return Err(AppError::not_found());
     }

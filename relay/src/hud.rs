@@ -63,16 +63,12 @@ struct HudFacts {
 }
 
 async fn facts(state: &AppState, user: &str, repo: &str) -> Result<HudFacts, AppError> {
-    let (user, repo) = (user.to_string(), repo.to_string());
-    state
-        .db(move |db, _| {
-            Ok(HudFacts {
-                settings: db.hud_settings(&user, &repo)?,
-                task: db.hud_task(&user, &repo)?,
-                agent_online: db.repo_agent_online(&user, &repo)?.is_some(),
-            })
-        })
-        .await
+    let store = state.store();
+    Ok(HudFacts {
+        settings: store.hud_settings(user, repo).await?,
+        task: store.hud_task(user, repo).await?,
+        agent_online: store.repo_agent_online(user, repo).await?.is_some(),
+    })
 }
 
 pub async fn hud_page(
@@ -193,11 +189,10 @@ pub async fn dashboard_page(
     if names::validate_user(&user).is_err() {
         return with_frame_ancestors(AppError::not_found().into_response(), deny);
     }
-    let name = user.clone();
-    match state.db(move |db, _| Ok(db.user_exists(&name)?)).await {
+    match state.store().user_exists(&user).await {
         Ok(true) => {}
         Ok(false) => return with_frame_ancestors(AppError::not_found().into_response(), deny),
-        Err(e) => return with_frame_ancestors(e.into_response(), deny),
+        Err(e) => return with_frame_ancestors(AppError::from(e).into_response(), deny),
     }
     let context =
         DashboardContext { is_owner: auth.is_owner_of(&user), username: user, ws_url: state.realtime_url(&headers) };
@@ -331,10 +326,9 @@ pub async fn session(
         return Err(AppError::not_found());
     }
     let owner = auth.is_owner_of(&user);
-    let runner_available = owner && state.runner().is_some() && {
-        let (u, r) = (user.clone(), repo.clone());
-        state.db(move |db, _| Ok(db.repo(&u, &r)?.is_some_and(|(s, _)| s.remote_url.is_some()))).await?
-    };
+    let runner_available = owner
+        && state.runner().is_some()
+        && state.store().repo(&user, &repo).await?.is_some_and(|(s, _)| s.remote_url.is_some());
     let reason = if !owner {
         Some("only the owner can start a task".to_string())
     } else if !facts.agent_online && !runner_available {
@@ -393,7 +387,7 @@ pub async fn get_settings(
     if !auth.can_view_private(&user) {
         return Err(AppError::forbidden());
     }
-    Ok(Json(state.db(move |db, _| Ok(db.hud_settings(&user, &repo)?)).await?))
+    Ok(Json(state.store().hud_settings(&user, &repo).await?))
 }
 
 /// Changes a HUD's settings. Turning a HUD private drops its anonymous and foreign viewers

@@ -1,8 +1,10 @@
 //! flightdeck-relay: the self-hostable relay between local agents and HUD viewers.
 //!
 //! - [`config`]: layered settings (defaults, TOML, `FLIGHTDECK_RELAY_*`).
+//! - [`store`]: the async [`store::Store`] boundary of the relay's persistent state, and its
+//!   SQLite implementation ([`store::SqliteStore`]).
 //! - [`db`]: the SQLite database (users, keys, sessions, cached agent data, HUD settings,
-//!   pending decisions).
+//!   pending decisions), blocking, used only through `store`.
 //! - [`state`]: shared state, request authentication, rate limits.
 //! - [`domain`]: what the relay does (tasks, publishing, views, messages from other nodes),
 //!   between the transports and `db`/`hub`/`broker`.
@@ -48,6 +50,7 @@ pub mod runner;
 pub mod secrets;
 pub mod socket;
 pub mod state;
+pub mod store;
 
 use std::future::Future;
 use std::time::Duration;
@@ -59,6 +62,7 @@ use tokio::net::TcpListener;
 pub use config::Settings;
 pub use db::Db;
 pub use state::AppState;
+pub use store::{SqliteStore, Store};
 
 /// How long shutdown waits for sockets to send their close frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -126,15 +130,11 @@ pub async fn run(
     let data_dir = settings.data_dir.clone();
     // With a broker, other nodes share the database and their agents are still online.
     let alone = settings.broker.is_none();
-    let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
-        let db = Db::open_in(&data_dir)?;
-        if alone {
-            db.mark_all_agents_offline()?;
-        }
-        Ok(db)
-    })
-    .await??;
-    serve(listener, AppState::new(settings, db), shutdown).await
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open_in(&data_dir)).await??;
+    if alone {
+        store.mark_all_agents_offline().await?;
+    }
+    serve(listener, AppState::new(settings, store), shutdown).await
 }
 
 /// Serves an already built state (see [`run`]).
@@ -188,7 +188,7 @@ pub async fn serve(
     if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }
-    state.db(|db, _| Ok(db.checkpoint()?)).await?;
+    state.store().flush().await?;
     Ok(())
 }
 
@@ -208,7 +208,7 @@ async fn start_runner(
         .await?
         .map_err(anyhow::Error::msg)?;
     state.set_secrets(secrets);
-    let instance = state.db(|db, _| Ok(db.instance_id()?)).await?;
+    let instance = state.store().instance_id().await?;
     let relay_url = settings
         .relay_url
         .clone()
@@ -233,15 +233,14 @@ async fn watch_revocations(state: AppState) {
             _ = state.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let result = state
-            .db(move |db, _| {
-                let generation = db.key_generation()?;
-                if Some(generation) == seen {
-                    return Ok((generation, Vec::new()));
-                }
-                Ok((generation, db.revoked_key_ids()?))
-            })
-            .await;
+        let result = async {
+            let generation = state.store().key_generation().await?;
+            if Some(generation) == seen {
+                return Ok::<_, store::StoreError>((generation, Vec::new()));
+            }
+            Ok((generation, state.store().revoked_key_ids().await?))
+        }
+        .await;
         match result {
             Ok((generation, revoked)) => {
                 seen = Some(generation);

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::names;
-use flightdeck_relay::{Db, Settings};
+use flightdeck_relay::{Settings, SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(name = "flightdeck-relay", version, about = "The Flightdeck relay")]
@@ -100,28 +100,43 @@ fn main() -> anyhow::Result<()> {
             }
             serve(settings)
         }
-        Command::User { command: UserCommand::Add { name } } => {
-            names::validate_user(&name).map_err(|e| anyhow::anyhow!("invalid user name {name:?}: {e}"))?;
-            Db::open_in(&settings.data_dir)?.add_user(&name)?;
-            eprintln!("user {name} added");
-            Ok(())
-        }
-        Command::Key { command } => key_command(&settings, command),
+        Command::User { command } => admin(&settings, Admin::User(command)),
+        Command::Key { command } => admin(&settings, Admin::Key(command)),
     }
 }
 
-fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
-    let mut db = Db::open_in(&settings.data_dir)?;
+enum Admin {
+    User(UserCommand),
+    Key(KeyCommand),
+}
+
+/// The admin commands, through the same [`Store`] as the server (while it runs, too).
+#[tokio::main(flavor = "current_thread")]
+async fn admin(settings: &Settings, command: Admin) -> anyhow::Result<()> {
+    let data_dir = settings.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open_in(&data_dir)).await??;
+    match command {
+        Admin::User(UserCommand::Add { name }) => {
+            names::validate_user(&name).map_err(|e| anyhow::anyhow!("invalid user name {name:?}: {e}"))?;
+            store.add_user(&name).await?;
+            eprintln!("user {name} added");
+            Ok(())
+        }
+        Admin::Key(command) => key_command(&store, command).await,
+    }
+}
+
+async fn key_command(store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
     match command {
         KeyCommand::Create { user, scope } => {
             let scope = KeyScope::parse(&scope).context("scope must be agent, owner or viewer")?;
-            let key = db.create_key(&user, scope)?;
+            let key = store.create_key(&user, scope).await?;
             eprintln!("key {} created for {user} ({}); it will not be shown again", key.id, scope.as_str());
             println!("{}", key.secret);
         }
         KeyCommand::List => {
             println!("{:<14} {:<16} {:<7} {:<14} {:<26} REVOKED", "ID", "USER", "SCOPE", "PREFIX", "CREATED");
-            for k in db.list_keys()? {
+            for k in store.list_keys().await? {
                 println!(
                     "{:<14} {:<16} {:<7} {:<14} {:<26} {}",
                     k.id,
@@ -134,7 +149,7 @@ fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
             }
         }
         KeyCommand::Revoke { id } => {
-            if !db.revoke_key(&id)? {
+            if !store.revoke_key(&id).await? {
                 anyhow::bail!("no live key with id {id:?} (see `flightdeck-relay key list`)");
             }
             eprintln!("key {id} revoked");

@@ -18,6 +18,7 @@ use crate::db::{Db, Principal};
 use crate::error::AppError;
 use crate::hub::{AgentRegistry, Connections, Hub};
 use crate::metrics::Metrics;
+use crate::store::{SqliteStore, Store};
 
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
@@ -29,8 +30,8 @@ pub struct Inner {
     pub settings: Settings,
     /// This process among the nodes sharing a broker; random per start.
     pub node_id: String,
-    // A std Mutex used only from the blocking pool (see `AppState::db`).
-    db: Mutex<Db>,
+    /// The database, on its own thread (see `AppState::db` and `AppState::store`).
+    store: SqliteStore,
     pub hub: Hub,
     pub agents: AgentRegistry,
     pub conns: Arc<Connections>,
@@ -55,7 +56,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, db: Db) -> AppState {
+    pub fn new(settings: Settings, store: SqliteStore) -> AppState {
         let metrics = Arc::new(Metrics::default());
         let ws_limiter = RateLimiter::new(settings.ws_connections_per_minute);
         let login_limiter = RateLimiter::new(settings.logins_per_minute);
@@ -67,7 +68,7 @@ impl AppState {
                     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
                     hex::encode(bytes)
                 },
-                db: Mutex::new(db),
+                store,
                 hub: Hub::new(metrics.clone()),
                 agents: AgentRegistry::default(),
                 conns: Arc::new(Connections::default()),
@@ -100,20 +101,21 @@ impl AppState {
         let _ = self.inner.secrets.set(secrets);
     }
 
-    /// Runs `f` with the database on the blocking pool. Publishing from inside `f` is what
-    /// keeps snapshots and events in order (see [`crate::hub`]).
+    /// The relay's persistent state.
+    pub fn store(&self) -> &dyn Store {
+        &self.inner.store
+    }
+
+    /// Runs `f` with the database on the database thread. Publishing from inside `f` is what
+    /// keeps snapshots and events in order (see [`crate::hub`]) until the call sites move to
+    /// [`AppState::store`] and order by versions and seqs (relay/NEXT.md, plan A.3 and B).
     pub async fn db<R, F>(&self, f: F) -> Result<R, AppError>
     where
         F: FnOnce(&mut Db, &AppState) -> Result<R, AppError> + Send + 'static,
         R: Send + 'static,
     {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut db = state.inner.db.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut db, &state)
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("database task failed: {e}")))?
+        self.inner.store.run(move |db| f(db, &state)).await?
     }
 
     // ----- request helpers -------------------------------------------------------------------
@@ -218,14 +220,14 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(|v| v.trim().to_string());
         if let Some(secret) = bearer.or_else(|| query_token(parts)) {
-            let principal = state.db(move |db, _| Ok(db.principal_by_key(&secret)?)).await?;
+            let principal = state.store().principal_by_key(&secret).await?;
             return match principal {
                 Some(p) => Ok(Auth { principal: Some(p), via_cookie: false }),
                 None => Err(AppError::InvalidKey),
             };
         }
         if let Some(session) = cookie_value(&parts.headers, SESSION_COOKIE).map(str::to_string) {
-            let principal = state.db(move |db, _| Ok(db.principal_by_session(&session)?)).await?;
+            let principal = state.store().principal_by_session(&session).await?;
             return Ok(Auth { via_cookie: principal.is_some(), principal });
         }
         Ok(Auth::default())

@@ -3,10 +3,11 @@
 //!
 //! Conversations and pending decisions (SPEC 8) are in `db/conversations.rs`.
 //!
-//! Every function here is blocking. The server calls them through [`crate::state::AppState::db`],
-//! which runs them on the blocking pool under one lock, never on the async executor threads.
-//! Holding that one lock while publishing is also what orders snapshots and events (see
-//! [`crate::hub`]).
+//! Every function here is blocking. The server reaches them through
+//! [`crate::store::SqliteStore`], which owns the one `Db` of a process on a dedicated thread
+//! (never the async executor threads): through the [`crate::store::Store`] trait, or with a
+//! closure in [`crate::state::AppState::db`]. Running every such closure, and the publishing
+//! inside it, on that one thread is still what orders snapshots and events (see [`crate::hub`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,7 +25,7 @@ mod conversations;
 mod runs;
 
 pub use conversations::PendingDecision;
-pub use runs::{Run, RunState};
+pub use runs::{Run, RunState, SealedSecret};
 
 /// A database failure. `Busy` is retryable: another process (an admin command) holds the lock.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +40,23 @@ pub enum StoreError {
     NoUser(String),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    /// A failure of a database server (PostgreSQL), as its driver described it.
+    #[error("database error: {message}")]
+    Server { message: String, retryable: bool },
+    /// The store was shut down (or its thread died) while a call waited.
+    #[error("the database is closed")]
+    Closed,
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::DatabaseBusy || e.code == rusqlite::ErrorCode::DatabaseLocked)
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DatabaseBusy || e.code == rusqlite::ErrorCode::DatabaseLocked
+            }
+            StoreError::Server { retryable, .. } => *retryable,
+            _ => false,
+        }
     }
 }
 
@@ -226,7 +238,7 @@ INSERT INTO meta (name, value) VALUES ('instance', abs(random()) % 1000000000000
 "#,
 ];
 
-/// The database handle. Not `Sync`: the server keeps it behind one mutex.
+/// The database handle. Not `Sync`: the server keeps it on one thread (see `store::sqlite`).
 pub struct Db {
     conn: Connection,
 }
@@ -668,6 +680,24 @@ impl Db {
             .prepare_cached("INSERT OR REPLACE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)")?
             .execute(params![task_id, prev + 1, serde_json::to_string(event)?])?;
         Ok(true)
+    }
+
+    /// [`Db::append_event`] for each event in one transaction; a stored `permission_decision`
+    /// ends the pending decision of its request. Says per event whether it was stored.
+    pub fn append_events(&self, user: &str, events: &[(String, u64, TaskEvent)]) -> Result<Vec<bool>> {
+        self.transaction(|db| {
+            let mut stored = Vec::with_capacity(events.len());
+            for (task_id, seq, event) in events {
+                let appended = db.append_event(task_id, *seq, event)?;
+                if appended {
+                    if let TaskEvent::PermissionDecision { request_id, .. } = event {
+                        db.delete_pending_decision(user, task_id, request_id)?;
+                    }
+                }
+                stored.push(appended);
+            }
+            Ok(stored)
+        })
     }
 
     /// The repo of one of `user`'s tasks and the last contiguous seq held for it.
