@@ -104,17 +104,17 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     hex::encode(buf)
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn ms(t: &Timestamp) -> i64 {
+pub(crate) fn ms(t: &Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
@@ -888,7 +888,7 @@ fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
     })
 }
 
-fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {
+pub(crate) fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {
     let mut info: AgentInfo = serde_json::from_str(json)?;
     if !online {
         info.status = AgentState::Offline;
@@ -898,7 +898,7 @@ fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {
 
 /// A stored task; `conversationId` is always set when it leaves the relay (SPEC 8), also for a
 /// task recorded before conversations existed.
-fn task_from(json: &str, contig_seq: i64) -> Result<Task> {
+pub(crate) fn task_from(json: &str, contig_seq: i64) -> Result<Task> {
     let mut task: Task = serde_json::from_str(json)?;
     task.last_seq = contig_seq as u64;
     if task.conversation_id.is_empty() {

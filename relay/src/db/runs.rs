@@ -22,7 +22,7 @@ pub enum RunState {
 }
 
 impl RunState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunState::Queued => "queued",
             RunState::Starting => "starting",
@@ -31,7 +31,7 @@ impl RunState {
         }
     }
 
-    fn parse(s: &str) -> RunState {
+    pub(crate) fn parse(s: &str) -> RunState {
         match s {
             "queued" => RunState::Queued,
             "starting" => RunState::Starting,

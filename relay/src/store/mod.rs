@@ -3,6 +3,7 @@
 //!
 //! - [`sqlite`]: [`SqliteStore`], the embedded default for one node: [`crate::db::Db`] on a
 //!   dedicated thread.
+//! - [`postgres`]: [`PostgresStore`], shared by relay nodes on many hosts (SPEC 11).
 //!
 //! Multi-statement operations are single methods (`revoke_key`, `create_task_key`,
 //! `append_events`, `claim_next_run`), so every backend can make each one transaction.
@@ -22,8 +23,10 @@ pub use crate::db::{
     CreatedKey, KeyRow, PendingDecision, Principal, Run, RunState, SealedSecret, StoreError, TaskFilter,
 };
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -33,7 +36,7 @@ pub type NumberedEvent = (String, u64, TaskEvent);
 
 /// Everything the relay keeps. Every method is one transaction.
 ///
-/// Implementations: [`SqliteStore`]. The conformance tests in `relay/tests/it/store.rs` run the
+/// Implementations: [`SqliteStore`], [`PostgresStore`]. The conformance tests in `relay/tests/it/store.rs` run the
 /// same cases against each.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -8,6 +8,8 @@ mod conversations;
 mod dashboard;
 mod frames;
 mod http;
+mod postgres;
 mod realtime;
 mod runs;
+mod store;
 mod support;
