@@ -403,3 +403,18 @@ impl Store for SqliteStore {
         self.call(|db| db.checkpoint()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_that_panics_answers_closed_and_the_next_jobs_still_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in(dir.path()).unwrap();
+        let panicked = store.run(|_| panic!("a failing job")).await;
+        assert!(matches!(panicked, Err::<(), _>(StoreError::Closed)));
+        store.add_user("alice").await.unwrap();
+        assert!(store.user_exists("alice").await.unwrap());
+    }
+}
