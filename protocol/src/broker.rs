@@ -11,8 +11,16 @@ use serde::{Deserialize, Serialize};
 #[schemars(deny_unknown_fields)]
 pub enum BrokerMessage {
     /// An encoded `event` frame of `topic` (as a viewer names it) of `user`, for the viewers of
-    /// other nodes.
-    Event { node: String, user: String, topic: String, frame: String },
+    /// other nodes; `position` places it in its data (a transcript event: its task and seq) so a
+    /// viewer whose snapshot already held it drops it.
+    Event {
+        node: String,
+        user: String,
+        topic: String,
+        frame: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position: Option<BrokerPosition>,
+    },
     /// An encoded relay-to-agent frame for an agent connected to another node. `taskId` is set for
     /// `task` messages, which one connection gets once.
     ToAgent {
@@ -31,6 +39,14 @@ pub enum BrokerMessage {
     /// closes its viewers and agents with 1012, so they reconnect and read fresh state from the
     /// shared database, where everything was stored before it was published.
     Resync { node: String },
+}
+
+/// Where an event stands in its data: `at` in `stream` (`task/<id>` and the event's seq).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct BrokerPosition {
+    pub stream: String,
+    pub at: u64,
 }
 
 impl BrokerMessage {
@@ -68,5 +84,15 @@ mod tests {
         };
         assert_eq!(BrokerMessage::parse(&m.to_json()).unwrap(), m);
         assert!(m.to_json().contains(r#""type":"to-agent""#));
+        let event = BrokerMessage::Event {
+            node: "n1".into(),
+            user: "alice".into(),
+            topic: "task:t1".into(),
+            frame: "{}".into(),
+            position: Some(BrokerPosition { stream: "task/t1".into(), at: 7 }),
+        };
+        assert_eq!(BrokerMessage::parse(&event.to_json()).unwrap(), event);
+        let without = r#"{"type":"event","node":"n1","user":"alice","topic":"tasks","frame":"{}"}"#;
+        assert!(matches!(BrokerMessage::parse(without).unwrap(), BrokerMessage::Event { position: None, .. }));
     }
 }

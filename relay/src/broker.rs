@@ -6,9 +6,9 @@
 //! connected to another node travels the same way; an agent connecting to one node closes its
 //! old socket on another (4000).
 //!
-//! Across nodes, delivery around a subscribe is at-least-once rather than exactly-once (the
-//! snapshot and a remote event are not taken under one lock); clients already key task events
-//! by `(taskId, seq)`.
+//! Across nodes, a transcript event carries its position (task and seq), so a viewer whose
+//! snapshot already held it drops it (see [`crate::hub`]). Latest-state events carry none yet:
+//! around a subscribe they are delivered at least once (relay/NEXT.md, versions).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,15 +4,23 @@
 //! [`Frame`] (reference-counted bytes) and hands a clone to every subscriber's bounded queue
 //! with `try_send`: a full queue closes that viewer with 4001 and never delays the others.
 //!
-//! Ordering: every publish happens while the database lock is held (see `AppState::db`), and a
-//! subscribe takes its snapshot and registers under that same lock. So each event is either in
-//! the snapshot or delivered after it, never both and never neither.
+//! Ordering comes from the data, not from a lock. A payload may carry a [`Position`] (today: a
+//! transcript event, `task/<id>` at its seq). A viewer subscribes in three steps:
+//! [`Hub::subscribe_pending`] registers it, buffering what is published; the caller then reads
+//! the snapshot from the store; [`Hub::activate`] queues the snapshot, then the buffered
+//! frames that the snapshot's [`Cover`] does not already hold. Since every change is stored
+//! before it is published, a change is either in the snapshot (read after the registration)
+//! or published after the registration, so it is never lost; and a position at or below what
+//! the viewer has is dropped, so it is never doubled. Payloads without a position (latest-state
+//! entities: agents, repos, tasks, alerts, HUD settings) are still ordered by publishing them
+//! on the database thread and taking their snapshots there too (see `AppState::db`), until
+//! they carry versions (relay/NEXT.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use flightdeck_protocol::broker::BrokerMessage;
+use flightdeck_protocol::broker::{BrokerMessage, BrokerPosition};
 use flightdeck_protocol::realtime::encode_event;
 use flightdeck_protocol::Topic;
 use serde::Serialize;
@@ -36,6 +44,36 @@ impl TopicKey {
     }
 }
 
+/// Where a published payload stands in the data it comes from: `at` in `stream` (for a
+/// transcript event, `task/<id>` and its seq). See the module header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub stream: String,
+    pub at: u64,
+}
+
+impl Position {
+    /// An event of a task's transcript.
+    pub fn transcript(task_id: &str, seq: u64) -> Position {
+        Position { stream: transcript_stream(task_id), at: seq }
+    }
+}
+
+fn transcript_stream(task_id: &str) -> String {
+    format!("task/{task_id}")
+}
+
+/// What a snapshot already holds: per stream, its last position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cover(HashMap<String, u64>);
+
+impl Cover {
+    /// A snapshot holding a task's transcript up to `last_seq`.
+    pub fn transcript(task_id: &str, last_seq: u64) -> Cover {
+        Cover(HashMap::from([(transcript_stream(task_id), last_seq)]))
+    }
+}
+
 /// One viewer's subscription to one topic.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
@@ -45,9 +83,20 @@ pub struct Subscriber {
     pub closer: Arc<Closer>,
     /// The owner or a viewer of the topic's user: still allowed when a HUD turns private.
     pub privileged: bool,
+    /// Per stream, the last position this viewer has (from its snapshot or an event).
+    seen: HashMap<String, u64>,
+    /// While the snapshot is being read: what was published meanwhile, at most `pending_limit`.
+    pending: Option<Vec<(Frame, Option<Position>)>>,
+    pending_limit: usize,
 }
 
 impl Subscriber {
+    /// A subscriber whose frames go to `tx`; `pending_limit` bounds what is held for it while
+    /// its snapshot is read (over it, it is closed as too slow, like a full queue).
+    pub fn new(viewer_id: u64, tx: QueueTx, closer: Arc<Closer>, privileged: bool, pending_limit: usize) -> Subscriber {
+        Subscriber { viewer_id, tx, closer, privileged, seen: HashMap::new(), pending: None, pending_limit }
+    }
+
     /// Queues a frame; false when this subscriber is gone or was closed for being too slow.
     pub fn offer(&self, frame: Frame, metrics: &Metrics) -> bool {
         match self.tx.try_send(frame) {
@@ -59,6 +108,29 @@ impl Subscriber {
             }
             Err(QueueError::Closed) => false,
         }
+    }
+
+    /// Takes a published frame: dropped when this viewer already has its position, held while
+    /// the snapshot is read, queued otherwise. False when the subscriber must go.
+    fn accept(&mut self, frame: Frame, position: Option<Position>, metrics: &Metrics) -> bool {
+        if let Some(p) = &position {
+            if self.seen.get(&p.stream).is_some_and(|&at| p.at <= at) {
+                return true;
+            }
+        }
+        if let Some(pending) = &mut self.pending {
+            if pending.len() >= self.pending_limit {
+                metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
+                self.closer.close(flightdeck_protocol::close::TOO_SLOW);
+                return false;
+            }
+            pending.push((frame, position));
+            return true;
+        }
+        if let Some(p) = position {
+            self.seen.insert(p.stream, p.at);
+        }
+        self.offer(frame, metrics)
     }
 }
 
@@ -87,12 +159,37 @@ impl Hub {
         self.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds (or replaces) a viewer's subscription to a topic.
-    pub fn subscribe(&self, key: TopicKey, sub: Subscriber) {
+    /// Registers (or replaces) a viewer's subscription to a topic, holding what is published
+    /// for it until [`Hub::activate`] gives it its snapshot.
+    pub fn subscribe_pending(&self, key: TopicKey, mut sub: Subscriber) {
+        sub.pending = Some(Vec::new());
+        sub.seen.clear();
         let mut topics = self.lock();
         let subs = topics.entry(key).or_default();
         subs.retain(|s| s.viewer_id != sub.viewer_id);
         subs.push(sub);
+    }
+
+    /// Queues the snapshot of a pending subscription, then what was published since it was
+    /// registered and is not in `cover`; from then on the viewer gets events as they come.
+    /// False when the subscription is gone (closed, replaced or unsubscribed meanwhile) or the
+    /// viewer could not take it all.
+    pub fn activate(&self, key: &TopicKey, viewer_id: u64, snapshot: Frame, cover: Cover) -> bool {
+        let mut topics = self.lock();
+        let Some(subs) = topics.get_mut(key) else { return false };
+        let Some(i) = subs.iter().position(|s| s.viewer_id == viewer_id && s.pending.is_some()) else { return false };
+        let sub = &mut subs[i];
+        let held = sub.pending.take().unwrap_or_default();
+        sub.seen = cover.0;
+        let ok = sub.offer(snapshot, &self.metrics)
+            && held.into_iter().all(|(frame, position)| sub.accept(frame, position, &self.metrics));
+        if !ok {
+            subs.remove(i);
+            if subs.is_empty() {
+                topics.remove(key);
+            }
+        }
+        ok
     }
 
     pub fn unsubscribe(&self, key: &TopicKey, viewer_id: u64) {
@@ -120,39 +217,56 @@ impl Hub {
     /// queued back to back, so its writer, woken by the first, finds the rest waiting and
     /// sends them in one write instead of racing the publisher frame by frame.
     pub fn publish_many<P: Serialize>(&self, key: &TopicKey, payloads: &[P]) {
-        if payloads.is_empty() {
-            return;
-        }
+        self.publish_at(key, payloads.iter().map(|p| (p, None)));
+    }
+
+    /// Like [`Hub::publish_many`], each payload with its position in the data (see the module
+    /// header), so that a viewer whose snapshot already held it does not get it twice.
+    pub fn publish_at<'a, P: Serialize + 'a>(
+        &self,
+        key: &TopicKey,
+        payloads: impl IntoIterator<Item = (&'a P, Option<Position>)>,
+    ) {
         let broker = self.broker.get();
         let mut topics = self.lock();
         if broker.is_none() && !topics.contains_key(key) {
             return;
         }
         let topic = key.topic.to_string();
-        let frames: Vec<Frame> = payloads.iter().map(|p| Frame::from(encode_event(&topic, p))).collect();
+        let items: Vec<(Frame, Option<Position>)> =
+            payloads.into_iter().map(|(p, position)| (Frame::from(encode_event(&topic, p)), position)).collect();
+        if items.is_empty() {
+            return;
+        }
         if let Some(broker) = broker {
-            for frame in &frames {
+            for (frame, position) in &items {
                 broker.send(BrokerMessage::Event {
                     node: broker.node().to_string(),
                     user: key.user.clone(),
                     topic: topic.clone(),
                     frame: frame.as_str().to_string(),
+                    position: position.as_ref().map(|p| BrokerPosition { stream: p.stream.clone(), at: p.at }),
                 });
             }
         }
-        Self::fan_out(&mut topics, key, &frames, &self.metrics);
+        Self::fan_out(&mut topics, key, items, &self.metrics);
     }
 
     /// Delivers a frame another node published to this node's subscribers.
-    pub fn deliver(&self, key: &TopicKey, frame: Frame) {
+    pub fn deliver(&self, key: &TopicKey, frame: Frame, position: Option<Position>) {
         let mut topics = self.lock();
-        Self::fan_out(&mut topics, key, std::slice::from_ref(&frame), &self.metrics);
+        Self::fan_out(&mut topics, key, vec![(frame, position)], &self.metrics);
     }
 
-    /// Queues `frames` for each subscriber of `key`; one that is full is dropped (and closed).
-    fn fan_out(topics: &mut HashMap<TopicKey, Vec<Subscriber>>, key: &TopicKey, frames: &[Frame], metrics: &Metrics) {
+    /// Hands `items` to each subscriber of `key`; one that is full is dropped (and closed).
+    fn fan_out(
+        topics: &mut HashMap<TopicKey, Vec<Subscriber>>,
+        key: &TopicKey,
+        items: Vec<(Frame, Option<Position>)>,
+        metrics: &Metrics,
+    ) {
         let Some(subs) = topics.get_mut(key) else { return };
-        subs.retain(|s| frames.iter().all(|frame| s.offer(frame.clone(), metrics)));
+        subs.retain_mut(|s| items.iter().all(|(frame, position)| s.accept(frame.clone(), position.clone(), metrics)));
         if subs.is_empty() {
             topics.remove(key);
         }
@@ -344,7 +458,7 @@ mod tests {
 
     fn subscriber(id: u64, capacity: usize) -> (Subscriber, QueueRx) {
         let (tx, rx) = crate::socket::queue(capacity, usize::MAX);
-        (Subscriber { viewer_id: id, tx, closer: Closer::new(), privileged: false }, rx)
+        (Subscriber::new(id, tx, Closer::new(), false, 16), rx)
     }
 
     /// A hub with two viewers of alice's `tasks`: a slow one (queue of `slow_capacity`) and a
@@ -357,9 +471,128 @@ mod tests {
         let (slow, slow_rx) = subscriber(1, slow_capacity);
         let (fast, fast_rx) = subscriber(2, 8);
         let slow_closer = slow.closer.clone();
-        hub.subscribe(key.clone(), slow);
-        hub.subscribe(key.clone(), fast);
+        let (mut slow_rx, mut fast_rx) = (slow_rx, fast_rx);
+        live(&hub, &key, slow, &mut slow_rx);
+        live(&hub, &key, fast, &mut fast_rx);
         (metrics, hub, key, slow_closer, slow_rx, fast_rx)
+    }
+
+    /// Subscribes with an empty snapshot, taken off the queue again.
+    fn live(hub: &Hub, key: &TopicKey, sub: Subscriber, rx: &mut QueueRx) {
+        let id = sub.viewer_id;
+        hub.subscribe_pending(key.clone(), sub);
+        assert!(hub.activate(key, id, Frame::from("snapshot".to_string()), Cover::default()));
+        assert_eq!(rx.try_recv().unwrap().as_str(), "snapshot");
+    }
+
+    /// The seqs of the `task:t` events queued for a viewer, after its snapshot (which names its
+    /// last seq).
+    fn drain_seqs(rx: &mut QueueRx) -> (u64, Vec<u64>) {
+        let snapshot: u64 = rx.try_recv().unwrap().as_str().parse().unwrap();
+        let mut seqs = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            let value: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+            seqs.push(value["payload"]["seq"].as_u64().unwrap());
+        }
+        (snapshot, seqs)
+    }
+
+    fn publish_seq(hub: &Hub, key: &TopicKey, seq: u64) {
+        hub.publish_at(key, [(&serde_json::json!({ "seq": seq }), Some(Position::transcript("t", seq)))]);
+    }
+
+    #[test]
+    fn a_pending_viewer_gets_its_snapshot_then_only_what_it_does_not_hold() {
+        let hub = Hub::new(Arc::new(Metrics::default()));
+        let key = TopicKey::new("alice", Topic::Task("t".into()));
+        let (sub, mut rx) = subscriber(1, 16);
+        hub.subscribe_pending(key.clone(), sub);
+        for seq in 1..=4 {
+            publish_seq(&hub, &key, seq);
+        }
+        assert!(rx.try_recv().is_err(), "nothing reaches a viewer before its snapshot");
+        // The snapshot was read after seq 2 was stored: 3 and 4 follow it, 1 and 2 are in it.
+        assert!(hub.activate(&key, 1, Frame::from("2".to_string()), Cover::transcript("t", 2)));
+        publish_seq(&hub, &key, 4);
+        publish_seq(&hub, &key, 5);
+        assert_eq!(drain_seqs(&mut rx), (2, vec![3, 4, 5]), "4 published twice is queued once");
+        // Activating twice, or after unsubscribing, does nothing.
+        assert!(!hub.activate(&key, 1, Frame::from("9".to_string()), Cover::default()));
+        hub.unsubscribe(&key, 1);
+        assert!(!hub.has_subscribers(&key));
+    }
+
+    #[test]
+    fn a_pending_viewer_that_is_held_too_much_is_closed_as_too_slow() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone());
+        let key = TopicKey::new("alice", Topic::Task("t".into()));
+        let (tx, _rx) = crate::socket::queue(64, usize::MAX);
+        let closer = Closer::new();
+        hub.subscribe_pending(key.clone(), Subscriber::new(1, tx, closer.clone(), false, 3));
+        for seq in 1..=4 {
+            publish_seq(&hub, &key, seq);
+        }
+        assert_eq!(closer.code(), flightdeck_protocol::close::TOO_SLOW);
+        assert!(!hub.has_subscribers(&key));
+        assert!(!hub.activate(&key, 1, Frame::from("0".to_string()), Cover::default()));
+    }
+
+    /// Spins until `cond` holds; panics after 30 s.
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A publisher stores then publishes seqs 1..=N on one thread while viewers subscribe on
+    /// another (register, read what is stored, activate): each ends with its snapshot's seqs
+    /// followed by every later one, once and in order. Halfway, the publisher waits for half of
+    /// the viewers, so that some subscribe mid-stream whatever the scheduling.
+    #[test]
+    fn viewers_subscribing_during_a_stream_miss_nothing_and_get_nothing_twice() {
+        const N: u64 = 3000;
+        const VIEWERS: u64 = 300;
+        let hub = Arc::new(Hub::new(Arc::new(Metrics::default())));
+        let key = TopicKey::new("alice", Topic::Task("t".into()));
+        let stored = Arc::new(AtomicU64::new(0));
+        let registered = Arc::new(AtomicU64::new(0));
+        let publisher = {
+            let (hub, key, stored, registered) = (hub.clone(), key.clone(), stored.clone(), registered.clone());
+            std::thread::spawn(move || {
+                for seq in 1..=N {
+                    if seq == N / 2 + 1 {
+                        wait_for("half of the viewers", || registered.load(Ordering::SeqCst) >= VIEWERS / 2);
+                    }
+                    stored.store(seq, Ordering::SeqCst);
+                    publish_seq(&hub, &key, seq);
+                }
+            })
+        };
+        let mut viewers = Vec::new();
+        for id in 1..=VIEWERS {
+            if id == VIEWERS / 2 {
+                wait_for("half of the stream", || stored.load(Ordering::SeqCst) >= N / 2);
+            }
+            let (sub, rx) = subscriber(id, N as usize + 1);
+            let sub = Subscriber { pending_limit: N as usize, ..sub };
+            hub.subscribe_pending(key.clone(), sub);
+            let last = stored.load(Ordering::SeqCst);
+            assert!(hub.activate(&key, id, Frame::from(last.to_string()), Cover::transcript("t", last)));
+            registered.fetch_add(1, Ordering::SeqCst);
+            viewers.push(rx);
+        }
+        publisher.join().unwrap();
+        let mut mid_stream = 0;
+        for mut rx in viewers {
+            let (last, seqs) = drain_seqs(&mut rx);
+            assert_eq!(seqs, (last + 1..=N).collect::<Vec<_>>(), "snapshot held 1..={last}");
+            mid_stream += u64::from(last > 0 && last < N);
+        }
+        // Not a tautology: some viewer subscribed while the stream ran.
+        assert!(mid_stream > 0);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use flightdeck_protocol::realtime::encode_snapshot;
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
 
-use crate::domain::views::{snapshot, Audience};
+use crate::domain::views::{snapshot, task_snapshot, Audience, Snapshot};
 use crate::error::AppError;
 use crate::hub::{Closer, Frame, Subscriber, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
@@ -209,45 +209,85 @@ impl Viewer {
         }
     }
 
-    /// Checks access, then under the database lock queues the snapshot and registers the
-    /// subscription, so no event falls between them or is sent twice.
+    /// Registers the subscription, reads the snapshot, then queues it and whatever was
+    /// published meanwhile that it does not hold (see [`crate::hub`]): no event falls between
+    /// them or is sent twice. A `task:` snapshot is read through the store like any other
+    /// read; the other topics' snapshots are read on the database thread, where their events
+    /// are published.
     async fn subscribe(&mut self, topic: Topic) -> Result<(), AppError> {
         let key = self.key_for(topic.clone());
         let name = topic.to_string();
         let auth = self.auth.clone();
-        let sub = Subscriber {
-            viewer_id: self.id,
-            tx: self.tx.clone(),
-            closer: self.closer.clone(),
-            privileged: auth.can_view_private(&key.user),
-        };
-        let audience =
-            Audience { can_view_private: auth.can_view_private(&key.user), is_owner: auth.is_owner_of(&key.user) };
-        let registered = key.clone();
-        let outcome = self
-            .state
-            .db(move |db, st| {
-                let payload = match snapshot(db, audience, &key)? {
-                    Ok(payload) => payload,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
-                let frame: Frame = encode_snapshot(&name, &payload).into();
-                if !sub.offer(frame, &st.metrics) {
-                    return Ok(Ok(false));
+        let privileged = auth.can_view_private(&key.user);
+        let sub = Subscriber::new(
+            self.id,
+            self.tx.clone(),
+            self.closer.clone(),
+            privileged,
+            self.state.settings.viewer_queue_len,
+        );
+        let audience = Audience { can_view_private: privileged, is_owner: auth.is_owner_of(&key.user) };
+        let viewer_id = self.id;
+        let outcome = match &key.topic {
+            Topic::Task(id) => {
+                self.state.hub.subscribe_pending(key.clone(), sub);
+                let read = task_snapshot(self.state.store(), audience, &key.user, id).await;
+                finish_subscribe(&self.state, &key, viewer_id, &name, read)?
+            }
+            _ => {
+                let registered = key.clone();
+                let done = self
+                    .state
+                    .db(move |db, st| {
+                        st.hub.subscribe_pending(registered.clone(), sub);
+                        let read = snapshot(db, audience, &registered);
+                        finish_subscribe(st, &registered, viewer_id, &name, read)
+                    })
+                    .await;
+                if done.is_err() {
+                    self.state.hub.unsubscribe(&key, viewer_id);
                 }
-                st.hub.subscribe(key, sub);
-                Ok(Ok(true))
-            })
-            .await?;
+                done?
+            }
+        };
         match outcome {
             Ok(true) => {
-                self.topics.insert(registered);
+                self.topics.insert(key);
             }
-            Ok(false) => {}
+            Ok(false) => {
+                self.topics.remove(&key);
+            }
             Err(message) => {
+                self.topics.remove(&key);
                 self.send(&ServerMessage::Error { message, topic: Some(topic.to_string()), details: None });
             }
         }
         Ok(())
+    }
+}
+
+/// Ends a subscribe registered with [`crate::hub::Hub::subscribe_pending`]: queues the snapshot
+/// read (true), or drops the subscription when the viewer is gone or too slow (false), may
+/// not have it (the refusal) or the read failed.
+fn finish_subscribe(
+    st: &AppState,
+    key: &TopicKey,
+    viewer_id: u64,
+    name: &str,
+    read: Result<Snapshot, AppError>,
+) -> Result<Result<bool, String>, AppError> {
+    match read {
+        Ok(Ok((payload, cover))) => {
+            let frame: Frame = encode_snapshot(name, &payload).into();
+            Ok(Ok(st.hub.activate(key, viewer_id, frame, cover)))
+        }
+        Ok(Err(refusal)) => {
+            st.hub.unsubscribe(key, viewer_id);
+            Ok(Err(refusal))
+        }
+        Err(e) => {
+            st.hub.unsubscribe(key, viewer_id);
+            Err(e)
+        }
     }
 }

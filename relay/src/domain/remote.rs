@@ -3,15 +3,18 @@
 use flightdeck_protocol::broker::BrokerMessage;
 use flightdeck_protocol::{close, Topic};
 
-use crate::hub::{Frame, TopicKey};
+use crate::hub::{Frame, Position, TopicKey};
 use crate::state::AppState;
 
 /// Applies one message another node sent: an event for this node's viewers, a message for an
 /// agent connected here, an agent that connected there, a HUD made private, a resync.
 pub fn on_message(state: &AppState, message: BrokerMessage) {
     match message {
-        BrokerMessage::Event { user, topic, frame, .. } => match topic.parse::<Topic>() {
-            Ok(topic) => state.hub.deliver(&TopicKey::new(&user, topic), Frame::from(frame)),
+        BrokerMessage::Event { user, topic, frame, position, .. } => match topic.parse::<Topic>() {
+            Ok(topic) => {
+                let position = position.map(|p| Position { stream: p.stream, at: p.at });
+                state.hub.deliver(&TopicKey::new(&user, topic), Frame::from(frame), position)
+            }
             Err(e) => tracing::warn!(error = %e, "broker event for a bad topic"),
         },
         BrokerMessage::ToAgent { user, agent_id, task_id, frame, .. } => {

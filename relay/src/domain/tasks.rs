@@ -13,7 +13,7 @@ use flightdeck_protocol::{names, Placement, SeqEvent, Task, TaskEvent, TaskSourc
 
 use crate::db::Db;
 use crate::error::AppError;
-use crate::hub::TopicKey;
+use crate::hub::{Position, TopicKey};
 use crate::state::AppState;
 
 /// Tasks whose transcript position one connection keeps in memory. Full rule: the cache is
@@ -218,8 +218,8 @@ pub fn apply_events(
     })?;
     // Published per topic in runs (a burst is mostly one task's events), in the agent's order.
     let mut hud_tasks: HashMap<String, Option<String>> = HashMap::new();
-    let mut runs: Vec<(TopicKey, Vec<SeqEvent>)> = Vec::new();
-    let mut hud_runs: Vec<(TopicKey, Vec<HudEvent>)> = Vec::new();
+    let mut runs: Vec<(TopicKey, Vec<(SeqEvent, Position)>)> = Vec::new();
+    let mut hud_runs: Vec<(TopicKey, Vec<(HudEvent, Position)>)> = Vec::new();
     for (task_id, repo, seq, event) in stored {
         let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.clone() });
         let hud_event = if st.hub.has_subscribers(&key) {
@@ -236,17 +236,18 @@ pub fn apply_events(
         } else {
             None
         };
-        let task_key = TopicKey::new(user, Topic::Task(task_id));
-        push_run(&mut runs, task_key, SeqEvent { seq, event });
+        let position = Position::transcript(&task_id, seq);
         if let Some(hud_event) = hud_event {
-            push_run(&mut hud_runs, key, hud_event);
+            push_run(&mut hud_runs, key, (hud_event, position.clone()));
         }
+        let task_key = TopicKey::new(user, Topic::Task(task_id));
+        push_run(&mut runs, task_key, (SeqEvent { seq, event }, position));
     }
     for (key, events) in &runs {
-        st.hub.publish_many(key, events);
+        st.hub.publish_at(key, events.iter().map(|(e, p)| (e, Some(p.clone()))));
     }
     for (key, events) in &hud_runs {
-        st.hub.publish_many(key, events);
+        st.hub.publish_at(key, events.iter().map(|(e, p)| (e, Some(p.clone()))));
     }
     Ok(applied)
 }

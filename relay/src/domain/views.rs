@@ -7,7 +7,8 @@ use serde_json::value::{to_raw_value, RawValue};
 
 use crate::db::{Db, TaskFilter};
 use crate::error::AppError;
-use crate::hub::TopicKey;
+use crate::hub::{Cover, TopicKey};
+use crate::store::Store;
 
 /// Newest tasks in a `tasks` snapshot.
 const TASKS_SNAPSHOT_LEN: u32 = 100;
@@ -56,14 +57,18 @@ pub fn dashboard_snapshot(db: &Db, user: &str) -> Result<DashboardSnapshot, AppE
     Ok(DashboardSnapshot { user: user.to_string(), repos })
 }
 
-/// A HUD's state: public fields only, whoever asks.
-pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<StoredHudSnapshot, AppError> {
+/// A HUD's state: public fields only, whoever asks; and the transcript position it holds.
+pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<(StoredHudSnapshot, Cover), AppError> {
     let task = db.hud_task(user, repo)?;
-    let events = match &task {
-        Some(t) => db.stored_events(&t.id)?,
-        None => Vec::new(),
+    let (events, cover) = match &task {
+        Some(t) => {
+            let events = db.stored_events(&t.id)?;
+            let cover = Cover::transcript(&t.id, events.last().map_or(0, |e| e.seq));
+            (events, cover)
+        }
+        None => (Vec::new(), Cover::default()),
     };
-    Ok(StoredHudSnapshot {
+    let snapshot = StoredHudSnapshot {
         user: user.to_string(),
         repo: repo.to_string(),
         public,
@@ -71,23 +76,34 @@ pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<Sto
         repo_status: db.repo(user, repo)?.map(|(r, _)| r.public_view()),
         task: task.map(public_task),
         events,
-    })
+    };
+    Ok((snapshot, cover))
 }
 
-/// The snapshot payload of a topic (written once, as JSON text), or why the caller may not have it.
-pub fn snapshot(db: &Db, audience: Audience, key: &TopicKey) -> Result<Result<Box<RawValue>, String>, AppError> {
-    let forbidden = || Ok(Err("forbidden".to_string()));
+/// A snapshot payload (written once, as JSON text) and what it holds of the transcripts, or
+/// why the caller may not have it.
+pub type Snapshot = Result<(Box<RawValue>, Cover), String>;
+
+fn forbidden() -> Result<Snapshot, AppError> {
+    Ok(Err("forbidden".to_string()))
+}
+
+/// The snapshot of a topic other than `task:` (see [`task_snapshot`]), read on the database
+/// thread so that it is ordered with the latest-state events published there (see
+/// [`crate::hub`]).
+pub fn snapshot(db: &Db, audience: Audience, key: &TopicKey) -> Result<Snapshot, AppError> {
     let user = key.user.as_str();
     if let Topic::Hud { repo, .. } = &key.topic {
         let settings = db.hud_settings(user, repo)?;
         if !settings.public && !audience.can_view_private {
             return forbidden();
         }
-        return Ok(Ok(to_raw_value(&hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
+        let (snapshot, cover) = hud_snapshot(db, user, repo, settings.public)?;
+        return Ok(Ok((to_raw_value(&snapshot).map_err(internal)?, cover)));
     }
     if let Topic::Dashboard { .. } = &key.topic {
         // Anyone may read it: it holds public repos only, the same for every reader.
-        return Ok(Ok(to_raw_value(&dashboard_snapshot(db, user)?).map_err(internal)?));
+        return Ok(Ok((to_raw_value(&dashboard_snapshot(db, user)?).map_err(internal)?, Cover::default())));
     }
     // Every other topic is the owner's alone.
     if !audience.is_owner {
@@ -98,19 +114,27 @@ pub fn snapshot(db: &Db, audience: Audience, key: &TopicKey) -> Result<Result<Bo
         Topic::Repos => to_raw_value(&db.repos(user, None, None)?),
         Topic::Tasks => to_raw_value(&db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
         Topic::Alerts => to_raw_value(&db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Task(id) => {
-            let Some(task) = db.task(user, id)? else {
-                return match db.task_user(id)? {
-                    Some(_) => forbidden(),
-                    None => Ok(Err("not found".into())),
-                };
-            };
-            let events = db.stored_events(id)?;
-            to_raw_value(&StoredTaskSnapshot { task, events })
-        }
+        Topic::Task(_) => return Err(AppError::Internal("a task: snapshot is read with task_snapshot".into())),
         Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
     };
-    Ok(Ok(value.map_err(internal)?))
+    Ok(Ok((value.map_err(internal)?, Cover::default())))
+}
+
+/// The snapshot of `task:<id>`: the task and its whole transcript. It needs no ordering with
+/// other reads: its events carry their seq, and the cover says up to which one it holds.
+pub async fn task_snapshot(store: &dyn Store, audience: Audience, user: &str, id: &str) -> Result<Snapshot, AppError> {
+    if !audience.is_owner {
+        return forbidden();
+    }
+    let Some(task) = store.task(user, id).await? else {
+        return match store.task_user(id).await? {
+            Some(_) => forbidden(),
+            None => Ok(Err("not found".into())),
+        };
+    };
+    let events = store.stored_events(id).await?;
+    let cover = Cover::transcript(id, events.last().map_or(0, |e| e.seq));
+    Ok(Ok((to_raw_value(&StoredTaskSnapshot { task, events }).map_err(internal)?, cover)))
 }
 
 fn internal(e: serde_json::Error) -> AppError {
