@@ -41,12 +41,15 @@ pub enum BrokerMessage {
     Resync { node: String },
 }
 
-/// Where an event stands in its data: `at` in `stream` (`task/<id>` and the event's seq).
+/// Where an event stands in its data, so a viewer can drop what its snapshot held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
-pub struct BrokerPosition {
-    pub stream: String,
-    pub at: u64,
+pub enum BrokerPosition {
+    /// A transcript event: `transcript/<task id>` and its seq.
+    Seq { stream: String, seq: u64 },
+    /// A change of latest state: what it shows and the user's change number.
+    Change { stream: String, change: u64 },
 }
 
 impl BrokerMessage {
@@ -89,10 +92,15 @@ mod tests {
             user: "alice".into(),
             topic: "task:t1".into(),
             frame: "{}".into(),
-            position: Some(BrokerPosition { stream: "task/t1".into(), at: 7 }),
+            position: Some(BrokerPosition::Seq { stream: "transcript/t1".into(), seq: 7 }),
         };
         assert_eq!(BrokerMessage::parse(&event.to_json()).unwrap(), event);
         let without = r#"{"type":"event","node":"n1","user":"alice","topic":"tasks","frame":"{}"}"#;
         assert!(matches!(BrokerMessage::parse(without).unwrap(), BrokerMessage::Event { position: None, .. }));
+        let change = r#"{"type":"event","node":"n1","user":"alice","topic":"repos","frame":"{}","position":{"change":{"stream":"repo/web","change":3}}}"#;
+        assert!(matches!(
+            BrokerMessage::parse(change).unwrap(),
+            BrokerMessage::Event { position: Some(BrokerPosition::Change { change: 3, .. }), .. }
+        ));
     }
 }

@@ -20,14 +20,14 @@ use flightdeck_protocol::close;
 use flightdeck_protocol::realtime::validate_task_id;
 use flightdeck_protocol::{
     names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, Severity,
-    TaskEvent, TaskStatus, Topic,
+    TaskEvent, TaskStatus,
 };
 use futures_util::{FutureExt, StreamExt};
 
 use crate::db::Principal;
 use crate::domain::tasks::Transcripts;
 use crate::error::AppError;
-use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
+use crate::hub::{AgentHandle, Closer, Frame};
 use crate::socket::{self, Incoming, InvalidBudget};
 use crate::state::{AppState, Auth, ClientIp};
 
@@ -340,7 +340,7 @@ impl Link {
                         if let Some(mut info) = db.agent(&user, &agent_id)? {
                             info.last_ping_at = Utc::now();
                             db.upsert_agent(&user, &info, true)?;
-                            st.publish_agent(&user, &info);
+                            st.publish_agent(db, &user, &info)?;
                         }
                         Ok(())
                     })
@@ -350,8 +350,8 @@ impl Link {
         Ok(())
     }
 
-    /// Stores the buffered events in one transaction, then publishes the new ones (still under
-    /// the database lock, so snapshots stay exact). Events of unknown tasks are refused.
+    /// Stores the buffered events in one transaction, then publishes the new ones (each with its
+    /// seq, which orders it against snapshots). Events of unknown tasks are refused.
     async fn flush_events(&mut self) -> Result<(), AppError> {
         if self.pending_events.is_empty() {
             return Ok(());
@@ -467,7 +467,7 @@ impl Link {
                 if first {
                     db.set_agent_conn(&user, &id, &conn)?;
                 }
-                st.publish_agent(&user, &info);
+                st.publish_agent(db, &user, &info)?;
                 if first {
                     st.publish_agent_online(db, &user, &id)?;
                 }
@@ -624,7 +624,7 @@ async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, repl
             }
             // Only if no newer connection (here or on another node) took over.
             if let Some(info) = db.mark_agent_offline(&u, &id, &conn)? {
-                st.publish_agent(&u, &info);
+                st.publish_agent(db, &u, &info)?;
                 st.publish_agent_online(db, &u, &id)?;
             }
             Ok(())
@@ -668,7 +668,7 @@ async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, repl
                     acknowledged_at: None,
                 };
                 db.upsert_alert(&user, &alert)?;
-                st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                st.publish_alert(db, &user, &alert)?;
                 Ok(())
             })
             .await;

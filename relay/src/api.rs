@@ -12,12 +12,12 @@ use flightdeck_protocol::api::{
     AgentsResponse, AlertResponse, AlertsResponse, CreateTaskRequest, EventsResponse, Health, KeyScope, LoginRequest,
     LoginResponse, ReposResponse, RunnerInfoResponse, TaskListResponse, TaskResponse,
 };
-use flightdeck_protocol::{names, RelayMessage, TaskStatus, Topic, MAX_SEQ};
+use flightdeck_protocol::{names, RelayMessage, TaskStatus, MAX_SEQ};
 
 use crate::db::TaskFilter;
 use crate::domain::tasks::create_task;
 use crate::error::AppError;
-use crate::hub::{Frame, TopicKey};
+use crate::hub::Frame;
 use crate::request::{parse_body, task_id_param};
 use crate::secrets;
 use crate::state::{session_cookie, AppState, Auth, ClientIp, SESSION_COOKIE};
@@ -316,7 +316,7 @@ pub async fn ack_alert(
                 alert.acknowledged = true;
                 alert.acknowledged_at = Some(Utc::now());
                 db.upsert_alert(&user, &alert)?;
-                st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
+                st.publish_alert(db, &user, &alert)?;
             }
             Ok(alert)
         })

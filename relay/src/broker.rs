@@ -6,9 +6,9 @@
 //! connected to another node travels the same way; an agent connecting to one node closes its
 //! old socket on another (4000).
 //!
-//! Across nodes, a transcript event carries its position (task and seq), so a viewer whose
-//! snapshot already held it drops it (see [`crate::hub`]). Latest-state events carry none yet:
-//! around a subscribe they are delivered at least once (relay/NEXT.md, versions).
+//! Across nodes, every event carries its position (a transcript event its task and seq, a
+//! change of latest state the user's change number), so a viewer whose snapshot already held
+//! it drops it, whichever node published it (see [`crate::hub`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,17 +4,21 @@
 //! [`Frame`] (reference-counted bytes) and hands a clone to every subscriber's bounded queue
 //! with `try_send`: a full queue closes that viewer with 4001 and never delays the others.
 //!
-//! Ordering comes from the data, not from a lock. A payload may carry a [`Position`] (today: a
-//! transcript event, `task/<id>` at its seq). A viewer subscribes in three steps:
-//! [`Hub::subscribe_pending`] registers it, buffering what is published; the caller then reads
-//! the snapshot from the store; [`Hub::activate`] queues the snapshot, then the buffered
-//! frames that the snapshot's [`Cover`] does not already hold. Since every change is stored
-//! before it is published, a change is either in the snapshot (read after the registration)
-//! or published after the registration, so it is never lost; and a position at or below what
-//! the viewer has is dropped, so it is never doubled. Payloads without a position (latest-state
-//! entities: agents, repos, tasks, alerts, HUD settings) are still ordered by publishing them
-//! on the database thread and taking their snapshots there too (see `AppState::db`), until
-//! they carry versions (relay/NEXT.md).
+//! Ordering comes from the data, not from a lock. Every payload carries a [`Position`]: a
+//! transcript event its task and seq; a change of latest state (an agent, a repo, a task, an
+//! alert, a HUD, a dashboard entry) the user's change number, counted after the change was
+//! stored (`Store::next_change`). A viewer subscribes in three steps:
+//! [`Hub::subscribe_pending`] registers it, holding what is published for it; the caller reads
+//! the snapshot from the store (first the user's change number, then the rows); then
+//! [`Hub::activate`] queues the snapshot and the held frames that its [`Cover`] does not hold.
+//!
+//! Why nothing is lost: a change is stored, then counted, then published. If it was counted
+//! before the snapshot read the change number, the snapshot's rows (read after) show it; if
+//! after, it is published after the viewer registered, so the viewer gets it. Why nothing is
+//! doubled: a change numbered at or below the snapshot's number is dropped, and so is a
+//! transcript event at or below the snapshot's last seq, and, per stream, anything at or below
+//! what the viewer already got (two publishers racing on one entity: the later number wins,
+//! and its content was read after it was counted).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,33 +48,85 @@ impl TopicKey {
     }
 }
 
-/// Where a published payload stands in the data it comes from: `at` in `stream` (for a
-/// transcript event, `task/<id>` and its seq). See the module header.
+/// Where a published payload stands in the data it comes from (see the module header).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    pub stream: String,
-    pub at: u64,
+pub enum Position {
+    /// An event of a task's transcript: `transcript/<task id>` and its seq.
+    Seq { stream: String, seq: u64 },
+    /// A change of latest state: what it shows (a stream named within its topic, such as
+    /// `repo/web`) and the user's change number, counted after the change was stored (see
+    /// [`crate::store::Store::next_change`]).
+    Change { stream: String, change: u64 },
 }
 
 impl Position {
     /// An event of a task's transcript.
     pub fn transcript(task_id: &str, seq: u64) -> Position {
-        Position { stream: transcript_stream(task_id), at: seq }
+        Position::Seq { stream: transcript_stream(task_id), seq }
+    }
+
+    /// A change of `stream` with number `change`.
+    pub fn change(stream: impl Into<String>, change: u64) -> Position {
+        Position::Change { stream: stream.into(), change }
+    }
+
+    fn stream(&self) -> &str {
+        match self {
+            Position::Seq { stream, .. } | Position::Change { stream, .. } => stream,
+        }
+    }
+
+    fn at(&self) -> u64 {
+        match self {
+            Position::Seq { seq: at, .. } | Position::Change { change: at, .. } => *at,
+        }
+    }
+}
+
+impl Position {
+    /// As other nodes get it.
+    pub fn to_broker(&self) -> BrokerPosition {
+        match self {
+            Position::Seq { stream, seq } => BrokerPosition::Seq { stream: stream.clone(), seq: *seq },
+            Position::Change { stream, change } => BrokerPosition::Change { stream: stream.clone(), change: *change },
+        }
+    }
+
+    pub fn from_broker(position: BrokerPosition) -> Position {
+        match position {
+            BrokerPosition::Seq { stream, seq } => Position::Seq { stream, seq },
+            BrokerPosition::Change { stream, change } => Position::Change { stream, change },
+        }
     }
 }
 
 fn transcript_stream(task_id: &str) -> String {
-    format!("task/{task_id}")
+    format!("transcript/{task_id}")
 }
 
-/// What a snapshot already holds: per stream, its last position.
+/// What a snapshot already holds: every change numbered up to `changes` (the user's change
+/// number read before the snapshot), and per transcript its last seq.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Cover(HashMap<String, u64>);
+pub struct Cover {
+    changes: u64,
+    seqs: HashMap<String, u64>,
+}
 
 impl Cover {
+    /// A snapshot read after the user's change number was `changes`.
+    pub fn changes(changes: u64) -> Cover {
+        Cover { changes, seqs: HashMap::new() }
+    }
+
     /// A snapshot holding a task's transcript up to `last_seq`.
     pub fn transcript(task_id: &str, last_seq: u64) -> Cover {
-        Cover(HashMap::from([(transcript_stream(task_id), last_seq)]))
+        Cover::default().with_transcript(task_id, last_seq)
+    }
+
+    /// The same, holding a task's transcript up to `last_seq` too.
+    pub fn with_transcript(mut self, task_id: &str, last_seq: u64) -> Cover {
+        self.seqs.insert(transcript_stream(task_id), last_seq);
+        self
     }
 }
 
@@ -85,6 +141,8 @@ pub struct Subscriber {
     pub privileged: bool,
     /// Per stream, the last position this viewer has (from its snapshot or an event).
     seen: HashMap<String, u64>,
+    /// The change number its snapshot was read after: changes up to it are in the snapshot.
+    changes: u64,
     /// While the snapshot is being read: what was published meanwhile, at most `pending_limit`.
     pending: Option<Vec<(Frame, Option<Position>)>>,
     pending_limit: usize,
@@ -94,7 +152,7 @@ impl Subscriber {
     /// A subscriber whose frames go to `tx`; `pending_limit` bounds what is held for it while
     /// its snapshot is read (over it, it is closed as too slow, like a full queue).
     pub fn new(viewer_id: u64, tx: QueueTx, closer: Arc<Closer>, privileged: bool, pending_limit: usize) -> Subscriber {
-        Subscriber { viewer_id, tx, closer, privileged, seen: HashMap::new(), pending: None, pending_limit }
+        Subscriber { viewer_id, tx, closer, privileged, seen: HashMap::new(), changes: 0, pending: None, pending_limit }
     }
 
     /// Queues a frame; false when this subscriber is gone or was closed for being too slow.
@@ -114,7 +172,8 @@ impl Subscriber {
     /// the snapshot is read, queued otherwise. False when the subscriber must go.
     fn accept(&mut self, frame: Frame, position: Option<Position>, metrics: &Metrics) -> bool {
         if let Some(p) = &position {
-            if self.seen.get(&p.stream).is_some_and(|&at| p.at <= at) {
+            let in_snapshot = matches!(p, Position::Change { change, .. } if *change <= self.changes);
+            if in_snapshot || self.seen.get(p.stream()).is_some_and(|&at| p.at() <= at) {
                 return true;
             }
         }
@@ -128,7 +187,9 @@ impl Subscriber {
             return true;
         }
         if let Some(p) = position {
-            self.seen.insert(p.stream, p.at);
+            let at = p.at();
+            let seen = self.seen.entry(p.stream().to_string()).or_default();
+            *seen = at.max(*seen);
         }
         self.offer(frame, metrics)
     }
@@ -164,6 +225,7 @@ impl Hub {
     pub fn subscribe_pending(&self, key: TopicKey, mut sub: Subscriber) {
         sub.pending = Some(Vec::new());
         sub.seen.clear();
+        sub.changes = 0;
         let mut topics = self.lock();
         let subs = topics.entry(key).or_default();
         subs.retain(|s| s.viewer_id != sub.viewer_id);
@@ -180,7 +242,8 @@ impl Hub {
         let Some(i) = subs.iter().position(|s| s.viewer_id == viewer_id && s.pending.is_some()) else { return false };
         let sub = &mut subs[i];
         let held = sub.pending.take().unwrap_or_default();
-        sub.seen = cover.0;
+        sub.seen = cover.seqs;
+        sub.changes = cover.changes;
         let ok = sub.offer(snapshot, &self.metrics)
             && held.into_iter().all(|(frame, position)| sub.accept(frame, position, &self.metrics));
         if !ok {
@@ -245,7 +308,7 @@ impl Hub {
                     user: key.user.clone(),
                     topic: topic.clone(),
                     frame: frame.as_str().to_string(),
-                    position: position.as_ref().map(|p| BrokerPosition { stream: p.stream.clone(), at: p.at }),
+                    position: position.as_ref().map(Position::to_broker),
                 });
             }
         }
@@ -545,6 +608,37 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn changes_at_or_below_the_snapshot_or_the_last_seen_are_dropped() {
+        let hub = Hub::new(Arc::new(Metrics::default()));
+        let key = TopicKey::new("alice", Topic::Repos);
+        let (sub, mut rx) = subscriber(1, 16);
+        let publish = |stream: &str, change: u64| {
+            let payload = serde_json::json!({ "stream": stream, "change": change });
+            hub.publish_at(&key, [(&payload, Some(Position::change(stream, change)))]);
+        };
+        hub.subscribe_pending(key.clone(), sub);
+        publish("repo/web", 4);
+        publish("repo/web", 6);
+        // The snapshot was read when the user's change number was 5.
+        assert!(hub.activate(&key, 1, Frame::from("5".to_string()), Cover::changes(5)));
+        publish("repo/app", 5);
+        publish("repo/web", 8);
+        publish("repo/web", 7);
+        publish("repo/app", 7);
+        let mut got = Vec::new();
+        assert_eq!(rx.try_recv().unwrap().as_str(), "5");
+        while let Ok(frame) = rx.try_recv() {
+            let value: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+            got.push((
+                value["payload"]["stream"].as_str().unwrap().to_string(),
+                value["payload"]["change"].as_u64().unwrap(),
+            ));
+        }
+        let expected = [("repo/web", 6), ("repo/web", 8), ("repo/app", 7)];
+        assert_eq!(got, expected.map(|(s, c)| (s.to_string(), c)));
     }
 
     /// A publisher stores then publishes seqs 1..=N on one thread while viewers subscribe on

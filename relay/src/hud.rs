@@ -412,7 +412,7 @@ pub async fn put_settings(
             db.set_hud_settings(&user, &repo, settings)?;
             match (was_public, settings.public) {
                 (false, true) => st.publish_dashboard(db, &user, &repo)?,
-                (true, false) => st.publish_dashboard_removed(&user, &repo),
+                (true, false) => st.publish_dashboard_removed(db, &user, &repo)?,
                 _ => {}
             }
             if !settings.public {

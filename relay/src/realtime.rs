@@ -18,7 +18,7 @@ use flightdeck_protocol::realtime::encode_snapshot;
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
 
-use crate::domain::views::{snapshot, task_snapshot, Audience, Snapshot};
+use crate::domain::views::{snapshot, Audience, Snapshot};
 use crate::error::AppError;
 use crate::hub::{Closer, Frame, Subscriber, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
@@ -209,16 +209,13 @@ impl Viewer {
         }
     }
 
-    /// Registers the subscription, reads the snapshot, then queues it and whatever was
-    /// published meanwhile that it does not hold (see [`crate::hub`]): no event falls between
-    /// them or is sent twice. A `task:` snapshot is read through the store like any other
-    /// read; the other topics' snapshots are read on the database thread, where their events
-    /// are published.
+    /// Registers the subscription, reads the snapshot through the store, then queues it and
+    /// whatever was published meanwhile that it does not hold (see [`crate::hub`]): no event
+    /// falls between them or is sent twice.
     async fn subscribe(&mut self, topic: Topic) -> Result<(), AppError> {
         let key = self.key_for(topic.clone());
         let name = topic.to_string();
-        let auth = self.auth.clone();
-        let privileged = auth.can_view_private(&key.user);
+        let privileged = self.auth.can_view_private(&key.user);
         let sub = Subscriber::new(
             self.id,
             self.tx.clone(),
@@ -226,30 +223,10 @@ impl Viewer {
             privileged,
             self.state.settings.viewer_queue_len,
         );
-        let audience = Audience { can_view_private: privileged, is_owner: auth.is_owner_of(&key.user) };
-        let viewer_id = self.id;
-        let outcome = match &key.topic {
-            Topic::Task(id) => {
-                self.state.hub.subscribe_pending(key.clone(), sub);
-                let read = task_snapshot(self.state.store(), audience, &key.user, id).await;
-                finish_subscribe(&self.state, &key, viewer_id, &name, read)?
-            }
-            _ => {
-                let registered = key.clone();
-                let done = self
-                    .state
-                    .db(move |db, st| {
-                        st.hub.subscribe_pending(registered.clone(), sub);
-                        let read = snapshot(db, audience, &registered);
-                        finish_subscribe(st, &registered, viewer_id, &name, read)
-                    })
-                    .await;
-                if done.is_err() {
-                    self.state.hub.unsubscribe(&key, viewer_id);
-                }
-                done?
-            }
-        };
+        let audience = Audience { can_view_private: privileged, is_owner: self.auth.is_owner_of(&key.user) };
+        self.state.hub.subscribe_pending(key.clone(), sub);
+        let read = snapshot(self.state.store(), audience, &key).await;
+        let outcome = finish_subscribe(&self.state, &key, self.id, &name, read)?;
         match outcome {
             Ok(true) => {
                 self.topics.insert(key);

@@ -106,9 +106,9 @@ impl AppState {
         &self.inner.store
     }
 
-    /// Runs `f` with the database on the database thread. Publishing from inside `f` is what
-    /// keeps snapshots and events in order (see [`crate::hub`]) until the call sites move to
-    /// [`AppState::store`] and order by versions and seqs (relay/NEXT.md, plan A.3 and B).
+    /// Runs `f` with the database on the database thread, one job at a time. Ordering no longer
+    /// depends on it (events carry seqs and change numbers, see [`crate::hub`]); what is left
+    /// of it are the call sites still to move to [`AppState::store`] (relay/NEXT.md).
     pub async fn db<R, F>(&self, f: F) -> Result<R, AppError>
     where
         F: FnOnce(&mut Db, &AppState) -> Result<R, AppError> + Send + 'static,

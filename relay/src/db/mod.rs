@@ -236,6 +236,11 @@ CREATE TABLE secrets (
 );
 INSERT INTO meta (name, value) VALUES ('instance', abs(random()) % 1000000000000);
 "#,
+    // Per user, how many changes of latest state (agents, repos, tasks, alerts, HUDs) were
+    // published: the order of those events, by data (see `crate::hub`).
+    r#"
+CREATE TABLE changes (owner TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+"#,
 ];
 
 /// The database handle. Not `Sync`: the server keeps it on one thread (see `store::sqlite`).
@@ -350,6 +355,23 @@ impl Db {
     /// Grows each time a key is revoked, by any process.
     pub fn key_generation(&self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT value FROM meta WHERE name = 'key_generation'", [], |r| r.get(0))?)
+    }
+
+    /// Counts one more change of `user`'s latest state and returns its number (from 1).
+    pub fn next_change(&self, user: &str) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "INSERT INTO changes (owner, n) VALUES (?1, 1) ON CONFLICT (owner) DO UPDATE SET n = n + 1 RETURNING n",
+            params![user],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The number of `user`'s last change (0 before the first).
+    pub fn changes(&self, user: &str) -> Result<u64> {
+        let n: Option<i64> =
+            self.conn.query_row("SELECT n FROM changes WHERE owner = ?1", params![user], |r| r.get(0)).optional()?;
+        Ok(n.unwrap_or(0) as u64)
     }
 
     pub fn revoked_key_ids(&self) -> Result<Vec<String>> {

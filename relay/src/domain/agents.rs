@@ -1,12 +1,10 @@
 //! What an agent reports about itself and its repos: git status, alerts.
 
 use chrono::Utc;
-use flightdeck_protocol::realtime::{HudEvent, RepoEvent};
-use flightdeck_protocol::{Alert, RepoStatus, Topic};
+use flightdeck_protocol::{Alert, RepoStatus};
 
 use crate::db::Db;
 use crate::error::AppError;
-use crate::hub::TopicKey;
 use crate::state::AppState;
 
 /// Stores an alert as the agent (re)sends it and publishes it when it changed. An
@@ -17,7 +15,7 @@ pub fn record_alert(db: &Db, st: &AppState, user: &str, alert: Alert) -> Result<
     let alert = merge_alert(previous.as_ref(), alert);
     if previous.as_ref() != Some(&alert) {
         db.upsert_alert(user, &alert)?;
-        st.hub.publish(&TopicKey::new(user, Topic::Alerts), &alert);
+        st.publish_alert(db, user, &alert)?;
     }
     Ok(())
 }
@@ -53,8 +51,8 @@ pub fn record_git_status(
             st.publish_repo(db, user, repo)?;
         }
         if !online_before {
-            let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.name.clone() });
-            st.hub.publish(&key, &HudEvent::AgentOnline { agent_online: true });
+            let change = db.next_change(user)?;
+            st.publish_hud_agent_online(user, &repo.name, true, change);
             if !changed {
                 st.publish_dashboard(db, user, &repo.name)?;
             }
@@ -64,10 +62,8 @@ pub fn record_git_status(
         for gone in db.repos(user, None, Some(agent_id))? {
             if !repos.iter().any(|r| r.name == gone.name) {
                 db.delete_repo(user, &gone.name)?;
-                st.hub.publish(&TopicKey::new(user, Topic::Repos), &RepoEvent::Removed { removed: gone.id.clone() });
-                if db.hud_settings(user, &gone.name)?.public {
-                    st.publish_dashboard_removed(user, &gone.name);
-                }
+                let was_public = db.hud_settings(user, &gone.name)?.public;
+                st.publish_repo_removed(db, user, &gone, was_public)?;
             }
         }
     }
@@ -76,7 +72,7 @@ pub fn record_git_status(
         if info.repos != all {
             info.repos = all;
             db.upsert_agent(user, &info, true)?;
-            st.publish_agent(user, &info);
+            st.publish_agent(db, user, &info)?;
         }
     }
     Ok(())

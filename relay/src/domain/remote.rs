@@ -12,7 +12,7 @@ pub fn on_message(state: &AppState, message: BrokerMessage) {
     match message {
         BrokerMessage::Event { user, topic, frame, position, .. } => match topic.parse::<Topic>() {
             Ok(topic) => {
-                let position = position.map(|p| Position { stream: p.stream, at: p.at });
+                let position = position.map(Position::from_broker);
                 state.hub.deliver(&TopicKey::new(&user, topic), Frame::from(frame), position)
             }
             Err(e) => tracing::warn!(error = %e, "broker event for a bad topic"),

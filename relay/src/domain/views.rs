@@ -5,10 +5,10 @@ use flightdeck_protocol::realtime::{DashboardRepo, DashboardSnapshot, StoredHudS
 use flightdeck_protocol::Topic;
 use serde_json::value::{to_raw_value, RawValue};
 
-use crate::db::{Db, TaskFilter};
+use crate::db::Db;
 use crate::error::AppError;
 use crate::hub::{Cover, TopicKey};
-use crate::store::Store;
+use crate::store::{Store, TaskFilter};
 
 /// Newest tasks in a `tasks` snapshot.
 const TASKS_SNAPSHOT_LEN: u32 = 100;
@@ -45,11 +45,29 @@ pub fn dashboard_entry(db: &Db, user: &str, repo: &str) -> Result<Option<Dashboa
     }))
 }
 
+/// The same as [`dashboard_entry`], through the store.
+pub async fn read_dashboard_entry(
+    store: &dyn Store,
+    user: &str,
+    repo: &str,
+) -> Result<Option<DashboardRepo>, AppError> {
+    if !store.hud_settings(user, repo).await?.public {
+        return Ok(None);
+    }
+    let Some((status, _agent)) = store.repo(user, repo).await? else { return Ok(None) };
+    Ok(Some(DashboardRepo {
+        repo: repo.to_string(),
+        agent_online: store.repo_agent_online(user, repo).await?.is_some(),
+        repo_status: Some(status.public_view()),
+        task: store.hud_task(user, repo).await?.map(public_task),
+    }))
+}
+
 /// `dashboard:<user>`: every public repo of the user, by slug.
-pub fn dashboard_snapshot(db: &Db, user: &str) -> Result<DashboardSnapshot, AppError> {
+async fn dashboard_snapshot(store: &dyn Store, user: &str) -> Result<DashboardSnapshot, AppError> {
     let mut repos = Vec::new();
-    for status in db.repos(user, None, None)? {
-        if let Some(entry) = dashboard_entry(db, user, &status.name)? {
+    for status in store.repos(user, None, None).await? {
+        if let Some(entry) = read_dashboard_entry(store, user, &status.name).await? {
             repos.push(entry);
         }
     }
@@ -57,30 +75,36 @@ pub fn dashboard_snapshot(db: &Db, user: &str) -> Result<DashboardSnapshot, AppE
     Ok(DashboardSnapshot { user: user.to_string(), repos })
 }
 
-/// A HUD's state: public fields only, whoever asks; and the transcript position it holds.
-pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<(StoredHudSnapshot, Cover), AppError> {
-    let task = db.hud_task(user, repo)?;
+/// A HUD's state: public fields only, whoever asks; and the transcript it holds.
+async fn hud_snapshot(
+    store: &dyn Store,
+    user: &str,
+    repo: &str,
+    public: bool,
+    cover: Cover,
+) -> Result<(StoredHudSnapshot, Cover), AppError> {
+    let task = store.hud_task(user, repo).await?;
     let (events, cover) = match &task {
         Some(t) => {
-            let events = db.stored_events(&t.id)?;
-            let cover = Cover::transcript(&t.id, events.last().map_or(0, |e| e.seq));
+            let events = store.stored_events(&t.id).await?;
+            let cover = cover.with_transcript(&t.id, events.last().map_or(0, |e| e.seq));
             (events, cover)
         }
-        None => (Vec::new(), Cover::default()),
+        None => (Vec::new(), cover),
     };
     let snapshot = StoredHudSnapshot {
         user: user.to_string(),
         repo: repo.to_string(),
         public,
-        agent_online: db.repo_agent_online(user, repo)?.is_some(),
-        repo_status: db.repo(user, repo)?.map(|(r, _)| r.public_view()),
+        agent_online: store.repo_agent_online(user, repo).await?.is_some(),
+        repo_status: store.repo(user, repo).await?.map(|(r, _)| r.public_view()),
         task: task.map(public_task),
         events,
     };
     Ok((snapshot, cover))
 }
 
-/// A snapshot payload (written once, as JSON text) and what it holds of the transcripts, or
+/// A snapshot payload (written once, as JSON text) and what it holds (see [`crate::hub`]), or
 /// why the caller may not have it.
 pub type Snapshot = Result<(Box<RawValue>, Cover), String>;
 
@@ -88,44 +112,44 @@ fn forbidden() -> Result<Snapshot, AppError> {
     Ok(Err("forbidden".to_string()))
 }
 
-/// The snapshot of a topic other than `task:` (see [`task_snapshot`]), read on the database
-/// thread so that it is ordered with the latest-state events published there (see
-/// [`crate::hub`]).
-pub fn snapshot(db: &Db, audience: Audience, key: &TopicKey) -> Result<Snapshot, AppError> {
+/// The snapshot of a topic, read through the store. The user's change number is read first:
+/// every change counted up to it is in what is read after it (see [`crate::hub`]).
+pub async fn snapshot(store: &dyn Store, audience: Audience, key: &TopicKey) -> Result<Snapshot, AppError> {
     let user = key.user.as_str();
     if let Topic::Hud { repo, .. } = &key.topic {
-        let settings = db.hud_settings(user, repo)?;
+        let cover = Cover::changes(store.changes(user).await?);
+        let settings = store.hud_settings(user, repo).await?;
         if !settings.public && !audience.can_view_private {
             return forbidden();
         }
-        let (snapshot, cover) = hud_snapshot(db, user, repo, settings.public)?;
+        let (snapshot, cover) = hud_snapshot(store, user, repo, settings.public, cover).await?;
         return Ok(Ok((to_raw_value(&snapshot).map_err(internal)?, cover)));
     }
     if let Topic::Dashboard { .. } = &key.topic {
         // Anyone may read it: it holds public repos only, the same for every reader.
-        return Ok(Ok((to_raw_value(&dashboard_snapshot(db, user)?).map_err(internal)?, Cover::default())));
+        let cover = Cover::changes(store.changes(user).await?);
+        return Ok(Ok((to_raw_value(&dashboard_snapshot(store, user).await?).map_err(internal)?, cover)));
     }
     // Every other topic is the owner's alone.
     if !audience.is_owner {
         return forbidden();
     }
+    if let Topic::Task(id) = &key.topic {
+        return task_snapshot(store, user, id).await;
+    }
+    let cover = Cover::changes(store.changes(user).await?);
     let value = match &key.topic {
-        Topic::Agents => to_raw_value(&db.agents(user)?),
-        Topic::Repos => to_raw_value(&db.repos(user, None, None)?),
-        Topic::Tasks => to_raw_value(&db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Alerts => to_raw_value(&db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Task(_) => return Err(AppError::Internal("a task: snapshot is read with task_snapshot".into())),
-        Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
+        Topic::Agents => to_raw_value(&store.agents(user).await?),
+        Topic::Repos => to_raw_value(&store.repos(user, None, None).await?),
+        Topic::Tasks => to_raw_value(&store.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0).await?.0),
+        Topic::Alerts => to_raw_value(&store.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0).await?.0),
+        Topic::Task(_) | Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
     };
-    Ok(Ok((value.map_err(internal)?, Cover::default())))
+    Ok(Ok((value.map_err(internal)?, cover)))
 }
 
-/// The snapshot of `task:<id>`: the task and its whole transcript. It needs no ordering with
-/// other reads: its events carry their seq, and the cover says up to which one it holds.
-pub async fn task_snapshot(store: &dyn Store, audience: Audience, user: &str, id: &str) -> Result<Snapshot, AppError> {
-    if !audience.is_owner {
-        return forbidden();
-    }
+/// The snapshot of `task:<id>`: the task and its whole transcript, and the seq it ends at.
+async fn task_snapshot(store: &dyn Store, user: &str, id: &str) -> Result<Snapshot, AppError> {
     let Some(task) = store.task(user, id).await? else {
         return match store.task_user(id).await? {
             Some(_) => forbidden(),

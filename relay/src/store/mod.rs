@@ -60,6 +60,16 @@ pub trait Store: Send + Sync + 'static {
     async fn principal_by_session(&self, secret: &str) -> Result<Option<Principal>>;
     async fn delete_session(&self, secret: &str) -> Result<()>;
 
+    // ----- changes of latest state -----------------------------------------------------------
+
+    /// Counts one more change of `user`'s latest state, after it was stored, and returns its
+    /// number: events of latest state carry it, so that a viewer can tell which ones its
+    /// snapshot held (see [`crate::hub`]). Numbers grow by one per user, in the order of the
+    /// calls.
+    async fn next_change(&self, user: &str) -> Result<u64>;
+    /// The number of `user`'s last change (0 before the first): read before a snapshot.
+    async fn changes(&self, user: &str) -> Result<u64>;
+
     // ----- agents --------------------------------------------------------------------------
 
     async fn mark_all_agents_offline(&self) -> Result<()>;

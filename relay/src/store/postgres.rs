@@ -29,7 +29,10 @@ use super::{
 use crate::db::{agent_from, hash_secret, ms, now_text, random_hex, task_from};
 
 /// The migrations, in order; `schema_migrations` records the versions applied.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/migrations/001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("postgres/migrations/001_initial.sql")),
+    (2, include_str!("postgres/migrations/002_changes.sql")),
+];
 
 /// The advisory lock that serialises migrations between nodes ("fdrelay" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6472_656c_6179;
@@ -250,6 +253,24 @@ impl Store for PostgresStore {
 
     async fn key_generation(&self) -> Result<i64> {
         Ok(self.client().await?.query_one("SELECT value FROM meta WHERE name = 'key_generation'", &[]).await?.get(0))
+    }
+
+    async fn next_change(&self, user: &str) -> Result<u64> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "INSERT INTO changes (owner, n) VALUES ($1, 1)
+                 ON CONFLICT (owner) DO UPDATE SET n = changes.n + 1 RETURNING n",
+                &[&user],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn changes(&self, user: &str) -> Result<u64> {
+        let row = self.client().await?.query_opt("SELECT n FROM changes WHERE owner = $1", &[&user]).await?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0)) as u64)
     }
 
     async fn revoked_key_ids(&self) -> Result<Vec<String>> {

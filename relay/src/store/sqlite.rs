@@ -116,6 +116,16 @@ impl Store for SqliteStore {
         self.call(|db| db.key_generation()).await
     }
 
+    async fn next_change(&self, user: &str) -> Result<u64> {
+        let user = user.to_owned();
+        self.call(move |db| db.next_change(&user)).await
+    }
+
+    async fn changes(&self, user: &str) -> Result<u64> {
+        let user = user.to_owned();
+        self.call(move |db| db.changes(&user)).await
+    }
+
     async fn revoked_key_ids(&self) -> Result<Vec<String>> {
         self.call(|db| db.revoked_key_ids()).await
     }

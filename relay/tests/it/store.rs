@@ -36,6 +36,7 @@ const CASES: &[(&str, Case)] = cases![
     alerts_and_hud_settings,
     container_runs_and_their_keys,
     secrets_are_stored_sealed,
+    changes_are_numbered_per_user,
 ];
 
 #[tokio::test]
@@ -482,4 +483,20 @@ async fn secrets_are_stored_sealed(store: Arc<dyn Store>) {
     assert_eq!(store.sealed_secrets("alice").await.unwrap().len(), 1);
     assert_eq!(store.sealed_secrets("bob").await.unwrap().len(), 1);
     store.flush().await.unwrap();
+}
+
+/// Each user's changes of latest state are numbered 1, 2, 3, ..., also when many are counted at
+/// once (each number once).
+async fn changes_are_numbered_per_user(store: Arc<dyn Store>) {
+    assert_eq!(store.changes("alice").await.unwrap(), 0);
+    assert_eq!(store.next_change("alice").await.unwrap(), 1);
+    assert_eq!(store.next_change("alice").await.unwrap(), 2);
+    assert_eq!(store.next_change("bob").await.unwrap(), 1);
+    assert_eq!(store.changes("alice").await.unwrap(), 2);
+    let counted = futures_util::future::join_all((0..20).map(|_| store.next_change("alice"))).await;
+    let mut numbers: Vec<u64> = counted.into_iter().map(Result::unwrap).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (3..=22).collect::<Vec<_>>());
+    assert_eq!(store.changes("alice").await.unwrap(), 22);
+    assert_eq!(store.changes("bob").await.unwrap(), 1);
 }
