@@ -335,6 +335,14 @@ impl Hub {
         }
     }
 
+    /// Closes every viewer that holds a subscription here with `code` (the broker was lost:
+    /// they may miss what other nodes publish).
+    pub fn close_subscribers(&self, code: u16) {
+        for sub in self.lock().values().flatten() {
+            sub.closer.close(code);
+        }
+    }
+
     /// Removes the subscribers of `key` that are not privileged (a HUD turned private) and
     /// returns them so the caller can tell them why.
     pub fn evict_unprivileged(&self, key: &TopicKey) -> Vec<Subscriber> {

@@ -148,6 +148,14 @@ pub async fn serve(
             let state = state.clone();
             Box::new(move |message| domain::remote::on_message(&state, message))
         };
+        let on_lost = {
+            let state = state.clone();
+            Box::new(move || state.hub.close_subscribers(flightdeck_protocol::close::SERVICE_RESTART))
+        };
+        let on_restored = {
+            let state = state.clone();
+            Box::new(move || state.conns.close_all(flightdeck_protocol::close::SERVICE_RESTART))
+        };
         let node = broker::Node {
             node_id: state.node_id.clone(),
             queue_len: state.settings.broker_queue_len,
@@ -155,6 +163,8 @@ pub async fn serve(
             shutdown: state.shutdown.clone(),
             tasks: state.tasks.clone(),
             on_message,
+            on_lost,
+            on_restored,
         };
         state.hub.set_broker(broker::start(&url, node).await?);
     }

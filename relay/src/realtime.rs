@@ -116,8 +116,9 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
             }
         }
     }
-    for key in viewer.topics.drain() {
+    for key in std::mem::take(&mut viewer.topics) {
         state.hub.unsubscribe(&key, id);
+        viewer.unwatch(&key).await;
     }
     drop(viewer);
     socket::finish(stream, writer).await;
@@ -190,7 +191,9 @@ impl Viewer {
                     if let Ok(topic) = name.parse::<Topic>() {
                         let key = self.key_for(topic);
                         self.state.hub.unsubscribe(&key, self.id);
-                        self.topics.remove(&key);
+                        if self.topics.remove(&key) {
+                            self.unwatch(&key).await;
+                        }
                     }
                 }
             }
@@ -225,21 +228,42 @@ impl Viewer {
         );
         let audience = Audience { can_view_private: privileged, is_owner: self.auth.is_owner_of(&key.user) };
         self.state.hub.subscribe_pending(key.clone(), sub);
+        // Other nodes' events of this topic reach this node before the snapshot is read.
+        let held = self.topics.contains(&key);
+        if !held {
+            if let Some(broker) = self.state.hub.broker() {
+                broker.watch(&key.user, &name).await;
+            }
+        }
         let read = snapshot(self.state.store(), audience, &key).await;
-        let outcome = finish_subscribe(&self.state, &key, self.id, &name, read)?;
+        let outcome = finish_subscribe(&self.state, &key, self.id, &name, read);
         match outcome {
-            Ok(true) => {
+            Ok(Ok(true)) => {
                 self.topics.insert(key);
             }
-            Ok(false) => {
+            Ok(Ok(false)) => {
                 self.topics.remove(&key);
+                self.unwatch(&key).await;
             }
-            Err(message) => {
+            Ok(Err(message)) => {
                 self.topics.remove(&key);
+                self.unwatch(&key).await;
                 self.send(&ServerMessage::Error { message, topic: Some(topic.to_string()), details: None });
+            }
+            Err(e) => {
+                self.topics.remove(&key);
+                self.unwatch(&key).await;
+                return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Tells the broker this viewer no longer shows `key` (see [`crate::broker::Broker::watch`]).
+    async fn unwatch(&self, key: &TopicKey) {
+        if let Some(broker) = self.state.hub.broker() {
+            broker.unwatch(&key.user, &key.topic.to_string()).await;
+        }
     }
 }
 
