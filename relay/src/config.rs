@@ -28,6 +28,9 @@ pub struct Settings {
     pub pong_timeout_ms: u64,
     /// An agent away for longer than this raises an `agent_offline` alert.
     pub agent_offline_grace_ms: u64,
+    /// With a broker: a node not seen alive for this long is dead, and the other nodes mark
+    /// its agents offline (SPEC 11: within 30 s). Each node says it is alive every sixth of it.
+    pub node_timeout_ms: u64,
     /// Largest accepted WebSocket message (1009 above it).
     pub max_frame_bytes: usize,
     /// Frames a viewer may have waiting before it is closed with 4001.
@@ -195,6 +198,7 @@ impl Default for Settings {
             heartbeat_ms: 60_000,
             pong_timeout_ms: 120_000,
             agent_offline_grace_ms: 120_000,
+            node_timeout_ms: 30_000,
             max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
             viewer_queue_len: 1024,
             viewer_queue_bytes: 8 * 1024 * 1024,
@@ -233,6 +237,7 @@ pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("heartbeat_ms", "how often agents are pinged"),
     ("pong_timeout_ms", "an agent silent this long after a ping is closed (1000)"),
     ("agent_offline_grace_ms", "an agent away longer than this raises an agent_offline alert"),
+    ("node_timeout_ms", "with a broker: a node not seen alive for this long is dead and its agents go offline"),
     ("max_frame_bytes", "largest accepted WebSocket message (closed with 1009 above it)"),
     ("viewer_queue_len", "frames waiting for one viewer before it is closed with 4001"),
     ("viewer_queue_bytes", "bytes waiting for one viewer before it is closed with 4001"),
@@ -315,6 +320,7 @@ impl fmt::Debug for Settings {
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("pong_timeout_ms", &self.pong_timeout_ms)
             .field("agent_offline_grace_ms", &self.agent_offline_grace_ms)
+            .field("node_timeout_ms", &self.node_timeout_ms)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("viewer_queue_len", &self.viewer_queue_len)
             .field("viewer_queue_bytes", &self.viewer_queue_bytes)

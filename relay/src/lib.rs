@@ -21,6 +21,7 @@
 //! - [`html_errors`]: error pages for browsers (API clients keep JSON errors).
 //! - [`error`]: the one error type of HTTP handlers.
 //! - [`request`]: strict JSON bodies and path parameters shared by handlers.
+//! - [`liveness`]: with a broker, nodes say they are alive and mark the agents of dead ones offline.
 //! - [`metrics`]: Prometheus counters.
 //! - [`runner`]: container runs (SPEC 10): the engine trait, its Docker implementation, the
 //!   `Runner` handle.
@@ -42,6 +43,7 @@ pub mod html_errors;
 pub mod hub;
 pub mod hud;
 pub mod listener;
+pub mod liveness;
 pub mod login;
 pub mod metrics;
 pub mod realtime;
@@ -167,6 +169,12 @@ pub async fn serve(
             on_restored,
         };
         state.hub.set_broker(broker::start(&url, node).await?);
+    }
+    if state.hub.broker().is_some() {
+        // Alive before the first agent can connect here, so no other node takes its agents
+        // for those of a dead node.
+        liveness::say_alive(&state).await;
+        state.tasks.spawn(liveness::watch_nodes(state.clone()));
     }
     if let Some(runner_settings) = state.settings.runner.clone() {
         start_runner(&state, runner_settings, listener.local_addr()?).await?;

@@ -241,6 +241,10 @@ INSERT INTO meta (name, value) VALUES ('instance', abs(random()) % 1000000000000
     r#"
 CREATE TABLE changes (owner TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 "#,
+    // Until when each node of a multi-node relay counts as alive (SPEC 11).
+    r#"
+CREATE TABLE nodes (node_id TEXT PRIMARY KEY, alive_until_ms INTEGER NOT NULL) WITHOUT ROWID;
+"#,
 ];
 
 /// The database handle. Not `Sync`: the server keeps it on one thread (see `store::sqlite`).
@@ -425,6 +429,29 @@ impl Db {
     pub fn mark_all_agents_offline(&self) -> Result<()> {
         self.conn.execute("UPDATE agents SET online = 0", [])?;
         Ok(())
+    }
+
+    pub fn node_alive_until(&self, node_id: &str, until_ms: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO nodes (node_id, alive_until_ms) VALUES (?1, ?2)
+             ON CONFLICT (node_id) DO UPDATE SET alive_until_ms = max(alive_until_ms, excluded.alive_until_ms)",
+            params![node_id, until_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn live_nodes(&self, now_ms: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT node_id FROM nodes WHERE alive_until_ms >= ?1 ORDER BY node_id")?;
+        let rows = stmt.query_map(params![now_ms], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn online_agent_conns(&self) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT user, agent_id, conn FROM agents WHERE online = 1 AND conn IS NOT NULL ORDER BY user, agent_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn upsert_agent(&self, user: &str, info: &AgentInfo, online: bool) -> Result<()> {

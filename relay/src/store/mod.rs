@@ -73,6 +73,13 @@ pub trait Store: Send + Sync + 'static {
     // ----- agents --------------------------------------------------------------------------
 
     async fn mark_all_agents_offline(&self) -> Result<()>;
+    /// This node counts as alive until `until_ms` unless it says so again (SPEC 11: nodes
+    /// notice a dead one within 30 s). Each node sets its own deadline, from its own settings.
+    async fn node_alive_until(&self, node_id: &str, until_ms: i64) -> Result<()>;
+    /// The nodes alive at `now_ms`.
+    async fn live_nodes(&self, now_ms: i64) -> Result<Vec<String>>;
+    /// Every online agent with its connection (`<node id>:<socket>`): (user, agent id, conn).
+    async fn online_agent_conns(&self) -> Result<Vec<(String, String, String)>>;
     async fn upsert_agent(&self, user: &str, info: &AgentInfo, online: bool) -> Result<()>;
     /// Records which connection (node and socket) an agent is on now.
     async fn set_agent_conn(&self, user: &str, agent_id: &str, conn: &str) -> Result<()>;

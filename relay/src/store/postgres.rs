@@ -32,6 +32,7 @@ use crate::db::{agent_from, hash_secret, ms, now_text, random_hex, task_from};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres/migrations/001_initial.sql")),
     (2, include_str!("postgres/migrations/002_changes.sql")),
+    (3, include_str!("postgres/migrations/003_nodes.sql")),
 ];
 
 /// The advisory lock that serialises migrations between nodes ("fdrelay" in ASCII).
@@ -324,6 +325,39 @@ impl Store for PostgresStore {
     async fn mark_all_agents_offline(&self) -> Result<()> {
         self.client().await?.execute("UPDATE agents SET online = false", &[]).await?;
         Ok(())
+    }
+
+    async fn node_alive_until(&self, node_id: &str, until_ms: i64) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO nodes (node_id, alive_until_ms) VALUES ($1, $2)
+                 ON CONFLICT (node_id) DO UPDATE SET alive_until_ms = GREATEST(nodes.alive_until_ms, excluded.alive_until_ms)",
+                &[&node_id, &until_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn live_nodes(&self, now_ms: i64) -> Result<Vec<String>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT node_id FROM nodes WHERE alive_until_ms >= $1 ORDER BY node_id", &[&now_ms])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn online_agent_conns(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT owner, agent_id, conn FROM agents WHERE online AND conn IS NOT NULL ORDER BY owner, agent_id",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
     async fn upsert_agent(&self, user: &str, info: &AgentInfo, online: bool) -> Result<()> {

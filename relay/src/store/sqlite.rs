@@ -154,6 +154,19 @@ impl Store for SqliteStore {
         self.call(|db| db.mark_all_agents_offline()).await
     }
 
+    async fn node_alive_until(&self, node_id: &str, until_ms: i64) -> Result<()> {
+        let node_id = node_id.to_string();
+        self.call(move |db| db.node_alive_until(&node_id, until_ms)).await
+    }
+
+    async fn live_nodes(&self, now_ms: i64) -> Result<Vec<String>> {
+        self.call(move |db| db.live_nodes(now_ms)).await
+    }
+
+    async fn online_agent_conns(&self) -> Result<Vec<(String, String, String)>> {
+        self.call(|db| db.online_agent_conns()).await
+    }
+
     async fn upsert_agent(&self, user: &str, info: &AgentInfo, online: bool) -> Result<()> {
         let (user, info) = (user.to_owned(), info.clone());
         self.call(move |db| db.upsert_agent(&user, &info, online)).await

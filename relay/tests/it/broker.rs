@@ -2,13 +2,14 @@
 
 use flightdeck_protocol::{AgentMessage, RelayMessage, RepoState, TaskStatus};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::*;
 
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<tokio::process::Child>,
     port: u16,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl RedisServer {
@@ -27,20 +28,20 @@ impl RedisServer {
     }
 
     /// Kills the server (SIGKILL: its clients' connections end at once).
-    async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
         }
     }
 
     /// Starts it again on the same port, empty.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.kill().await;
         self.child = Some(RedisServer::start_on(self.port).await);
     }
 }
 
-async fn redis_server() -> RedisServer {
+pub(crate) async fn redis_server() -> RedisServer {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = RedisServer::start_on(port).await;
     RedisServer { child: Some(child), port, url: format!("redis://127.0.0.1:{port}") }
@@ -324,7 +325,7 @@ async fn a_broker_restart_closes_viewers_with_1012_and_they_end_complete() {
 
 /// Subscribes to `topic` (a task's) and reads its snapshot and events until seq `last`; `None`
 /// when the socket is closed with 1012 first.
-async fn whole_transcript(viewer: &mut Ws, topic: &str, last: u64) -> Option<Vec<u64>> {
+pub(crate) async fn whole_transcript(viewer: &mut Ws, topic: &str, last: u64) -> Option<Vec<u64>> {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     send(viewer, &flightdeck_protocol::ClientMessage::Subscribe { topics: vec![topic.into()] }).await;
@@ -348,4 +349,80 @@ async fn whole_transcript(viewer: &mut Ws, topic: &str, last: u64) -> Option<Vec
         }
     }
     Some(seqs)
+}
+
+/// SPEC 11: a node killed with an agent connected: the other nodes mark the agent offline
+/// once the killed node's deadline (its `node_timeout_ms`: 30 s by default; 3 s here) has
+/// passed, and publish it.
+#[tokio::test]
+async fn the_agents_of_a_killed_node_go_offline_on_the_others() {
+    use tokio::io::AsyncBufReadExt;
+    let redis = redis_server().await;
+    let url = redis.url.clone();
+    let b = Relay::start_with(move |s| {
+        s.broker = Some(url);
+        s.node_timeout_ms = 1000;
+    })
+    .await;
+    // Node A: a process on the same data dir, so it can be killed without a word.
+    let mut a = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&b.dir)
+        .args(["--broker", &redis.url])
+        .env("RUST_LOG", "warn,flightdeck_relay=info")
+        // Its own deadline (3 s) is longer than node b's (1 s): each node is judged by its own.
+        .env("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", "3000")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(a.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("relay listening addr=").nth(1) {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("node a exited before listening");
+    })
+    .await
+    .expect("node a starts");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let owner = b.keys.owner.clone();
+    let mut viewer = b.viewer(Some(&owner)).await;
+    assert_eq!(subscribe(&mut viewer, "agents").await, json!([]));
+    let mut request = format!("ws://{addr}/api/ws").into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", b.keys.agent).parse().unwrap());
+    let (mut agent, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    send(&mut agent, &status_message("mac")).await;
+    assert!(matches!(recv_relay(&mut agent).await, RelayMessage::Welcome { .. }));
+    let info = next_event(&mut viewer, "agents").await;
+    assert_eq!(info["status"], "online");
+    // Two more rounds of node b's liveness (each says it is alive, then sweeps): a live node's
+    // agents are left alone.
+    let db = rusqlite::Connection::open(b.dir.join("relay.sqlite3")).unwrap();
+    let nodes = || -> Vec<i64> {
+        let mut stmt = db.prepare("SELECT alive_until_ms FROM nodes ORDER BY node_id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let mut before = nodes();
+    assert_eq!(before.len(), 2, "both nodes say they are alive: {before:?}");
+    for round in 0..2 {
+        eventually(&format!("round {round} of both nodes"), || async {
+            let now = nodes();
+            now.iter().zip(&before).all(|(seen, earlier)| seen > earlier).then_some(())
+        })
+        .await;
+        before = nodes();
+    }
+    let (_, body) = b.get("/api/cockpit/agents", &owner).await;
+    assert_eq!(body["agents"][0]["status"], "online", "{body}");
+
+    a.kill().await.unwrap();
+    let killed = std::time::Instant::now();
+    let info = next_event(&mut viewer, "agents").await;
+    assert_eq!((info["agentId"].as_str(), info["status"].as_str()), (Some("mac"), Some("offline")), "{info}");
+    assert!(killed.elapsed() < std::time::Duration::from_secs(8), "offline {:?} after the kill", killed.elapsed());
+    drop(agent);
 }

@@ -29,6 +29,7 @@ macro_rules! cases {
 const CASES: &[(&str, Case)] = cases![
     users_keys_and_sessions,
     agents_and_their_connections,
+    nodes_and_where_agents_are,
     repos_filtered_and_paged,
     tasks_listed_filtered_and_paged,
     transcripts_grow_only_by_the_next_seq,
@@ -198,6 +199,29 @@ async fn agents_and_their_connections(store: Arc<dyn Store>) {
     store.mark_all_agents_offline().await.unwrap();
     assert!(!store.agent_online("alice", "mac").await.unwrap());
     assert!(!store.agent_online("bob", "mac").await.unwrap());
+}
+
+async fn nodes_and_where_agents_are(store: Arc<dyn Store>) {
+    assert!(store.live_nodes(0).await.unwrap().is_empty());
+    store.node_alive_until("n1", 1_000).await.unwrap();
+    store.node_alive_until("n2", 5_000).await.unwrap();
+    // Said again: the later deadline stays, whichever order the writes come in.
+    store.node_alive_until("n1", 9_000).await.unwrap();
+    store.node_alive_until("n2", 4_000).await.unwrap();
+    assert_eq!(store.live_nodes(5_000).await.unwrap(), ["n1", "n2"]);
+    assert_eq!(store.live_nodes(6_000).await.unwrap(), ["n1"]);
+    assert!(store.live_nodes(10_000).await.unwrap().is_empty());
+
+    store.upsert_agent("alice", &agent("mac"), true).await.unwrap();
+    store.upsert_agent("alice", &agent("linux"), true).await.unwrap();
+    store.upsert_agent("bob", &agent("mac"), false).await.unwrap();
+    store.set_agent_conn("alice", "mac", "n1:7").await.unwrap();
+    store.set_agent_conn("bob", "mac", "n2:3").await.unwrap();
+    // Online with a connection only: linux never had one, bob's mac is offline.
+    assert_eq!(
+        store.online_agent_conns().await.unwrap(),
+        [("alice".to_string(), "mac".to_string(), "n1:7".to_string())]
+    );
 }
 
 async fn repos_filtered_and_paged(store: Arc<dyn Store>) {
