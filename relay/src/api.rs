@@ -358,15 +358,9 @@ pub async fn put_secret(
         return Err(AppError::field("$.value", "must not contain NUL"));
     }
     let (nonce, sealed) = secret_box(&state)?.seal(&user, &name, &request.value).map_err(AppError::Internal)?;
-    state
-        .db(move |db, _| {
-            let names = db.secret_names(&user)?;
-            if names.len() >= secrets::MAX_SECRETS && !names.iter().any(|(n, _)| *n == name) {
-                return Err(AppError::Conflict(format!("at most {} secrets per user", secrets::MAX_SECRETS)));
-            }
-            Ok(db.put_secret(&user, &name, &nonce, &sealed)?)
-        })
-        .await?;
+    if !state.store().put_secret(&user, &name, &nonce, &sealed, secrets::MAX_SECRETS).await? {
+        return Err(AppError::Conflict(format!("at most {} secrets per user", secrets::MAX_SECRETS)));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -146,6 +146,10 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- conversations and pending decisions (SPEC 8) ------------------------------------
 
+    /// Stores a new turn of its conversation (`turn.conversation()`) unless a turn of that
+    /// conversation has not ended: then `None` and nothing is stored. Two calls for one
+    /// conversation never both store.
+    async fn add_turn(&self, user: &str, turn: &Task) -> Result<Option<Task>>;
     /// The turns of a conversation, oldest first.
     async fn conversation(&self, user: &str, conversation_id: &str) -> Result<Vec<Task>>;
     /// True when the last of the request's request/decision events is the request.
@@ -175,7 +179,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unfinished_runs(&self) -> Result<Vec<Run>>;
     /// A one-time agent key bound to `task_id`, recorded on its run.
     async fn create_task_key(&self, user: &str, task_id: &str) -> Result<CreatedKey>;
-    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8]) -> Result<()>;
+    /// Stores (or replaces) a sealed secret; false, and nothing stored, when `user` already has
+    /// `max` secrets and `name` is not one of them. Two calls never both pass the bound.
+    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8], max: usize) -> Result<bool>;
     async fn secret_names(&self, user: &str) -> Result<Vec<(String, Timestamp)>>;
     async fn sealed_secrets(&self, user: &str) -> Result<Vec<SealedSecret>>;
     async fn delete_secret(&self, user: &str, name: &str) -> Result<bool>;
