@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::db::{Db, Principal};
+use crate::db::Principal;
 use crate::error::AppError;
 use crate::hub::{AgentRegistry, Connections, Hub};
 use crate::metrics::Metrics;
@@ -30,7 +30,7 @@ pub struct Inner {
     pub settings: Settings,
     /// This process among the nodes sharing a broker; random per start.
     pub node_id: String,
-    /// The database, on its own thread (see `AppState::db` and `AppState::store`).
+    /// The persistent state (see [`AppState::store`]).
     store: SqliteStore,
     pub hub: Hub,
     pub agents: AgentRegistry,
@@ -104,18 +104,6 @@ impl AppState {
     /// The relay's persistent state.
     pub fn store(&self) -> &dyn Store {
         &self.inner.store
-    }
-
-    /// Runs `f` with the database on the database thread, one job at a time. Ordering no longer
-    /// depends on it (events carry seqs and change numbers, see [`crate::hub`]); what is left
-    /// of it are the call sites still to move to [`AppState::store`] (relay/NEXT.md).
-    pub async fn db<R, F>(&self, f: F) -> Result<R, AppError>
-    where
-        F: FnOnce(&mut Db, &AppState) -> Result<R, AppError> + Send + 'static,
-        R: Send + 'static,
-    {
-        let state = self.clone();
-        self.inner.store.run(move |db| f(db, &state)).await?
     }
 
     // ----- request helpers -------------------------------------------------------------------
