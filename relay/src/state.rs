@@ -18,7 +18,7 @@ use crate::db::Principal;
 use crate::error::AppError;
 use crate::hub::{AgentRegistry, Connections, Hub};
 use crate::metrics::Metrics;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
@@ -30,8 +30,8 @@ pub struct Inner {
     pub settings: Settings,
     /// This process among the nodes sharing a broker; random per start.
     pub node_id: String,
-    /// The persistent state (see [`AppState::store`]).
-    store: SqliteStore,
+    /// The persistent state: SQLite in the data dir, or PostgreSQL (see [`crate::store::open`]).
+    store: Arc<dyn Store>,
     pub hub: Hub,
     pub agents: AgentRegistry,
     pub conns: Arc<Connections>,
@@ -56,7 +56,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: SqliteStore) -> AppState {
+    pub fn new(settings: Settings, store: Arc<dyn Store>) -> AppState {
         let metrics = Arc::new(Metrics::default());
         let ws_limiter = RateLimiter::new(settings.ws_connections_per_minute);
         let login_limiter = RateLimiter::new(settings.logins_per_minute);
@@ -103,7 +103,7 @@ impl AppState {
 
     /// The relay's persistent state.
     pub fn store(&self) -> &dyn Store {
-        &self.inner.store
+        self.inner.store.as_ref()
     }
 
     // ----- request helpers -------------------------------------------------------------------

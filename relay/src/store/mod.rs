@@ -31,6 +31,22 @@ pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The store `settings` name: PostgreSQL for a `postgres://` (or `postgresql://`) `database`,
+/// else SQLite in `data_dir`.
+pub async fn open(settings: &crate::config::Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    match settings.database.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+        }
+        Some(_) => anyhow::bail!("database must be a postgres:// URL (or unset, for SQLite in data_dir)"),
+        None => {
+            let data_dir = settings.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open_in(&data_dir)).await??;
+            Ok(std::sync::Arc::new(store))
+        }
+    }
+}
+
 /// One event to append to a task's transcript: `(task id, seq, event)`.
 pub type NumberedEvent = (String, u64, TaskEvent);
 
