@@ -14,7 +14,6 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
-use flightdeck_protocol::agent::TaskResultStatus;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
 use flightdeck_protocol::realtime::validate_task_id;
@@ -251,9 +250,7 @@ impl Link {
                 let agent_id = self.agent_id();
                 let full = full.unwrap_or(false);
                 let names: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
-                self.state
-                    .db(move |db, st| crate::domain::agents::record_git_status(db, st, &user, &agent_id, &repos, full))
-                    .await?;
+                crate::domain::agents::record_git_status(&self.state, &user, &agent_id, &repos, full).await?;
                 self.dispatch_queued(names).await?;
             }
             AgentMessage::TaskUpdate { task } => {
@@ -264,28 +261,7 @@ impl Link {
                 let agent_id = self.agent_id();
                 // Its repo may have changed: read it again with the next event.
                 self.transcripts.forget(&task.id);
-                self.state
-                    .db(move |db, st| {
-                        let mut task = task;
-                        if task.agent_id.is_none() {
-                            task.agent_id = Some(agent_id);
-                        }
-                        // A task's place in its conversation is fixed when it is created (by the
-                        // relay for a reply): an agent that leaves it out does not move the task.
-                        if let Some(stored) = db.task(&user, &task.id)? {
-                            task.conversation_id = stored.conversation_id;
-                            task.parent_task_id = stored.parent_task_id;
-                            // Where it runs is the relay's to say (SPEC 10).
-                            task.placement = stored.placement;
-                            task.runner = stored.runner;
-                            if stored.placement == Some(flightdeck_protocol::Placement::Container) {
-                                task.agent_id = stored.agent_id;
-                            }
-                        }
-                        let stored = db.upsert_task(&user, &task)?;
-                        st.publish_task(db, &user, &stored)
-                    })
-                    .await?;
+                crate::domain::tasks::record_task_update(&self.state, &user, &agent_id, task).await?;
             }
             AgentMessage::TaskEvent { task_id, seq, event } => {
                 if seq == 0 {
@@ -297,32 +273,14 @@ impl Link {
                 self.pending_events.push((task_id, seq + offset, event));
             }
             AgentMessage::TaskResult { task_id, status, result, logs: _ } => {
-                let found = self
-                    .state
-                    .db(move |db, st| {
-                        let Some(mut task) = db.task(&user, &task_id)? else { return Ok(false) };
-                        task.status = match status {
-                            TaskResultStatus::Completed => TaskStatus::Completed,
-                            TaskResultStatus::Failed => TaskStatus::Failed,
-                            TaskResultStatus::Cancelled => TaskStatus::Cancelled,
-                        };
-                        task.finished_at.get_or_insert_with(Utc::now);
-                        match (status, result) {
-                            (TaskResultStatus::Failed, serde_json::Value::String(s)) => task.error = Some(s),
-                            (_, serde_json::Value::String(s)) => task.summary = Some(s),
-                            _ => {}
-                        }
-                        let stored = db.upsert_task(&user, &task)?;
-                        st.publish_task(db, &user, &stored)?;
-                        Ok(true)
-                    })
-                    .await?;
+                let found =
+                    crate::domain::tasks::record_task_result(&self.state, &user, &task_id, status, result).await?;
                 if !found {
                     self.invalid(vec![Detail::new("$.taskId", "unknown task")]);
                 }
             }
             AgentMessage::Alert { alert } => {
-                self.state.db(move |db, st| crate::domain::agents::record_alert(db, st, &user, alert)).await?;
+                crate::domain::agents::record_alert(&self.state, &user, alert).await?;
             }
             AgentMessage::Error { message, task_id, request_id } => {
                 // The agent could not do what the relay asked. A decision for a request that is
@@ -335,16 +293,11 @@ impl Link {
             AgentMessage::Pong { .. } => {
                 self.last_pong = Instant::now();
                 let agent_id = self.agent_id();
-                self.state
-                    .db(move |db, st| {
-                        if let Some(mut info) = db.agent(&user, &agent_id)? {
-                            info.last_ping_at = Utc::now();
-                            db.upsert_agent(&user, &info, true)?;
-                            st.publish_agent(db, &user, &info)?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                if let Some(mut info) = self.state.store().agent(&user, &agent_id).await? {
+                    info.last_ping_at = Utc::now();
+                    self.state.store().upsert_agent(&user, &info, true).await?;
+                    self.state.publish_agent(&user, &agent_id).await?;
+                }
             }
         }
         Ok(())
@@ -358,15 +311,7 @@ impl Link {
         }
         let events = std::mem::take(&mut self.pending_events);
         let user = self.principal.user.clone();
-        let mut transcripts = std::mem::take(&mut self.transcripts);
-        let (transcripts, applied) = self
-            .state
-            .db(move |db, st| {
-                let applied = crate::domain::tasks::apply_events(db, st, &user, events, &mut transcripts)?;
-                Ok((transcripts, applied))
-            })
-            .await?;
-        self.transcripts = transcripts;
+        let applied = crate::domain::tasks::apply_events(&self.state, &user, events, &mut self.transcripts).await?;
         let offset = self.run_session().map_or(0, |r| r.seq_offset);
         for (task_id, after_seq) in applied.resend {
             self.send(&RelayMessage::Resend { task_id, after_seq: after_seq.saturating_sub(offset) });
@@ -445,40 +390,35 @@ impl Link {
         let since = (now - chrono::Duration::from_std(LAST_SEQS_WINDOW).unwrap_or_default()).timestamp_millis();
         let id = agent_id.clone();
         let conn = conn_token(&self.state, self.conn_id);
-        let (last_seqs, known_repos, decisions) = self
-            .state
-            .db(move |db, st| {
-                let previous = db.agent(&user, &id)?;
-                let repos: Vec<String> = db.repos(&user, None, Some(&id))?.into_iter().map(|r| r.name).collect();
-                let info = AgentInfo {
-                    agent_id: id.clone(),
-                    status,
-                    capabilities: capabilities.unwrap_or_default(),
-                    metadata: metadata.unwrap_or_default(),
-                    version: version.unwrap_or_default(),
-                    connected_at: match (&previous, first) {
-                        (Some(p), false) => p.connected_at,
-                        _ => now,
-                    },
-                    last_ping_at: now,
-                    repos: repos.clone(),
-                };
-                db.upsert_agent(&user, &info, true)?;
-                if first {
-                    db.set_agent_conn(&user, &id, &conn)?;
-                }
-                st.publish_agent(db, &user, &info)?;
-                if first {
-                    st.publish_agent_online(db, &user, &id)?;
-                }
-                let (last_seqs, decisions) = if first {
-                    (db.last_seqs(&user, &id, since)?, db.pending_decisions_for(&user, &id)?)
-                } else {
-                    Default::default()
-                };
-                Ok((last_seqs, repos, decisions))
-            })
-            .await?;
+        let store = self.state.store();
+        let previous = store.agent(&user, &id).await?;
+        let known_repos: Vec<String> = store.repos(&user, None, Some(&id)).await?.into_iter().map(|r| r.name).collect();
+        let info = AgentInfo {
+            agent_id: id.clone(),
+            status,
+            capabilities: capabilities.unwrap_or_default(),
+            metadata: metadata.unwrap_or_default(),
+            version: version.unwrap_or_default(),
+            connected_at: match (&previous, first) {
+                (Some(p), false) => p.connected_at,
+                _ => now,
+            },
+            last_ping_at: now,
+            repos: known_repos.clone(),
+        };
+        store.upsert_agent(&user, &info, true).await?;
+        if first {
+            store.set_agent_conn(&user, &id, &conn).await?;
+        }
+        self.state.publish_agent(&user, &id).await?;
+        if first {
+            self.state.publish_agent_online(&user, &id).await?;
+        }
+        let (last_seqs, decisions) = if first {
+            (store.last_seqs(&user, &id, since).await?, store.pending_decisions_for(&user, &id).await?)
+        } else {
+            Default::default()
+        };
         if first {
             self.send(&RelayMessage::Welcome {
                 agent_id: agent_id.clone(),
@@ -512,13 +452,8 @@ impl Link {
             old.closer.close(close::REPLACED);
         }
         let id = task_id.clone();
-        let found = self
-            .state
-            .db(move |db, _| {
-                let offset = db.run(&id)?.map_or(0, |r| r.seq_offset);
-                Ok(db.task(&user, &id)?.map(|t| (t, offset)))
-            })
-            .await?;
+        let offset = self.state.store().run(&id).await?.map_or(0, |r| r.seq_offset);
+        let found = self.state.store().task(&user, &id).await?.map(|t| (t, offset));
         let Some((task, seq_offset)) = found else {
             self.closer.close(close::POLICY);
             return Ok(());
@@ -533,7 +468,7 @@ impl Link {
         self.session = Some(Session { agent_id, run: Some(RunSession { seq_offset }) });
         if task.status == TaskStatus::Queued {
             let user = self.principal.user.clone();
-            self.state.db(move |db, st| st.dispatch(db, &user, &task).map(|_| ())).await?;
+            self.state.dispatch(&user, &task).await?;
         }
         Ok(())
     }
@@ -543,14 +478,10 @@ impl Link {
         let Some(session) = &self.session else { return Ok(()) };
         let user = self.principal.user.clone();
         let agent_id = session.agent_id.clone();
-        self.state
-            .db(move |db, st| {
-                for task in db.queued_tasks_for(&user, &agent_id, &repos)? {
-                    st.dispatch(db, &user, &task)?;
-                }
-                Ok(())
-            })
-            .await
+        for task in self.state.store().queued_tasks_for(&user, &agent_id, &repos).await? {
+            self.state.dispatch(&user, &task).await?;
+        }
+        Ok(())
     }
 }
 
@@ -617,19 +548,18 @@ async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, repl
     }
     let (u, id) = (user.to_string(), session.agent_id.clone());
     let conn = conn_token(state, conn_id);
-    let marked = state
-        .db(move |db, st| {
-            if st.agents.is_connected(&u, &id) {
-                return Ok(());
-            }
-            // Only if no newer connection (here or on another node) took over.
-            if let Some(info) = db.mark_agent_offline(&u, &id, &conn)? {
-                st.publish_agent(db, &u, &info)?;
-                st.publish_agent_online(db, &u, &id)?;
-            }
-            Ok(())
-        })
-        .await;
+    let marked = async {
+        if state.agents.is_connected(&u, &id) {
+            return Ok::<_, AppError>(());
+        }
+        // Only if no newer connection (here or on another node) took over.
+        if state.store().mark_agent_offline(&u, &id, &conn).await?.is_some() {
+            state.publish_agent(&u, &id).await?;
+            state.publish_agent_online(&u, &id).await?;
+        }
+        Ok(())
+    }
+    .await;
     if let Err(e) = marked {
         tracing::warn!(error = %e, "could not mark agent offline");
     }
@@ -650,28 +580,27 @@ async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, repl
         if state.agents.is_connected(&user, &agent_id) || state.agents.gone_generation(&user, &agent_id) != generation {
             return;
         }
-        let result = state
-            .db(move |db, st| {
-                if db.agent_online(&user, &agent_id)? {
-                    return Ok(());
-                }
-                let alert = Alert {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    severity: Severity::Warning,
-                    kind: AlertKind::AgentOffline,
-                    repo: None,
-                    task_id: None,
-                    agent_id: Some(agent_id.clone()),
-                    message: format!("agent {agent_id} has been offline for {} s", grace.as_secs()),
-                    created_at: Utc::now(),
-                    acknowledged: false,
-                    acknowledged_at: None,
-                };
-                db.upsert_alert(&user, &alert)?;
-                st.publish_alert(db, &user, &alert)?;
-                Ok(())
-            })
-            .await;
+        let result = async {
+            if state.store().agent_online(&user, &agent_id).await? {
+                return Ok::<_, AppError>(());
+            }
+            let alert = Alert {
+                id: uuid::Uuid::now_v7().to_string(),
+                severity: Severity::Warning,
+                kind: AlertKind::AgentOffline,
+                repo: None,
+                task_id: None,
+                agent_id: Some(agent_id.clone()),
+                message: format!("agent {agent_id} has been offline for {} s", grace.as_secs()),
+                created_at: Utc::now(),
+                acknowledged: false,
+                acknowledged_at: None,
+            };
+            state.store().upsert_alert(&user, &alert).await?;
+            state.publish_alert(&user, &alert.id).await?;
+            Ok(())
+        }
+        .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "could not raise agent_offline");
         }

@@ -228,37 +228,32 @@ pub async fn cancel_task(
     let user = auth.owner()?.user.clone();
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
-    let task = state
-        .db(move |db, st| {
-            let mut task = db.task(&user, &id)?.ok_or_else(AppError::not_found)?;
-            if task.status.is_terminal() {
-                return Err(AppError::Conflict(format!("task already {}", task.status.as_str())));
-            }
-            if let Some(reason) = flightdeck_protocol::rules::cancel_refusal(&task) {
-                return Err(AppError::conflict(flightdeck_protocol::desktop::error_codes::NOT_CANCELLABLE, reason));
-            }
-            let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
-            if let Some(agent) = &task.agent_id {
-                if st.send_to_agent(db, &user, agent, None, cancel)? {
-                    return Ok(task);
-                }
-            }
-            // A container whose agent is not connected yet (cloning): stop the container.
-            if let Some(runner) = st.runner() {
-                if runner.stop(&id) {
-                    return Ok(task);
-                }
-            }
-            if task.status != TaskStatus::Queued {
-                return Err(AppError::Conflict("the agent running this task is offline".into()));
-            }
-            task.status = TaskStatus::Cancelled;
-            task.finished_at = Some(Utc::now());
-            let stored = db.upsert_task(&user, &task)?;
-            st.publish_task(db, &user, &stored)?;
-            Ok(stored)
-        })
-        .await?;
+    let mut task = state.store().task(&user, &id).await?.ok_or_else(AppError::not_found)?;
+    if task.status.is_terminal() {
+        return Err(AppError::Conflict(format!("task already {}", task.status.as_str())));
+    }
+    if let Some(reason) = flightdeck_protocol::rules::cancel_refusal(&task) {
+        return Err(AppError::conflict(flightdeck_protocol::desktop::error_codes::NOT_CANCELLABLE, reason));
+    }
+    let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
+    if let Some(agent) = &task.agent_id {
+        if state.send_to_agent(&user, agent, None, cancel).await? {
+            return Ok(Json(TaskResponse { task }));
+        }
+    }
+    // A container whose agent is not connected yet (cloning): stop the container.
+    if let Some(runner) = state.runner() {
+        if runner.stop(&id) {
+            return Ok(Json(TaskResponse { task }));
+        }
+    }
+    if task.status != TaskStatus::Queued {
+        return Err(AppError::Conflict("the agent running this task is offline".into()));
+    }
+    task.status = TaskStatus::Cancelled;
+    task.finished_at = Some(Utc::now());
+    let stored = state.store().upsert_task(&user, &task).await?;
+    let task = state.publish_task(&user, &id).await?.unwrap_or(stored);
     Ok(Json(TaskResponse { task }))
 }
 
@@ -309,18 +304,13 @@ pub async fn ack_alert(
 ) -> Result<Json<AlertResponse>, AppError> {
     let user = auth.owner()?.user.clone();
     state.check_same_origin(&auth, &headers)?;
-    let alert = state
-        .db(move |db, st| {
-            let mut alert = db.alert(&user, &id)?.ok_or_else(AppError::not_found)?;
-            if !alert.acknowledged {
-                alert.acknowledged = true;
-                alert.acknowledged_at = Some(Utc::now());
-                db.upsert_alert(&user, &alert)?;
-                st.publish_alert(db, &user, &alert)?;
-            }
-            Ok(alert)
-        })
-        .await?;
+    let mut alert = state.store().alert(&user, &id).await?.ok_or_else(AppError::not_found)?;
+    if !alert.acknowledged {
+        alert.acknowledged = true;
+        alert.acknowledged_at = Some(Utc::now());
+        state.store().upsert_alert(&user, &alert).await?;
+        state.publish_alert(&user, &id).await?;
+    }
     Ok(Json(AlertResponse { alert }))
 }
 
@@ -358,15 +348,9 @@ pub async fn put_secret(
         return Err(AppError::field("$.value", "must not contain NUL"));
     }
     let (nonce, sealed) = secret_box(&state)?.seal(&user, &name, &request.value).map_err(AppError::Internal)?;
-    state
-        .db(move |db, _| {
-            let names = db.secret_names(&user)?;
-            if names.len() >= secrets::MAX_SECRETS && !names.iter().any(|(n, _)| *n == name) {
-                return Err(AppError::Conflict(format!("at most {} secrets per user", secrets::MAX_SECRETS)));
-            }
-            Ok(db.put_secret(&user, &name, &nonce, &sealed)?)
-        })
-        .await?;
+    if !state.store().put_secret(&user, &name, &nonce, &sealed, secrets::MAX_SECRETS).await? {
+        return Err(AppError::Conflict(format!("at most {} secrets per user", secrets::MAX_SECRETS)));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

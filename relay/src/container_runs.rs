@@ -17,9 +17,9 @@ use flightdeck_protocol::event::RunnerStep;
 use flightdeck_protocol::{RunnerInfo, RunnerState, Task, TaskEvent, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{Db, RunState};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::RunState;
 
 use crate::runner::{ContainerSpec, Runner, LABEL_RELAY, LABEL_TASK};
 
@@ -46,27 +46,16 @@ async fn sweep(state: &AppState, runner: &Runner) -> anyhow::Result<()> {
     if !ids.is_empty() {
         tracing::info!(count = ids.len(), "removed containers left by a previous run of this relay");
     }
-    state
-        .db(|db, st| {
-            for run in db.unfinished_runs()? {
-                finish_run(
-                    db,
-                    st,
-                    &run.user,
-                    &run.task_id,
-                    run.key_id.as_deref(),
-                    Ending {
-                        container_id: run.container_id.clone().unwrap_or_default(),
-                        exit_code: None,
-                        status_if_unfinished: TaskStatus::Interrupted,
-                        error: Some("the relay restarted while the container ran; the container was removed".into()),
-                        report: None,
-                    },
-                )?;
-            }
-            Ok(())
-        })
-        .await?;
+    for run in state.store().unfinished_runs().await? {
+        let ending = Ending {
+            container_id: run.container_id.clone().unwrap_or_default(),
+            exit_code: None,
+            status_if_unfinished: TaskStatus::Interrupted,
+            error: Some("the relay restarted while the container ran; the container was removed".into()),
+            report: None,
+        };
+        finish_run(state, &run.user, &run.task_id, run.key_id.as_deref(), ending).await?;
+    }
     Ok(())
 }
 
@@ -126,34 +115,30 @@ async fn run_container(
     stop: CancellationToken,
 ) -> Result<(), AppError> {
     let settings = &runner.settings;
-    let (u, id, url, image) = (user.to_string(), task_id.to_string(), clone_url.to_string(), settings.image.clone());
-    // The key, the first steps of the transcript and the offset, before the container exists:
-    // its agent can only connect after all three are stored.
-    let prepared = state
-        .db(move |db, st| {
-            let Some(mut task) = db.task(&u, &id)? else { return Ok(None) };
-            let key = db.create_task_key(&u, &id)?;
-            let secrets = match st.secrets() {
-                Some(secrets) => secrets.open_all(db, &u)?,
-                None => Vec::new(),
-            };
-            let steps = vec![
-                TaskEvent::Runner {
-                    step: RunnerStep::Starting,
-                    message: format!("starting a container from {image}"),
-                    exit_code: None,
-                },
-                TaskEvent::Runner { step: RunnerStep::Cloning, message: format!("cloning {url}"), exit_code: None },
-            ];
-            let offset = append_relay_events(db, st, &u, &id, steps)?;
-            db.set_run_seq_offset(&id, offset)?;
-            task.runner =
-                Some(RunnerInfo { container_id: String::new(), state: RunnerState::Starting, exit_code: None });
-            let stored = db.upsert_task(&u, &task)?;
-            st.publish_task(db, &u, &stored)?;
-            Ok(Some((key, secrets, stored)))
-        })
-        .await?;
+    let store = state.store();
+    let prepared = async {
+        let Some(mut task) = store.task(user, task_id).await? else { return Ok::<_, AppError>(None) };
+        let key = store.create_task_key(user, task_id).await?;
+        let secrets = match state.secrets() {
+            Some(secrets) => secrets.open_all(store, user).await?,
+            None => Vec::new(),
+        };
+        let steps = vec![
+            TaskEvent::Runner {
+                step: RunnerStep::Starting,
+                message: format!("starting a container from {}", settings.image),
+                exit_code: None,
+            },
+            TaskEvent::Runner { step: RunnerStep::Cloning, message: format!("cloning {clone_url}"), exit_code: None },
+        ];
+        let offset = append_relay_events(state, user, task_id, steps).await?;
+        store.set_run_seq_offset(task_id, offset).await?;
+        task.runner = Some(RunnerInfo { container_id: String::new(), state: RunnerState::Starting, exit_code: None });
+        let stored = store.upsert_task(user, &task).await?;
+        let stored = state.publish_task(user, task_id).await?.unwrap_or(stored);
+        Ok(Some((key, secrets, stored)))
+    }
+    .await?;
     let Some((key, secrets, task)) = prepared else { return Ok(()) };
 
     let spec = container_spec(runner, user, &task, clone_url, &key.secret, secrets);
@@ -171,19 +156,12 @@ async fn run_container(
             return Err(AppError::Internal(e.to_string()));
         }
     };
-    {
-        let (u, id, cid) = (user.to_string(), task_id.to_string(), container_id.clone());
-        state
-            .db(move |db, st| {
-                db.set_run_container(&id, &cid)?;
-                if let Some(mut task) = db.task(&u, &id)? {
-                    task.runner = Some(RunnerInfo { container_id: cid, state: RunnerState::Running, exit_code: None });
-                    let stored = db.upsert_task(&u, &task)?;
-                    st.publish_task(db, &u, &stored)?;
-                }
-                Ok(())
-            })
-            .await?;
+    store.set_run_container(task_id, &container_id).await?;
+    if let Some(mut task) = store.task(user, task_id).await? {
+        task.runner =
+            Some(RunnerInfo { container_id: container_id.clone(), state: RunnerState::Running, exit_code: None });
+        store.upsert_task(user, &task).await?;
+        state.publish_task(user, task_id).await?;
     }
 
     let timeout = Duration::from_secs(settings.timeout_secs.max(1));
@@ -217,10 +195,9 @@ async fn run_container(
     end_run(state, user, task_id, key.id, ending).await
 }
 
-/// Records how a run ended (see [`finish_run`]) under the database lock.
+/// Records how a run ended (see [`finish_run`]).
 async fn end_run(state: &AppState, user: &str, task_id: &str, key_id: String, ending: Ending) -> Result<(), AppError> {
-    let (u, id) = (user.to_string(), task_id.to_string());
-    state.db(move |db, st| finish_run(db, st, &u, &id, Some(&key_id), ending)).await
+    finish_run(state, user, task_id, Some(&key_id), ending).await
 }
 
 /// The container of one run.
@@ -281,19 +258,19 @@ fn container_spec(
 
 /// Records the end of a run: the last steps in the transcript, the task's end when the agent
 /// did not record one, the container's exit on `task.runner`; revokes the key.
-fn finish_run(
-    db: &mut Db,
+async fn finish_run(
     st: &AppState,
     user: &str,
     task_id: &str,
     key_id: Option<&str>,
     ending: Ending,
 ) -> Result<(), AppError> {
+    let store = st.store();
     if let Some(key_id) = key_id {
-        db.revoke_key(key_id)?;
+        store.revoke_key(key_id).await?;
     }
-    db.set_run_state(task_id, RunState::Ended)?;
-    let Some(mut task) = db.task(user, task_id)? else { return Ok(()) };
+    store.set_run_state(task_id, RunState::Ended).await?;
+    let Some(mut task) = store.task(user, task_id).await? else { return Ok(()) };
     let mut steps = Vec::new();
     if let Some(report) = &ending.report {
         if let (Some(branch), Some(commit)) = (&report.pushed_branch, &report.pushed_commit) {
@@ -328,31 +305,30 @@ fn finish_run(
         message,
         exit_code: ending.exit_code,
     });
-    append_relay_events(db, st, user, task_id, steps)?;
+    append_relay_events(st, user, task_id, steps).await?;
     task.runner = Some(RunnerInfo {
         container_id: ending.container_id,
         state: if ok { RunnerState::Exited } else { RunnerState::Failed },
         exit_code: ending.exit_code,
     });
-    let stored = db.upsert_task(user, &task)?;
-    st.publish_task(db, user, &stored)?;
+    store.upsert_task(user, &task).await?;
+    st.publish_task(user, task_id).await?;
     Ok(())
 }
 
 /// Appends events the relay writes itself after the task's last contiguous seq, and publishes
 /// them like an agent's; returns the new last seq.
-pub fn append_relay_events(
-    db: &Db,
+pub async fn append_relay_events(
     st: &AppState,
     user: &str,
     task_id: &str,
     events: Vec<TaskEvent>,
 ) -> Result<u64, AppError> {
-    let Some((_, last)) = db.task_repo_and_seq(user, task_id)? else { return Ok(0) };
+    let Some((_, last)) = st.store().task_repo_and_seq(user, task_id).await? else { return Ok(0) };
     let numbered: Vec<(String, u64, TaskEvent)> =
         events.into_iter().zip(last + 1..).map(|(event, seq)| (task_id.to_string(), seq, event)).collect();
     let count = numbered.len() as u64;
-    crate::domain::tasks::store_events(db, st, user, numbered)?;
+    crate::domain::tasks::store_events(st, user, numbered).await?;
     Ok(last + count)
 }
 

@@ -16,9 +16,10 @@
 //! before the snapshot read the change number, the snapshot's rows (read after) show it; if
 //! after, it is published after the viewer registered, so the viewer gets it. Why nothing is
 //! doubled: a change numbered at or below the snapshot's number is dropped, and so is a
-//! transcript event at or below the snapshot's last seq, and, per stream, anything at or below
-//! what the viewer already got (two publishers racing on one entity: the later number wins,
-//! and its content was read after it was counted).
+//! transcript event at or below the snapshot's last seq. Two publishers racing on one entity
+//! may publish out of order: a change older than one the viewer got is dropped too (the newer
+//! one's content was read after it was counted), while transcript events are all delivered
+//! (each seq is published once; a viewer may get 6 before 5, never miss 5).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,20 +71,6 @@ impl Position {
         Position::Change { stream: stream.into(), change }
     }
 
-    fn stream(&self) -> &str {
-        match self {
-            Position::Seq { stream, .. } | Position::Change { stream, .. } => stream,
-        }
-    }
-
-    fn at(&self) -> u64 {
-        match self {
-            Position::Seq { seq: at, .. } | Position::Change { change: at, .. } => *at,
-        }
-    }
-}
-
-impl Position {
     /// As other nodes get it.
     pub fn to_broker(&self) -> BrokerPosition {
         match self {
@@ -139,10 +126,12 @@ pub struct Subscriber {
     pub closer: Arc<Closer>,
     /// The owner or a viewer of the topic's user: still allowed when a HUD turns private.
     pub privileged: bool,
-    /// Per stream, the last position this viewer has (from its snapshot or an event).
-    seen: HashMap<String, u64>,
+    /// Per transcript, the last seq its snapshot holds.
+    snapshot_seqs: HashMap<String, u64>,
     /// The change number its snapshot was read after: changes up to it are in the snapshot.
     changes: u64,
+    /// Per stream of changes, the highest change number this viewer got.
+    seen_changes: HashMap<String, u64>,
     /// While the snapshot is being read: what was published meanwhile, at most `pending_limit`.
     pending: Option<Vec<(Frame, Option<Position>)>>,
     pending_limit: usize,
@@ -152,7 +141,17 @@ impl Subscriber {
     /// A subscriber whose frames go to `tx`; `pending_limit` bounds what is held for it while
     /// its snapshot is read (over it, it is closed as too slow, like a full queue).
     pub fn new(viewer_id: u64, tx: QueueTx, closer: Arc<Closer>, privileged: bool, pending_limit: usize) -> Subscriber {
-        Subscriber { viewer_id, tx, closer, privileged, seen: HashMap::new(), changes: 0, pending: None, pending_limit }
+        Subscriber {
+            viewer_id,
+            tx,
+            closer,
+            privileged,
+            snapshot_seqs: HashMap::new(),
+            changes: 0,
+            seen_changes: HashMap::new(),
+            pending: None,
+            pending_limit,
+        }
     }
 
     /// Queues a frame; false when this subscriber is gone or was closed for being too slow.
@@ -168,15 +167,10 @@ impl Subscriber {
         }
     }
 
-    /// Takes a published frame: dropped when this viewer already has its position, held while
-    /// the snapshot is read, queued otherwise. False when the subscriber must go.
+    /// Takes a published frame: held while the snapshot is read, then dropped when this viewer
+    /// already has it (see [`Subscriber::holds`]), queued otherwise. False when the subscriber
+    /// must go.
     fn accept(&mut self, frame: Frame, position: Option<Position>, metrics: &Metrics) -> bool {
-        if let Some(p) = &position {
-            let in_snapshot = matches!(p, Position::Change { change, .. } if *change <= self.changes);
-            if in_snapshot || self.seen.get(p.stream()).is_some_and(|&at| p.at() <= at) {
-                return true;
-            }
-        }
         if let Some(pending) = &mut self.pending {
             if pending.len() >= self.pending_limit {
                 metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
@@ -186,12 +180,28 @@ impl Subscriber {
             pending.push((frame, position));
             return true;
         }
-        if let Some(p) = position {
-            let at = p.at();
-            let seen = self.seen.entry(p.stream().to_string()).or_default();
-            *seen = at.max(*seen);
+        if let Some(p) = &position {
+            if self.holds(p) {
+                return true;
+            }
+            if let Position::Change { stream, change } = p {
+                self.seen_changes.insert(stream.clone(), *change);
+            }
         }
         self.offer(frame, metrics)
+    }
+
+    /// Whether this viewer already has what `p` carries: a transcript event its snapshot held
+    /// (each seq is stored, so published, once: later ones all pass, even if two connections
+    /// of one task publish out of order); a change its snapshot held or older than one it got
+    /// (the newer one was read later, see `crate::domain::publish`).
+    fn holds(&self, p: &Position) -> bool {
+        match p {
+            Position::Seq { stream, seq } => self.snapshot_seqs.get(stream).is_some_and(|last| seq <= last),
+            Position::Change { stream, change } => {
+                *change <= self.changes || self.seen_changes.get(stream).is_some_and(|seen| change <= seen)
+            }
+        }
     }
 }
 
@@ -224,7 +234,8 @@ impl Hub {
     /// for it until [`Hub::activate`] gives it its snapshot.
     pub fn subscribe_pending(&self, key: TopicKey, mut sub: Subscriber) {
         sub.pending = Some(Vec::new());
-        sub.seen.clear();
+        sub.snapshot_seqs.clear();
+        sub.seen_changes.clear();
         sub.changes = 0;
         let mut topics = self.lock();
         let subs = topics.entry(key).or_default();
@@ -242,7 +253,7 @@ impl Hub {
         let Some(i) = subs.iter().position(|s| s.viewer_id == viewer_id && s.pending.is_some()) else { return false };
         let sub = &mut subs[i];
         let held = sub.pending.take().unwrap_or_default();
-        sub.seen = cover.seqs;
+        sub.snapshot_seqs = cover.seqs;
         sub.changes = cover.changes;
         let ok = sub.offer(snapshot, &self.metrics)
             && held.into_iter().all(|(frame, position)| sub.accept(frame, position, &self.metrics));
@@ -584,9 +595,10 @@ mod tests {
         assert!(rx.try_recv().is_err(), "nothing reaches a viewer before its snapshot");
         // The snapshot was read after seq 2 was stored: 3 and 4 follow it, 1 and 2 are in it.
         assert!(hub.activate(&key, 1, Frame::from("2".to_string()), Cover::transcript("t", 2)));
-        publish_seq(&hub, &key, 4);
+        // Two connections of one task may publish out of order: nothing is dropped for it.
+        publish_seq(&hub, &key, 6);
         publish_seq(&hub, &key, 5);
-        assert_eq!(drain_seqs(&mut rx), (2, vec![3, 4, 5]), "4 published twice is queued once");
+        assert_eq!(drain_seqs(&mut rx), (2, vec![3, 4, 6, 5]));
         // Activating twice, or after unsubscribing, does nothing.
         assert!(!hub.activate(&key, 1, Frame::from("9".to_string()), Cover::default()));
         hub.unsubscribe(&key, 1);

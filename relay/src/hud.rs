@@ -406,28 +406,21 @@ pub async fn put_settings(
     }
     state.check_same_origin(&auth, &headers)?;
     let settings: HudSettings = parse_body(&body)?;
-    state
-        .db(move |db, st| {
-            let was_public = db.hud_settings(&user, &repo)?.public;
-            db.set_hud_settings(&user, &repo, settings)?;
-            match (was_public, settings.public) {
-                (false, true) => st.publish_dashboard(db, &user, &repo)?,
-                (true, false) => st.publish_dashboard_removed(db, &user, &repo)?,
-                _ => {}
-            }
-            if !settings.public {
-                crate::domain::publish::evict_unprivileged(st, &user, &repo);
-                if let Some(broker) = st.hub.broker() {
-                    broker.send(flightdeck_protocol::broker::BrokerMessage::HudPrivate {
-                        node: broker.node().to_string(),
-                        user: user.clone(),
-                        repo: repo.clone(),
-                    });
-                }
-            }
-            Ok(())
-        })
-        .await?;
+    let was_public = state.store().hud_settings(&user, &repo).await?.public;
+    state.store().set_hud_settings(&user, &repo, settings).await?;
+    if was_public != settings.public {
+        state.publish_dashboard(&user, &repo, was_public).await?;
+    }
+    if !settings.public {
+        crate::domain::publish::evict_unprivileged(&state, &user, &repo);
+        if let Some(broker) = state.hub.broker() {
+            broker.send(flightdeck_protocol::broker::BrokerMessage::HudPrivate {
+                node: broker.node().to_string(),
+                user: user.clone(),
+                repo: repo.clone(),
+            });
+        }
+    }
     Ok(Json(settings))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: layered settings (defaults, TOML, `FLIGHTDECK_RELAY_*`).
 //! - [`store`]: the async [`store::Store`] boundary of the relay's persistent state, and its
-//!   SQLite implementation ([`store::SqliteStore`]).
+//!   SQLite ([`store::SqliteStore`]) and PostgreSQL ([`store::PostgresStore`]) implementations.
 //! - [`db`]: the SQLite database (users, keys, sessions, cached agent data, HUD settings,
 //!   pending decisions), blocking, used only through `store`.
 //! - [`state`]: shared state, request authentication, rate limits.
@@ -122,17 +122,17 @@ async fn nosniff(mut response: axum::response::Response) -> axum::response::Resp
     response
 }
 
-/// Opens the database in `settings.data_dir` and serves on `listener` until `shutdown`
-/// completes; then closes every socket with 1001 and flushes the database.
+/// Opens the store (`settings.database`, else SQLite in `settings.data_dir`) and serves on
+/// `listener` until `shutdown` completes; then closes every socket with 1001 and flushes the
+/// store.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let data_dir = settings.data_dir.clone();
     // With a broker, other nodes share the database and their agents are still online.
     let alone = settings.broker.is_none();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open_in(&data_dir)).await??;
+    let store = store::open(&settings).await?;
     if alone {
         store.mark_all_agents_offline().await?;
     }

@@ -47,16 +47,11 @@ async fn sweep(state: &AppState) -> Result<(), crate::error::AppError> {
             continue;
         }
         tracing::info!(%user, agent = %agent_id, %node, "the agent's node is gone: marking it offline");
-        state
-            .db(move |db, st| {
-                // Only if it is still on that connection (not reconnected to a live node).
-                if let Some(info) = db.mark_agent_offline(&user, &agent_id, &conn)? {
-                    st.publish_agent(db, &user, &info)?;
-                    st.publish_agent_online(db, &user, &agent_id)?;
-                }
-                Ok(())
-            })
-            .await?;
+        // Only if it is still on that connection (not reconnected to a live node).
+        if state.store().mark_agent_offline(&user, &agent_id, &conn).await?.is_some() {
+            state.publish_agent(&user, &agent_id).await?;
+            state.publish_agent_online(&user, &agent_id).await?;
+        }
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::names;
-use flightdeck_relay::{Settings, SqliteStore, Store};
+use flightdeck_relay::{Settings, Store};
 
 #[derive(Parser)]
 #[command(name = "flightdeck-relay", version, about = "The Flightdeck relay")]
@@ -14,6 +14,11 @@ struct Cli {
     /// Directory of the SQLite database (overrides config and environment).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Keep everything in this PostgreSQL database instead (postgres://user[:password]@host[:port]/name),
+    /// shared by relay nodes on many hosts; admin commands take the same URL
+    /// [default: none, SQLite in the data dir; TOML `database`, env FLIGHTDECK_RELAY_DATABASE].
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
     /// A TOML config file.
     #[arg(long, global = true, env = "FLIGHTDECK_RELAY_CONFIG")]
     config: Option<PathBuf>,
@@ -90,6 +95,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
+    if let Some(database) = cli.database {
+        settings.database = Some(database).filter(|d| !d.trim().is_empty());
+    }
     match cli.command {
         Command::Serve { bind, broker } => {
             if let Some(bind) = bind {
@@ -113,8 +121,7 @@ enum Admin {
 /// The admin commands, through the same [`Store`] as the server (while it runs, too).
 #[tokio::main(flavor = "current_thread")]
 async fn admin(settings: &Settings, command: Admin) -> anyhow::Result<()> {
-    let data_dir = settings.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open_in(&data_dir)).await??;
+    let store = flightdeck_relay::store::open(settings).await?;
     match command {
         Admin::User(UserCommand::Add { name }) => {
             names::validate_user(&name).map_err(|e| anyhow::anyhow!("invalid user name {name:?}: {e}"))?;
@@ -122,7 +129,7 @@ async fn admin(settings: &Settings, command: Admin) -> anyhow::Result<()> {
             eprintln!("user {name} added");
             Ok(())
         }
-        Admin::Key(command) => key_command(&store, command).await,
+        Admin::Key(command) => key_command(store.as_ref(), command).await,
     }
 }
 

@@ -14,8 +14,8 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
 
-use crate::db::Db;
 use crate::error::AppError;
+use crate::store::Store;
 
 /// Largest secret value accepted.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -64,9 +64,9 @@ impl SecretBox {
     }
 
     /// Every secret of `user`, opened: what its containers get as environment.
-    pub fn open_all(&self, db: &Db, user: &str) -> Result<Vec<(String, String)>, AppError> {
+    pub async fn open_all(&self, store: &dyn Store, user: &str) -> Result<Vec<(String, String)>, AppError> {
         let mut out = Vec::new();
-        for (name, nonce, sealed) in db.sealed_secrets(user)? {
+        for (name, nonce, sealed) in store.sealed_secrets(user).await? {
             out.push((name.clone(), self.open(user, &name, &nonce, &sealed).map_err(AppError::Internal)?));
         }
         Ok(out)

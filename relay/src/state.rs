@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::db::{Db, Principal};
+use crate::db::Principal;
 use crate::error::AppError;
 use crate::hub::{AgentRegistry, Connections, Hub};
 use crate::metrics::Metrics;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
@@ -30,8 +30,8 @@ pub struct Inner {
     pub settings: Settings,
     /// This process among the nodes sharing a broker; random per start.
     pub node_id: String,
-    /// The database, on its own thread (see `AppState::db` and `AppState::store`).
-    store: SqliteStore,
+    /// The persistent state: SQLite in the data dir, or PostgreSQL (see [`crate::store::open`]).
+    store: Arc<dyn Store>,
     pub hub: Hub,
     pub agents: AgentRegistry,
     pub conns: Arc<Connections>,
@@ -56,7 +56,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: SqliteStore) -> AppState {
+    pub fn new(settings: Settings, store: Arc<dyn Store>) -> AppState {
         let metrics = Arc::new(Metrics::default());
         let ws_limiter = RateLimiter::new(settings.ws_connections_per_minute);
         let login_limiter = RateLimiter::new(settings.logins_per_minute);
@@ -103,19 +103,7 @@ impl AppState {
 
     /// The relay's persistent state.
     pub fn store(&self) -> &dyn Store {
-        &self.inner.store
-    }
-
-    /// Runs `f` with the database on the database thread, one job at a time. Ordering no longer
-    /// depends on it (events carry seqs and change numbers, see [`crate::hub`]); what is left
-    /// of it are the call sites still to move to [`AppState::store`] (relay/NEXT.md).
-    pub async fn db<R, F>(&self, f: F) -> Result<R, AppError>
-    where
-        F: FnOnce(&mut Db, &AppState) -> Result<R, AppError> + Send + 'static,
-        R: Send + 'static,
-    {
-        let state = self.clone();
-        self.inner.store.run(move |db| f(db, &state)).await?
+        self.inner.store.as_ref()
     }
 
     // ----- request helpers -------------------------------------------------------------------

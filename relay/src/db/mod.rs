@@ -3,11 +3,11 @@
 //!
 //! Conversations and pending decisions (SPEC 8) are in `db/conversations.rs`.
 //!
-//! Every function here is blocking. The server reaches them through
+//! Every function here is blocking. The server reaches them only through
 //! [`crate::store::SqliteStore`], which owns the one `Db` of a process on a dedicated thread
-//! (never the async executor threads): through the [`crate::store::Store`] trait, or with a
-//! closure in [`crate::state::AppState::db`]. Running every such closure, and the publishing
-//! inside it, on that one thread is still what orders snapshots and events (see [`crate::hub`]).
+//! (never the async executor threads), behind the [`crate::store::Store`] trait. Nothing
+//! depends on that thread for ordering: events carry seqs and change numbers (see
+//! [`crate::hub`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;

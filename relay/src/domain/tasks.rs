@@ -4,17 +4,18 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use flightdeck_protocol::agent::TaskResultStatus;
 use flightdeck_protocol::api::{CreateTaskRequest, PlacementRequest};
 use flightdeck_protocol::desktop::error_codes::{NO_CLONE_URL, NO_RUNNER, RUNNER_QUEUE_FULL};
 use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::realtime::HudEvent;
 use flightdeck_protocol::rules::task_title;
-use flightdeck_protocol::{names, Placement, SeqEvent, Task, TaskEvent, TaskSource, Topic};
+use flightdeck_protocol::{names, Placement, SeqEvent, Task, TaskSource, TaskStatus, Topic};
 
-use crate::db::Db;
 use crate::error::AppError;
 use crate::hub::{Position, TopicKey};
 use crate::state::AppState;
+use crate::store::NumberedEvent;
 
 /// Tasks whose transcript position one connection keeps in memory. Full rule: the cache is
 /// emptied and refilled from the database (one query per task), so it only costs a query.
@@ -47,55 +48,55 @@ pub async fn create_task(state: &AppState, user: &str, request: CreateTaskReques
     let has_runner = state.runner().is_some();
     let max_queued = state.runner().map_or(0, |r| r.settings.max_queued as u64);
     let clone_url = request.clone_url;
-    let task = state
-        .db(move |db, st| {
-            let mut task = task;
-            let remote = || -> Result<Option<String>, AppError> {
-                Ok(clone_url.clone().or(db.repo(&user, &task.repo)?.and_then(|(r, _)| r.remote_url)))
-            };
-            let container = match placement {
-                PlacementRequest::Agent => false,
-                PlacementRequest::Container => true,
-                // An online agent with the repo (or the one named), else a container when the
-                // relay can start one for this repo, else wait for an agent.
-                PlacementRequest::Auto => {
-                    let agent_online = match &task.agent_id {
-                        Some(agent) => st.agent_reachable(db, &user, agent)?,
-                        None => match db.repo_agent_online(&user, &task.repo)? {
-                            Some(agent) => st.agent_reachable(db, &user, &agent)?,
-                            None => false,
-                        },
-                    };
-                    !agent_online && has_runner && remote()?.is_some()
-                }
-            };
-            if !container {
-                task.placement = Some(Placement::Agent);
-                return store_and_dispatch(db, st, &user, &task);
-            }
-            let url = remote()?.ok_or_else(|| {
-                AppError::conflict(
-                    NO_CLONE_URL,
-                    "no clone URL for this repo: its agent reported no origin remote; give cloneUrl",
-                )
-            })?;
-            validate_clone_url(&url).map_err(|p| AppError::field("$.cloneUrl", p))?;
-            if db.queued_runs()? >= max_queued {
-                return Err(AppError::conflict(
-                    RUNNER_QUEUE_FULL,
-                    format!("{max_queued} container tasks are already waiting; try again when some have ended"),
-                ));
-            }
-            task.placement = Some(Placement::Container);
-            task.agent_id = Some(crate::runner::Runner::agent_id_for(&task.id));
-            // A container's work is lost with it unless pushed.
-            task.payload.push.get_or_insert(true);
-            let stored = db.upsert_task(&user, &task)?;
-            db.add_run(&user, &task.id, &url)?;
-            st.publish_task(db, &user, &stored)?;
-            Ok(stored)
+    let store = state.store();
+    let mut task = task;
+    let remote = async |task: &Task| -> Result<Option<String>, AppError> {
+        Ok(match &clone_url {
+            Some(url) => Some(url.clone()),
+            None => store.repo(&user, &task.repo).await?.and_then(|(r, _)| r.remote_url),
         })
-        .await?;
+    };
+    let container = match placement {
+        PlacementRequest::Agent => false,
+        PlacementRequest::Container => true,
+        // An online agent with the repo (or the one named), else a container when the relay
+        // can start one for this repo, else wait for an agent.
+        PlacementRequest::Auto => {
+            let agent_online = match &task.agent_id {
+                Some(agent) => state.agent_reachable(&user, agent).await?,
+                None => match store.repo_agent_online(&user, &task.repo).await? {
+                    Some(agent) => state.agent_reachable(&user, &agent).await?,
+                    None => false,
+                },
+            };
+            !agent_online && has_runner && remote(&task).await?.is_some()
+        }
+    };
+    if !container {
+        task.placement = Some(Placement::Agent);
+        return store_and_dispatch(state, &user, &task).await;
+    }
+    let url = remote(&task).await?.ok_or_else(|| {
+        AppError::conflict(
+            NO_CLONE_URL,
+            "no clone URL for this repo: its agent reported no origin remote; give cloneUrl",
+        )
+    })?;
+    validate_clone_url(&url).map_err(|p| AppError::field("$.cloneUrl", p))?;
+    // Checked, then added: tasks created at the same moment may pass the bound together.
+    if store.queued_runs().await? >= max_queued {
+        return Err(AppError::conflict(
+            RUNNER_QUEUE_FULL,
+            format!("{max_queued} container tasks are already waiting; try again when some have ended"),
+        ));
+    }
+    task.placement = Some(Placement::Container);
+    task.agent_id = Some(crate::runner::Runner::agent_id_for(&task.id));
+    // A container's work is lost with it unless pushed.
+    task.payload.push.get_or_insert(true);
+    let stored = store.upsert_task(&user, &task).await?;
+    store.add_run(&user, &task.id, &url).await?;
+    let task = state.publish_task(&user, &task.id).await?.unwrap_or(stored);
     if task.placement == Some(Placement::Container) {
         if let Some(runner) = state.runner() {
             runner.wake();
@@ -117,16 +118,66 @@ fn validate_clone_url(url: &str) -> Result<(), String> {
 
 /// Stores and publishes a new task and sends it to its agent; it waits `queued` when that agent
 /// is offline. Returns the task as stored (with the agent it went to).
-pub fn store_and_dispatch(db: &Db, st: &AppState, user: &str, task: &Task) -> Result<Task, AppError> {
-    let stored = db.upsert_task(user, task)?;
-    st.publish_task(db, user, &stored)?;
-    st.dispatch(db, user, &stored)?;
-    Ok(db.task(user, &stored.id)?.unwrap_or(stored))
+pub async fn store_and_dispatch(st: &AppState, user: &str, task: &Task) -> Result<Task, AppError> {
+    let stored = st.store().upsert_task(user, task).await?;
+    st.publish_task(user, &stored.id).await?;
+    st.dispatch(user, &stored).await?;
+    Ok(st.store().task(user, &stored.id).await?.unwrap_or(stored))
+}
+
+/// A task as its agent reports it (`task-update`), stored and published. What the relay fixed
+/// when it made the task is kept: its place in its conversation, where it runs and, for a
+/// container's task, its agent.
+pub async fn record_task_update(st: &AppState, user: &str, agent_id: &str, mut task: Task) -> Result<(), AppError> {
+    if task.agent_id.is_none() {
+        task.agent_id = Some(agent_id.to_string());
+    }
+    // A task's place in its conversation is fixed when it is created (by the relay for a
+    // reply): an agent that leaves it out does not move the task.
+    if let Some(stored) = st.store().task(user, &task.id).await? {
+        task.conversation_id = stored.conversation_id;
+        task.parent_task_id = stored.parent_task_id;
+        // Where it runs is the relay's to say (SPEC 10).
+        task.placement = stored.placement;
+        task.runner = stored.runner;
+        if stored.placement == Some(Placement::Container) {
+            task.agent_id = stored.agent_id;
+        }
+    }
+    st.store().upsert_task(user, &task).await?;
+    st.publish_task(user, &task.id).await?;
+    Ok(())
+}
+
+/// How a task ended (`task-result`), stored and published; false for an unknown task.
+pub async fn record_task_result(
+    st: &AppState,
+    user: &str,
+    task_id: &str,
+    status: TaskResultStatus,
+    result: serde_json::Value,
+) -> Result<bool, AppError> {
+    let Some(mut task) = st.store().task(user, task_id).await? else { return Ok(false) };
+    task.status = match status {
+        TaskResultStatus::Completed => TaskStatus::Completed,
+        TaskResultStatus::Failed => TaskStatus::Failed,
+        TaskResultStatus::Cancelled => TaskStatus::Cancelled,
+    };
+    task.finished_at.get_or_insert_with(Utc::now);
+    match (status, result) {
+        (TaskResultStatus::Failed, serde_json::Value::String(s)) => task.error = Some(s),
+        (_, serde_json::Value::String(s)) => task.summary = Some(s),
+        _ => {}
+    }
+    st.store().upsert_task(user, &task).await?;
+    st.publish_task(user, task_id).await?;
+    Ok(true)
 }
 
 /// Per task of this connection: its repo and the last contiguous seq the relay holds, and the
 /// `afterSeq` of a `resend` already asked for. An event is checked against this in memory;
-/// the database's conditional update (see [`Db::append_event`]) catches a stale entry.
+/// the store's conditional append (see [`crate::store::Store::append_events`]) catches a stale
+/// entry.
 #[derive(Debug, Default)]
 pub struct Transcripts {
     tasks: HashMap<String, Transcript>,
@@ -160,63 +211,73 @@ pub struct Applied {
 /// is a duplicate and changes nothing; the next seq is stored and published; anything beyond
 /// would leave a gap, so it is not stored and the agent is asked (once per gap) to resend
 /// after the last contiguous seq.
-pub fn apply_events(
-    db: &Db,
+pub async fn apply_events(
     st: &AppState,
     user: &str,
-    events: Vec<(String, u64, TaskEvent)>,
+    events: Vec<NumberedEvent>,
     transcripts: &mut Transcripts,
 ) -> Result<Applied, AppError> {
+    let store = st.store();
     let mut applied = Applied::default();
     if transcripts.tasks.len() > TRANSCRIPTS_CACHED {
         transcripts.tasks.clear();
     }
-    let stored = db.transaction(|db| -> Result<_, AppError> {
-        let mut stored = Vec::new();
-        for (task_id, seq, event) in events {
-            // At most two passes: the second after re-reading a stale entry from the database.
-            for _ in 0..2 {
-                let entry = match transcripts.tasks.get_mut(&task_id) {
-                    Some(entry) => entry,
-                    None => match db.task_repo_and_seq(user, &task_id)? {
-                        Some((repo, last_seq)) => transcripts.tasks.entry(task_id.clone()).or_insert(Transcript {
-                            repo,
-                            last_seq,
-                            resend_after: None,
-                        }),
-                        None => {
-                            applied.unknown.push(task_id.clone());
-                            break;
-                        }
-                    },
-                };
-                if seq <= entry.last_seq {
-                    // Already held: receiving an event twice changes nothing.
-                    break;
-                }
-                if seq > entry.last_seq + 1 {
-                    if entry.resend_after != Some(entry.last_seq) {
-                        entry.resend_after = Some(entry.last_seq);
-                        applied.resend.push((task_id.clone(), entry.last_seq));
+    let mut stored = Vec::new();
+    let mut todo = events;
+    // At most two passes: the second for the events the store refused because another
+    // connection moved their transcript, after reading where it stands.
+    for pass in 0..2 {
+        let mut batch: Vec<NumberedEvent> = Vec::new();
+        let mut repos = Vec::new();
+        for (task_id, seq, event) in todo {
+            let entry = match transcripts.tasks.get_mut(&task_id) {
+                Some(entry) => entry,
+                None => match store.task_repo_and_seq(user, &task_id).await? {
+                    Some((repo, last_seq)) => transcripts.tasks.entry(task_id.clone()).or_insert(Transcript {
+                        repo,
+                        last_seq,
+                        resend_after: None,
+                    }),
+                    None => {
+                        applied.unknown.push(task_id);
+                        continue;
                     }
-                    break;
+                },
+            };
+            if seq <= entry.last_seq {
+                // Already held: receiving an event twice changes nothing.
+                continue;
+            }
+            if seq > entry.last_seq + 1 {
+                if entry.resend_after != Some(entry.last_seq) {
+                    entry.resend_after = Some(entry.last_seq);
+                    applied.resend.push((task_id, entry.last_seq));
                 }
-                if db.append_event(&task_id, seq, &event)? {
-                    if let TaskEvent::PermissionDecision { request_id, .. } = &event {
-                        // The agent applied it: the owner's decision, if any, is delivered.
-                        db.delete_pending_decision(user, &task_id, request_id)?;
-                    }
-                    entry.last_seq = seq;
-                    stored.push((task_id.clone(), entry.repo.clone(), seq, event));
-                    break;
+                continue;
+            }
+            entry.last_seq = seq;
+            repos.push(entry.repo.clone());
+            batch.push((task_id, seq, event));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let results = store.append_events(user, batch.clone()).await?;
+        let mut refused = Vec::new();
+        for (((task_id, seq, event), repo), ok) in batch.into_iter().zip(repos).zip(results) {
+            if ok {
+                stored.push((task_id, repo, seq, event));
+            } else {
+                transcripts.forget(&task_id);
+                if pass == 0 {
+                    refused.push((task_id, seq, event));
                 }
-                // Another connection moved this transcript: read where it stands and decide again.
-                transcripts.tasks.remove(&task_id);
             }
         }
-        Ok(stored)
-    })?;
-    // Published per topic in runs (a burst is mostly one task's events), in the agent's order.
+        todo = refused;
+    }
+    // Published per topic in runs (a burst is mostly one task's events), in the agent's order,
+    // each with its seq (see `crate::hub`).
     let mut hud_tasks: HashMap<String, Option<String>> = HashMap::new();
     let mut runs: Vec<(TopicKey, Vec<(SeqEvent, Position)>)> = Vec::new();
     let mut hud_runs: Vec<(TopicKey, Vec<(HudEvent, Position)>)> = Vec::new();
@@ -226,7 +287,7 @@ pub fn apply_events(
             let hud_task = match hud_tasks.get(&repo) {
                 Some(id) => id.clone(),
                 None => {
-                    let id = db.hud_task_id(user, &repo)?;
+                    let id = store.hud_task_id(user, &repo).await?;
                     hud_tasks.insert(repo.clone(), id.clone());
                     id
                 }
@@ -254,13 +315,8 @@ pub fn apply_events(
 
 /// Stores events the relay writes itself (a container run's steps), checked and published like
 /// an agent's.
-pub(crate) fn store_events(
-    db: &Db,
-    st: &AppState,
-    user: &str,
-    events: Vec<(String, u64, TaskEvent)>,
-) -> Result<(), AppError> {
-    apply_events(db, st, user, events, &mut Transcripts::default()).map(|_| ())
+pub(crate) async fn store_events(st: &AppState, user: &str, events: Vec<NumberedEvent>) -> Result<(), AppError> {
+    apply_events(st, user, events, &mut Transcripts::default()).await.map(|_| ())
 }
 
 /// Appends `item` to the last run when it has the same key, else starts a new run.

@@ -5,7 +5,6 @@ use flightdeck_protocol::realtime::{DashboardRepo, DashboardSnapshot, StoredHudS
 use flightdeck_protocol::Topic;
 use serde_json::value::{to_raw_value, RawValue};
 
-use crate::db::Db;
 use crate::error::AppError;
 use crate::hub::{Cover, TopicKey};
 use crate::store::{Store, TaskFilter};
@@ -32,20 +31,6 @@ pub fn public_task(task: flightdeck_protocol::Task) -> flightdeck_protocol::Task
 
 /// A repo's dashboard entry when its HUD is public (`None` for a private or unknown repo): the
 /// same public views as its HUD.
-pub fn dashboard_entry(db: &Db, user: &str, repo: &str) -> Result<Option<DashboardRepo>, AppError> {
-    if !db.hud_settings(user, repo)?.public {
-        return Ok(None);
-    }
-    let Some((status, _agent)) = db.repo(user, repo)? else { return Ok(None) };
-    Ok(Some(DashboardRepo {
-        repo: repo.to_string(),
-        agent_online: db.repo_agent_online(user, repo)?.is_some(),
-        repo_status: Some(status.public_view()),
-        task: db.hud_task(user, repo)?.map(public_task),
-    }))
-}
-
-/// The same as [`dashboard_entry`], through the store.
 pub async fn read_dashboard_entry(
     store: &dyn Store,
     user: &str,

@@ -31,6 +31,22 @@ pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The store `settings` name: PostgreSQL for a `postgres://` (or `postgresql://`) `database`,
+/// else SQLite in `data_dir`.
+pub async fn open(settings: &crate::config::Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    match settings.database.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+        }
+        Some(_) => anyhow::bail!("database must be a postgres:// URL (or unset, for SQLite in data_dir)"),
+        None => {
+            let data_dir = settings.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open_in(&data_dir)).await??;
+            Ok(std::sync::Arc::new(store))
+        }
+    }
+}
+
 /// One event to append to a task's transcript: `(task id, seq, event)`.
 pub type NumberedEvent = (String, u64, TaskEvent);
 
@@ -153,6 +169,10 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- conversations and pending decisions (SPEC 8) ------------------------------------
 
+    /// Stores a new turn of its conversation (`turn.conversation()`) unless a turn of that
+    /// conversation has not ended: then `None` and nothing is stored. Two calls for one
+    /// conversation never both store.
+    async fn add_turn(&self, user: &str, turn: &Task) -> Result<Option<Task>>;
     /// The turns of a conversation, oldest first.
     async fn conversation(&self, user: &str, conversation_id: &str) -> Result<Vec<Task>>;
     /// True when the last of the request's request/decision events is the request.
@@ -182,7 +202,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unfinished_runs(&self) -> Result<Vec<Run>>;
     /// A one-time agent key bound to `task_id`, recorded on its run.
     async fn create_task_key(&self, user: &str, task_id: &str) -> Result<CreatedKey>;
-    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8]) -> Result<()>;
+    /// Stores (or replaces) a sealed secret; false, and nothing stored, when `user` already has
+    /// `max` secrets and `name` is not one of them. Two calls never both pass the bound.
+    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8], max: usize) -> Result<bool>;
     async fn secret_names(&self, user: &str) -> Result<Vec<(String, Timestamp)>>;
     async fn sealed_secrets(&self, user: &str) -> Result<Vec<SealedSecret>>;
     async fn delete_secret(&self, user: &str, name: &str) -> Result<bool>;

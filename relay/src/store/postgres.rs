@@ -187,6 +187,44 @@ async fn task_in(client: &impl GenericClient, user: &str, id: &str) -> Result<Op
     row.as_ref().map(task_row).transpose()
 }
 
+/// Stores the latest state of a task (inside the caller's transaction) and returns it as stored.
+async fn upsert_task_in(tx: &impl GenericClient, user: &str, task: &Task) -> Result<Task> {
+    tx.execute(
+        "INSERT INTO tasks (id, owner, repo, agent_id, executor, status, created_ms, updated_ms, json,
+         conversation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (id) DO UPDATE SET repo = excluded.repo, agent_id = excluded.agent_id,
+         executor = excluded.executor, status = excluded.status, created_ms = excluded.created_ms,
+         updated_ms = excluded.updated_ms, json = excluded.json, conversation_id = excluded.conversation_id",
+        &[
+            &task.id,
+            &user,
+            &task.repo,
+            &task.agent_id,
+            &task.executor.as_str(),
+            &task.status.as_str(),
+            &ms(&task.created_at),
+            &Utc::now().timestamp_millis(),
+            &serde_json::to_string(task)?,
+            &task.conversation(),
+        ],
+    )
+    .await?;
+    if task.status.is_terminal() {
+        tx.execute("DELETE FROM pending_decisions WHERE task_id = $1", &[&task.id]).await?;
+    }
+    // The row of another user with this id is not replaced and not returned.
+    task_in(tx, user, &task.id)
+        .await?
+        .ok_or_else(|| StoreError::Server { message: format!("task {} is not {user}'s", task.id), retryable: false })
+}
+
+/// Serialises the transactions that take the same `what` (held until the transaction ends).
+async fn lock_in(tx: &impl GenericClient, what: &str) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&what]).await?;
+    Ok(())
+}
+
 async fn agent_in(client: &impl GenericClient, user: &str, agent_id: &str) -> Result<Option<AgentInfo>> {
     let row = client
         .query_opt("SELECT json, online FROM agents WHERE owner = $1 AND agent_id = $2", &[&user, &agent_id])
@@ -503,37 +541,9 @@ impl Store for PostgresStore {
     async fn upsert_task(&self, user: &str, task: &Task) -> Result<Task> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO tasks (id, owner, repo, agent_id, executor, status, created_ms, updated_ms, json,
-             conversation_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (id) DO UPDATE SET repo = excluded.repo, agent_id = excluded.agent_id,
-             executor = excluded.executor, status = excluded.status, created_ms = excluded.created_ms,
-             updated_ms = excluded.updated_ms, json = excluded.json, conversation_id = excluded.conversation_id",
-            &[
-                &task.id,
-                &user,
-                &task.repo,
-                &task.agent_id,
-                &task.executor.as_str(),
-                &task.status.as_str(),
-                &ms(&task.created_at),
-                &Utc::now().timestamp_millis(),
-                &serde_json::to_string(task)?,
-                &task.conversation(),
-            ],
-        )
-        .await?;
-        if task.status.is_terminal() {
-            tx.execute("DELETE FROM pending_decisions WHERE task_id = $1", &[&task.id]).await?;
-        }
-        // The row of another user with this id is not replaced and not returned.
-        let stored = task_in(&tx, user, &task.id).await?;
+        let stored = upsert_task_in(&tx, user, task).await?;
         tx.commit().await?;
-        stored.ok_or_else(|| StoreError::Server {
-            message: format!("task {} is not {user}'s", task.id),
-            retryable: false,
-        })
+        Ok(stored)
     }
 
     async fn list_tasks(&self, user: &str, f: &TaskFilter, limit: u32, offset: u64) -> Result<(Vec<Task>, u64)> {
@@ -777,6 +787,26 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn add_turn(&self, user: &str, turn: &Task) -> Result<Option<Task>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_in(&tx, &format!("conversation/{user}/{}", turn.conversation())).await?;
+        let rows = tx
+            .query(
+                "SELECT json, contig_seq FROM tasks WHERE owner = $1 AND conversation_id = $2",
+                &[&user, &turn.conversation()],
+            )
+            .await?;
+        for row in &rows {
+            if !task_row(row)?.status.is_terminal() {
+                return Ok(None);
+            }
+        }
+        let stored = upsert_task_in(&tx, user, turn).await?;
+        tx.commit().await?;
+        Ok(Some(stored))
+    }
+
     async fn conversation(&self, user: &str, conversation_id: &str) -> Result<Vec<Task>> {
         let rows = self
             .client()
@@ -989,17 +1019,29 @@ impl Store for PostgresStore {
         Ok(key)
     }
 
-    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8]) -> Result<()> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO secrets (owner, name, nonce, value, updated_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (owner, name) DO UPDATE SET nonce = excluded.nonce, value = excluded.value,
-                 updated_ms = excluded.updated_ms",
-                &[&user, &name, &nonce, &value, &Utc::now().timestamp_millis()],
+    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8], max: usize) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_in(&tx, &format!("secrets/{user}")).await?;
+        let row = tx
+            .query_one(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE name = $2) FROM secrets WHERE owner = $1",
+                &[&user, &name],
             )
             .await?;
-        Ok(())
+        let (count, same): (i64, i64) = (row.get(0), row.get(1));
+        if count as usize >= max && same == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO secrets (owner, name, nonce, value, updated_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (owner, name) DO UPDATE SET nonce = excluded.nonce, value = excluded.value,
+             updated_ms = excluded.updated_ms",
+            &[&user, &name, &nonce, &value, &Utc::now().timestamp_millis()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn secret_names(&self, user: &str) -> Result<Vec<(String, Timestamp)>> {

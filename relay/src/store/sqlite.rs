@@ -326,6 +326,11 @@ impl Store for SqliteStore {
         self.call(move |db| db.set_hud_settings(&user, &repo, settings)).await
     }
 
+    async fn add_turn(&self, user: &str, turn: &Task) -> Result<Option<Task>> {
+        let (user, turn) = (user.to_owned(), turn.clone());
+        self.call(move |db| db.add_turn(&user, &turn)).await
+    }
+
     async fn conversation(&self, user: &str, conversation_id: &str) -> Result<Vec<Task>> {
         let (user, conversation_id) = (user.to_owned(), conversation_id.to_owned());
         self.call(move |db| db.conversation(&user, &conversation_id)).await
@@ -402,9 +407,9 @@ impl Store for SqliteStore {
         self.call(move |db| db.create_task_key(&user, &task_id)).await
     }
 
-    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8]) -> Result<()> {
+    async fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8], max: usize) -> Result<bool> {
         let (user, name, nonce, value) = (user.to_owned(), name.to_owned(), nonce.to_vec(), value.to_vec());
-        self.call(move |db| db.put_secret(&user, &name, &nonce, &value)).await
+        self.call(move |db| db.put_secret(&user, &name, &nonce, &value, max)).await
     }
 
     async fn secret_names(&self, user: &str) -> Result<Vec<(String, Timestamp)>> {

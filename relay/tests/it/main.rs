@@ -8,6 +8,7 @@ mod conversations;
 mod dashboard;
 mod frames;
 mod http;
+mod many_hosts;
 mod postgres;
 mod realtime;
 mod runs;

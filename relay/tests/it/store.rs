@@ -358,6 +358,28 @@ async fn conversations_and_pending_decisions(store: Arc<dyn Store>) {
     let turns: Vec<String> = store.conversation("alice", "t-1").await.unwrap().into_iter().map(|t| t.id).collect();
     assert_eq!(turns, ["t-1", "t-2"], "oldest first");
     assert!(store.conversation("bob", "t-1").await.unwrap().is_empty());
+    // A turn is added only when every turn of its conversation has ended, one at a time.
+    let turn =
+        |id: &str| Task { conversation_id: "t-1".into(), parent_task_id: Some("t-1".into()), ..task(id, "web", 4_000) };
+    assert!(store.add_turn("alice", &turn("t-4")).await.unwrap().is_none(), "t-1 and t-2 are queued");
+    for id in ["t-1", "t-2"] {
+        let mut ended = store.task("alice", id).await.unwrap().unwrap();
+        ended.status = TaskStatus::Completed;
+        store.upsert_task("alice", &ended).await.unwrap();
+    }
+    let tries = (4..14).map(|i| {
+        let (store, turn) = (store.clone(), turn(&format!("t-{i}")));
+        async move { store.add_turn("alice", &turn).await.unwrap() }
+    });
+    let added: Vec<Task> = futures_util::future::join_all(tries).await.into_iter().flatten().collect();
+    assert_eq!(added.len(), 1, "one of ten replies at once");
+    assert_eq!(store.conversation("alice", "t-1").await.unwrap().len(), 3);
+    for id in ["t-1", "t-2"] {
+        let mut queued = store.task("alice", id).await.unwrap().unwrap();
+        queued.status = TaskStatus::Queued;
+        store.upsert_task("alice", &queued).await.unwrap();
+    }
+    store.upsert_task("alice", &Task { status: TaskStatus::Completed, ..added[0].clone() }).await.unwrap();
 
     assert!(!store.request_open("t-2", "r-1").await.unwrap(), "never asked");
     let stored = store
@@ -494,12 +516,20 @@ async fn container_runs_and_their_keys(store: Arc<dyn Store>) {
 }
 
 async fn secrets_are_stored_sealed(store: Arc<dyn Store>) {
-    store.put_secret("alice", "GIT_TOKEN", b"nonce-1", b"\x00sealed\xff").await.unwrap();
-    store.put_secret("alice", "ANTHROPIC_API_KEY", b"nonce-2", b"other").await.unwrap();
-    store.put_secret("bob", "GIT_TOKEN", b"n", b"v").await.unwrap();
+    assert!(store.put_secret("alice", "GIT_TOKEN", b"nonce-1", b"\x00sealed\xff", 2).await.unwrap());
+    assert!(store.put_secret("alice", "ANTHROPIC_API_KEY", b"nonce-2", b"other", 2).await.unwrap());
+    assert!(store.put_secret("bob", "GIT_TOKEN", b"n", b"v", 2).await.unwrap());
+    assert!(!store.put_secret("alice", "THIRD", b"n", b"v", 2).await.unwrap(), "over the bound");
+    // At the bound, one at a time: of 10 new names stored at once, one passes.
+    let tries = (0..10).map(|i| {
+        let store = store.clone();
+        async move { store.put_secret("carol", &format!("S{i}"), b"n", b"v", 1).await.unwrap() }
+    });
+    let passed = futures_util::future::join_all(tries).await;
+    assert_eq!(passed.iter().filter(|p| **p).count(), 1);
     let names: Vec<String> = store.secret_names("alice").await.unwrap().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["ANTHROPIC_API_KEY", "GIT_TOKEN"]);
-    store.put_secret("alice", "GIT_TOKEN", b"nonce-3", b"replaced").await.unwrap();
+    assert!(store.put_secret("alice", "GIT_TOKEN", b"nonce-3", b"replaced", 2).await.unwrap(), "a replacement");
     let sealed = store.sealed_secrets("alice").await.unwrap();
     assert_eq!(sealed[1], ("GIT_TOKEN".to_string(), b"nonce-3".to_vec(), b"replaced".to_vec()));
     assert!(store.delete_secret("alice", "GIT_TOKEN").await.unwrap());
