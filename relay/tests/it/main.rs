@@ -14,3 +14,4 @@ mod realtime;
 mod runs;
 mod store;
 mod support;
+mod three_nodes;
