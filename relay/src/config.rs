@@ -217,7 +217,7 @@ impl Default for Settings {
             header_timeout_ms: 10_000,
             ws_connections_per_minute: 120,
             logins_per_minute: 10,
-            revocation_poll_ms: 1000,
+            revocation_poll_ms: 250,
             secure_cookies: None,
             trust_forwarded_for: false,
             embed_frame_ancestors: "*".into(),
