@@ -62,10 +62,10 @@ while IFS= read -r line; do
             CARGO_PROFILE_RELEASE_CODEGEN_UNITS=64 CARGO_PROFILE_RELEASE_DEBUG=false bash -c "$cmd"
         ;;
     *"key create"*"--scope agent"*)
-        agent_key="$(bash -c "$cmd" | grep -o 'fdk_[0-9a-f]*' | head -1)"
+        agent_key="$(bash -c "$cmd" | grep -m1 -o 'fdk_[0-9a-f]*')"
         ;;
     *"key create"*"--scope owner"*)
-        owner_key="$(bash -c "$cmd" | grep -o 'fdk_[0-9a-f]*' | head -1)"
+        owner_key="$(bash -c "$cmd" | grep -m1 -o 'fdk_[0-9a-f]*')"
         ;;
     *)
         bash -c "$cmd"
@@ -90,17 +90,22 @@ git -C "$repo" -c user.name=t -c user.email=t@example.com commit -q --allow-empt
 pids+=($!)
 agent_pid=${pids[-1]}
 repo_known() {
-    curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port/api/cockpit/repos" | grep -q '"my-project"'
+    local repos
+    repos="$(curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port/api/cockpit/repos")" &&
+        grep -q '"my-project"' <<<"$repos"
 }
 wait_for 60 "the agent's repo at the relay" repo_known
 grep -q 'watching my-project\|my-project' "$tmp/agent.log" || fail "the agent did not say it watches the repo"
 
 echo "readme-test \$ flightdeck-relay key list / key revoke ID"
-flightdeck-relay key list --data-dir "$tmp/data" | grep -q "alice.*agent" || fail "key list does not list the agent key"
-id="$(flightdeck-relay key list --data-dir "$tmp/data" | awk '$3 == "agent" { print $1; exit }')"
+# Each output is read whole before it is searched: a reader that stops early (`grep -q`) is a
+# race under pipefail.
+keys="$(flightdeck-relay key list --data-dir "$tmp/data")"
+grep -q "alice.*agent" <<<"$keys" || fail "key list does not list the agent key"
+id="$(awk '$3 == "agent" { print $1; exit }' <<<"$keys")"
 flightdeck-relay key revoke "$id" --data-dir "$tmp/data"
-flightdeck-relay key list --data-dir "$tmp/data" | awk -v id="$id" '$1 == id && $6 == "-" { exit 1 }' \
-    || fail "key revoke did not revoke $id"
+keys="$(flightdeck-relay key list --data-dir "$tmp/data")"
+awk -v id="$id" '$1 == id && $6 == "-" { exit 1 }' <<<"$keys" || fail "key revoke did not revoke $id"
 # A revoked key's live socket closes at once: the agent stops (status 3, SPEC: fatal link end).
 agent_gone() { ! kill -0 "$agent_pid" 2>/dev/null; }
 wait_for 30 "the agent to stop after its key is revoked" agent_gone
@@ -115,8 +120,8 @@ flightdeck-relay serve --bind "127.0.0.1:$port2" --data-dir "$tmp/data" --broker
     >"$tmp/serve2.log" 2>&1 &
 pids+=($!)
 wait_for 60 "a second node with a broker" curl -fsS "http://127.0.0.1:$port2/healthz"
-curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port2/api/cockpit/repos" | grep -q my-project \
-    || fail "the second node does not share the data"
+repos="$(curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port2/api/cockpit/repos")"
+grep -q my-project <<<"$repos" || fail "the second node does not share the data"
 
 # "Many hosts": the fenced block as written, against a throwaway PostgreSQL cluster (as root it
 # runs as the postgres user) holding an empty database `flightdeck` owned by a role

@@ -276,23 +276,23 @@ fn hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
             if let Err(e) = claude::install(&path, &command, settings.hook_wait()) {
                 return fail(e);
             }
-            println!(
+            out(format_args!(
                 "installed in {}: Claude Code sessions started in a watched repo reach the agent with the data directory {}",
                 path.display(),
                 data_dir.display()
-            );
+            ))?;
         }
         "uninstall" => {
             if let Err(e) = claude::uninstall(&path) {
                 return fail(e);
             }
-            println!("uninstalled from {}", path.display());
+            out(format_args!("uninstalled from {}", path.display()))?;
         }
         _ => match claude::status(&path) {
             Ok(status) if status.installed() => {
-                println!("installed in {}: {}", path.display(), status.commands[0]);
+                out(format_args!("installed in {}: {}", path.display(), status.commands[0]))?;
             }
-            Ok(_) => println!("not installed in {}", path.display()),
+            Ok(_) => out(format_args!("not installed in {}", path.display()))?,
             Err(e) => return fail(e),
         },
     }
@@ -317,7 +317,7 @@ async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
     };
     match flightdeck_agent_core::agent::control::request(&settings.data_dir(), &request).await? {
         ControlResponse::Task { task } => {
-            println!("{} decided: task {} is {}", behavior.as_str(), task.id, task.status.as_str());
+            out(format_args!("{} decided: task {} is {}", behavior.as_str(), task.id, task.status.as_str()))?;
             Ok(ExitCode::SUCCESS)
         }
         ControlResponse::Error { error } => {
@@ -353,7 +353,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let report = flightdeck_agent_core::once::run(&settings, once).await;
         // The last line on stdout: the relay reads it from the container's log.
-        println!("{}", serde_json::to_string(&report)?);
+        out(format_args!("{}", serde_json::to_string(&report)?))?;
         let ok = report.error.is_none() && report.status == Some(TaskStatus::Completed);
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
@@ -493,7 +493,7 @@ async fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     let mut events = runner.subscribe();
     let new = NewTask { title: args.title.clone(), ..NewTask::local(slug, executor, payload) };
     let task = runner.create(new).await?;
-    let mut printer = Printer { json: args.json, last_seq: 0, at_line_start: true };
+    let mut printer = Printer { json: args.json, last_seq: 0, at_line_start: true, reader_gone: false };
 
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -545,19 +545,31 @@ struct Printer {
     json: bool,
     last_seq: u64,
     at_line_start: bool,
+    /// stdout's reader has gone (`| head`): the task goes on to its end, unprinted.
+    reader_gone: bool,
 }
 
 impl Printer {
     fn print(&mut self, record: &TaskEventRecord) -> anyhow::Result<()> {
-        if record.seq <= self.last_seq {
+        if record.seq <= self.last_seq || self.reader_gone {
             return Ok(());
         }
         self.last_seq = record.seq;
+        match self.write(record) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.reader_gone = true;
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn write(&mut self, record: &TaskEventRecord) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         if self.json {
             serde_json::to_writer(&mut out, record)?;
             writeln!(out)?;
-            return Ok(out.flush()?);
+            return out.flush();
         }
         match &record.event {
             TaskEvent::Chunk { text, stream: ChunkStream::Stderr } => {
@@ -576,7 +588,7 @@ impl Printer {
                 self.at_line_start = true;
             }
         }
-        Ok(out.flush()?)
+        out.flush()
     }
 
     /// Prints what the broadcast did not deliver, from the store.
@@ -667,5 +679,16 @@ fn one_line(text: &str, max: usize) -> String {
         format!("{}…", flat.chars().take(max).collect::<String>())
     } else {
         flat
+    }
+}
+
+/// One line on stdout. A reader that has gone (`| head`, `| grep -q`) has read what it wanted:
+/// that is not an error, and not the panic `println!` makes of it.
+fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
     }
 }

@@ -98,6 +98,19 @@ pub struct ServerFrameText<'a> {
     pub message: Option<String>,
 }
 
+/// The WebSocket subprotocol a viewer offers on `/api/realtime` to get several server messages
+/// in one WebSocket message, one per line (`\n`-separated JSON; JSON text never holds a raw
+/// newline). A relay that picks it joins the messages queued for the socket, so a burst of
+/// 50,000 events is a few hundred WebSocket messages for the browser to dispatch, not 50,000.
+/// Without it every server message is its own WebSocket message, as SPEC 3.4 has it.
+pub const LINES_SUBPROTOCOL: &str = "flightdeck-lines";
+
+/// The server messages in one WebSocket text message: one, or one per line with
+/// [`LINES_SUBPROTOCOL`].
+pub fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n').filter(|line| !line.is_empty())
+}
+
 /// Borrowed form of `snapshot` / `event`, so a server can write one frame from a typed payload
 /// without building an intermediate `Value`.
 #[derive(Serialize)]

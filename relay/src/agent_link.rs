@@ -97,7 +97,8 @@ async fn run(state: AppState, principal: Principal, socket: WebSocket) {
     // closes the agent with 4001 (see `AgentHandle::tx`).
     let (tx, rx) = socket::queue(state.settings.agent_queue_len.max(8), usize::MAX);
     let coalesce = Duration::from_millis(state.settings.write_coalesce_ms);
-    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce, None));
+    let options = socket::WriteOptions { coalesce, ping_every: None, framing: socket::Framing::OnePerMessage };
+    let writer = tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), options));
     state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
 
     let mut link = Link {

@@ -35,7 +35,11 @@ pub async fn healthz() -> Json<Health> {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.metrics.render().into_response();
+    let mut text = state.metrics.render();
+    if let Some(runner) = state.runner() {
+        text.push_str(&runner.render_metrics());
+    }
+    let mut response = text.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

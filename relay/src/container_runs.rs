@@ -61,6 +61,7 @@ async fn sweep(state: &AppState, runner: &Runner) -> anyhow::Result<()> {
 
 async fn supervise(state: AppState, runner: Arc<Runner>) {
     loop {
+        let answering = runner.wakes.load(Ordering::SeqCst);
         // Start as many queued runs as there are free slots.
         while runner.running() < runner.settings.max_running {
             let claimed = state.store().claim_next_run().await;
@@ -86,6 +87,7 @@ async fn supervise(state: AppState, runner: Arc<Runner>) {
                 r.wake();
             });
         }
+        runner.looked.fetch_max(answering, Ordering::SeqCst);
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = runner.wake.notified() => {}

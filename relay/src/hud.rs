@@ -254,10 +254,11 @@ fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String 
     // transcript) is on its way by the time the app starts, and the app adopts this socket
     // (ui/src/realtime.rs, `EARLY_SOCKET`). A socket that fails is simply not adopted.
     let early = format!(
-        "(function(){{try{{var e={{url:{url},topics:[{name}],frames:[]}},s=new WebSocket(e.url);e.socket=s;\
+        "(function(){{try{{var e={{url:{url},topics:[{name}],frames:[]}},s=new WebSocket(e.url,{lines});e.socket=s;\
          s.onmessage=function(m){{e.frames.push(m.data)}};s.onopen=function(){{s.send({subscribe})}};\
          window.FLIGHTDECK_EARLY_SOCKET=e}}catch(_){{}}}})();",
         url = script_json(ws_url),
+        lines = script_json(&flightdeck_protocol::realtime::LINES_SUBPROTOCOL),
         name = script_json(&topic.to_string()),
         subscribe = script_json(&ClientMessage::Subscribe { topics: vec![topic.to_string()] }.to_json()),
     );

@@ -139,12 +139,12 @@ async fn key_command(store: &dyn Store, command: KeyCommand) -> anyhow::Result<(
             let scope = KeyScope::parse(&scope).context("scope must be agent, owner or viewer")?;
             let key = store.create_key(&user, scope).await?;
             eprintln!("key {} created for {user} ({}); it will not be shown again", key.id, scope.as_str());
-            println!("{}", key.secret);
+            out(format_args!("{}", key.secret))?;
         }
         KeyCommand::List => {
-            println!("{:<14} {:<16} {:<7} {:<14} {:<26} REVOKED", "ID", "USER", "SCOPE", "PREFIX", "CREATED");
+            out(format_args!("{:<14} {:<16} {:<7} {:<14} {:<26} REVOKED", "ID", "USER", "SCOPE", "PREFIX", "CREATED"))?;
             for k in store.list_keys().await? {
-                println!(
+                out(format_args!(
                     "{:<14} {:<16} {:<7} {:<14} {:<26} {}",
                     k.id,
                     k.user,
@@ -152,7 +152,7 @@ async fn key_command(store: &dyn Store, command: KeyCommand) -> anyhow::Result<(
                     k.prefix,
                     k.created_at,
                     k.revoked_at.as_deref().unwrap_or("-")
-                );
+                ))?;
             }
         }
         KeyCommand::Revoke { id } => {
@@ -193,5 +193,16 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// One line on stdout. A reader that has gone (`| head`, `| grep -q`) has read what it wanted:
+/// that is not an error, and not the panic `println!` makes of it.
+fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
     }
 }

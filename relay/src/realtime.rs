@@ -3,6 +3,10 @@
 //! Auth: the `fd_session` cookie, `?token=<key>`, or none (public HUD topics only). Owner keys
 //! read every topic of their user; viewer keys read their user's HUD topics, private ones
 //! included; agent keys are refused (403): an agent publishes, it does not watch.
+//!
+//! A viewer that offers the `flightdeck-lines` subprotocol gets the messages queued for it
+//! joined into one WebSocket message, one per line (`protocol::realtime::LINES_SUBPROTOCOL`);
+//! the HUD and cockpit pages do. Others get one message each, as in SPEC 3.4.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -14,7 +18,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::realtime::encode_snapshot;
+use flightdeck_protocol::realtime::{encode_snapshot, LINES_SUBPROTOCOL};
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
 
@@ -43,9 +47,10 @@ pub async fn handler(
     if auth.via_cookie && origin.is_some_and(|o| o.trim_end_matches('/') != state.public_origin(&headers)) {
         return Err(AppError::Forbidden("session cookies work only from this origin".into()));
     }
-    let ws = socket::configure(ws, &state.settings);
+    let ws = socket::configure(ws, &state.settings).protocols([LINES_SUBPROTOCOL]);
+    let lines = ws.selected_protocol().is_some_and(|p| p == LINES_SUBPROTOCOL);
     let tasks = state.tasks.clone();
-    Ok(ws.on_upgrade(move |socket| tasks.track_future(run(state, auth, socket))))
+    Ok(ws.on_upgrade(move |socket| tasks.track_future(run(state, auth, socket, lines))))
 }
 
 struct Viewer {
@@ -58,7 +63,8 @@ struct Viewer {
     topics: HashSet<TopicKey>,
 }
 
-async fn run(state: AppState, auth: Auth, socket: WebSocket) {
+/// `lines`: the viewer took [`LINES_SUBPROTOCOL`] (queued messages share a WebSocket message).
+async fn run(state: AppState, auth: Auth, socket: WebSocket, lines: bool) {
     let id = state.conns.next_id();
     let closer = Closer::new();
     let key_id = auth.principal.as_ref().map(|p| p.key_id.clone()).unwrap_or_default();
@@ -74,8 +80,14 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket) {
     // nothing (pong or message) arrives for `viewer_timeout_ms` is half-open: closed (1000).
     let ping_every = Some(std::time::Duration::from_millis(state.settings.viewer_ping_ms.max(1)));
     let silence = std::time::Duration::from_millis(state.settings.viewer_timeout_ms.max(1));
-    let writer =
-        tokio::spawn(socket::write_loop(sink, rx, closer.clone(), state.metrics.clone(), coalesce, ping_every));
+    let framing = if lines { socket::Framing::Lines } else { socket::Framing::OnePerMessage };
+    let writer = tokio::spawn(socket::write_loop(
+        sink,
+        rx,
+        closer.clone(),
+        state.metrics.clone(),
+        socket::WriteOptions { coalesce, ping_every, framing },
+    ));
     state.metrics.viewers_connected.fetch_add(1, Ordering::Relaxed);
     let mut viewer = Viewer {
         budget: InvalidBudget::new(state.settings.invalid_frames_per_minute),

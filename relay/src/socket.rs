@@ -145,6 +145,29 @@ pub fn configure(ws: WebSocketUpgrade, settings: &Settings) -> WebSocketUpgrade 
         .max_frame_size(hard_cap)
 }
 
+/// How queued frames become WebSocket messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One WebSocket message per frame (SPEC 3.4; agents, and viewers that offer nothing).
+    OnePerMessage,
+    /// The frames of one batch joined by newlines, up to [`MAX_JOINED_BYTES`] a message
+    /// (viewers that took `flightdeck-lines`).
+    Lines,
+}
+
+/// The most bytes of frames joined into one message; a single larger frame goes alone.
+const MAX_JOINED_BYTES: usize = 32 * 1024;
+
+/// How [`write_loop`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// See [`write_loop`].
+    pub coalesce: Duration,
+    /// A WebSocket ping at this period (viewers).
+    pub ping_every: Option<Duration>,
+    pub framing: Framing,
+}
+
 /// Writes queued frames in batches (take the queue, feed each, one flush) until the closer
 /// fires or the queue ends, then sends the close frame.
 ///
@@ -159,9 +182,9 @@ pub async fn write_loop(
     mut queue: QueueRx,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
-    coalesce: Duration,
-    ping_every: Option<Duration>,
+    options: WriteOptions,
 ) {
+    let WriteOptions { coalesce, ping_every, framing } = options;
     let mut last_flush: Option<tokio::time::Instant> = None;
     let mut pinger = ping_every.map(|every| {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -220,8 +243,8 @@ pub async fn write_loop(
         let n = batch.len() as u64;
         let batch_bytes: usize = batch.iter().map(|f| f.len()).sum();
         let write = async {
-            for frame in batch {
-                sink.feed(Message::Text(frame)).await?;
+            for message in messages(batch, framing) {
+                sink.feed(Message::Text(message)).await?;
             }
             sink.flush().await?;
             Ok::<u64, axum::Error>(n)
@@ -260,6 +283,34 @@ pub async fn write_loop(
         let _ = sink.close().await;
     })
     .await;
+}
+
+/// The WebSocket messages of a batch of frames, in order.
+fn messages(batch: Vec<Frame>, framing: Framing) -> Vec<Frame> {
+    if framing == Framing::OnePerMessage || (batch.len() == 1 && !batch[0].contains('\n')) {
+        return batch;
+    }
+    let mut out = Vec::new();
+    let mut joined = String::new();
+    for frame in batch {
+        if !joined.is_empty() && joined.len() + 1 + frame.len() > MAX_JOINED_BYTES {
+            out.push(Frame::from(std::mem::take(&mut joined)));
+        }
+        if !joined.is_empty() {
+            joined.push('\n');
+        }
+        // A raw newline in valid JSON text can only be whitespace between tokens (inside a
+        // string it is escaped): as a space it means the same and does not split the line.
+        if frame.contains('\n') {
+            joined.push_str(&frame.replace('\n', " "));
+        } else {
+            joined.push_str(&frame);
+        }
+    }
+    if !joined.is_empty() {
+        out.push(Frame::from(joined));
+    }
+    out
 }
 
 /// Ends a connection whose writer is sending (or has sent) its close frame: keeps reading, and
@@ -364,5 +415,28 @@ fn classify_error(e: &axum::Error) -> Incoming {
         Some(Error::Utf8(_)) => Incoming::Broken(close::INVALID_DATA),
         Some(Error::Protocol(_)) => Incoming::Broken(close::PROTOCOL_ERROR),
         _ => Incoming::Closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_lines_keep_each_frame_whole_and_in_order() {
+        let pretty = "{\n  \"type\": \"pong\"\n}";
+        let big = "x".repeat(MAX_JOINED_BYTES);
+        let batch: Vec<Frame> = vec!["{\"a\":1}".into(), pretty.into(), big.clone().into(), "{\"b\":\"c\\nd\"}".into()];
+        assert_eq!(messages(batch.clone(), Framing::OnePerMessage), batch);
+        let out = messages(batch, Framing::Lines);
+        // The big frame cannot share a message: before it one message, it alone, then the rest.
+        assert_eq!(out.len(), 3, "{out:?}");
+        let lines: Vec<&str> = out.iter().flat_map(|m| m.as_str().split('\n')).collect();
+        assert_eq!(lines, ["{\"a\":1}", "{   \"type\": \"pong\" }", big.as_str(), "{\"b\":\"c\\nd\"}"]);
+        let pong: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(pong["type"], "pong");
+        // One pretty frame alone is made one line too.
+        let alone = messages(vec![pretty.into()], Framing::Lines);
+        assert!(!alone[0].contains('\n'));
     }
 }

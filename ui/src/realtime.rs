@@ -8,6 +8,9 @@
 //!   (`/api/cockpit/tasks/{id}/events?after=N`); a 401/403/404 stops polling that task.
 //! - `/healthz` is checked periodically (and at once when the socket opens or closes), for
 //!   the connection indicator's "API reachable" half.
+//! - The socket offers the `flightdeck-lines` subprotocol: the relay may put every message
+//!   queued for it into one WebSocket message, a line each, so a burst costs the page a few
+//!   message events instead of one per transcript line.
 //! - Frames are queued and handed to the store once per animation frame, and at most every
 //!   [`MIN_RENDER_INTERVAL_MS`], so a burst of chunks is one render, not hundreds, and a page
 //!   watching 50,000 lines arrive renders 20 times a second, not 60.
@@ -19,6 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::{Rc, Weak};
 
+use flightdeck_protocol::realtime::{split_lines, LINES_SUBPROTOCOL};
 use flightdeck_protocol::ClientMessage;
 use gloo_timers::callback::Timeout;
 use gloo_timers::future::sleep;
@@ -189,7 +193,7 @@ impl Inner {
         let early = take_early_socket(&url);
         let ws = match &early {
             Some(early) => early.socket.clone(),
-            None => match WebSocket::new(&url) {
+            None => match WebSocket::new_with_str(&url, LINES_SUBPROTOCOL) {
                 Ok(ws) => ws,
                 Err(e) => {
                     web_sys::console::warn_1(&e);
@@ -217,11 +221,7 @@ impl Inner {
             move |event: JsValue| {
                 let Some(inner) = weak.upgrade() else { return };
                 let Some(text) = event.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) else { return };
-                match decode_server_frame(&text) {
-                    Ok(Some(action)) => inner.push(action),
-                    Ok(None) => {}
-                    Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("dropped frame: {e}"))),
-                }
+                inner.push_message(&text);
             }
         });
         let on_close = Closure::<dyn FnMut(JsValue)>::new({
@@ -244,11 +244,7 @@ impl Inner {
         // What arrived before the app ran, in order; then, if the page's own `onopen` already
         // subscribed (the socket is open), only the topics it did not ask for.
         for text in early.frames {
-            match decode_server_frame(&text) {
-                Ok(Some(action)) => this.push(action),
-                Ok(None) => {}
-                Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("dropped frame: {e}"))),
-            }
+            this.push_message(&text);
         }
         if ws.ready_state() == WebSocket::OPEN {
             this.open.set(true);
@@ -339,6 +335,18 @@ impl Inner {
                 }
             }
         });
+    }
+
+    /// Queues the server messages of one WebSocket message (one, or one per line with the
+    /// `flightdeck-lines` subprotocol).
+    fn push_message(self: &Rc<Inner>, text: &str) {
+        for line in split_lines(text) {
+            match decode_server_frame(line) {
+                Ok(Some(action)) => self.push(action),
+                Ok(None) => {}
+                Err(e) => web_sys::console::warn_1(&JsValue::from_str(&format!("dropped frame: {e}"))),
+            }
+        }
     }
 
     /// Queues an action; the queue goes to the store on the next animation frame at least

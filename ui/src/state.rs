@@ -362,6 +362,12 @@ impl Store {
     }
 
     fn upsert_task(&mut self, task: Task) {
+        // Copies arrive from the socket and from REST answers asked for earlier: an older one
+        // is dropped, not allowed to take the task back.
+        let known = self.tasks.iter().chain(self.hud.as_ref().and_then(|h| h.task.as_ref()));
+        if known.filter(|t| t.id == task.id).any(|t| is_older(&task, t)) {
+            return;
+        }
         if let Some(hud) = &mut self.hud {
             if hud.task.as_ref().is_some_and(|t| t.id == task.id) {
                 hud.task = Some(task.clone());
@@ -384,6 +390,13 @@ impl Store {
             self.alerts.insert(at, alert);
         }
     }
+}
+
+/// Whether `copy` is an older state of `known` (the same task): a task never leaves a terminal
+/// status and its `lastSeq` never goes down. Two copies with the same events and no end are
+/// told apart by nothing: the later one to arrive wins.
+fn is_older(copy: &Task, known: &Task) -> bool {
+    copy.last_seq < known.last_seq || (known.status.is_terminal() && !copy.status.is_terminal())
 }
 
 /// `task:<id>` events carry no id in their payload; the topic does. This is the one place that
@@ -576,6 +589,30 @@ mod tests {
         let t = store.transcript("t1").unwrap();
         assert_eq!(t.items.len(), 1);
         assert_eq!(t.event_count, 10_000);
+    }
+
+    /// A REST answer asked for before the task ended can arrive after its live update: the
+    /// older copy must not take the task back (an e2e run saw the reply box stay disabled).
+    #[test]
+    fn an_older_copy_of_a_task_never_replaces_a_newer_one() {
+        let mut store = Store::default();
+        feed(&mut store, &[hud_snapshot(vec![])]);
+        let running = Task { last_seq: 3, ..task("t1", "2026-01-01T00:00:00Z") };
+        let done = Task { status: TaskStatus::Completed, last_seq: 5, ..running.clone() };
+        store.reduce_in_place(Action::TaskUpdated(done.clone()));
+        store.reduce_in_place(Action::Conversation(vec![running.clone()]));
+        assert_eq!(store.task("t1").unwrap().status, TaskStatus::Completed);
+        assert_eq!(store.hud.as_ref().unwrap().task.as_ref().unwrap().status, TaskStatus::Completed);
+        // Fewer events is older too, whatever the status says.
+        let waiting = Task { status: TaskStatus::Waiting, last_seq: 7, ..running.clone() };
+        let mut store2 = Store::default();
+        feed(&mut store2, &[hud_snapshot(vec![])]);
+        store2.reduce_in_place(Action::TaskUpdated(waiting.clone()));
+        store2.reduce_in_place(Action::Conversation(vec![running.clone()]));
+        assert_eq!(store2.task("t1").unwrap().last_seq, 7);
+        // A newer copy still replaces: waiting -> running with the same events.
+        store2.reduce_in_place(Action::TaskUpdated(Task { status: TaskStatus::Running, ..waiting }));
+        assert_eq!(store2.task("t1").unwrap().status, TaskStatus::Running);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use flightdeck_agent_core::store::Store;
+use flightdeck_agent_core::store::{Store, TaskFilter};
 use flightdeck_protocol::event::{ChunkStream, TaskEventRecord};
 use flightdeck_protocol::{TaskEvent, TaskStatus};
 
@@ -134,4 +134,57 @@ fn run_without_a_repo_watches_the_repo_it_is_started_in() {
         "it says which repo it watches: {seen:#?}"
     );
     assert!(seen.iter().any(|l| l.contains("1 repo watched")), "{seen:#?}");
+}
+
+/// A reader that has gone (`| head`, `| grep -q`) is not an error: `hooks status` exits 0
+/// quietly instead of panicking, and `task` runs its task to the end unprinted and exits by
+/// its status (the task is recorded whole).
+#[test]
+fn output_into_a_closed_pipe_is_not_an_error() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let repo = git_repo();
+    let closed = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let agent = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flightdeck-agent"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", data.path().join("config"))
+            .env_remove("FLIGHTDECK_AGENT_CONFIG")
+            .stdout(closed())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let repo_arg = repo.path().to_str().unwrap();
+    for (args, code) in [
+        (vec!["hooks", "status"], 0),
+        (vec!["task", "--json", "--repo", repo_arg, "--shell", "seq 1 3000"], 0),
+        (vec!["task", "--repo", repo_arg, "--shell", "seq 1 3000; exit 3"], 1),
+    ] {
+        let out = agent(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+    let store = Store::open(data.path()).unwrap();
+    let (tasks, _) = store.tasks(&TaskFilter { limit: 10, ..TaskFilter::default() }).unwrap();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    for task in tasks {
+        let events = store.events_after(&task.id, 0, u32::MAX).unwrap();
+        let printed: String = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                TaskEvent::Chunk { text, stream: ChunkStream::Stdout } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(printed.lines().count(), 3000, "every line recorded: {task:?}");
+    }
 }

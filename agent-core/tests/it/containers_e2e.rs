@@ -162,6 +162,14 @@ RUST_LOG = "warn"
     Relay::start_with_config(Some(&toml)).await
 }
 
+/// One figure of the relay's `/metrics`.
+async fn runner_metric(relay: &Relay, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", relay.http())).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 async fn post(relay: &Relay, body: serde_json::Value) -> Task {
     let (status, body) = relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
     assert_eq!(status, 201, "{body}");
@@ -383,14 +391,18 @@ async fn max_running_holds_the_next_task_queued() {
     let first = post_shell(&relay, &git_server, "sleep 600").await;
     relay.wait_task(&first.id, "the first runs", |t| t.status == TaskStatus::Running).await;
     let second = post_shell(&relay, &git_server, "echo second").await;
-    // While the first runs, the second has no container. Asked twice with a pause between, so a
-    // runner that ignored the limit would have been seen starting it.
-    for _ in 0..2 {
-        let waiting = relay.task(&second.id).await;
-        assert_eq!((waiting.status, waiting.runner.clone()), (TaskStatus::Queued, None), "{waiting:?}");
-        assert!(podman.containers_of(&second.id).is_empty());
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // While the first runs, the second has no container: asked once the supervisor has answered
+    // the wake-up of the second's POST (so a runner that ignored the limit would have started it).
+    let wakes = runner_metric(&relay, "flightdeck_runner_wakes_total").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runner_metric(&relay, "flightdeck_runner_wakes_answered_total").await < wakes {
+        assert!(tokio::time::Instant::now() < deadline, "the supervisor did not look at its queue");
+        tokio::task::yield_now().await;
     }
+    let waiting = relay.task(&second.id).await;
+    assert_eq!((waiting.status, waiting.runner.clone()), (TaskStatus::Queued, None), "{waiting:?}");
+    assert!(podman.containers_of(&second.id).is_empty());
+    assert_eq!(runner_metric(&relay, "flightdeck_runner_running").await, 1);
     let (status, body) =
         relay.api(reqwest::Method::POST, &format!("/api/cockpit/tasks/{}/cancel", first.id), None).await;
     assert_eq!(status, 200, "{body}");

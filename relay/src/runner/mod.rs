@@ -24,7 +24,7 @@
 pub mod docker;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
@@ -100,6 +100,11 @@ pub struct Runner {
     /// The relay URL containers connect to.
     pub(crate) relay_url: String,
     pub(crate) wake: Notify,
+    /// Wake-ups asked for so far ([`Runner::wake`]).
+    pub(crate) wakes: AtomicU64,
+    /// The wake-ups the supervisor's last finished look at the queue answered: every run queued
+    /// before wake-up number `looked` has been started or left queued for want of a slot.
+    pub(crate) looked: AtomicU64,
     pub(crate) running: AtomicUsize,
     /// Stops one run early (cancel): the task id's token.
     /// A std Mutex: nothing awaits while holding it.
@@ -114,6 +119,8 @@ impl Runner {
             instance,
             relay_url,
             wake: Notify::new(),
+            wakes: AtomicU64::new(0),
+            looked: AtomicU64::new(0),
             running: AtomicUsize::new(0),
             stops: Mutex::new(HashMap::new()),
         }
@@ -121,7 +128,22 @@ impl Runner {
 
     /// A new run was queued (or a slot freed): look at the queue.
     pub fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// The supervisor's figures for `/metrics`, in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        let (wakes, looked, running) =
+            (self.wakes.load(Ordering::SeqCst), self.looked.load(Ordering::SeqCst), self.running());
+        format!(
+            "# HELP flightdeck_runner_wakes_total Times the container-run queue was to be looked at (a run queued, a slot freed).\n\
+             # TYPE flightdeck_runner_wakes_total counter\nflightdeck_runner_wakes_total {wakes}\n\
+             # HELP flightdeck_runner_wakes_answered_total Of those, the ones the supervisor has answered (started runs or left them queued for want of a slot).\n\
+             # TYPE flightdeck_runner_wakes_answered_total counter\nflightdeck_runner_wakes_answered_total {looked}\n\
+             # HELP flightdeck_runner_running Containers running now.\n\
+             # TYPE flightdeck_runner_running gauge\nflightdeck_runner_running {running}\n"
+        )
     }
 
     /// Containers running now.

@@ -185,3 +185,30 @@ async fn the_binary_serves_and_shuts_down_gracefully_on_sigterm() {
     let wal = dir.path().join("relay.sqlite3-wal");
     assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
 }
+
+/// A reader that has gone (`key list | head -1`, `| grep -q`) is not an error: the command
+/// exits 0 quietly instead of panicking on the closed pipe (a CI run saw the panic).
+#[test]
+fn admin_output_into_a_closed_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(admin(dir.path(), &["user", "add", "alice"]).status.success());
+    for scope in ["agent", "owner"] {
+        assert!(admin(dir.path(), &["key", "create", "--user", "alice", "--scope", scope]).status.success());
+    }
+    for args in [&["key", "list"][..], &["key", "create", "--user", "alice", "--scope", "viewer"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}

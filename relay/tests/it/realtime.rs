@@ -377,3 +377,72 @@ async fn the_1008_close_frame_reaches_a_client_that_is_still_sending() {
         assert_eq!(close, Some(1008), "round {round}");
     }
 }
+
+/// A viewer that offers the `flightdeck-lines` subprotocol gets a burst in few WebSocket
+/// messages, one server message per line, every event once and in order; a viewer that offers
+/// nothing gets one server message per WebSocket message, as SPEC 3.4 has it.
+#[tokio::test]
+async fn the_lines_subprotocol_joins_a_burst_and_loses_nothing() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    // Frames within 200 ms of a write share the next one: however slowly this machine takes the
+    // burst in, the joined socket needs far fewer messages.
+    // (The queue holds the whole burst, so waiting does not make the viewer too slow.)
+    let relay = Relay::start_with(|s| {
+        s.write_coalesce_ms = 200;
+        s.viewer_queue_len = 4096;
+    })
+    .await;
+    let (mut agent, _) = relay.agent("mac").await;
+    running_task(&relay, &mut agent, "burst", "web", 1).await;
+    let topic = "task:burst";
+
+    let mut request = relay.ws_url(&format!("/api/realtime?token={}", relay.keys.owner)).into_client_request().unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "flightdeck-lines".parse().unwrap());
+    let (mut lines, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()), Some("flightdeck-lines"));
+    let mut plain = relay.viewer(Some(&relay.keys.owner)).await;
+    subscribe(&mut lines, topic).await;
+    subscribe(&mut plain, topic).await;
+
+    const N: u64 = 2000;
+    for seq in 2..=N {
+        send(&mut agent, &event_message("burst", seq, &format!("line {seq}"))).await;
+    }
+    // Reads WebSocket messages until seq N; returns (messages read, seqs in order).
+    async fn read_until_last(ws: &mut Ws, topic: &str) -> (usize, Vec<u64>) {
+        let mut messages = 0;
+        let mut seqs = Vec::new();
+        tokio::time::timeout(DEADLINE, async {
+            while seqs.last() != Some(&N) {
+                let text = match ws.next().await {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(frame))) => panic!("closed: {frame:?}"),
+                    Some(Ok(_)) => continue,
+                    other => panic!("the socket ended: {other:?}"),
+                };
+                messages += 1;
+                for line in flightdeck_protocol::realtime::split_lines(&text) {
+                    match ServerMessage::parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}")) {
+                        ServerMessage::Event { topic: t, payload } if t == topic => {
+                            assert_eq!(payload["event"]["text"], format!("line {}", payload["seq"]));
+                            seqs.push(payload["seq"].as_u64().unwrap());
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+        })
+        .await
+        .expect("every event in time");
+        (messages, seqs)
+    }
+    let (joined, seqs) = read_until_last(&mut lines, topic).await;
+    assert_eq!(seqs, (2..=N).collect::<Vec<_>>());
+    let (one_each, seqs) = read_until_last(&mut plain, topic).await;
+    assert_eq!(seqs, (2..=N).collect::<Vec<_>>());
+    assert_eq!(one_each, (N - 1) as usize, "one server message per WebSocket message without the subprotocol");
+    assert!(joined * 10 < one_each, "{joined} messages for {} events: not joined", N - 1);
+}
