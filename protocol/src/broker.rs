@@ -35,6 +35,10 @@ pub enum BrokerMessage {
     AgentConnected { node: String, user: String, agent_id: String },
     /// A HUD turned private: the other nodes drop its viewers that may no longer see it.
     HudPrivate { node: String, user: String, repo: String },
+    /// A key was revoked (by `flightdeck-relay key revoke` with a broker configured): every node
+    /// closes its sockets of that key with 4401 at once, without waiting for its next look at
+    /// the store.
+    KeyRevoked { node: String, key_id: String },
     /// `node` could not send some messages (its broker queue overflowed): every other node
     /// closes its viewers and agents with 1012, so they reconnect and read fresh state from the
     /// shared database, where everything was stored before it was published.
@@ -59,6 +63,7 @@ impl BrokerMessage {
             | BrokerMessage::ToAgent { node, .. }
             | BrokerMessage::AgentConnected { node, .. }
             | BrokerMessage::HudPrivate { node, .. }
+            | BrokerMessage::KeyRevoked { node, .. }
             | BrokerMessage::Resync { node } => node,
         }
     }

@@ -6,7 +6,7 @@
 //!   ([`Broker::watch`] / [`Broker::unwatch`], counted per viewer and topic), so an event
 //!   reaches only the nodes that show it.
 //! - `fd:ctl`: what every node must hear (an agent connected elsewhere, a HUD made private, a
-//!   node that lost messages).
+//!   key revoked, a node that lost messages).
 //! - `fd:node:<node id>`: messages for an agent connected to that node. A node learns where
 //!   agents are from the `agent-connected` messages; one it has not heard of is reached
 //!   through `fd:ctl`.
@@ -205,6 +205,15 @@ pub async fn start(url: &str, node: Node) -> Result<Broker, BrokerError> {
     Ok(broker)
 }
 
+/// Publishes one message from outside a node (the admin CLI), on the channel it belongs to.
+pub async fn publish_once(url: &str, message: &BrokerMessage) -> Result<(), BrokerError> {
+    let error = |source| BrokerError { url: redact(url), source };
+    let client = redis::Client::open(url).map_err(error)?;
+    let mut conn = client.get_multiplexed_async_connection().await.map_err(error)?;
+    let channel = channel_of(message, &AgentNodes::default());
+    redis::cmd("PUBLISH").arg(channel).arg(message.to_json()).query_async::<()>(&mut conn).await.map_err(error)
+}
+
 /// A new subscription connection with the channels every node always has.
 async fn subscribe_fixed(
     client: &redis::Client,
@@ -226,9 +235,10 @@ fn channel_of(message: &BrokerMessage, agents: &AgentNodes) -> String {
                 None => CONTROL_CHANNEL.to_string(),
             }
         }
-        BrokerMessage::AgentConnected { .. } | BrokerMessage::HudPrivate { .. } | BrokerMessage::Resync { .. } => {
-            CONTROL_CHANNEL.to_string()
-        }
+        BrokerMessage::AgentConnected { .. }
+        | BrokerMessage::HudPrivate { .. }
+        | BrokerMessage::KeyRevoked { .. }
+        | BrokerMessage::Resync { .. } => CONTROL_CHANNEL.to_string(),
     }
 }
 

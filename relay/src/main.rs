@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flightdeck_protocol::api::KeyScope;
+use flightdeck_protocol::broker::BrokerMessage;
 use flightdeck_protocol::names;
 use flightdeck_relay::{Settings, Store};
 
@@ -129,7 +130,24 @@ async fn admin(settings: &Settings, command: Admin) -> anyhow::Result<()> {
             eprintln!("user {name} added");
             Ok(())
         }
-        Admin::Key(command) => key_command(store.as_ref(), command).await,
+        Admin::Key(command) => {
+            let revoked = match &command {
+                KeyCommand::Revoke { id } => Some(id.clone()),
+                _ => None,
+            };
+            key_command(store.as_ref(), command).await?;
+            // With a broker, the nodes hear of it at once; else at their next look at the store.
+            if let (Some(key_id), Some(url)) = (revoked, &settings.broker) {
+                let message = BrokerMessage::KeyRevoked { node: "admin".into(), key_id };
+                if let Err(e) = flightdeck_relay::broker::publish_once(url, &message).await {
+                    eprintln!(
+                        "could not tell the nodes through the broker ({e}); they close the key's sockets \
+                         at their next look at the store (revocation_poll_ms)"
+                    );
+                }
+            }
+            Ok(())
+        }
     }
 }
 

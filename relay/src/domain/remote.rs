@@ -27,6 +27,12 @@ pub fn on_message(state: &AppState, message: BrokerMessage) {
         BrokerMessage::AgentConnected { user, agent_id, .. } => {
             state.agents.close_local(&user, &agent_id, close::REPLACED);
         }
+        BrokerMessage::KeyRevoked { key_id, .. } => {
+            let closed = state.conns.close_key(&key_id, close::KEY_REVOKED);
+            if closed > 0 {
+                tracing::info!(key = %key_id, sockets = closed, "closed sockets of a key revoked elsewhere");
+            }
+        }
         BrokerMessage::HudPrivate { user, repo, .. } => crate::domain::publish::evict_unprivileged(state, &user, &repo),
         BrokerMessage::Resync { node } => {
             tracing::warn!(%node, "a node lost broker messages; closing sockets so they resync");

@@ -426,3 +426,38 @@ async fn the_agents_of_a_killed_node_go_offline_on_the_others() {
     assert!(killed.elapsed() < std::time::Duration::from_secs(8), "offline {:?} after the kill", killed.elapsed());
     drop(agent);
 }
+
+/// Issue 17: `key revoke` with a broker configured tells every node on the control channel:
+/// the key's sockets close with 4401 at once, not at the nodes' next look at the store (which
+/// this node does only once an hour here).
+#[tokio::test]
+async fn a_key_revoked_by_the_admin_cli_closes_its_sockets_on_every_node_at_once() {
+    let redis = redis_server().await;
+    let url = redis.url.clone();
+    let relay = Relay::start_with(move |s| {
+        s.broker = Some(url);
+        s.revocation_poll_ms = 3_600_000;
+    })
+    .await;
+    let (mut agent, _) = relay.agent("mac").await;
+    // The poller's first look (at start) is over: the agent's socket is served.
+    send(&mut agent, &AgentMessage::Pong { timestamp: None }).await;
+    let dir = relay.dir.clone();
+    let id = relay.keys.agent_id.clone();
+    let broker = redis.url.clone();
+    let revoked_at = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
+            .args(["key", "revoke", &id, "--data-dir"])
+            .arg(&dir)
+            .env("FLIGHTDECK_RELAY_BROKER", broker)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(recv_close(&mut agent).await.0, 4401);
+    assert!(revoked_at.elapsed() < std::time::Duration::from_secs(5), "{:?}", revoked_at.elapsed());
+}
