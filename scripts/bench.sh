@@ -5,7 +5,8 @@
 #   scripts/bench.sh            # full suite, under 10 minutes
 #   scripts/bench.sh --quick    # rougher figures, under 3 minutes
 #   scripts/bench.sh --json out.json
-# Needs git and nats-server (Debian: apt-get install nats-server) on PATH.
+# Needs git and nats-server (Debian: apt-get install nats-server) on PATH, and for the cross-node
+# figure redis-server and PostgreSQL's initdb/pg_ctl (apt-get install redis-server postgresql).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}

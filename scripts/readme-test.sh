@@ -123,4 +123,70 @@ wait_for 60 "a second node with a broker" curl -fsS "http://127.0.0.1:$port2/hea
 repos="$(curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port2/api/cockpit/repos")"
 grep -q my-project <<<"$repos" || fail "the second node does not share the data"
 
+# "Many hosts": the fenced block as written, against a throwaway PostgreSQL cluster (as root it
+# runs as the postgres user) holding an empty database `flightdeck` owned by a role
+# `flightdeck`, the Redis above, and two nodes, each with its own empty data dir.
+echo "readme-test: Many hosts (PostgreSQL and Redis)"
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+[ -x "$pg_bin/initdb" ] || fail "no PostgreSQL server programs (Debian's postgresql package; .ci/install installs it)"
+pg_port="$(free_port)"
+chmod 755 "$tmp"
+mkdir -p "$tmp/pg"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then chown postgres: "$tmp/pg"; as_pg=(runuser -u postgres --); fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$tmp/pg/data" -U postgres -A trust --no-sync >"$tmp/initdb.log" 2>&1 \
+    || fail "initdb failed: $(cat "$tmp/initdb.log")"
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/server.log" -w \
+    -o "-p $pg_port -k $tmp/pg -c listen_addresses=127.0.0.1" start >/dev/null
+pg_stop() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true; }
+trap 'pg_stop; cleanup' EXIT
+psql_pg() { "${as_pg[@]}" psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 "$@"; }
+psql_pg -c "CREATE ROLE flightdeck LOGIN PASSWORD 'readme'" -c "CREATE DATABASE flightdeck OWNER flightdeck"
+pg_url="postgres://flightdeck:readme@127.0.0.1:$pg_port/flightdeck"
+
+hosts_block="$(awk '/^## Many hosts/ { in_section = 1; next }
+    in_section && /^## / { exit }
+    in_section && /^```sh$/ { in_block = 1; next }
+    in_section && in_block && /^```$/ { exit }
+    in_block { print }' README.md)"
+[ -n "$hosts_block" ] || fail "no sh block in the README's Many hosts section"
+node_ports=()
+hosts_agent_key="" hosts_owner_key=""
+while IFS= read -r line; do
+    [ -n "${line// /}" ] || continue
+    cmd="${line//postgres:\/\/flightdeck:PASSWORD@db.internal\/flightdeck/$pg_url}"
+    cmd="${cmd//redis:\/\/redis.internal:6379/redis://127.0.0.1:$redis_port}"
+    echo "readme-test \$ $line"
+    case "$cmd" in
+    *" serve "*)
+        # "on every host": two nodes, each with its own empty data dir.
+        for n in 1 2; do
+            node_port="$(free_port)"
+            node_cmd="${cmd//0.0.0.0:8787/127.0.0.1:$node_port}"
+            node_cmd="${node_cmd//\/var\/lib\/flightdeck/$tmp/node$n}"
+            bash -c "$node_cmd" >"$tmp/node$n.log" 2>&1 &
+            pids+=($!)
+            wait_for 60 "node $n to serve" curl -fsS "http://127.0.0.1:$node_port/healthz"
+            node_ports+=("$node_port")
+        done
+        ;;
+    *"key create"*"--scope agent"*) hosts_agent_key="$(bash -c "$cmd" | grep -m1 -o 'fdk_[0-9a-f]*')" ;;
+    *"key create"*"--scope owner"*) hosts_owner_key="$(bash -c "$cmd" | grep -m1 -o 'fdk_[0-9a-f]*')" ;;
+    *) bash -c "$cmd" ;;
+    esac
+done <<<"$hosts_block"
+[ -n "$hosts_agent_key" ] && [ -n "$hosts_owner_key" ] || fail "the Many hosts block made no keys"
+[ "${#node_ports[@]}" = 2 ] || fail "the Many hosts block started no nodes"
+# The key made on the database works on both nodes; a task made through node 1 is on node 2;
+# neither node wrote a database file of its own.
+task="$(curl -fsS -H "authorization: Bearer $hosts_owner_key" -H 'content-type: application/json' \
+    -d '{"executor":"shell","repo":"web","payload":{"command":"true"}}' \
+    "http://127.0.0.1:${node_ports[0]}/api/cockpit/tasks")" || fail "node 1 refused a task"
+task_id="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["task"]["id"])' <<<"$task")"
+listed="$(curl -fsS -H "authorization: Bearer $hosts_owner_key" "http://127.0.0.1:${node_ports[1]}/api/cockpit/tasks")"
+grep -q "$task_id" <<<"$listed" || fail "node 2 does not list the task made through node 1"
+for n in 1 2; do
+    [ ! -e "$tmp/node$n/relay.sqlite3" ] || fail "node $n wrote a SQLite file despite --database"
+done
+
 echo "readme-test: every self-hosting command works as written"

@@ -30,7 +30,7 @@ use flightdeck_protocol::{
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::Notify;
 
-use crate::procstat::ProcStat;
+use crate::procstat::{GroupStat, ProcStat};
 use crate::report::percentile;
 use crate::servers::{self, Relay};
 use crate::wsraw::{find, RawWs, OP_BINARY, OP_TEXT};
@@ -124,6 +124,37 @@ pub struct LoadFigures {
     /// Socket reads per delivery on the subscribers' side: below 1 when the server writes
     /// several messages at once.
     pub reads_per_delivery: f64,
+    /// CPU of the processes beside the server (PostgreSQL, Redis), in percent of one core.
+    pub beside_cpu_pct: Vec<(&'static str, f64)>,
+}
+
+/// The processes a load run measures: the server's (one process, or every relay node of a
+/// cluster: their CPU and peak RSS are the run's server figures), and those beside them whose
+/// CPU is reported by name. The pids beside are found when the run starts (PostgreSQL's
+/// backends are there once the viewers' subscriptions have filled the nodes' pools), and the
+/// same processes are read again at its end.
+#[derive(Default)]
+pub struct Watch {
+    pub server: Vec<u32>,
+    pub beside: Vec<(&'static str, FindPids)>,
+}
+
+/// Lists the pids of a group of processes when called.
+pub type FindPids = Box<dyn Fn() -> Vec<u32> + Send + Sync>;
+
+impl Watch {
+    pub fn one(pid: u32) -> Watch {
+        Watch { server: vec![pid], beside: Vec::new() }
+    }
+
+    fn start(&self) -> (GroupStat, Vec<GroupStat>) {
+        (GroupStat::read(&self.server), self.beside.iter().map(|(_, pids)| GroupStat::read(&pids())).collect())
+    }
+
+    fn end(&self, started: &[GroupStat]) -> (GroupStat, Vec<GroupStat>) {
+        let again = |g: &GroupStat| GroupStat::read(&g.procs.keys().copied().collect::<Vec<_>>());
+        (GroupStat::read(&self.server), started.iter().map(again).collect())
+    }
 }
 
 impl LoadFigures {
@@ -132,10 +163,11 @@ impl LoadFigures {
     }
 
     pub fn describe(&self) -> String {
+        let beside: String = self.beside_cpu_pct.iter().map(|(name, pct)| format!(", {name} CPU {pct:.0}%")).collect();
         format!(
             "window {}: {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms, {}/{} delivered ({} missing, {} subscribers lost), \
              {:.1} s, server CPU {:.0}% of a core, peak RSS {:.1} MiB, generator CPU {:.0}%, \
-             {:.2} subscriber reads per delivery",
+             {:.2} subscriber reads per delivery{beside}",
             self.window,
             self.deliveries_per_s,
             self.p50_ms,
@@ -483,7 +515,7 @@ where
 
 /// Runs one load: spawns the subscribers, publishes, waits for them, and measures.
 async fn drive(
-    pid: u32,
+    watch: &Watch,
     proto: Proto,
     load: &LoadConfig,
     sockets: Vec<RawWs>,
@@ -501,7 +533,7 @@ async fn drive(
         .into_iter()
         .map(|ws| tokio::spawn(subscriber(ws, proto, epoch, progress.clone(), load.messages)))
         .collect();
-    let server_before = ProcStat::read(pid)?;
+    let (server_before, beside_before) = watch.start();
     let generator_before = ProcStat::read_self()?;
     let start = Instant::now();
     let published = publish(publisher, opcode, load, &progress, frame).await;
@@ -512,7 +544,10 @@ async fn drive(
     for handle in handles {
         tallies.push(handle.await??);
     }
-    let server_after = ProcStat::read(pid)?;
+    let (server_after, beside_after) = watch.end(&beside_before);
+    if server_after.procs.len() < watch.server.len() {
+        bail!("a server process exited during the run");
+    }
     let generator_after = ProcStat::read_self()?;
     published?;
     let end = tallies.iter().filter_map(|t| t.last_at).max().unwrap_or(start);
@@ -532,9 +567,15 @@ async fn drive(
         lost_subscribers,
         elapsed_s: elapsed.as_secs_f64(),
         server_cpu_pct: server_after.cpu_pct_since(&server_before),
-        server_peak_rss_mib: server_after.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+        server_peak_rss_mib: server_after.peak_rss_bytes() as f64 / (1024.0 * 1024.0),
         generator_cpu_pct: generator_after.cpu_pct_since(&generator_before),
         reads_per_delivery: reads as f64 / delivered.max(1) as f64,
+        beside_cpu_pct: watch
+            .beside
+            .iter()
+            .zip(beside_after.iter().zip(&beside_before))
+            .map(|((name, _), (after, before))| (*name, after.cpu_pct_since(before)))
+            .collect(),
     })
 }
 
@@ -598,24 +639,43 @@ pub async fn wait_for_task(relay: &Relay, topic: &str) -> Result<()> {
 /// The relay under `load`: an agent publishes chunks of one task to viewers of `task:<id>`.
 pub async fn relay_load(load: &LoadConfig) -> Result<LoadFigures> {
     let relay = servers::start_relay().await?;
+    let figures = relay_load_across(&relay, &[&relay], &Watch::one(relay.server.pid()), load).await;
+    let mut server = relay.server;
+    server.check_alive("flightdeck-relay")?;
+    figures
+}
+
+/// [`relay_load`] over relay nodes that share a store and broker: the agent on `agent_node`,
+/// the viewers spread evenly over `viewer_nodes` (viewer i on node i mod n).
+pub async fn relay_load_across(
+    agent_node: &Relay,
+    viewer_nodes: &[&Relay],
+    watch: &Watch,
+    load: &LoadConfig,
+) -> Result<LoadFigures> {
+    if viewer_nodes.is_empty() {
+        bail!("no node for the viewers");
+    }
     let task_id = uuid::Uuid::now_v7().to_string();
-    let mut agent = relay_agent(&relay, &task_id).await?;
+    let mut agent = relay_agent(agent_node, &task_id).await?;
     let topic = format!("task:{task_id}");
-    wait_for_task(&relay, &topic).await?;
-    let port = relay.server.port;
-    let key = relay.owner_key.clone();
-    let sockets = connect_all(load.viewers, || relay_viewer(port, &key, &topic)).await?;
+    for node in viewer_nodes {
+        wait_for_task(node, &topic).await?;
+    }
+    let key = agent_node.owner_key.clone();
+    let next = AtomicUsize::new(0);
+    let sockets = connect_all(load.viewers, || {
+        let node = viewer_nodes[next.fetch_add(1, Ordering::Relaxed) % viewer_nodes.len()];
+        relay_viewer(node.server.port, &key, &topic)
+    })
+    .await?;
     let epoch = Instant::now();
     let len = load.payload_bytes;
     let frame = |seq: u32| {
         let event = TaskEvent::Chunk { text: payload(epoch, seq, len), stream: ChunkStream::Stdout };
         AgentMessage::TaskEvent { task_id: task_id.clone(), seq: u64::from(seq), event }.to_json().into_bytes()
     };
-    let pid = relay.server.pid();
-    let figures = drive(pid, Proto::Relay, load, sockets, epoch, &mut agent, frame).await;
-    let mut server = relay.server;
-    server.check_alive("flightdeck-relay")?;
-    figures
+    drive(watch, Proto::Relay, load, sockets, epoch, &mut agent, frame).await
 }
 
 /// Memory per idle viewer: the relay's RSS growth over `n` connected viewers of `repos`.
@@ -681,7 +741,7 @@ pub async fn nats_load(load: &LoadConfig) -> Result<LoadFigures> {
         let body = payload(epoch, seq, len);
         format!("PUB bench {}\r\n{body}\r\n", body.len()).into_bytes()
     };
-    let figures = drive(nats.server.pid(), Proto::Nats, load, sockets, epoch, &mut publisher, frame).await;
+    let figures = drive(&Watch::one(nats.server.pid()), Proto::Nats, load, sockets, epoch, &mut publisher, frame).await;
     let mut server = nats.server;
     server.check_alive("nats-server")?;
     figures

@@ -6,12 +6,15 @@
 //! - [`git`]: repo status on a generated 100k-file repo, against `git status` (issue 4).
 //! - [`fanout`]: 1 publisher to 1000 WebSocket subscribers, relay against nats-server, and
 //!   memory per idle viewer (issue 3).
+//! - [`cluster`]: the same fan-out across relay nodes on PostgreSQL and Redis (agent on node
+//!   A, viewers on B and C) beside one node on SQLite, in the same run (issue 17).
 //! - [`e2e`]: save to viewer through a real agent and relay, chunk to 100 viewers (issue 6).
 //! - [`decisions`]: the round trip of a remote decision (issue 14).
 //! - [`hook`]: the time `flightdeck-agent hook` adds to a Claude Code hook call (issue 15).
 //! - [`containers`]: POST to first event of a container task, warm image (issue 18).
 //!
-//! Support: [`report`] (the table and JSON), [`servers`] (starting the processes under test),
+//! Support: [`report`] (the table and JSON), [`servers`] (starting the processes under test,
+//! PostgreSQL and Redis included),
 //! [`wsraw`] (the generator's WebSocket client), [`procstat`] (CPU and memory from /proc).
 
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod cluster;
 mod containers;
 mod decisions;
 mod e2e;
@@ -48,6 +52,9 @@ enum Command {
     Git(git::GitArgs),
     /// Fan-out of the relay against nats-server, and memory per idle viewer.
     Fanout(fanout::FanoutArgs),
+    /// Cross-node fan-out (agent on node A, viewers on B and C, PostgreSQL + Redis) beside one
+    /// node (SQLite), with the same load; the added p99 and the ratio.
+    Cluster(cluster::ClusterArgs),
     /// Save to viewer through a real agent and relay; chunk to 100 viewers.
     E2e(e2e::E2eArgs),
     /// The round trip of a remote decision: CLI -> agent -> relay -> viewer -> REST -> CLI.
@@ -81,6 +88,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Git(args) => git::run(&args).map(drop),
         Command::Fanout(args) => runtime()?.block_on(fanout::run(&args)).map(drop),
+        Command::Cluster(args) => runtime()?.block_on(cluster::run(&args)).map(drop),
         Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
         Command::Decisions(args) => runtime()?.block_on(decisions::run(&args)).map(drop),
         Command::Hook(args) => hook::run(&args).map(drop),
@@ -97,6 +105,7 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     // Fail early, before minutes of git work, when a binary is missing.
     println!("relay: {}", servers::relay_binary()?.display());
     println!("agent: {}", servers::agent_binary()?.display());
+    servers::check_cluster_tools()?;
 
     println!("\n== git ==");
     let git = git::run(&git::GitArgs::suite(args.quick)).context("git benchmark")?;
@@ -104,6 +113,9 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     println!("\n== fanout ==");
     let fanout_args = if args.quick { fanout::FanoutArgs::quick() } else { fanout::FanoutArgs::full() };
     let fanout = runtime.block_on(fanout::run(&fanout_args)).context("fan-out benchmark")?;
+    println!("\n== cluster ==");
+    let cluster_args = if args.quick { cluster::ClusterArgs::quick() } else { cluster::ClusterArgs::full() };
+    let cluster = runtime.block_on(cluster::run(&cluster_args)).context("cross-node benchmark")?;
     println!("\n== e2e ==");
     let e2e_args = if args.quick { e2e::E2eArgs::quick() } else { e2e::E2eArgs::full() };
     let e2e = runtime.block_on(e2e::run(&e2e_args)).context("end-to-end benchmark")?;
@@ -113,10 +125,13 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     println!("\n== hook ==");
     let hook = hook::run(&hook::HookArgs { calls: if args.quick { 50 } else { 200 } }).context("hook benchmark")?;
 
-    let rows = rows(&git, &fanout, &e2e, &decisions, &hook);
+    let rows = rows(&git, &fanout, &cluster, &e2e, &decisions, &hook);
     println!("\n== summary ({}) ==", if args.quick { "--quick" } else { "full" });
     print!("{}", report::table(&rows));
-    println!("anchors: fanout_* and e2e_chunk_* = nats-server {}; git_* = git status", nats_version());
+    println!(
+        "anchors: fanout_* and e2e_chunk_* = nats-server {}; git_* = git status; cluster_* = one relay node",
+        nats_version()
+    );
     println!("ratio > 1: we are ahead of the anchor");
     println!(
         "git: {} files, {} ms debounce; agent full status after an index change {:.0} ms, fresh open {:.0} ms",
@@ -125,6 +140,8 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     println!("fan-out headline, relay:       {}", fanout.relay.describe());
     println!("fan-out headline, nats-server: {}", fanout.nats.describe());
     println!("fan-out at no worse p99, relay: {}", fanout.relay_matched.describe());
+    println!("cluster, one node:   {}", cluster.one_node.describe());
+    println!("cluster, cross-node: {}", cluster.cross_node.describe());
     println!("chunk, relay:       {}", e2e.chunk_relay.describe());
     println!("chunk, nats-server: {}", e2e.chunk_nats.describe());
     println!("load average at end: {}; took {:.0} s", load_average(), started.elapsed().as_secs_f64());
@@ -138,6 +155,7 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
 fn rows(
     git: &git::GitFigures,
     fanout: &fanout::FanoutFigures,
+    cluster: &cluster::ClusterFigures,
     e2e: &e2e::E2eFigures,
     decisions: &decisions::DecisionFigures,
     hook: &hook::HookFigures,
@@ -179,6 +197,19 @@ fn rows(
                 .target(Target::Max(16_384.0)),
         );
     }
+    // Issue 17: the same load across nodes (PostgreSQL + Redis) against one node (SQLite);
+    // the ratio is what crossing nodes costs on this machine, not a scaling figure.
+    let (one, cross) = (&cluster.one_node, &cluster.cross_node);
+    rows.extend([
+        Row::new("cluster_cross_node_deliveries_per_s", "1/s", Better::Higher, cross.deliveries_per_s)
+            .anchor("one node", one.deliveries_per_s),
+        Row::new("cluster_cross_node_p50_ms", "ms", Better::Lower, cross.p50_ms).anchor("one node", one.p50_ms),
+        Row::new("cluster_cross_node_p99_ms", "ms", Better::Lower, cross.p99_ms).anchor("one node", one.p99_ms),
+        Row::new("cluster_added_p99_ms", "ms", Better::Lower, cluster.added_p99_ms()),
+        Row::new("cluster_missing_deliveries", "msgs", Better::Lower, cross.missing() as f64)
+            .anchor("one node", one.missing() as f64)
+            .target(Target::Max(0.0)),
+    ]);
     rows.extend([
         Row::new("git_full_status_ms", "ms", Better::Lower, git.full_warm_ms)
             .anchor("git status", git.git_status_ms)

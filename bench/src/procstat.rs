@@ -1,5 +1,6 @@
 //! CPU time and resident memory of a process, from /proc.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -59,5 +60,59 @@ impl ProcStat {
         } else {
             0.0
         }
+    }
+}
+
+/// Readings of a group of processes (the relay nodes, PostgreSQL and its backends), by pid.
+#[derive(Debug, Clone, Default)]
+pub struct GroupStat {
+    pub procs: BTreeMap<u32, ProcStat>,
+}
+
+impl GroupStat {
+    /// The processes of `pids` that are still there (a PostgreSQL backend may have ended).
+    pub fn read(pids: &[u32]) -> GroupStat {
+        GroupStat { procs: pids.iter().filter_map(|&pid| Some((pid, ProcStat::read(pid).ok()?))).collect() }
+    }
+
+    /// CPU use of the group between `earlier` and this reading, in percent of one core,
+    /// counting the processes read both times.
+    pub fn cpu_pct_since(&self, earlier: &GroupStat) -> f64 {
+        self.procs.iter().filter_map(|(pid, now)| Some(now.cpu_pct_since(earlier.procs.get(pid)?))).sum()
+    }
+
+    /// The sum of the processes' peak resident memory.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.procs.values().map(|p| p.peak_rss_bytes).sum()
+    }
+}
+
+/// The processes whose parent is `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // After the command name: state, then the parent's pid.
+            stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<u32>().ok()) == Some(pid)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spawned_process_is_a_child_and_its_group_is_read() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let kids = children(std::process::id());
+        assert!(kids.contains(&child.id()), "{kids:?}");
+        let group = GroupStat::read(&[child.id(), u32::MAX]);
+        assert_eq!(group.procs.len(), 1, "a pid that is not there is left out");
+        assert!(group.cpu_pct_since(&group) >= 0.0);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

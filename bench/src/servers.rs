@@ -1,5 +1,7 @@
 //! The processes under test: the release relay and agent binaries and nats-server, started as
-//! children so their CPU time and memory can be read from /proc, and killed on drop.
+//! children so their CPU time and memory can be read from /proc, and killed on drop; and, for
+//! the cross-node figure, a throwaway PostgreSQL cluster and Redis server with relay nodes on
+//! them ([`start_cluster`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -122,8 +124,14 @@ pub struct Relay {
     pub dir: tempfile::TempDir,
 }
 
-fn relay_admin(bin: &Path, data: &Path, args: &[&str]) -> Result<String> {
-    let out = clean_command(bin).arg("--data-dir").arg(data).args(args).output().context("running flightdeck-relay")?;
+/// An admin command on `data`, or on `database` (a PostgreSQL URL) when given.
+fn relay_admin(bin: &Path, data: &Path, database: Option<&str>, args: &[&str]) -> Result<String> {
+    let mut command = clean_command(bin);
+    command.arg("--data-dir").arg(data).args(args);
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    let out = command.output().context("running flightdeck-relay")?;
     if !out.status.success() {
         bail!("flightdeck-relay {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -137,15 +145,33 @@ pub async fn start_relay() -> Result<Relay> {
     let dir = tempfile::Builder::new().prefix("flightdeck-bench-relay").tempdir()?;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;
-    relay_admin(&bin, &data, &["user", "add", "bench"])?;
-    let agent_key = relay_admin(&bin, &data, &["key", "create", "--user", "bench", "--scope", "agent"])?;
-    let owner_key = relay_admin(&bin, &data, &["key", "create", "--user", "bench", "--scope", "owner"])?;
+    relay_admin(&bin, &data, None, &["user", "add", "bench"])?;
+    let agent_key = relay_admin(&bin, &data, None, &["key", "create", "--user", "bench", "--scope", "agent"])?;
+    let owner_key = relay_admin(&bin, &data, None, &["key", "create", "--user", "bench", "--scope", "owner"])?;
+    let server = serve_relay(&bin, dir.path(), None).await?;
+    Ok(Relay { server, agent_key, owner_key, dir })
+}
+
+/// The shared store and broker of relay nodes.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    database: &'a str,
+    broker: &'a str,
+}
+
+/// `flightdeck-relay serve` on `root/data` (and the shared store and broker, if any), as
+/// [`start_relay`] describes; its log is `root/relay.log`.
+async fn serve_relay(bin: &Path, root: &Path, shared: Option<Shared<'_>>) -> Result<Server> {
+    let data = root.join("data");
+    std::fs::create_dir_all(&data)?;
     let port = free_port()?;
-    let log = dir.path().join("relay.log");
-    let child = clean_command(&bin)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&data)
+    let log = root.join("relay.log");
+    let mut command = clean_command(bin);
+    command.args(["serve", "--bind", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(&data);
+    if let Some(shared) = shared {
+        command.args(["--database", shared.database, "--broker", shared.broker]);
+    }
+    let child = command
         .env("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "100000000")
         // Thousands of viewers from 127.0.0.1: no per-IP connection cap.
         .env("FLIGHTDECK_RELAY_MAX_CONNECTIONS_PER_IP", "0")
@@ -156,7 +182,190 @@ pub async fn start_relay() -> Result<Relay> {
         .context("starting flightdeck-relay serve")?;
     let mut server = Server { child, port, log };
     wait_for_port(&mut server, port, "flightdeck-relay").await?;
-    Ok(Relay { server, agent_key, owner_key, dir })
+    Ok(server)
+}
+
+/// Relay nodes on one PostgreSQL database and one Redis server, each with its own empty data
+/// dir; all of them know the user `bench` and its keys (made through node 0's admin CLI).
+/// Dropped in field order: the nodes first, then Redis, then PostgreSQL.
+pub struct Cluster {
+    pub nodes: Vec<Relay>,
+    pub redis: Redis,
+    pub postgres: Postgres,
+}
+
+pub async fn start_cluster(nodes: usize) -> Result<Cluster> {
+    let bin = relay_binary()?;
+    let postgres = tokio::task::spawn_blocking(start_postgres).await??;
+    let redis = start_redis().await?;
+    let shared = Shared { database: &postgres.url, broker: &redis.url };
+    let mut started = Vec::with_capacity(nodes);
+    let mut keys = None;
+    for i in 0..nodes {
+        let dir = tempfile::Builder::new().prefix(&format!("flightdeck-bench-node{i}-")).tempdir()?;
+        let server = serve_relay(&bin, dir.path(), Some(shared)).await.with_context(|| format!("relay node {i}"))?;
+        let (agent_key, owner_key) = match &keys {
+            Some(k) => Clone::clone(k),
+            None => {
+                // Node 0 is up, so the schema exists: make the user and keys as its operator would.
+                let (data, db) = (dir.path().join("data"), Some(shared.database));
+                relay_admin(&bin, &data, db, &["user", "add", "bench"])?;
+                let agent = relay_admin(&bin, &data, db, &["key", "create", "--user", "bench", "--scope", "agent"])?;
+                let owner = relay_admin(&bin, &data, db, &["key", "create", "--user", "bench", "--scope", "owner"])?;
+                keys.insert((agent, owner)).clone()
+            }
+        };
+        started.push(Relay { server, agent_key, owner_key, dir });
+    }
+    Ok(Cluster { nodes: started, redis, postgres })
+}
+
+/// `redis-server` on a free port, no persistence; killed on drop.
+pub struct Redis {
+    pub server: Server,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start_redis() -> Result<Redis> {
+    let dir = tempfile::Builder::new().prefix("flightdeck-bench-redis").tempdir()?;
+    let port = free_port()?;
+    let log = dir.path().join("redis.log");
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting redis-server (Debian: apt-get install redis-server)")?;
+    let mut server = Server { child, port, log };
+    wait_for_port(&mut server, port, "redis-server").await?;
+    Ok(Redis { server, url: format!("redis://127.0.0.1:{port}"), _dir: dir })
+}
+
+/// A throwaway PostgreSQL cluster (`initdb` + `pg_ctl`, Debian's `postgresql` package) in a
+/// temp dir on a free port, without fsync; `pg_ctl stop -m immediate` on drop. `initdb`
+/// refuses to run as root, so as root the cluster belongs to `postgres` and the commands run
+/// through `runuser -u postgres --`.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+    pub url: String,
+}
+
+pub fn start_postgres() -> Result<Postgres> {
+    let dir = tempfile::Builder::new().prefix("flightdeck-bench-pg").tempdir()?;
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid has no preconditions and only returns a number.
+    let as_postgres = unsafe { libc::geteuid() } == 0;
+    if as_postgres {
+        let (uid, gid) = postgres_user()?;
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+    }
+    let port = free_port()?;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let pg = Postgres { dir, bin: postgres_bin_dir(), as_postgres, url };
+    let data = pg.data();
+    pg.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])?;
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+        pg.dir.path().display()
+    );
+    let log = pg.dir.path().join("server.log").display().to_string();
+    pg.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &options, "-w", "-t", "60", "start"])?;
+    Ok(pg)
+}
+
+impl Postgres {
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<()> {
+        let out = self
+            .command(program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .with_context(|| format!("running {program} (Debian: apt-get install postgresql)"))?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            bail!(
+                "{program} failed: {}{}\nserver log:\n{log}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// A function that lists the postmaster and its children (the backends of the relays'
+    /// pools, and PostgreSQL's own workers) when called.
+    pub fn pids_finder(&self) -> impl Fn() -> Vec<u32> + Send + Sync + 'static {
+        let pidfile = self.dir.path().join("data/postmaster.pid");
+        move || {
+            let text = std::fs::read_to_string(&pidfile).unwrap_or_default();
+            let Some(postmaster) = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+                return Vec::new();
+            };
+            let mut pids = vec![postmaster];
+            pids.extend(crate::procstat::children(postmaster));
+            pids
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self.command("pg_ctl").args(["-D", &data, "-m", "immediate", "-w", "stop"]).output();
+    }
+}
+
+/// Where Debian puts the server programs (the newest version), else empty (then `PATH`).
+fn postgres_bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.retain(|bin| bin.join("initdb").exists());
+    versions.sort();
+    versions.pop().unwrap_or_default()
+}
+
+/// The uid and gid of the `postgres` user, from /etc/passwd.
+fn postgres_user() -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .context("no postgres user: install Debian's postgresql package (apt-get install postgresql)")?;
+    let fields: Vec<&str> = line.split(':').collect();
+    Ok((fields.get(2).context("bad passwd")?.parse()?, fields.get(3).context("bad passwd")?.parse()?))
+}
+
+/// Fails early when the cross-node figure cannot run here.
+pub fn check_cluster_tools() -> Result<()> {
+    if !postgres_bin_dir().join("initdb").exists() && Command::new("initdb").arg("--version").output().is_err() {
+        bail!("initdb not found (Debian: apt-get install postgresql)");
+    }
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .context("redis-server not found (Debian: apt-get install redis-server)")?;
+    Ok(())
 }
 
 /// `flightdeck-agent run` on `repo`, connected to `relay` as `agent_id`, with its own data and

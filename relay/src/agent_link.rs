@@ -6,7 +6,6 @@
 //! recorded yet (see [`crate::conversations`]). A second connection with the same
 //! `agentId` replaces this one (4000); no pong within the timeout closes it (1000).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,20 +14,19 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
-use flightdeck_protocol::agent::TaskResultStatus;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::event::TaskEventRecord;
-use flightdeck_protocol::realtime::{validate_task_id, HudEvent, RepoEvent};
+use flightdeck_protocol::realtime::validate_task_id;
 use flightdeck_protocol::{
-    names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, RepoStatus,
-    SeqEvent, Severity, TaskEvent, TaskStatus, Topic,
+    names, AgentInfo, AgentMessage, AgentState, Alert, AlertKind, Detail, InvalidMessage, RelayMessage, Severity,
+    TaskEvent, TaskStatus,
 };
 use futures_util::{FutureExt, StreamExt};
 
-use crate::db::{Db, Principal};
+use crate::db::Principal;
+use crate::domain::tasks::Transcripts;
 use crate::error::AppError;
-use crate::hub::{AgentHandle, Closer, Frame, TopicKey};
+use crate::hub::{AgentHandle, Closer, Frame};
 use crate::socket::{self, Incoming, InvalidBudget};
 use crate::state::{AppState, Auth, ClientIp};
 
@@ -38,10 +36,6 @@ const READ_BATCH: usize = 256;
 const READ_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Tasks finished longer ago than this are left out of `lastSeqs`.
 const LAST_SEQS_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Tasks whose transcript position one connection keeps in memory. Full rule: the cache is
-/// emptied and refilled from the database (one query per task), so it only costs a query.
-const TRANSCRIPTS_CACHED: usize = 4096;
-
 pub async fn handler(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -89,29 +83,6 @@ struct Link {
     /// Where each task's transcript stands on the relay, seeded from the database the first
     /// time this connection sees an event of that task (see [`Transcripts`]).
     transcripts: Transcripts,
-}
-
-/// Per task of this connection: its repo and the last contiguous seq the relay holds, and the
-/// `afterSeq` of a `resend` already asked for. An event is checked against this in memory;
-/// the database's conditional update (see [`Db::append_event`]) catches a stale entry.
-#[derive(Debug, Default)]
-pub struct Transcripts {
-    tasks: HashMap<String, Transcript>,
-}
-
-#[derive(Debug, Clone)]
-struct Transcript {
-    repo: String,
-    last_seq: u64,
-    /// The `afterSeq` of the resend asked for, while the gap it names is open.
-    resend_after: Option<u64>,
-}
-
-/// What a burst of events did besides storing: unknown tasks and resends to ask for.
-#[derive(Debug, Default)]
-struct Applied {
-    unknown: Vec<String>,
-    resend: Vec<(String, u64)>,
 }
 
 async fn run(state: AppState, principal: Principal, socket: WebSocket) {
@@ -280,7 +251,7 @@ impl Link {
                 let agent_id = self.agent_id();
                 let full = full.unwrap_or(false);
                 let names: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
-                self.state.db(move |db, st| apply_git_status(db, st, &user, &agent_id, &repos, full)).await?;
+                crate::domain::agents::record_git_status(&self.state, &user, &agent_id, &repos, full).await?;
                 self.dispatch_queued(names).await?;
             }
             AgentMessage::TaskUpdate { task } => {
@@ -290,29 +261,8 @@ impl Link {
                 }
                 let agent_id = self.agent_id();
                 // Its repo may have changed: read it again with the next event.
-                self.transcripts.tasks.remove(&task.id);
-                self.state
-                    .db(move |db, st| {
-                        let mut task = task;
-                        if task.agent_id.is_none() {
-                            task.agent_id = Some(agent_id);
-                        }
-                        // A task's place in its conversation is fixed when it is created (by the
-                        // relay for a reply): an agent that leaves it out does not move the task.
-                        if let Some(stored) = db.task(&user, &task.id)? {
-                            task.conversation_id = stored.conversation_id;
-                            task.parent_task_id = stored.parent_task_id;
-                            // Where it runs is the relay's to say (SPEC 10).
-                            task.placement = stored.placement;
-                            task.runner = stored.runner;
-                            if stored.placement == Some(flightdeck_protocol::Placement::Container) {
-                                task.agent_id = stored.agent_id;
-                            }
-                        }
-                        let stored = db.upsert_task(&user, &task)?;
-                        st.publish_task(db, &user, &stored)
-                    })
-                    .await?;
+                self.transcripts.forget(&task.id);
+                crate::domain::tasks::record_task_update(&self.state, &user, &agent_id, task).await?;
             }
             AgentMessage::TaskEvent { task_id, seq, event } => {
                 if seq == 0 {
@@ -324,88 +274,45 @@ impl Link {
                 self.pending_events.push((task_id, seq + offset, event));
             }
             AgentMessage::TaskResult { task_id, status, result, logs: _ } => {
-                let found = self
-                    .state
-                    .db(move |db, st| {
-                        let Some(mut task) = db.task(&user, &task_id)? else { return Ok(false) };
-                        task.status = match status {
-                            TaskResultStatus::Completed => TaskStatus::Completed,
-                            TaskResultStatus::Failed => TaskStatus::Failed,
-                            TaskResultStatus::Cancelled => TaskStatus::Cancelled,
-                        };
-                        task.finished_at.get_or_insert_with(Utc::now);
-                        match (status, result) {
-                            (TaskResultStatus::Failed, serde_json::Value::String(s)) => task.error = Some(s),
-                            (_, serde_json::Value::String(s)) => task.summary = Some(s),
-                            _ => {}
-                        }
-                        let stored = db.upsert_task(&user, &task)?;
-                        st.publish_task(db, &user, &stored)?;
-                        Ok(true)
-                    })
-                    .await?;
+                let found =
+                    crate::domain::tasks::record_task_result(&self.state, &user, &task_id, status, result).await?;
                 if !found {
                     self.invalid(vec![Detail::new("$.taskId", "unknown task")]);
                 }
             }
             AgentMessage::Alert { alert } => {
-                self.state
-                    .db(move |db, st| {
-                        // An acknowledgement is never undone by a resend (the agent may not
-                        // know of it); an unchanged alert is not published again.
-                        let previous = db.alert(&user, &alert.id)?;
-                        let alert = merge_alert(previous.as_ref(), alert);
-                        if previous.as_ref() != Some(&alert) {
-                            db.upsert_alert(&user, &alert)?;
-                            st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                crate::domain::agents::record_alert(&self.state, &user, alert).await?;
             }
             AgentMessage::Error { message, task_id, request_id } => {
                 // The agent could not do what the relay asked. A decision for a request that is
                 // no longer pending there is not sent again; the transcript says what happened.
                 tracing::info!(%message, ?task_id, ?request_id, "the agent reported an error");
                 if let (Some(task_id), Some(request_id)) = (task_id, request_id) {
-                    self.state.db(move |db, _| Ok(db.delete_pending_decision(&user, &task_id, &request_id)?)).await?;
+                    self.state.store().delete_pending_decision(&user, &task_id, &request_id).await?;
                 }
             }
             AgentMessage::Pong { .. } => {
                 self.last_pong = Instant::now();
                 let agent_id = self.agent_id();
-                self.state
-                    .db(move |db, st| {
-                        if let Some(mut info) = db.agent(&user, &agent_id)? {
-                            info.last_ping_at = Utc::now();
-                            db.upsert_agent(&user, &info, true)?;
-                            st.publish_agent(&user, &info);
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                if let Some(mut info) = self.state.store().agent(&user, &agent_id).await? {
+                    info.last_ping_at = Utc::now();
+                    self.state.store().upsert_agent(&user, &info, true).await?;
+                    self.state.publish_agent(&user, &agent_id).await?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Stores the buffered events in one transaction, then publishes the new ones (still under
-    /// the database lock, so snapshots stay exact). Events of unknown tasks are refused.
+    /// Stores the buffered events in one transaction, then publishes the new ones (each with its
+    /// seq, which orders it against snapshots). Events of unknown tasks are refused.
     async fn flush_events(&mut self) -> Result<(), AppError> {
         if self.pending_events.is_empty() {
             return Ok(());
         }
         let events = std::mem::take(&mut self.pending_events);
         let user = self.principal.user.clone();
-        let mut transcripts = std::mem::take(&mut self.transcripts);
-        let (transcripts, applied) = self
-            .state
-            .db(move |db, st| {
-                let applied = apply_events(db, st, &user, events, &mut transcripts)?;
-                Ok((transcripts, applied))
-            })
-            .await?;
-        self.transcripts = transcripts;
+        let applied = crate::domain::tasks::apply_events(&self.state, &user, events, &mut self.transcripts).await?;
         let offset = self.run_session().map_or(0, |r| r.seq_offset);
         for (task_id, after_seq) in applied.resend {
             self.send(&RelayMessage::Resend { task_id, after_seq: after_seq.saturating_sub(offset) });
@@ -441,8 +348,7 @@ impl Link {
 
     /// A task id that belongs to another user is refused (ids are global).
     async fn owned_elsewhere(&self, task_id: &str) -> Result<Option<Detail>, AppError> {
-        let id = task_id.to_string();
-        let owner = self.state.db(move |db, _| Ok(db.task_user(&id)?)).await?;
+        let owner = self.state.store().task_user(task_id).await?;
         Ok(owner.filter(|u| *u != self.principal.user).map(|_| Detail::new("$.task.id", "task id already in use")))
     }
 
@@ -485,40 +391,35 @@ impl Link {
         let since = (now - chrono::Duration::from_std(LAST_SEQS_WINDOW).unwrap_or_default()).timestamp_millis();
         let id = agent_id.clone();
         let conn = conn_token(&self.state, self.conn_id);
-        let (last_seqs, known_repos, decisions) = self
-            .state
-            .db(move |db, st| {
-                let previous = db.agent(&user, &id)?;
-                let repos: Vec<String> = db.repos(&user, None, Some(&id))?.into_iter().map(|r| r.name).collect();
-                let info = AgentInfo {
-                    agent_id: id.clone(),
-                    status,
-                    capabilities: capabilities.unwrap_or_default(),
-                    metadata: metadata.unwrap_or_default(),
-                    version: version.unwrap_or_default(),
-                    connected_at: match (&previous, first) {
-                        (Some(p), false) => p.connected_at,
-                        _ => now,
-                    },
-                    last_ping_at: now,
-                    repos: repos.clone(),
-                };
-                db.upsert_agent(&user, &info, true)?;
-                if first {
-                    db.set_agent_conn(&user, &id, &conn)?;
-                }
-                st.publish_agent(&user, &info);
-                if first {
-                    st.publish_agent_online(db, &user, &id)?;
-                }
-                let (last_seqs, decisions) = if first {
-                    (db.last_seqs(&user, &id, since)?, db.pending_decisions_for(&user, &id)?)
-                } else {
-                    Default::default()
-                };
-                Ok((last_seqs, repos, decisions))
-            })
-            .await?;
+        let store = self.state.store();
+        let previous = store.agent(&user, &id).await?;
+        let known_repos: Vec<String> = store.repos(&user, None, Some(&id)).await?.into_iter().map(|r| r.name).collect();
+        let info = AgentInfo {
+            agent_id: id.clone(),
+            status,
+            capabilities: capabilities.unwrap_or_default(),
+            metadata: metadata.unwrap_or_default(),
+            version: version.unwrap_or_default(),
+            connected_at: match (&previous, first) {
+                (Some(p), false) => p.connected_at,
+                _ => now,
+            },
+            last_ping_at: now,
+            repos: known_repos.clone(),
+        };
+        store.upsert_agent(&user, &info, true).await?;
+        if first {
+            store.set_agent_conn(&user, &id, &conn).await?;
+        }
+        self.state.publish_agent(&user, &id).await?;
+        if first {
+            self.state.publish_agent_online(&user, &id).await?;
+        }
+        let (last_seqs, decisions) = if first {
+            (store.last_seqs(&user, &id, since).await?, store.pending_decisions_for(&user, &id).await?)
+        } else {
+            Default::default()
+        };
         if first {
             self.send(&RelayMessage::Welcome {
                 agent_id: agent_id.clone(),
@@ -552,13 +453,8 @@ impl Link {
             old.closer.close(close::REPLACED);
         }
         let id = task_id.clone();
-        let found = self
-            .state
-            .db(move |db, _| {
-                let offset = db.run(&id)?.map_or(0, |r| r.seq_offset);
-                Ok(db.task(&user, &id)?.map(|t| (t, offset)))
-            })
-            .await?;
+        let offset = self.state.store().run(&id).await?.map_or(0, |r| r.seq_offset);
+        let found = self.state.store().task(&user, &id).await?.map(|t| (t, offset));
         let Some((task, seq_offset)) = found else {
             self.closer.close(close::POLICY);
             return Ok(());
@@ -573,7 +469,7 @@ impl Link {
         self.session = Some(Session { agent_id, run: Some(RunSession { seq_offset }) });
         if task.status == TaskStatus::Queued {
             let user = self.principal.user.clone();
-            self.state.db(move |db, st| st.dispatch(db, &user, &task).map(|_| ())).await?;
+            self.state.dispatch(&user, &task).await?;
         }
         Ok(())
     }
@@ -583,190 +479,11 @@ impl Link {
         let Some(session) = &self.session else { return Ok(()) };
         let user = self.principal.user.clone();
         let agent_id = session.agent_id.clone();
-        self.state
-            .db(move |db, st| {
-                for task in db.queued_tasks_for(&user, &agent_id, &repos)? {
-                    st.dispatch(db, &user, &task)?;
-                }
-                Ok(())
-            })
-            .await
-    }
-}
-
-/// Stores a burst of task events and publishes the new ones after the commit.
-///
-/// Contiguity (SPEC 3.1): an event whose `seq` is at or below the task's last contiguous seq
-/// is a duplicate and changes nothing; the next seq is stored and published; anything beyond
-/// would leave a gap, so it is not stored and the agent is asked (once per gap) to resend
-/// after the last contiguous seq.
-fn apply_events(
-    db: &Db,
-    st: &AppState,
-    user: &str,
-    events: Vec<(String, u64, TaskEvent)>,
-    transcripts: &mut Transcripts,
-) -> Result<Applied, AppError> {
-    let tx = db.begin()?;
-    let mut applied = Applied::default();
-    let mut stored = Vec::new();
-    if transcripts.tasks.len() > TRANSCRIPTS_CACHED {
-        transcripts.tasks.clear();
-    }
-    for (task_id, seq, event) in events {
-        // At most two passes: the second after re-reading a stale entry from the database.
-        for _ in 0..2 {
-            let entry = match transcripts.tasks.get_mut(&task_id) {
-                Some(entry) => entry,
-                None => match db.task_repo_and_seq(user, &task_id)? {
-                    Some((repo, last_seq)) => transcripts.tasks.entry(task_id.clone()).or_insert(Transcript {
-                        repo,
-                        last_seq,
-                        resend_after: None,
-                    }),
-                    None => {
-                        applied.unknown.push(task_id.clone());
-                        break;
-                    }
-                },
-            };
-            if seq <= entry.last_seq {
-                // Already held: receiving an event twice changes nothing.
-                break;
-            }
-            if seq > entry.last_seq + 1 {
-                if entry.resend_after != Some(entry.last_seq) {
-                    entry.resend_after = Some(entry.last_seq);
-                    applied.resend.push((task_id.clone(), entry.last_seq));
-                }
-                break;
-            }
-            if db.append_event(&task_id, seq, &event)? {
-                if let TaskEvent::PermissionDecision { request_id, .. } = &event {
-                    // The agent applied it: the owner's decision, if any, is delivered.
-                    db.delete_pending_decision(user, &task_id, request_id)?;
-                }
-                entry.last_seq = seq;
-                stored.push((task_id.clone(), entry.repo.clone(), seq, event));
-                break;
-            }
-            // Another connection moved this transcript: read where it stands and decide again.
-            transcripts.tasks.remove(&task_id);
+        for task in self.state.store().queued_tasks_for(&user, &agent_id, &repos).await? {
+            self.state.dispatch(&user, &task).await?;
         }
+        Ok(())
     }
-    tx.commit().map_err(crate::db::StoreError::from)?;
-    // Published per topic in runs (a burst is mostly one task's events), in the agent's order.
-    let mut hud_tasks: HashMap<String, Option<String>> = HashMap::new();
-    let mut runs: Vec<(TopicKey, Vec<SeqEvent>)> = Vec::new();
-    let mut hud_runs: Vec<(TopicKey, Vec<HudEvent>)> = Vec::new();
-    for (task_id, repo, seq, event) in stored {
-        let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.clone() });
-        let hud_event = if st.hub.has_subscribers(&key) {
-            let hud_task = match hud_tasks.get(&repo) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = db.hud_task_id(user, &repo)?;
-                    hud_tasks.insert(repo.clone(), id.clone());
-                    id
-                }
-            };
-            (hud_task.as_deref() == Some(task_id.as_str()))
-                .then(|| HudEvent::TaskEvent(TaskEventRecord { task_id: task_id.clone(), seq, event: event.clone() }))
-        } else {
-            None
-        };
-        let task_key = TopicKey::new(user, Topic::Task(task_id));
-        push_run(&mut runs, task_key, SeqEvent { seq, event });
-        if let Some(hud_event) = hud_event {
-            push_run(&mut hud_runs, key, hud_event);
-        }
-    }
-    for (key, events) in &runs {
-        st.hub.publish_many(key, events);
-    }
-    for (key, events) in &hud_runs {
-        st.hub.publish_many(key, events);
-    }
-    Ok(applied)
-}
-
-/// Stores events the relay writes itself (a container run's steps), checked and published like
-/// an agent's.
-pub(crate) fn store_events(
-    db: &Db,
-    st: &AppState,
-    user: &str,
-    events: Vec<(String, u64, TaskEvent)>,
-) -> Result<(), AppError> {
-    apply_events(db, st, user, events, &mut Transcripts::default()).map(|_| ())
-}
-
-/// An alert as the agent (re)sends it, over the one the relay holds: acknowledged if either
-/// says so, with the first acknowledgement's time.
-fn merge_alert(previous: Option<&Alert>, mut alert: Alert) -> Alert {
-    if let Some(previous) = previous.filter(|p| p.acknowledged) {
-        alert.acknowledged = true;
-        alert.acknowledged_at = previous.acknowledged_at.or(alert.acknowledged_at);
-    } else if alert.acknowledged && alert.acknowledged_at.is_none() {
-        alert.acknowledged_at = Some(Utc::now());
-    }
-    alert
-}
-
-/// Appends `item` to the last run when it has the same key, else starts a new run.
-fn push_run<T>(runs: &mut Vec<(TopicKey, Vec<T>)>, key: TopicKey, item: T) {
-    match runs.last_mut() {
-        Some((last, items)) if *last == key => items.push(item),
-        _ => runs.push((key, vec![item])),
-    }
-}
-
-/// Stores a `git-status` and publishes what changed: repos (in full to the owner, public view to
-/// HUDs), repos gone from a `full` set, HUDs whose agent came online, the agent's repo list.
-fn apply_git_status(
-    db: &Db,
-    st: &AppState,
-    user: &str,
-    agent_id: &str,
-    repos: &[RepoStatus],
-    full: bool,
-) -> Result<(), AppError> {
-    for repo in repos {
-        let online_before = db.repo_agent_online(user, &repo.name)?.is_some();
-        let previous = db.repo(user, &repo.name)?;
-        db.upsert_repo(user, agent_id, repo)?;
-        let changed = previous.as_ref().is_none_or(|(p, a)| !p.same_state(repo) || a != agent_id);
-        if changed {
-            st.publish_repo(db, user, repo)?;
-        }
-        if !online_before {
-            let key = TopicKey::new(user, Topic::Hud { user: user.to_string(), repo: repo.name.clone() });
-            st.hub.publish(&key, &HudEvent::AgentOnline { agent_online: true });
-            if !changed {
-                st.publish_dashboard(db, user, &repo.name)?;
-            }
-        }
-    }
-    if full {
-        for gone in db.repos(user, None, Some(agent_id))? {
-            if !repos.iter().any(|r| r.name == gone.name) {
-                db.delete_repo(user, &gone.name)?;
-                st.hub.publish(&TopicKey::new(user, Topic::Repos), &RepoEvent::Removed { removed: gone.id.clone() });
-                if db.hud_settings(user, &gone.name)?.public {
-                    st.publish_dashboard_removed(user, &gone.name);
-                }
-            }
-        }
-    }
-    if let Some(mut info) = db.agent(user, agent_id)? {
-        let all: Vec<String> = db.repos(user, None, Some(agent_id))?.into_iter().map(|r| r.name).collect();
-        if info.repos != all {
-            info.repos = all;
-            db.upsert_agent(user, &info, true)?;
-            st.publish_agent(user, &info);
-        }
-    }
-    Ok(())
 }
 
 /// Names that end up in URLs and topics are checked before anything is stored.
@@ -832,19 +549,18 @@ async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, repl
     }
     let (u, id) = (user.to_string(), session.agent_id.clone());
     let conn = conn_token(state, conn_id);
-    let marked = state
-        .db(move |db, st| {
-            if st.agents.is_connected(&u, &id) {
-                return Ok(());
-            }
-            // Only if no newer connection (here or on another node) took over.
-            if let Some(info) = db.mark_agent_offline(&u, &id, &conn)? {
-                st.publish_agent(&u, &info);
-                st.publish_agent_online(db, &u, &id)?;
-            }
-            Ok(())
-        })
-        .await;
+    let marked = async {
+        if state.agents.is_connected(&u, &id) {
+            return Ok::<_, AppError>(());
+        }
+        // Only if no newer connection (here or on another node) took over.
+        if state.store().mark_agent_offline(&u, &id, &conn).await?.is_some() {
+            state.publish_agent(&u, &id).await?;
+            state.publish_agent_online(&u, &id).await?;
+        }
+        Ok(())
+    }
+    .await;
     if let Err(e) = marked {
         tracing::warn!(error = %e, "could not mark agent offline");
     }
@@ -865,28 +581,27 @@ async fn gone(state: &AppState, user: &str, session: Session, conn_id: u64, repl
         if state.agents.is_connected(&user, &agent_id) || state.agents.gone_generation(&user, &agent_id) != generation {
             return;
         }
-        let result = state
-            .db(move |db, st| {
-                if db.agent_online(&user, &agent_id)? {
-                    return Ok(());
-                }
-                let alert = Alert {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    severity: Severity::Warning,
-                    kind: AlertKind::AgentOffline,
-                    repo: None,
-                    task_id: None,
-                    agent_id: Some(agent_id.clone()),
-                    message: format!("agent {agent_id} has been offline for {} s", grace.as_secs()),
-                    created_at: Utc::now(),
-                    acknowledged: false,
-                    acknowledged_at: None,
-                };
-                db.upsert_alert(&user, &alert)?;
-                st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
-                Ok(())
-            })
-            .await;
+        let result = async {
+            if state.store().agent_online(&user, &agent_id).await? {
+                return Ok::<_, AppError>(());
+            }
+            let alert = Alert {
+                id: uuid::Uuid::now_v7().to_string(),
+                severity: Severity::Warning,
+                kind: AlertKind::AgentOffline,
+                repo: None,
+                task_id: None,
+                agent_id: Some(agent_id.clone()),
+                message: format!("agent {agent_id} has been offline for {} s", grace.as_secs()),
+                created_at: Utc::now(),
+                acknowledged: false,
+                acknowledged_at: None,
+            };
+            state.store().upsert_alert(&user, &alert).await?;
+            state.publish_alert(&user, &alert.id).await?;
+            Ok(())
+        }
+        .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "could not raise agent_offline");
         }

@@ -10,19 +10,19 @@ use axum::Json;
 use chrono::Utc;
 use flightdeck_protocol::api::{
     AgentsResponse, AlertResponse, AlertsResponse, CreateTaskRequest, EventsResponse, Health, KeyScope, LoginRequest,
-    LoginResponse, PlacementRequest, ReposResponse, RunnerInfoResponse, TaskListResponse, TaskResponse,
+    LoginResponse, ReposResponse, RunnerInfoResponse, TaskListResponse, TaskResponse,
 };
-use flightdeck_protocol::desktop::error_codes::{NO_CLONE_URL, NO_RUNNER, RUNNER_QUEUE_FULL};
-use flightdeck_protocol::realtime::validate_task_id;
-use flightdeck_protocol::rules::task_title;
-use flightdeck_protocol::validate::parse_strict;
-use flightdeck_protocol::Placement;
-use flightdeck_protocol::{names, RelayMessage, Task, TaskSource, TaskStatus, Topic, MAX_SEQ};
+use flightdeck_protocol::{names, RelayMessage, TaskStatus, MAX_SEQ};
 
-use crate::db::{Db, TaskFilter};
+use crate::db::TaskFilter;
+use crate::domain::tasks::create_task;
 use crate::error::AppError;
-use crate::hub::{Frame, TopicKey};
+use crate::hub::Frame;
+use crate::request::{parse_body, task_id_param};
+use crate::secrets;
 use crate::state::{session_cookie, AppState, Auth, ClientIp, SESSION_COOKIE};
+use flightdeck_protocol::api::{PutSecretRequest, SecretInfo, SecretsResponse};
+use flightdeck_protocol::desktop::error_codes::NO_RUNNER;
 
 pub type Params = Query<HashMap<String, String>>;
 
@@ -44,15 +44,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
-}
-
-/// Parses a JSON body strictly; problems come back as a 400 naming each field.
-pub fn parse_body<T>(body: &Bytes) -> Result<T, AppError>
-where
-    T: serde::de::DeserializeOwned + schemars::JsonSchema + 'static,
-{
-    let text = std::str::from_utf8(body).map_err(|_| AppError::field("$", "body is not UTF-8"))?;
-    Ok(parse_strict::<T>(text)?)
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
@@ -124,20 +115,13 @@ pub async fn login(
     }
     let request: LoginRequest = parse_body(&body)?;
     let ttl = state.session_ttl();
-    let found = state
-        .db(move |db, _| {
-            let Some(principal) = db.principal_by_key(&request.token)? else { return Ok(None) };
-            if principal.scope == KeyScope::Agent {
-                return Ok(Some((principal, None)));
-            }
-            let session = db.create_session(&principal.key_id, ttl)?;
-            Ok(Some((principal, Some(session))))
-        })
-        .await?;
-    let Some((principal, session)) = found else { return Err(AppError::InvalidKey) };
-    let Some(session) = session else {
-        return Err(AppError::Forbidden("agent keys cannot log in".into()));
+    let Some(principal) = state.store().principal_by_key(&request.token).await? else {
+        return Err(AppError::InvalidKey);
     };
+    if principal.scope == KeyScope::Agent {
+        return Err(AppError::Forbidden("agent keys cannot log in".into()));
+    }
+    let session = state.store().create_session(&principal.key_id, ttl).await?;
     let secure = if state.is_https(&headers) { "; Secure" } else { "" };
     let cookie =
         format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", ttl.as_secs());
@@ -150,7 +134,7 @@ pub async fn login(
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     if let Some(session) = session_cookie(&headers) {
-        state.db(move |db, _| Ok(db.delete_session(&session)?)).await?;
+        state.store().delete_session(&session).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -163,7 +147,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 
 pub async fn agents(State(state): State<AppState>, auth: Auth) -> Result<Json<AgentsResponse>, AppError> {
     let user = auth.owner()?.user.clone();
-    let agents = state.db(move |db, _| Ok(db.agents(&user)?)).await?;
+    let agents = state.store().agents(&user).await?;
     Ok(Json(AgentsResponse { count: agents.len(), agents }))
 }
 
@@ -186,7 +170,7 @@ pub async fn list_tasks(
     };
     let limit = limit_param(&q)?;
     let offset = u64_param(&q, "offset")?;
-    let (tasks, total) = state.db(move |db, _| Ok(db.list_tasks(&user, &filter, limit, offset)?)).await?;
+    let (tasks, total) = state.store().list_tasks(&user, &filter, limit, offset).await?;
     Ok(Json(TaskListResponse { tasks, total, limit, offset }))
 }
 
@@ -203,118 +187,10 @@ pub async fn create_task_route(
     Ok((StatusCode::CREATED, Json(TaskResponse { task })))
 }
 
-/// Checks, stores, publishes and dispatches a remote task; it waits `queued` when no agent
-/// with its repo is online.
-pub async fn create_task(state: &AppState, user: &str, request: CreateTaskRequest) -> Result<Task, AppError> {
-    names::validate_repo(&request.repo).map_err(|e| AppError::field("$.repo", e.to_string()))?;
-    if let Some(agent) = &request.agent_id {
-        names::validate_agent_id(agent).map_err(|e| AppError::field("$.agentId", e.to_string()))?;
-    }
-    request.payload.validate(request.executor).map_err(|p| AppError::field(&format!("$.{}", p.field), p.problem))?;
-    if let Some(url) = &request.clone_url {
-        validate_clone_url(url).map_err(|p| AppError::field("$.cloneUrl", p))?;
-    }
-    let placement = request.placement.unwrap_or_default();
-    if placement == PlacementRequest::Container && state.runner().is_none() {
-        return Err(AppError::conflict(NO_RUNNER, "this relay has no [runner]: it cannot run tasks in containers"));
-    }
-    let title = task_title(request.title.as_deref(), request.executor, &request.payload);
-    let mut payload = request.payload;
-    payload.repo = Some(request.repo.clone());
-    let id = uuid::Uuid::now_v7().to_string();
-    let task = Task {
-        agent_id: request.agent_id,
-        ..Task::queued(id, title, request.repo, request.executor, payload, TaskSource::Remote, Utc::now())
-    };
-    let user = user.to_string();
-    let has_runner = state.runner().is_some();
-    let max_queued = state.runner().map_or(0, |r| r.settings.max_queued as u64);
-    let clone_url = request.clone_url;
-    let task = state
-        .db(move |db, st| {
-            let mut task = task;
-            let remote = || -> Result<Option<String>, AppError> {
-                Ok(clone_url.clone().or(db.repo(&user, &task.repo)?.and_then(|(r, _)| r.remote_url)))
-            };
-            let container = match placement {
-                PlacementRequest::Agent => false,
-                PlacementRequest::Container => true,
-                // An online agent with the repo (or the one named), else a container when the
-                // relay can start one for this repo, else wait for an agent.
-                PlacementRequest::Auto => {
-                    let agent_online = match &task.agent_id {
-                        Some(agent) => st.agent_reachable(db, &user, agent)?,
-                        None => match db.repo_agent_online(&user, &task.repo)? {
-                            Some(agent) => st.agent_reachable(db, &user, &agent)?,
-                            None => false,
-                        },
-                    };
-                    !agent_online && has_runner && remote()?.is_some()
-                }
-            };
-            if !container {
-                task.placement = Some(Placement::Agent);
-                return store_and_dispatch(db, st, &user, &task);
-            }
-            let url = remote()?.ok_or_else(|| {
-                AppError::conflict(
-                    NO_CLONE_URL,
-                    "no clone URL for this repo: its agent reported no origin remote; give cloneUrl",
-                )
-            })?;
-            validate_clone_url(&url).map_err(|p| AppError::field("$.cloneUrl", p))?;
-            if db.queued_runs()? >= max_queued {
-                return Err(AppError::conflict(
-                    RUNNER_QUEUE_FULL,
-                    format!("{max_queued} container tasks are already waiting; try again when some have ended"),
-                ));
-            }
-            task.placement = Some(Placement::Container);
-            task.agent_id = Some(crate::runner::Runner::agent_id_for(&task.id));
-            // A container's work is lost with it unless pushed.
-            task.payload.push.get_or_insert(true);
-            let stored = db.upsert_task(&user, &task)?;
-            db.add_run(&user, &task.id, &url)?;
-            st.publish_task(db, &user, &stored)?;
-            Ok(stored)
-        })
-        .await?;
-    if task.placement == Some(Placement::Container) {
-        if let Some(runner) = state.runner() {
-            runner.wake();
-        }
-    }
-    Ok(task)
-}
-
-/// A clone URL is given to `git clone` inside the container: one line, no option look-alike.
-fn validate_clone_url(url: &str) -> Result<(), String> {
-    if url.trim().is_empty() || url.len() > 2048 {
-        return Err("must be a URL of 1 to 2048 characters".into());
-    }
-    if url.starts_with('-') || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("must not start with '-' or contain spaces or control characters".into());
-    }
-    Ok(())
-}
-
 /// `GET /api/cockpit/runner`: whether this relay can run tasks in containers.
 pub async fn runner_info(State(state): State<AppState>, auth: Auth) -> Result<Json<RunnerInfoResponse>, AppError> {
     auth.owner()?;
     Ok(Json(RunnerInfoResponse { available: state.runner().is_some() }))
-}
-
-/// Stores and publishes a new task and sends it to its agent; it waits `queued` when that agent
-/// is offline. Returns the task as stored (with the agent it went to).
-pub fn store_and_dispatch(db: &Db, st: &AppState, user: &str, task: &Task) -> Result<Task, AppError> {
-    let stored = db.upsert_task(user, task)?;
-    st.publish_task(db, user, &stored)?;
-    st.dispatch(db, user, &stored)?;
-    Ok(db.task(user, &stored.id)?.unwrap_or(stored))
-}
-
-pub fn task_id_param(id: &str) -> Result<(), AppError> {
-    validate_task_id(id).map_err(|_| AppError::not_found())
 }
 
 pub async fn get_task(
@@ -324,7 +200,7 @@ pub async fn get_task(
 ) -> Result<Json<TaskResponse>, AppError> {
     let user = auth.owner()?.user.clone();
     task_id_param(&id)?;
-    let task = state.db(move |db, _| Ok(db.task(&user, &id)?)).await?;
+    let task = state.store().task(&user, &id).await?;
     Ok(Json(TaskResponse { task: task.ok_or_else(AppError::not_found)? }))
 }
 
@@ -338,14 +214,10 @@ pub async fn task_events(
     task_id_param(&id)?;
     let after = u64_param(&q, "after")?;
     let limit = limit_param(&q)?;
-    let events = state
-        .db(move |db, _| {
-            if db.task(&user, &id)?.is_none() {
-                return Err(AppError::not_found());
-            }
-            Ok(db.events(&id, after, limit)?)
-        })
-        .await?;
+    if state.store().task(&user, &id).await?.is_none() {
+        return Err(AppError::not_found());
+    }
+    let events = state.store().events(&id, after, limit).await?;
     let next_after = events.last().map_or(after, |e| e.seq);
     Ok(Json(EventsResponse { events, next_after }))
 }
@@ -360,37 +232,32 @@ pub async fn cancel_task(
     let user = auth.owner()?.user.clone();
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
-    let task = state
-        .db(move |db, st| {
-            let mut task = db.task(&user, &id)?.ok_or_else(AppError::not_found)?;
-            if task.status.is_terminal() {
-                return Err(AppError::Conflict(format!("task already {}", task.status.as_str())));
-            }
-            if let Some(reason) = flightdeck_protocol::rules::cancel_refusal(&task) {
-                return Err(AppError::conflict(flightdeck_protocol::desktop::error_codes::NOT_CANCELLABLE, reason));
-            }
-            let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
-            if let Some(agent) = &task.agent_id {
-                if st.send_to_agent(db, &user, agent, None, cancel)? {
-                    return Ok(task);
-                }
-            }
-            // A container whose agent is not connected yet (cloning): stop the container.
-            if let Some(runner) = st.runner() {
-                if runner.stop(&id) {
-                    return Ok(task);
-                }
-            }
-            if task.status != TaskStatus::Queued {
-                return Err(AppError::Conflict("the agent running this task is offline".into()));
-            }
-            task.status = TaskStatus::Cancelled;
-            task.finished_at = Some(Utc::now());
-            let stored = db.upsert_task(&user, &task)?;
-            st.publish_task(db, &user, &stored)?;
-            Ok(stored)
-        })
-        .await?;
+    let mut task = state.store().task(&user, &id).await?.ok_or_else(AppError::not_found)?;
+    if task.status.is_terminal() {
+        return Err(AppError::Conflict(format!("task already {}", task.status.as_str())));
+    }
+    if let Some(reason) = flightdeck_protocol::rules::cancel_refusal(&task) {
+        return Err(AppError::conflict(flightdeck_protocol::desktop::error_codes::NOT_CANCELLABLE, reason));
+    }
+    let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
+    if let Some(agent) = &task.agent_id {
+        if state.send_to_agent(&user, agent, None, cancel).await? {
+            return Ok(Json(TaskResponse { task }));
+        }
+    }
+    // A container whose agent is not connected yet (cloning): stop the container.
+    if let Some(runner) = state.runner() {
+        if runner.stop(&id) {
+            return Ok(Json(TaskResponse { task }));
+        }
+    }
+    if task.status != TaskStatus::Queued {
+        return Err(AppError::Conflict("the agent running this task is offline".into()));
+    }
+    task.status = TaskStatus::Cancelled;
+    task.finished_at = Some(Utc::now());
+    let stored = state.store().upsert_task(&user, &task).await?;
+    let task = state.publish_task(&user, &id).await?.unwrap_or(stored);
     Ok(Json(TaskResponse { task }))
 }
 
@@ -410,8 +277,7 @@ pub async fn repos(
     };
     let limit = limit_param(&q)?;
     let offset = u64_param(&q, "offset")?;
-    let (repos, total) =
-        state.db(move |db, _| Ok(db.repos_page(&user, status.as_deref(), agent.as_deref(), limit, offset)?)).await?;
+    let (repos, total) = state.store().repos_page(&user, status.as_deref(), agent.as_deref(), limit, offset).await?;
     Ok(Json(ReposResponse { repos, total, limit, offset }))
 }
 
@@ -430,8 +296,7 @@ pub async fn alerts(
     };
     let limit = limit_param(&q)?;
     let offset = u64_param(&q, "offset")?;
-    let (alerts, total) =
-        state.db(move |db, _| Ok(db.list_alerts(&user, severity.as_deref(), acknowledged, limit, offset)?)).await?;
+    let (alerts, total) = state.store().list_alerts(&user, severity.as_deref(), acknowledged, limit, offset).await?;
     Ok(Json(AlertsResponse { alerts, total }))
 }
 
@@ -443,17 +308,69 @@ pub async fn ack_alert(
 ) -> Result<Json<AlertResponse>, AppError> {
     let user = auth.owner()?.user.clone();
     state.check_same_origin(&auth, &headers)?;
-    let alert = state
-        .db(move |db, st| {
-            let mut alert = db.alert(&user, &id)?.ok_or_else(AppError::not_found)?;
-            if !alert.acknowledged {
-                alert.acknowledged = true;
-                alert.acknowledged_at = Some(Utc::now());
-                db.upsert_alert(&user, &alert)?;
-                st.hub.publish(&TopicKey::new(&user, Topic::Alerts), &alert);
-            }
-            Ok(alert)
-        })
-        .await?;
+    let mut alert = state.store().alert(&user, &id).await?.ok_or_else(AppError::not_found)?;
+    if !alert.acknowledged {
+        alert.acknowledged = true;
+        alert.acknowledged_at = Some(Utc::now());
+        state.store().upsert_alert(&user, &alert).await?;
+        state.publish_alert(&user, &id).await?;
+    }
     Ok(Json(AlertResponse { alert }))
+}
+
+fn secret_box(state: &AppState) -> Result<&secrets::SecretBox, AppError> {
+    state
+        .secrets()
+        .ok_or_else(|| AppError::conflict(NO_RUNNER, "this relay has no [runner]: secrets are for container runs"))
+}
+
+/// `GET /api/cockpit/secrets`: names only.
+pub async fn list_secrets(State(state): State<AppState>, auth: Auth) -> Result<Json<SecretsResponse>, AppError> {
+    let user = auth.owner()?.user.clone();
+    let names = state.store().secret_names(&user).await?;
+    Ok(Json(SecretsResponse {
+        secrets: names.into_iter().map(|(name, updated_at)| SecretInfo { name, updated_at }).collect(),
+    }))
+}
+
+/// `PUT /api/cockpit/secrets/:name`.
+pub async fn put_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, AppError> {
+    let user = auth.owner()?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    secrets::validate_name(&name).map_err(|p| AppError::field("$.name", p))?;
+    let request: PutSecretRequest = parse_body(&body)?;
+    if request.value.len() > secrets::MAX_VALUE_BYTES {
+        return Err(AppError::field("$.value", format!("at most {} bytes", secrets::MAX_VALUE_BYTES)));
+    }
+    if request.value.contains('\0') {
+        return Err(AppError::field("$.value", "must not contain NUL"));
+    }
+    let (nonce, sealed) = secret_box(&state)?.seal(&user, &name, &request.value).map_err(AppError::Internal)?;
+    if !state.store().put_secret(&user, &name, &nonce, &sealed, secrets::MAX_SECRETS).await? {
+        return Err(AppError::Conflict(format!("at most {} secrets per user", secrets::MAX_SECRETS)));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/cockpit/secrets/:name`.
+pub async fn delete_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let user = auth.owner()?.user.clone();
+    state.check_same_origin(&auth, &headers)?;
+    secrets::validate_name(&name).map_err(|p| AppError::field("$.name", p))?;
+    let found = state.store().delete_secret(&user, &name).await?;
+    if !found {
+        return Err(AppError::not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

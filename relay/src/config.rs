@@ -17,6 +17,10 @@ pub struct Settings {
     pub bind: String,
     /// Directory holding `relay.sqlite3`.
     pub data_dir: PathBuf,
+    /// `postgres://...`: keep everything in that PostgreSQL database instead of SQLite in
+    /// `data_dir`, shared by nodes on many hosts (kept secret in `Debug`: the URL may hold a
+    /// password).
+    pub database: Option<String>,
     /// The public base URL (`https://relay.example.com`), used for `wsUrl`; derived from the
     /// request's `Host` when absent.
     pub public_url: Option<String>,
@@ -28,6 +32,9 @@ pub struct Settings {
     pub pong_timeout_ms: u64,
     /// An agent away for longer than this raises an `agent_offline` alert.
     pub agent_offline_grace_ms: u64,
+    /// With a broker: a node not seen alive for this long is dead, and the other nodes mark
+    /// its agents offline (SPEC 11: within 30 s). Each node says it is alive every sixth of it.
+    pub node_timeout_ms: u64,
     /// Largest accepted WebSocket message (1009 above it).
     pub max_frame_bytes: usize,
     /// Frames a viewer may have waiting before it is closed with 4001.
@@ -190,11 +197,13 @@ impl Default for Settings {
         Settings {
             bind: "127.0.0.1:8787".into(),
             data_dir: PathBuf::from("flightdeck-relay-data"),
+            database: None,
             public_url: None,
             ui_dir: None,
             heartbeat_ms: 60_000,
             pong_timeout_ms: 120_000,
             agent_offline_grace_ms: 120_000,
+            node_timeout_ms: 30_000,
             max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
             viewer_queue_len: 1024,
             viewer_queue_bytes: 8 * 1024 * 1024,
@@ -208,7 +217,7 @@ impl Default for Settings {
             header_timeout_ms: 10_000,
             ws_connections_per_minute: 120,
             logins_per_minute: 10,
-            revocation_poll_ms: 1000,
+            revocation_poll_ms: 250,
             secure_cookies: None,
             trust_forwarded_for: false,
             embed_frame_ancestors: "*".into(),
@@ -223,7 +232,12 @@ impl Default for Settings {
 /// field of [`Settings`] is here, so a new setting cannot go undocumented.
 pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("bind", "address to listen on"),
-    ("data_dir", "directory holding relay.sqlite3 (made 0700)"),
+    ("data_dir", "directory holding relay.sqlite3 (made 0700); not used with database"),
+    (
+        "database",
+        "postgres://user[:password]@host[:port]/name: keep everything in PostgreSQL, shared by relay nodes on \
+         many hosts; none: SQLite in data_dir",
+    ),
     (
         "public_url",
         "the public base URL (https://relay.example.com) for wsUrl and links; none: from each request's Host",
@@ -233,6 +247,7 @@ pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("heartbeat_ms", "how often agents are pinged"),
     ("pong_timeout_ms", "an agent silent this long after a ping is closed (1000)"),
     ("agent_offline_grace_ms", "an agent away longer than this raises an agent_offline alert"),
+    ("node_timeout_ms", "with a broker: a node not seen alive for this long is dead and its agents go offline"),
     ("max_frame_bytes", "largest accepted WebSocket message (closed with 1009 above it)"),
     ("viewer_queue_len", "frames waiting for one viewer before it is closed with 4001"),
     ("viewer_queue_bytes", "bytes waiting for one viewer before it is closed with 4001"),
@@ -310,11 +325,14 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
+            // The database URL may carry a password.
+            .field("database", &self.database.as_ref().map(|_| "<redacted>"))
             .field("public_url", &self.public_url)
             .field("ui_dir", &self.ui_dir)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("pong_timeout_ms", &self.pong_timeout_ms)
             .field("agent_offline_grace_ms", &self.agent_offline_grace_ms)
+            .field("node_timeout_ms", &self.node_timeout_ms)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("viewer_queue_len", &self.viewer_queue_len)
             .field("viewer_queue_bytes", &self.viewer_queue_bytes)
@@ -352,7 +370,8 @@ pub enum ConfigError {
 }
 
 /// Settings keys whose values are strings even when they look like numbers or booleans.
-const STRING_KEYS: &[&str] = &["bind", "data_dir", "public_url", "ui_dir", "embed_frame_ancestors", "broker"];
+const STRING_KEYS: &[&str] =
+    &["bind", "data_dir", "database", "public_url", "ui_dir", "embed_frame_ancestors", "broker"];
 
 const ENV_PREFIX: &str = "FLIGHTDECK_RELAY_";
 
@@ -412,6 +431,7 @@ fn known_keys() -> Vec<String> {
         ui_dir: Some(PathBuf::new()),
         secure_cookies: Some(false),
         broker: Some(String::new()),
+        database: Some(String::new()),
         runner: Some(RunnerSettings::default()),
         ..Settings::default()
     };
@@ -468,7 +488,9 @@ mod tests {
         ];
         assert_eq!(Settings::load(None, env).unwrap().heartbeat_ms, 300);
         // Every field is a known key, so none of them is ignored.
-        for key in ["bind", "public_url", "ui_dir", "secure_cookies", "broker", "heartbeat_ms", "session_days"] {
+        for key in
+            ["bind", "database", "public_url", "ui_dir", "secure_cookies", "broker", "heartbeat_ms", "session_days"]
+        {
             assert!(known_keys().contains(&key.to_string()), "{key}");
         }
         let err = Settings::load(None, vec![("FLIGHTDECK_RELAY_HEARTBEAT_MS".into(), "soon".into())]).unwrap_err();
@@ -476,11 +498,29 @@ mod tests {
     }
 
     #[test]
-    fn debug_redacts_the_broker_url() {
-        let s = Settings { broker: Some("redis://:hunter2@host".into()), ..Settings::default() };
+    fn debug_redacts_the_broker_and_database_urls() {
+        let s = Settings {
+            broker: Some("redis://:hunter2@host".into()),
+            database: Some("postgres://relay:swordfish@db/relay".into()),
+            ..Settings::default()
+        };
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("swordfish"), "{shown}");
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn the_database_url_is_a_string_from_the_file_or_the_environment() {
+        let env = vec![("FLIGHTDECK_RELAY_DATABASE".to_string(), "postgres://relay@db:5432/relay".to_string())];
+        assert_eq!(Settings::load(None, env).unwrap().database.as_deref(), Some("postgres://relay@db:5432/relay"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "database = \"postgres://relay@db/relay\"\n").unwrap();
+        assert_eq!(
+            Settings::load(Some(&file), Vec::new()).unwrap().database.as_deref(),
+            Some("postgres://relay@db/relay")
+        );
+        assert_eq!(Settings::default().database, None);
     }
 
     #[test]

@@ -14,10 +14,10 @@ use flightdeck_protocol::desktop::error_codes::{NOT_PENDING, NOT_RESUMABLE, TURN
 use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::{Executor, Task, TaskPayload, TaskSource};
 
-use crate::api::{parse_body, store_and_dispatch, task_id_param};
-use crate::db::{Db, PendingDecision, Principal};
+use crate::db::{PendingDecision, Principal};
 use crate::error::AppError;
 use crate::hub::Frame;
+use crate::request::{parse_body, task_id_param};
 use crate::state::{AppState, Auth};
 
 /// The owner, or 403: unlike reads (401 for anonymous), nobody but the owner is even asked to
@@ -51,29 +51,40 @@ pub async fn reply(
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
     let request: ReplyRequest = parse_body(&body)?;
-    let task = state
-        .db(move |db, st| {
-            let parent = db.task(&user, &id)?.ok_or_else(AppError::not_found)?;
-            let turn = next_turn(db, &user, &parent, request)?;
-            store_and_dispatch(db, st, &user, &turn)
-        })
-        .await?;
+    let parent = state.store().task(&user, &id).await?.ok_or_else(AppError::not_found)?;
+    if let Some(reason) = flightdeck_protocol::rules::reply_refusal(&parent) {
+        return Err(AppError::conflict(NOT_RESUMABLE, reason));
+    }
+    let conversation = state.store().conversation(&user, parent.conversation()).await?;
+    if let Some(live) = conversation.iter().find(|t| !t.status.is_terminal()) {
+        return Err(turn_in_progress(live));
+    }
+    let turn = next_turn(&parent, request)?;
+    // Stored only if no turn of the conversation is live, atomically: two replies cannot both
+    // find it idle.
+    let Some(stored) = state.store().add_turn(&user, &turn).await? else {
+        let conversation = state.store().conversation(&user, parent.conversation()).await?;
+        return Err(match conversation.iter().find(|t| !t.status.is_terminal()) {
+            Some(live) => turn_in_progress(live),
+            None => AppError::conflict(TURN_IN_PROGRESS, "another turn of this conversation was just added"),
+        });
+    };
+    state.publish_task(&user, &stored.id).await?;
+    state.dispatch(&user, &stored).await?;
+    let task = state.store().task(&user, &stored.id).await?.unwrap_or(stored);
     Ok((StatusCode::CREATED, Json(TaskResponse { task })))
 }
 
-/// The follow-up of `parent` (see [`reply`]), checked but not stored. Runs under the database
-/// lock, so two replies cannot both find the conversation idle.
-fn next_turn(db: &Db, user: &str, parent: &Task, request: ReplyRequest) -> Result<Task, AppError> {
-    if let Some(reason) = flightdeck_protocol::rules::reply_refusal(parent) {
-        return Err(AppError::conflict(NOT_RESUMABLE, reason));
-    }
+fn turn_in_progress(live: &Task) -> AppError {
+    AppError::conflict(
+        TURN_IN_PROGRESS,
+        format!("turn {} of this conversation is {}: reply when it ends", live.id, live.status.as_str()),
+    )
+}
+
+/// The follow-up of `parent` (see [`reply`]), checked but not stored.
+fn next_turn(parent: &Task, request: ReplyRequest) -> Result<Task, AppError> {
     let conversation = parent.conversation().to_string();
-    if let Some(live) = db.conversation(user, &conversation)?.into_iter().find(|t| !t.status.is_terminal()) {
-        return Err(AppError::conflict(
-            TURN_IN_PROGRESS,
-            format!("turn {} of this conversation is {}: reply when it ends", live.id, live.status.as_str()),
-        ));
-    }
     let Some(session) = parent.session_id.clone() else {
         return Err(AppError::conflict(NOT_RESUMABLE, "the task has no Claude session to resume"));
     };
@@ -122,33 +133,30 @@ pub async fn decide(
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
     let request: DecisionRequest = parse_body(&body)?;
-    let task = state
-        .db(move |db, st| {
-            let task = db.task(&user, &id)?.ok_or_else(AppError::not_found)?;
-            if task.status.is_terminal() {
-                return Err(AppError::conflict(NOT_PENDING, format!("the task is {}", task.status.as_str())));
-            }
-            if !db.request_open(&id, &request_id)? {
-                return Err(AppError::conflict(NOT_PENDING, format!("no pending request {request_id:?}")));
-            }
-            let decision = PendingDecision {
-                task_id: id,
-                request_id,
-                behavior: request.behavior,
-                updated_input: request.updated_input,
-                message: request.message,
-                created_at: Utc::now(),
-            };
-            if !db.insert_pending_decision(&user, &decision)? {
-                return Err(AppError::conflict(NOT_PENDING, "already decided: the agent has not applied it yet"));
-            }
-            if let Some(agent) = &task.agent_id {
-                // Not reachable: kept, and sent when the agent connects.
-                st.send_to_agent(db, &user, agent, None, Frame::from(decision.to_message().to_json()))?;
-            }
-            Ok(task)
-        })
-        .await?;
+    let store = state.store();
+    let task = store.task(&user, &id).await?.ok_or_else(AppError::not_found)?;
+    if task.status.is_terminal() {
+        return Err(AppError::conflict(NOT_PENDING, format!("the task is {}", task.status.as_str())));
+    }
+    if !store.request_open(&id, &request_id).await? {
+        return Err(AppError::conflict(NOT_PENDING, format!("no pending request {request_id:?}")));
+    }
+    let decision = PendingDecision {
+        task_id: id,
+        request_id,
+        behavior: request.behavior,
+        updated_input: request.updated_input,
+        message: request.message,
+        created_at: Utc::now(),
+    };
+    // One decision per request: the store refuses a second while the first is pending.
+    if !store.insert_pending_decision(&user, &decision).await? {
+        return Err(AppError::conflict(NOT_PENDING, "already decided: the agent has not applied it yet"));
+    }
+    if let Some(agent) = &task.agent_id {
+        // Not reachable: kept, and sent when the agent connects.
+        state.send_to_agent(&user, agent, None, Frame::from(decision.to_message().to_json())).await?;
+    }
     Ok(Json(TaskResponse { task }))
 }
 
@@ -160,7 +168,7 @@ pub async fn conversation(
 ) -> Result<Json<ConversationResponse>, AppError> {
     let user = auth.owner()?.user.clone();
     task_id_param(&id)?;
-    let tasks = state.db(move |db, _| Ok(db.conversation(&user, &id)?)).await?;
+    let tasks = state.store().conversation(&user, &id).await?;
     if tasks.is_empty() {
         return Err(AppError::not_found());
     }

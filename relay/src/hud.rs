@@ -17,11 +17,11 @@ use flightdeck_protocol::api::{
     CreateTaskRequest, DashboardContext, HudContext, HudSessionResponse, HudSettings, HudStartRequest,
     HudStartResponse, HudStatus,
 };
-use flightdeck_protocol::{names, ClientMessage, Executor, ServerMessage, Task, TaskPayload, TaskStatus, Topic};
+use flightdeck_protocol::{names, ClientMessage, Executor, Task, TaskPayload, TaskStatus, Topic};
 
-use crate::api::{create_task, parse_body};
+use crate::domain::tasks::create_task;
 use crate::error::AppError;
-use crate::hub::{Frame, TopicKey};
+use crate::request::parse_body;
 use crate::state::{AppState, Auth};
 
 /// The ui bundle built by `ui/build.sh`. Debug builds read it from disk, release builds embed
@@ -63,16 +63,12 @@ struct HudFacts {
 }
 
 async fn facts(state: &AppState, user: &str, repo: &str) -> Result<HudFacts, AppError> {
-    let (user, repo) = (user.to_string(), repo.to_string());
-    state
-        .db(move |db, _| {
-            Ok(HudFacts {
-                settings: db.hud_settings(&user, &repo)?,
-                task: db.hud_task(&user, &repo)?,
-                agent_online: db.repo_agent_online(&user, &repo)?.is_some(),
-            })
-        })
-        .await
+    let store = state.store();
+    Ok(HudFacts {
+        settings: store.hud_settings(user, repo).await?,
+        task: store.hud_task(user, repo).await?,
+        agent_online: store.repo_agent_online(user, repo).await?.is_some(),
+    })
 }
 
 pub async fn hud_page(
@@ -193,11 +189,10 @@ pub async fn dashboard_page(
     if names::validate_user(&user).is_err() {
         return with_frame_ancestors(AppError::not_found().into_response(), deny);
     }
-    let name = user.clone();
-    match state.db(move |db, _| Ok(db.user_exists(&name)?)).await {
+    match state.store().user_exists(&user).await {
         Ok(true) => {}
         Ok(false) => return with_frame_ancestors(AppError::not_found().into_response(), deny),
-        Err(e) => return with_frame_ancestors(e.into_response(), deny),
+        Err(e) => return with_frame_ancestors(AppError::from(e).into_response(), deny),
     }
     let context =
         DashboardContext { is_owner: auth.is_owner_of(&user), username: user, ws_url: state.realtime_url(&headers) };
@@ -332,10 +327,9 @@ pub async fn session(
         return Err(AppError::not_found());
     }
     let owner = auth.is_owner_of(&user);
-    let runner_available = owner && state.runner().is_some() && {
-        let (u, r) = (user.clone(), repo.clone());
-        state.db(move |db, _| Ok(db.repo(&u, &r)?.is_some_and(|(s, _)| s.remote_url.is_some()))).await?
-    };
+    let runner_available = owner
+        && state.runner().is_some()
+        && state.store().repo(&user, &repo).await?.is_some_and(|(s, _)| s.remote_url.is_some());
     let reason = if !owner {
         Some("only the owner can start a task".to_string())
     } else if !facts.agent_online && !runner_available {
@@ -394,7 +388,7 @@ pub async fn get_settings(
     if !auth.can_view_private(&user) {
         return Err(AppError::forbidden());
     }
-    Ok(Json(state.db(move |db, _| Ok(db.hud_settings(&user, &repo)?)).await?))
+    Ok(Json(state.store().hud_settings(&user, &repo).await?))
 }
 
 /// Changes a HUD's settings. Turning a HUD private drops its anonymous and foreign viewers
@@ -413,38 +407,22 @@ pub async fn put_settings(
     }
     state.check_same_origin(&auth, &headers)?;
     let settings: HudSettings = parse_body(&body)?;
-    state
-        .db(move |db, st| {
-            let was_public = db.hud_settings(&user, &repo)?.public;
-            db.set_hud_settings(&user, &repo, settings)?;
-            match (was_public, settings.public) {
-                (false, true) => st.publish_dashboard(db, &user, &repo)?,
-                (true, false) => st.publish_dashboard_removed(&user, &repo),
-                _ => {}
-            }
-            if !settings.public {
-                crate::hud::evict_unprivileged(st, &user, &repo);
-                if let Some(broker) = st.hub.broker() {
-                    broker.send(flightdeck_protocol::broker::BrokerMessage::HudPrivate {
-                        node: broker.node().to_string(),
-                        user: user.clone(),
-                        repo: repo.clone(),
-                    });
-                }
-            }
-            Ok(())
-        })
-        .await?;
-    Ok(Json(settings))
-}
-
-/// Drops this node's viewers of a HUD that may not see it any more, telling them why.
-pub fn evict_unprivileged(st: &AppState, user: &str, repo: &str) {
-    let topic = Topic::Hud { user: user.to_string(), repo: repo.to_string() };
-    let refusal = Frame::from(ServerMessage::forbidden(&topic.to_string()).to_json());
-    for sub in st.hub.evict_unprivileged(&TopicKey::new(user, topic)) {
-        sub.offer(refusal.clone(), &st.metrics);
+    let was_public = state.store().hud_settings(&user, &repo).await?.public;
+    state.store().set_hud_settings(&user, &repo, settings).await?;
+    if was_public != settings.public {
+        state.publish_dashboard(&user, &repo, was_public).await?;
     }
+    if !settings.public {
+        crate::domain::publish::evict_unprivileged(&state, &user, &repo);
+        if let Some(broker) = state.hub.broker() {
+            broker.send(flightdeck_protocol::broker::BrokerMessage::HudPrivate {
+                node: broker.node().to_string(),
+                user: user.clone(),
+                repo: repo.clone(),
+            });
+        }
+    }
+    Ok(Json(settings))
 }
 
 #[cfg(test)]

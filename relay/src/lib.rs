@@ -1,9 +1,13 @@
 //! flightdeck-relay: the self-hostable relay between local agents and HUD viewers.
 //!
 //! - [`config`]: layered settings (defaults, TOML, `FLIGHTDECK_RELAY_*`).
+//! - [`store`]: the async [`store::Store`] boundary of the relay's persistent state, and its
+//!   SQLite ([`store::SqliteStore`]) and PostgreSQL ([`store::PostgresStore`]) implementations.
 //! - [`db`]: the SQLite database (users, keys, sessions, cached agent data, HUD settings,
-//!   pending decisions).
-//! - [`state`]: shared state, request authentication, rate limits, publish helpers.
+//!   pending decisions), blocking, used only through `store`.
+//! - [`state`]: shared state, request authentication, rate limits.
+//! - [`domain`]: what the relay does (tasks, publishing, views, messages from other nodes),
+//!   between the transports and `db`/`hub`/`broker`.
 //! - [`hub`]: topic fan-out with bounded per-viewer queues; registries of live sockets.
 //! - [`socket`]: the batched writer and frame limits shared by every WebSocket.
 //! - [`agent_link`]: `/api/ws`, the agent link.
@@ -16,10 +20,13 @@
 //! - [`login`]: the `/login` page that turns a pasted key into a session cookie.
 //! - [`html_errors`]: error pages for browsers (API clients keep JSON errors).
 //! - [`error`]: the one error type of HTTP handlers.
+//! - [`request`]: strict JSON bodies and path parameters shared by handlers.
+//! - [`liveness`]: with a broker, nodes say they are alive and mark the agents of dead ones offline.
 //! - [`metrics`]: Prometheus counters.
 //! - [`runner`]: container runs (SPEC 10): the engine trait, its Docker implementation, the
-//!   supervisor (queue, limits, timeout, sweep).
-//! - [`secrets`]: per-user secrets for container runs, encrypted at rest.
+//!   `Runner` handle.
+//! - [`container_runs`]: the supervisor of container runs (queue, limits, timeout, sweep).
+//! - [`secrets`]: per-user secrets for container runs, encrypted at rest (routes in `api`).
 //!
 //! Start a server with [`run`] on a bound listener; tests bind `127.0.0.1:0`.
 
@@ -27,20 +34,25 @@ pub mod agent_link;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod container_runs;
 pub mod conversations;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod html_errors;
 pub mod hub;
 pub mod hud;
 pub mod listener;
+pub mod liveness;
 pub mod login;
 pub mod metrics;
 pub mod realtime;
+pub mod request;
 pub mod runner;
 pub mod secrets;
 pub mod socket;
 pub mod state;
+pub mod store;
 
 use std::future::Future;
 use std::time::Duration;
@@ -52,6 +64,7 @@ use tokio::net::TcpListener;
 pub use config::Settings;
 pub use db::Db;
 pub use state::AppState;
+pub use store::{SqliteStore, Store};
 
 /// How long shutdown waits for sockets to send their close frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -78,8 +91,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/cockpit/alerts", get(api::alerts))
         .route("/api/cockpit/alerts/ack/{id}", post(api::ack_alert))
         .route("/api/cockpit/runner", get(api::runner_info))
-        .route("/api/cockpit/secrets", get(secrets::list))
-        .route("/api/cockpit/secrets/{name}", axum::routing::put(secrets::put).delete(secrets::delete))
+        .route("/api/cockpit/secrets", get(api::list_secrets))
+        .route("/api/cockpit/secrets/{name}", axum::routing::put(api::put_secret).delete(api::delete_secret))
         .route("/api/hud/session", get(hud::session))
         .route("/api/hud/start", post(hud::start))
         .route("/api/hud/settings", get(hud::get_settings).put(hud::put_settings))
@@ -109,25 +122,21 @@ async fn nosniff(mut response: axum::response::Response) -> axum::response::Resp
     response
 }
 
-/// Opens the database in `settings.data_dir` and serves on `listener` until `shutdown`
-/// completes; then closes every socket with 1001 and flushes the database.
+/// Opens the store (`settings.database`, else SQLite in `settings.data_dir`) and serves on
+/// `listener` until `shutdown` completes; then closes every socket with 1001 and flushes the
+/// store.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let data_dir = settings.data_dir.clone();
     // With a broker, other nodes share the database and their agents are still online.
     let alone = settings.broker.is_none();
-    let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
-        let db = Db::open_in(&data_dir)?;
-        if alone {
-            db.mark_all_agents_offline()?;
-        }
-        Ok(db)
-    })
-    .await??;
-    serve(listener, AppState::new(settings, db), shutdown).await
+    let store = store::open(&settings).await?;
+    if alone {
+        store.mark_all_agents_offline().await?;
+    }
+    serve(listener, AppState::new(settings, store), shutdown).await
 }
 
 /// Serves an already built state (see [`run`]).
@@ -137,7 +146,35 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     if let Some(url) = state.settings.broker.clone() {
-        broker::start(&url, &state).await?;
+        let on_message = {
+            let state = state.clone();
+            Box::new(move |message| domain::remote::on_message(&state, message))
+        };
+        let on_lost = {
+            let state = state.clone();
+            Box::new(move || state.hub.close_subscribers(flightdeck_protocol::close::SERVICE_RESTART))
+        };
+        let on_restored = {
+            let state = state.clone();
+            Box::new(move || state.conns.close_all(flightdeck_protocol::close::SERVICE_RESTART))
+        };
+        let node = broker::Node {
+            node_id: state.node_id.clone(),
+            queue_len: state.settings.broker_queue_len,
+            metrics: state.metrics.clone(),
+            shutdown: state.shutdown.clone(),
+            tasks: state.tasks.clone(),
+            on_message,
+            on_lost,
+            on_restored,
+        };
+        state.hub.set_broker(broker::start(&url, node).await?);
+    }
+    if state.hub.broker().is_some() {
+        // Alive before the first agent can connect here, so no other node takes its agents
+        // for those of a dead node.
+        liveness::say_alive(&state).await;
+        state.tasks.spawn(liveness::watch_nodes(state.clone()));
     }
     if let Some(runner_settings) = state.settings.runner.clone() {
         start_runner(&state, runner_settings, listener.local_addr()?).await?;
@@ -169,7 +206,7 @@ pub async fn serve(
     if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }
-    state.db(|db, _| Ok(db.checkpoint()?)).await?;
+    state.store().flush().await?;
     Ok(())
 }
 
@@ -189,7 +226,7 @@ async fn start_runner(
         .await?
         .map_err(anyhow::Error::msg)?;
     state.set_secrets(secrets);
-    let instance = state.db(|db, _| Ok(db.instance_id()?)).await?;
+    let instance = state.store().instance_id().await?;
     let relay_url = settings
         .relay_url
         .clone()
@@ -198,7 +235,7 @@ async fn start_runner(
     tracing::info!(socket = %settings.socket, image = %settings.image, %relay_url, %instance, "container runs enabled");
     let runner = std::sync::Arc::new(runner::Runner::new(settings, std::sync::Arc::new(engine), instance, relay_url));
     state.set_runner(runner.clone());
-    runner::start(state, runner.clone()).await?;
+    container_runs::start(state, runner.clone()).await?;
     runner.wake();
     Ok(())
 }
@@ -214,15 +251,14 @@ async fn watch_revocations(state: AppState) {
             _ = state.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let result = state
-            .db(move |db, _| {
-                let generation = db.key_generation()?;
-                if Some(generation) == seen {
-                    return Ok((generation, Vec::new()));
-                }
-                Ok((generation, db.revoked_key_ids()?))
-            })
-            .await;
+        let result = async {
+            let generation = state.store().key_generation().await?;
+            if Some(generation) == seen {
+                return Ok::<_, store::StoreError>((generation, Vec::new()));
+            }
+            Ok((generation, state.store().revoked_key_ids().await?))
+        }
+        .await;
         match result {
             Ok((generation, revoked)) => {
                 seen = Some(generation);

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flightdeck_protocol::api::KeyScope;
+use flightdeck_protocol::broker::BrokerMessage;
 use flightdeck_protocol::names;
-use flightdeck_relay::{Db, Settings};
+use flightdeck_relay::{Settings, Store};
 
 #[derive(Parser)]
 #[command(name = "flightdeck-relay", version, about = "The Flightdeck relay")]
@@ -14,6 +15,11 @@ struct Cli {
     /// Directory of the SQLite database (overrides config and environment).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Keep everything in this PostgreSQL database instead (postgres://user[:password]@host[:port]/name),
+    /// shared by relay nodes on many hosts; admin commands take the same URL
+    /// [default: none, SQLite in the data dir; TOML `database`, env FLIGHTDECK_RELAY_DATABASE].
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
     /// A TOML config file.
     #[arg(long, global = true, env = "FLIGHTDECK_RELAY_CONFIG")]
     config: Option<PathBuf>,
@@ -81,7 +87,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,flightdeck_relay=info".into()),
+                .unwrap_or_else(|_| "info,tokio_postgres=warn,flightdeck_relay=info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -89,6 +95,9 @@ fn main() -> anyhow::Result<()> {
     let mut settings = Settings::from_env(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
+    }
+    if let Some(database) = cli.database {
+        settings.database = Some(database).filter(|d| !d.trim().is_empty());
     }
     match cli.command {
         Command::Serve { bind, broker } => {
@@ -100,28 +109,59 @@ fn main() -> anyhow::Result<()> {
             }
             serve(settings)
         }
-        Command::User { command: UserCommand::Add { name } } => {
-            names::validate_user(&name).map_err(|e| anyhow::anyhow!("invalid user name {name:?}: {e}"))?;
-            Db::open_in(&settings.data_dir)?.add_user(&name)?;
-            eprintln!("user {name} added");
-            Ok(())
-        }
-        Command::Key { command } => key_command(&settings, command),
+        Command::User { command } => admin(&settings, Admin::User(command)),
+        Command::Key { command } => admin(&settings, Admin::Key(command)),
     }
 }
 
-fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
-    let mut db = Db::open_in(&settings.data_dir)?;
+enum Admin {
+    User(UserCommand),
+    Key(KeyCommand),
+}
+
+/// The admin commands, through the same [`Store`] as the server (while it runs, too).
+#[tokio::main(flavor = "current_thread")]
+async fn admin(settings: &Settings, command: Admin) -> anyhow::Result<()> {
+    let store = flightdeck_relay::store::open(settings).await?;
+    match command {
+        Admin::User(UserCommand::Add { name }) => {
+            names::validate_user(&name).map_err(|e| anyhow::anyhow!("invalid user name {name:?}: {e}"))?;
+            store.add_user(&name).await?;
+            eprintln!("user {name} added");
+            Ok(())
+        }
+        Admin::Key(command) => {
+            let revoked = match &command {
+                KeyCommand::Revoke { id } => Some(id.clone()),
+                _ => None,
+            };
+            key_command(store.as_ref(), command).await?;
+            // With a broker, the nodes hear of it at once; else at their next look at the store.
+            if let (Some(key_id), Some(url)) = (revoked, &settings.broker) {
+                let message = BrokerMessage::KeyRevoked { node: "admin".into(), key_id };
+                if let Err(e) = flightdeck_relay::broker::publish_once(url, &message).await {
+                    eprintln!(
+                        "could not tell the nodes through the broker ({e}); they close the key's sockets \
+                         at their next look at the store (revocation_poll_ms)"
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn key_command(store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
     match command {
         KeyCommand::Create { user, scope } => {
             let scope = KeyScope::parse(&scope).context("scope must be agent, owner or viewer")?;
-            let key = db.create_key(&user, scope)?;
+            let key = store.create_key(&user, scope).await?;
             eprintln!("key {} created for {user} ({}); it will not be shown again", key.id, scope.as_str());
             out(format_args!("{}", key.secret))?;
         }
         KeyCommand::List => {
             out(format_args!("{:<14} {:<16} {:<7} {:<14} {:<26} REVOKED", "ID", "USER", "SCOPE", "PREFIX", "CREATED"))?;
-            for k in db.list_keys()? {
+            for k in store.list_keys().await? {
                 out(format_args!(
                     "{:<14} {:<16} {:<7} {:<14} {:<26} {}",
                     k.id,
@@ -134,7 +174,7 @@ fn key_command(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
             }
         }
         KeyCommand::Revoke { id } => {
-            if !db.revoke_key(&id)? {
+            if !store.revoke_key(&id).await? {
                 anyhow::bail!("no live key with id {id:?} (see `flightdeck-relay key list`)");
             }
             eprintln!("key {id} revoked");

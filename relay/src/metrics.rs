@@ -17,7 +17,7 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Broker publishes that failed (each is retried).
     pub broker_publish_failures: AtomicU64,
-    /// Broker messages that did not fit the queue (see [`crate::broker::Broker`]).
+    /// Broker messages that did not fit the queue (see the broker module).
     pub broker_overflows: AtomicU64,
 }
 

@@ -18,23 +18,16 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::realtime::{
-    encode_snapshot, DashboardRepo, DashboardSnapshot, StoredHudSnapshot, StoredTaskSnapshot, LINES_SUBPROTOCOL,
-};
+use flightdeck_protocol::realtime::{encode_snapshot, LINES_SUBPROTOCOL};
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
-use serde_json::value::{to_raw_value, RawValue};
 
-use crate::db::{Db, TaskFilter};
+use crate::domain::views::{snapshot, Audience, Snapshot};
 use crate::error::AppError;
 use crate::hub::{Closer, Frame, Subscriber, TopicKey};
 use crate::socket::{self, Incoming, InvalidBudget};
 use crate::state::{AppState, Auth, ClientIp};
 
-/// Newest tasks in a `tasks` snapshot.
-const TASKS_SNAPSHOT_LEN: u32 = 100;
-/// Most unacknowledged alerts in an `alerts` snapshot.
-const ALERTS_SNAPSHOT_LEN: u32 = 1000;
 /// Most topics one connection may hold, so one socket cannot pin unbounded state.
 const MAX_TOPICS: usize = 256;
 
@@ -135,8 +128,9 @@ async fn run(state: AppState, auth: Auth, socket: WebSocket, lines: bool) {
             }
         }
     }
-    for key in viewer.topics.drain() {
+    for key in std::mem::take(&mut viewer.topics) {
         state.hub.unsubscribe(&key, id);
+        viewer.unwatch(&key).await;
     }
     drop(viewer);
     socket::finish(stream, writer).await;
@@ -209,7 +203,9 @@ impl Viewer {
                     if let Ok(topic) = name.parse::<Topic>() {
                         let key = self.key_for(topic);
                         self.state.hub.unsubscribe(&key, self.id);
-                        self.topics.remove(&key);
+                        if self.topics.remove(&key) {
+                            self.unwatch(&key).await;
+                        }
                     }
                 }
             }
@@ -228,136 +224,83 @@ impl Viewer {
         }
     }
 
-    /// Checks access, then under the database lock queues the snapshot and registers the
-    /// subscription, so no event falls between them or is sent twice.
+    /// Registers the subscription, reads the snapshot through the store, then queues it and
+    /// whatever was published meanwhile that it does not hold (see [`crate::hub`]): no event
+    /// falls between them or is sent twice.
     async fn subscribe(&mut self, topic: Topic) -> Result<(), AppError> {
         let key = self.key_for(topic.clone());
         let name = topic.to_string();
-        let auth = self.auth.clone();
-        let sub = Subscriber {
-            viewer_id: self.id,
-            tx: self.tx.clone(),
-            closer: self.closer.clone(),
-            privileged: auth.can_view_private(&key.user),
-        };
-        let registered = key.clone();
-        let outcome = self
-            .state
-            .db(move |db, st| {
-                let payload = match snapshot(db, &auth, &key)? {
-                    Ok(payload) => payload,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
-                let frame: Frame = encode_snapshot(&name, &payload).into();
-                if !sub.offer(frame, &st.metrics) {
-                    return Ok(Ok(false));
-                }
-                st.hub.subscribe(key, sub);
-                Ok(Ok(true))
-            })
-            .await?;
-        match outcome {
-            Ok(true) => {
-                self.topics.insert(registered);
+        let privileged = self.auth.can_view_private(&key.user);
+        let sub = Subscriber::new(
+            self.id,
+            self.tx.clone(),
+            self.closer.clone(),
+            privileged,
+            self.state.settings.viewer_queue_len,
+        );
+        let audience = Audience { can_view_private: privileged, is_owner: self.auth.is_owner_of(&key.user) };
+        self.state.hub.subscribe_pending(key.clone(), sub);
+        // Other nodes' events of this topic reach this node before the snapshot is read.
+        let held = self.topics.contains(&key);
+        if !held {
+            if let Some(broker) = self.state.hub.broker() {
+                broker.watch(&key.user, &name).await;
             }
-            Ok(false) => {}
-            Err(message) => {
+        }
+        let read = snapshot(self.state.store(), audience, &key).await;
+        let outcome = finish_subscribe(&self.state, &key, self.id, &name, read);
+        match outcome {
+            Ok(Ok(true)) => {
+                self.topics.insert(key);
+            }
+            Ok(Ok(false)) => {
+                self.topics.remove(&key);
+                self.unwatch(&key).await;
+            }
+            Ok(Err(message)) => {
+                self.topics.remove(&key);
+                self.unwatch(&key).await;
                 self.send(&ServerMessage::Error { message, topic: Some(topic.to_string()), details: None });
+            }
+            Err(e) => {
+                self.topics.remove(&key);
+                self.unwatch(&key).await;
+                return Err(e);
             }
         }
         Ok(())
     }
-}
 
-/// The snapshot payload of a topic (written once, as JSON text), or why the caller may not have it.
-fn snapshot(db: &Db, auth: &Auth, key: &TopicKey) -> Result<Result<Box<RawValue>, String>, AppError> {
-    let forbidden = || Ok(Err("forbidden".to_string()));
-    let user = key.user.as_str();
-    if let Topic::Hud { repo, .. } = &key.topic {
-        let settings = db.hud_settings(user, repo)?;
-        if !settings.public && !auth.can_view_private(user) {
-            return forbidden();
-        }
-        return Ok(Ok(to_raw_value(&hud_snapshot(db, user, repo, settings.public)?).map_err(internal)?));
-    }
-    if let Topic::Dashboard { .. } = &key.topic {
-        // Anyone may read it: it holds public repos only, the same for every reader.
-        return Ok(Ok(to_raw_value(&dashboard_snapshot(db, user)?).map_err(internal)?));
-    }
-    // Every other topic is the owner's alone.
-    if !auth.is_owner_of(user) {
-        return forbidden();
-    }
-    let value = match &key.topic {
-        Topic::Agents => to_raw_value(&db.agents(user)?),
-        Topic::Repos => to_raw_value(&db.repos(user, None, None)?),
-        Topic::Tasks => to_raw_value(&db.list_tasks(user, &TaskFilter::default(), TASKS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Alerts => to_raw_value(&db.list_alerts(user, None, Some(false), ALERTS_SNAPSHOT_LEN, 0)?.0),
-        Topic::Task(id) => {
-            let Some(task) = db.task(user, id)? else {
-                return match db.task_user(id)? {
-                    Some(_) => forbidden(),
-                    None => Ok(Err("not found".into())),
-                };
-            };
-            let events = db.stored_events(id)?;
-            to_raw_value(&StoredTaskSnapshot { task, events })
-        }
-        Topic::Hud { .. } | Topic::Dashboard { .. } => unreachable!("handled above"),
-    };
-    Ok(Ok(value.map_err(internal)?))
-}
-
-fn internal(e: serde_json::Error) -> AppError {
-    AppError::Internal(e.to_string())
-}
-
-/// A task as HUDs show it: without the agent (a host name is the owner's business).
-pub fn public_task(task: flightdeck_protocol::Task) -> flightdeck_protocol::Task {
-    flightdeck_protocol::Task { agent_id: None, ..task }
-}
-
-/// A repo's dashboard entry when its HUD is public (`None` for a private or unknown repo): the
-/// same public views as its HUD.
-pub fn dashboard_entry(db: &Db, user: &str, repo: &str) -> Result<Option<DashboardRepo>, AppError> {
-    if !db.hud_settings(user, repo)?.public {
-        return Ok(None);
-    }
-    let Some((status, _agent)) = db.repo(user, repo)? else { return Ok(None) };
-    Ok(Some(DashboardRepo {
-        repo: repo.to_string(),
-        agent_online: db.repo_agent_online(user, repo)?.is_some(),
-        repo_status: Some(status.public_view()),
-        task: db.hud_task(user, repo)?.map(public_task),
-    }))
-}
-
-/// `dashboard:<user>`: every public repo of the user, by slug.
-pub fn dashboard_snapshot(db: &Db, user: &str) -> Result<DashboardSnapshot, AppError> {
-    let mut repos = Vec::new();
-    for status in db.repos(user, None, None)? {
-        if let Some(entry) = dashboard_entry(db, user, &status.name)? {
-            repos.push(entry);
+    /// Tells the broker this viewer no longer shows `key` (see [`crate::broker::Broker::watch`]).
+    async fn unwatch(&self, key: &TopicKey) {
+        if let Some(broker) = self.state.hub.broker() {
+            broker.unwatch(&key.user, &key.topic.to_string()).await;
         }
     }
-    repos.sort_by(|a, b| a.repo.cmp(&b.repo));
-    Ok(DashboardSnapshot { user: user.to_string(), repos })
 }
 
-/// A HUD's state: public fields only, whoever asks.
-pub fn hud_snapshot(db: &Db, user: &str, repo: &str, public: bool) -> Result<StoredHudSnapshot, AppError> {
-    let task = db.hud_task(user, repo)?;
-    let events = match &task {
-        Some(t) => db.stored_events(&t.id)?,
-        None => Vec::new(),
-    };
-    Ok(StoredHudSnapshot {
-        user: user.to_string(),
-        repo: repo.to_string(),
-        public,
-        agent_online: db.repo_agent_online(user, repo)?.is_some(),
-        repo_status: db.repo(user, repo)?.map(|(r, _)| r.public_view()),
-        task: task.map(public_task),
-        events,
-    })
+/// Ends a subscribe registered with [`crate::hub::Hub::subscribe_pending`]: queues the snapshot
+/// read (true), or drops the subscription when the viewer is gone or too slow (false), may
+/// not have it (the refusal) or the read failed.
+fn finish_subscribe(
+    st: &AppState,
+    key: &TopicKey,
+    viewer_id: u64,
+    name: &str,
+    read: Result<Snapshot, AppError>,
+) -> Result<Result<bool, String>, AppError> {
+    match read {
+        Ok(Ok((payload, cover))) => {
+            let frame: Frame = encode_snapshot(name, &payload).into();
+            Ok(Ok(st.hub.activate(key, viewer_id, frame, cover)))
+        }
+        Ok(Err(refusal)) => {
+            st.hub.unsubscribe(key, viewer_id);
+            Ok(Err(refusal))
+        }
+        Err(e) => {
+            st.hub.unsubscribe(key, viewer_id);
+            Err(e)
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! Per-user secrets of container runs (SPEC 10): `PUT /api/cockpit/secrets/:name` stores one,
-//! `GET /api/cockpit/secrets` lists names only, `DELETE` removes one. Values are never sent back:
-//! they only reach that user's containers, as environment variables.
+//! Per-user secrets of container runs (SPEC 10): the sealing key, the name rules and the limits.
+//! The routes (`PUT /api/cockpit/secrets/:name` stores one, `GET /api/cockpit/secrets` lists
+//! names only, `DELETE` removes one) are in [`crate::api`]. Values are never sent back: they
+//! only reach that user's containers, as environment variables.
 //!
 //! At rest each value is sealed with ChaCha20-Poly1305 under a 256-bit key kept in a file
 //! outside the data directory (`[runner] secrets_key_file`), with a fresh random nonce and the
@@ -9,25 +10,17 @@
 
 use std::path::Path;
 
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use flightdeck_protocol::api::{PutSecretRequest, SecretInfo, SecretsResponse};
-use flightdeck_protocol::desktop::error_codes::NO_RUNNER;
 use rand::RngCore;
 
-use crate::api::parse_body;
-use crate::db::Db;
 use crate::error::AppError;
-use crate::state::{AppState, Auth};
+use crate::store::Store;
 
 /// Largest secret value accepted.
-const MAX_VALUE_BYTES: usize = 64 * 1024;
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Secrets one user may keep.
-const MAX_SECRETS: usize = 100;
+pub const MAX_SECRETS: usize = 100;
 
 /// The key that seals secrets, loaded from (or made in) its file.
 pub struct SecretBox {
@@ -71,9 +64,9 @@ impl SecretBox {
     }
 
     /// Every secret of `user`, opened: what its containers get as environment.
-    pub fn open_all(&self, db: &Db, user: &str) -> Result<Vec<(String, String)>, AppError> {
+    pub async fn open_all(&self, store: &dyn Store, user: &str) -> Result<Vec<(String, String)>, AppError> {
         let mut out = Vec::new();
-        for (name, nonce, sealed) in db.sealed_secrets(user)? {
+        for (name, nonce, sealed) in store.sealed_secrets(user).await? {
             out.push((name.clone(), self.open(user, &name, &nonce, &sealed).map_err(AppError::Internal)?));
         }
         Ok(out)
@@ -125,66 +118,6 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("FLIGHTDECK_* variables are set by the relay".into());
     }
     Ok(())
-}
-
-fn secret_box(state: &AppState) -> Result<&SecretBox, AppError> {
-    state
-        .secrets()
-        .ok_or_else(|| AppError::conflict(NO_RUNNER, "this relay has no [runner]: secrets are for container runs"))
-}
-
-pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<SecretsResponse>, AppError> {
-    let user = auth.owner()?.user.clone();
-    let names = state.db(move |db, _| Ok(db.secret_names(&user)?)).await?;
-    Ok(Json(SecretsResponse {
-        secrets: names.into_iter().map(|(name, updated_at)| SecretInfo { name, updated_at }).collect(),
-    }))
-}
-
-pub async fn put(
-    State(state): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
-    body: Bytes,
-) -> Result<StatusCode, AppError> {
-    let user = auth.owner()?.user.clone();
-    state.check_same_origin(&auth, &headers)?;
-    validate_name(&name).map_err(|p| AppError::field("$.name", p))?;
-    let request: PutSecretRequest = parse_body(&body)?;
-    if request.value.len() > MAX_VALUE_BYTES {
-        return Err(AppError::field("$.value", format!("at most {MAX_VALUE_BYTES} bytes")));
-    }
-    if request.value.contains('\0') {
-        return Err(AppError::field("$.value", "must not contain NUL"));
-    }
-    let (nonce, sealed) = secret_box(&state)?.seal(&user, &name, &request.value).map_err(AppError::Internal)?;
-    state
-        .db(move |db, _| {
-            let names = db.secret_names(&user)?;
-            if names.len() >= MAX_SECRETS && !names.iter().any(|(n, _)| *n == name) {
-                return Err(AppError::Conflict(format!("at most {MAX_SECRETS} secrets per user")));
-            }
-            Ok(db.put_secret(&user, &name, &nonce, &sealed)?)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn delete(
-    State(state): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
-) -> Result<StatusCode, AppError> {
-    let user = auth.owner()?.user.clone();
-    state.check_same_origin(&auth, &headers)?;
-    validate_name(&name).map_err(|p| AppError::field("$.name", p))?;
-    let found = state.db(move |db, _| Ok(db.delete_secret(&user, &name)?)).await?;
-    if !found {
-        return Err(AppError::not_found());
-    }
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -1,17 +1,17 @@
 //! What agent and viewer sockets share: upgrade limits, the batched writer, close handling and
 //! the invalid-frame budget.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::hub::{Closer, Frame};
 use crate::metrics::Metrics;
 
 /// The read buffer of each connection: small, so idle sockets cost little memory.
@@ -26,6 +26,36 @@ const MAX_BATCH: usize = 512;
 const CLOSE_LINGER: Duration = Duration::from_secs(10);
 /// After the close frame is out, how long the relay keeps reading for the peer's close.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
+/// One serialized text frame, shared by every socket it goes to.
+pub type Frame = Utf8Bytes;
+
+/// Asks one socket to close with a code; the first code asked for wins.
+#[derive(Debug, Default)]
+pub struct Closer {
+    code: AtomicU16,
+    token: CancellationToken,
+}
+
+impl Closer {
+    pub fn new() -> Arc<Closer> {
+        Arc::new(Closer::default())
+    }
+
+    pub fn close(&self, code: u16) {
+        let _ = self.code.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+        self.token.cancel();
+    }
+
+    /// The code asked for, once [`Closer::closed`] has fired.
+    pub fn code(&self) -> u16 {
+        self.code.load(Ordering::SeqCst)
+    }
+
+    pub async fn closed(&self) {
+        self.token.cancelled().await
+    }
+}
 
 /// Makes the outbound queue of one socket: at most `max_frames` frames and `max_bytes` bytes
 /// waiting or being written.

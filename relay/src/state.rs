@@ -1,5 +1,5 @@
-//! The shared state of a running relay, request authentication, rate limits, and the helpers
-//! that publish changes to the right topics.
+//! The shared state of a running relay, request authentication and rate limits. What the relay
+//! does with that state (publishing, dispatch, tasks) lives in [`crate::domain`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,16 +10,15 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use flightdeck_protocol::api::KeyScope;
-use flightdeck_protocol::realtime::{DashboardEvent, HudEvent};
-use flightdeck_protocol::{AgentInfo, RelayMessage, RepoStatus, Task, Topic};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::db::{Db, Principal};
+use crate::db::Principal;
 use crate::error::AppError;
-use crate::hub::{AgentRegistry, Connections, Frame, Hub, TopicKey};
+use crate::hub::{AgentRegistry, Connections, Hub};
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
@@ -31,8 +30,8 @@ pub struct Inner {
     pub settings: Settings,
     /// This process among the nodes sharing a broker; random per start.
     pub node_id: String,
-    // A std Mutex used only from the blocking pool (see `AppState::db`).
-    db: Mutex<Db>,
+    /// The persistent state: SQLite in the data dir, or PostgreSQL (see [`crate::store::open`]).
+    store: Arc<dyn Store>,
     pub hub: Hub,
     pub agents: AgentRegistry,
     pub conns: Arc<Connections>,
@@ -57,7 +56,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, db: Db) -> AppState {
+    pub fn new(settings: Settings, store: Arc<dyn Store>) -> AppState {
         let metrics = Arc::new(Metrics::default());
         let ws_limiter = RateLimiter::new(settings.ws_connections_per_minute);
         let login_limiter = RateLimiter::new(settings.logins_per_minute);
@@ -69,7 +68,7 @@ impl AppState {
                     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
                     hex::encode(bytes)
                 },
-                db: Mutex::new(db),
+                store,
                 hub: Hub::new(metrics.clone()),
                 agents: AgentRegistry::default(),
                 conns: Arc::new(Connections::default()),
@@ -102,157 +101,9 @@ impl AppState {
         let _ = self.inner.secrets.set(secrets);
     }
 
-    /// Runs `f` with the database on the blocking pool. Publishing from inside `f` is what
-    /// keeps snapshots and events in order (see [`crate::hub`]).
-    pub async fn db<R, F>(&self, f: F) -> Result<R, AppError>
-    where
-        F: FnOnce(&mut Db, &AppState) -> Result<R, AppError> + Send + 'static,
-        R: Send + 'static,
-    {
-        let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut db = state.inner.db.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut db, &state)
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("database task failed: {e}")))?
-    }
-
-    // ----- publishing (call with the database lock held) --------------------------------------
-
-    pub fn publish_agent(&self, user: &str, info: &AgentInfo) {
-        self.hub.publish(&TopicKey::new(user, Topic::Agents), info);
-    }
-
-    /// `agentOnline` of every HUD whose repo this agent has.
-    pub fn publish_agent_online(&self, db: &Db, user: &str, agent_id: &str) -> Result<(), AppError> {
-        for repo in db.repos(user, None, Some(agent_id))? {
-            let online = db.repo_agent_online(user, &repo.name)?.is_some();
-            let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: repo.name.clone() });
-            self.hub.publish(&key, &HudEvent::AgentOnline { agent_online: online });
-            self.publish_dashboard(db, user, &repo.name)?;
-        }
-        Ok(())
-    }
-
-    /// A changed repo: in full to the owner's `repos`, without owner-only fields to its HUD and
-    /// (when public) to the user's dashboard.
-    pub fn publish_repo(&self, db: &Db, user: &str, repo: &RepoStatus) -> Result<(), AppError> {
-        self.hub.publish(&TopicKey::new(user, Topic::Repos), repo);
-        let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: repo.name.clone() });
-        if self.hub.has_subscribers(&key) {
-            self.hub.publish(&key, &HudEvent::RepoStatus { repo_status: repo.public_view() });
-        }
-        self.publish_dashboard(db, user, &repo.name)
-    }
-
-    /// A public repo's dashboard entry, as it is now, to `dashboard:<user>`. A private repo is
-    /// never named there (see [`AppState::publish_dashboard_removed`] for one that leaves).
-    pub fn publish_dashboard(&self, db: &Db, user: &str, repo: &str) -> Result<(), AppError> {
-        let key = TopicKey::new(user, Topic::Dashboard { user: user.into() });
-        if !self.hub.has_subscribers(&key) {
-            return Ok(());
-        }
-        if let Some(entry) = crate::realtime::dashboard_entry(db, user, repo)? {
-            self.hub.publish(&key, &DashboardEvent::Repo(entry));
-        }
-        Ok(())
-    }
-
-    /// A repo that was on the dashboard left it (turned private, or gone). Call only for a repo
-    /// that was public: the event names it to anyone.
-    pub fn publish_dashboard_removed(&self, user: &str, repo: &str) {
-        let key = TopicKey::new(user, Topic::Dashboard { user: user.into() });
-        self.hub.publish(&key, &DashboardEvent::Removed { removed: repo.to_string() });
-    }
-
-    /// A changed task: to `tasks`, and to its repo's HUD when it is the task the HUD shows.
-    pub fn publish_task(&self, db: &Db, user: &str, task: &Task) -> Result<(), AppError> {
-        self.hub.publish(&TopicKey::new(user, Topic::Tasks), task);
-        let key = TopicKey::new(user, Topic::Hud { user: user.into(), repo: task.repo.clone() });
-        let dashboard = TopicKey::new(user, Topic::Dashboard { user: user.into() });
-        let (hud_watched, dashboard_watched) = (self.hub.has_subscribers(&key), self.hub.has_subscribers(&dashboard));
-        if (hud_watched || dashboard_watched) && db.hud_task_id(user, &task.repo)?.is_some_and(|id| id == task.id) {
-            if hud_watched {
-                self.hub.publish(&key, &HudEvent::Task { task: crate::realtime::public_task(task.clone()) });
-            }
-            self.publish_dashboard(db, user, &task.repo)?;
-        }
-        Ok(())
-    }
-
-    /// Whether a message can reach this agent: connected here, or (with a broker) online on
-    /// another node as the shared database says.
-    pub fn agent_reachable(&self, db: &Db, user: &str, agent_id: &str) -> Result<bool, AppError> {
-        if self.agents.is_connected(user, agent_id) {
-            return Ok(true);
-        }
-        Ok(self.hub.broker().is_some() && db.agent_online(user, agent_id)?)
-    }
-
-    /// Sends a frame to an agent here or, through the broker, on another node. `task_id` marks
-    /// a `task` message, which one connection gets once.
-    pub fn send_to_agent(
-        &self,
-        db: &Db,
-        user: &str,
-        agent_id: &str,
-        task_id: Option<&str>,
-        frame: Frame,
-    ) -> Result<bool, AppError> {
-        if self.agents.is_connected(user, agent_id) {
-            return Ok(match task_id {
-                Some(id) => self.agents.send_task(user, agent_id, id, frame),
-                None => self.agents.send(user, agent_id, frame),
-            });
-        }
-        match self.hub.broker() {
-            Some(broker) if db.agent_online(user, agent_id)? => {
-                broker.send(flightdeck_protocol::broker::BrokerMessage::ToAgent {
-                    node: broker.node().to_string(),
-                    user: user.to_string(),
-                    agent_id: agent_id.to_string(),
-                    task_id: task_id.map(str::to_string),
-                    frame: frame.as_str().to_string(),
-                });
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    /// Sends a queued task to the agent that should run it: the one it names, or the online
-    /// agent that has its repo. Records that agent on the task. False when none is online.
-    pub fn dispatch(&self, db: &Db, user: &str, task: &Task) -> Result<bool, AppError> {
-        let agent = match &task.agent_id {
-            Some(id) if self.agent_reachable(db, user, id)? => Some(id.clone()),
-            Some(_) => None,
-            None => match db.repo_agent_online(user, &task.repo)? {
-                Some(id) if self.agent_reachable(db, user, &id)? => Some(id),
-                _ => None,
-            },
-        };
-        let Some(agent) = agent else { return Ok(false) };
-        let mut payload = task.payload.clone();
-        payload.repo = Some(task.repo.clone());
-        let message = RelayMessage::Task {
-            task_id: task.id.clone(),
-            task_type: task.executor,
-            payload,
-            title: Some(task.title.clone()),
-            conversation_id: Some(task.conversation().to_string()),
-            parent_task_id: task.parent_task_id.clone(),
-        };
-        if !self.send_to_agent(db, user, &agent, Some(&task.id), Frame::from(message.to_json()))? {
-            return Ok(false);
-        }
-        if task.agent_id.as_deref() != Some(agent.as_str()) {
-            let mut assigned = task.clone();
-            assigned.agent_id = Some(agent);
-            let stored = db.upsert_task(user, &assigned)?;
-            self.publish_task(db, user, &stored)?;
-        }
-        Ok(true)
+    /// The relay's persistent state.
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
     }
 
     // ----- request helpers -------------------------------------------------------------------
@@ -357,14 +208,14 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(|v| v.trim().to_string());
         if let Some(secret) = bearer.or_else(|| query_token(parts)) {
-            let principal = state.db(move |db, _| Ok(db.principal_by_key(&secret)?)).await?;
+            let principal = state.store().principal_by_key(&secret).await?;
             return match principal {
                 Some(p) => Ok(Auth { principal: Some(p), via_cookie: false }),
                 None => Err(AppError::InvalidKey),
             };
         }
         if let Some(session) = cookie_value(&parts.headers, SESSION_COOKIE).map(str::to_string) {
-            let principal = state.db(move |db, _| Ok(db.principal_by_session(&session)?)).await?;
+            let principal = state.store().principal_by_session(&session).await?;
             return Ok(Auth { via_cookie: principal.is_some(), principal });
         }
         Ok(Auth::default())

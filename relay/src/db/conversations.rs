@@ -39,6 +39,17 @@ impl PendingDecision {
 
 impl Db {
     /// Every turn of a conversation, oldest first (by the `tasks_by_conversation` index).
+    /// Stores a new turn of its conversation unless a turn of that conversation has not
+    /// ended (`None`), in one transaction.
+    pub fn add_turn(&self, user: &str, turn: &Task) -> Result<Option<Task>> {
+        self.transaction(|db| {
+            if db.conversation(user, turn.conversation())?.iter().any(|t| !t.status.is_terminal()) {
+                return Ok(None);
+            }
+            db.upsert_task(user, turn).map(Some)
+        })
+    }
+
     pub fn conversation(&self, user: &str, conversation_id: &str) -> Result<Vec<Task>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT json, contig_seq FROM tasks WHERE user = ?1 AND conversation_id = ?2 ORDER BY created_ms, id",

@@ -3,9 +3,10 @@
 //!
 //! Conversations and pending decisions (SPEC 8) are in `db/conversations.rs`.
 //!
-//! Every function here is blocking. The server calls them through [`crate::state::AppState::db`],
-//! which runs them on the blocking pool under one lock, never on the async executor threads.
-//! Holding that one lock while publishing is also what orders snapshots and events (see
+//! Every function here is blocking. The server reaches them only through
+//! [`crate::store::SqliteStore`], which owns the one `Db` of a process on a dedicated thread
+//! (never the async executor threads), behind the [`crate::store::Store`] trait. Nothing
+//! depends on that thread for ordering: events carry seqs and change numbers (see
 //! [`crate::hub`]).
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ mod conversations;
 mod runs;
 
 pub use conversations::PendingDecision;
-pub use runs::{Run, RunState};
+pub use runs::{Run, RunState, SealedSecret};
 
 /// A database failure. `Busy` is retryable: another process (an admin command) holds the lock.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +40,23 @@ pub enum StoreError {
     NoUser(String),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    /// A failure of a database server (PostgreSQL), as its driver described it.
+    #[error("database error: {message}")]
+    Server { message: String, retryable: bool },
+    /// The store was shut down (or its thread died) while a call waited.
+    #[error("the database is closed")]
+    Closed,
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::DatabaseBusy || e.code == rusqlite::ErrorCode::DatabaseLocked)
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DatabaseBusy || e.code == rusqlite::ErrorCode::DatabaseLocked
+            }
+            StoreError::Server { retryable, .. } => *retryable,
+            _ => false,
+        }
     }
 }
 
@@ -92,17 +104,17 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     hex::encode(buf)
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn ms(t: &Timestamp) -> i64 {
+pub(crate) fn ms(t: &Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
@@ -224,9 +236,18 @@ CREATE TABLE secrets (
 );
 INSERT INTO meta (name, value) VALUES ('instance', abs(random()) % 1000000000000);
 "#,
+    // Per user, how many changes of latest state (agents, repos, tasks, alerts, HUDs) were
+    // published: the order of those events, by data (see `crate::hub`).
+    r#"
+CREATE TABLE changes (owner TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+    // Until when each node of a multi-node relay counts as alive (SPEC 11).
+    r#"
+CREATE TABLE nodes (node_id TEXT PRIMARY KEY, alive_until_ms INTEGER NOT NULL) WITHOUT ROWID;
+"#,
 ];
 
-/// The database handle. Not `Sync`: the server keeps it behind one mutex.
+/// The database handle. Not `Sync`: the server keeps it on one thread (see `store::sqlite`).
 pub struct Db {
     conn: Connection,
 }
@@ -340,6 +361,23 @@ impl Db {
         Ok(self.conn.query_row("SELECT value FROM meta WHERE name = 'key_generation'", [], |r| r.get(0))?)
     }
 
+    /// Counts one more change of `user`'s latest state and returns its number (from 1).
+    pub fn next_change(&self, user: &str) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "INSERT INTO changes (owner, n) VALUES (?1, 1) ON CONFLICT (owner) DO UPDATE SET n = n + 1 RETURNING n",
+            params![user],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The number of `user`'s last change (0 before the first).
+    pub fn changes(&self, user: &str) -> Result<u64> {
+        let n: Option<i64> =
+            self.conn.query_row("SELECT n FROM changes WHERE owner = ?1", params![user], |r| r.get(0)).optional()?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
     pub fn revoked_key_ids(&self) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare("SELECT id FROM keys WHERE revoked_at IS NOT NULL")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
@@ -391,6 +429,29 @@ impl Db {
     pub fn mark_all_agents_offline(&self) -> Result<()> {
         self.conn.execute("UPDATE agents SET online = 0", [])?;
         Ok(())
+    }
+
+    pub fn node_alive_until(&self, node_id: &str, until_ms: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO nodes (node_id, alive_until_ms) VALUES (?1, ?2)
+             ON CONFLICT (node_id) DO UPDATE SET alive_until_ms = max(alive_until_ms, excluded.alive_until_ms)",
+            params![node_id, until_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn live_nodes(&self, now_ms: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT node_id FROM nodes WHERE alive_until_ms >= ?1 ORDER BY node_id")?;
+        let rows = stmt.query_map(params![now_ms], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn online_agent_conns(&self) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT user, agent_id, conn FROM agents WHERE online = 1 AND conn IS NOT NULL ORDER BY user, agent_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn upsert_agent(&self, user: &str, info: &AgentInfo, online: bool) -> Result<()> {
@@ -633,9 +694,17 @@ impl Db {
         row.map(|(json, seq)| task_from(&json, seq)).transpose()
     }
 
-    /// Starts a transaction; statements of this `Db` run inside it until it is committed.
-    pub fn begin(&self) -> Result<rusqlite::Transaction<'_>> {
-        Ok(self.conn.unchecked_transaction()?)
+    /// Runs `f` in one transaction: the statements of this `Db` inside `f` are committed
+    /// together when it returns `Ok`, and rolled back when it fails. (The transaction itself
+    /// stays inside `db`, so callers never see the SQLite driver.)
+    pub fn transaction<R, E>(&self, f: impl FnOnce(&Db) -> std::result::Result<R, E>) -> std::result::Result<R, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self.conn.unchecked_transaction().map_err(StoreError::from)?;
+        let value = f(self)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(value)
     }
 
     /// Appends the event that extends a task's transcript by one: stores `seq` if the last
@@ -660,6 +729,24 @@ impl Db {
             .prepare_cached("INSERT OR REPLACE INTO task_events (task_id, seq, json) VALUES (?1, ?2, ?3)")?
             .execute(params![task_id, prev + 1, serde_json::to_string(event)?])?;
         Ok(true)
+    }
+
+    /// [`Db::append_event`] for each event in one transaction; a stored `permission_decision`
+    /// ends the pending decision of its request. Says per event whether it was stored.
+    pub fn append_events(&self, user: &str, events: &[(String, u64, TaskEvent)]) -> Result<Vec<bool>> {
+        self.transaction(|db| {
+            let mut stored = Vec::with_capacity(events.len());
+            for (task_id, seq, event) in events {
+                let appended = db.append_event(task_id, *seq, event)?;
+                if appended {
+                    if let TaskEvent::PermissionDecision { request_id, .. } = event {
+                        db.delete_pending_decision(user, task_id, request_id)?;
+                    }
+                }
+                stored.push(appended);
+            }
+            Ok(stored)
+        })
     }
 
     /// The repo of one of `user`'s tasks and the last contiguous seq held for it.
@@ -850,7 +937,7 @@ fn principal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Principal> {
     })
 }
 
-fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {
+pub(crate) fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {
     let mut info: AgentInfo = serde_json::from_str(json)?;
     if !online {
         info.status = AgentState::Offline;
@@ -860,7 +947,7 @@ fn agent_from(json: &str, online: bool) -> Result<AgentInfo> {
 
 /// A stored task; `conversationId` is always set when it leaves the relay (SPEC 8), also for a
 /// task recorded before conversations existed.
-fn task_from(json: &str, contig_seq: i64) -> Result<Task> {
+pub(crate) fn task_from(json: &str, contig_seq: i64) -> Result<Task> {
     let mut task: Task = serde_json::from_str(json)?;
     task.last_seq = contig_seq as u64;
     if task.conversation_id.is_empty() {

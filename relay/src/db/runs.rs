@@ -22,7 +22,7 @@ pub enum RunState {
 }
 
 impl RunState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunState::Queued => "queued",
             RunState::Starting => "starting",
@@ -31,7 +31,7 @@ impl RunState {
         }
     }
 
-    fn parse(s: &str) -> RunState {
+    pub(crate) fn parse(s: &str) -> RunState {
         match s {
             "queued" => RunState::Queued,
             "starting" => RunState::Starting,
@@ -183,7 +183,19 @@ impl Db {
 
     // ----- secrets ---------------------------------------------------------------------------
 
-    pub fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8]) -> Result<()> {
+    /// Stores a secret unless `user` has `max` of them and `name` is not one (false).
+    pub fn put_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8], max: usize) -> Result<bool> {
+        self.transaction(|db| {
+            let names = db.secret_names(user)?;
+            if names.len() >= max && !names.iter().any(|(n, _)| n == name) {
+                return Ok(false);
+            }
+            db.write_secret(user, name, nonce, value)?;
+            Ok(true)
+        })
+    }
+
+    fn write_secret(&self, user: &str, name: &str, nonce: &[u8], value: &[u8]) -> Result<()> {
         self.conn.execute(
             "INSERT INTO secrets (user, name, nonce, value, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (user, name) DO UPDATE SET nonce = excluded.nonce, value = excluded.value,

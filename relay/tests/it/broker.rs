@@ -2,27 +2,49 @@
 
 use flightdeck_protocol::{AgentMessage, RelayMessage, RepoState, TaskStatus};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::*;
 
-struct RedisServer {
-    _child: tokio::process::Child,
-    url: String,
+pub(crate) struct RedisServer {
+    child: Option<tokio::process::Child>,
+    port: u16,
+    pub(crate) url: String,
 }
 
-async fn redis_server() -> RedisServer {
+impl RedisServer {
+    async fn start_on(port: u16) -> tokio::process::Child {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (see .ci/install)");
+        eventually("redis-server to listen", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+        child
+    }
+
+    /// Kills the server (SIGKILL: its clients' connections end at once).
+    pub(crate) async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub(crate) async fn restart(&mut self) {
+        self.kill().await;
+        self.child = Some(RedisServer::start_on(self.port).await);
+    }
+}
+
+pub(crate) async fn redis_server() -> RedisServer {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = tokio::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server is installed (see .ci/install)");
-    eventually("redis-server to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-    })
-    .await;
-    RedisServer { _child: child, url: format!("redis://127.0.0.1:{port}") }
+    let child = RedisServer::start_on(port).await;
+    RedisServer { child: Some(child), port, url: format!("redis://127.0.0.1:{port}") }
 }
 
 /// Runs one command against `url` and returns its reply.
@@ -57,7 +79,7 @@ async fn a_failed_publish_is_retried_and_an_overflow_makes_the_other_nodes_resyn
     eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
     // A witness on the channel, as the default user.
     let mut witness = redis::Client::open(redis.url.as_str()).unwrap().get_async_pubsub().await.unwrap();
-    witness.subscribe(flightdeck_relay::broker::CHANNEL).await.unwrap();
+    witness.subscribe(flightdeck_relay::broker::CONTROL_CHANNEL).await.unwrap();
     let mut witness = witness.into_on_message();
     let mut viewer = b.viewer(Some(&owner)).await;
     assert_eq!(subscribe(&mut viewer, "agents").await, json!([]));
@@ -182,4 +204,260 @@ async fn an_agent_on_node_a_reaches_viewers_and_owners_on_node_b() {
         (body["agents"][0]["status"] == "online").then_some(())
     })
     .await;
+}
+
+/// The topic channels Redis has subscribers for, and how many nodes subscribe to `channel`.
+async fn topic_channels(url: &str) -> Vec<String> {
+    let reply = redis_cmd(url, &["PUBSUB", "CHANNELS", "fd:t:*"]).await;
+    let mut channels: Vec<String> = redis::from_redis_value(&reply).unwrap();
+    channels.sort();
+    channels
+}
+
+async fn subscribers_of(url: &str, channel: &str) -> i64 {
+    let reply = redis_cmd(url, &["PUBSUB", "NUMSUB", channel]).await;
+    let (_, n): (String, i64) = redis::from_redis_value(&reply).unwrap();
+    n
+}
+
+/// SPEC 11: a node subscribes to a topic's channel while it has viewers of it, and only then.
+#[tokio::test]
+async fn a_node_subscribes_to_a_topic_while_it_has_viewers_of_it() {
+    let redis = redis_server().await;
+    let url = redis.url.clone();
+    let a = Relay::start_with(move |s| s.broker = Some(url)).await;
+    let mut settings = test_settings(&a.dir);
+    settings.broker = Some(redis.url.clone());
+    let b = Relay::launch(settings, a.keys.clone()).await;
+    let owner = a.keys.owner.clone();
+    eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
+    assert_eq!(topic_channels(&redis.url).await, Vec::<String>::new(), "no viewers, no topic channels");
+
+    let (mut agent, _) = a.agent("mac").await;
+    send(&mut agent, &AgentMessage::TaskUpdate { task: local_task("t1", "web", TaskStatus::Running) }).await;
+    eventually("the task stored", || async { (b.get("/api/cockpit/tasks/t1", &owner).await.0 == 200).then_some(()) })
+        .await;
+    // Two viewers of task:t1 on B, one of tasks on B: one subscription per channel and node.
+    let mut first = b.viewer(Some(&owner)).await;
+    let mut second = b.viewer(Some(&owner)).await;
+    subscribe(&mut first, "task:t1").await;
+    subscribe(&mut second, "task:t1").await;
+    subscribe(&mut second, "tasks").await;
+    assert_eq!(topic_channels(&redis.url).await, ["fd:t:alice:task:t1", "fd:t:alice:tasks"]);
+    assert_eq!(subscribers_of(&redis.url, "fd:t:alice:task:t1").await, 1, "node a has no viewer of it");
+    for seq in 1..=3 {
+        send(&mut agent, &event_message("t1", seq, &format!("line {seq}"))).await;
+    }
+    for viewer in [&mut first, &mut second] {
+        for seq in 1..=3 {
+            assert_eq!(next_event(viewer, "task:t1").await["seq"], seq);
+        }
+    }
+
+    // The last viewer of a topic gone (an unsubscribe, a closed socket): the channel goes.
+    send(&mut second, &flightdeck_protocol::ClientMessage::Unsubscribe { topics: vec!["tasks".into()] }).await;
+    eventually("tasks unsubscribed", || async {
+        (topic_channels(&redis.url).await == ["fd:t:alice:task:t1"]).then_some(())
+    })
+    .await;
+    drop(first);
+    send(&mut agent, &event_message("t1", 4, "line 4")).await;
+    assert_eq!(next_event(&mut second, "task:t1").await["seq"], 4, "the other viewer keeps the channel");
+    drop(second);
+    eventually("no topic channel left", || async { topic_channels(&redis.url).await.is_empty().then_some(()) }).await;
+}
+
+/// SPEC 11 and issue 17 (d): Redis restarted mid-task. The viewers of the node that lost it
+/// are closed with 1012; once it is back (and the node subscribed again) they reconnect and
+/// end with the whole transcript, in order, once each.
+#[tokio::test]
+async fn a_broker_restart_closes_viewers_with_1012_and_they_end_complete() {
+    let mut redis = redis_server().await;
+    let url = redis.url.clone();
+    let a = Relay::start_with(move |s| s.broker = Some(url)).await;
+    let mut settings = test_settings(&a.dir);
+    settings.broker = Some(redis.url.clone());
+    let b = Relay::launch(settings, a.keys.clone()).await;
+    let owner = a.keys.owner.clone();
+    eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
+
+    let (mut agent, _) = a.agent("mac").await;
+    send(&mut agent, &AgentMessage::TaskUpdate { task: local_task("t1", "web", TaskStatus::Running) }).await;
+    eventually("the task stored", || async { (b.get("/api/cockpit/tasks/t1", &owner).await.0 == 200).then_some(()) })
+        .await;
+    let mut viewer = b.viewer(Some(&owner)).await;
+    subscribe(&mut viewer, "task:t1").await;
+    const N: u64 = 400;
+    for seq in 1..=N / 2 {
+        send(&mut agent, &event_message("t1", seq, &format!("line {seq}"))).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        seen.push(next_event(&mut viewer, "task:t1").await["seq"].as_u64().unwrap());
+    }
+
+    redis.kill().await;
+    let (code, _) = recv_close(&mut viewer).await;
+    assert_eq!(code, 1012, "a node that lost the broker closes its viewers with 1012");
+    // The agent keeps sending on A meanwhile: stored there, published once Redis is back.
+    for seq in N / 2 + 1..=N {
+        send(&mut agent, &event_message("t1", seq, &format!("line {seq}"))).await;
+    }
+    eventually("every event stored", || async {
+        (b.get("/api/cockpit/tasks/t1", &owner).await.1["task"]["lastSeq"] == N).then_some(())
+    })
+    .await;
+    redis.restart().await;
+    // Reconnecting as a browser does: a viewer that got in before node b had its channels
+    // back is closed with 1012 once it has them, and tries again.
+    let seqs = tokio::time::timeout(4 * DEADLINE, async {
+        loop {
+            let mut viewer = b.viewer(Some(&owner)).await;
+            if let Some(seqs) = whole_transcript(&mut viewer, "task:t1", N).await {
+                return seqs;
+            }
+        }
+    })
+    .await
+    .expect("a viewer ends with the whole transcript");
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "every event once and in order");
+}
+
+/// Subscribes to `topic` (a task's) and reads its snapshot and events until seq `last`; `None`
+/// when the socket is closed with 1012 first.
+pub(crate) async fn whole_transcript(viewer: &mut Ws, topic: &str, last: u64) -> Option<Vec<u64>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    send(viewer, &flightdeck_protocol::ClientMessage::Subscribe { topics: vec![topic.into()] }).await;
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last) {
+        let text = match tokio::time::timeout(DEADLINE, viewer.next()).await.expect("a message in time") {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1012));
+                return None;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("the socket ended: {other:?}"),
+        };
+        match flightdeck_protocol::ServerMessage::parse(&text).unwrap() {
+            flightdeck_protocol::ServerMessage::Snapshot { payload, .. } => {
+                seqs.extend(payload["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()))
+            }
+            flightdeck_protocol::ServerMessage::Event { payload, .. } => seqs.push(payload["seq"].as_u64().unwrap()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    Some(seqs)
+}
+
+/// SPEC 11: a node killed with an agent connected: the other nodes mark the agent offline
+/// once the killed node's deadline (its `node_timeout_ms`: 30 s by default; 3 s here) has
+/// passed, and publish it.
+#[tokio::test]
+async fn the_agents_of_a_killed_node_go_offline_on_the_others() {
+    use tokio::io::AsyncBufReadExt;
+    let redis = redis_server().await;
+    let url = redis.url.clone();
+    let b = Relay::start_with(move |s| {
+        s.broker = Some(url);
+        s.node_timeout_ms = 1000;
+    })
+    .await;
+    // Node A: a process on the same data dir, so it can be killed without a word.
+    let mut a = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&b.dir)
+        .args(["--broker", &redis.url])
+        .env("RUST_LOG", "warn,flightdeck_relay=info")
+        // Its own deadline (3 s) is longer than node b's (1 s): each node is judged by its own.
+        .env("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", "3000")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(a.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("relay listening addr=").nth(1) {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("node a exited before listening");
+    })
+    .await
+    .expect("node a starts");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let owner = b.keys.owner.clone();
+    let mut viewer = b.viewer(Some(&owner)).await;
+    assert_eq!(subscribe(&mut viewer, "agents").await, json!([]));
+    let mut request = format!("ws://{addr}/api/ws").into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", b.keys.agent).parse().unwrap());
+    let (mut agent, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    send(&mut agent, &status_message("mac")).await;
+    assert!(matches!(recv_relay(&mut agent).await, RelayMessage::Welcome { .. }));
+    let info = next_event(&mut viewer, "agents").await;
+    assert_eq!(info["status"], "online");
+    // Two more rounds of node b's liveness (each says it is alive, then sweeps): a live node's
+    // agents are left alone.
+    let db = rusqlite::Connection::open(b.dir.join("relay.sqlite3")).unwrap();
+    let nodes = || -> Vec<i64> {
+        let mut stmt = db.prepare("SELECT alive_until_ms FROM nodes ORDER BY node_id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let mut before = nodes();
+    assert_eq!(before.len(), 2, "both nodes say they are alive: {before:?}");
+    for round in 0..2 {
+        eventually(&format!("round {round} of both nodes"), || async {
+            let now = nodes();
+            now.iter().zip(&before).all(|(seen, earlier)| seen > earlier).then_some(())
+        })
+        .await;
+        before = nodes();
+    }
+    let (_, body) = b.get("/api/cockpit/agents", &owner).await;
+    assert_eq!(body["agents"][0]["status"], "online", "{body}");
+
+    a.kill().await.unwrap();
+    let killed = std::time::Instant::now();
+    let info = next_event(&mut viewer, "agents").await;
+    assert_eq!((info["agentId"].as_str(), info["status"].as_str()), (Some("mac"), Some("offline")), "{info}");
+    assert!(killed.elapsed() < std::time::Duration::from_secs(8), "offline {:?} after the kill", killed.elapsed());
+    drop(agent);
+}
+
+/// Issue 17: `key revoke` with a broker configured tells every node on the control channel:
+/// the key's sockets close with 4401 at once, not at the nodes' next look at the store (which
+/// this node does only once an hour here).
+#[tokio::test]
+async fn a_key_revoked_by_the_admin_cli_closes_its_sockets_on_every_node_at_once() {
+    let redis = redis_server().await;
+    let url = redis.url.clone();
+    let relay = Relay::start_with(move |s| {
+        s.broker = Some(url);
+        s.revocation_poll_ms = 3_600_000;
+    })
+    .await;
+    let (mut agent, _) = relay.agent("mac").await;
+    // The poller's first look (at start) is over: the agent's socket is served.
+    send(&mut agent, &AgentMessage::Pong { timestamp: None }).await;
+    let dir = relay.dir.clone();
+    let id = relay.keys.agent_id.clone();
+    let broker = redis.url.clone();
+    let revoked_at = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
+            .args(["key", "revoke", &id, "--data-dir"])
+            .arg(&dir)
+            .env("FLIGHTDECK_RELAY_BROKER", broker)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(recv_close(&mut agent).await.0, 4401);
+    assert!(revoked_at.elapsed() < std::time::Duration::from_secs(5), "{:?}", revoked_at.elapsed());
 }
