@@ -145,12 +145,15 @@ async fn seed_004_repos_alerts_and_ack() {
     info.severity = Severity::Info;
     send(&mut agent, &AgentMessage::Alert { alert: info }).await;
 
-    // curl ".../repos?status=dirty"
-    let body = eventually("the dirty repo", || async {
-        let (_, body) = relay.get("/api/cockpit/repos?status=dirty", &key).await;
-        (body["repos"].as_array().is_some_and(|r| r.len() == 1)).then_some(body)
+    // Each repo of a git-status is stored (and published) on its own: wait for both.
+    eventually("both repos", || async {
+        let (_, body) = relay.get("/api/cockpit/repos?agentId=mac", &key).await;
+        (body["repos"].as_array().is_some_and(|r| r.len() == 2)).then_some(())
     })
     .await;
+    // curl ".../repos?status=dirty"
+    let (_, body) = relay.get("/api/cockpit/repos?status=dirty", &key).await;
+    assert_eq!(body["repos"].as_array().map(Vec::len), Some(1), "{body}");
     assert_eq!(body["repos"][0]["name"], "web");
     // The owner sees the path.
     assert_eq!(body["repos"][0]["path"], "/home/alice/src/web");
