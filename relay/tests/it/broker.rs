@@ -356,7 +356,6 @@ pub(crate) async fn whole_transcript(viewer: &mut Ws, topic: &str, last: u64) ->
 /// passed, and publish it.
 #[tokio::test]
 async fn the_agents_of_a_killed_node_go_offline_on_the_others() {
-    use tokio::io::AsyncBufReadExt;
     let redis = redis_server().await;
     let url = redis.url.clone();
     let b = Relay::start_with(move |s| {
@@ -364,30 +363,10 @@ async fn the_agents_of_a_killed_node_go_offline_on_the_others() {
         s.node_timeout_ms = 1000;
     })
     .await;
-    // Node A: a process on the same data dir, so it can be killed without a word.
-    let mut a = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&b.dir)
-        .args(["--broker", &redis.url])
-        .env("RUST_LOG", "warn,flightdeck_relay=info")
-        // Its own deadline (3 s) is longer than node b's (1 s): each node is judged by its own.
-        .env("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", "3000")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(a.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("relay listening addr=").nth(1) {
-                return rest.trim().to_string();
-            }
-        }
-        panic!("node a exited before listening");
-    })
-    .await
-    .expect("node a starts");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Node A: a process on the same data dir, so it can be killed without a word. Its own
+    // deadline (3 s) is longer than node b's (1 s): each node is judged by its own.
+    let (mut a, addr) =
+        serve_process(&b.dir, &["--broker", &redis.url], &[("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", "3000")]).await;
 
     let owner = b.keys.owner.clone();
     let mut viewer = b.viewer(Some(&owner)).await;

@@ -5,36 +5,13 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::{json, Value};
-use tokio::io::AsyncBufReadExt;
 
 use crate::postgres::PgCluster;
-use crate::support::{subscribe, DEADLINE};
+use crate::support::{serve_process, subscribe};
 
 /// A `flightdeck-relay serve` process on `database`, with `data_dir` of its own; its address.
-/// Its stderr is read to the end in the background so it never blocks on a full pipe.
 async fn node(data_dir: &Path, database: &str) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", database, "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn,flightdeck_relay=info")
-        .env("FLIGHTDECK_RELAY_REVOCATION_POLL_MS", "50")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("relay listening addr=").nth(1) {
-                return rest.trim().to_string();
-            }
-        }
-        panic!("the relay exited before listening");
-    })
-    .await
-    .expect("the relay starts in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    serve_process(data_dir, &["--database", database], &[("FLIGHTDECK_RELAY_REVOCATION_POLL_MS", "50")]).await
 }
 
 /// An admin command on `database` (its data dir does not exist: it must not be needed).

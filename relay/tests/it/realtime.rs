@@ -223,29 +223,7 @@ async fn a_hud_turned_private_drops_its_anonymous_viewers() {
 /// A `flightdeck-relay serve` child process on `dir`; its address and pid. Its stderr is read
 /// to the end in the background so it never blocks on a full pipe.
 async fn relay_process(dir: &std::path::Path) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn,flightdeck_relay=info")
-        .env("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "100000")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("relay listening addr=").nth(1) {
-                return rest.trim().to_string();
-            }
-        }
-        panic!("the relay exited before listening");
-    })
-    .await
-    .expect("the relay starts in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    serve_process(dir, &[], &[("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "100000")]).await
 }
 
 /// A field of `/proc/<pid>/status` in kB.

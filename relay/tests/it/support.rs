@@ -358,3 +358,37 @@ pub fn chunk(text: &str) -> flightdeck_protocol::TaskEvent {
 pub fn event_message(task_id: &str, seq: u64, text: &str) -> AgentMessage {
     AgentMessage::TaskEvent { task_id: task_id.into(), seq, event: chunk(text) }
 }
+
+/// A `flightdeck-relay serve --bind 127.0.0.1:0 --data-dir DIR` process with `args` and `env`
+/// added; its address once it says it listens. Its stderr is read to the end in the background,
+/// so it never blocks on a full pipe.
+pub async fn serve_process(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env("RUST_LOG", "warn,flightdeck_relay=info")
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(3 * DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("relay listening addr=").nth(1) {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("the relay exited before listening");
+    })
+    .await
+    .expect("the relay starts in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}

@@ -49,33 +49,19 @@ impl Cluster {
 
     /// A new relay process on its own empty data dir.
     async fn node(&self) -> Node {
-        use tokio::io::AsyncBufReadExt;
         let dir = tempfile::tempdir().unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-relay"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args(["--database", &self.database, "--broker", &self.redis.url])
-            .env("RUST_LOG", "warn,flightdeck_relay=info")
-            .env("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "1000000")
-            .env("FLIGHTDECK_RELAY_REVOCATION_POLL_MS", "100")
-            .env("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", NODE_TIMEOUT_MS.to_string())
-            .env("FLIGHTDECK_RELAY_AGENT_OFFLINE_GRACE_MS", "0")
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = tokio::time::timeout(3 * DEADLINE, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.split("relay listening addr=").nth(1) {
-                    return rest.trim().to_string();
-                }
-            }
-            panic!("the relay exited before listening");
-        })
-        .await
-        .expect("the relay starts in time");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let timeout = NODE_TIMEOUT_MS.to_string();
+        let (child, addr) = serve_process(
+            dir.path(),
+            &["--database", &self.database, "--broker", &self.redis.url],
+            &[
+                ("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "1000000"),
+                ("FLIGHTDECK_RELAY_REVOCATION_POLL_MS", "100"),
+                ("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", &timeout),
+                ("FLIGHTDECK_RELAY_AGENT_OFFLINE_GRACE_MS", "0"),
+            ],
+        )
+        .await;
         Node { child, addr, _dir: dir }
     }
 
