@@ -47,6 +47,18 @@ pub(crate) async fn redis_server() -> RedisServer {
     RedisServer { child: Some(child), port, url: format!("redis://127.0.0.1:{port}") }
 }
 
+/// Two in-process nodes on one data dir sharing the broker at `url`; node b serves.
+async fn two_nodes(url: &str) -> (Relay, Relay) {
+    let broker = url.to_string();
+    let a = Relay::start_with(move |s| s.broker = Some(broker)).await;
+    let mut settings = test_settings(&a.dir);
+    settings.broker = Some(url.to_string());
+    let b = Relay::launch(settings, a.keys.clone()).await;
+    let owner = a.keys.owner.clone();
+    eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
+    (a, b)
+}
+
 /// Runs one command against `url` and returns its reply.
 async fn redis_cmd(url: &str, args: &[&str]) -> redis::Value {
     let client = redis::Client::open(url).unwrap();
@@ -124,13 +136,8 @@ async fn a_failed_publish_is_retried_and_an_overflow_makes_the_other_nodes_resyn
 #[tokio::test]
 async fn an_agent_on_node_a_reaches_viewers_and_owners_on_node_b() {
     let redis = redis_server().await;
-    let url = redis.url.clone();
-    let a = Relay::start_with(move |s| s.broker = Some(url)).await;
-    let mut settings = test_settings(&a.dir);
-    settings.broker = Some(redis.url.clone());
-    let b = Relay::launch(settings, a.keys.clone()).await;
+    let (a, b) = two_nodes(&redis.url).await;
     let owner = a.keys.owner.clone();
-    eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
     b.set_hud("web", true, false).await;
 
     // Viewers on B; the agent on A.
@@ -224,13 +231,8 @@ async fn subscribers_of(url: &str, channel: &str) -> i64 {
 #[tokio::test]
 async fn a_node_subscribes_to_a_topic_while_it_has_viewers_of_it() {
     let redis = redis_server().await;
-    let url = redis.url.clone();
-    let a = Relay::start_with(move |s| s.broker = Some(url)).await;
-    let mut settings = test_settings(&a.dir);
-    settings.broker = Some(redis.url.clone());
-    let b = Relay::launch(settings, a.keys.clone()).await;
+    let (a, b) = two_nodes(&redis.url).await;
     let owner = a.keys.owner.clone();
-    eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
     assert_eq!(topic_channels(&redis.url).await, Vec::<String>::new(), "no viewers, no topic channels");
 
     let (mut agent, _) = a.agent("mac").await;
@@ -273,13 +275,8 @@ async fn a_node_subscribes_to_a_topic_while_it_has_viewers_of_it() {
 #[tokio::test]
 async fn a_broker_restart_closes_viewers_with_1012_and_they_end_complete() {
     let mut redis = redis_server().await;
-    let url = redis.url.clone();
-    let a = Relay::start_with(move |s| s.broker = Some(url)).await;
-    let mut settings = test_settings(&a.dir);
-    settings.broker = Some(redis.url.clone());
-    let b = Relay::launch(settings, a.keys.clone()).await;
+    let (a, b) = two_nodes(&redis.url).await;
     let owner = a.keys.owner.clone();
-    eventually("node b to serve", || async { (b.get("/healthz", &owner).await.0 == 200).then_some(()) }).await;
 
     let (mut agent, _) = a.agent("mac").await;
     send(&mut agent, &AgentMessage::TaskUpdate { task: local_task("t1", "web", TaskStatus::Running) }).await;
