@@ -235,6 +235,11 @@ impl Store {
         match action {
             Action::Batch(actions) => actions.into_iter().for_each(|a| self.apply_one(a)),
             Action::Snapshot(topic, snapshot) => self.apply_snapshot(topic, snapshot),
+            // A `task:<id>` event carries no task id; the topic does. Applied here, in the
+            // batch's order, so a snapshot earlier in the batch never wipes it.
+            Action::Event(Topic::Task(id), TopicEvent::TaskEvent(e)) => {
+                Rc::make_mut(self.transcripts.entry(id).or_default()).apply(e.seq, e.event);
+            }
             Action::Event(_, event) => self.apply_event(event),
             Action::ServerError { topic, message } => match topic {
                 Some(topic) if message == "forbidden" => {
@@ -315,7 +320,7 @@ impl Store {
             TopicEvent::Task(task) => self.upsert_task(task),
             TopicEvent::Alert(alert) => self.upsert_alert(alert),
             TopicEvent::TaskEvent(_) => {
-                // A `task:<id>` event carries no task id; `apply_task_topic_event` handles it.
+                // Only on a `task:<id>` topic, which `apply_one` handles with its id.
             }
             TopicEvent::Hud(HudEvent::RepoStatus { repo_status }) => {
                 if let Some(hud) = &mut self.hud {
@@ -399,15 +404,6 @@ fn is_older(copy: &Task, known: &Task) -> bool {
     copy.last_seq < known.last_seq || (known.status.is_terminal() && !copy.status.is_terminal())
 }
 
-/// `task:<id>` events carry no id in their payload; the topic does. This is the one place that
-/// joins them, so `Action::Event` stays a plain (topic, event) pair.
-fn apply_task_topic_event(store: &mut Store, topic: &Topic, event: &TopicEvent) {
-    if let (Topic::Task(id), TopicEvent::TaskEvent(e)) = (topic, event) {
-        let t = Rc::make_mut(store.transcripts.entry(id.clone()).or_default());
-        t.apply(e.seq, e.event.clone());
-    }
-}
-
 impl Reducible for Store {
     type Action = Action;
 
@@ -419,16 +415,8 @@ impl Reducible for Store {
 }
 
 impl Store {
-    /// `apply`, plus the `task:<id>` events that need their topic.
+    /// `apply` (the name the feed and the tests use).
     pub fn reduce_in_place(&mut self, action: Action) {
-        fn task_topic_events(store: &mut Store, action: &Action) {
-            match action {
-                Action::Event(topic, event) => apply_task_topic_event(store, topic, event),
-                Action::Batch(actions) => actions.iter().for_each(|a| task_topic_events(store, a)),
-                _ => {}
-            }
-        }
-        task_topic_events(self, &action);
         self.apply(action);
     }
 }
@@ -542,6 +530,32 @@ mod tests {
         feed(&mut store, &[snap, ev.clone(), ev]);
         store.reduce_in_place(Action::SelectTask(Some("t2".into())));
         assert_eq!(shown_text(&store), "xy");
+    }
+
+    /// A busy window collects a task's snapshot and the live events after it into one batch
+    /// (one animation frame): the events must apply after the snapshot, not before it, or the
+    /// snapshot wipes them (the desktop permission card that never drew under load).
+    #[test]
+    fn a_snapshot_and_the_events_after_it_in_one_batch_keep_the_events() {
+        let mut store = Store::default();
+        let snap = flightdeck_protocol::realtime::encode_snapshot(
+            "task:t2",
+            &json!({"task": task("t2", "2026-01-02T00:00:00Z"), "events": [chunk(1, "x")]}),
+        );
+        let event = |seq: u64, text: &str| {
+            encode_event(
+                "task:t2",
+                &json!({"seq": seq, "event": {"kind": "chunk", "text": text, "stream": "assistant"}}),
+            )
+        };
+        let actions = [snap, event(2, "y"), event(3, "z"), event(4, "!")]
+            .iter()
+            .map(|f| decode_server_frame(f).unwrap().unwrap())
+            .collect();
+        store.reduce_in_place(Action::Batch(actions));
+        store.reduce_in_place(Action::SelectTask(Some("t2".into())));
+        assert_eq!(shown_text(&store), "xyz!");
+        assert_eq!(store.transcript("t2").unwrap().last_seq, 4);
     }
 
     #[test]
