@@ -527,6 +527,12 @@ export type HudSessionResponse = {
    */
   canStart: boolean;
   /**
+   * What the start form may offer (SPEC 12): `claude`, `shell`, and `acp:<name>` for each ACP
+   * agent, as the repo's online agent reports them in its capabilities (a container's agent
+   * runs `claude` and `shell`). Empty when nothing can start a task.
+   */
+  executors?: string[];
+  /**
    * Why `canStart` is false, for the start form.
    */
   reason?: string | null;
@@ -535,6 +541,11 @@ export type HudSessionResponse = {
    * may start one while no agent is online (SPEC 10).
    */
   runnerAvailable?: boolean;
+  /**
+   * The relay has a runner but no clone URL for this repo (its agent reported no `origin`
+   * remote): a container run needs the owner to give one (`cloneUrl` of `POST /api/hud/start`).
+   */
+  runnerNeedsCloneUrl?: boolean;
   sessionId?: string | null;
   status: HudStatus;
   wsUrl?: string | null;
@@ -566,9 +577,24 @@ export type HudSnapshot = {
  */
 export type HudStartRequest = {
   /**
+   * The ACP agent to run (SPEC 14), for executor `acp` only.
+   */
+  agent?: string | null;
+  /**
+   * The URL a container run clones, when the repo's agent reported none (no `origin`).
+   */
+  cloneUrl?: string | null;
+  /**
+   * What runs it (SPEC 12); `claude` when absent.
+   */
+  executor?: Executor | null;
+  /**
    * Where to run it (SPEC 10); `auto` when absent.
    */
   placement?: PlacementRequest | null;
+  /**
+   * The prompt; for `shell`, the command.
+   */
   prompt: string;
   /**
    * `user/repo`

@@ -336,6 +336,15 @@ pub struct HudSessionResponse {
     /// may start one while no agent is online (SPEC 10).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub runner_available: bool,
+    /// The relay has a runner but no clone URL for this repo (its agent reported no `origin`
+    /// remote): a container run needs the owner to give one (`cloneUrl` of `POST /api/hud/start`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runner_needs_clone_url: bool,
+    /// What the start form may offer (SPEC 12): `claude`, `shell`, and `acp:<name>` for each ACP
+    /// agent, as the repo's online agent reports them in its capabilities (a container's agent
+    /// runs `claude` and `shell`). Empty when nothing can start a task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executors: Vec<String>,
 }
 
 /// `POST /api/hud/start`
@@ -344,10 +353,20 @@ pub struct HudSessionResponse {
 pub struct HudStartRequest {
     /// `user/repo`
     pub repo: String,
+    /// The prompt; for `shell`, the command.
     pub prompt: String,
+    /// What runs it (SPEC 12); `claude` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
+    /// The ACP agent to run (SPEC 14), for executor `acp` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Where to run it (SPEC 10); `auto` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementRequest>,
+    /// The URL a container run clones, when the repo's agent reported none (no `origin`).
+    #[serde(default, rename = "cloneUrl", skip_serializing_if = "Option::is_none")]
+    pub clone_url: Option<String>,
 }
 
 /// `POST /api/hud/start` answer.

@@ -40,6 +40,7 @@ fn page(status: StatusCode, target: &str) -> Response {
         _ => ("Log in needed", "This page needs a key."),
     };
     let next = escape(safe_next(Some(target)));
+    let code = status.as_u16();
     let body = format!(
         r#"<!doctype html>
 <html lang="en">
@@ -47,12 +48,15 @@ fn page(status: StatusCode, target: &str) -> Response {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Flightdeck</title>
+<link rel="icon" href="/favicon.ico" type="image/png">
+<link rel="stylesheet" href="/assets/style.css">
 </head>
 <body>
-<main>
+<main class="error-page">
+<p class="error-code">{code}</p>
 <h1>{title}</h1>
 <p>{text}</p>
-<p><a id="login" href="/login?next={next}">Log in with a key</a> · <a href="/">Flightdeck</a></p>
+<p class="error-links"><a id="login" href="/login?next={next}">Log in with a key</a> · <a href="/">Flightdeck</a></p>
 </main>
 </body>
 </html>
@@ -63,7 +67,10 @@ fn page(status: StatusCode, target: &str) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
+        // The relay's own stylesheet and icon, nothing else (no script at all).
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
     );
     response
 }

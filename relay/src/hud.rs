@@ -272,6 +272,7 @@ fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String 
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
+         <link rel=\"icon\" href=\"/favicon.ico\" type=\"image/png\">\n\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
          <script nonce=\"{nonce}\">{early}\nwindow.{global} = {context};</script>\n</head>\n<body>\n{notice}\
          <div id=\"app\"></div>\n<script type=\"module\" nonce=\"{nonce}\">import init from \"/assets/flightdeck_ui.js\"; \
@@ -292,6 +293,17 @@ fn content_type(file: &str) -> &'static str {
         "woff2" => "font/woff2",
         _ => "application/octet-stream",
     }
+}
+
+/// The app's icon (`icons/32x32.png`, made by `icons/make-icons.sh`), for the tab of every
+/// page: browsers ask for `/favicon.ico` whatever a page links, and a PNG there is understood.
+pub async fn favicon() -> Response {
+    const ICON: &[u8] = include_bytes!("../../icons/32x32.png");
+    let mut response = Bytes::from_static(ICON).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    response
 }
 
 pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response, AppError> {
@@ -327,15 +339,32 @@ pub async fn session(
         return Err(AppError::not_found());
     }
     let owner = auth.is_owner_of(&user);
-    let runner_available = owner
-        && state.runner().is_some()
-        && state.store().repo(&user, &repo).await?.is_some_and(|(s, _)| s.remote_url.is_some());
+    let runner = owner && state.runner().is_some();
+    let remote_known = state.store().repo(&user, &repo).await?.is_some_and(|(s, _)| s.remote_url.is_some());
+    let runner_available = runner && remote_known;
+    let runner_needs_clone_url = runner && !remote_known;
     let reason = if !owner {
         Some("only the owner can start a task".to_string())
+    } else if !facts.agent_online && runner_needs_clone_url {
+        Some(
+            "no agent with this repo is online, and it has no origin remote: give a clone URL to run it in a container"
+                .to_string(),
+        )
     } else if !facts.agent_online && !runner_available {
         Some("no agent with this repo is online".to_string())
     } else {
         None
+    };
+    let executors = if !owner {
+        Vec::new()
+    } else if let Some(agent_id) = state.store().repo_agent_online(&user, &repo).await? {
+        let capabilities = state.store().agent(&user, &agent_id).await?.map(|a| a.capabilities).unwrap_or_default();
+        start_executors(&capabilities)
+    } else if runner {
+        // A container's agent is this relay's image of flightdeck-agent: claude and shell.
+        start_executors(&[])
+    } else {
+        Vec::new()
     };
     Ok(Json(HudSessionResponse {
         status: status_of(facts.task.as_ref()),
@@ -344,10 +373,33 @@ pub async fn session(
         session_id: facts.task.as_ref().map(|t| t.id.clone()),
         ws_url: Some(state.realtime_url(&headers)),
         runner_available,
+        runner_needs_clone_url,
+        executors,
     }))
 }
 
-/// Starts a claude task from the HUD. Owner only; with a session cookie the request must
+/// What a start form offers for an agent with these capabilities: `claude`, `shell` and each
+/// `acp:<name>`, in that order. An agent that reports none of them (one older than capabilities)
+/// runs claude and shell.
+fn start_executors(capabilities: &[String]) -> Vec<String> {
+    let runs = |c: &String| c == "claude" || c == "shell" || c.strip_prefix("acp:").is_some_and(|n| !n.is_empty());
+    let mut executors: Vec<String> = capabilities.iter().filter(|c| runs(c)).cloned().collect();
+    if executors.is_empty() {
+        executors = vec!["claude".into(), "shell".into()];
+    }
+    let rank = |e: &String| match e.as_str() {
+        "claude" => 0,
+        "shell" => 1,
+        _ => 2,
+    };
+    executors.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    executors.dedup();
+    executors
+}
+
+/// Starts a task from the HUD: claude (the default) or shell (the prompt is the command), on
+/// the repo's agent or in a container (with the owner's `cloneUrl` when the repo has no
+/// `origin`). Owner only; with a session cookie the request must
 /// carry a same-origin `Origin` (bearer keys are exempt: a browser never sends them itself).
 pub async fn start(
     State(state): State<AppState>,
@@ -365,14 +417,24 @@ pub async fn start(
     if request.prompt.trim().is_empty() {
         return Err(AppError::field("$.prompt", "must not be empty"));
     }
+    if request.agent.is_some() {
+        // SPEC 14's `acp` executor is not in this relay's protocol yet.
+        return Err(AppError::field("$.agent", "names an ACP agent; this relay does not run executor acp yet"));
+    }
+    let executor = request.executor.unwrap_or(Executor::Claude);
+    let payload = match executor {
+        Executor::Claude => TaskPayload { prompt: Some(request.prompt), ..TaskPayload::default() },
+        Executor::Shell => TaskPayload { command: Some(request.prompt), ..TaskPayload::default() },
+    };
+    let clone_url = request.clone_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
     let create = CreateTaskRequest {
         title: None,
-        executor: Executor::Claude,
+        executor,
         repo,
-        payload: TaskPayload { prompt: Some(request.prompt), ..TaskPayload::default() },
+        payload,
         agent_id: None,
         placement: request.placement,
-        clone_url: None,
+        clone_url,
     };
     let task = create_task(&state, &user, create).await?;
     Ok((StatusCode::CREATED, Json(HudStartResponse { session_id: task.id, ws_url: state.realtime_url(&headers) })))
@@ -446,6 +508,15 @@ mod tests {
         assert!(html.contains("\\u003c/script\\u003e"));
         assert!(!html.contains("fd-notice"));
         assert!(render_page(&AppPage::Hud(&context), false, "n0nce").contains("fd-notice"));
+    }
+
+    #[test]
+    fn a_start_form_offers_what_the_agent_runs() {
+        let caps = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(start_executors(&caps(&["git", "shell", "claude"])), ["claude", "shell"]);
+        assert_eq!(start_executors(&caps(&["git", "acp:codex", "shell", "acp:"])), ["shell", "acp:codex"]);
+        assert_eq!(start_executors(&caps(&["git"])), ["claude", "shell"]);
+        assert_eq!(start_executors(&[]), ["claude", "shell"]);
     }
 
     #[test]

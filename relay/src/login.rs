@@ -40,6 +40,7 @@ pub async fn login_page(Query(q): Query<LoginQuery>) -> Response {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Log in · Flightdeck</title>
+<link rel="icon" href="/favicon.ico" type="image/png">
 <link rel="stylesheet" href="/assets/style.css">
 <style>
   body {{ font-family: system-ui, sans-serif; display: grid; place-items: center; min-height: 100vh; margin: 0; }}

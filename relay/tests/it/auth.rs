@@ -215,6 +215,24 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
     }
     let (status, body) = relay.post("/api/hud/start", &owner, &json!({"repo": "alice/web", "prompt": " "})).await;
     assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (400, Some("$.prompt")));
+    // A shell task from the HUD (issue 22): the prompt is its command.
+    let shell = json!({"repo": "alice/web", "prompt": "ls -la; echo done", "executor": "shell"});
+    let (status, started) = relay.post("/api/hud/start", &owner, &shell).await;
+    assert_eq!(status, 201, "{started}");
+    match recv_relay_skip_pings(&mut agent).await {
+        flightdeck_protocol::RelayMessage::Task { task_type, payload, .. } => {
+            assert_eq!(task_type, flightdeck_protocol::Executor::Shell);
+            assert_eq!((payload.command.as_deref(), payload.prompt.as_deref()), (Some("ls -la; echo done"), None));
+        }
+        other => panic!("expected the HUD's shell task, got {other:?}"),
+    }
+    let acp = json!({"repo": "alice/web", "prompt": "hi", "agent": "codex"});
+    let (status, body) = relay.post("/api/hud/start", &owner, &acp).await;
+    assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (400, Some("$.agent")), "{body}");
+    // The session says what the form may offer: what the agent reports running.
+    let (status, session) = relay.get("/api/hud/session?repo=alice/web", &owner).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["executors"], json!(["claude", "shell"]), "{session}");
 
     let r = relay.http().get(relay.url("/hud/alice/web")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -345,4 +363,26 @@ async fn browsers_get_error_pages_and_api_clients_json() {
     let r = http.get(relay.url("/api/cockpit/tasks")).header("accept", html).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+}
+
+// Issue 22: the error pages were unstyled and every page asked for a missing favicon.
+#[tokio::test]
+async fn error_pages_are_styled_and_every_page_has_an_icon() {
+    let relay = Relay::start().await;
+    let http = relay.http();
+    let r = http.get(relay.url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(r.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    let r = http.get(relay.url("/no/such/page")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("style-src 'self'") && csp.contains("img-src 'self'") && !csp.contains("script"), "{csp}");
+    let body = r.text().await.unwrap();
+    assert!(body.contains(r#"<link rel="stylesheet" href="/assets/style.css">"#), "{body}");
+    assert!(body.contains(r#"<link rel="icon" href="/favicon.ico""#), "{body}");
+    for page in ["/login", "/hud/alice"] {
+        let body = http.get(relay.url(page)).send().await.unwrap().text().await.unwrap();
+        assert!(body.contains(r#"<link rel="icon" href="/favicon.ico""#), "{page}: {body}");
+    }
 }
