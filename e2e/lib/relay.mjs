@@ -45,11 +45,17 @@ export class Relay {
     this.log = '';
   }
 
-  static async create() {
+  /** `toml`: a config file for the relay (e.g. a `[runner]` table); `{dataDir}` in it is replaced. */
+  static async create({ toml } = {}) {
     if (!fs.existsSync(RELAY_BIN)) throw new Error(`relay binary not found at ${RELAY_BIN}; build it or set FLIGHTDECK_RELAY_BIN`);
     if (!fs.existsSync(path.join(UI_DIST, 'flightdeck_ui.js'))) throw new Error('ui/dist is not built: run ui/build.sh');
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fd-e2e-'));
-    return new Relay(dataDir, await freePort());
+    const relay = new Relay(dataDir, await freePort());
+    if (toml) {
+      relay.config = path.join(dataDir, 'relay.toml');
+      fs.writeFileSync(relay.config, toml.replaceAll('{dataDir}', dataDir));
+    }
+    return relay;
   }
 
   admin(...args) {
@@ -66,6 +72,7 @@ export class Relay {
     // so the tests' own FLIGHTDECK_RELAY_BIN must not reach it.
     const env = { ...process.env, FLIGHTDECK_RELAY_UI_DIR: UI_DIST, RUST_LOG: process.env.RUST_LOG || 'warn' };
     delete env.FLIGHTDECK_RELAY_BIN;
+    if (this.config) env.FLIGHTDECK_RELAY_CONFIG = this.config;
     return env;
   }
 

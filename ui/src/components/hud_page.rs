@@ -1,11 +1,11 @@
 use std::rc::Rc;
 
-use flightdeck_protocol::api::{HudContext, HudSettings, HudStartRequest, PlacementRequest};
-use flightdeck_protocol::Task;
+use flightdeck_protocol::api::{HudContext, HudSettings, HudStartRequest};
+use flightdeck_protocol::{Executor, Task};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
-use super::{AlertList, ConnectionIndicator, RepoPanel, SettingsToggles, StartForm, TaskList, ThreadView};
+use super::{AlertList, ConnectionIndicator, RepoPanel, SettingsToggles, StartForm, StartTask, TaskList, ThreadView};
 use crate::hooks::{use_app, use_conversation, use_needs_input_title};
 use crate::state::Action;
 
@@ -52,10 +52,18 @@ pub fn hud_page(props: &HudPageProps) -> Html {
         let repo = full_repo.clone();
         let starting = starting.clone();
         let sent_task = sent_task.clone();
-        Callback::from(move |(prompt, placement): (String, PlacementRequest)| {
+        Callback::from(move |start: StartTask| {
             let backend = backend.clone();
             let dispatch = dispatch.clone();
-            let request = HudStartRequest { repo: repo.clone(), prompt, placement: Some(placement) };
+            let request = HudStartRequest {
+                repo: repo.clone(),
+                prompt: start.prompt,
+                // Claude is the relay's default: sent only when it is something else.
+                executor: (start.executor != Executor::Claude).then_some(start.executor),
+                agent: None,
+                placement: Some(start.placement),
+                clone_url: start.clone_url,
+            };
             let starting = starting.clone();
             let sent_task = sent_task.clone();
             starting.set(true);
@@ -121,7 +129,10 @@ pub fn hud_page(props: &HudPageProps) -> Html {
         hud.map(|h| h.agent_online).or_else(|| store.session.as_ref().map(|s| s.can_start)).unwrap_or(false);
     // A relay with a runner starts the task in a container when no agent is online (SPEC 10).
     let runner_available = store.session.as_ref().is_some_and(|s| s.runner_available);
-    let can_start = ctx.is_owner && (agent_online || runner_available);
+    // A container could run it with a clone URL from the owner (the repo has no `origin`).
+    let runner_needs_clone_url = store.session.as_ref().is_some_and(|s| s.runner_needs_clone_url);
+    let executors = Rc::new(store.session.as_ref().map(|s| s.executors.clone()).unwrap_or_default());
+    let can_start = ctx.is_owner && (agent_online || runner_available || runner_needs_clone_url);
     let reason: Option<AttrValue> = (!can_start).then(|| {
         store
             .session
@@ -167,7 +178,12 @@ pub fn hud_page(props: &HudPageProps) -> Html {
         <div class="app hud" data-mode="hud">
             <a class="skip" href="#transcript">{ "Skip to transcript" }</a>
             <header class="topbar">
-                <h1><span class="user">{ &ctx.username }</span>{ " / " }<span class="repo">{ &ctx.repo }</span></h1>
+                // The user's part leads back to their dashboard (every repo, `/hud/<user>`).
+                <h1>
+                    <a class="user" href={format!("/hud/{}", ctx.username)} data-testid="dashboard-link"
+                       title="Back to the dashboard">{ &ctx.username }</a>
+                    { " / " }<span class="repo">{ &ctx.repo }</span>
+                </h1>
                 <span class={classes!("badge", if public { "public" } else { "private" })}>{ if public { "Public" } else { "Private" } }</span>
                 <span class={classes!("badge", if agent_online { "online" } else { "offline" })} data-testid="agent-online">
                     { if agent_online { "Agent online" } else { "Agent offline" } }
@@ -202,7 +218,8 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                         <RepoPanel repo={hud.and_then(|h| h.repo_status.clone())} title={AttrValue::from("Repository")} />
                         if ctx.is_owner {
                             <StartForm can_start={can_start} reason={reason} busy={*starting} on_start={on_start} runner_available={runner_available}
-                                       message={start_message} />
+                                       runner_needs_clone_url={runner_needs_clone_url} agent_online={agent_online}
+                                       executors={executors} message={start_message} />
                             <SettingsToggles settings={store.settings} on_change={on_settings} />
                             <AlertList alerts={repo_alerts} on_ack={on_ack} />
                             <TaskList tasks={repo_tasks} selected={shown_id.map(AttrValue::from)} on_select={on_select} />

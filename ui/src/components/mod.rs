@@ -34,7 +34,7 @@ pub use permission_card::{PermissionCard, PermissionCardProps};
 pub use reply_box::{ReplyBox, ReplyBoxProps};
 pub use repo_panel::{RepoPanel, RepoPanelProps};
 pub use settings_toggles::{SettingsToggles, SettingsTogglesProps};
-pub use start_form::{StartForm, StartFormProps};
+pub use start_form::{StartForm, StartFormProps, StartTask};
 pub use status_bar::{StatusBar, StatusBarProps};
 pub use task_list::{TaskList, TaskListProps};
 pub use thread_view::{ThreadView, ThreadViewProps, Turn};
@@ -76,6 +76,13 @@ pub fn format_cost(usd: f64) -> String {
     }
 }
 
+/// What a task cost, when that is known: a session started in a terminal is seen through
+/// Claude Code's hooks, which report tokens but never a cost (its `usage` says 0): unknown, not
+/// free.
+pub fn known_cost(source: flightdeck_protocol::TaskSource, usd: Option<f64>) -> Option<String> {
+    usd.filter(|_| source != flightdeck_protocol::TaskSource::External).map(format_cost)
+}
+
 /// `05-17 09:03` (UTC): a task's time in a list. By hand rather than with chrono's `format`,
 /// whose format-string parser is a few kilobytes of bundle for one pattern.
 pub fn short_time(at: &chrono::DateTime<chrono::Utc>) -> String {
@@ -102,6 +109,11 @@ mod tests {
     fn formats() {
         assert_eq!(format_cost(0.002), "$0.0020");
         assert_eq!(format_cost(12.5), "$12.50");
+        // Issue 22: a terminal session showed "$0.0000".
+        use flightdeck_protocol::TaskSource;
+        assert_eq!(known_cost(TaskSource::External, Some(0.0)), None);
+        assert_eq!(known_cost(TaskSource::Local, Some(0.0)).as_deref(), Some("$0.0000"));
+        assert_eq!(known_cost(TaskSource::Local, None), None);
         assert_eq!(format_count(950), "950");
         assert_eq!(format_count(12_345), "12.3k");
         assert_eq!(short_time(&"2026-05-17T09:03:59Z".parse().unwrap()), "05-17 09:03");
