@@ -16,6 +16,7 @@ import { Relay, ROOT, until } from './lib/relay.mjs';
 import { FakeAgent } from './lib/agent.mjs';
 import { connect } from './lib/ws.mjs';
 import { spawn, execFileSync } from 'node:child_process';
+import http from 'node:http';
 import os from 'node:os';
 import zlib from 'node:zlib';
 
@@ -38,7 +39,7 @@ let agent;
 const keys = {};
 let demoTask;
 let viewer; // the anonymous viewer's page, kept open from the late join to the restart
-const REPOS = ['demo', 'secret', 'workbench', 'polled', 'big', 'asks', 'dash', 'follow', 'fifty'];
+const REPOS = ['demo', 'secret', 'workbench', 'polled', 'big', 'asks', 'dash', 'follow', 'fifty', 'polish'];
 const AGENT_BIN = process.env.FLIGHTDECK_AGENT_BIN || path.join(ROOT, 'target/debug/flightdeck-agent');
 
 async function shot(page, name) {
@@ -909,6 +910,249 @@ test('the Changes panel: what a real agent\'s shell task changed, per file, colo
     fs.rmSync(parent, { recursive: true, force: true });
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
+});
+
+/** A git repo `name` in a temp dir with one committed file; no `origin` remote. */
+function gitRepo(name) {
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), `fd-e2e-${name}-`));
+  const dir = path.join(parent, name);
+  fs.mkdirSync(dir);
+  const git = (...args) => execFileSync('git', args, { cwd: dir, stdio: 'pipe' });
+  git('init', '-q', '-b', 'main');
+  git('config', 'user.email', 'e2e@example.com');
+  git('config', 'user.name', 'e2e');
+  fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello\n');
+  git('add', '.');
+  git('commit', '-qm', 'start');
+  return { parent, dir };
+}
+
+/** The real flightdeck-agent on `repoDir`, connected to the test relay; `stop()` ends it. */
+async function realAgent(repoDir, agentId, extraEnv = {}) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fd-e2e-agent-'));
+  const env = { ...process.env, FLIGHTDECK_AGENT_KEY: keys.agent, RUST_LOG: 'warn' };
+  for (const k of Object.keys(env)) if (k.startsWith('FLIGHTDECK_') && k !== 'FLIGHTDECK_AGENT_KEY') delete env[k];
+  Object.assign(env, extraEnv);
+  const proc = spawn(AGENT_BIN, ['run', '--relay', relay.base, '--repo', repoDir, '--agent-id', agentId, '--data-dir', dataDir], {
+    env, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const agentLog = { text: '' };
+  proc.stderr.on('data', (d) => { agentLog.text += d.toString(); });
+  const name = path.basename(repoDir);
+  await until(async () => {
+    if (proc.exitCode !== null) throw new Error(`the agent exited: ${agentLog.text}`);
+    return (await relay.api('GET', '/api/cockpit/repos', keys.owner)).repos.find((r) => r.name === name);
+  }, 30000, `the real agent's repo ${name} on the relay`);
+  return {
+    log: agentLog,
+    async stop() {
+      const exited = new Promise((r) => proc.once('exit', r));
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await exited;
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Issue 22, items 1 and 2: the HUD's form offered only a prompt (a command became a Claude
+// task), and a task that failed before it ran kept a "queued" line and offered a Reply.
+test('the HUD starts a shell task on a real agent; a Claude task that could not start says failed and offers no reply', async () => {
+  const { parent, dir } = gitRepo('shell-demo');
+  // No Claude Code CLI where the agent looks: the Claude task fails before its turn runs.
+  const real = await realAgent(dir, 'e2e-shell', { FLIGHTDECK_CLAUDE_BIN: path.join(parent, 'no-such-claude') });
+  const context = await ownerContext();
+  try {
+    const page = await context.newPage();
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto('/hud/alice/shell-demo');
+    const executor = page.locator('#start-executor');
+    await executor.waitFor({ timeout: 15000 });
+    // What the agent reports it runs (its capabilities), Claude first.
+    assert.deepEqual(await executor.locator('option').evaluateAll((os) => os.map((o) => o.value)), ['claude', 'shell']);
+    await until(async () => !(await page.locator('#start-prompt').isDisabled()), 15000, 'the start form to be enabled');
+    await executor.selectOption('shell');
+    await page.locator('#start-prompt').fill('ls -la; echo done');
+    await page.locator('#start-button').click();
+    await page.locator('.thread-title', { hasText: 'ls -la; echo done' }).waitFor({ timeout: 15000 });
+    await page.locator('[data-testid="task-status"]', { hasText: 'completed' }).waitFor({ timeout: 30000 });
+    const text = await transcriptText(page);
+    assert.match(text, /hello\.txt/, text);
+    assert.match(text, /\.git/, text);
+    const { tasks } = await relay.api('GET', '/api/cockpit/tasks', keys.owner);
+    const shell = tasks.find((t) => t.repo === 'shell-demo' && t.executor === 'shell');
+    assert.equal(shell.payload.command, 'ls -la; echo done');
+    assert.equal(shell.status, 'completed');
+    assert.equal(await page.locator('#reply-prompt').count(), 0, 'a shell task is no conversation');
+    await shot(page, 'hud-shell-task');
+
+    await executor.selectOption('claude');
+    await page.locator('#start-prompt').fill('Say hello');
+    await page.locator('#start-button').click();
+    await page.locator('.thread-title', { hasText: 'Say hello' }).waitFor({ timeout: 15000 });
+    await page.locator('[data-testid="task-status"]', { hasText: 'failed' }).waitFor({ timeout: 30000 });
+    await page.locator('#transcript .task-error', { hasText: 'Claude Code CLI not found' }).waitFor({ timeout: 10000 });
+    // The status line follows the task: no stale "queued" once it failed.
+    await until(async () => {
+      const lines = await page.locator('#transcript .status-line .badge').allInnerTexts();
+      return lines.includes('failed') && !lines.includes('queued');
+    }, 10000, 'the status line to say failed, not queued');
+    const failed = (await relay.api('GET', '/api/cockpit/tasks', keys.owner)).tasks.find((t) => t.title === 'Say hello');
+    assert.equal(failed.status, 'failed');
+    assert.equal(await page.locator(`.task-row[data-task-id="${failed.id}"] .badge`).innerText(), 'failed');
+    // No Reply under a turn that never ran: there is no session to continue; it says so.
+    assert.equal(await page.locator('#reply-prompt').count(), 0);
+    await page.locator('[data-testid="no-reply"]', { hasText: 'no session' }).waitFor({ timeout: 10000 });
+    await shot(page, 'hud-claude-not-started');
+  } finally {
+    await context.close();
+    await real.stop();
+    fs.rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+/** A stand-in Docker engine on a unix socket: no containers, and it cannot start one. */
+async function fakeEngine(socketPath) {
+  const server = http.createServer((req, res) => {
+    const list = req.method === 'GET' && /\/containers\/json/.test(req.url);
+    const create = req.method === 'POST' && /\/containers\/create/.test(req.url);
+    res.writeHead(list ? 200 : create ? 500 : 404, { 'content-type': 'application/json' });
+    res.end(list ? '[]' : JSON.stringify({ message: create ? 'this test engine starts no containers' : 'no such container' }));
+  });
+  await new Promise((resolve) => server.listen(socketPath, resolve));
+  return server;
+}
+
+// Issue 22, item 8: without an `origin` the HUD hid the container choice and said nothing.
+test('a repo without an origin: the HUD says why a container needs a clone URL and sends the one the owner gives', async () => {
+  const second = await Relay.create({
+    toml: '[runner]\nsocket = "unix://{dataDir}/engine.sock"\nsecrets_key_file = "{dataDir}/secrets.key"\n',
+  });
+  const engine = await fakeEngine(path.join(second.dataDir, 'engine.sock'));
+  try {
+    second.admin('user', 'add', 'alice');
+    const agentKey = second.admin('key', 'create', '--user', 'alice', '--scope', 'agent');
+    const ownerKey = second.admin('key', 'create', '--user', 'alice', '--scope', 'owner');
+    await second.start();
+    // The agent reports the repo without a remote, then goes away.
+    const box = await FakeAgent.connect(second, agentKey, { agentId: 'laptop', repos: ['no-origin'] });
+    await until(async () => (await second.api('GET', '/api/cockpit/repos', ownerKey)).repos.length === 1, 10000, 'the repo');
+    box.close();
+    const context = await browser.newContext({ baseURL: second.base, viewport: { width: 1280, height: 900 } });
+    assert.equal((await context.request.post('/api/login', { data: { token: ownerKey } })).status(), 200);
+    const page = await context.newPage();
+    await page.goto('/hud/alice/no-origin');
+    await page.locator('[data-testid="agent-online"]', { hasText: 'Agent offline' }).waitFor({ timeout: 15000 });
+    const hint = page.locator('[data-testid="clone-url-hint"]');
+    await hint.waitFor({ timeout: 10000 });
+    assert.match(await hint.innerText(), /no origin remote/);
+    const url = page.locator('#start-clone-url');
+    await url.waitFor({ timeout: 10000 });
+    await page.locator('#start-prompt').fill('Build it in a container');
+    assert.equal(await page.locator('#start-button').isDisabled(), true, 'no agent, no URL: nothing could run it');
+    await url.fill('https://example.com/alice/no-origin.git');
+    await until(async () => !(await page.locator('#start-button').isDisabled()), 5000, 'Start to be enabled');
+    await shot(page, 'hud-clone-url');
+    await page.locator('#start-button').click();
+    const task = await until(async () => (await second.api('GET', '/api/cockpit/tasks', ownerKey)).tasks
+      .find((t) => t.title === 'Build it in a container'), 10000, 'the task on the relay');
+    assert.equal(task.placement, 'container');
+    // The run clones the URL the owner gave; the engine here cannot start it (a red step).
+    await page.locator('#transcript [data-testid="runner-step"]', { hasText: 'cloning https://example.com/alice/no-origin.git' })
+      .waitFor({ timeout: 15000 });
+    const cloning = page.locator('#transcript [data-testid="runner-step"]').first();
+    assert.equal(await cloning.evaluate((e) => e.classList.contains('failed')), false);
+    const colour = (loc) => loc.evaluate((e) => getComputedStyle(e).color);
+    const failedStep = page.locator('#transcript [data-testid="runner-step"].failed');
+    await failedStep.first().waitFor({ timeout: 15000 });
+    assert.notEqual(await colour(cloning), await colour(failedStep.first()), 'a step that went well is not red like a failure');
+    await shot(page, 'hud-container-steps');
+    await context.close();
+  } finally {
+    engine.close();
+    await second.stop();
+  }
+});
+
+// Issue 22, item 10: what screenshots showed.
+test('UI polish: long alerts get the width, a call waiting for permission is not running, one description, unknown cost, a way back, a styled 404 and an icon', async () => {
+  const ext = agent.startTask('polish', 'A session started in a terminal');
+  agent.updateTask(ext, { source: 'external', costUsd: 0 });
+  agent.event(ext.id, { kind: 'status', status: 'running' });
+  agent.event(ext.id, { kind: 'usage', inputTokens: 1200, outputTokens: 80, totalCostUsd: 0 });
+  agent.event(ext.id, { kind: 'done', summary: 'Terminal work.' });
+  agent.updateTask(ext, { status: 'completed', finishedAt: new Date().toISOString() });
+  const task = agent.startTask('polish', 'Touch a file');
+  const input = { command: 'touch polish.txt', description: 'Create polish.txt' };
+  agent.event(task.id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  agent.event(task.id, { kind: 'tool_start', toolId: 'toolu_polish', toolName: 'Bash', params: input });
+  agent.updateTask(task, { status: 'waiting', waitingSince: new Date().toISOString() });
+  // As the real CLI sends it: the request's description is the command's own.
+  agent.event(task.id, { kind: 'permission_request', requestId: 'req-polish', toolName: 'Bash', input, description: 'Create polish.txt' });
+  const alertId = crypto.randomUUID();
+  agent.send({
+    type: 'alert',
+    alert: {
+      id: alertId, severity: 'warning', kind: 'task_failed', repo: 'polish', acknowledged: false, createdAt: new Date().toISOString(),
+      message: 'Task "Refactor the storage layer so that every backend shares one set of row types" failed: exit status 101 after 14 minutes',
+    },
+  });
+  await relayHasEvents(task.id, 3);
+
+  const context = await ownerContext();
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto('/hud/alice/polish');
+  const tool = page.locator('.tool[data-tool-id="toolu_polish"]');
+  await tool.locator('[data-testid="awaiting-permission"]').waitFor({ timeout: 10000 });
+  assert.equal(await tool.getAttribute('data-state'), 'asking');
+  assert.equal(await tool.locator('.spinner').count(), 0, 'no spinner: nothing runs before the decision');
+  const card = page.locator('[data-testid="permission-card"][data-request-id="req-polish"]');
+  await card.locator('[data-testid="allow"]').waitFor({ timeout: 10000 });
+  assert.equal((await card.innerText()).split('Create polish.txt').length, 2, 'the description once');
+  const row = page.locator(`.alerts li[data-alert-id="${alertId}"]`);
+  await row.waitFor({ timeout: 10000 });
+  const [rowWidth, msgWidth] = await Promise.all([row, row.locator('.alert-msg')].map((l) => l.evaluate((e) => e.getBoundingClientRect().width)));
+  assert.ok(msgWidth >= rowWidth - 2, `the message has ${msgWidth}px of the alert's ${rowWidth}px`);
+  await row.scrollIntoViewIfNeeded();
+  await shot(page, 'hud-polish-permission-and-alert');
+
+  // Allowed: the call runs, then is done.
+  await card.locator('[data-testid="allow"]').click();
+  await agent.waitForDecision(task.id, 'req-polish');
+  agent.event(task.id, { kind: 'permission_decision', requestId: 'req-polish', behavior: 'allow', decidedBy: 'owner' });
+  await page.locator('.tool[data-tool-id="toolu_polish"][data-state="running"] .spinner').waitFor({ timeout: 10000 });
+  agent.event(task.id, { kind: 'tool_done', toolId: 'toolu_polish', output: '', isError: false });
+  agent.updateTask(task, { status: 'completed', waitingSince: undefined, finishedAt: new Date().toISOString() });
+  await page.locator('.tool[data-tool-id="toolu_polish"][data-state="done"]').waitFor({ timeout: 10000 });
+
+  // A terminal session's cost is unknown, not $0.0000.
+  const extRow = page.locator(`.task-row[data-task-id="${ext.id}"]`);
+  await extRow.click();
+  await page.locator('[data-testid="usage"]', { hasText: '1200 in' }).waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('[data-testid="cost"]').count(), 0);
+  assert.ok(!(await page.locator('body').innerText()).includes('$0.0000'));
+  await shot(page, 'hud-polish-terminal-session');
+
+  // The way back to the dashboard.
+  const back = page.locator('[data-testid="dashboard-link"]');
+  assert.equal(await back.getAttribute('href'), '/hud/alice');
+  await back.click();
+  await page.waitForURL(`${relay.base}/hud/alice`, { timeout: 10000 });
+  await page.locator('.app.dashboard').waitFor({ timeout: 10000 });
+
+  // Every page has an icon that loads; the 404 page has the app's look.
+  const icon = await page.locator('link[rel="icon"]').getAttribute('href');
+  const iconAnswer = await page.request.get(icon);
+  assert.equal(iconAnswer.status(), 200);
+  assert.equal(iconAnswer.headers()['content-type'], 'image/png');
+  const missing = await page.goto('/no/such/page');
+  assert.equal(missing.status(), 404);
+  await page.locator('.error-page h1', { hasText: 'Not found' }).waitFor({ timeout: 5000 });
+  const styled = await page.evaluate(() => getComputedStyle(document.querySelector('.error-page')).borderTopStyle);
+  assert.equal(styled, 'solid', 'the stylesheet applies to the error page');
+  assert.equal((await page.request.get(await page.locator('link[rel="icon"]').getAttribute('href'))).status(), 200);
+  await shot(page, 'error-page-styled');
+  await context.close();
 });
 
 test('the ui bundle the relay serves is under 350 KB gzipped', async () => {

@@ -39,6 +39,8 @@ else
     echo "note: no wasm-opt that improves this module; the bundle is as wasm-bindgen wrote it"
 fi
 cp ui/static/style.css ui/static/index.html "$out/"
+# The tab icon of index.html (the desktop window, and /assets/index.html on a relay).
+cp icons/32x32.png "$out/favicon.png"
 
 size() { wc -c <"$1" | tr -d ' '; }
 gz() { gzip -9 -c "$1" | wc -c | tr -d ' '; }

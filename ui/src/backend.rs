@@ -28,12 +28,14 @@ pub enum Backend {
 pub struct Failure {
     /// The HTTP status, when there was an answer.
     pub status: Option<u16>,
+    /// The relay's error code (`not_resumable`, `turn_in_progress` ...), when it sent one.
+    pub code: Option<String>,
     pub message: String,
 }
 
 impl Failure {
     fn network(e: JsValue) -> Failure {
-        Failure { status: None, message: format!("network error: {}", js_message(&e)) }
+        Failure { status: None, code: None, message: format!("network error: {}", js_message(&e)) }
     }
 
     /// The caller may not do this: polling stops instead of retrying (401, 403, 404).
@@ -85,7 +87,8 @@ impl Backend {
             init.set_body(&JsValue::from_str(body));
         }
         init.set_headers(&headers);
-        let window = web_sys::window().ok_or_else(|| Failure { status: None, message: "no window".into() })?;
+        let window =
+            web_sys::window().ok_or_else(|| Failure { status: None, code: None, message: "no window".into() })?;
         let response =
             JsFuture::from(window.fetch_with_str_and_init(&self.url(path), &init)).await.map_err(Failure::network)?;
         let response: web_sys::Response = response.unchecked_into();
@@ -95,16 +98,21 @@ impl Backend {
             Err(_) => String::new(),
         };
         if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<ApiError>(&text)
-                .map(|e| e.error.message)
-                .unwrap_or_else(|_| format!("HTTP {status}"));
-            return Err(Failure { status: Some(status), message });
+            let (code, message) = match serde_json::from_str::<ApiError>(&text) {
+                Ok(e) => (Some(e.error.code), e.error.message),
+                Err(_) => (None, format!("HTTP {status}")),
+            };
+            return Err(Failure { status: Some(status), code, message });
         }
-        serde_json::from_str(&text).map_err(|e| Failure { status: Some(status), message: format!("bad answer: {e}") })
+        serde_json::from_str(&text).map_err(|e| Failure {
+            status: Some(status),
+            code: None,
+            message: format!("bad answer: {e}"),
+        })
     }
 
     async fn call<A: Serialize, T: DeserializeOwned>(&self, command: &str, args: &A) -> Result<T, Failure> {
-        tauri::invoke(command, args).await.map_err(|message| Failure { status: None, message })
+        tauri::invoke(command, args).await.map_err(|message| Failure { status: None, code: None, message })
     }
 
     /// Whether the API answers at all (`GET /healthz`, or the `health` command).

@@ -59,6 +59,14 @@ pub fn diff_lines(old: &str, new: &str) -> Vec<DiffLine> {
     removed.chain(added).collect()
 }
 
+/// The input's own description (Bash's `description`) when it says something the request's
+/// description does not: the agent often copies one into the other, and a card that prints the
+/// same sentence twice reads as a glitch.
+pub fn extra_note<'a>(note: Option<&'a str>, request_description: Option<&str>) -> Option<&'a str> {
+    let said = request_description.map(str::trim).unwrap_or_default();
+    note.map(str::trim).filter(|n| !n.is_empty() && !said.contains(n))
+}
+
 /// The readable form of a tool's input; anything unexpected falls back to JSON.
 pub fn input_view(tool_name: &str, input: &Value) -> InputView {
     let path = str_field(input, "file_path").or_else(|| str_field(input, "notebook_path"));
@@ -163,6 +171,17 @@ pub fn choose(chosen: &mut Vec<usize>, option: usize, multi_select: bool) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Issue 22: the card printed its description twice.
+    #[test]
+    fn a_note_the_request_already_says_is_not_repeated() {
+        assert_eq!(extra_note(Some("Create a file"), Some("Create a file")), None);
+        assert_eq!(extra_note(Some("Create a file"), Some("Claude wants to run: Create a file")), None);
+        assert_eq!(extra_note(Some("Create a file"), Some("Claude wants to run a command")), Some("Create a file"));
+        assert_eq!(extra_note(Some("Create a file"), None), Some("Create a file"));
+        assert_eq!(extra_note(Some("  "), None), None);
+        assert_eq!(extra_note(None, Some("x")), None);
+    }
 
     #[test]
     fn inputs_become_readable_views() {

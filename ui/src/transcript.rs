@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy, DiffFile};
+use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy, DiffFile, RunnerStep};
 use flightdeck_protocol::{SeqEvent, TaskEvent, TaskStatus};
 use serde_json::Value;
 
@@ -33,11 +33,20 @@ pub struct ToolCall {
     /// Set by `tool_done`.
     pub output: Option<String>,
     pub is_error: bool,
+    /// A permission request for this call is not decided yet: it is not running, it waits.
+    pub awaiting_permission: bool,
 }
 
 impl ToolCall {
+    /// Started and not done (a call that waits for a permission counts: it has not ended).
     pub fn is_running(&self) -> bool {
         self.output.is_none()
+    }
+
+    /// Whether the call is the one a permission request asks about: the same tool with the
+    /// same input.
+    fn asked_by(&self, tool_name: &str, input: &Value) -> bool {
+        self.output.is_none() && self.tool_name == tool_name && self.params == *input
     }
 
     /// A one-line summary of the parameters for the collapsed card (`command`, `file_path`,
@@ -123,6 +132,11 @@ pub enum Item {
         text: String,
     },
     Permission(PermissionCall),
+    /// A step of a container run (`runner`), written by the relay: a plain line, not output.
+    Runner {
+        failed: bool,
+        message: String,
+    },
 }
 
 /// A task's transcript. Items are append-only, so an item's index is a stable key.
@@ -141,6 +155,8 @@ pub struct Transcript {
     tail_lines: usize,
     tools: HashMap<String, usize>,
     permissions: HashMap<String, usize>,
+    /// The tool card each undecided permission request holds back (by request id).
+    held_tools: HashMap<String, usize>,
 }
 
 impl Transcript {
@@ -225,7 +241,16 @@ impl Transcript {
                     }
                     return;
                 }
-                self.tools.insert(tool_id.clone(), self.items.len());
+                let i = self.items.len();
+                // The request may come first (the order of the CLI's messages is not fixed).
+                let asking = self.undecided_requests().find(|p| {
+                    !self.held_tools.contains_key(&p.request_id) && p.tool_name == tool_name && p.input == params
+                });
+                let asking = asking.map(|p| p.request_id.clone());
+                if let Some(request_id) = &asking {
+                    self.held_tools.insert(request_id.clone(), i);
+                }
+                self.tools.insert(tool_id.clone(), i);
                 self.items.push(Rc::new(Item::Tool(ToolCall {
                     tool_id,
                     tool_name,
@@ -233,6 +258,7 @@ impl Transcript {
                     elapsed_secs: None,
                     output: None,
                     is_error: false,
+                    awaiting_permission: asking.is_some(),
                 })));
             }
             TaskEvent::ToolProgress { tool_id, elapsed_secs } => {
@@ -246,6 +272,7 @@ impl Transcript {
                 if let Item::Tool(call) = Rc::make_mut(&mut self.items[i]) {
                     call.output = Some(output);
                     call.is_error = is_error;
+                    call.awaiting_permission = false;
                 }
             }
             TaskEvent::Usage { input_tokens, output_tokens, total_cost_usd } => {
@@ -253,6 +280,18 @@ impl Transcript {
             }
             TaskEvent::Status { status, model, .. } => {
                 self.status = Some(status);
+                // `queued` only says the task has not started: the next status takes its line,
+                // so a task that failed before it ran does not keep saying "queued".
+                let queued_line = self
+                    .items
+                    .iter()
+                    .rposition(|i| matches!(i.as_ref(), Item::Status { status: TaskStatus::Queued, .. }));
+                if let (Some(i), false) = (queued_line, status == TaskStatus::Queued) {
+                    if !self.items[i + 1..].iter().any(|i| matches!(i.as_ref(), Item::Status { .. })) {
+                        self.items[i] = Rc::new(Item::Status { status, model });
+                        return;
+                    }
+                }
                 // The Done (or Error) block already says how the task ended.
                 let ended_here = match self.items.last().map(Rc::as_ref) {
                     Some(Item::Done { .. }) => status == TaskStatus::Completed,
@@ -286,11 +325,18 @@ impl Transcript {
             TaskEvent::UserMessage { text } => self.items.push(Rc::new(Item::UserMessage { text })),
             TaskEvent::PermissionRequest { request_id, tool_name, input, description, .. } => {
                 let i = self.permission_index(&request_id);
-                if let Item::Permission(call) = Rc::make_mut(&mut self.items[i]) {
-                    // A request re-announced (after a dropped link) keeps a decision already seen.
-                    call.tool_name = tool_name;
-                    call.input = input;
-                    call.description = description;
+                let decided = match Rc::make_mut(&mut self.items[i]) {
+                    Item::Permission(call) => {
+                        // A request re-announced (after a dropped link) keeps a decision already seen.
+                        call.tool_name = tool_name.clone();
+                        call.input = input.clone();
+                        call.description = description;
+                        call.decision.is_some()
+                    }
+                    _ => true,
+                };
+                if !decided && !self.held_tools.contains_key(&request_id) {
+                    self.hold_tool(request_id, &tool_name, &input);
                 }
             }
             TaskEvent::PermissionDecision { request_id, behavior, message, updated_input, decided_by } => {
@@ -298,10 +344,15 @@ impl Transcript {
                 if let Item::Permission(call) = Rc::make_mut(&mut self.items[i]) {
                     call.decision = Some(Decision { behavior, message, updated_input, decided_by });
                 }
+                if let Some(t) = self.held_tools.remove(&request_id) {
+                    if let Item::Tool(call) = Rc::make_mut(&mut self.items[t]) {
+                        call.awaiting_permission = false;
+                    }
+                }
             }
             // A container run's steps (SPEC 10), written by the relay: one line each.
-            TaskEvent::Runner { message, .. } => {
-                self.push_chunk(ChunkStream::Stderr, &format!("▣ container: {message}\n"))
+            TaskEvent::Runner { step, message, .. } => {
+                self.items.push(Rc::new(Item::Runner { failed: step == RunnerStep::Failed, message }))
             }
         }
     }
@@ -373,6 +424,30 @@ impl Transcript {
         i
     }
 
+    /// Marks the running tool card a new request asks about as waiting for the decision: the
+    /// card with the same tool and input, else the newest running card of that tool.
+    fn hold_tool(&mut self, request_id: String, tool_name: &str, input: &Value) {
+        let held: Vec<usize> = self.held_tools.values().copied().collect();
+        let running = |i: &usize| !held.contains(i);
+        let card = |exact: bool| {
+            self.tools
+                .values()
+                .copied()
+                .filter(running)
+                .filter(|&i| match self.items[i].as_ref() {
+                    Item::Tool(call) if exact => call.asked_by(tool_name, input),
+                    Item::Tool(call) => call.is_running() && call.tool_name == tool_name,
+                    _ => false,
+                })
+                .max()
+        };
+        let Some(i) = card(true).or_else(|| card(false)) else { return };
+        if let Item::Tool(call) = Rc::make_mut(&mut self.items[i]) {
+            call.awaiting_permission = true;
+        }
+        self.held_tools.insert(request_id, i);
+    }
+
     /// The item of a tool, creating a card when progress or output arrives for an unknown tool.
     fn tool_index(&mut self, tool_id: &str) -> usize {
         if let Some(&i) = self.tools.get(tool_id) {
@@ -387,6 +462,7 @@ impl Transcript {
             elapsed_secs: None,
             output: None,
             is_error: false,
+            awaiting_permission: false,
         })));
         i
     }
@@ -406,6 +482,7 @@ mod tests {
             .iter()
             .map(|i| match i.as_ref() {
                 Item::Message { text, .. } => format!("msg:{text}"),
+                Item::Tool(c) if c.awaiting_permission => format!("tool:{}:asking", c.tool_name),
                 Item::Tool(c) => format!("tool:{}:{}", c.tool_name, c.output.as_deref().unwrap_or("…")),
                 Item::Status { status, .. } => format!("status:{}", status.as_str()),
                 Item::Done { summary } => format!("done:{}", summary.as_deref().unwrap_or("-")),
@@ -414,6 +491,9 @@ mod tests {
                 Item::UserMessage { text } => format!("you:{text}"),
                 Item::Permission(p) => {
                     format!("perm:{}:{}", p.tool_name, p.decision.as_ref().map_or("pending", |d| d.behavior.as_str()))
+                }
+                Item::Runner { failed, message } => {
+                    format!("runner:{}:{message}", if *failed { "failed" } else { "ok" })
                 }
             })
             .collect()
@@ -596,6 +676,7 @@ mod tests {
             elapsed_secs: None,
             output: None,
             is_error: false,
+            awaiting_permission: false,
         };
         assert_eq!(call.headline(), "cargo test");
     }
@@ -667,6 +748,61 @@ mod tests {
             ..call
         };
         assert!(!decided.is_pending(Some(TaskStatus::Waiting)));
+    }
+
+    /// Issue 22: a task that failed before it ran (no Claude CLI) kept a "queued" line.
+    #[test]
+    fn the_queued_line_gives_way_to_the_next_status() {
+        let t = run(vec![
+            event(json!({"kind": "status", "status": "queued"})),
+            event(json!({"kind": "error", "error": "Claude Code CLI not found (`claude`)"})),
+            event(json!({"kind": "status", "status": "failed"})),
+        ]);
+        assert_eq!(texts(&t), ["status:failed", "error:Claude Code CLI not found (`claude`)"]);
+        let t = run(vec![
+            event(json!({"kind": "status", "status": "queued"})),
+            event(json!({"kind": "user_message", "text": "go"})),
+            event(json!({"kind": "status", "status": "running", "model": "m"})),
+            event(json!({"kind": "status", "status": "waiting"})),
+        ]);
+        assert_eq!(texts(&t), ["status:running", "you:go", "status:waiting"]);
+    }
+
+    /// Issue 22: a Bash card showed a running spinner while its call only waited for a decision.
+    #[test]
+    fn a_tool_call_waiting_for_permission_is_not_running() {
+        let start = TaskEvent::ToolStart {
+            tool_id: "t1".into(),
+            tool_name: "Bash".into(),
+            params: json!({"command": "touch x"}),
+        };
+        // The card first, then the request; and the other way round.
+        for events in [vec![start.clone(), request("r1")], vec![request("r1"), start.clone()]] {
+            let mut t = run(events);
+            assert_eq!(texts(&t).iter().filter(|x| x.as_str() == "tool:Bash:asking").count(), 1, "{:?}", texts(&t));
+            t.apply(3, decision("r1", Behavior::Allow));
+            assert!(texts(&t).contains(&"tool:Bash:…".to_string()), "{:?}", texts(&t));
+            t.apply(4, TaskEvent::ToolDone { tool_id: "t1".into(), output: "ok".into(), is_error: false });
+            assert!(texts(&t).contains(&"tool:Bash:ok".to_string()));
+        }
+        // Another tool's card keeps running.
+        let t = run(vec![
+            TaskEvent::ToolStart { tool_id: "t0".into(), tool_name: "Read".into(), params: json!({"file_path": "a"}) },
+            start,
+            request("r1"),
+        ]);
+        assert_eq!(texts(&t)[..2], ["tool:Read:…", "tool:Bash:asking"]);
+    }
+
+    /// Issue 22: a container run's steps were red like stderr; only a failed step is.
+    #[test]
+    fn container_steps_are_lines_of_their_own() {
+        let t = run(vec![
+            event(json!({"kind": "runner", "step": "cloning", "message": "cloning x"})),
+            TaskEvent::Chunk { text: "out\n".into(), stream: ChunkStream::Stderr },
+            event(json!({"kind": "runner", "step": "failed", "message": "exit 1", "exitCode": 1})),
+        ]);
+        assert_eq!(texts(&t), ["runner:ok:cloning x", "msg:out\n", "runner:failed:exit 1"]);
     }
 
     #[test]

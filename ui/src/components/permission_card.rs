@@ -9,7 +9,7 @@ use yew::prelude::*;
 use super::Shared;
 use crate::hooks::use_app;
 use crate::permission::{
-    all_answered, answers_input, choose, input_view, DiffLine, InputView, Question, MAX_DIFF_LINES,
+    all_answered, answers_input, choose, extra_note, input_view, DiffLine, InputView, Question, MAX_DIFF_LINES,
 };
 use crate::state::Action;
 use crate::transcript::{Decision, Item, PermissionCall};
@@ -109,7 +109,9 @@ pub fn permission_card(props: &PermissionCardProps) -> Html {
         InputView::Command { command, description } => html! {
             <>
                 <pre class="code"><code data-testid="perm-command">{ command }</code></pre>
-                if let Some(d) = description { <p class="muted perm-note">{ d }</p> }
+                if let Some(d) = extra_note(description.as_deref(), call.description.as_deref()) {
+                    <p class="muted perm-note">{ d }</p>
+                }
             </>
         },
         InputView::Diff { path, lines } => html! {

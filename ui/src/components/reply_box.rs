@@ -52,8 +52,10 @@ pub fn reply_box(props: &ReplyBoxProps) -> Html {
                         text.set(String::new());
                     }
                     Err(e) => {
-                        let notice = if e.status == Some(409) {
+                        let notice = if e.code.as_deref() == Some("turn_in_progress") {
                             "A turn of this conversation is still running; reply once it has ended.".to_string()
+                        } else if e.code.as_deref() == Some("not_resumable") {
+                            format!("This conversation cannot be continued: {e}")
                         } else {
                             format!("Could not send the reply: {e}")
                         };

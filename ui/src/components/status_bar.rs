@@ -1,7 +1,7 @@
 use flightdeck_protocol::TaskStatus;
 use yew::prelude::*;
 
-use super::{format_cost, format_count, ConnectionIndicator};
+use super::{format_count, ConnectionIndicator};
 use crate::connection::Connection;
 use crate::transcript::Usage;
 
@@ -9,6 +9,9 @@ use crate::transcript::Usage;
 pub struct StatusBarProps {
     pub status: Option<TaskStatus>,
     pub usage: Option<Usage>,
+    /// The cost of the shown turns, when it is known (see [`super::known_cost`]).
+    #[prop_or_default]
+    pub cost: Option<AttrValue>,
     pub events: usize,
     /// Shown here when the page has no header (embed mode).
     #[prop_or_default]
@@ -26,7 +29,9 @@ pub fn status_bar(props: &StatusBarProps) -> Html {
                 <span class="usage" data-testid="usage">
                     { format!("{} in · {} out", format_count(u.input_tokens), format_count(u.output_tokens)) }
                 </span>
-                <span class="cost" data-testid="cost">{ format_cost(u.total_cost_usd) }</span>
+                if let Some(cost) = &props.cost {
+                    <span class="cost" data-testid="cost">{ cost }</span>
+                }
             }
             <span class="events">{ format!("{} events", props.events) }</span>
             if let Some(c) = props.connection {

@@ -3,7 +3,7 @@ use std::rc::Rc;
 use flightdeck_protocol::{Task, TaskSource};
 use yew::prelude::*;
 
-use super::format_cost;
+use super::known_cost;
 
 #[derive(Properties, PartialEq)]
 pub struct TaskListProps {
@@ -39,7 +39,7 @@ pub fn task_list(props: &TaskListProps) -> Html {
                                         <span class="started-in-terminal" title="A Claude Code session started in a terminal">{ "started in terminal · " }</span>
                                     } else if t.parent_task_id.is_some() { { "↳ reply · " } }
                                     { format!("{} · {}", t.repo, super::short_time(&t.created_at)) }
-                                    if let Some(c) = t.cost_usd { { format!(" · {}", format_cost(c)) } }
+                                    if let Some(c) = known_cost(t.source, t.cost_usd) { { format!(" · {c}") } }
                                     // Where it ran (SPEC 10).
                                     if t.placement == Some(flightdeck_protocol::Placement::Container) { { " · in a container" } }
                                 </span>

@@ -96,6 +96,11 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
         output_tokens: a.output_tokens + b.output_tokens,
         total_cost_usd: a.total_cost_usd + b.total_cost_usd,
     });
+    // Unknown when any turn's cost is (a session started in a terminal reports none).
+    let cost = usage.and_then(|u| {
+        let unknown = turns.iter().any(|t| super::known_cost(t.task.source, Some(0.0)).is_none());
+        (!unknown).then(|| AttrValue::from(super::format_cost(u.total_cost_usd)))
+    });
     // A session started in a terminal is stopped there: Flightdeck does not run it.
     let running = last
         .filter(|t| !t.task.status.is_terminal() && t.task.source != TaskSource::External)
@@ -162,13 +167,48 @@ pub fn thread_view(props: &ThreadViewProps) -> Html {
                     { "↓ Jump to latest" }
                 </button>
             }
-            // A session started in a terminal is continued there, not from here.
-            if let Some(last) = last.filter(|t| props.owner && t.task.executor == Executor::Claude && t.task.source != TaskSource::External) {
-                <ReplyBox task_id={AttrValue::from(last.task.id.clone())} status={last.task.status} />
+            if let Some(last) = last.filter(|_| props.owner) {
+                { match reply_offer(&last.task) {
+                    ReplyOffer::Box => html! {
+                        <ReplyBox task_id={AttrValue::from(last.task.id.clone())} status={last.task.status} />
+                    },
+                    ReplyOffer::Refused(why) => html! {
+                        <p class="reply-refused muted" data-testid="no-reply">{ why }</p>
+                    },
+                    ReplyOffer::Nothing => html! {},
+                } }
             }
-            <StatusBar status={status} usage={usage} events={events} connection={props.connection} />
+            <StatusBar status={status} usage={usage} cost={cost} events={events} connection={props.connection} />
         </section>
     }
+}
+
+/// What the owner gets under the last turn of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+enum ReplyOffer {
+    /// The reply box (disabled until the turn has ended).
+    Box,
+    /// Why this conversation cannot be continued from here.
+    Refused(String),
+    /// Not a conversation at all (a shell task), or one run in a terminal and continued there.
+    Nothing,
+}
+
+fn reply_offer(task: &Task) -> ReplyOffer {
+    if task.executor != Executor::Claude || task.source == TaskSource::External {
+        return ReplyOffer::Nothing;
+    }
+    if let Some(why) = flightdeck_protocol::rules::reply_refusal(task) {
+        return ReplyOffer::Refused(format!("No reply here: {why}."));
+    }
+    // A turn that ended without a Claude session never ran (the CLI missing, a bad repo): there
+    // is nothing to resume, and the relay would refuse the reply.
+    if task.status.is_terminal() && task.session_id.is_none() {
+        return ReplyOffer::Refused(
+            "No reply here: this turn ended before Claude started, so there is no session to continue. Start a new task instead.".into(),
+        );
+    }
+    ReplyOffer::Box
 }
 
 /// The prompt shown above a turn when its transcript has no `user_message` of its own yet
@@ -192,5 +232,36 @@ fn turn_items(turn: &Turn, start: usize, owner: bool) -> Html {
                                 task_status={status} can_decide={owner} />
             }) }
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flightdeck_protocol::{TaskPayload, TaskStatus};
+
+    fn task(executor: Executor, source: TaskSource, status: TaskStatus, session: Option<&str>) -> Task {
+        let at = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut task = Task::queued("t", "t", "r", executor, TaskPayload::default(), source, at);
+        task.status = status;
+        task.session_id = session.map(str::to_string);
+        task
+    }
+
+    /// Issue 22: a task that failed before its turn ran still offered a Reply box.
+    #[test]
+    fn a_reply_is_offered_only_where_there_is_a_session_to_continue() {
+        use Executor::{Claude, Shell};
+        use TaskSource::{External, Local, Remote};
+        use TaskStatus::{Completed, Failed, Queued, Running};
+        let offer = |e, src, st, sess| reply_offer(&task(e, src, st, sess));
+        assert_eq!(offer(Claude, Remote, Completed, Some("s")), ReplyOffer::Box);
+        assert_eq!(offer(Claude, Local, Failed, Some("s")), ReplyOffer::Box);
+        // Not ended yet: the box, disabled until it ends (the session id may come later).
+        assert_eq!(offer(Claude, Remote, Queued, None), ReplyOffer::Box);
+        assert_eq!(offer(Claude, Remote, Running, None), ReplyOffer::Box);
+        assert!(matches!(offer(Claude, Remote, Failed, None), ReplyOffer::Refused(why) if why.contains("no session")));
+        assert_eq!(offer(Shell, Remote, Completed, None), ReplyOffer::Nothing);
+        assert_eq!(offer(Claude, External, Completed, Some("s")), ReplyOffer::Nothing);
     }
 }

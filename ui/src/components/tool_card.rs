@@ -11,7 +11,8 @@ pub struct ToolCardProps {
     pub item: Shared<Item>,
 }
 
-/// A tool call: a header button (name, main parameter, spinner with elapsed time or result),
+/// A tool call: a header button (name, main parameter, spinner with elapsed time, "awaits
+/// permission" while a request for it is undecided, or the result),
 /// and, only once expanded, the parameters and output. Collapsed cards keep the DOM small.
 #[function_component(ToolCard)]
 pub fn tool_card(props: &ToolCardProps) -> Html {
@@ -22,7 +23,9 @@ pub fn tool_card(props: &ToolCardProps) -> Html {
         let expanded = expanded.clone();
         Callback::from(move |_: MouseEvent| expanded.set(!*expanded))
     };
-    let state = if call.is_running() {
+    let state = if call.awaiting_permission {
+        "asking"
+    } else if call.is_running() {
         "running"
     } else if call.is_error {
         "error"
@@ -38,7 +41,10 @@ pub fn tool_card(props: &ToolCardProps) -> Html {
                 <span class="tool-name">{ &call.tool_name }</span>
                 <span class="tool-headline">{ call.headline() }</span>
                 <span class="tool-state">
-                    if call.is_running() {
+                    if call.awaiting_permission {
+                        // Nothing runs until the request below is decided: no spinner.
+                        <span class="tool-result" data-testid="awaiting-permission">{ "awaits permission" }</span>
+                    } else if call.is_running() {
                         <span class="spinner" aria-hidden="true"></span>
                         <span class="elapsed">{ call.elapsed_secs.map_or("running".to_string(), |s| format!("{s:.0}s")) }</span>
                     } else if call.is_error {

@@ -81,6 +81,11 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
                 <div class="prose">{ text }</div>
             </div>
         },
+        Item::Runner { failed, message } => html! {
+            <div class={classes!("runner-step", failed.then_some("failed"))} data-testid="runner-step">
+                <span aria-hidden="true">{ "▣ " }</span>{ "container: " }{ message }
+            </div>
+        },
         Item::Permission(_) => html! {
             <PermissionCard item={props.item.clone()} task_id={props.task_id.clone()}
                             task_status={props.task_status} can_decide={props.can_decide} />
