@@ -557,7 +557,10 @@ test('a reply under the last turn starts a follow-up turn that the page follows 
   assert.equal(sent.payload.prompt, 'Now do it');
   assert.equal(sent.payload.resumeSessionId, 'sess-e2e');
   const second = await agent.runRelayTask(relay, keys.owner, sent.taskId);
-  agent.event(second.id, { kind: 'status', status: 'running', model: 'claude-sonnet' });
+  // The resumed session, as a real agent reports it from the CLI's init (a turn without one
+  // ended before Claude ran: nothing to reply to).
+  agent.updateTask(second, { sessionId: 'sess-e2e' });
+  agent.event(second.id, { kind: 'status', status: 'running', model: 'claude-sonnet', sessionId: 'sess-e2e' });
   agent.event(second.id, { kind: 'user_message', text: 'Now do it' });
   agent.chunk(second.id, 'Did it.');
 
