@@ -219,6 +219,8 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
     let shell = json!({"repo": "alice/web", "prompt": "ls -la; echo done", "executor": "shell"});
     let (status, started) = relay.post("/api/hud/start", &owner, &shell).await;
     assert_eq!(status, 201, "{started}");
+    // The HUD shows the newest task: this one.
+    let session_id = started["sessionId"].as_str().unwrap().to_string();
     match recv_relay_skip_pings(&mut agent).await {
         flightdeck_protocol::RelayMessage::Task { task_type, payload, .. } => {
             assert_eq!(task_type, flightdeck_protocol::Executor::Shell);
@@ -229,10 +231,11 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
     let acp = json!({"repo": "alice/web", "prompt": "hi", "agent": "codex"});
     let (status, body) = relay.post("/api/hud/start", &owner, &acp).await;
     assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (400, Some("$.agent")), "{body}");
-    // The session says what the form may offer: what the agent reports running.
+    // The session says what the form may offer: what the agent reports running (this test
+    // agent's capabilities are git and shell).
     let (status, session) = relay.get("/api/hud/session?repo=alice/web", &owner).await;
     assert_eq!(status, 200, "{session}");
-    assert_eq!(session["executors"], json!(["claude", "shell"]), "{session}");
+    assert_eq!(session["executors"], json!(["shell"]), "{session}");
 
     let r = relay.http().get(relay.url("/hud/alice/web")).send().await.unwrap();
     assert_eq!(r.status(), 200);
