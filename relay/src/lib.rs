@@ -105,6 +105,8 @@ pub fn app(state: AppState) -> Router {
         .route("/hud/{user}/{repo}/", get(hud::without_trailing_slash))
         .route("/embed/{user}/{repo}", get(hud::embed_page))
         .route("/assets/{file}", get(hud::asset))
+        .route("/sw.js", get(hud::service_worker))
+        .route("/manifest.webmanifest", get(hud::manifest))
         // Bodies of REST calls are small; frames have their own limit on the sockets.
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn(html_errors::html_errors))
