@@ -154,8 +154,15 @@ async function taskStatus(id) {
 }
 
 test('the dashboard is an installable web app: manifest, service worker, icons', async () => {
-  const context = await ownerContext();
-  const page = await context.newPage();
+  // A browser profile of its own: Chromium never offers to install from an incognito context,
+  // which is what `browser.newContext()` makes.
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'fd-e2e-push-profile-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS, baseURL: relay.base,
+  });
+  const login = await context.request.post('/api/login', { data: { token: keys.owner } });
+  assert.equal(login.status(), 200, await login.text());
+  const page = context.pages()[0] || await context.newPage();
   await page.goto('/hud/alice');
   await page.locator('[data-testid="push-panel"]').waitFor({ timeout: 15000 });
   await page.evaluate(() => navigator.serviceWorker.ready);
@@ -182,6 +189,7 @@ test('the dashboard is an installable web app: manifest, service worker, icons',
   await offline.locator('h1', { hasText: 'Offline' }).waitFor({ timeout: 10000 });
   await context.setOffline(false);
   await context.close();
+  fs.rmSync(profile, { recursive: true, force: true });
 });
 
 test('subscribe on the dashboard, get the push, Allow from the notification: the real Claude task continues', async () => {
