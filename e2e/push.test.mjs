@@ -295,6 +295,10 @@ test('subscribe on the dashboard, get the push, Allow from the notification: the
   // Remove the phone from the dashboard: the relay forgets it, the browser unsubscribes.
   await device.getByRole('button', { name: /Remove/ }).click();
   await until(async () => (await relay.api('GET', '/api/push/subscriptions', keys.owner)).subscriptions.length === 1, 10000, 'the removal');
+  // The page unsubscribes after the relay answered, then says so.
+  await panel.locator('[data-testid="push-note"]', { hasText: 'Removed.' }).waitFor({ timeout: 10000 });
   assert.equal(await page.evaluate(() => window.__fdUnsubscribed === true), true);
+  await until(async () => (await panel.locator('[data-testid="push-device"]').count()) === 1, 10000, 'the list without the phone');
+  assert.match(await panel.locator('[data-testid="push-device"]').innerText(), /Laptop/);
   await context.close();
 });

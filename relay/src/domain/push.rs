@@ -142,17 +142,19 @@ fn request_text(tool_name: &str, input: &Value, description: Option<&str>) -> St
             return questions.join("\n");
         }
     }
-    if let Some(d) = description.filter(|d| !d.trim().is_empty()) {
-        return format!("{tool_name}: {d}");
-    }
-    for field in ["command", "file_path", "url", "pattern", "path"] {
-        if let Some(v) = input.get(field).and_then(Value::as_str) {
-            return format!("{tool_name}: {v}");
-        }
-    }
-    match input {
-        Value::Null => tool_name.to_string(),
-        other => format!("{tool_name}: {other}"),
+    // What would run comes first (that is what the owner allows), then Claude's words for it.
+    let what = ["command", "file_path", "url", "pattern", "path"]
+        .iter()
+        .find_map(|field| input.get(*field).and_then(Value::as_str))
+        .map(|v| format!("{tool_name}: {v}"))
+        .unwrap_or_else(|| match input {
+            Value::Null => tool_name.to_string(),
+            Value::Object(o) if o.is_empty() => tool_name.to_string(),
+            other => format!("{tool_name}: {other}"),
+        });
+    match description.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => format!("{what}\n{d}"),
+        None => what,
     }
 }
 
@@ -342,7 +344,7 @@ mod tests {
     #[test]
     fn the_request_text_is_what_the_hud_shows() {
         assert_eq!(request_text("Bash", &serde_json::json!({"command": "ls"}), None), "Bash: ls");
-        assert_eq!(request_text("Bash", &serde_json::json!({"command": "ls"}), Some("List")), "Bash: List");
+        assert_eq!(request_text("Bash", &serde_json::json!({"command": "ls"}), Some("List")), "Bash: ls\nList");
         let question = serde_json::json!({"questions": [{"question": "Which one?"}]});
         assert_eq!(request_text("AskUserQuestion", &question, None), "Which one?");
     }
