@@ -230,7 +230,11 @@ async fn online_agent(relay: &Relay) -> Ws {
 
 /// A claude task in `web` that the agent reports `waiting` on `request_id`.
 async fn waiting_task(relay: &Relay, agent: &mut Ws, request_id: &str) -> Task {
-    let body = json!({"executor": "claude", "repo": "web", "payload": {"prompt": "touch a file"}});
+    waiting_task_with(relay, agent, request_id, json!({"prompt": "touch a file"})).await
+}
+
+async fn waiting_task_with(relay: &Relay, agent: &mut Ws, request_id: &str, payload: Value) -> Task {
+    let body = json!({"executor": "claude", "repo": "web", "payload": payload});
     let (status, created) = relay.post("/api/cockpit/tasks", &relay.keys.owner, &body).await;
     assert_eq!(status, 201, "{created}");
     let task: Task = serde_json::from_value(created["task"].clone()).unwrap();
@@ -551,6 +555,35 @@ async fn a_request_decided_elsewhere_kills_its_token() {
     match recv_relay_skip_pings(&mut agent).await {
         RelayMessage::PermissionDecision { behavior, decided_by, .. } => {
             assert_eq!((behavior, decided_by), (Behavior::Deny, None), "the owner's, only")
+        }
+        other => panic!("expected the decision, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_token_lives_as_long_as_its_request_can_be_decided() {
+    let relay = push_relay().await;
+    let key = relay_key(&relay).await;
+    let mut service = Service::start().await;
+    let phone = Browser::new(service.url("/push/phone"));
+    subscribe(&relay, &phone, "Pixel", None).await;
+    let mut agent = online_agent(&relay).await;
+    let payload = json!({"prompt": "touch a file", "decisionTimeoutSecs": 1});
+    let task = waiting_task_with(&relay, &mut agent, "toolu_03", payload).await;
+    let seen = service.next().await;
+    assert_eq!(seen.header("ttl"), Some("1"), "the TTL is the request's decision timeout");
+    let token = phone.open(&seen, &key, &service.origin()).action_token.unwrap();
+    // Not a synchronisation: the token's life is wall-clock time, and it must be over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = act(&relay, &json!({"token": token, "behavior": "allow"})).await;
+    assert_eq!(status, 403, "expired");
+    // It changed nothing: the request is still open to the owner.
+    let path = format!("/api/cockpit/tasks/{}/permissions/toolu_03", task.id);
+    let (status, body) = relay.post(&path, &relay.keys.owner, &json!({"behavior": "deny"})).await;
+    assert_eq!(status, 200, "{body}");
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::PermissionDecision { behavior, decided_by, .. } => {
+            assert_eq!((behavior, decided_by), (Behavior::Deny, None), "only the owner's decision reached the agent")
         }
         other => panic!("expected the decision, got {other:?}"),
     }
