@@ -588,3 +588,54 @@ async fn a_token_lives_as_long_as_its_request_can_be_decided() {
         other => panic!("expected the decision, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_user_has_at_most_the_configured_targets_and_payloads_fit_in_3_kb() {
+    let relay = Relay::start_with(|s| {
+        s.push_allow_private_endpoints = true;
+        s.push_max_targets = 2;
+        s.push_poll_ms = 50;
+    })
+    .await;
+    let key = relay_key(&relay).await;
+    let mut service = Service::start().await;
+    let phone = Browser::new(service.url("/push/phone"));
+    subscribe(&relay, &phone, "Pixel", None).await;
+    // The same endpoint again replaces its subscription (a browser renewing its keys).
+    let phone = Browser::new(service.url("/push/phone"));
+    subscribe(&relay, &phone, "Pixel", None).await;
+    let r = relay
+        .http()
+        .put(relay.url("/api/push/channels/webhook"))
+        .bearer_auth(&relay.keys.owner)
+        .json(&json!({"url": service.url("/hook"), "secret": "0123456789abcdef"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let third = Browser::new(service.url("/push/third"));
+    let (status, body) = relay.post("/api/push/subscriptions", &relay.keys.owner, &third.subscription()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("push_limit")), "{body}");
+
+    // A request far larger than a push may carry: the body is cut to fit.
+    let mut agent = online_agent(&relay).await;
+    let body = json!({"executor": "claude", "repo": "web", "payload": {"prompt": "big"}});
+    let (_, created) = relay.post("/api/cockpit/tasks", &relay.keys.owner, &body).await;
+    let task: Task = serde_json::from_value(created["task"].clone()).unwrap();
+    recv_relay_skip_pings(&mut agent).await;
+    let huge = TaskEvent::PermissionRequest {
+        request_id: "toolu_big".into(),
+        tool_name: "Bash".into(),
+        input: json!({"command": format!("echo {}", "\"é\" ".repeat(4000))}),
+        description: None,
+        suggestions: None,
+    };
+    send(&mut agent, &AgentMessage::TaskEvent { task_id: task.id.clone(), seq: 1, event: huge }).await;
+    let mut seen = service.take(2).await;
+    seen.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(seen[0].path, "/hook");
+    assert!(seen[0].body.len() <= flightdeck_protocol::push::MAX_PUSH_PAYLOAD_BYTES, "{}", seen[0].body.len());
+    let payload = phone.open(&seen[1], &key, &service.origin());
+    assert!(payload.body.starts_with("Bash: echo \"é\"") && payload.body.ends_with('…'), "{}", payload.body);
+    assert!(payload.action_token.is_some(), "cut, but whole where it counts");
+}
