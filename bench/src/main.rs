@@ -30,6 +30,7 @@ mod fanout;
 mod git;
 mod hook;
 mod procstat;
+mod push;
 mod report;
 mod servers;
 mod wsraw;
@@ -64,6 +65,8 @@ enum Command {
     Hook(hook::HookArgs),
     /// POST to first event of a container task (Podman, warm image).
     Containers(containers::ContainersArgs),
+    /// A waiting task to the encrypted request at a push service (SPEC 13), p50/p99.
+    Push(push::PushArgs),
     /// The Claude Code stand-in the decisions benchmark runs (not for people).
     #[command(hide = true)]
     FakeClaude(decisions::FakeClaudeArgs),
@@ -91,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(args) => runtime()?.block_on(cluster::run(&args)).map(drop),
         Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
         Command::Decisions(args) => runtime()?.block_on(decisions::run(&args)).map(drop),
+        Command::Push(args) => runtime()?.block_on(push::run(&args)).map(drop),
         Command::Hook(args) => hook::run(&args).map(drop),
         Command::Containers(args) => runtime()?.block_on(containers::run(&args)).map(drop),
         Command::FakeClaude(args) => decisions::fake_claude(&args),

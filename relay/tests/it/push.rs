@@ -230,7 +230,11 @@ async fn online_agent(relay: &Relay) -> Ws {
 
 /// A claude task in `web` that the agent reports `waiting` on `request_id`.
 async fn waiting_task(relay: &Relay, agent: &mut Ws, request_id: &str) -> Task {
-    let body = json!({"executor": "claude", "repo": "web", "payload": {"prompt": "touch a file"}});
+    waiting_task_with(relay, agent, request_id, json!({"prompt": "touch a file"})).await
+}
+
+async fn waiting_task_with(relay: &Relay, agent: &mut Ws, request_id: &str, payload: Value) -> Task {
+    let body = json!({"executor": "claude", "repo": "web", "payload": payload});
     let (status, created) = relay.post("/api/cockpit/tasks", &relay.keys.owner, &body).await;
     assert_eq!(status, 201, "{created}");
     let task: Task = serde_json::from_value(created["task"].clone()).unwrap();
@@ -554,4 +558,84 @@ async fn a_request_decided_elsewhere_kills_its_token() {
         }
         other => panic!("expected the decision, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_token_lives_as_long_as_its_request_can_be_decided() {
+    let relay = push_relay().await;
+    let key = relay_key(&relay).await;
+    let mut service = Service::start().await;
+    let phone = Browser::new(service.url("/push/phone"));
+    subscribe(&relay, &phone, "Pixel", None).await;
+    let mut agent = online_agent(&relay).await;
+    let payload = json!({"prompt": "touch a file", "decisionTimeoutSecs": 1});
+    let task = waiting_task_with(&relay, &mut agent, "toolu_03", payload).await;
+    let seen = service.next().await;
+    assert_eq!(seen.header("ttl"), Some("1"), "the TTL is the request's decision timeout");
+    let token = phone.open(&seen, &key, &service.origin()).action_token.unwrap();
+    // Not a synchronisation: the token's life is wall-clock time, and it must be over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = act(&relay, &json!({"token": token, "behavior": "allow"})).await;
+    assert_eq!(status, 403, "expired");
+    // It changed nothing: the request is still open to the owner.
+    let path = format!("/api/cockpit/tasks/{}/permissions/toolu_03", task.id);
+    let (status, body) = relay.post(&path, &relay.keys.owner, &json!({"behavior": "deny"})).await;
+    assert_eq!(status, 200, "{body}");
+    match recv_relay_skip_pings(&mut agent).await {
+        RelayMessage::PermissionDecision { behavior, decided_by, .. } => {
+            assert_eq!((behavior, decided_by), (Behavior::Deny, None), "only the owner's decision reached the agent")
+        }
+        other => panic!("expected the decision, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_user_has_at_most_the_configured_targets_and_payloads_fit_in_3_kb() {
+    let relay = Relay::start_with(|s| {
+        s.push_allow_private_endpoints = true;
+        s.push_max_targets = 2;
+        s.push_poll_ms = 50;
+    })
+    .await;
+    let key = relay_key(&relay).await;
+    let mut service = Service::start().await;
+    let phone = Browser::new(service.url("/push/phone"));
+    subscribe(&relay, &phone, "Pixel", None).await;
+    // The same endpoint again replaces its subscription (a browser renewing its keys).
+    let phone = Browser::new(service.url("/push/phone"));
+    subscribe(&relay, &phone, "Pixel", None).await;
+    let r = relay
+        .http()
+        .put(relay.url("/api/push/channels/webhook"))
+        .bearer_auth(&relay.keys.owner)
+        .json(&json!({"url": service.url("/hook"), "secret": "0123456789abcdef"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let third = Browser::new(service.url("/push/third"));
+    let (status, body) = relay.post("/api/push/subscriptions", &relay.keys.owner, &third.subscription()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("push_limit")), "{body}");
+
+    // A request far larger than a push may carry: the body is cut to fit.
+    let mut agent = online_agent(&relay).await;
+    let body = json!({"executor": "claude", "repo": "web", "payload": {"prompt": "big"}});
+    let (_, created) = relay.post("/api/cockpit/tasks", &relay.keys.owner, &body).await;
+    let task: Task = serde_json::from_value(created["task"].clone()).unwrap();
+    recv_relay_skip_pings(&mut agent).await;
+    let huge = TaskEvent::PermissionRequest {
+        request_id: "toolu_big".into(),
+        tool_name: "Bash".into(),
+        input: json!({"command": format!("echo {}", "\"é\" ".repeat(4000))}),
+        description: None,
+        suggestions: None,
+    };
+    send(&mut agent, &AgentMessage::TaskEvent { task_id: task.id.clone(), seq: 1, event: huge }).await;
+    let mut seen = service.take(2).await;
+    seen.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(seen[0].path, "/hook");
+    assert!(seen[0].body.len() <= flightdeck_protocol::push::MAX_PUSH_PAYLOAD_BYTES, "{}", seen[0].body.len());
+    let payload = phone.open(&seen[1], &key, &service.origin());
+    assert!(payload.body.starts_with("Bash: echo \"é\"") && payload.body.ends_with('…'), "{}", payload.body);
+    assert!(payload.action_token.is_some(), "cut, but whole where it counts");
 }
