@@ -280,6 +280,14 @@ test('subscribe on the dashboard, get the push, Allow from the notification: the
     60000, 'the second needs_input push');
   await deliver(asked2.payload);
   await until(async () => (await notifications(page)).length === 1, 10000, 'the second notification');
+  // A tap on a body opens its url: the HUD shows that task (the first one here, while the
+  // repo's current task is the second).
+  const opened = await context.newPage();
+  await opened.goto(p.url);
+  const card = opened.locator('#transcript [data-testid="permission-card"]');
+  await card.waitFor({ timeout: 15000 });
+  assert.equal(await card.locator('[data-testid="perm-command"]').innerText(), 'touch made-by-push.txt');
+  await opened.close();
   await relay.api('POST', `/api/cockpit/tasks/${second.id}/permissions/${asked2.payload.requestId}`, keys.owner, { behavior: 'allow' });
   const resolved = await until(() => service.messagesFor(phone.id).find((m) => m.payload.kind === 'resolved' && m.payload.requestId === asked2.payload.requestId),
     10000, 'the resolved push');
