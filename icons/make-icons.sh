@@ -15,6 +15,16 @@ render "$tmp/app.svg" 32 32x32.png
 render "$tmp/app.svg" 128 128x128.png
 render "$tmp/app.svg" 256 128x128@2x.png
 render "$tmp/app.svg" 512 icon.png
+# The installable web app (SPEC 13): 192 and 512 px for the manifest, and a maskable 512 px
+# whose plate fills the square (launchers cut their own shape from it; the dial keeps inside
+# the central safe zone).
+render "$tmp/app.svg" 192 web-192.png
+render "$tmp/app.svg" 512 web-512.png
+sed -e 's/<rect id="plate" x="16" y="16" width="480" height="480" rx="104"/<rect id="plate" x="0" y="0" width="512" height="512" rx="0"/' \
+  -e 's/<svg \([^>]*\)viewBox="0 0 512 512"/<svg \1viewBox="-64 -64 640 640"/' \
+  -e 's/<rect id="plate" x="0" y="0" width="512" height="512" rx="0"/<rect id="plate" x="-64" y="-64" width="640" height="640" rx="0"/' \
+  "$tmp/app.svg" > "$tmp/maskable.svg"
+render "$tmp/maskable.svg" 512 web-maskable-512.png
 
 # Tray variants: no plate (the panel is the background), the lamp says the state.
 for state in idle:#9ca3af running:#3b82f6 attention:#f97316; do

@@ -189,4 +189,58 @@ for n in 1 2; do
     [ ! -e "$tmp/node$n/relay.sqlite3" ] || fail "node $n wrote a SQLite file despite --database"
 done
 
+# "Notifications on your phone": its sh block as written against a relay that allows private
+# endpoints, with local stand-ins for ntfy and the webhook (a small HTTP server that records
+# what it is sent); then the channels listed, and a test message reaching both stand-ins.
+echo "readme-test: Notifications on your phone (ntfy and webhook channels)"
+push_dir="$tmp/push"
+mkdir -p "$push_dir"
+flightdeck-relay user add alice --data-dir "$push_dir/data" >/dev/null
+OWNER_KEY="$(flightdeck-relay key create --user alice --scope owner --data-dir "$push_dir/data" | grep -m1 -o 'fdk_[0-9a-f]*')"
+export OWNER_KEY
+push_port="$(free_port)"
+FLIGHTDECK_RELAY_PUSH_ALLOW_PRIVATE_ENDPOINTS=1 flightdeck-relay serve --bind "127.0.0.1:$push_port" \
+    --data-dir "$push_dir/data" >"$push_dir/serve.log" 2>&1 &
+pids+=($!)
+wait_for 60 "the push relay to serve" curl -fsS "http://127.0.0.1:$push_port/healthz"
+standin_port="$(free_port)"
+python3 - "$standin_port" "$push_dir/received" <<'PY' >"$push_dir/standin.log" 2>&1 &
+import http.server, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class Record(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        with open(out, "a") as f:
+            f.write(f"{self.path} {self.headers.get('x-flightdeck-signature', '-')} {body.decode(errors='replace')}\n")
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Record).serve_forever()
+PY
+pids+=($!)
+wait_for 20 "the ntfy and webhook stand-in" python3 -c "import socket; socket.create_connection(('127.0.0.1', $standin_port))"
+push_block="$(awk '/^## Notifications on your phone/ { in_section = 1; next }
+    in_section && /^## / { exit }
+    in_section && /^```sh$/ { in_block = 1; next }
+    in_section && in_block && /^```$/ { exit }
+    in_block { print }' README.md)"
+[ -n "$push_block" ] || fail "no sh block in the README's Notifications section"
+listed=""
+while IFS= read -r line; do
+    [ -n "${line// /}" ] || continue
+    cmd="${line//https:\/\/relay.example.com/http://127.0.0.1:$push_port}"
+    cmd="${cmd//https:\/\/ntfy.example.com/http://127.0.0.1:$standin_port/ntfy}"
+    cmd="${cmd//https:\/\/hooks.example.com/http://127.0.0.1:$standin_port/hooks}"
+    echo "readme-test \$ $line"
+    out="$(bash -c "$cmd -fsS")" || fail "failed: $line"
+    listed="$out"
+done <<<"$push_block"
+grep -q '"ntfy"' <<<"$listed" && grep -q '"webhook"' <<<"$listed" || fail "the channels are not listed: $listed"
+! grep -q 'a-long-random-secret' <<<"$listed" || fail "the channel list shows the webhook's secret"
+curl -fsS -X POST -H "Authorization: Bearer $OWNER_KEY" -H 'Content-Type: application/json' -d '{}' \
+    "http://127.0.0.1:$push_port/api/push/test" >/dev/null || fail "POST /api/push/test"
+both_received() {
+    grep -q '^/ntfy/ .*"topic":"flightdeck-alice"' "$push_dir/received" &&
+        grep -q '^/hooks/flightdeck sha256=[0-9a-f]\{64\} ' "$push_dir/received"
+}
+wait_for 30 "a test message at the ntfy and webhook stand-ins" both_received
+
 echo "readme-test: every self-hosting command works as written"

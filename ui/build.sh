@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the UI into ui/dist/: flightdeck_ui.js, flightdeck_ui_bg.wasm, style.css, index.html.
+# Builds the UI into ui/dist/: flightdeck_ui.js, flightdeck_ui_bg.wasm, style.css, index.html, and the
+# installable web app's push.js, sw.js and icons (SPEC 13).
 # The relay serves ui/dist/ at /assets/ (embedded in its release binary); the desktop app loads
 # ui/dist/index.html. Needs the wasm32-unknown-unknown target and wasm-bindgen-cli of the same
 # version as Cargo.lock's wasm-bindgen (`cargo install wasm-bindgen-cli --version =X`).
@@ -38,7 +39,9 @@ else
     rm -f "$wasm.opt"
     echo "note: no wasm-opt that improves this module; the bundle is as wasm-bindgen wrote it"
 fi
-cp ui/static/style.css ui/static/index.html "$out/"
+cp ui/static/style.css ui/static/index.html ui/static/push.js ui/static/sw.js "$out/"
+# The installable web app's icons (made by icons/make-icons.sh); the relay serves /sw.js from here.
+cp icons/web-192.png icons/web-512.png icons/web-maskable-512.png "$out/"
 # The tab icon of index.html (the desktop window, and /assets/index.html on a relay).
 cp icons/32x32.png "$out/favicon.png"
 
@@ -47,7 +50,7 @@ gz() { gzip -9 -c "$1" | wc -c | tr -d ' '; }
 total=0
 totalgz=0
 echo "ui/dist:"
-for f in flightdeck_ui_bg.wasm flightdeck_ui.js style.css index.html; do
+for f in flightdeck_ui_bg.wasm flightdeck_ui.js style.css index.html push.js; do
     s="$(size "$out/$f")"
     g="$(gz "$out/$f")"
     total=$((total + s))

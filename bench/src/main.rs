@@ -30,6 +30,7 @@ mod fanout;
 mod git;
 mod hook;
 mod procstat;
+mod push;
 mod report;
 mod servers;
 mod wsraw;
@@ -64,6 +65,8 @@ enum Command {
     Hook(hook::HookArgs),
     /// POST to first event of a container task (Podman, warm image).
     Containers(containers::ContainersArgs),
+    /// A waiting task to the encrypted request at a push service (SPEC 13), p50/p99.
+    Push(push::PushArgs),
     /// The Claude Code stand-in the decisions benchmark runs (not for people).
     #[command(hide = true)]
     FakeClaude(decisions::FakeClaudeArgs),
@@ -91,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(args) => runtime()?.block_on(cluster::run(&args)).map(drop),
         Command::E2e(args) => runtime()?.block_on(e2e::run(&args)).map(drop),
         Command::Decisions(args) => runtime()?.block_on(decisions::run(&args)).map(drop),
+        Command::Push(args) => runtime()?.block_on(push::run(&args)).map(drop),
         Command::Hook(args) => hook::run(&args).map(drop),
         Command::Containers(args) => runtime()?.block_on(containers::run(&args)).map(drop),
         Command::FakeClaude(args) => decisions::fake_claude(&args),
@@ -122,10 +126,13 @@ fn all(args: &AllArgs) -> anyhow::Result<()> {
     println!("\n== decisions ==");
     let decision_args = decisions::DecisionsArgs { requests: if args.quick { 50 } else { 200 } };
     let decisions = runtime.block_on(decisions::run(&decision_args)).context("decision benchmark")?;
+    println!("\n== push ==");
+    let push_args = push::PushArgs { requests: if args.quick { 50 } else { 200 } };
+    let push = runtime.block_on(push::run(&push_args)).context("push benchmark")?;
     println!("\n== hook ==");
     let hook = hook::run(&hook::HookArgs { calls: if args.quick { 50 } else { 200 } }).context("hook benchmark")?;
 
-    let rows = rows(&git, &fanout, &cluster, &e2e, &decisions, &hook);
+    let rows = rows(&git, &fanout, &cluster, &e2e, &decisions, &push, &hook);
     println!("\n== summary ({}) ==", if args.quick { "--quick" } else { "full" });
     print!("{}", report::table(&rows));
     println!(
@@ -158,6 +165,7 @@ fn rows(
     cluster: &cluster::ClusterFigures,
     e2e: &e2e::E2eFigures,
     decisions: &decisions::DecisionFigures,
+    push: &push::PushFigures,
     hook: &hook::HookFigures,
 ) -> Vec<Row> {
     let (relay, nats) = (&fanout.relay, &fanout.nats);
@@ -234,6 +242,9 @@ fn rows(
         // Issue 14: CLI -> agent -> relay -> viewer -> REST decision -> CLI.
         Row::new("decision_round_trip_p50_ms", "ms", Better::Lower, decisions.p50_ms),
         Row::new("decision_round_trip_p99_ms", "ms", Better::Lower, decisions.p99_ms).target(Target::Max(50.0)),
+        // Issue 23: a task turns waiting -> the encrypted request at the push service.
+        Row::new("push_waiting_to_service_p50_ms", "ms", Better::Lower, push.p50_ms),
+        Row::new("push_waiting_to_service_p99_ms", "ms", Better::Lower, push.p99_ms).target(Target::Max(100.0)),
         // Issue 15: what a Claude Code hook call costs when Flightdeck has nothing to do with it.
         Row::new("hook_no_agent_p50_ms", "ms", Better::Lower, hook.no_agent_p50_ms)
             .anchor("/bin/true", hook.anchor_p50_ms),

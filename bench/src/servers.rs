@@ -175,6 +175,8 @@ async fn serve_relay(bin: &Path, root: &Path, shared: Option<Shared<'_>>) -> Res
         .env("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "100000000")
         // Thousands of viewers from 127.0.0.1: no per-IP connection cap.
         .env("FLIGHTDECK_RELAY_MAX_CONNECTIONS_PER_IP", "0")
+        // The push benchmark's push service is on 127.0.0.1.
+        .env("FLIGHTDECK_RELAY_PUSH_ALLOW_PRIVATE_ENDPOINTS", "1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)

@@ -2,6 +2,22 @@
 // Regenerate with: cargo run -p flightdeck-protocol --bin flightdeck-codegen
 
 /**
+ * `POST /api/push/act`: a notification's Allow or Deny; the token is the credential.
+ */
+export type ActRequest = {
+  behavior: Behavior;
+  message?: string | null;
+  token: string;
+};
+
+/**
+ * `POST /api/push/act` answers `{decided: true}`.
+ */
+export type ActResponse = {
+  decided: boolean;
+};
+
+/**
  * A change the agent pushes to every front end (Tauri event [`EVENT`]).
  */
 export type AgentEvent = ({
@@ -168,6 +184,34 @@ export type ApiErrorBody = {
  * Allow or deny a permission request.
  */
 export type Behavior = "allow" | "deny";
+
+/**
+ * A channel as its owner sees it (never its token or secret).
+ */
+export type ChannelInfo = {
+  createdAt: string;
+  kind: ChannelKind;
+  url: string;
+};
+
+/**
+ * Which other channel.
+ */
+export type ChannelKind = "ntfy" | "webhook";
+
+/**
+ * `PUT /api/push/channels/*` answers `{channel}`.
+ */
+export type ChannelResponse = {
+  channel: ChannelInfo;
+};
+
+/**
+ * `GET /api/push/channels`.
+ */
+export type ChannelsResponse = {
+  channels: ChannelInfo[];
+};
 
 /**
  * Which stream a `chunk` of text came from.
@@ -353,7 +397,7 @@ export type DecideRequest = {
 /**
  * Who decided a permission request.
  */
-export type DecidedBy = "owner" | "local" | "policy" | "timeout" | "terminal";
+export type DecidedBy = "owner" | "local" | "policy" | "timeout" | "terminal" | "push";
 
 /**
  * `POST /api/cockpit/tasks/:id/permissions/:requestId`: the owner's decision.
@@ -641,6 +685,49 @@ export type LoginResponse = {
 };
 
 /**
+ * An ntfy `http` action button: ntfy's app posts `body` to `url`.
+ */
+export type NtfyAction = {
+  /**
+   * Always `http`.
+   */
+  action: string;
+  /**
+   * An [`ActRequest`] as JSON text.
+   */
+  body: string;
+  clear: boolean;
+  headers: { [key: string]: string };
+  label: string;
+  method: string;
+  url: string;
+};
+
+/**
+ * `PUT /api/push/channels/ntfy`: an ntfy topic URL (`https://ntfy.sh/my-topic`) and its
+ * access token, if the topic needs one.
+ */
+export type NtfyChannelRequest = {
+  token?: string | null;
+  url: string;
+};
+
+/**
+ * What the relay publishes to ntfy (its JSON publishing form, posted to the server's root).
+ */
+export type NtfyMessage = {
+  actions?: NtfyAction[];
+  click: string;
+  message: string;
+  /**
+   * `high` (4) for `needs_input`, else the default (3).
+   */
+  priority: number;
+  title: string;
+  topic: string;
+};
+
+/**
  * What `flightdeck-agent run --once` prints as its last line on stdout: the relay reads it
  * from the container's log after the container exits.
  */
@@ -674,6 +761,81 @@ export type Placement = "agent" | "container";
  * container when the relay has a runner and a clone URL, else it waits `queued` for an agent.
  */
 export type PlacementRequest = "auto" | "agent" | "container";
+
+/**
+ * One button of a notification.
+ */
+export type PushAction = {
+  /**
+   * `allow` or `deny`.
+   */
+  action: Behavior;
+  title: string;
+};
+
+/**
+ * `GET /api/push/key`: the relay's VAPID public key (base64url, uncompressed P-256 point), the
+ * `applicationServerKey` of `pushManager.subscribe`.
+ */
+export type PushKeyResponse = {
+  publicKey: string;
+};
+
+/**
+ * What a push tells. A subscription chooses among `needs_input`, `completed` and `failed`;
+ * `resolved` goes to those that get `needs_input`, and `test` to all.
+ */
+export type PushKind = ("completed" | "failed") | "needs_input" | "resolved" | "test";
+
+/**
+ * What a Web Push message carries (decrypted by the service worker), and the body of a
+ * webhook. At most [`MAX_PUSH_PAYLOAD_BYTES`] serialized.
+ */
+export type PushPayload = {
+  /**
+   * Decides the request once through `POST /api/push/act` (`needs_input`).
+   */
+  actionToken?: string | null;
+  actions?: PushAction[] | null;
+  /**
+   * What the HUD shows the owner (redacted by the agent), shortened to fit.
+   */
+  body: string;
+  kind: PushKind;
+  repo: string;
+  /**
+   * The permission request (`needs_input`, `resolved`): the notification's tag.
+   */
+  requestId?: string | null;
+  taskId: string;
+  title: string;
+  /**
+   * Where a tap on the notification leads (the task in the HUD).
+   */
+  url: string;
+  user: string;
+  /**
+   * The payload's version: 1.
+   */
+  v: number;
+};
+
+/**
+ * A subscription as its owner sees it (never its keys).
+ */
+export type PushSubscriptionInfo = {
+  createdAt: string;
+  device?: string | null;
+  id: string;
+  kinds: PushKind[];
+};
+
+/**
+ * `POST /api/push/test`: how many messages were queued.
+ */
+export type PushTestResponse = {
+  queued: number;
+};
 
 /**
  * `PUT /api/cockpit/secrets/:name`: a per-user secret for container runs (write-only).
@@ -717,6 +879,11 @@ export type RelayMessage = ({
   type: "status-request";
 }) | ({
   behavior: Behavior;
+  /**
+   * Where the owner decided: absent means `owner` (the HUD or REST); `push` from a
+   * notification (SPEC 13).
+   */
+  decidedBy?: DecidedBy | null;
   message?: string | null;
   requestId: string;
   taskId: string;
@@ -968,6 +1135,54 @@ export type StartTaskRequest = {
 };
 
 /**
+ * `POST /api/push/subscriptions`: `PushSubscription.toJSON()` plus a device name and kinds.
+ */
+export type SubscribeRequest = {
+  /**
+   * A name for the device (`"Pixel 8"`), shown in the list.
+   */
+  device?: string | null;
+  endpoint: string;
+  /**
+   * Part of `toJSON()`; not used (the push service says when a subscription is gone).
+   */
+  expirationTime?: unknown;
+  keys: SubscriptionKeys;
+  /**
+   * Any of `needs_input`, `completed`, `failed`; default all three.
+   */
+  kinds?: PushKind[] | null;
+};
+
+/**
+ * The browser's keys of a subscription (`PushSubscription.toJSON().keys`), base64url.
+ */
+export type SubscriptionKeys = {
+  /**
+   * The authentication secret (16 bytes).
+   */
+  auth: string;
+  /**
+   * The user agent's P-256 public key (65 bytes, uncompressed).
+   */
+  p256dh: string;
+};
+
+/**
+ * 201 of `POST /api/push/subscriptions`.
+ */
+export type SubscriptionResponse = {
+  subscription: PushSubscriptionInfo;
+};
+
+/**
+ * `GET /api/push/subscriptions`.
+ */
+export type SubscriptionsResponse = {
+  subscriptions: PushSubscriptionInfo[];
+};
+
+/**
  * One run of an executor in a repo.
  */
 export type Task = {
@@ -1201,3 +1416,11 @@ export type TaskSource = ("local" | "remote") | "external";
  * The lifecycle of a task.
  */
 export type TaskStatus = ("queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted") | "waiting";
+
+/**
+ * `PUT /api/push/channels/webhook`: where to post, and the HMAC-SHA256 secret.
+ */
+export type WebhookChannelRequest = {
+  secret: string;
+  url: string;
+};

@@ -127,6 +127,10 @@ pub enum RelayMessage {
         updated_input: Option<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// Where the owner decided: absent means `owner` (the HUD or REST); `push` from a
+        /// notification (SPEC 13).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decided_by: Option<crate::event::DecidedBy>,
     },
     /// The relay received an event of `taskId` that would leave a gap in its transcript and did
     /// not store it: send that task's events again, starting after `afterSeq` (the last

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-use crate::{agent, api, desktop, event, local, model, realtime, validate};
+use crate::{agent, api, desktop, event, local, model, push, realtime, validate};
 
 /// The file names under `protocol/generated/` and their contents.
 pub fn generated_files() -> Vec<(&'static str, String)> {
@@ -73,6 +73,20 @@ fn definitions() -> BTreeMap<String, Value> {
         api::SecretsResponse,
         api::RunnerInfoResponse,
         api::OnceReport,
+        push::PushKind,
+        push::PushKeyResponse,
+        push::SubscribeRequest,
+        push::SubscriptionResponse,
+        push::SubscriptionsResponse,
+        push::PushTestResponse,
+        push::PushPayload,
+        push::ActRequest,
+        push::ActResponse,
+        push::NtfyChannelRequest,
+        push::WebhookChannelRequest,
+        push::ChannelResponse,
+        push::ChannelsResponse,
+        push::NtfyMessage,
         desktop::CommandError,
         desktop::StartTaskRequest,
         desktop::DecideRequest,

@@ -179,6 +179,8 @@ pub enum DecidedBy {
     /// At the terminal of a Claude Code session started outside Flightdeck (SPEC 9), after the
     /// hook's wait: `behavior` is what the tool's result showed.
     Terminal,
+    /// The owner, from a notification's Allow or Deny (SPEC 13, `POST /api/push/act`).
+    Push,
 }
 
 impl TaskEvent {

@@ -5,6 +5,7 @@
 //! - [`agent`]: the agent <-> relay link on `/api/ws` (`AgentMessage`, `RelayMessage`).
 //! - [`realtime`]: the viewer <-> relay bus on `/api/realtime`, with typed [`realtime::Topic`]s.
 //! - [`api`]: the bodies of the relay's REST API and the HUD page context.
+//! - [`push`]: Web Push, ntfy and webhook bodies and the push payload (SPEC 13).
 //! - [`broker`]: node-to-node messages of a multi-node relay (Redis broker).
 //! - [`rules`]: the rules of a new task (payload checks, the default title), for every front end.
 //! - [`names`]: validation of user names and repo slugs (length, characters, no traversal).
@@ -26,6 +27,7 @@ pub mod event;
 pub mod local;
 pub mod model;
 pub mod names;
+pub mod push;
 pub mod realtime;
 pub mod rules;
 pub mod validate;

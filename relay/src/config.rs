@@ -78,6 +78,26 @@ pub struct Settings {
     pub broker: Option<String>,
     /// Container runs (SPEC 10): without a `[runner]` table, none. Set in the TOML file.
     pub runner: Option<RunnerSettings>,
+    /// Push (SPEC 13): allow push endpoints, ntfy and webhook URLs on loopback, private and
+    /// other internal addresses, `http://` included (tests and closed networks only: it lets
+    /// users make the relay post to its own network).
+    pub push_allow_private_endpoints: bool,
+    /// The VAPID `sub` (a `mailto:` or `https:` URL push services may use to reach the
+    /// operator); none: `public_url`, else the relay's URL as the subscriber reached it.
+    pub push_contact: Option<String>,
+    /// Subscriptions and channels one user may have at most (400 beyond).
+    pub push_max_targets: usize,
+    /// Messages waiting in the push outbox at most; beyond, new ones are dropped (logged).
+    pub push_outbox_max: u64,
+    /// How often each node looks for due push messages (its own are sent at once; this finds
+    /// other nodes' leases that ran out, and retries).
+    pub push_poll_ms: u64,
+    /// How long a node holds a claimed push message before another node may send it.
+    pub push_lease_ms: u64,
+    /// The first retry's delay after a 429 or 5xx without `Retry-After`; doubles each time.
+    pub push_retry_base_ms: u64,
+    /// One push request's timeout.
+    pub push_send_timeout_ms: u64,
 }
 
 /// `[runner]`: how the relay starts containers for tasks (SPEC 10).
@@ -224,6 +244,14 @@ impl Default for Settings {
             session_days: 30,
             broker: None,
             runner: None,
+            push_allow_private_endpoints: false,
+            push_contact: None,
+            push_max_targets: 20,
+            push_outbox_max: 100_000,
+            push_poll_ms: 1000,
+            push_lease_ms: 60_000,
+            push_retry_base_ms: 1000,
+            push_send_timeout_ms: 10_000,
         }
     }
 }
@@ -267,6 +295,17 @@ pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("embed_frame_ancestors", "frame-ancestors sent on embeddable HUD pages"),
     ("session_days", "lifetime of a login session, in days"),
     ("runner", "the [runner] table of the TOML file: container runs (below); without it, none"),
+    (
+        "push_allow_private_endpoints",
+        "push: allow endpoints on loopback/private/internal addresses and http:// (tests, closed networks)",
+    ),
+    ("push_contact", "push: the VAPID sub (mailto: or https:); none: public_url, else the relay's URL"),
+    ("push_max_targets", "push: subscriptions and channels one user may have"),
+    ("push_outbox_max", "push: messages waiting at most; beyond, new ones are dropped"),
+    ("push_poll_ms", "push: how often a node looks for due messages (retries, leases of dead nodes)"),
+    ("push_lease_ms", "push: how long a node holds a message it is sending before another may"),
+    ("push_retry_base_ms", "push: first retry delay after 429/5xx without Retry-After (doubles)"),
+    ("push_send_timeout_ms", "push: timeout of one push request"),
 ];
 
 /// The keys of the `[runner]` table (TOML only), as [`SETTINGS_HELP`].
@@ -354,6 +393,14 @@ impl fmt::Debug for Settings {
             // The broker URL may carry a password.
             .field("broker", &self.broker.as_ref().map(|_| "<redacted>"))
             .field("runner", &self.runner)
+            .field("push_allow_private_endpoints", &self.push_allow_private_endpoints)
+            .field("push_contact", &self.push_contact)
+            .field("push_max_targets", &self.push_max_targets)
+            .field("push_outbox_max", &self.push_outbox_max)
+            .field("push_poll_ms", &self.push_poll_ms)
+            .field("push_lease_ms", &self.push_lease_ms)
+            .field("push_retry_base_ms", &self.push_retry_base_ms)
+            .field("push_send_timeout_ms", &self.push_send_timeout_ms)
             .finish()
     }
 }
@@ -371,7 +418,10 @@ pub enum ConfigError {
 
 /// Settings keys whose values are strings even when they look like numbers or booleans.
 const STRING_KEYS: &[&str] =
-    &["bind", "data_dir", "database", "public_url", "ui_dir", "embed_frame_ancestors", "broker"];
+    &["bind", "data_dir", "database", "public_url", "ui_dir", "embed_frame_ancestors", "broker", "push_contact"];
+
+/// Boolean settings, which the environment may also give as `1` and `0`.
+const BOOL_KEYS: &[&str] = &["push_allow_private_endpoints", "trust_forwarded_for", "secure_cookies"];
 
 const ENV_PREFIX: &str = "FLIGHTDECK_RELAY_";
 
@@ -433,6 +483,7 @@ fn known_keys() -> Vec<String> {
         broker: Some(String::new()),
         database: Some(String::new()),
         runner: Some(RunnerSettings::default()),
+        push_contact: Some(String::new()),
         ..Settings::default()
     };
     toml::Table::try_from(every).map(|t| t.keys().cloned().collect()).unwrap_or_default()
@@ -441,6 +492,9 @@ fn known_keys() -> Vec<String> {
 fn env_value(key: &str, raw: &str) -> toml::Value {
     if STRING_KEYS.contains(&key) {
         return toml::Value::String(raw.to_string());
+    }
+    if BOOL_KEYS.contains(&key) && (raw == "1" || raw == "0") {
+        return toml::Value::Boolean(raw == "1");
     }
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),

@@ -10,13 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use flightdeck_protocol::api::{ConversationResponse, DecisionRequest, ReplyRequest, TaskResponse};
-use flightdeck_protocol::desktop::error_codes::{NOT_PENDING, NOT_RESUMABLE, TURN_IN_PROGRESS};
+use flightdeck_protocol::desktop::error_codes::{NOT_RESUMABLE, TURN_IN_PROGRESS};
 use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::{Executor, Task, TaskPayload, TaskSource};
 
 use crate::db::{PendingDecision, Principal};
 use crate::error::AppError;
-use crate::hub::Frame;
 use crate::request::{parse_body, task_id_param};
 use crate::state::{AppState, Auth};
 
@@ -133,30 +132,16 @@ pub async fn decide(
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
     let request: DecisionRequest = parse_body(&body)?;
-    let store = state.store();
-    let task = store.task(&user, &id).await?.ok_or_else(AppError::not_found)?;
-    if task.status.is_terminal() {
-        return Err(AppError::conflict(NOT_PENDING, format!("the task is {}", task.status.as_str())));
-    }
-    if !store.request_open(&id, &request_id).await? {
-        return Err(AppError::conflict(NOT_PENDING, format!("no pending request {request_id:?}")));
-    }
     let decision = PendingDecision {
         task_id: id,
         request_id,
         behavior: request.behavior,
         updated_input: request.updated_input,
         message: request.message,
+        decided_by: None,
         created_at: Utc::now(),
     };
-    // One decision per request: the store refuses a second while the first is pending.
-    if !store.insert_pending_decision(&user, &decision).await? {
-        return Err(AppError::conflict(NOT_PENDING, "already decided: the agent has not applied it yet"));
-    }
-    if let Some(agent) = &task.agent_id {
-        // Not reachable: kept, and sent when the agent connects.
-        state.send_to_agent(&user, agent, None, Frame::from(decision.to_message().to_json())).await?;
-    }
+    let task = crate::domain::push::decide(&state, &user, decision).await?;
     Ok(Json(TaskResponse { task }))
 }
 

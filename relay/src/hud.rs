@@ -274,6 +274,9 @@ fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String 
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title}</title>\n\
          <link rel=\"icon\" href=\"/favicon.ico\" type=\"image/png\">\n\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
+         <link rel=\"manifest\" href=\"/manifest.webmanifest\">\n<meta name=\"theme-color\" content=\"{THEME_BACKGROUND}\">\n\
+         <link rel=\"apple-touch-icon\" href=\"/assets/web-192.png\">\n\
+         <script src=\"/assets/push.js\" defer></script>\n\
          <script nonce=\"{nonce}\">{early}\nwindow.{global} = {context};</script>\n</head>\n<body>\n{notice}\
          <div id=\"app\"></div>\n<script type=\"module\" nonce=\"{nonce}\">import init from \"/assets/flightdeck_ui.js\"; \
          init();</script>\n</body>\n</html>\n",
@@ -289,6 +292,7 @@ fn content_type(file: &str) -> &'static str {
         "json" | "map" => "application/json",
         "svg" => "image/svg+xml",
         "png" => "image/png",
+        "webmanifest" => "application/manifest+json",
         "ico" => "image/x-icon",
         "woff2" => "font/woff2",
         _ => "application/octet-stream",
@@ -306,8 +310,8 @@ pub async fn favicon() -> Response {
     response
 }
 
-pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response, AppError> {
-    // One plain file name: no directories, no traversal.
+/// One file of the ui bundle by its plain name (no directories, no traversal).
+async fn bundle_file(state: &AppState, file: &str) -> Result<Vec<u8>, AppError> {
     let plain = !file.is_empty()
         && !file.starts_with('.')
         && !file.contains("..")
@@ -315,10 +319,14 @@ pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> R
     if !plain {
         return Err(AppError::not_found());
     }
-    let data: Vec<u8> = match &state.settings.ui_dir {
-        Some(dir) => tokio::fs::read(dir.join(&file)).await.map_err(|_| AppError::not_found())?,
-        None => UiBundle::get(&file).ok_or_else(AppError::not_found)?.data.into_owned(),
-    };
+    match &state.settings.ui_dir {
+        Some(dir) => tokio::fs::read(dir.join(file)).await.map_err(|_| AppError::not_found()),
+        None => Ok(UiBundle::get(file).ok_or_else(AppError::not_found)?.data.into_owned()),
+    }
+}
+
+pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response, AppError> {
+    let data = bundle_file(&state, &file).await?;
     let mut response = Bytes::from(data).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&file)));
@@ -326,6 +334,49 @@ pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> R
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(response)
 }
+
+/// The service worker (`ui/static/sw.js`), at the root so its scope is the whole relay
+/// (SPEC 13): the offline shell and the push handler. Always revalidated, so a new relay's
+/// worker replaces the old one at the next visit.
+pub async fn service_worker(State(state): State<AppState>) -> Result<Response, AppError> {
+    let data = bundle_file(&state, "sw.js").await?;
+    let mut response = Bytes::from(data).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert("service-worker-allowed", HeaderValue::from_static("/"));
+    Ok(response)
+}
+
+/// The web app manifest (SPEC 13): what a browser needs to install the HUD as an app that
+/// opens on the owner's dashboard (`/` sends a logged-in owner there).
+pub async fn manifest() -> Response {
+    let manifest = serde_json::json!({
+        "id": "/",
+        "name": "Flightdeck",
+        "short_name": "Flightdeck",
+        "description": "Your coding agents: their tasks, their questions, your decisions.",
+        "start_url": "/",
+        "scope": "/",
+        "display": "standalone",
+        "background_color": THEME_BACKGROUND,
+        "theme_color": THEME_BACKGROUND,
+        "icons": [
+            {"src": "/assets/web-192.png", "sizes": "192x192", "type": "image/png", "purpose": "any"},
+            {"src": "/assets/web-512.png", "sizes": "512x512", "type": "image/png", "purpose": "any"},
+            {"src": "/assets/web-maskable-512.png", "sizes": "512x512", "type": "image/png", "purpose": "maskable"},
+        ],
+    });
+    let mut response = Json(manifest).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/manifest+json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The colour of the app's window frame and splash screen: the ui's page background.
+const THEME_BACKGROUND: &str = "#0f1216";
 
 pub async fn session(
     State(state): State<AppState>,
@@ -504,7 +555,8 @@ mod tests {
             status: HudStatus::Idle,
         };
         let html = render_page(&AppPage::Hud(&context), true, "n0nce");
-        assert_eq!(html.matches("</script>").count(), 2, "{html}");
+        // The page's own three: the context, push.js and the bundle's module.
+        assert_eq!(html.matches("</script>").count(), 3, "{html}");
         assert!(html.contains("\\u003c/script\\u003e"));
         assert!(!html.contains("fd-notice"));
         assert!(render_page(&AppPage::Hud(&context), false, "n0nce").contains("fd-notice"));
@@ -517,6 +569,15 @@ mod tests {
         assert_eq!(start_executors(&caps(&["git", "acp:codex", "shell", "acp:"])), ["shell", "acp:codex"]);
         assert_eq!(start_executors(&caps(&["git"])), ["claude", "shell"]);
         assert_eq!(start_executors(&[]), ["claude", "shell"]);
+    }
+
+    #[test]
+    fn pages_link_the_web_app() {
+        let context =
+            DashboardContext { username: "alice".into(), is_owner: true, ws_url: "ws://x/api/realtime".into() };
+        let html = render_page(&AppPage::Dashboard(&context), true, "n0nce");
+        assert!(html.contains("<link rel=\"manifest\" href=\"/manifest.webmanifest\">"), "{html}");
+        assert!(html.contains("<script src=\"/assets/push.js\" defer></script>"), "{html}");
     }
 
     #[test]

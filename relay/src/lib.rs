@@ -23,6 +23,8 @@
 //! - [`request`]: strict JSON bodies and path parameters shared by handlers.
 //! - [`liveness`]: with a broker, nodes say they are alive and mark the agents of dead ones offline.
 //! - [`metrics`]: Prometheus counters.
+//! - [`push`]: push (SPEC 13): the VAPID key, endpoint rules, the sender of the push outbox.
+//! - [`push_api`]: the `/api/push/*` routes.
 //! - [`runner`]: container runs (SPEC 10): the engine trait, its Docker implementation, the
 //!   `Runner` handle.
 //! - [`container_runs`]: the supervisor of container runs (queue, limits, timeout, sweep).
@@ -46,6 +48,8 @@ pub mod listener;
 pub mod liveness;
 pub mod login;
 pub mod metrics;
+pub mod push;
+pub mod push_api;
 pub mod realtime;
 pub mod request;
 pub mod runner;
@@ -93,6 +97,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/cockpit/runner", get(api::runner_info))
         .route("/api/cockpit/secrets", get(api::list_secrets))
         .route("/api/cockpit/secrets/{name}", axum::routing::put(api::put_secret).delete(api::delete_secret))
+        .route("/api/push/key", get(push_api::key))
+        .route("/api/push/subscriptions", get(push_api::subscriptions).post(push_api::subscribe))
+        .route("/api/push/subscriptions/{id}", axum::routing::delete(push_api::unsubscribe))
+        .route("/api/push/test", post(push_api::test))
+        .route("/api/push/act", post(push_api::act))
+        .route("/api/push/channels", get(push_api::channels))
+        .route("/api/push/channels/ntfy", axum::routing::put(push_api::put_ntfy).delete(push_api::delete_ntfy))
+        .route("/api/push/channels/webhook", axum::routing::put(push_api::put_webhook).delete(push_api::delete_webhook))
         .route("/api/hud/session", get(hud::session))
         .route("/api/hud/start", post(hud::start))
         .route("/api/hud/settings", get(hud::get_settings).put(hud::put_settings))
@@ -106,6 +118,8 @@ pub fn app(state: AppState) -> Router {
         .route("/embed/{user}/{repo}", get(hud::embed_page))
         .route("/assets/{file}", get(hud::asset))
         .route("/favicon.ico", get(hud::favicon))
+        .route("/sw.js", get(hud::service_worker))
+        .route("/manifest.webmanifest", get(hud::manifest))
         // Bodies of REST calls are small; frames have their own limit on the sockets.
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn(html_errors::html_errors))
@@ -180,6 +194,7 @@ pub async fn serve(
     if let Some(runner_settings) = state.settings.runner.clone() {
         start_runner(&state, runner_settings, listener.local_addr()?).await?;
     }
+    push::sender::start(&state);
     tracing::info!(addr = %listener.local_addr()?, "relay listening");
     let poller = tokio::spawn(watch_revocations(state.clone()));
     let token = state.shutdown.clone();

@@ -19,6 +19,12 @@ pub struct Metrics {
     pub broker_publish_failures: AtomicU64,
     /// Broker messages that did not fit the queue (see the broker module).
     pub broker_overflows: AtomicU64,
+    /// Push messages the push service, ntfy or a webhook took.
+    pub push_sent: AtomicU64,
+    /// Push messages dropped after a refusal or an hour of retries.
+    pub push_failed: AtomicU64,
+    /// Push messages not enqueued because the outbox was full.
+    pub push_outbox_full: AtomicU64,
 }
 
 impl Metrics {
@@ -55,6 +61,21 @@ impl Metrics {
                 "flightdeck_broker_overflows_total",
                 "Broker messages that did not fit the queue (the other nodes were asked to resync).",
                 &self.broker_overflows,
+            ),
+            (
+                "flightdeck_push_sent_total",
+                "Push messages delivered to a push service, ntfy or a webhook.",
+                &self.push_sent,
+            ),
+            (
+                "flightdeck_push_failed_total",
+                "Push messages dropped (refused, or not delivered within an hour).",
+                &self.push_failed,
+            ),
+            (
+                "flightdeck_push_outbox_full_total",
+                "Push messages not enqueued because the outbox was full.",
+                &self.push_outbox_full,
             ),
         ];
         for (name, help, value) in counters {

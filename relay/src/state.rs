@@ -42,6 +42,8 @@ pub struct Inner {
     pub tasks: TaskTracker,
     pub ws_limiter: RateLimiter,
     pub login_limiter: RateLimiter,
+    /// Push (SPEC 13): the HTTP client, the VAPID key, the sender's wake-up.
+    pub push: crate::push::Push,
     /// Container runs, when `[runner]` is configured (set once at start, see `crate::run`).
     runner: std::sync::OnceLock<Arc<crate::runner::Runner>>,
     /// The key that seals per-user secrets (with a runner only).
@@ -60,6 +62,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let ws_limiter = RateLimiter::new(settings.ws_connections_per_minute);
         let login_limiter = RateLimiter::new(settings.logins_per_minute);
+        let push = crate::push::Push::new(&settings);
         AppState {
             inner: Arc::new(Inner {
                 settings,
@@ -77,6 +80,7 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 ws_limiter,
                 login_limiter,
+                push,
                 runner: std::sync::OnceLock::new(),
                 secrets: std::sync::OnceLock::new(),
             }),

@@ -53,6 +53,16 @@ pub fn ws_url_for(http_base: &str) -> String {
     format!("{ws}/api/realtime")
 }
 
+/// A parameter of the page's query string, decoded (`?task=<id>` from a notification).
+pub fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    search.trim_start_matches('?').split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name && !v.is_empty())
+            .then(|| js_sys::decode_uri_component(v).ok().and_then(|s| s.as_string()).unwrap_or_else(|| v.to_string()))
+    })
+}
+
 pub fn detect() -> Result<Mode, String> {
     if let Some(context) = hud_context() {
         return Ok(Mode::Hud { context: context?, backend: Backend::Relay { base: String::new() } });

@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod markdown;
 pub mod patch;
 pub mod permission;
+pub mod push;
 pub mod realtime;
 pub mod state;
 pub mod tauri;

@@ -128,13 +128,13 @@ pub(super) async fn serve_inbound(inner: Arc<Inner>, mut inbound: mpsc::Receiver
                     tracing::warn!(task = %task_id, error = %e, "cannot cancel a remote task");
                 }
             }
-            Some(Inbound::Decide { task_id, request_id, behavior, updated_input, message }) => {
+            Some(Inbound::Decide { task_id, request_id, behavior, updated_input, message, decided_by }) => {
                 let decision = Decision {
                     request_id: request_id.clone(),
                     behavior,
                     updated_input,
                     message,
-                    decided_by: DecidedBy::Owner,
+                    decided_by: decided_by.unwrap_or(DecidedBy::Owner),
                 };
                 match inner.runner.decide(&task_id, decision).await {
                     Ok(true) => {}

@@ -168,6 +168,8 @@ pub enum Inbound {
         behavior: flightdeck_protocol::event::Behavior,
         updated_input: Option<serde_json::Value>,
         message: Option<String>,
+        /// `None`: the owner in the HUD or over REST; `push`: from a notification (SPEC 13).
+        decided_by: Option<flightdeck_protocol::event::DecidedBy>,
     },
     Cancel {
         task_id: String,

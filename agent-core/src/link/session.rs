@@ -555,8 +555,8 @@ impl Worker {
                 Ok(())
             }
             RelayMessage::Welcome { .. } => Ok(()),
-            RelayMessage::PermissionDecision { task_id, request_id, behavior, updated_input, message } => {
-                let decision = Inbound::Decide { task_id, request_id, behavior, updated_input, message };
+            RelayMessage::PermissionDecision { task_id, request_id, behavior, updated_input, message, decided_by } => {
+                let decision = Inbound::Decide { task_id, request_id, behavior, updated_input, message, decided_by };
                 let _ = self.inbound.send(decision).await;
                 Ok(())
             }

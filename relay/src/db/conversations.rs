@@ -6,7 +6,7 @@
 //! decision survive a dropped link and a relay restart.
 
 use chrono::{TimeZone, Utc};
-use flightdeck_protocol::event::Behavior;
+use flightdeck_protocol::event::{Behavior, DecidedBy};
 use flightdeck_protocol::{RelayMessage, Task, Timestamp};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
@@ -21,6 +21,8 @@ pub struct PendingDecision {
     pub behavior: Behavior,
     pub updated_input: Option<Value>,
     pub message: Option<String>,
+    /// `None` for the HUD and REST (the agent records `owner`); `push` from a notification.
+    pub decided_by: Option<DecidedBy>,
     pub created_at: Timestamp,
 }
 
@@ -33,8 +35,21 @@ impl PendingDecision {
             behavior: self.behavior,
             updated_input: self.updated_input.clone(),
             message: self.message.clone(),
+            decided_by: self.decided_by,
         }
     }
+}
+
+/// How a pending decision's `decided_by` is stored (NULL: the owner over the HUD or REST).
+pub(crate) fn decided_by_text(by: DecidedBy) -> &'static str {
+    match by {
+        DecidedBy::Push => "push",
+        _ => "owner",
+    }
+}
+
+pub(crate) fn decided_by_from(text: &str) -> Option<DecidedBy> {
+    (text == "push").then_some(DecidedBy::Push)
 }
 
 impl Db {
@@ -86,8 +101,8 @@ impl Db {
         let updated_input = decision.updated_input.as_ref().map(serde_json::to_string).transpose()?;
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO pending_decisions
-             (user, task_id, request_id, behavior, updated_input, message, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             (user, task_id, request_id, behavior, updated_input, message, created_ms, decided_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 user,
                 decision.task_id,
@@ -95,7 +110,8 @@ impl Db {
                 decision.behavior.as_str(),
                 updated_input,
                 decision.message,
-                ms(&decision.created_at)
+                ms(&decision.created_at),
+                decision.decided_by.map(decided_by_text)
             ],
         )?;
         Ok(n > 0)
@@ -129,7 +145,7 @@ impl Db {
     /// `welcome`.
     pub fn pending_decisions_for(&self, user: &str, agent_id: &str) -> Result<Vec<PendingDecision>> {
         let mut stmt = self.conn.prepare(
-            "SELECT d.task_id, d.request_id, d.behavior, d.updated_input, d.message, d.created_ms
+            "SELECT d.task_id, d.request_id, d.behavior, d.updated_input, d.message, d.created_ms, d.decided_by
              FROM pending_decisions d JOIN tasks t ON t.id = d.task_id
              WHERE d.user = ?1 AND t.user = ?1 AND t.agent_id = ?2
              ORDER BY d.created_ms, d.task_id, d.request_id",
@@ -142,17 +158,19 @@ impl Db {
                 r.get::<_, Option<String>>(3)?,
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (task_id, request_id, behavior, updated_input, message, created_ms) = row?;
+            let (task_id, request_id, behavior, updated_input, message, created_ms, decided_by) = row?;
             out.push(PendingDecision {
                 task_id,
                 request_id,
                 behavior: if behavior == "allow" { Behavior::Allow } else { Behavior::Deny },
                 updated_input: updated_input.map(|j| serde_json::from_str(&j)).transpose()?,
                 message,
+                decided_by: decided_by.as_deref().and_then(decided_by_from),
                 created_at: Utc.timestamp_millis_opt(created_ms).single().unwrap_or_default(),
             });
         }
@@ -219,6 +237,7 @@ mod tests {
             behavior: Behavior::Deny,
             updated_input: Some(serde_json::json!({"a": [1]})),
             message: Some("no".into()),
+            decided_by: None,
             created_at: Utc.timestamp_millis_opt(5).unwrap(),
         };
         assert!(db.insert_pending_decision("alice", &decision).unwrap());

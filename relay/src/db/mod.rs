@@ -22,9 +22,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 mod conversations;
+mod push;
 mod runs;
 
 pub use conversations::PendingDecision;
+pub(crate) use conversations::{decided_by_from, decided_by_text};
+pub(crate) use push::EVENT_MEMORY_MS as PUSH_EVENT_MEMORY_MS;
 pub use runs::{Run, RunState, SealedSecret};
 
 /// A database failure. `Busy` is retryable: another process (an admin command) holds the lock.
@@ -244,6 +247,53 @@ CREATE TABLE changes (owner TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
     // Until when each node of a multi-node relay counts as alive (SPEC 11).
     r#"
 CREATE TABLE nodes (node_id TEXT PRIMARY KEY, alive_until_ms INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+    // SPEC 13: push. The VAPID key (one row), where each user's notifications go, the events
+    // already enqueued (each once, whichever node sees it), the outbox (claimed with a lease),
+    // action tokens (hashed), and who decided a pending decision (`push`, or NULL: the owner).
+    r#"
+ALTER TABLE pending_decisions ADD COLUMN decided_by TEXT;
+CREATE TABLE push_vapid (id INTEGER PRIMARY KEY CHECK (id = 1), private_key BLOB NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE push_targets (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    url TEXT NOT NULL,
+    p256dh TEXT,
+    auth TEXT,
+    secret TEXT,
+    device TEXT,
+    kinds TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX push_targets_by_user ON push_targets (user, created_ms);
+CREATE TABLE push_events (event_key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
+CREATE INDEX push_events_by_age ON push_events (created_ms);
+CREATE TABLE push_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    topic TEXT,
+    ttl_secs INTEGER NOT NULL,
+    urgency TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    give_up_ms INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until_ms INTEGER
+);
+CREATE INDEX push_outbox_due ON push_outbox (next_attempt_ms);
+CREATE INDEX push_outbox_by_target ON push_outbox (target_id);
+CREATE TABLE push_tokens (
+    hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE INDEX push_tokens_by_request ON push_tokens (task_id, request_id);
 "#,
 ];
 

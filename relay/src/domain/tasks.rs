@@ -10,7 +10,7 @@ use flightdeck_protocol::desktop::error_codes::{NO_CLONE_URL, NO_RUNNER, RUNNER_
 use flightdeck_protocol::event::TaskEventRecord;
 use flightdeck_protocol::realtime::HudEvent;
 use flightdeck_protocol::rules::task_title;
-use flightdeck_protocol::{names, Placement, SeqEvent, Task, TaskSource, TaskStatus, Topic};
+use flightdeck_protocol::{names, Placement, SeqEvent, Task, TaskEvent, TaskSource, TaskStatus, Topic};
 
 use crate::error::AppError;
 use crate::hub::{Position, TopicKey};
@@ -144,8 +144,9 @@ pub async fn record_task_update(st: &AppState, user: &str, agent_id: &str, mut t
             task.agent_id = stored.agent_id;
         }
     }
-    st.store().upsert_task(user, &task).await?;
+    let stored = st.store().upsert_task(user, &task).await?;
     st.publish_task(user, &task.id).await?;
+    crate::domain::push::on_task_stored(st, user, &stored).await;
     Ok(())
 }
 
@@ -169,8 +170,9 @@ pub async fn record_task_result(
         (_, serde_json::Value::String(s)) => task.summary = Some(s),
         _ => {}
     }
-    st.store().upsert_task(user, &task).await?;
+    let stored = st.store().upsert_task(user, &task).await?;
     st.publish_task(user, task_id).await?;
+    crate::domain::push::on_task_stored(st, user, &stored).await;
     Ok(true)
 }
 
@@ -309,6 +311,30 @@ pub async fn apply_events(
     }
     for (key, events) in &hud_runs {
         st.hub.publish_at(key, events.iter().map(|(e, p)| (e, Some(p.clone()))));
+    }
+    // Stored once (the conditional append), so each request and decision is pushed once.
+    for (key, events) in &runs {
+        let Topic::Task(task_id) = &key.topic else { continue };
+        for (SeqEvent { event, .. }, _) in events {
+            match event {
+                TaskEvent::PermissionRequest { request_id, tool_name, input, description, .. } => {
+                    crate::domain::push::on_request(
+                        st,
+                        user,
+                        task_id,
+                        request_id,
+                        tool_name,
+                        input,
+                        description.as_deref(),
+                    )
+                    .await
+                }
+                TaskEvent::PermissionDecision { request_id, behavior, decided_by, .. } => {
+                    crate::domain::push::on_decided(st, user, task_id, request_id, *behavior, *decided_by).await
+                }
+                _ => {}
+            }
+        }
     }
     Ok(applied)
 }

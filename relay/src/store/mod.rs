@@ -24,6 +24,7 @@ pub use crate::db::{
 };
 
 pub mod postgres;
+pub mod push;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;
@@ -208,6 +209,37 @@ pub trait Store: Send + Sync + 'static {
     async fn secret_names(&self, user: &str) -> Result<Vec<(String, Timestamp)>>;
     async fn sealed_secrets(&self, user: &str) -> Result<Vec<SealedSecret>>;
     async fn delete_secret(&self, user: &str, name: &str) -> Result<bool>;
+
+    // ----- push (SPEC 13) -------------------------------------------------------------------
+
+    /// The VAPID private key: stores `candidate` unless a key is stored already, and returns
+    /// the stored one (nodes starting at once all end up with the first one stored).
+    async fn push_vapid_key(&self, candidate: &[u8], now_ms: i64) -> Result<Vec<u8>>;
+    /// Stores a target; a channel (ntfy, webhook) replaces the user's channel of its kind.
+    /// False, and nothing stored, when the user already has `max` targets.
+    async fn put_push_target(&self, target: &push::PushTarget, max: usize) -> Result<bool>;
+    /// A user's targets, oldest first.
+    async fn push_targets(&self, user: &str) -> Result<Vec<push::PushTarget>>;
+    async fn push_target(&self, id: &str) -> Result<Option<push::PushTarget>>;
+    /// Deletes one of `user`'s targets and its waiting messages; false when there is none.
+    async fn delete_push_target(&self, user: &str, id: &str) -> Result<bool>;
+    /// Enqueues an event's messages and action token, once per `event.event_key` whichever
+    /// node calls; at most `max_rows` messages wait in all (beyond: [`push::Enqueued::Full`]).
+    async fn enqueue_push(&self, event: &push::PushEvent, max_rows: u64) -> Result<push::Enqueued>;
+    /// Claims up to `limit` due messages whose lease is free or over, leased to `node` for
+    /// `lease_ms`; a message is claimed by one node at a time.
+    async fn claim_push(&self, node: &str, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<push::OutboxRow>>;
+    /// Sent (or never to be): deleted.
+    async fn push_done(&self, id: i64) -> Result<()>;
+    /// Released, due again at `next_attempt_ms`.
+    async fn push_retry(&self, id: i64, next_attempt_ms: i64) -> Result<()>;
+    /// Messages waiting in the outbox.
+    async fn push_outbox_len(&self) -> Result<u64>;
+    /// Consumes the token with this hash: the token it was if it was live, `None` if it was
+    /// unknown, used or expired. Works once, also when two callers race.
+    async fn use_push_token(&self, hash: &str, now_ms: i64) -> Result<Option<push::ActionToken>>;
+    /// The request was decided: its tokens die.
+    async fn delete_push_tokens(&self, task_id: &str, request_id: &str) -> Result<()>;
 
     // ----- lifecycle -----------------------------------------------------------------------
 

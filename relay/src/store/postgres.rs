@@ -22,17 +22,37 @@ use flightdeck_protocol::realtime::StoredSeqEvent;
 use flightdeck_protocol::{AgentInfo, Alert, RepoStatus, SeqEvent, Task, TaskEvent, Timestamp};
 use tokio_postgres::{NoTls, Row};
 
+use super::push::{kinds_from, kinds_text, ActionToken, Enqueued, OutboxRow, PushEvent, PushTarget, TargetKind};
 use super::{
     CreatedKey, KeyRow, NumberedEvent, PendingDecision, Principal, Result, Run, RunState, SealedSecret, Store,
     StoreError, TaskFilter,
 };
 use crate::db::{agent_from, hash_secret, ms, now_text, random_hex, task_from};
 
+const TARGET_COLUMNS: &str = "id, owner, kind, url, p256dh, auth, secret, device, kinds, origin, created_ms";
+
+fn target_row(r: &Row) -> PushTarget {
+    PushTarget {
+        id: r.get(0),
+        user: r.get(1),
+        kind: TargetKind::parse(r.get(2)),
+        url: r.get(3),
+        p256dh: r.get(4),
+        auth: r.get(5),
+        secret: r.get(6),
+        device: r.get(7),
+        kinds: kinds_from(r.get(8)),
+        origin: r.get(9),
+        created_at: millis(r.get(10)),
+    }
+}
+
 /// The migrations, in order; `schema_migrations` records the versions applied.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres/migrations/001_initial.sql")),
     (2, include_str!("postgres/migrations/002_changes.sql")),
     (3, include_str!("postgres/migrations/003_nodes.sql")),
+    (4, include_str!("postgres/migrations/004_push.sql")),
 ];
 
 /// The advisory lock that serialises migrations between nodes ("fdrelay" in ASCII).
@@ -845,8 +865,8 @@ impl Store for PostgresStore {
             .await?
             .execute(
                 "INSERT INTO pending_decisions
-                 (owner, task_id, request_id, behavior, updated_input, message, created_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                 (owner, task_id, request_id, behavior, updated_input, message, created_ms, decided_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
                 &[
                     &user,
                     &decision.task_id,
@@ -855,6 +875,7 @@ impl Store for PostgresStore {
                     &updated_input,
                     &decision.message,
                     &ms(&decision.created_at),
+                    &decision.decided_by.map(crate::db::decided_by_text),
                 ],
             )
             .await?;
@@ -889,7 +910,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT d.task_id, d.request_id, d.behavior, d.updated_input, d.message, d.created_ms
+                "SELECT d.task_id, d.request_id, d.behavior, d.updated_input, d.message, d.created_ms, d.decided_by
                  FROM pending_decisions d JOIN tasks t ON t.id = d.task_id
                  WHERE d.owner = $1 AND t.owner = $1 AND t.agent_id = $2
                  ORDER BY d.created_ms, d.task_id, d.request_id",
@@ -905,6 +926,7 @@ impl Store for PostgresStore {
                     behavior: if r.get::<_, &str>(2) == "allow" { Behavior::Allow } else { Behavior::Deny },
                     updated_input: updated_input.map(serde_json::from_str).transpose()?,
                     message: r.get(4),
+                    decided_by: r.get::<_, Option<&str>>(6).and_then(crate::db::decided_by_from),
                     created_at: millis(r.get(5)),
                 })
             })
@@ -1069,6 +1091,214 @@ impl Store for PostgresStore {
     }
 
     /// Every statement is committed when it returns: nothing to flush.
+    async fn push_vapid_key(&self, candidate: &[u8], now_ms: i64) -> Result<Vec<u8>> {
+        let client = self.client().await?;
+        // Insert if absent, then read: nodes starting at once all read the one row stored.
+        client
+            .execute(
+                "INSERT INTO push_vapid (id, private_key, created_ms) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&candidate, &now_ms],
+            )
+            .await?;
+        Ok(client.query_one("SELECT private_key FROM push_vapid WHERE id = 1", &[]).await?.get(0))
+    }
+
+    async fn put_push_target(&self, target: &PushTarget, max: usize) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_in(&tx, &format!("push_targets/{}", target.user)).await?;
+        if target.kind != TargetKind::WebPush {
+            tx.execute(
+                "DELETE FROM push_targets WHERE owner = $1 AND kind = $2",
+                &[&target.user, &target.kind.as_str()],
+            )
+            .await?;
+        }
+        let count: i64 =
+            tx.query_one("SELECT COUNT(*) FROM push_targets WHERE owner = $1", &[&target.user]).await?.get(0);
+        if count as usize >= max {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO push_targets (id, owner, kind, url, p256dh, auth, secret, device, kinds, origin, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &target.id,
+                &target.user,
+                &target.kind.as_str(),
+                &target.url,
+                &target.p256dh,
+                &target.auth,
+                &target.secret,
+                &target.device,
+                &kinds_text(&target.kinds),
+                &target.origin,
+                &ms(&target.created_at),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn push_targets(&self, user: &str) -> Result<Vec<PushTarget>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!("SELECT {TARGET_COLUMNS} FROM push_targets WHERE owner = $1 ORDER BY created_ms, id"),
+                &[&user],
+            )
+            .await?;
+        Ok(rows.iter().map(target_row).collect())
+    }
+
+    async fn push_target(&self, id: &str) -> Result<Option<PushTarget>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(&format!("SELECT {TARGET_COLUMNS} FROM push_targets WHERE id = $1"), &[&id])
+            .await?;
+        Ok(row.as_ref().map(target_row))
+    }
+
+    async fn delete_push_target(&self, user: &str, id: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx.execute("DELETE FROM push_targets WHERE owner = $1 AND id = $2", &[&user, &id]).await?;
+        tx.execute("DELETE FROM push_outbox WHERE target_id = $1", &[&id]).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn enqueue_push(&self, event: &PushEvent, max_rows: u64) -> Result<Enqueued> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM push_events WHERE created_ms < $1",
+            &[&(event.now_ms - crate::db::PUSH_EVENT_MEMORY_MS)],
+        )
+        .await?;
+        // The event's key decides which caller enqueues: a second insert of it (another node,
+        // a resent report) waits for the first transaction and then inserts nothing.
+        let new = tx
+            .execute(
+                "INSERT INTO push_events (event_key, created_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&event.event_key, &event.now_ms],
+            )
+            .await?;
+        if new == 0 {
+            return Ok(Enqueued::Duplicate);
+        }
+        if let Some(token) = &event.token {
+            tx.execute(
+                "INSERT INTO push_tokens (hash, owner, task_id, request_id, expires_ms) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+                &[&token.hash, &event.user, &token.task_id, &token.request_id, &token.expires_ms],
+            )
+            .await?;
+        }
+        let waiting: i64 = tx.query_one("SELECT COUNT(*) FROM push_outbox", &[]).await?.get(0);
+        if waiting as u64 + event.messages.len() as u64 > max_rows {
+            tx.commit().await?;
+            return Ok(Enqueued::Full);
+        }
+        let insert = tx
+            .prepare(
+                "INSERT INTO push_outbox (owner, target_id, payload, topic, ttl_secs, urgency, attempts,
+                 next_attempt_ms, give_up_ms) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
+            )
+            .await?;
+        for m in &event.messages {
+            let ttl = i32::try_from(m.ttl_secs).unwrap_or(i32::MAX);
+            tx.execute(
+                &insert,
+                &[&event.user, &m.target_id, &m.payload, &m.topic, &ttl, &m.urgency, &event.now_ms, &event.give_up_ms],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Enqueued::Queued(event.messages.len()))
+    }
+
+    async fn claim_push(&self, node: &str, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        // SKIP LOCKED: nodes claiming at the same time take different rows; the lease keeps a
+        // row claimed after the statement, until it is sent or the lease runs out.
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "UPDATE push_outbox SET lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM push_outbox
+                              WHERE next_attempt_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $3)
+                              ORDER BY next_attempt_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, owner, target_id, payload, topic, ttl_secs, urgency, attempts, give_up_ms",
+                &[&node, &(now_ms + lease_ms), &now_ms, &i64::from(limit)],
+            )
+            .await?;
+        let mut out: Vec<OutboxRow> = rows
+            .iter()
+            .map(|r| OutboxRow {
+                id: r.get(0),
+                user: r.get(1),
+                target_id: r.get(2),
+                payload: r.get(3),
+                topic: r.get(4),
+                ttl_secs: r.get::<_, i32>(5).max(0) as u32,
+                urgency: r.get(6),
+                attempts: r.get::<_, i32>(7).max(0) as u32,
+                give_up_ms: r.get(8),
+            })
+            .collect();
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    async fn push_done(&self, id: i64) -> Result<()> {
+        self.client().await?.execute("DELETE FROM push_outbox WHERE id = $1", &[&id]).await?;
+        Ok(())
+    }
+
+    async fn push_retry(&self, id: i64, next_attempt_ms: i64) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE push_outbox SET next_attempt_ms = $2, lease_owner = NULL, lease_until_ms = NULL WHERE id = $1",
+                &[&id, &next_attempt_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn push_outbox_len(&self) -> Result<u64> {
+        let n: i64 = self.client().await?.query_one("SELECT COUNT(*) FROM push_outbox", &[]).await?.get(0);
+        Ok(n as u64)
+    }
+
+    async fn use_push_token(&self, hash: &str, now_ms: i64) -> Result<Option<ActionToken>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "DELETE FROM push_tokens WHERE hash = $1 RETURNING owner, task_id, request_id, expires_ms",
+                &[&hash],
+            )
+            .await?;
+        Ok(row.filter(|r| r.get::<_, i64>(3) > now_ms).map(|r| ActionToken {
+            user: r.get(0),
+            task_id: r.get(1),
+            request_id: r.get(2),
+        }))
+    }
+
+    async fn delete_push_tokens(&self, task_id: &str, request_id: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute("DELETE FROM push_tokens WHERE task_id = $1 AND request_id = $2", &[&task_id, &request_id])
+            .await?;
+        Ok(())
+    }
+
     async fn flush(&self) -> Result<()> {
         Ok(())
     }

@@ -15,6 +15,7 @@ use flightdeck_protocol::realtime::StoredSeqEvent;
 use flightdeck_protocol::{AgentInfo, Alert, RepoStatus, SeqEvent, Task, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
+use super::push::{ActionToken, Enqueued, OutboxRow, PushEvent, PushTarget};
 use super::{
     CreatedKey, KeyRow, NumberedEvent, PendingDecision, Principal, Result, Run, RunState, SealedSecret, Store,
     StoreError, TaskFilter,
@@ -425,6 +426,63 @@ impl Store for SqliteStore {
     async fn delete_secret(&self, user: &str, name: &str) -> Result<bool> {
         let (user, name) = (user.to_owned(), name.to_owned());
         self.call(move |db| db.delete_secret(&user, &name)).await
+    }
+
+    async fn push_vapid_key(&self, candidate: &[u8], now_ms: i64) -> Result<Vec<u8>> {
+        let candidate = candidate.to_vec();
+        self.call(move |db| db.push_vapid_key(&candidate, now_ms)).await
+    }
+
+    async fn put_push_target(&self, target: &PushTarget, max: usize) -> Result<bool> {
+        let target = target.clone();
+        self.call(move |db| db.put_push_target(&target, max)).await
+    }
+
+    async fn push_targets(&self, user: &str) -> Result<Vec<PushTarget>> {
+        let user = user.to_owned();
+        self.call(move |db| db.push_targets(&user)).await
+    }
+
+    async fn push_target(&self, id: &str) -> Result<Option<PushTarget>> {
+        let id = id.to_owned();
+        self.call(move |db| db.push_target(&id)).await
+    }
+
+    async fn delete_push_target(&self, user: &str, id: &str) -> Result<bool> {
+        let (user, id) = (user.to_owned(), id.to_owned());
+        self.call(move |db| db.delete_push_target(&user, &id)).await
+    }
+
+    async fn enqueue_push(&self, event: &PushEvent, max_rows: u64) -> Result<Enqueued> {
+        let event = event.clone();
+        self.call(move |db| db.enqueue_push(&event, max_rows)).await
+    }
+
+    async fn claim_push(&self, node: &str, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        let node = node.to_owned();
+        self.call(move |db| db.claim_push(&node, now_ms, lease_ms, limit)).await
+    }
+
+    async fn push_done(&self, id: i64) -> Result<()> {
+        self.call(move |db| db.push_done(id)).await
+    }
+
+    async fn push_retry(&self, id: i64, next_attempt_ms: i64) -> Result<()> {
+        self.call(move |db| db.push_retry(id, next_attempt_ms)).await
+    }
+
+    async fn push_outbox_len(&self) -> Result<u64> {
+        self.call(|db| db.push_outbox_len()).await
+    }
+
+    async fn use_push_token(&self, hash: &str, now_ms: i64) -> Result<Option<ActionToken>> {
+        let hash = hash.to_owned();
+        self.call(move |db| db.use_push_token(&hash, now_ms)).await
+    }
+
+    async fn delete_push_tokens(&self, task_id: &str, request_id: &str) -> Result<()> {
+        let (task_id, request_id) = (task_id.to_owned(), request_id.to_owned());
+        self.call(move |db| db.delete_push_tokens(&task_id, &request_id)).await
     }
 
     async fn flush(&self) -> Result<()> {

@@ -334,7 +334,7 @@ async fn the_owners_decision_reaches_the_agent_and_is_taken_once() {
     assert_eq!(task_of(&body).id, task.id);
     assert_eq!(task_of(&body).status, TaskStatus::Waiting);
     match recv_relay_skip_pings(&mut agent).await {
-        RelayMessage::PermissionDecision { task_id, request_id, behavior, updated_input, message } => {
+        RelayMessage::PermissionDecision { task_id, request_id, behavior, updated_input, message, .. } => {
             assert_eq!((task_id.as_str(), request_id.as_str()), (task.id.as_str(), "req-1"));
             assert_eq!(behavior, Behavior::Allow);
             assert_eq!(updated_input, Some(json!({"command": "touch made-by-claude.txt"})));
@@ -491,7 +491,7 @@ async fn a_pending_decision_survives_a_relay_restart() {
     let relay = Relay::launch(test_settings(&relay.dir), keys).await;
     let (mut agent, _) = relay.agent("mac").await;
     match recv_relay_skip_pings(&mut agent).await {
-        RelayMessage::PermissionDecision { task_id, request_id, behavior, updated_input, message } => {
+        RelayMessage::PermissionDecision { task_id, request_id, behavior, updated_input, message, .. } => {
             assert_eq!((task_id.as_str(), request_id.as_str(), behavior), (task.id.as_str(), "req-1", Behavior::Allow));
             assert_eq!(updated_input, Some(json!({"answers": {"Which?": "B"}})));
             assert_eq!(message.as_deref(), Some("go"));

@@ -38,6 +38,7 @@ const CASES: &[(&str, Case)] = cases![
     container_runs_and_their_keys,
     secrets_are_stored_sealed,
     changes_are_numbered_per_user,
+    push_targets_outbox_leases_and_tokens,
 ];
 
 #[tokio::test]
@@ -395,6 +396,7 @@ async fn conversations_and_pending_decisions(store: Arc<dyn Store>) {
         behavior: Behavior::Deny,
         updated_input: Some(serde_json::json!({"answers": [1, "two"]})),
         message: Some("no".into()),
+        decided_by: None,
         created_at: at(created_ms),
     };
     assert!(store.insert_pending_decision("alice", &decision("r-2", 20)).await.unwrap());
@@ -553,4 +555,105 @@ async fn changes_are_numbered_per_user(store: Arc<dyn Store>) {
     assert_eq!(numbers, (3..=22).collect::<Vec<_>>());
     assert_eq!(store.changes("alice").await.unwrap(), 22);
     assert_eq!(store.changes("bob").await.unwrap(), 1);
+}
+
+async fn push_targets_outbox_leases_and_tokens(store: Arc<dyn Store>) {
+    use flightdeck_protocol::push::PushKind;
+    use flightdeck_relay::store::push::{Enqueued, NewActionToken, NewPushMessage, PushEvent, PushTarget, TargetKind};
+
+    // The VAPID key: the first stored wins, whoever asks later.
+    let first = store.push_vapid_key(&[1; 32], 1).await.unwrap();
+    assert_eq!(first, vec![1; 32]);
+    assert_eq!(store.push_vapid_key(&[2; 32], 2).await.unwrap(), vec![1; 32]);
+
+    let target = |id: &str, user: &str, kind: TargetKind| PushTarget {
+        id: id.into(),
+        user: user.into(),
+        kind,
+        url: format!("https://push.example/{id}"),
+        p256dh: Some("p".into()),
+        auth: Some("a".into()),
+        secret: None,
+        device: Some("phone".into()),
+        kinds: vec![PushKind::NeedsInput, PushKind::Failed],
+        origin: "https://relay.example".into(),
+        created_at: at(10),
+    };
+    assert!(store.put_push_target(&target("s-1", "alice", TargetKind::WebPush), 3).await.unwrap());
+    assert!(store.put_push_target(&target("s-2", "alice", TargetKind::WebPush), 3).await.unwrap());
+    assert!(store.put_push_target(&target("n-1", "alice", TargetKind::Ntfy), 3).await.unwrap());
+    assert!(!store.put_push_target(&target("s-3", "alice", TargetKind::WebPush), 3).await.unwrap(), "the cap");
+    // A channel replaces the user's channel of its kind (so it fits under the cap).
+    assert!(store.put_push_target(&target("n-2", "alice", TargetKind::Ntfy), 3).await.unwrap());
+    assert!(store.put_push_target(&target("s-9", "bob", TargetKind::WebPush), 3).await.unwrap());
+    let ids: Vec<String> = store.push_targets("alice").await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["n-2", "s-1", "s-2"]);
+    let s1 = store.push_target("s-1").await.unwrap().unwrap();
+    assert_eq!(s1, target("s-1", "alice", TargetKind::WebPush), "read back as stored");
+    assert!(!format!("{s1:?}").contains("push.example"), "Debug hides the endpoint");
+
+    // Enqueue once per event key; a token with it.
+    let message = |target: &str| NewPushMessage {
+        target_id: target.into(),
+        payload: format!("{{\"to\":\"{target}\"}}"),
+        topic: Some("topic-1".into()),
+        ttl_secs: 600,
+        urgency: "high".into(),
+    };
+    let event = PushEvent {
+        user: "alice".into(),
+        event_key: "needs_input:t-1:r-1".into(),
+        token: Some(NewActionToken {
+            hash: "h-1".into(),
+            task_id: "t-1".into(),
+            request_id: "r-1".into(),
+            expires_ms: 5_000,
+        }),
+        messages: vec![message("s-1"), message("s-2")],
+        now_ms: 1_000,
+        give_up_ms: 100_000,
+    };
+    assert_eq!(store.enqueue_push(&event, 10).await.unwrap(), Enqueued::Queued(2));
+    assert_eq!(store.enqueue_push(&event, 10).await.unwrap(), Enqueued::Duplicate, "once per event");
+    let full = PushEvent { event_key: "completed:t-1".into(), token: None, ..event.clone() };
+    assert_eq!(store.enqueue_push(&full, 3).await.unwrap(), Enqueued::Full, "bounded");
+    assert_eq!(store.push_outbox_len().await.unwrap(), 2);
+
+    // Claimed with a lease by one node; not again while it runs; again once it ran out.
+    let a = store.claim_push("node-a", 1_000, 500, 10).await.unwrap();
+    assert_eq!(a.iter().map(|r| r.target_id.as_str()).collect::<Vec<_>>(), ["s-1", "s-2"]);
+    assert_eq!((a[0].attempts, a[0].ttl_secs, a[0].urgency.as_str()), (1, 600, "high"));
+    assert_eq!(a[0].topic.as_deref(), Some("topic-1"));
+    assert_eq!(a[0].payload, "{\"to\":\"s-1\"}");
+    assert!(store.claim_push("node-b", 1_200, 500, 10).await.unwrap().is_empty(), "leased to node-a");
+    store.push_done(a[0].id).await.unwrap();
+    let b = store.claim_push("node-b", 1_500, 500, 10).await.unwrap();
+    assert_eq!(b.len(), 1, "the lease ran out: another node takes what is left");
+    assert_eq!((b[0].target_id.as_str(), b[0].attempts), ("s-2", 2));
+    // A retry is due at its time, and by any node.
+    store.push_retry(b[0].id, 3_000).await.unwrap();
+    assert!(store.claim_push("node-a", 2_999, 500, 10).await.unwrap().is_empty());
+    assert_eq!(store.claim_push("node-a", 3_000, 500, 10).await.unwrap().len(), 1);
+    // Deleting a target deletes what waits for it.
+    assert!(store.delete_push_target("alice", "s-2").await.unwrap());
+    assert!(!store.delete_push_target("alice", "s-2").await.unwrap());
+    assert!(!store.delete_push_target("alice", "s-9").await.unwrap(), "only one's own");
+    assert_eq!(store.push_outbox_len().await.unwrap(), 0);
+
+    // Tokens: once, live only, dead when their request is decided.
+    assert_eq!(store.use_push_token("nope", 1_000).await.unwrap(), None);
+    let used = store.use_push_token("h-1", 1_000).await.unwrap().unwrap();
+    assert_eq!((used.user.as_str(), used.task_id.as_str(), used.request_id.as_str()), ("alice", "t-1", "r-1"));
+    assert_eq!(store.use_push_token("h-1", 1_000).await.unwrap(), None, "works once");
+    let later = |key: &str, hash: &str, expires_ms: i64| PushEvent {
+        event_key: key.into(),
+        token: Some(NewActionToken { hash: hash.into(), task_id: "t-1".into(), request_id: "r-2".into(), expires_ms }),
+        messages: vec![message("s-1")],
+        ..event.clone()
+    };
+    store.enqueue_push(&later("needs_input:t-1:r-2", "h-2", 5_000), 10).await.unwrap();
+    assert_eq!(store.use_push_token("h-2", 5_000).await.unwrap(), None, "expired");
+    store.enqueue_push(&later("needs_input:t-1:r-3", "h-3", 9_000), 10).await.unwrap();
+    store.delete_push_tokens("t-1", "r-2").await.unwrap();
+    assert_eq!(store.use_push_token("h-3", 1_000).await.unwrap(), None, "its request was decided");
 }

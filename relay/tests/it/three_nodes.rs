@@ -27,15 +27,28 @@ struct Cluster {
     nodes: Vec<Option<Node>>,
     agent_key: String,
     owner_key: String,
+    /// Settings every node of this cluster gets besides the usual ones.
+    extra_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, Vec::new()).await
+    }
+
+    async fn start_with(n: usize, extra_env: Vec<(&'static str, &'static str)>) -> Cluster {
         let pg = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
         let database = pg.database().await;
         let redis = redis_server().await;
-        let mut cluster =
-            Cluster { _pg: pg, redis, database, nodes: Vec::new(), agent_key: String::new(), owner_key: String::new() };
+        let mut cluster = Cluster {
+            _pg: pg,
+            redis,
+            database,
+            nodes: Vec::new(),
+            agent_key: String::new(),
+            owner_key: String::new(),
+            extra_env,
+        };
         for _ in 0..n {
             let node = cluster.node().await;
             cluster.nodes.push(Some(node));
@@ -51,17 +64,15 @@ impl Cluster {
     async fn node(&self) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let timeout = NODE_TIMEOUT_MS.to_string();
-        let (child, addr) = serve_process(
-            dir.path(),
-            &["--database", &self.database, "--broker", &self.redis.url],
-            &[
-                ("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "1000000"),
-                ("FLIGHTDECK_RELAY_REVOCATION_POLL_MS", "100"),
-                ("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", &timeout),
-                ("FLIGHTDECK_RELAY_AGENT_OFFLINE_GRACE_MS", "0"),
-            ],
-        )
-        .await;
+        let mut env = vec![
+            ("FLIGHTDECK_RELAY_WS_CONNECTIONS_PER_MINUTE", "1000000"),
+            ("FLIGHTDECK_RELAY_REVOCATION_POLL_MS", "100"),
+            ("FLIGHTDECK_RELAY_NODE_TIMEOUT_MS", timeout.as_str()),
+            ("FLIGHTDECK_RELAY_AGENT_OFFLINE_GRACE_MS", "0"),
+        ];
+        env.extend(self.extra_env.iter().copied());
+        let (child, addr) =
+            serve_process(dir.path(), &["--database", &self.database, "--broker", &self.redis.url], &env).await;
         Node { child, addr, _dir: dir }
     }
 
@@ -334,4 +345,104 @@ async fn a_redis_restart_closes_viewers_and_they_end_complete() {
         .expect("a viewer ends with the whole transcript");
         assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "node {}", i + 1);
     }
+}
+
+/// SPEC 13 on three nodes: a waiting task gives exactly one push per subscription, also when
+/// the node sending it is SIGKILLed mid-send (the push service holds the request open): the
+/// lease runs out and another node sends it again, under the same Topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_is_sent_once_per_subscription_even_when_the_sending_node_dies() {
+    use crate::push::{Browser, Reply, Service};
+    use flightdeck_protocol::push::PushKind;
+
+    let push_env = vec![
+        ("FLIGHTDECK_RELAY_PUSH_ALLOW_PRIVATE_ENDPOINTS", "1"),
+        ("FLIGHTDECK_RELAY_PUSH_POLL_MS", "100"),
+        ("FLIGHTDECK_RELAY_PUSH_LEASE_MS", "1500"),
+        ("FLIGHTDECK_RELAY_PUSH_SEND_TIMEOUT_MS", "60000"),
+    ];
+    // One node while the first message is sent, so it is the one holding it.
+    let mut cluster = Cluster::start_with(1, push_env).await;
+    let owner = cluster.owner_key.clone();
+    let key = cluster.get(0, "/api/push/key", &owner).await.1["publicKey"].as_str().unwrap().to_string();
+    let mut service = Service::start().await;
+    let phone = Browser::new(service.url("/push/phone"));
+    let laptop = Browser::new(service.url("/push/laptop"));
+    for browser in [&phone, &laptop] {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/api/push/subscriptions", cluster.addr(0)))
+            .bearer_auth(&owner)
+            .json(&browser.subscription())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let browser_of = |path: &str| if path.ends_with("phone") { &phone } else { &laptop };
+    let waiting = |agent: &'static str, task: &'static str, request: &'static str| {
+        let task =
+            flightdeck_protocol::Task { agent_id: Some(agent.into()), ..local_task(task, "web", TaskStatus::Waiting) };
+        let event = flightdeck_protocol::TaskEvent::PermissionRequest {
+            request_id: request.into(),
+            tool_name: "Bash".into(),
+            input: json!({"command": "rm -rf build"}),
+            description: None,
+            suggestions: None,
+        };
+        (AgentMessage::TaskUpdate { task: task.clone() }, AgentMessage::TaskEvent { task_id: task.id, seq: 1, event })
+    };
+
+    service.reply_next(Reply::Hold);
+    let (mut agent, _) = cluster.agent(0, "mac").await;
+    let (update, request) = waiting("mac", "t1", "r1");
+    send(&mut agent, &update).await;
+    send(&mut agent, &request).await;
+    let first = service.take(2).await;
+    // One is held open by the push service: its sender is node 1, the only one.
+    let held = first.iter().find(|s| s.held).expect("one request held");
+    let held_topic = held.header("topic").unwrap().to_string();
+    assert_eq!(browser_of(&held.path).open(held, &key, &service.origin()).kind, PushKind::NeedsInput);
+
+    // Two more nodes; the sender dies mid-send.
+    for _ in 0..2 {
+        let node = cluster.node().await;
+        cluster.nodes.push(Some(node));
+    }
+    assert_eq!(cluster.get(2, "/api/push/key", &owner).await.1["publicKey"], key.as_str(), "one key for all nodes");
+    cluster.kill(0).await;
+    let again = service.next().await;
+    assert_eq!(again.path, held.path, "the held message is sent again by another node");
+    assert_eq!(again.header("topic"), Some(held_topic.as_str()), "under the same Topic");
+    let payload = browser_of(&again.path).open(&again, &key, &service.origin());
+    assert_eq!((payload.kind, payload.request_id.as_deref()), (PushKind::NeedsInput, Some("r1")));
+
+    // With three... two live nodes: one more request, one push per subscription.
+    let (mut agent, _) = cluster.agent(1, "mac").await;
+    let (update, request) = waiting("mac", "t2", "r2");
+    send(&mut agent, &update).await;
+    send(&mut agent, &request).await;
+    let second = service.take(2).await;
+    let mut paths: Vec<&str> = second.iter().map(|s| s.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/push/laptop", "/push/phone"]);
+    for seen in &second {
+        let payload = browser_of(&seen.path).open(seen, &key, &service.origin());
+        assert_eq!((payload.kind, payload.task_id.as_str()), (PushKind::NeedsInput, "t2"));
+    }
+    // Nothing else was waiting: the next two are the test message, one each.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/push/test", cluster.addr(2)))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tests = service.take(2).await;
+    let mut paths: Vec<&str> = tests.iter().map(|s| s.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/push/laptop", "/push/phone"]);
+    for seen in &tests {
+        assert_eq!(browser_of(&seen.path).open(seen, &key, &service.origin()).kind, PushKind::Test);
+    }
+    drop(agent);
 }

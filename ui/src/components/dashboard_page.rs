@@ -4,7 +4,7 @@ use flightdeck_protocol::api::DashboardContext;
 use flightdeck_protocol::AgentState;
 use yew::prelude::*;
 
-use super::{short_time, AlertList, ConnectionIndicator};
+use super::{short_time, AlertList, ConnectionIndicator, PushPanel};
 use crate::hooks::{use_app, use_needs_input_title};
 use crate::state::{Action, DashboardRow};
 
@@ -111,6 +111,7 @@ pub fn dashboard_page(props: &DashboardPageProps) -> Html {
                 if owner {
                     <aside class="side">
                         <AlertList alerts={Rc::new(store.alerts.clone())} on_ack={on_ack} />
+                        <PushPanel />
                         <section class="panel agents" aria-label="Agents">
                             <h3>{ "Agents" }</h3>
                             if store.agents.is_empty() {

@@ -110,6 +110,17 @@ pub fn hud_page(props: &HudPageProps) -> Html {
             }
         })
     };
+    // A notification opens `/hud/<user>/<repo>?task=<id>` (SPEC 13): show that task.
+    {
+        let subscribe = app.subscribe.clone();
+        let dispatch = store.dispatcher();
+        use_effect_with((), move |_| {
+            if let Some(id) = crate::env::query_param("task") {
+                subscribe.emit(format!("task:{id}"));
+                dispatch.dispatch(Action::SelectTask(Some(id)));
+            }
+        });
+    }
     let on_cancel = app.on_cancel_task();
     let on_dismiss = {
         let dispatch = store.dispatcher();

@@ -289,6 +289,7 @@ fn outcome(decision: &Decision) -> Html {
         DecidedBy::Policy => " by a rule",
         DecidedBy::Timeout => " automatically: nobody decided in time",
         DecidedBy::Terminal => " in the terminal",
+        DecidedBy::Push => " from a notification",
     };
     html! {
         <p class={classes!("perm-outcome", class)} data-testid="decision" data-behavior={decision.behavior.as_str()}>
