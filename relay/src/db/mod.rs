@@ -245,6 +245,13 @@ CREATE TABLE changes (owner TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
     r#"
 CREATE TABLE nodes (node_id TEXT PRIMARY KEY, alive_until_ms INTEGER NOT NULL) WITHOUT ROWID;
 "#,
+    // A container run's follow-up (issue 22): the ref its clone checks out, the branch it
+    // pushed, and the container's Claude state (sealed), which the next turn's container gets.
+    r#"
+ALTER TABLE runs ADD COLUMN checkout TEXT;
+ALTER TABLE runs ADD COLUMN pushed_branch TEXT;
+ALTER TABLE runs ADD COLUMN home BLOB;
+"#,
 ];
 
 /// The database handle. Not `Sync`: the server keeps it on one thread (see `store::sqlite`).
