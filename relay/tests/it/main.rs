@@ -10,6 +10,7 @@ mod frames;
 mod http;
 mod many_hosts;
 mod postgres;
+mod readme;
 mod realtime;
 mod runs;
 mod store;
