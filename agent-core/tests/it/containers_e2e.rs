@@ -467,6 +467,10 @@ async fn a_reply_to_a_container_task_resumes_the_session_in_a_new_container() {
             "payload": {"prompt": "write first.txt", "allowedTools": ["Bash"], "permissionMode": "acceptEdits"}}),
     )
     .await;
+    // Followed to the end of its run (a container run takes longer than `wait_task`'s deadline
+    // on a busy machine), then read once recorded.
+    let mut viewer = Viewer::connect(&relay, &[format!("task:{}", first.id)]).await;
+    follow_run(&mut viewer, &first.id).await;
     let first = relay
         .wait_task(&first.id, "the first turn's container is gone", |t| {
             t.runner.as_ref().is_some_and(|r| r.exit_code.is_some())
