@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HACK = ROOT / "workspace-hack" / "Cargo.toml"
 HACK_NAME = "flightdeck-workspace-hack"
+# `--check` must not change Cargo.lock; writing the hack does (its dependencies change).
+LOCKED = []
 # Every selection a README command or `./dev` builds; the first is the union of them all.
 SELECTIONS = [
     ["--workspace"],
@@ -47,7 +49,7 @@ def tree(selection, edges="normal,build"):
     """{(name, version): set of feature sets} of one selection (a package built for the target
     and for the host, as a build dependency or under a proc-macro, may have two)."""
     out = subprocess.run(
-        ["cargo", "tree", "--offline", *selection, "-e", edges, "--prefix", "none",
+        ["cargo", "tree", *LOCKED, *selection, "-e", edges, "--prefix", "none",
          "-f", "{p}|{f}"],
         cwd=ROOT, check=True, capture_output=True, text=True).stdout
     packages = {}
@@ -109,6 +111,8 @@ def write(union, keys):
 
 def main():
     check = "--check" in sys.argv[1:]
+    if check:
+        LOCKED.append("--locked")
     union, diff = differences()
     if check:
         if diff:
