@@ -18,8 +18,10 @@ cd "$root"
 
 tmp="$(mktemp -d)"
 pids=()
+image_tag=""
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [ -n "$image_tag" ]; then podman rmi -f "$image_tag" >/dev/null 2>&1 || true; fi
     wait 2>/dev/null || true
     rm -rf "$tmp"
 }
@@ -157,7 +159,7 @@ runs_block="$(readme_block "Container runs")"
 mkdir -p "$tmp/clone/tools"
 cp -r runner "$tmp/clone/runner"
 cp tools/package.json tools/package-lock.json "$tmp/clone/tools/"
-image_tag=localhost/flightdeck-readme-test:latest
+image_tag=localhost/flightdeck-readme-test:latest # removed by cleanup
 while IFS= read -r line; do
     [ -n "${line// /}" ] || continue
     echo "readme-test \$ $line"
@@ -172,7 +174,6 @@ while IFS= read -r line; do
         (cd "$tmp/clone" && CARGO_TARGET_DIR="$release_target" bash -c "${line%%#*} --tag $image_tag") \
             || fail "runner/build-image.sh failed"
         [ -x "$tmp/clone/tools/node_modules/.bin/claude" ] || fail "the image script did not install the CLI into tools/"
-        trap 'podman rmi -f "$image_tag" >/dev/null 2>&1 || true; cleanup' EXIT
         for bin in claude flightdeck-agent; do
             podman run --rm --network none --entrypoint /bin/sh "$image_tag" -c "test -x /usr/local/bin/$bin" \
                 || fail "the image has no /usr/local/bin/$bin"
