@@ -5,7 +5,8 @@
 #   runner/build-image.sh --base          # image `flightdeck-runner-base`: no agent (the relay
 #                                         # bind-mounts one: `[runner] agent_binary`)
 # Options: --tag NAME, --agent PATH (default target/release/flightdeck-agent, else
-# target/debug/flightdeck-agent), --claude PATH (default: the Claude Code CLI of tools/).
+# target/debug/flightdeck-agent; $CARGO_TARGET_DIR instead of target/ when set), --claude PATH
+# (default: the Claude Code CLI of tools/, installed there with `npm ci` when missing).
 #
 # Without a reachable registry, the Debian base is made with debootstrap from the Debian mirror
 # and imported as docker.io/library/debian:bookworm-slim. An image already built from the same
@@ -32,16 +33,27 @@ fi
 ENGINE=$(command -v podman || command -v docker || true)
 [ -n "$ENGINE" ] || { echo "$0: neither podman nor docker is installed" >&2; exit 1; }
 
-if [ -z "$CLAUDE" ]; then
+# The native CLI the npm package of tools/ installs (the package pins its version).
+find_claude() {
   for c in "$ROOT/tools/node_modules/@anthropic-ai/claude-code-linux-x64/claude" \
            "$ROOT/tools/node_modules/@anthropic-ai/claude-code/bin/claude.exe"; do
-    if [ -f "$c" ] && head -c 4 "$c" | grep -q ELF; then CLAUDE=$c; break; fi
+    if [ -f "$c" ] && head -c 4 "$c" | grep -q ELF; then CLAUDE=$c; return; fi
   done
+}
+if [ -z "$CLAUDE" ]; then
+  find_claude
+  if [ -z "$CLAUDE" ]; then
+    command -v npm >/dev/null || { echo "$0: the image needs the Claude Code CLI of tools/, which npm installs: install Node.js and npm (apt-get install npm), or give --claude PATH" >&2; exit 1; }
+    echo "installing the Claude Code CLI into tools/ (npm ci)"
+    (cd "$ROOT/tools" && npm ci --no-audit --no-fund --loglevel=error)
+    find_claude
+  fi
 fi
-[ -n "$CLAUDE" ] && [ -f "$CLAUDE" ] || { echo "$0: no native Claude Code CLI found (cd tools && npm ci), or give --claude PATH" >&2; exit 1; }
+[ -n "$CLAUDE" ] && [ -f "$CLAUDE" ] || { echo "$0: no native Claude Code CLI found in tools/ (cd tools && npm ci), or give --claude PATH" >&2; exit 1; }
 if [ "$TARGET" = runner ]; then
   if [ -z "$AGENT" ]; then
-    for a in "$ROOT/target/release/flightdeck-agent" "$ROOT/target/debug/flightdeck-agent"; do
+    BUILD_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+    for a in "$BUILD_DIR/release/flightdeck-agent" "$BUILD_DIR/debug/flightdeck-agent"; do
       if [ -x "$a" ]; then AGENT=$a; break; fi
     done
   fi

@@ -3,7 +3,11 @@
 # block of "Self-hosting the relay" line by line (with /var/lib/flightdeck, /usr/local/bin and
 # 0.0.0.0:8787 pointing at a temp data dir, a temp bin dir first on PATH, and a free port), then
 # the commands its prose shows: `key list`, `key revoke ID`, the login with the owner key,
-# `flightdeck-agent run --relay ... --key ...` started inside a repo, `serve --broker redis://...`.
+# `flightdeck-agent run --relay ... --key ...` started inside a repo, `serve --broker redis://...`;
+# the task routes of "REST API" (its curl block, against that relay and agent); the block of
+# "Container runs" (its build is a no-op after the self-hosting one, and the image script
+# installs what it needs into a tools/ that has nothing); the Many hosts block; and that
+# `./dev run`'s build after `./dev test`'s builds nothing.
 # Fails on the first command that fails or does not do what the README says.
 #
 # The release build is real; its profile is made cheap through cargo's environment
@@ -14,8 +18,10 @@ cd "$root"
 
 tmp="$(mktemp -d)"
 pids=()
+image_tag=""
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [ -n "$image_tag" ]; then podman rmi -f "$image_tag" >/dev/null 2>&1 || true; fi
     wait 2>/dev/null || true
     rm -rf "$tmp"
 }
@@ -28,6 +34,23 @@ release_target="${README_TEST_TARGET_DIR:-$root/target/readme-test}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 fail() { echo "readme-test: $*" >&2; exit 1; }
+# The fenced sh block of the README section named $1.
+readme_block() {
+    awk -v section="## $1" '$0 == section { in_section = 1; next }
+        in_section && /^## / { exit }
+        in_section && /^```sh$/ { in_block = 1; next }
+        in_section && in_block && /^```$/ { exit }
+        in_block { print }' README.md
+}
+# no_rebuild WHAT COMMAND...: runs a cargo build that must build nothing (issue 22: the README's
+# and ./dev's builds reuse each other), and says how long it took.
+no_rebuild() {
+    local what=$1 start out; shift
+    start=$(date +%s%N)
+    out="$("$@" 2>&1)" || { echo "$out" >&2; fail "$what failed"; }
+    echo "readme-test: $what took $(( ($(date +%s%N) - start) / 1000000 )) ms"
+    if grep -E '^\s*Compiling ' <<<"$out" >&2; then fail "$what rebuilt the crates above"; fi
+}
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     local deadline=$(( $(date +%s) + $1 )) what=$2; shift 2
     until "$@" >/dev/null 2>&1; do
@@ -97,6 +120,24 @@ repo_known() {
 wait_for 60 "the agent's repo at the relay" repo_known
 grep -q 'watching my-project\|my-project' "$tmp/agent.log" || fail "the agent did not say it watches the repo"
 
+echo "readme-test: REST API, the task routes (its curl block as written)"
+rest_block="$(readme_block "REST API")"
+[ -n "$rest_block" ] || fail "no sh block in the README's REST API section"
+grep -q 'RELAY=http://127.0.0.1:8787$' <<<"$rest_block" || fail "the REST block does not set RELAY as expected"
+rest_out="$(OWNER_KEY="$owner_key" bash -euo pipefail -c "${rest_block//127.0.0.1:8787/127.0.0.1:$port}
+echo; echo \"readme-test-ids \$TASK \$LONG\"")" || fail "the REST block failed: $rest_out"
+read -r _ rest_task rest_long < <(grep '^readme-test-ids ' <<<"$rest_out")
+[ -n "$rest_task" ] && [ -n "$rest_long" ] || fail "the REST block made no tasks: $rest_out"
+grep -q '"tasks":\[' <<<"$rest_out" || fail "the list answer is not in the output: $rest_out"
+grep -q "\"events\":" <<<"$rest_out" || fail "the events answer is not in the output: $rest_out"
+task_is() { # task_is ID STATUS: the task has ended with STATUS
+    curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port/api/cockpit/tasks/$1" | grep -q "\"status\":\"$2\""
+}
+wait_for 60 "the REST task to complete" task_is "$rest_task" completed
+wait_for 60 "the cancelled REST task to end cancelled" task_is "$rest_long" cancelled
+events="$(curl -fsS -H "authorization: Bearer $owner_key" "http://127.0.0.1:$port/api/cockpit/tasks/$rest_task/events?after=0")"
+grep -q 'hello from rest' <<<"$events" || fail "the task's transcript lacks its output: $events"
+
 echo "readme-test \$ flightdeck-relay key list / key revoke ID"
 # Each output is read whole before it is searched: a reader that stops early (`grep -q`) is a
 # race under pipefail.
@@ -109,6 +150,38 @@ awk -v id="$id" '$1 == id && $6 == "-" { exit 1 }' <<<"$keys" || fail "key revok
 # A revoked key's live socket closes at once: the agent stops (status 3, SPEC: fatal link end).
 agent_gone() { ! kill -0 "$agent_pid" 2>/dev/null; }
 wait_for 30 "the agent to stop after its key is revoked" agent_gone
+
+echo "readme-test: Container runs (the build, then the image script with a tools/ that has nothing)"
+runs_block="$(readme_block "Container runs")"
+[ -n "$runs_block" ] || fail "no sh block in the README's Container runs section"
+# The image script, as in a fresh clone: its own copy of the repo's runner/ and tools/ (no
+# node_modules); the agent of the release build above.
+mkdir -p "$tmp/clone/tools"
+cp -r runner "$tmp/clone/runner"
+cp tools/package.json tools/package-lock.json "$tmp/clone/tools/"
+image_tag=localhost/flightdeck-readme-test:latest # removed by cleanup
+while IFS= read -r line; do
+    [ -n "${line// /}" ] || continue
+    echo "readme-test \$ $line"
+    case "$line" in
+    "cargo build --release"*)
+        no_rebuild "the Container runs build after the self-hosting build" env CARGO_TARGET_DIR="$release_target" \
+            CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=64 \
+            CARGO_PROFILE_RELEASE_DEBUG=false bash -c "${line%%#*}"
+        ;;
+    "runner/build-image.sh"*)
+        # As written, but tagged for this test (the README's tag may be a real image here).
+        (cd "$tmp/clone" && CARGO_TARGET_DIR="$release_target" bash -c "${line%%#*} --tag $image_tag") \
+            || fail "runner/build-image.sh failed"
+        [ -x "$tmp/clone/tools/node_modules/.bin/claude" ] || fail "the image script did not install the CLI into tools/"
+        for bin in claude flightdeck-agent; do
+            podman run --rm --network none --entrypoint /bin/sh "$image_tag" -c "test -x /usr/local/bin/$bin" \
+                || fail "the image has no /usr/local/bin/$bin"
+        done
+        ;;
+    *) fail "an unexpected command in the Container runs block: $line" ;;
+    esac
+done <<<"$runs_block"
 
 echo "readme-test \$ flightdeck-relay serve --broker redis://..."
 redis_port="$(free_port)"
@@ -188,6 +261,13 @@ grep -q "$task_id" <<<"$listed" || fail "node 2 does not list the task made thro
 for n in 1 2; do
     [ ! -e "$tmp/node$n/relay.sqlite3" ] || fail "node $n wrote a SQLite file despite --database"
 done
+
+# `./dev run` (scripts/headless.sh) after `./dev test`: the second build builds nothing.
+echo "readme-test: ./dev run's build after ./dev test's"
+test_build="$(grep -o 'cargo build -q --workspace --bins' dev)" || fail "./dev test no longer builds --workspace --bins"
+run_build="$(grep -o 'cargo build -p [^)]*--bins' scripts/headless.sh)" || fail "no cargo build in scripts/headless.sh"
+bash -c "$test_build"
+no_rebuild "./dev run's build ($run_build) after ./dev test's" bash -c "$run_build"
 
 # "Notifications on your phone": its sh block as written against a relay that allows private
 # endpoints, with local stand-ins for ntfy and the webhook (a small HTTP server that records

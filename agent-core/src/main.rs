@@ -148,6 +148,10 @@ struct RunArgs {
     /// With --once: where the clone goes (default: the current directory).
     #[arg(long, value_name = "DIR", requires = "once")]
     work_dir: Option<PathBuf>,
+    /// With --once: the branch to clone (default: the remote's default branch); a follow-up
+    /// turn starts from the branch its conversation last pushed.
+    #[arg(long, value_name = "BRANCH", requires = "once")]
+    checkout: Option<String>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -350,6 +354,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 None => std::env::current_dir().context("no current directory")?,
             },
             git_token: std::env::var("GIT_TOKEN").ok().filter(|t| !t.is_empty()),
+            checkout: args.checkout,
         };
         let report = flightdeck_agent_core::once::run(&settings, once).await;
         // The last line on stdout: the relay reads it from the container's log.

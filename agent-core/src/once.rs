@@ -1,7 +1,8 @@
 //! `flightdeck-agent run --once --clone URL --task ID`: one task in a container (SPEC 10).
 //!
 //! The relay starts a container with this command and a one-time agent key bound to the task.
-//! The agent clones the repo (shallow, with `GIT_TOKEN` when set), starts the usual [`Agent`]
+//! The agent clones the repo (shallow, with `GIT_TOKEN` when set; a follow-up turn the branch
+//! `--checkout` names), starts the usual [`Agent`]
 //! on that clone with `metadata.placement = "container"`, runs the one task the relay sends
 //! (the same runner and executors as everywhere), commits and pushes what it changed as branch
 //! `flightdeck/<taskId>` when the payload asks (`push: true`), makes sure the relay holds the
@@ -53,6 +54,9 @@ pub struct OnceConfig {
     pub work_dir: PathBuf,
     /// A token for HTTPS clones and pushes (`GIT_TOKEN`); never written to disk.
     pub git_token: Option<String>,
+    /// The branch to clone (a follow-up turn's conversation branch); the default branch when
+    /// `None`.
+    pub checkout: Option<String>,
 }
 
 /// The slug a clone URL gives: its last path segment without `.git`.
@@ -90,7 +94,7 @@ async fn run_inner(settings: &Settings, once: &OnceConfig, report: &mut OnceRepo
     }
     let dir = once.work_dir.join(&slug);
     say!("flightdeck-agent: cloning {} into {}", once.clone_url, dir.display());
-    clone(&once.clone_url, &dir, once.git_token.as_deref()).await?;
+    clone(&once.clone_url, once.checkout.as_deref(), &dir, once.git_token.as_deref()).await?;
     let base = git(&dir, &["rev-parse", "HEAD"], None).await.ok().map(|s| s.trim().to_string());
 
     let mut settings = settings.clone();
@@ -218,13 +222,22 @@ async fn push(
     Ok(Some((branch, head)))
 }
 
-/// `git clone --depth 1` (a local path is cloned whole: git ignores the depth there).
-async fn clone(url: &str, dir: &Path, token: Option<&str>) -> Result<(), String> {
+/// `git clone --depth 1`, of `branch` when given (a local path is cloned whole: git ignores the
+/// depth there).
+async fn clone(url: &str, branch: Option<&str>, dir: &Path, token: Option<&str>) -> Result<(), String> {
     if let Some(parent) = dir.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
+    if branch.is_some_and(|b| b.starts_with('-')) {
+        return Err(format!("not a branch name: {branch:?}"));
+    }
     let target = dir.to_string_lossy().into_owned();
-    git(Path::new("."), &["clone", "-q", "--depth", "1", "--no-tags", url, &target], token).await.map(|_| ())
+    let mut args = vec!["clone", "-q", "--depth", "1", "--no-tags"];
+    if let Some(branch) = branch {
+        args.extend(["--branch", branch]);
+    }
+    args.extend(["--", url, &target]);
+    git(Path::new("."), &args, token).await.map(|_| ())
 }
 
 /// Runs git; with a token, HTTPS requests carry it as a header (not in the URL, not on disk).

@@ -14,17 +14,25 @@ use std::time::Duration;
 use chrono::Utc;
 use flightdeck_protocol::api::OnceReport;
 use flightdeck_protocol::event::RunnerStep;
-use flightdeck_protocol::{RunnerInfo, RunnerState, Task, TaskEvent, TaskStatus};
+use flightdeck_protocol::{Executor, RunnerInfo, RunnerState, Task, TaskEvent, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::RunState;
+use crate::store::{Run, RunState};
 
 use crate::runner::{ContainerSpec, Runner, LABEL_RELAY, LABEL_TASK};
 
 /// Where the clone goes inside the container.
 const WORK_DIR: &str = "/work";
+/// The container's home (the runner image's `HOME`) and the Claude Code state in it: the
+/// sessions `--resume` reads are under `.claude/projects/<cwd>/`. A container's state is kept
+/// when its Claude task ends with a session, and unpacked into the next turn's container.
+const HOME_DIR: &str = "/root";
+const CLAUDE_STATE_DIR: &str = "/root/.claude";
+/// Largest Claude state kept for a follow-up (a tar archive); beyond it the conversation cannot
+/// be continued in a container.
+const MAX_KEPT_STATE_BYTES: usize = 64 * 1024 * 1024;
 /// Lines of the container's log kept for a failed task's `error`.
 const LOG_TAIL_LINES: usize = 40;
 /// Sweeps what a previous process left (containers, unfinished runs), then starts the
@@ -79,7 +87,7 @@ async fn supervise(state: AppState, runner: Arc<Runner>) {
             let (st, r) = (state.clone(), runner.clone());
             state.tasks.spawn(async move {
                 let task_id = run.task_id.clone();
-                if let Err(e) = run_container(&st, &r, &run.user, &run.task_id, &run.clone_url, stop).await {
+                if let Err(e) = run_container(&st, &r, &run, stop).await {
                     tracing::warn!(task = %task_id, error = %e, "container run failed");
                 }
                 r.stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&task_id);
@@ -108,14 +116,8 @@ struct Ending {
 
 /// One run, from key to removal. Errors are recorded on the task; the returned error is for
 /// the log only.
-async fn run_container(
-    state: &AppState,
-    runner: &Runner,
-    user: &str,
-    task_id: &str,
-    clone_url: &str,
-    stop: CancellationToken,
-) -> Result<(), AppError> {
+async fn run_container(state: &AppState, runner: &Runner, run: &Run, stop: CancellationToken) -> Result<(), AppError> {
+    let (user, task_id, clone_url) = (run.user.as_str(), run.task_id.as_str(), run.clone_url.as_str());
     let settings = &runner.settings;
     let store = state.store();
     let prepared = async {
@@ -131,7 +133,14 @@ async fn run_container(
                 message: format!("starting a container from {}", settings.image),
                 exit_code: None,
             },
-            TaskEvent::Runner { step: RunnerStep::Cloning, message: format!("cloning {clone_url}"), exit_code: None },
+            TaskEvent::Runner {
+                step: RunnerStep::Cloning,
+                message: match &run.checkout {
+                    Some(branch) => format!("cloning {clone_url} at {branch}"),
+                    None => format!("cloning {clone_url}"),
+                },
+                exit_code: None,
+            },
         ];
         let offset = append_relay_events(state, user, task_id, steps).await?;
         store.set_run_seq_offset(task_id, offset).await?;
@@ -143,7 +152,22 @@ async fn run_container(
     .await?;
     let Some((key, secrets, task)) = prepared else { return Ok(()) };
 
-    let spec = container_spec(runner, user, &task, clone_url, &key.secret, secrets);
+    let mut spec = container_spec(runner, user, &task, run, &key.secret, secrets);
+    match previous_turn_state(state, user, &task).await {
+        Ok(Some(archive)) => spec.uploads.push((HOME_DIR.to_string(), archive)),
+        Ok(None) => {}
+        Err(why) => {
+            let ending = Ending {
+                container_id: String::new(),
+                exit_code: None,
+                status_if_unfinished: TaskStatus::Failed,
+                error: Some(why.clone()),
+                report: None,
+            };
+            end_run(state, user, task_id, key.id.clone(), ending).await?;
+            return Err(AppError::Internal(why));
+        }
+    }
     let container_id = match runner.engine.start(&spec).await {
         Ok(id) => id,
         Err(e) => {
@@ -181,10 +205,15 @@ async fn run_container(
     // keep the last lines of what they make.
     let mut logs = runner.engine.logs_tail(&container_id, LOG_TAIL_LINES * 4).await.unwrap_or_default();
     logs.stderr = last_lines(&logs.stderr, LOG_TAIL_LINES);
+    let report = logs.stdout.lines().rev().find_map(|line| serde_json::from_str::<OnceReport>(line).ok());
+    // Before the container goes: what a follow-up turn needs of it.
+    let pushed_branch = report.as_ref().and_then(|r| r.pushed_branch.clone());
+    let home = keep_claude_state(state, runner, user, task_id, &container_id).await;
+    let kept = store.set_run_outcome(task_id, pushed_branch.as_deref(), home.as_deref()).await;
     if let Err(e) = runner.engine.remove(&container_id).await {
         tracing::warn!(container = %container_id, error = %e, "cannot remove a container");
     }
-    let report = logs.stdout.lines().rev().find_map(|line| serde_json::from_str::<OnceReport>(line).ok());
+    kept?;
     let cancelled = stop.is_cancelled();
     let error = why.or_else(|| {
         (exit_code != Some(0)).then(|| {
@@ -197,6 +226,51 @@ async fn run_container(
     end_run(state, user, task_id, key.id, ending).await
 }
 
+/// The Claude state the previous turn's container kept, opened, for a task that resumes a
+/// session in a container; `None` for any other task. An error says why the turn cannot run.
+async fn previous_turn_state(state: &AppState, user: &str, task: &Task) -> Result<Option<Vec<u8>>, String> {
+    let (Some(parent), Some(_)) = (&task.parent_task_id, &task.payload.resume_session_id) else { return Ok(None) };
+    let kept = state.store().run_home(parent).await.map_err(|e| e.to_string())?;
+    let (Some(blob), Some(secrets)) = (kept, state.secrets()) else {
+        return Err(format!("the container of turn {parent} kept no Claude session to resume"));
+    };
+    secrets.open_run_home(user, parent, &blob).map(Some)
+}
+
+/// The container's Claude state (a tar archive of [`CLAUDE_STATE_DIR`]), sealed, when its task
+/// is a Claude task that has a session: what a follow-up turn resumes. `None` (logged) when
+/// there is none or it cannot be read: the conversation then cannot go on in a container.
+async fn keep_claude_state(
+    state: &AppState,
+    runner: &Runner,
+    user: &str,
+    task_id: &str,
+    container_id: &str,
+) -> Option<Vec<u8>> {
+    let task = state.store().task(user, task_id).await.ok().flatten()?;
+    if task.executor != Executor::Claude || task.session_id.is_none() {
+        return None;
+    }
+    let archive = match runner.engine.copy_out(container_id, CLAUDE_STATE_DIR, MAX_KEPT_STATE_BYTES).await {
+        Ok(Some(archive)) => archive,
+        Ok(None) => {
+            tracing::warn!(task = %task_id, "the container has no Claude state to keep");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(task = %task_id, error = %e, "cannot keep the container's Claude state");
+            return None;
+        }
+    };
+    match state.secrets()?.seal_run_home(user, task_id, &archive) {
+        Ok(blob) => Some(blob),
+        Err(e) => {
+            tracing::warn!(task = %task_id, error = %e, "cannot seal the container's Claude state");
+            None
+        }
+    }
+}
+
 /// Records how a run ended (see [`finish_run`]).
 async fn end_run(state: &AppState, user: &str, task_id: &str, key_id: String, ending: Ending) -> Result<(), AppError> {
     finish_run(state, user, task_id, Some(&key_id), ending).await
@@ -207,7 +281,7 @@ fn container_spec(
     runner: &Runner,
     user: &str,
     task: &Task,
-    clone_url: &str,
+    run: &Run,
     key: &str,
     secrets: Vec<(String, String)>,
 ) -> ContainerSpec {
@@ -229,24 +303,28 @@ fn container_spec(
         Some(path) => vec![format!("{}:/usr/local/bin/flightdeck-agent:ro", path.display())],
         None => Vec::new(),
     };
+    let mut cmd: Vec<String> = [
+        "run",
+        "--once",
+        "--clone",
+        &run.clone_url,
+        "--task",
+        &task.id,
+        "--repo-name",
+        &task.repo,
+        "--work-dir",
+        WORK_DIR,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(branch) = &run.checkout {
+        cmd.extend(["--checkout".to_string(), branch.clone()]);
+    }
     ContainerSpec {
         name: format!("flightdeck-{}-{}", runner.instance, task.id),
         image: settings.image.clone(),
-        cmd: [
-            "run",
-            "--once",
-            "--clone",
-            clone_url,
-            "--task",
-            &task.id,
-            "--repo-name",
-            &task.repo,
-            "--work-dir",
-            WORK_DIR,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        cmd,
         env,
         labels,
         working_dir: Some(WORK_DIR.into()),
@@ -255,6 +333,7 @@ fn container_spec(
         memory_mb: settings.memory_mb,
         ulimits: settings.ulimits.iter().map(|(name, n)| (name.clone(), *n, *n)).collect(),
         binds,
+        uploads: Vec::new(),
     }
 }
 

@@ -10,11 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use flightdeck_protocol::api::{ConversationResponse, DecisionRequest, ReplyRequest, TaskResponse};
-use flightdeck_protocol::desktop::error_codes::{NOT_RESUMABLE, TURN_IN_PROGRESS};
+use flightdeck_protocol::desktop::error_codes::{NOT_PENDING, NOT_RESUMABLE, RUNNER_QUEUE_FULL, TURN_IN_PROGRESS};
 use flightdeck_protocol::rules::task_title;
-use flightdeck_protocol::{Executor, Task, TaskPayload, TaskSource};
+use flightdeck_protocol::{Executor, Placement, Task, TaskPayload, TaskSource};
 
-use crate::db::{PendingDecision, Principal};
+use crate::db::{PendingDecision, Principal, RunState};
 use crate::error::AppError;
 use crate::request::{parse_body, task_id_param};
 use crate::state::{AppState, Auth};
@@ -30,15 +30,19 @@ fn owner(auth: &Auth) -> Result<&Principal, AppError> {
 
 /// `POST /api/cockpit/tasks/:id/reply`: the next turn of the task's conversation, a new claude
 /// task that resumes the task's Claude session on the agent that ran it (the session lives
-/// there), answering 201 `{task}`.
+/// there), answering 201 `{task}`. The follow-up of a container task runs in a new container
+/// (its agent has exited): it clones the branch the conversation last pushed and gets the
+/// Claude state the previous container kept (see `crate::container_runs`).
 ///
 /// Its payload is the body's prompt, permission mode and allowed tools; the permission mode and
 /// allowed tools not given, the model and `worktree` are the parent's. Budgets (`maxCostUsd`,
 /// `timeoutSecs`, `decisionTimeoutSecs`) are per turn and not inherited.
 ///
 /// 409 `not_resumable` when the task is not a claude task, ran in a terminal (SPEC 9) or has no
-/// session id; 409
-/// `turn_in_progress` while a turn of the conversation has not ended (queued, running, waiting).
+/// session id, or ran in a container and this relay cannot start another (no `[runner]`, the
+/// run kept no session); 409 `turn_in_progress` while a turn of the conversation has not ended
+/// (queued, running, waiting) or while the container of the previous turn is exiting; 409
+/// `runner_queue_full` like a new container task.
 pub async fn reply(
     State(state): State<AppState>,
     auth: Auth,
@@ -58,7 +62,11 @@ pub async fn reply(
     if let Some(live) = conversation.iter().find(|t| !t.status.is_terminal()) {
         return Err(turn_in_progress(live));
     }
-    let turn = next_turn(&parent, request)?;
+    let mut turn = next_turn(&parent, request)?;
+    let container_run = match parent.placement {
+        Some(Placement::Container) => Some(container_follow_up(&state, &parent, &mut turn).await?),
+        _ => None,
+    };
     // Stored only if no turn of the conversation is live, atomically: two replies cannot both
     // find it idle.
     let Some(stored) = state.store().add_turn(&user, &turn).await? else {
@@ -68,10 +76,63 @@ pub async fn reply(
             None => AppError::conflict(TURN_IN_PROGRESS, "another turn of this conversation was just added"),
         });
     };
-    state.publish_task(&user, &stored.id).await?;
-    state.dispatch(&user, &stored).await?;
+    match container_run {
+        Some((clone_url, checkout)) => {
+            state.store().add_run(&user, &stored.id, &clone_url, checkout.as_deref()).await?;
+            state.publish_task(&user, &stored.id).await?;
+            if let Some(runner) = state.runner() {
+                runner.wake();
+            }
+        }
+        None => {
+            state.publish_task(&user, &stored.id).await?;
+            state.dispatch(&user, &stored).await?;
+        }
+    }
     let task = state.store().task(&user, &stored.id).await?.unwrap_or(stored);
     Ok((StatusCode::CREATED, Json(TaskResponse { task })))
+}
+
+/// Makes `turn`, the follow-up of the container task `parent`, a container task of its own;
+/// returns its run's clone URL and the branch it starts from (what the conversation last
+/// pushed). 409 `not_resumable` when no container can resume the session.
+async fn container_follow_up(
+    state: &AppState,
+    parent: &Task,
+    turn: &mut Task,
+) -> Result<(String, Option<String>), AppError> {
+    let refuse = |why: String| AppError::conflict(NOT_RESUMABLE, why);
+    let Some(runner) = state.runner() else {
+        return Err(refuse("this task ran in a container, and this relay has no [runner] now to start another".into()));
+    };
+    let run = state.store().run(&parent.id).await?;
+    if let Some(run) = run.as_ref().filter(|r| r.state != RunState::Ended) {
+        // The task has ended but its container is still exiting: its session is kept only once
+        // the container is gone.
+        return Err(AppError::conflict(
+            TURN_IN_PROGRESS,
+            format!("the container of task {} is still {}: reply when it has exited", parent.id, run.state.as_str()),
+        ));
+    }
+    let Some(run) = run.filter(|r| r.home_kept) else {
+        return Err(refuse(format!(
+            "the container of task {} kept no Claude session (it ended before Claude saved one, or \
+             it ran on an older relay): start a new task",
+            parent.id
+        )));
+    };
+    let max_queued = runner.settings.max_queued as u64;
+    if state.store().queued_runs().await? >= max_queued {
+        return Err(AppError::conflict(
+            RUNNER_QUEUE_FULL,
+            format!("{max_queued} container tasks are already waiting; try again when some have ended"),
+        ));
+    }
+    turn.placement = Some(Placement::Container);
+    turn.agent_id = Some(crate::runner::Runner::agent_id_for(&turn.id));
+    turn.payload.push = Some(true);
+    let checkout = run.pushed_branch.or(run.checkout);
+    Ok((run.clone_url, checkout))
 }
 
 fn turn_in_progress(live: &Task) -> AppError {

@@ -63,6 +63,32 @@ impl SecretBox {
         String::from_utf8(plain).map_err(|_| format!("secret {name} is not UTF-8"))
     }
 
+    /// `user`'s container state kept after the run of `task_id` (its Claude session, for a
+    /// follow-up: see `crate::container_runs`), sealed as one blob: the nonce, then the
+    /// ciphertext. It holds what the task read and printed, so it is kept like a secret.
+    pub fn seal_run_home(&self, user: &str, task_id: &str, archive: &[u8]) -> Result<Vec<u8>, String> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = run_home_associated(user, task_id);
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: archive, aad: &aad })
+            .map_err(|_| "encryption failed".to_string())?;
+        Ok([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// The archive [`SecretBox::seal_run_home`] sealed for `user` and `task_id`.
+    pub fn open_run_home(&self, user: &str, task_id: &str, blob: &[u8]) -> Result<Vec<u8>, String> {
+        if blob.len() < 12 {
+            return Err(format!("the kept state of task {task_id} is cut short"));
+        }
+        let (nonce, sealed) = blob.split_at(12);
+        let aad = run_home_associated(user, task_id);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .map_err(|_| format!("the kept state of task {task_id} does not open with this key"))
+    }
+
     /// Every secret of `user`, opened: what its containers get as environment.
     pub async fn open_all(&self, store: &dyn Store, user: &str) -> Result<Vec<(String, String)>, AppError> {
         let mut out = Vec::new();
@@ -75,6 +101,10 @@ impl SecretBox {
 
 fn associated(user: &str, name: &str) -> Vec<u8> {
     format!("flightdeck-secret\0{user}\0{name}").into_bytes()
+}
+
+fn run_home_associated(user: &str, task_id: &str) -> Vec<u8> {
+    format!("flightdeck-run-home\0{user}\0{task_id}").into_bytes()
 }
 
 fn create_key_file(path: &Path) -> Result<Vec<u8>, String> {
@@ -144,6 +174,17 @@ mod tests {
         assert_eq!(again.open("alice", "GIT_TOKEN", &nonce, &sealed).unwrap(), "ghp_secret");
         let other = SecretBox::open_or_create(&dir.path().join("other.key")).unwrap();
         assert!(other.open("alice", "GIT_TOKEN", &nonce, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_kept_run_home_opens_only_for_its_user_and_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretBox::open_or_create(&dir.path().join("k")).unwrap();
+        let blob = secrets.seal_run_home("alice", "t-1", b"tar bytes").unwrap();
+        assert_eq!(secrets.open_run_home("alice", "t-1", &blob).unwrap(), b"tar bytes");
+        assert!(secrets.open_run_home("alice", "t-2", &blob).is_err());
+        assert!(secrets.open_run_home("bob", "t-1", &blob).is_err());
+        assert!(secrets.open_run_home("alice", "t-1", &blob[..5]).is_err());
     }
 
     #[test]

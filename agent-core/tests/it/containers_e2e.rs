@@ -437,3 +437,95 @@ async fn a_relay_restart_interrupts_the_run_and_leaves_no_container() {
     let last = body["events"].as_array().and_then(|e| e.last()).cloned().unwrap_or_default();
     assert_eq!(last["event"]["kind"], "runner", "{body}");
 }
+
+// (f) Issue 22, item 4: a reply to a container task runs. The first turn's container has exited,
+// so the follow-up is a new container: it starts from the branch the first turn pushed (it sees
+// that turn's file) and resumes the Claude session the first container kept (the scripted API
+// gets the first turn's messages in the second turn's request); it pushes its own branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_container_task_resumes_the_session_in_a_new_container() {
+    let podman = Podman::start().await;
+    let git_server = GitServer::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let relay = relay_with_runner(&podman, 2, keys.path()).await;
+    let api = ScriptedApi::start(vec![
+        scripted_api::bash_turn("msg_1", 120, &["Writing it."], "toolu_01", "echo turn-one > first.txt", 20),
+        scripted_api::text_turn("msg_2", 160, &["The first file says turn-one."], 12),
+        scripted_api::bash_turn("msg_3", 200, &["Copying it."], "toolu_02", "cp first.txt second.txt", 20),
+        scripted_api::text_turn("msg_4", 240, &["Copied."], 12),
+    ])
+    .await;
+    for (name, value) in [("ANTHROPIC_BASE_URL", api.url.as_str()), ("ANTHROPIC_API_KEY", "test-key")] {
+        let (status, body) = relay
+            .api(reqwest::Method::PUT, &format!("/api/cockpit/secrets/{name}"), Some(json!({"value": value})))
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let first = post(
+        &relay,
+        json!({"executor": "claude", "repo": "demo", "placement": "container", "cloneUrl": git_server.url,
+            "payload": {"prompt": "write first.txt", "allowedTools": ["Bash"], "permissionMode": "acceptEdits"}}),
+    )
+    .await;
+    // Followed to the end of its run (a container run takes longer than `wait_task`'s deadline
+    // on a busy machine), then read once recorded.
+    let mut viewer = Viewer::connect(&relay, &[format!("task:{}", first.id)]).await;
+    follow_run(&mut viewer, &first.id).await;
+    let first = relay
+        .wait_task(&first.id, "the first turn's container is gone", |t| {
+            t.runner.as_ref().is_some_and(|r| r.exit_code.is_some())
+        })
+        .await;
+    assert_eq!(first.status, TaskStatus::Completed, "{first:?}");
+    assert!(first.session_id.is_some(), "{first:?}");
+    assert!(podman.containers_of(&first.id).is_empty());
+
+    let (status, body) = relay
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/cockpit/tasks/{}/reply", first.id),
+            Some(json!({"prompt": "now copy it to second.txt"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let reply: Task = serde_json::from_value(body["task"].clone()).unwrap();
+    assert_eq!(reply.placement, Some(Placement::Container), "{reply:?}");
+    assert_ne!(reply.agent_id, first.agent_id, "a new container, not the exited one: {reply:?}");
+    let mut viewer = Viewer::connect(&relay, &[format!("task:{}", reply.id)]).await;
+    let events = follow_run(&mut viewer, &reply.id).await;
+    assert_whole(&events);
+    let reply = relay
+        .wait_task(&reply.id, "the reply's container is gone", |t| {
+            t.runner.as_ref().is_some_and(|r| r.exit_code.is_some())
+        })
+        .await;
+    assert_eq!(reply.status, TaskStatus::Completed, "{reply:?} {events:#?}");
+    assert_eq!(reply.session_id, first.session_id, "the same Claude session");
+    assert_eq!(
+        runner_steps(&events),
+        [RunnerStep::Starting, RunnerStep::Cloning, RunnerStep::Pushing, RunnerStep::Exited],
+        "{events:#?}"
+    );
+    // The second turn's request carries the first turn's conversation.
+    let requests = api.message_requests();
+    let resumed = requests
+        .iter()
+        .map(|r| r.body.to_string())
+        .find(|b| b.contains("now copy it to second.txt"))
+        .expect("the reply reached the API");
+    assert!(
+        resumed.contains("write first.txt") && resumed.contains("The first file says turn-one."),
+        "the first turn's context: {resumed}"
+    );
+    // It started from the first turn's branch and pushed its own.
+    assert_eq!(
+        git_server.show(&format!("flightdeck/{}:second.txt", reply.id)).as_deref(),
+        Some("turn-one\n"),
+        "the reply saw the first turn's file"
+    );
+    assert!(podman.containers_of(&reply.id).is_empty());
+    let (status, conversation) =
+        relay.api(reqwest::Method::GET, &format!("/api/cockpit/conversations/{}", first.id), None).await;
+    assert_eq!(status, 200, "{conversation}");
+    assert_eq!(conversation["tasks"].as_array().map(Vec::len), Some(2), "{conversation}");
+}

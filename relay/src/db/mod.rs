@@ -295,6 +295,13 @@ CREATE TABLE push_tokens (
 );
 CREATE INDEX push_tokens_by_request ON push_tokens (task_id, request_id);
 "#,
+    // A container run's follow-up (issue 22): the ref its clone checks out, the branch it
+    // pushed, and the container's Claude state (sealed), which the next turn's container gets.
+    r#"
+ALTER TABLE runs ADD COLUMN checkout TEXT;
+ALTER TABLE runs ADD COLUMN pushed_branch TEXT;
+ALTER TABLE runs ADD COLUMN home BLOB;
+"#,
 ];
 
 /// The database handle. Not `Sync`: the server keeps it on one thread (see `store::sqlite`).

@@ -53,6 +53,14 @@ pub struct Run {
     /// Events the relay wrote before the agent's first: the agent's `seq` n is stored as
     /// `n + seq_offset`.
     pub seq_offset: u64,
+    /// The ref the clone checks out (a follow-up starts where its conversation's last push
+    /// left it); the default branch when `None`.
+    pub checkout: Option<String>,
+    /// The branch the run pushed (`flightdeck/<taskId>`), once it ended.
+    pub pushed_branch: Option<String>,
+    /// Whether the container's Claude state was kept when it ended (see
+    /// [`Db::set_run_outcome`]): a follow-up resumes the session from it.
+    pub home_kept: bool,
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
@@ -65,13 +73,17 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         container_id: r.get(4)?,
         key_id: r.get(5)?,
         seq_offset: r.get::<_, i64>(6)? as u64,
+        checkout: r.get(7)?,
+        pushed_branch: r.get(8)?,
+        home_kept: r.get(9)?,
     })
 }
 
 /// A stored secret: `(name, nonce, ciphertext)`.
 pub type SealedSecret = (String, Vec<u8>, Vec<u8>);
 
-const RUN_COLUMNS: &str = "task_id, user, clone_url, state, container_id, key_id, seq_offset";
+const RUN_COLUMNS: &str =
+    "task_id, user, clone_url, state, container_id, key_id, seq_offset, checkout, pushed_branch, home IS NOT NULL";
 
 impl Db {
     /// This relay's instance id (made once per database): it labels the containers it starts,
@@ -81,12 +93,32 @@ impl Db {
         Ok(format!("{id:012}"))
     }
 
-    pub fn add_run(&self, user: &str, task_id: &str, clone_url: &str) -> Result<()> {
+    pub fn add_run(&self, user: &str, task_id: &str, clone_url: &str, checkout: Option<&str>) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO runs (task_id, user, clone_url, state, created_ms) VALUES (?1, ?2, ?3, 'queued', ?4)",
-            params![task_id, user, clone_url, Utc::now().timestamp_millis()],
+            "INSERT INTO runs (task_id, user, clone_url, state, created_ms, checkout)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+            params![task_id, user, clone_url, Utc::now().timestamp_millis(), checkout],
         )?;
         Ok(())
+    }
+
+    /// What an ended run leaves its follow-ups: the branch it pushed and the container's Claude
+    /// state (sealed by the caller).
+    pub fn set_run_outcome(&self, task_id: &str, pushed_branch: Option<&str>, home: Option<&[u8]>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET pushed_branch = ?2, home = ?3 WHERE task_id = ?1",
+            params![task_id, pushed_branch, home],
+        )?;
+        Ok(())
+    }
+
+    /// The Claude state an ended run kept (sealed), if any.
+    pub fn run_home(&self, task_id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT home FROM runs WHERE task_id = ?1", [task_id], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()?
+            .flatten())
     }
 
     pub fn run(&self, task_id: &str) -> Result<Option<Run>> {

@@ -95,7 +95,7 @@ pub async fn create_task(state: &AppState, user: &str, request: CreateTaskReques
     // A container's work is lost with it unless pushed.
     task.payload.push.get_or_insert(true);
     let stored = store.upsert_task(&user, &task).await?;
-    store.add_run(&user, &task.id, &url).await?;
+    store.add_run(&user, &task.id, &url, None).await?;
     let task = state.publish_task(&user, &task.id).await?.unwrap_or(stored);
     if task.placement == Some(Placement::Container) {
         if let Some(runner) = state.runner() {

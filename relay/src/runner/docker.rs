@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::future::BoxFuture;
@@ -82,6 +83,14 @@ impl Engine for DockerEngine {
             };
             let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
             let created = self.docker.create_container(Some(options), body).await.map_err(failed)?;
+            for (dir, archive) in &spec.uploads {
+                let options = UploadToContainerOptionsBuilder::default().path(dir).build();
+                let tar = bollard::body_full(archive.clone().into());
+                if let Err(e) = self.docker.upload_to_container(&created.id, Some(options), tar).await {
+                    let _ = self.remove(&created.id).await;
+                    return Err(failed(e));
+                }
+            }
             if let Err(e) = self.docker.start_container(&created.id, None).await {
                 // Do not leave a created container behind.
                 let _ = self.remove(&created.id).await;
@@ -122,6 +131,30 @@ impl Engine for DockerEngine {
                 }
             }
             Ok(tail)
+        })
+    }
+
+    fn copy_out<'a>(
+        &'a self,
+        id: &'a str,
+        path: &'a str,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, EngineError>> {
+        Box::pin(async move {
+            let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+            let mut stream = self.docker.download_from_container(id, Some(options));
+            let mut archive = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk.map_err(failed) {
+                    Ok(bytes) => archive.extend_from_slice(&bytes),
+                    Err(EngineError::NotFound(_)) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+                if archive.len() > max_bytes {
+                    return Err(EngineError::Failed(format!("{path} is larger than {max_bytes} bytes")));
+                }
+            }
+            Ok(Some(archive))
         })
     }
 

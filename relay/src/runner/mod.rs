@@ -1,8 +1,8 @@
 //! Container runs (SPEC 10): the relay starts a container with the headless agent for a task,
 //! follows it to its end, and removes it.
 //!
-//! - [`Engine`]: what the relay needs of a container engine (start, wait, log tail, remove,
-//!   list by label). [`docker::DockerEngine`] implements it with the Docker Engine API, which
+//! - [`Engine`]: what the relay needs of a container engine (start with files copied in, wait,
+//!   log tail, copy files out, remove, list by label). [`docker::DockerEngine`] implements it with the Docker Engine API, which
 //!   Podman serves too. A Kubernetes Job engine would be a second implementation of the same
 //!   trait (see ARCHITECTURE.md).
 //! - [`Runner`]: the handle the relay holds; its supervisor loop is [`crate::container_runs`].
@@ -54,6 +54,8 @@ pub struct ContainerSpec {
     pub ulimits: Vec<(String, i64, i64)>,
     /// `host:container[:ro]`.
     pub binds: Vec<String>,
+    /// Tar archives unpacked into the container before it starts: `(directory, archive)`.
+    pub uploads: Vec<(String, Vec<u8>)>,
 }
 
 /// A container's recent output.
@@ -82,6 +84,14 @@ pub trait Engine: Send + Sync + 'static {
     fn wait<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<i64, EngineError>>;
     /// The last `lines` lines of its stdout and stderr.
     fn logs_tail<'a>(&'a self, id: &'a str, lines: usize) -> BoxFuture<'a, Result<LogTail, EngineError>>;
+    /// A tar archive of `path` in the (running or exited) container, `None` when there is no
+    /// such path; [`EngineError::Failed`] when the archive is larger than `max_bytes`.
+    fn copy_out<'a>(
+        &'a self,
+        id: &'a str,
+        path: &'a str,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, EngineError>>;
     /// Stops (kills) and removes it; a container already gone is not an error.
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
     /// Ids of every container (running or not) with `label=value`.

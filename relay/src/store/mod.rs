@@ -189,7 +189,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// This relay's instance id (made once per database).
     async fn instance_id(&self) -> Result<String>;
-    async fn add_run(&self, user: &str, task_id: &str, clone_url: &str) -> Result<()>;
+    /// A queued run; its clone checks out `checkout` (a branch), else the default branch.
+    async fn add_run(&self, user: &str, task_id: &str, clone_url: &str, checkout: Option<&str>) -> Result<()>;
+    /// What an ended run leaves its follow-ups: the branch it pushed, the container's Claude
+    /// state (sealed by the caller; `None`: nothing kept).
+    async fn set_run_outcome(&self, task_id: &str, pushed_branch: Option<&str>, home: Option<&[u8]>) -> Result<()>;
+    /// The Claude state an ended run kept (sealed), if any.
+    async fn run_home(&self, task_id: &str) -> Result<Option<Vec<u8>>>;
     async fn run(&self, task_id: &str) -> Result<Option<Run>>;
     async fn queued_runs(&self) -> Result<u64>;
     /// Claims the oldest queued run whose task is still queued; runs of tasks that are no

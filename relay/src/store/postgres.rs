@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("postgres/migrations/002_changes.sql")),
     (3, include_str!("postgres/migrations/003_nodes.sql")),
     (4, include_str!("postgres/migrations/004_push.sql")),
+    (5, include_str!("postgres/migrations/005_run_follow_ups.sql")),
 ];
 
 /// The advisory lock that serialises migrations between nodes ("fdrelay" in ASCII).
@@ -61,7 +62,8 @@ const MIGRATION_LOCK: i64 = 0x0066_6472_656c_6179;
 /// Connections per node.
 const POOL_SIZE: usize = 16;
 
-const RUN_COLUMNS: &str = "task_id, owner, clone_url, state, container_id, key_id, seq_offset";
+const RUN_COLUMNS: &str =
+    "task_id, owner, clone_url, state, container_id, key_id, seq_offset, checkout, pushed_branch, home IS NOT NULL";
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> StoreError {
@@ -165,6 +167,9 @@ fn run_row(r: &Row) -> Run {
         container_id: r.get(4),
         key_id: r.get(5),
         seq_offset: r.get::<_, i64>(6) as u64,
+        checkout: r.get(7),
+        pushed_branch: r.get(8),
+        home_kept: r.get(9),
     }
 }
 
@@ -939,15 +944,32 @@ impl Store for PostgresStore {
         Ok(format!("{id:012}"))
     }
 
-    async fn add_run(&self, user: &str, task_id: &str, clone_url: &str) -> Result<()> {
+    async fn add_run(&self, user: &str, task_id: &str, clone_url: &str, checkout: Option<&str>) -> Result<()> {
         self.client()
             .await?
             .execute(
-                "INSERT INTO runs (task_id, owner, clone_url, state, created_ms) VALUES ($1, $2, $3, 'queued', $4)",
-                &[&task_id, &user, &clone_url, &Utc::now().timestamp_millis()],
+                "INSERT INTO runs (task_id, owner, clone_url, state, created_ms, checkout)
+                 VALUES ($1, $2, $3, 'queued', $4, $5)",
+                &[&task_id, &user, &clone_url, &Utc::now().timestamp_millis(), &checkout],
             )
             .await?;
         Ok(())
+    }
+
+    async fn set_run_outcome(&self, task_id: &str, pushed_branch: Option<&str>, home: Option<&[u8]>) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE runs SET pushed_branch = $2, home = $3 WHERE task_id = $1",
+                &[&task_id, &pushed_branch, &home],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn run_home(&self, task_id: &str) -> Result<Option<Vec<u8>>> {
+        let row = self.client().await?.query_opt("SELECT home FROM runs WHERE task_id = $1", &[&task_id]).await?;
+        Ok(row.and_then(|r| r.get::<_, Option<Vec<u8>>>(0)))
     }
 
     async fn run(&self, task_id: &str) -> Result<Option<Run>> {

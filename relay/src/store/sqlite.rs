@@ -366,9 +366,21 @@ impl Store for SqliteStore {
         self.call(|db| db.instance_id()).await
     }
 
-    async fn add_run(&self, user: &str, task_id: &str, clone_url: &str) -> Result<()> {
+    async fn add_run(&self, user: &str, task_id: &str, clone_url: &str, checkout: Option<&str>) -> Result<()> {
         let (user, task_id, clone_url) = (user.to_owned(), task_id.to_owned(), clone_url.to_owned());
-        self.call(move |db| db.add_run(&user, &task_id, &clone_url)).await
+        let checkout = checkout.map(str::to_owned);
+        self.call(move |db| db.add_run(&user, &task_id, &clone_url, checkout.as_deref())).await
+    }
+
+    async fn set_run_outcome(&self, task_id: &str, pushed_branch: Option<&str>, home: Option<&[u8]>) -> Result<()> {
+        let (task_id, pushed_branch, home) =
+            (task_id.to_owned(), pushed_branch.map(str::to_owned), home.map(<[u8]>::to_vec));
+        self.call(move |db| db.set_run_outcome(&task_id, pushed_branch.as_deref(), home.as_deref())).await
+    }
+
+    async fn run_home(&self, task_id: &str) -> Result<Option<Vec<u8>>> {
+        let task_id = task_id.to_owned();
+        self.call(move |db| db.run_home(&task_id)).await
     }
 
     async fn run(&self, task_id: &str) -> Result<Option<Run>> {

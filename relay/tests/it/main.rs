@@ -11,6 +11,7 @@ mod http;
 mod many_hosts;
 mod postgres;
 mod push;
+mod readme;
 mod realtime;
 mod runs;
 mod store;

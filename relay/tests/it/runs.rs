@@ -2,7 +2,9 @@
 //! `[runner]`, and what a run's one-time key may do. The runs themselves are tested against
 //! real Podman in `agent-core/tests/it/containers_e2e.rs`.
 
-use flightdeck_protocol::{AgentMessage, RelayMessage, RepoState, Task, TaskEvent, TaskStatus};
+use flightdeck_protocol::{
+    AgentMessage, Executor, Placement, RelayMessage, RepoState, Task, TaskEvent, TaskPayload, TaskSource, TaskStatus,
+};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -96,4 +98,41 @@ async fn a_run_key_reports_only_its_task_and_replaces_no_agent() {
     let (_, agents) = relay.get("/api/cockpit/agents", &owner).await;
     assert_eq!(agents["agents"][0]["agentId"], "desk", "{agents}");
     assert_eq!(agents["agents"][0]["status"], "online", "{agents}");
+}
+
+// Issue 22, item 4: a follow-up of a container task needs a new container; a relay that cannot
+// start one (no `[runner]` now) refuses the reply at once with 409 `not_resumable`, adding no
+// turn that would wait forever for the exited container's agent.
+#[tokio::test]
+async fn a_reply_to_a_container_task_without_a_runner_is_refused_at_once() {
+    let relay = Relay::start().await;
+    let owner = relay.keys.owner.clone();
+    // A container task that ran to its end with a Claude session (on this relay when it had a
+    // `[runner]`).
+    let payload = TaskPayload { prompt: Some("write first.txt".into()), push: Some(true), ..TaskPayload::default() };
+    let queued = Task::queued(
+        uuid::Uuid::now_v7().to_string(),
+        "write first.txt",
+        "demo",
+        Executor::Claude,
+        payload,
+        TaskSource::Remote,
+        chrono::Utc::now(),
+    );
+    let task = Task {
+        placement: Some(Placement::Container),
+        agent_id: Some("container-0123456789ab".into()),
+        session_id: Some("5f0e1c9a-0000-4000-8000-000000000000".into()),
+        status: TaskStatus::Completed,
+        finished_at: Some(chrono::Utc::now()),
+        ..queued
+    };
+    flightdeck_relay::Db::open_in(&relay.dir).unwrap().upsert_task("alice", &task).unwrap();
+    let (status, body) =
+        relay.post(&format!("/api/cockpit/tasks/{}/reply", task.id), &owner, &json!({"prompt": "go on"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_resumable")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("container"), "the message says why: {message}");
+    let (_, conversation) = relay.get(&format!("/api/cockpit/conversations/{}", task.id), &owner).await;
+    assert_eq!(conversation["tasks"].as_array().map(Vec::len), Some(1), "no turn was added: {conversation}");
 }

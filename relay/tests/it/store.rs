@@ -478,7 +478,8 @@ async fn container_runs_and_their_keys(store: Arc<dyn Store>) {
     store.add_user("alice").await.unwrap();
     for (id, created_ms) in [("t-1", 1_000), ("t-2", 2_000), ("t-3", 3_000)] {
         store.upsert_task("alice", &task(id, "web", created_ms)).await.unwrap();
-        store.add_run("alice", id, &format!("https://example.test/{id}.git")).await.unwrap();
+        let checkout = (id == "t-3").then_some("flightdeck/t-0");
+        store.add_run("alice", id, &format!("https://example.test/{id}.git"), checkout).await.unwrap();
     }
     assert_eq!(store.queued_runs().await.unwrap(), 3);
     let run = store.run("t-2").await.unwrap().unwrap();
@@ -515,6 +516,19 @@ async fn container_runs_and_their_keys(store: Arc<dyn Store>) {
     assert_eq!(unfinished, ["t-2", "t-3"]);
     store.set_run_state("t-2", RunState::Ended).await.unwrap();
     assert_eq!(store.unfinished_runs().await.unwrap().len(), 1);
+
+    // What a run leaves its follow-up (issue 22): the ref it cloned, the branch it pushed, the
+    // container's Claude state.
+    let (t2, t3) = (store.run("t-2").await.unwrap().unwrap(), store.run("t-3").await.unwrap().unwrap());
+    assert_eq!((t2.checkout, t3.checkout.as_deref()), (None, Some("flightdeck/t-0")));
+    assert_eq!((t2.pushed_branch.clone(), t2.home_kept), (None, false));
+    assert_eq!(store.run_home("t-2").await.unwrap(), None);
+    store.set_run_outcome("t-2", Some("flightdeck/t-2"), Some(b"\x00sealed home\xff")).await.unwrap();
+    let t2 = store.run("t-2").await.unwrap().unwrap();
+    assert_eq!((t2.pushed_branch.as_deref(), t2.home_kept), (Some("flightdeck/t-2"), true));
+    assert_eq!(store.run_home("t-2").await.unwrap().as_deref(), Some(&b"\x00sealed home\xff"[..]));
+    store.set_run_outcome("t-3", None, None).await.unwrap();
+    assert!(!store.run("t-3").await.unwrap().unwrap().home_kept);
 }
 
 async fn secrets_are_stored_sealed(store: Arc<dyn Store>) {
