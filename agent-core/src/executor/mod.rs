@@ -106,6 +106,14 @@ pub(crate) async fn emit(events: &mpsc::Sender<TaskEvent>, event: TaskEvent) {
     let _ = events.send(event).await;
 }
 
+/// Sleeps until `deadline`; never wakes without one (a `select!` branch with nothing to wait for).
+pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Fails with an `error` event.
 pub(crate) async fn fail(events: &mpsc::Sender<TaskEvent>, error: String) -> ExecOutcome {
     emit(events, TaskEvent::Error { error: error.clone() }).await;
