@@ -172,7 +172,7 @@ export type Behavior = "allow" | "deny";
 /**
  * Which stream a `chunk` of text came from.
  */
-export type ChunkStream = "assistant" | "stdout" | "stderr";
+export type ChunkStream = ("assistant" | "stdout" | "stderr") | "thinking";
 
 /**
  * Whether Claude Code sessions started in a terminal reach this agent (SPEC 9).
@@ -415,7 +415,7 @@ export type EventsResponse = {
 /**
  * What runs a task.
  */
-export type Executor = "claude" | "shell";
+export type Executor = ("claude" | "shell") | "acp";
 
 /**
  * `GET /healthz`
@@ -648,6 +648,19 @@ export type Placement = "agent" | "container";
  * container when the relay has a runner and a clone URL, else it waits `queued` for an agent.
  */
 export type PlacementRequest = "auto" | "agent" | "container";
+
+/**
+ * One entry of a `plan` event.
+ */
+export type PlanEntry = {
+  content: string;
+  status: PlanEntryStatus;
+};
+
+/**
+ * Where a plan entry stands.
+ */
+export type PlanEntryStatus = "pending" | "in_progress" | "completed";
 
 /**
  * `PUT /api/cockpit/secrets/:name`: a per-user secret for container runs (write-only).
@@ -1062,6 +1075,9 @@ export type TaskEvent = ({
    */
   truncated?: boolean;
 }) | ({
+  entries: PlanEntry[];
+  kind: "plan";
+}) | ({
   exitCode?: number | null;
   kind: "runner";
   message: string;
@@ -1092,6 +1108,11 @@ export type TaskListResponse = {
  * What a task runs and how; the same options in every front end (SPEC section 5).
  */
 export type TaskPayload = {
+  /**
+   * The ACP agent of an `acp` task, by the name the local agent knows it by (`codex`,
+   * `opencode`, a custom name; SPEC 14).
+   */
+  agent?: string | null;
   allowedTools?: string[] | null;
   /**
    * The command of a `shell` task (run with `sh -c`).
@@ -1106,7 +1127,7 @@ export type TaskPayload = {
   model?: string | null;
   permissionMode?: string | null;
   /**
-   * The prompt of a `claude` task.
+   * The prompt of a `claude` or `acp` task.
    */
   prompt?: string | null;
   /**
@@ -1119,7 +1140,8 @@ export type TaskPayload = {
    */
   repo?: string | null;
   /**
-   * A follow-up turn: the Claude session to continue (`claude --resume`).
+   * A follow-up turn: the session to continue (`claude --resume`; an ACP agent's
+   * `session/load`).
    */
   resumeSessionId?: string | null;
   timeoutSecs?: number | null;

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy, DiffFile};
+use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy, DiffFile, PlanEntryStatus};
 use flightdeck_protocol::{SeqEvent, TaskEvent, TaskStatus};
 use serde_json::Value;
 
@@ -298,6 +298,19 @@ impl Transcript {
                 if let Item::Permission(call) = Rc::make_mut(&mut self.items[i]) {
                     call.decision = Some(Decision { behavior, message, updated_input, decided_by });
                 }
+            }
+            // An ACP agent's plan (SPEC 14): the whole list each time, one line an entry.
+            TaskEvent::Plan { entries } => {
+                let mut text = String::from("▤ plan\n");
+                for entry in entries {
+                    let mark = match entry.status {
+                        PlanEntryStatus::Completed => "[x]",
+                        PlanEntryStatus::InProgress => "[~]",
+                        PlanEntryStatus::Pending => "[ ]",
+                    };
+                    text.push_str(&format!("{mark} {}\n", entry.content));
+                }
+                self.push_chunk(ChunkStream::Thinking, &text)
             }
             // A container run's steps (SPEC 10), written by the relay: one line each.
             TaskEvent::Runner { message, .. } => {
