@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use flightdeck_agent_core::config::Settings;
 use flightdeck_agent_core::runner::{NewTask, RunnerEvent, TaskRunner};
 use flightdeck_agent_core::store::Store;
-use flightdeck_protocol::event::{ChunkStream, TaskEventRecord};
+use flightdeck_protocol::event::{ChunkStream, PlanEntryStatus, TaskEventRecord};
 use flightdeck_protocol::{Executor, Task, TaskEvent, TaskPayload, TaskStatus};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -662,6 +662,20 @@ fn describe(event: &TaskEvent) -> String {
             format!("± {n} {} changed, +{add} −{del}{cut}", if n == 1 { "file" } else { "files" })
         }
         TaskEvent::Runner { message, .. } => format!("▣ {}", one_line(message, 160)),
+        TaskEvent::Plan { entries } => {
+            let steps: Vec<String> = entries
+                .iter()
+                .map(|e| {
+                    let mark = match e.status {
+                        PlanEntryStatus::Completed => "[x]",
+                        PlanEntryStatus::InProgress => "[~]",
+                        PlanEntryStatus::Pending => "[ ]",
+                    };
+                    format!("{mark} {}", one_line(&e.content, 80))
+                })
+                .collect();
+            format!("▤ plan: {}", steps.join("  "))
+        }
         TaskEvent::PermissionDecision { behavior, decided_by, message, .. } => {
             let by =
                 serde_json::to_value(decided_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();

@@ -1,5 +1,6 @@
 //! The integration tests of flightdeck-agent-core: one test binary, one module per area.
 
+mod acp;
 mod agent;
 mod changes_e2e;
 mod claude;
