@@ -4,6 +4,14 @@
 //! loop, so a decision, a cancel or a timeout is never stuck behind a read. Writing goes through
 //! an [`Outgoing`] handle onto one writer task, so a terminal that ends later (a spawned tokio
 //! task) can answer its request without holding up the loop.
+//!
+//! Why not the `agent-client-protocol` crate: its connection drives requests through `!Send`
+//! futures on a local executor (a `LocalSet`, or its own handler chain in newer versions), while
+//! a task runs as one `Send` tokio task whose `select!` loop also owns the stop token, the
+//! runner's decisions and the deadlines; and its typed schema ties the client to one schema
+//! version, where agents of several versions run side by side: this client maps what it knows
+//! from `serde_json::Value` and skips the rest. The transport is small:
+//! newline-delimited JSON-RPC 2.0, numbered requests, and the agent's requests answered by id.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -291,3 +291,76 @@ async fn a_permission_mode_is_set_when_the_agent_offers_it() {
     let task = start(&h, unknown).await.end(LONG).await;
     assert_eq!(error_of(&task), "the ACP agent `fake` has no permission mode `yolo` (it offers: ask, auto)");
 }
+
+/// `flightdeck-agent` with `args`, no settings file, `PATH` = `path` plus the system's.
+fn agent_cli(data: &Path, path: &Path, args: &[&str]) -> std::process::Output {
+    let system = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![path.to_path_buf()];
+    dirs.extend(std::env::split_paths(&system));
+    std::process::Command::new(env!("CARGO_BIN_EXE_flightdeck-agent"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("XDG_CONFIG_HOME", data.join("config"))
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .env_remove("FLIGHTDECK_AGENT_CONFIG")
+        .env("FLIGHTDECK_AGENT_ACP_AGENTS", r#"{"from-env": "from-env-acp --stdio"}"#)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_agents_command_lists_built_in_and_custom_agents_found_or_not() {
+    let data = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let codex = bin.path().join("codex-acp");
+    std::fs::write(&codex, "#!/bin/sh\necho 'codex-acp 0.16.0'\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = agent_cli(data.path(), bin.path(), &["agents", "--json", "--acp-agent", "mine=node --version"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let get = |name: &str| listed.iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("{name}: {listed:?}"));
+    assert_eq!(get("codex")["found"], true);
+    assert_eq!(get("codex")["version"], "codex-acp 0.16.0");
+    assert_eq!(get("codex")["builtin"], true);
+    assert_eq!(get("mine")["command"], "node --version");
+    assert_eq!((get("mine")["found"].clone(), get("mine")["builtin"].clone()), (true.into(), false.into()));
+    assert_eq!(get("from-env")["found"], false);
+    for name in ["opencode", "gemini", "claude-acp"] {
+        get(name);
+    }
+
+    let out = agent_cli(data.path(), bin.path(), &["agents", "--acp-agent", "bad"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not NAME=COMMAND"));
+}
+
+#[test]
+fn task_acp_runs_an_agent_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let repo = git_repo();
+    std::fs::write(repo.path().join("README.md"), "# Web\n").unwrap();
+    let agent = format!("fake={} good", fake_agent());
+    let out = agent_cli(
+        data.path(),
+        data.path(),
+        &[
+            "task",
+            "--json",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--acp",
+            "fake",
+            "--prompt",
+            "Summarise it",
+            "--acp-agent",
+            &agent,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(r#""kind":"plan""#) && stdout.contains(r#""stream":"thinking""#), "{stdout}");
+    assert!(stdout.contains(r#""kind":"done","summary":"All done.""#), "{stdout}");
+}
