@@ -14,7 +14,7 @@
 //! | `tool_call_update`, completed or failed | `tool_done` |
 //! | `plan` | `plan` |
 //! | `usage_update` with a cost, the prompt's `usage` | `usage` |
-//! | the prompt's `stopReason` | `done` (`end_turn`), else `error` |
+//! | the prompt's `stopReason` | `done` (`end_turn`); `cancelled`: the task ends cancelled; else `error` |
 //!
 //! The agent's requests are served here: `session/request_permission` becomes a
 //! `permission_request` (the task `waiting`, as for Claude) answered with the option the decision
@@ -446,7 +446,9 @@ impl Session {
                 emit(&self.events, TaskEvent::Done { summary: summary.clone() }).await;
                 ExecOutcome::Completed { summary }
             }
-            "cancelled" => fail(&self.events, format!("the ACP agent `{}` cancelled the turn", self.agent)).await,
+            // Not asked for (a cancel of ours ends the loop before): the agent gave up the turn,
+            // as Codex does after a denied request. Not a failure; a reply goes on from here.
+            "cancelled" => ExecOutcome::Cancelled,
             other => fail(&self.events, format!("the ACP agent `{}` stopped: {other}", self.agent)).await,
         }
     }

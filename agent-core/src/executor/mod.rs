@@ -107,6 +107,10 @@ pub enum ExecOutcome {
     Failed { error: String },
     /// `stop` was cancelled and the process group has been killed.
     Stopped,
+    /// The agent itself ended the turn as cancelled, nobody having asked it to (an ACP agent's
+    /// `cancelled` stop reason: Codex does so when a permission request is denied, and waits
+    /// for the next message). The task ends `cancelled`; a reply can go on from there.
+    Cancelled,
 }
 
 /// Runs the task's executor to the end. `input` brings decisions to a Claude session; a shell

@@ -163,6 +163,7 @@ pub(crate) async fn drive(
         (Some(StopReason::Shutdown), _) => TaskStatus::Interrupted,
         (Some(StopReason::TimedOut | StopReason::BudgetExceeded), _) => TaskStatus::Failed,
         (None, ExecOutcome::Completed { .. }) => TaskStatus::Completed,
+        (None, ExecOutcome::Cancelled) => TaskStatus::Cancelled,
         (None, ExecOutcome::Failed { .. } | ExecOutcome::Stopped) => TaskStatus::Failed,
     };
     let mut last = Vec::new();
