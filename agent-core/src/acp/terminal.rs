@@ -76,8 +76,18 @@ impl Terminals {
             Some(dir) => tree.resolve(dir).map_err(|e| e.to_string())?,
             None => tree.root().to_path_buf(),
         };
-        let mut cmd = Command::new(&command);
-        cmd.args(&args).current_dir(&cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // A command without arguments is a command line (agents send `npm test -- --watch=false`
+        // as `command` alone): a shell runs it, as in a terminal.
+        let mut cmd = if args.is_empty() {
+            let mut sh = Command::new("sh");
+            sh.arg("-c").arg(&command);
+            sh
+        } else {
+            let mut direct = Command::new(&command);
+            direct.args(&args);
+            direct
+        };
+        cmd.current_dir(&cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for var in params["env"].as_array().into_iter().flatten() {
             if let (Some(name), Some(value)) = (var["name"].as_str(), var["value"].as_str()) {
                 cmd.env(name, value);

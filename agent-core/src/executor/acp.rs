@@ -204,6 +204,9 @@ struct Session {
     handshake_deadline: Option<Instant>,
     /// Tools between `tool_start` and `tool_done`.
     tools: Vec<String>,
+    /// Tool calls announced without their input yet (claude-code-acp announces each call twice,
+    /// first empty): started once their input, a permission request or their end comes.
+    announced: HashMap<String, Value>,
     pending: HashMap<String, Pending>,
     /// The assistant's text since the last tool call: the turn's summary.
     last_text: String,
@@ -237,6 +240,7 @@ impl Session {
             model: None,
             handshake_deadline: Some(Instant::now() + ctx.acp.handshake_timeout),
             tools: Vec::new(),
+            announced: HashMap::new(),
             pending: HashMap::new(),
             last_text: String::new(),
             usage: (0, 0, 0.0),
@@ -471,7 +475,7 @@ impl Session {
         let kind = update["sessionUpdate"].as_str().unwrap_or_default();
         match kind {
             "agent_message_chunk" | "agent_thought_chunk" => {
-                let Some(text) = content_text(&update["content"]) else { return };
+                let Some(text) = content_text(&update["content"]).filter(|t| !t.is_empty()) else { return };
                 let stream = if kind == "agent_message_chunk" {
                     self.last_text.push_str(&text);
                     ChunkStream::Assistant
@@ -480,16 +484,18 @@ impl Session {
                 };
                 emit(&self.events, TaskEvent::Chunk { text, stream }).await;
             }
-            "tool_call" => {
+            "tool_call" | "tool_call_update" => {
                 let Some(tool_id) = update["toolCallId"].as_str().map(String::from) else { return };
-                self.start_tool(&tool_id, update).await;
-                self.finish_tool_if_done(&tool_id, update).await;
-            }
-            "tool_call_update" => {
-                let Some(tool_id) = update["toolCallId"].as_str().map(String::from) else { return };
-                if !self.tools.contains(&tool_id) && is_finished(update) {
-                    // A call announced before this turn (or never): it still gets its pair.
-                    self.start_tool(&tool_id, update).await;
+                if !self.tools.contains(&tool_id) {
+                    let call = self.announced.entry(tool_id.clone()).or_insert_with(|| json!({}));
+                    merge_call(call, update);
+                    let call = call.clone();
+                    // An update of a call never announced (before this turn) still gets its pair
+                    // when it ends; an announcement without input waits for it.
+                    if has_input(&call) || is_finished(&call) || call["status"] == "in_progress" {
+                        self.announced.remove(&tool_id);
+                        self.start_tool(&tool_id, &call).await;
+                    }
                 }
                 self.finish_tool_if_done(&tool_id, update).await;
             }
@@ -561,6 +567,13 @@ impl Session {
                     other => format!("acp-{other}"),
                 };
                 let tool = &params["toolCall"];
+                // A call announced without its input starts now, with what the request says.
+                if let Some(tool_id) = tool["toolCallId"].as_str().map(String::from) {
+                    if let Some(mut call) = self.announced.remove(&tool_id) {
+                        merge_call(&mut call, tool);
+                        self.start_tool(&tool_id, &call).await;
+                    }
+                }
                 let title = tool["title"].as_str().filter(|t| !t.is_empty()).map(String::from);
                 let options = params["options"].as_array().cloned().unwrap_or_default();
                 let event = TaskEvent::PermissionRequest {
@@ -707,6 +720,25 @@ pub fn choose_option(options: &[Value], behavior: Behavior) -> Option<String> {
         .iter()
         .find_map(|kind| options.iter().find(|o| o["kind"].as_str() == Some(kind)))
         .and_then(|o| o["optionId"].as_str().map(String::from))
+}
+
+/// Takes into `call` the fields an update sets.
+fn merge_call(call: &mut Value, update: &Value) {
+    for key in ["title", "kind", "status", "rawInput", "locations", "content", "rawOutput"] {
+        match update.get(key) {
+            Some(value) if !value.is_null() => call[key] = value.clone(),
+            _ => {}
+        }
+    }
+}
+
+/// A call whose input is known (not absent, not `{}`).
+fn has_input(call: &Value) -> bool {
+    match call.get("rawInput") {
+        Some(Value::Object(map)) => !map.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    }
 }
 
 fn is_finished(update: &Value) -> bool {
