@@ -200,6 +200,8 @@ struct Session {
     loading: bool,
     /// The model the session runs, for `status`.
     model: Option<String>,
+    /// The models the agent lets a client choose (`session/new`'s `models`); `None`: it offers none.
+    models: Option<Vec<String>>,
     /// Until the prompt is sent: the handshake must be done by then.
     handshake_deadline: Option<Instant>,
     /// Tools between `tool_start` and `tool_done`.
@@ -238,6 +240,7 @@ impl Session {
             can_load: false,
             loading: false,
             model: None,
+            models: None,
             handshake_deadline: Some(Instant::now() + ctx.acp.handshake_timeout),
             tools: Vec::new(),
             announced: HashMap::new(),
@@ -379,6 +382,9 @@ impl Session {
                     self.session_id = Some(session.to_string());
                 }
                 self.model = result["models"]["currentModelId"].as_str().map(String::from);
+                self.models = result["models"]["availableModels"]
+                    .as_array()
+                    .map(|models| models.iter().filter_map(|m| m["modelId"].as_str().map(String::from)).collect());
                 if let Some(mode) = ctx.payload.permission_mode.clone().filter(|m| !m.is_empty()) {
                     let offered: Vec<&str> = result["modes"]["availableModes"]
                         .as_array()
@@ -408,6 +414,17 @@ impl Session {
     async fn after_mode(&mut self, ctx: &ExecContext) -> Option<ExecOutcome> {
         match ctx.payload.model.clone().filter(|m| !m.is_empty()) {
             Some(model) => {
+                let offered = self.models.clone().unwrap_or_default();
+                if !offered.contains(&model) {
+                    let error = match offered.is_empty() {
+                        true => format!(
+                            "the ACP agent `{}` does not let a client choose its model: leave `model` out (or set it in the agent's own settings)",
+                            self.agent
+                        ),
+                        false => format!("the ACP agent `{}` has no model `{model}` (it offers: {})", self.agent, offered.join(", ")),
+                    };
+                    return Some(fail(&self.events, error).await);
+                }
                 self.model = Some(model.clone());
                 self.call(Call::SetModel, json!({"sessionId": self.session_id, "modelId": model}));
             }

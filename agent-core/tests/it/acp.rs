@@ -283,13 +283,33 @@ async fn a_reply_loads_the_session_when_the_agent_can() {
 }
 
 #[tokio::test]
-async fn a_permission_mode_is_set_when_the_agent_offers_it() {
+async fn a_permission_mode_or_model_is_set_only_when_the_agent_offers_it() {
     let (h, _repo) = setup().await;
     let auto = TaskPayload { permission_mode: Some("auto".into()), ..acp("fake", "Summarise the README") };
     assert_eq!(start(&h, auto).await.end(LONG).await.status, TaskStatus::Completed);
     let unknown = TaskPayload { permission_mode: Some("yolo".into()), ..acp("fake", "Summarise the README") };
     let task = start(&h, unknown).await.end(LONG).await;
     assert_eq!(error_of(&task), "the ACP agent `fake` has no permission mode `yolo` (it offers: ask, auto)");
+    let model = TaskPayload { model: Some("big".into()), ..acp("fake", "Summarise the README") };
+    let task = start(&h, model).await.end(LONG).await;
+    assert!(
+        error_of(&task).starts_with("the ACP agent `fake` does not let a client choose its model"),
+        "{}",
+        error_of(&task)
+    );
+    let mut watch =
+        start(&h, TaskPayload { model: Some("big".into()), ..acp("fake-load", "Summarise the README") }).await;
+    assert_eq!(watch.end(LONG).await.status, TaskStatus::Completed, "{:#?}", watch.events);
+    assert!(
+        matches!(&watch.events[1], TaskEvent::Status { model: Some(m), .. } if m == "big"),
+        "{:#?}",
+        watch.events[1]
+    );
+    let task = start(&h, TaskPayload { model: Some("huge".into()), ..acp("fake-load", "Summarise the README") })
+        .await
+        .end(LONG)
+        .await;
+    assert_eq!(error_of(&task), "the ACP agent `fake-load` has no model `huge` (it offers: small, big)");
 }
 
 /// `flightdeck-agent` with `args`, no settings file, `PATH` = `path` plus the system's.

@@ -131,13 +131,15 @@ function serve(message) {
     if (mode === 'silent') return;
     send({ id, result: { protocolVersion: 1, agentCapabilities: { loadSession: canLoad }, authMethods: [] } });
   } else if (method === 'session/new') {
-    send({
-      id,
-      result: {
-        sessionId: 'sess-' + process.pid,
-        modes: { currentModeId: 'ask', availableModes: [{ id: 'ask', name: 'Ask' }, { id: 'auto', name: 'Auto' }] },
-      },
-    });
+    const result = {
+      sessionId: 'sess-' + process.pid,
+      modes: { currentModeId: 'ask', availableModes: [{ id: 'ask', name: 'Ask' }, { id: 'auto', name: 'Auto' }] },
+    };
+    if (canLoad) {
+      // The loading agent also lets the client choose a model.
+      result.models = { currentModelId: 'small', availableModels: [{ modelId: 'small', name: 'Small' }, { modelId: 'big', name: 'Big' }] };
+    }
+    send({ id, result });
   } else if (method === 'session/load') {
     // The history, replayed: not part of the new turn.
     update(params.sessionId, { sessionUpdate: 'user_message_chunk', content: { type: 'text', text: 'the old prompt' } });
