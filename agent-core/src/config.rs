@@ -17,6 +17,9 @@
 //! hook_wait_secs = 600                   # FLIGHTDECK_AGENT_HOOK_WAIT_SECS: how long a terminal session's
 //!                                        # permission prompt waits for a remote decision (SPEC 9)
 //!
+//! [acp_agents]                           # FLIGHTDECK_AGENT_ACP_AGENTS (a JSON object name -> command):
+//! mine = "my-agent --acp"                # custom ACP agents (SPEC 14), beside the built-ins
+//!
 //! [task]                                 # defaults for every task's options
 //! model = "sonnet"                       # FLIGHTDECK_AGENT_MODEL
 //! permission_mode = "acceptEdits"        # FLIGHTDECK_AGENT_PERMISSION_MODE
@@ -31,7 +34,8 @@ use std::str::FromStr;
 use flightdeck_protocol::TaskPayload;
 use serde::Deserialize;
 
-use crate::executor::ClaudeConfig;
+use crate::acp::{AcpAgents, AgentSpecError};
+use crate::executor::{AcpConfig, ClaudeConfig};
 use crate::runner::RunnerConfig;
 
 /// The prefix of the agent's environment variables.
@@ -79,6 +83,8 @@ pub struct Settings {
     /// How long a `PermissionRequest` hook of a terminal session waits for a decision from
     /// Flightdeck before the terminal asks (0: the terminal always asks).
     pub hook_wait_secs: u64,
+    /// Custom ACP agents, name -> command (split like a shell would); a built-in's name replaces it.
+    pub acp_agents: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -98,6 +104,7 @@ impl Default for Settings {
             link_backoff_base_ms: 1_000,
             link_backoff_cap_ms: 30_000,
             hook_wait_secs: 600,
+            acp_agents: Default::default(),
         }
     }
 }
@@ -118,6 +125,7 @@ impl std::fmt::Debug for Settings {
             .field("link_backoff_base_ms", &self.link_backoff_base_ms)
             .field("link_backoff_cap_ms", &self.link_backoff_cap_ms)
             .field("hook_wait_secs", &self.hook_wait_secs)
+            .field("acp_agents", &self.acp_agents)
             .finish()
     }
 }
@@ -159,6 +167,7 @@ impl Settings {
             let Some(name) = var.strip_prefix(ENV_PREFIX) else { continue };
             settings.apply_env(name, &var, value)?;
         }
+        settings.acp_agents().map_err(|e| ConfigError::Toml { path: "acp_agents".into(), message: e.to_string() })?;
         Ok(settings)
     }
 
@@ -194,6 +203,14 @@ impl Settings {
             "LINK_BACKOFF_BASE_MS" => self.link_backoff_base_ms = parse(var, &value)?,
             "LINK_BACKOFF_CAP_MS" => self.link_backoff_cap_ms = parse(var, &value)?,
             "HOOK_WAIT_SECS" => self.hook_wait_secs = parse(var, &value)?,
+            "ACP_AGENTS" => {
+                let agents = serde_json::from_str(&value).map_err(|e| ConfigError::Env {
+                    var: var.into(),
+                    value: value.clone(),
+                    problem: format!("not a JSON object of name -> command: {e}"),
+                })?;
+                self.acp_agents.extend::<std::collections::BTreeMap<String, String>>(agents);
+            }
             // The config file's own variable, read before the layers.
             "CONFIG" => {}
             _ => tracing::warn!(%var, "unknown setting in the environment, ignored"),
@@ -225,6 +242,15 @@ impl Settings {
         self.data_dir.clone().unwrap_or_else(Settings::default_data_dir)
     }
 
+    /// The ACP agents: the built-ins, then `acp_agents`.
+    pub fn acp_agents(&self) -> Result<AcpAgents, AgentSpecError> {
+        let mut agents = AcpAgents::default();
+        for (name, command) in &self.acp_agents {
+            agents.add(name, command)?;
+        }
+        Ok(agents)
+    }
+
     /// The task runner's configuration from these settings.
     pub fn runner_config(&self) -> RunnerConfig {
         RunnerConfig {
@@ -233,6 +259,8 @@ impl Settings {
             max_running: self.max_running.max(1),
             max_running_per_repo: self.max_running_per_repo.max(1),
             claude: ClaudeConfig { bin: self.claude_bin.clone(), env: Vec::new() },
+            // Checked when the settings were loaded.
+            acp: AcpConfig { agents: self.acp_agents().unwrap_or_default(), ..AcpConfig::default() },
             ..RunnerConfig::default()
         }
     }
@@ -304,6 +332,23 @@ mod tests {
             let settings = Settings::from_layers(toml.map(|t| ("agent.toml", t)), env).unwrap();
             assert!(check(&settings), "case {i}: {settings:?}");
         }
+    }
+
+    #[test]
+    fn acp_agents_come_from_the_file_and_the_environment() {
+        let toml = "[acp_agents]\nmine = \"my-agent --acp\"\ncodex = \"npx codex-acp\"\n";
+        let vars = env(&[("FLIGHTDECK_AGENT_ACP_AGENTS", r#"{"other": "other-acp --stdio"}"#)]);
+        let settings = Settings::from_layers(Some(("agent.toml", toml)), vars).unwrap();
+        let agents = settings.runner_config().acp.agents;
+        let command = |name: &str| agents.get(name).map(|a| a.command.join(" "));
+        assert_eq!(command("mine").as_deref(), Some("my-agent --acp"));
+        assert_eq!(command("codex").as_deref(), Some("npx codex-acp"));
+        assert_eq!(command("other").as_deref(), Some("other-acp --stdio"));
+        assert_eq!(command("opencode").as_deref(), Some("opencode acp"));
+        let bad = Settings::from_layers(None, env(&[("FLIGHTDECK_AGENT_ACP_AGENTS", "codex-acp")])).unwrap_err();
+        assert!(bad.to_string().contains("FLIGHTDECK_AGENT_ACP_AGENTS"), "{bad}");
+        let bad = Settings::from_layers(Some(("agent.toml", "[acp_agents]\n\"bad name\" = \"x\"\n")), env(&[]));
+        assert!(bad.unwrap_err().to_string().contains("bad name"));
     }
 
     #[test]

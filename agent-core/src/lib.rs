@@ -3,7 +3,8 @@
 //! - [`watch`]: `RepoWatcher`, live and incremental `RepoStatus` of git working trees (git2 + notify).
 //! - [`store`]: the agent's SQLite database, the source of truth for what happened on this machine.
 //! - [`runner`]: `TaskRunner`, the queue of tasks and their lifecycle.
-//! - [`executor`]: the `claude` and `shell` executors that turn processes into `TaskEvent`s.
+//! - [`executor`]: the `claude`, `shell` and `acp` executors that turn processes into `TaskEvent`s.
+//! - [`acp`]: the Agent Client Protocol's client side: agents by name, JSON-RPC, the working tree.
 //! - [`headless`]: `flightdeck-agent run`, the agent without a window.
 //! - [`once`]: `flightdeck-agent run --once`, one task in a container (clone, run, push).
 //! - [`link`]: the WebSocket link to a relay, with backoff and an outbox so nothing is lost.
@@ -13,6 +14,7 @@
 //! - [`redact`]: secret redaction applied to everything that leaves the machine.
 //! - [`external`]: Claude Code sessions started in a terminal, through Claude Code's hooks.
 
+pub mod acp;
 pub mod agent;
 pub mod config;
 pub mod executor;

@@ -7,6 +7,8 @@
 //!   locally through the `TaskRunner` (recorded in the data directory) and prints its events;
 //!   with `--json`, one `{taskId, seq, event}` object per line. Exits 0 when the task
 //!   completed, 1 when it did not.
+//! - `agents`: the ACP agents this machine knows (SPEC 14), with their versions and whether they
+//!   were found; `--acp-agent NAME=COMMAND` (any subcommand, repeatable) adds one.
 //! - `hooks install | uninstall | status`: Claude Code's hooks in `~/.claude/settings.json`, so
 //!   that sessions started in a terminal in a watched repo show up (SPEC 9).
 //! - `hook`: what those hooks run (fast, no async runtime, exits 0 whatever happens).
@@ -24,7 +26,7 @@ use clap::{Args, Parser, Subcommand};
 use flightdeck_agent_core::config::Settings;
 use flightdeck_agent_core::runner::{NewTask, RunnerEvent, TaskRunner};
 use flightdeck_agent_core::store::Store;
-use flightdeck_protocol::event::{ChunkStream, TaskEventRecord};
+use flightdeck_protocol::event::{ChunkStream, PlanEntryStatus, TaskEventRecord};
 use flightdeck_protocol::{Executor, Task, TaskEvent, TaskPayload, TaskStatus};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -44,6 +46,9 @@ struct CommonArgs {
     /// Where the database and task worktrees live (default: $XDG_DATA_HOME/flightdeck).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// A custom ACP agent, `NAME=COMMAND` (COMMAND split like a shell would); repeatable.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    acp_agent: Vec<String>,
 }
 
 impl CommonArgs {
@@ -53,6 +58,12 @@ impl CommonArgs {
         if let Some(dir) = &self.data_dir {
             settings.data_dir = Some(dir.clone());
         }
+        for spec in &self.acp_agent {
+            let (name, command) =
+                spec.split_once('=').with_context(|| format!("--acp-agent {spec}: not NAME=COMMAND"))?;
+            settings.acp_agents.insert(name.trim().to_string(), command.to_string());
+        }
+        settings.acp_agents().context("--acp-agent")?;
         Ok(settings)
     }
 }
@@ -72,6 +83,18 @@ enum Command {
     /// Allows or denies a task's pending permission request (a tool Claude wants to use, or its
     /// question), through the agent that runs the task (the one with this data directory).
     Decide(DecideArgs),
+    /// Lists the ACP agents this machine knows (built-in and custom), with their versions and
+    /// whether they were found.
+    Agents(AgentsArgs),
+}
+
+#[derive(Args)]
+struct AgentsArgs {
+    /// One JSON object per agent: {name, command, builtin, found, path?, version?}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -194,7 +217,7 @@ impl TaskOptions {
 }
 
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("what").required(true).args(["claude", "shell"]))]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["claude", "shell", "acp"]))]
 struct TaskArgs {
     /// The repo (a directory) the task runs in.
     #[arg(long, value_name = "PATH")]
@@ -205,6 +228,12 @@ struct TaskArgs {
     /// Run this shell command (sh -c).
     #[arg(long, value_name = "CMD")]
     shell: Option<String>,
+    /// Run this ACP agent (`flightdeck-agent agents` lists them) with `--prompt`.
+    #[arg(long, value_name = "AGENT", requires = "prompt")]
+    acp: Option<String>,
+    /// The prompt of an `--acp` task.
+    #[arg(long, value_name = "PROMPT", requires = "acp")]
+    prompt: Option<String>,
     /// Print one {taskId, seq, event} JSON object per line.
     #[arg(long)]
     json: bool,
@@ -248,6 +277,7 @@ fn main() -> ExitCode {
         Command::Task(args) => runtime.block_on(task(args)),
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Decide(args) => runtime.block_on(decide(args)),
+        Command::Agents(args) => runtime.block_on(agents(args)),
         Command::Hooks(args) => hooks(args),
         Command::Hook(_) => unreachable!("served before the runtime starts"),
     };
@@ -463,6 +493,40 @@ async fn ask_at_terminal(request_id: &str, tool_name: &str) -> flightdeck_agent_
     }
 }
 
+/// `flightdeck-agent agents`: the known ACP agents, found or not, with their versions.
+async fn agents(args: AgentsArgs) -> anyhow::Result<ExitCode> {
+    let agents = args.common.settings()?.acp_agents()?;
+    let path = std::env::var_os("PATH");
+    let mut out = std::io::stdout().lock();
+    for agent in agents.iter() {
+        let found = agent.locate(path.as_deref());
+        let version = match &found {
+            Some(program) => agent.version(program).await,
+            None => None,
+        };
+        let command = agent.command.join(" ");
+        if args.json {
+            let line = serde_json::json!({
+                "name": agent.name, "command": command, "builtin": agent.builtin,
+                "found": found.is_some(), "path": found, "version": version,
+            });
+            writeln!(out, "{line}")?;
+            continue;
+        }
+        let state = match (&found, &version) {
+            (Some(_), Some(version)) => format!("found, {version}"),
+            (Some(program), None) => format!("found ({})", program.display()),
+            (None, _) => match flightdeck_agent_core::acp::agents::install_hint(&agent.name) {
+                Some(hint) => format!("not found (install: {hint})"),
+                None => "not found".to_string(),
+            },
+        };
+        let kind = if agent.builtin { "built-in" } else { "custom" };
+        writeln!(out, "{:<12} {:<28} {kind:<8} {state}", agent.name, command)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `flightdeck-agent task`: 0 when the task completed, 1 otherwise.
 async fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     let settings = args.common.settings()?;
@@ -472,14 +536,18 @@ async fn task(args: TaskArgs) -> anyhow::Result<ExitCode> {
     }
     let slug = repo.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
 
-    let (executor, mut payload) = match (&args.claude, &args.shell) {
-        (Some(prompt), None) => {
+    let (executor, mut payload) = match (&args.claude, &args.shell, &args.acp) {
+        (Some(prompt), None, None) => {
             (Executor::Claude, TaskPayload { prompt: Some(prompt.clone()), ..args.options.payload() })
         }
-        (None, Some(command)) => {
+        (None, Some(command), None) => {
             (Executor::Shell, TaskPayload { command: Some(command.clone()), ..args.options.payload() })
         }
-        _ => bail!("give exactly one of --claude and --shell"),
+        (None, None, Some(agent)) => (
+            Executor::Acp,
+            TaskPayload { prompt: args.prompt.clone(), agent: Some(agent.clone()), ..args.options.payload() },
+        ),
+        _ => bail!("give exactly one of --claude, --shell and --acp"),
     };
     payload.repo = Some(slug.clone());
     settings.apply_task_defaults(&mut payload);
@@ -667,6 +735,20 @@ fn describe(event: &TaskEvent) -> String {
             format!("± {n} {} changed, +{add} −{del}{cut}", if n == 1 { "file" } else { "files" })
         }
         TaskEvent::Runner { message, .. } => format!("▣ {}", one_line(message, 160)),
+        TaskEvent::Plan { entries } => {
+            let steps: Vec<String> = entries
+                .iter()
+                .map(|e| {
+                    let mark = match e.status {
+                        PlanEntryStatus::Completed => "[x]",
+                        PlanEntryStatus::InProgress => "[~]",
+                        PlanEntryStatus::Pending => "[ ]",
+                    };
+                    format!("{mark} {}", one_line(&e.content, 80))
+                })
+                .collect();
+            format!("▤ plan: {}", steps.join("  "))
+        }
         TaskEvent::PermissionDecision { behavior, decided_by, message, .. } => {
             let by =
                 serde_json::to_value(decided_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();

@@ -216,7 +216,7 @@ export type ChannelsResponse = {
 /**
  * Which stream a `chunk` of text came from.
  */
-export type ChunkStream = "assistant" | "stdout" | "stderr";
+export type ChunkStream = ("assistant" | "stdout" | "stderr") | "thinking";
 
 /**
  * Whether Claude Code sessions started in a terminal reach this agent (SPEC 9).
@@ -459,7 +459,7 @@ export type EventsResponse = {
 /**
  * What runs a task.
  */
-export type Executor = "claude" | "shell";
+export type Executor = ("claude" | "shell") | "acp";
 
 /**
  * `GET /healthz`
@@ -761,6 +761,19 @@ export type Placement = "agent" | "container";
  * container when the relay has a runner and a clone URL, else it waits `queued` for an agent.
  */
 export type PlacementRequest = "auto" | "agent" | "container";
+
+/**
+ * One entry of a `plan` event.
+ */
+export type PlanEntry = {
+  content: string;
+  status: PlanEntryStatus;
+};
+
+/**
+ * Where a plan entry stands.
+ */
+export type PlanEntryStatus = "pending" | "in_progress" | "completed";
 
 /**
  * One button of a notification.
@@ -1303,6 +1316,9 @@ export type TaskEvent = ({
    */
   truncated?: boolean;
 }) | ({
+  entries: PlanEntry[];
+  kind: "plan";
+}) | ({
   exitCode?: number | null;
   kind: "runner";
   message: string;
@@ -1333,6 +1349,11 @@ export type TaskListResponse = {
  * What a task runs and how; the same options in every front end (SPEC section 5).
  */
 export type TaskPayload = {
+  /**
+   * The ACP agent of an `acp` task, by the name the local agent knows it by (`codex`,
+   * `opencode`, a custom name; SPEC 14).
+   */
+  agent?: string | null;
   allowedTools?: string[] | null;
   /**
    * The command of a `shell` task (run with `sh -c`).
@@ -1347,7 +1368,7 @@ export type TaskPayload = {
   model?: string | null;
   permissionMode?: string | null;
   /**
-   * The prompt of a `claude` task.
+   * The prompt of a `claude` or `acp` task.
    */
   prompt?: string | null;
   /**
@@ -1360,7 +1381,8 @@ export type TaskPayload = {
    */
   repo?: string | null;
   /**
-   * A follow-up turn: the Claude session to continue (`claude --resume`).
+   * A follow-up turn: the session to continue (`claude --resume`; an ACP agent's
+   * `session/load`).
    */
   resumeSessionId?: string | null;
   timeoutSecs?: number | null;

@@ -13,6 +13,8 @@ pub enum ChunkStream {
     Assistant,
     Stdout,
     Stderr,
+    /// An agent's reasoning, when it shows it (an ACP agent's thought chunks, SPEC 14).
+    Thinking,
 }
 
 /// One step of a task's transcript. Events of one task are numbered `seq` = 1, 2, 3, ...
@@ -95,6 +97,10 @@ pub enum TaskEvent {
         #[serde(default)]
         truncated: bool,
     },
+    /// An ACP agent's plan for the turn (SPEC 14): the whole list each time it changes.
+    Plan {
+        entries: Vec<PlanEntry>,
+    },
     /// A step of a container run (SPEC 10), written by the relay that runs the container:
     /// starting it, cloning, running, pushing the result, the container's exit.
     Runner {
@@ -103,6 +109,24 @@ pub enum TaskEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i64>,
     },
+}
+
+/// One entry of a `plan` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct PlanEntry {
+    pub content: String,
+    pub status: PlanEntryStatus,
+}
+
+/// Where a plan entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanEntryStatus {
+    Pending,
+    InProgress,
+    Completed,
 }
 
 /// The steps of a container run, in order (`failed` ends a run that went wrong).
@@ -199,6 +223,7 @@ impl TaskEvent {
             TaskEvent::PermissionRequest { .. } => "permission_request",
             TaskEvent::PermissionDecision { .. } => "permission_decision",
             TaskEvent::Diff { .. } => "diff",
+            TaskEvent::Plan { .. } => "plan",
             TaskEvent::Runner { .. } => "runner",
         }
     }
@@ -245,6 +270,11 @@ impl TaskEvent {
                 }
             }
             TaskEvent::Runner { message, .. } => *message = text(message),
+            TaskEvent::Plan { entries } => {
+                for entry in entries.iter_mut() {
+                    entry.content = text(&entry.content);
+                }
+            }
             TaskEvent::Status { .. } | TaskEvent::ToolProgress { .. } | TaskEvent::Usage { .. } => {}
         }
     }

@@ -166,6 +166,8 @@ impl RepoStatus {
 pub enum Executor {
     Claude,
     Shell,
+    /// An Agent Client Protocol agent named by `payload.agent` (SPEC 14).
+    Acp,
 }
 
 impl Executor {
@@ -173,6 +175,7 @@ impl Executor {
         match self {
             Executor::Claude => "claude",
             Executor::Shell => "shell",
+            Executor::Acp => "acp",
         }
     }
 }
@@ -242,12 +245,16 @@ pub struct TaskPayload {
     /// The repo slug the task runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<String>,
-    /// The prompt of a `claude` task.
+    /// The prompt of a `claude` or `acp` task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     /// The command of a `shell` task (run with `sh -c`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The ACP agent of an `acp` task, by the name the local agent knows it by (`codex`,
+    /// `opencode`, a custom name; SPEC 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,7 +268,8 @@ pub struct TaskPayload {
     /// Run in a fresh git worktree on branch `flightdeck/<taskId>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<bool>,
-    /// A follow-up turn: the Claude session to continue (`claude --resume`).
+    /// A follow-up turn: the session to continue (`claude --resume`; an ACP agent's
+    /// `session/load`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_session_id: Option<String>,
     /// Deny a permission request nobody decided within this many seconds (`decidedBy:

@@ -24,11 +24,16 @@ impl PayloadProblem {
 }
 
 /// Why a task cannot be continued with a follow-up turn (SPEC 8), if it cannot: only a Claude
-/// task Flightdeck ran has a session Flightdeck may resume. A session started in a terminal
+/// or ACP task Flightdeck ran has a session Flightdeck may resume. A session started in a terminal
 /// (SPEC 9) belongs to that terminal: resuming it elsewhere would fork it behind the person's back.
+/// An ACP task has a `sessionId` only when its agent can load sessions (SPEC 14), so a reply to
+/// one without it is refused (`not_resumable`) like a Claude task whose session never started.
 pub fn reply_refusal(parent: &Task) -> Option<&'static str> {
-    if parent.executor != Executor::Claude {
-        return Some("only a claude task has a conversation");
+    if parent.executor == Executor::Shell {
+        return Some("only a claude or acp task has a conversation");
+    }
+    if parent.executor == Executor::Acp && parent.session_id.is_none() {
+        return Some("its agent cannot resume a session (no loadSession in its capabilities)");
     }
     if parent.source == TaskSource::External {
         return Some("this Claude session runs in a terminal: continue it there");
@@ -44,8 +49,9 @@ pub fn cancel_refusal(task: &Task) -> Option<&'static str> {
 }
 
 impl TaskPayload {
-    /// Checks what a task of this executor needs: a prompt (claude) or a command (shell), a
-    /// positive budget, a timeout of at least one second, tool names that are not blank.
+    /// Checks what a task of this executor needs: a prompt (claude), a command (shell) or a
+    /// prompt and an agent name (acp), a positive budget, a timeout of at least one second, tool
+    /// names that are not blank.
     pub fn validate(&self, executor: Executor) -> Result<(), PayloadProblem> {
         let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
         match executor {
@@ -54,6 +60,12 @@ impl TaskPayload {
             }
             Executor::Shell if blank(&self.command) => {
                 return Err(PayloadProblem::new("payload.command", "a shell task needs a command"))
+            }
+            Executor::Acp if blank(&self.prompt) => {
+                return Err(PayloadProblem::new("payload.prompt", "an acp task needs a prompt"))
+            }
+            Executor::Acp if blank(&self.agent) => {
+                return Err(PayloadProblem::new("payload.agent", "an acp task needs an agent (codex, opencode, ...)"))
             }
             _ => {}
         }
@@ -87,7 +99,7 @@ pub fn task_title(given: Option<&str>, executor: Executor, payload: &TaskPayload
         return title.chars().take(MAX_TITLE_CHARS).collect();
     }
     let text = match executor {
-        Executor::Claude => payload.prompt.as_deref(),
+        Executor::Claude | Executor::Acp => payload.prompt.as_deref(),
         Executor::Shell => payload.command.as_deref(),
     }
     .unwrap_or_default();
@@ -216,6 +228,9 @@ mod tests {
             (Executor::Shell, TaskPayload::default(), Some("payload.command")),
             (Executor::Claude, shell("ls"), Some("payload.prompt")),
             (Executor::Claude, claude.clone(), None),
+            (Executor::Acp, claude.clone(), Some("payload.agent")),
+            (Executor::Acp, TaskPayload { agent: Some("codex".into()), ..shell("ls") }, Some("payload.prompt")),
+            (Executor::Acp, TaskPayload { agent: Some("codex".into()), ..claude.clone() }, None),
             (Executor::Shell, TaskPayload { max_cost_usd: Some(-1.0), ..shell("x") }, Some("payload.maxCostUsd")),
             (Executor::Shell, TaskPayload { max_cost_usd: Some(0.0), ..shell("x") }, Some("payload.maxCostUsd")),
             (Executor::Shell, TaskPayload { max_cost_usd: Some(f64::NAN), ..shell("x") }, Some("payload.maxCostUsd")),

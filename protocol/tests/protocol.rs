@@ -189,7 +189,7 @@ fn invalid_agent_messages_give_details() {
                 ("$.seq", "expected integer, got number"),
                 (
                     "$.event.kind",
-                    r#"unknown kind "shout"; expected one of "status", "chunk", "tool_start", "tool_progress", "tool_done", "usage", "done", "error", "user_message", "permission_request", "permission_decision", "diff", "runner""#,
+                    r#"unknown kind "shout"; expected one of "status", "chunk", "tool_start", "tool_progress", "tool_done", "usage", "done", "error", "user_message", "permission_request", "permission_decision", "diff", "plan", "runner""#,
                 ),
             ],
         ),

@@ -85,7 +85,7 @@ fn choice_param(q: &HashMap<String, String>, name: &str, allowed: &[&str]) -> Re
 }
 
 const TASK_STATUSES: &[&str] = &["queued", "running", "waiting", "completed", "failed", "cancelled", "interrupted"];
-const EXECUTORS: &[&str] = &["claude", "shell"];
+const EXECUTORS: &[&str] = &["claude", "shell", "acp"];
 const REPO_STATES: &[&str] = &["clean", "dirty", "ahead", "behind", "diverged", "missing"];
 const SEVERITIES: &[&str] = &["info", "warning", "critical"];
 

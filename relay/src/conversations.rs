@@ -146,12 +146,14 @@ fn turn_in_progress(live: &Task) -> AppError {
 fn next_turn(parent: &Task, request: ReplyRequest) -> Result<Task, AppError> {
     let conversation = parent.conversation().to_string();
     let Some(session) = parent.session_id.clone() else {
-        return Err(AppError::conflict(NOT_RESUMABLE, "the task has no Claude session to resume"));
+        return Err(AppError::conflict(NOT_RESUMABLE, "the task has no session to resume"));
     };
     let inherited = &parent.payload;
     let payload = TaskPayload {
         repo: Some(parent.repo.clone()),
         prompt: Some(request.prompt),
+        // An ACP turn goes to the same agent (SPEC 14).
+        agent: inherited.agent.clone(),
         model: inherited.model.clone(),
         permission_mode: request.permission_mode.or_else(|| inherited.permission_mode.clone()),
         allowed_tools: request.allowed_tools.or_else(|| inherited.allowed_tools.clone()),
@@ -159,15 +161,15 @@ fn next_turn(parent: &Task, request: ReplyRequest) -> Result<Task, AppError> {
         resume_session_id: Some(session),
         ..TaskPayload::default()
     };
-    payload.validate(Executor::Claude).map_err(|p| {
+    let executor = parent.executor;
+    payload.validate(executor).map_err(|p| {
         // The body names these fields without the `payload.` of a new task.
         let field = p.field.strip_prefix("payload.").unwrap_or(p.field);
         AppError::field(&format!("$.{field}"), p.problem)
     })?;
-    let title = task_title(None, Executor::Claude, &payload);
+    let title = task_title(None, executor, &payload);
     let id = uuid::Uuid::now_v7().to_string();
-    let queued =
-        Task::queued(id, title, parent.repo.clone(), Executor::Claude, payload, TaskSource::Remote, Utc::now());
+    let queued = Task::queued(id, title, parent.repo.clone(), executor, payload, TaskSource::Remote, Utc::now());
     Ok(Task {
         agent_id: parent.agent_id.clone(),
         conversation_id: conversation,

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy, DiffFile, RunnerStep};
+use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy, DiffFile, PlanEntryStatus, RunnerStep};
 use flightdeck_protocol::{SeqEvent, TaskEvent, TaskStatus};
 use serde_json::Value;
 
@@ -349,6 +349,19 @@ impl Transcript {
                         call.awaiting_permission = false;
                     }
                 }
+            }
+            // An ACP agent's plan (SPEC 14): the whole list each time, one line an entry.
+            TaskEvent::Plan { entries } => {
+                let mut text = String::from("▤ plan\n");
+                for entry in entries {
+                    let mark = match entry.status {
+                        PlanEntryStatus::Completed => "[x]",
+                        PlanEntryStatus::InProgress => "[~]",
+                        PlanEntryStatus::Pending => "[ ]",
+                    };
+                    text.push_str(&format!("{mark} {}\n", entry.content));
+                }
+                self.push_chunk(ChunkStream::Thinking, &text)
             }
             // A container run's steps (SPEC 10), written by the relay: one line each.
             TaskEvent::Runner { step, message, .. } => {

@@ -213,7 +213,7 @@ pub async fn agent_info(agent: &Agent) -> Result<AgentInfo> {
     Ok(AgentInfo {
         agent_id: settings.agent_id,
         status: if busy { AgentState::Busy } else { AgentState::Idle },
-        capabilities: vec!["git".into(), "claude".into(), "shell".into()],
+        capabilities: agent.capabilities(),
         metadata,
         version: env!("CARGO_PKG_VERSION").to_string(),
         connected_at: agent.started_at(),

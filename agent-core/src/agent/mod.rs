@@ -216,6 +216,8 @@ struct Inner {
     hook_program: Option<PathBuf>,
     claude_settings: Option<PathBuf>,
     permission_wait: Duration,
+    /// What this agent can run, as the relay and the windows are told (`acp:<name>` included).
+    capabilities: Vec<String>,
 }
 
 impl Agent {
@@ -293,10 +295,13 @@ impl Agent {
 
         let (events, _) = broadcast::channel(4096);
         let (inbound, inbound_rx) = mpsc::channel(64);
+        // The relay learns which ACP agents can run here (`acp:<name>`, SPEC 14).
+        let mut template = config.link_template.clone().unwrap_or_else(|| LinkConfig::new("", "", ""));
+        template.capabilities.extend(config.runner.acp.agents.capabilities(std::env::var_os("PATH").as_deref()));
         let stop = CancellationToken::new();
         let link = LinkControl::start(LinkParts {
             store: store.clone(),
-            template: config.link_template.clone(),
+            template: Some(template.clone()),
             inbound,
             redactors: runner.redactors(),
             events: events.clone(),
@@ -329,6 +334,7 @@ impl Agent {
             hook_program: config.hook_program.clone(),
             claude_settings: config.claude_settings.clone(),
             permission_wait: config.external.permission_wait,
+            capabilities: template.capabilities.clone(),
         });
         tokio::spawn(forward_watcher(inner.clone(), watch_events));
         tokio::spawn(forward_runner(inner.clone(), runner_events));
@@ -350,6 +356,12 @@ impl Agent {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// What this agent can run: `git`, `claude`, `shell`, and `acp:<name>` for each ACP agent
+    /// found on this machine (SPEC 14).
+    pub fn capabilities(&self) -> Vec<String> {
+        self.inner.capabilities.clone()
     }
 
     /// When this agent started.
@@ -482,7 +494,7 @@ impl Agent {
             return Err(not_resumable(reason));
         }
         let Some(session) = parent.session_id.clone() else {
-            return Err(not_resumable("its Claude session never started"));
+            return Err(not_resumable("its session never started"));
         };
         let conversation = parent.conversation().to_string();
         let store = self.inner.store.clone();
@@ -503,11 +515,12 @@ impl Agent {
             allowed_tools: request.allowed_tools.or(parent.payload.allowed_tools.clone()),
             ..parent.payload.clone()
         };
-        let payload = validate_payload(Executor::Claude, payload)?;
+        // A Claude turn resumes with `--resume`, an ACP turn with `session/load` (SPEC 14).
+        let payload = validate_payload(parent.executor, payload)?;
         let new = NewTask {
             conversation_id: Some(conversation),
             parent_task_id: Some(parent.id.clone()),
-            ..NewTask::local(parent.repo.clone(), Executor::Claude, payload)
+            ..NewTask::local(parent.repo.clone(), parent.executor, payload)
         };
         Ok(self.inner.runner.create(new).await?)
     }

@@ -16,7 +16,7 @@
 //! A tool that runs longer than a second gets a `tool_progress` every second until its
 //! `tool_done`; a tool waiting for a decision gets none.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -28,9 +28,9 @@ use tokio::process::{ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::process::{describe_exit, read_line_lossy, GroupChild};
+use super::process::{describe_exit, drain_stderr, read_line_lossy, GroupChild};
 use super::stream_json::StreamJsonParser;
-use super::{emit, fail, Decision, ExecContext, ExecInput, ExecOutcome};
+use super::{emit, fail, sleep_until_opt, Decision, ExecContext, ExecInput, ExecOutcome};
 
 /// How many stderr lines are kept for an error message.
 const STDERR_TAIL_LINES: usize = 20;
@@ -164,7 +164,7 @@ pub async fn run(
         Err(err) => return fail(&events, format!("cannot start Claude Code (`{}`): {err}", bin.display())).await,
     };
 
-    let stderr_tail = tokio::spawn(drain_stderr(child.child.stderr.take()));
+    let stderr_tail = tokio::spawn(drain_stderr(child.child.stderr.take(), STDERR_TAIL_LINES));
     let mut stdin = child.child.stdin.take();
     for line in opening_lines(&prompt) {
         write_line(&mut stdin, &line).await;
@@ -354,29 +354,6 @@ async fn write_line(stdin: &mut Option<ChildStdin>, line: &str) {
         tracing::warn!(%err, "writing to Claude Code's stdin");
         *stdin = None;
     }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Reads stderr to the end, logging it and keeping its last lines.
-async fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> String {
-    let Some(stderr) = stderr else { return String::new() };
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
-    while let Ok(Some(line)) = read_line_lossy(&mut reader, &mut buf).await {
-        tracing::debug!(%line, "claude stderr");
-        if tail.len() == STDERR_TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
-    }
-    Vec::from(tail).join("\n")
 }
 
 #[cfg(test)]

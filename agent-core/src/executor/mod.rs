@@ -2,6 +2,7 @@
 //!
 //! - [`shell`]: `sh -c COMMAND`, stdout and stderr lines as chunks.
 //! - [`claude`]: the Claude Code CLI in `stream-json` mode, parsed by [`stream_json`].
+//! - [`acp`]: an Agent Client Protocol agent (Codex, OpenCode, ...) as a JSON-RPC session.
 //! - [`process`]: process groups, so that stopping a task stops everything it started.
 //!
 //! An executor sends the events of one task (including its own `done` or `error`) on a channel
@@ -17,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub mod acp;
 pub mod claude;
 pub mod process;
 pub mod shell;
@@ -41,6 +43,23 @@ impl ClaudeConfig {
     }
 }
 
+/// How to run ACP agents (SPEC 14).
+#[derive(Debug, Clone)]
+pub struct AcpConfig {
+    /// The agents known by name.
+    pub agents: crate::acp::AcpAgents,
+    /// Extra environment for the agents, on top of the user's (which they always inherit).
+    pub env: Vec<(String, String)>,
+    /// How long an agent may take to answer `initialize` and open its session.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for AcpConfig {
+    fn default() -> AcpConfig {
+        AcpConfig { agents: Default::default(), env: Vec::new(), handshake_timeout: Duration::from_secs(60) }
+    }
+}
+
 /// Everything an executor needs to run one task.
 #[derive(Debug, Clone)]
 pub struct ExecContext {
@@ -50,6 +69,7 @@ pub struct ExecContext {
     /// The directory the process runs in: the repo, or the task's worktree.
     pub cwd: PathBuf,
     pub claude: ClaudeConfig,
+    pub acp: AcpConfig,
     /// Cancelled when the task must stop (cancel, timeout, budget, shutdown).
     pub stop: CancellationToken,
     /// Time between SIGTERM and SIGKILL when stopping.
@@ -87,6 +107,10 @@ pub enum ExecOutcome {
     Failed { error: String },
     /// `stop` was cancelled and the process group has been killed.
     Stopped,
+    /// The agent itself ended the turn as cancelled, nobody having asked it to (an ACP agent's
+    /// `cancelled` stop reason: Codex does so when a permission request is denied, and waits
+    /// for the next message). The task ends `cancelled`; a reply can go on from there.
+    Cancelled,
 }
 
 /// Runs the task's executor to the end. `input` brings decisions to a Claude session; a shell
@@ -98,12 +122,21 @@ pub async fn run(ctx: ExecContext, events: mpsc::Sender<TaskEvent>, input: mpsc:
             shell::run(ctx, events).await
         }
         Executor::Claude => claude::run(ctx, events, input).await,
+        Executor::Acp => acp::run(ctx, events, input).await,
     }
 }
 
 /// Sends an event; a closed channel means the runner is gone, which the stop token also says.
 pub(crate) async fn emit(events: &mpsc::Sender<TaskEvent>, event: TaskEvent) {
     let _ = events.send(event).await;
+}
+
+/// Sleeps until `deadline`; never wakes without one (a `select!` branch with nothing to wait for).
+pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Fails with an `error` event.

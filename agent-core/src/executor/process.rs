@@ -184,6 +184,24 @@ pub async fn read_line_lossy<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut 
     Ok(Some(String::from_utf8_lossy(buf).into_owned()))
 }
 
+/// Reads a process's stderr to the end, logging it and keeping its last `keep` lines (for the
+/// error of a run that ends badly); run it as its own task, so the process never blocks on a
+/// full pipe.
+pub async fn drain_stderr(stderr: Option<tokio::process::ChildStderr>, keep: usize) -> String {
+    let Some(stderr) = stderr else { return String::new() };
+    let mut reader = tokio::io::BufReader::new(stderr);
+    let mut buf = Vec::new();
+    let mut tail = std::collections::VecDeque::with_capacity(keep);
+    while let Ok(Some(line)) = read_line_lossy(&mut reader, &mut buf).await {
+        tracing::debug!(%line, "task process stderr");
+        if tail.len() == keep {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    Vec::from(tail).join("\n")
+}
+
 /// Describes how a process ended: "exit code 3", "killed by signal 9".
 pub fn describe_exit(status: &ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;

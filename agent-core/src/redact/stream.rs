@@ -69,7 +69,7 @@ pub struct StreamRedactor {
     hold: Duration,
     /// Events not released yet, in `seq` order; the first one is a held chunk.
     queue: VecDeque<Slot>,
-    streams: [TextStream; 3],
+    streams: [TextStream; 4],
     /// One lazy DFA cache per pattern set of `redactor` (its `.env` values, the built-ins).
     caches: Vec<Cache>,
     /// A stream's text ended inside a private key block: a `done` summary (the shell's last
@@ -365,9 +365,10 @@ fn index(stream: ChunkStream) -> usize {
         ChunkStream::Assistant => 0,
         ChunkStream::Stdout => 1,
         ChunkStream::Stderr => 2,
+        ChunkStream::Thinking => 3,
     }
 }
 
 fn chunk_stream(index: usize) -> ChunkStream {
-    [ChunkStream::Assistant, ChunkStream::Stdout, ChunkStream::Stderr][index]
+    [ChunkStream::Assistant, ChunkStream::Stdout, ChunkStream::Stderr, ChunkStream::Thinking][index]
 }

@@ -63,6 +63,7 @@ pub(crate) async fn drive(
         payload: rec.task.payload.clone(),
         cwd,
         claude: shared.config.claude.clone(),
+        acp: shared.config.acp.clone(),
         stop: stop.token.clone(),
         kill_grace: shared.config.kill_grace,
         group_record: shared.config.data_dir.as_deref().map(|d| group_record_path(d, &rec.task.id)),
@@ -162,6 +163,7 @@ pub(crate) async fn drive(
         (Some(StopReason::Shutdown), _) => TaskStatus::Interrupted,
         (Some(StopReason::TimedOut | StopReason::BudgetExceeded), _) => TaskStatus::Failed,
         (None, ExecOutcome::Completed { .. }) => TaskStatus::Completed,
+        (None, ExecOutcome::Cancelled) => TaskStatus::Cancelled,
         (None, ExecOutcome::Failed { .. } | ExecOutcome::Stopped) => TaskStatus::Failed,
     };
     let mut last = Vec::new();

@@ -44,7 +44,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{ClaudeConfig, Decision, ExecInput};
+use crate::executor::{AcpConfig, ClaudeConfig, Decision, ExecInput};
 use crate::redact::RepoRedactors;
 use crate::store::{AlertFilter, Store, StoreError};
 
@@ -73,6 +73,7 @@ pub struct RunnerConfig {
     /// Tasks running at once in one repo.
     pub max_running_per_repo: usize,
     pub claude: ClaudeConfig,
+    pub acp: AcpConfig,
     /// Between SIGTERM and SIGKILL when a task is stopped.
     pub kill_grace: Duration,
     /// A `tool_done` output longer than this (bytes) is truncated in its event; the full text
@@ -91,6 +92,7 @@ impl Default for RunnerConfig {
             max_running: 4,
             max_running_per_repo: 1,
             claude: ClaudeConfig::default(),
+            acp: AcpConfig::default(),
             kill_grace: Duration::from_secs(5),
             tool_output_limit: 16 * 1024,
             broadcast_capacity: 4096,

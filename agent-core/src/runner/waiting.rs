@@ -72,10 +72,15 @@ impl Waiting {
                 }
                 self.since = Some(Instant::now());
                 // The alert first: whoever sees the task waiting finds the alert already there.
+                // An ACP task names its agent (`codex wants to use ...`).
+                let who = match (rec.task.executor, rec.task.payload.agent.as_deref()) {
+                    (flightdeck_protocol::Executor::Acp, Some(agent)) => agent.to_string(),
+                    _ => "Claude".to_string(),
+                };
                 let what = if tool_name == "AskUserQuestion" {
-                    "Claude asks a question".to_string()
+                    format!("{who} asks a question")
                 } else {
-                    format!("Claude wants to use {tool_name}")
+                    format!("{who} wants to use {tool_name}")
                 };
                 let message = format!("Task \"{}\" needs input: {what}", rec.task.title);
                 let alert = rec.raise(Severity::Warning, AlertKind::NeedsInput, message).await;

@@ -1,5 +1,8 @@
 //! The integration tests of flightdeck-agent-core: one test binary, one module per area.
 
+mod acp;
+mod acp_claude;
+mod acp_codex;
 mod agent;
 mod changes_e2e;
 mod claude;

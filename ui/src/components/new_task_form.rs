@@ -48,7 +48,7 @@ pub fn new_task_form(props: &NewTaskFormProps) -> Html {
             }
             let body = text.trim().to_string();
             let payload = match executor {
-                Executor::Claude => TaskPayload { prompt: Some(body), ..TaskPayload::default() },
+                Executor::Claude | Executor::Acp => TaskPayload { prompt: Some(body), ..TaskPayload::default() },
                 Executor::Shell => TaskPayload { command: Some(body), ..TaskPayload::default() },
             };
             on_create.emit(CreateTaskRequest {

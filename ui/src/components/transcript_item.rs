@@ -38,6 +38,7 @@ pub fn transcript_item(props: &TranscriptItemProps) -> Html {
         Item::Message { stream, text } => {
             let (class, label) = match stream {
                 ChunkStream::Stderr => ("term stderr", "stderr"),
+                ChunkStream::Thinking => ("term thinking", "thinking"),
                 _ => ("term stdout", "stdout"),
             };
             // Off-screen blocks are neither laid out nor painted (`content-visibility: auto` in

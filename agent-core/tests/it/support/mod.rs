@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test module uses a part.
 
 pub mod scripted_api;
+pub mod scripted_responses;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

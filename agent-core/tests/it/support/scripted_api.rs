@@ -107,6 +107,12 @@ fn answer(state: State, method: Method, uri: Uri, body: Bytes) -> Response {
         }))
         .into_response();
     }
+    // Side requests on the small model (Claude Code's SDK asks haiku about the session when it
+    // starts, as claude-code-acp does) get a short text and do not take a turn of the script.
+    if body["model"].as_str().is_some_and(|m| m.contains("haiku")) {
+        let Turn::Stream(events) = text_turn("msg_side", 1, &["ok"], 1) else { unreachable!() };
+        return sse(events, false);
+    }
     // A final error answers every later request too: the CLI retries some 400s (with other
     // tool sets) before giving up.
     let turn = {
