@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use flightdeck_protocol::api::{ConversationResponse, DecisionRequest, ReplyRequest, TaskResponse};
-use flightdeck_protocol::desktop::error_codes::{NOT_PENDING, NOT_RESUMABLE, RUNNER_QUEUE_FULL, TURN_IN_PROGRESS};
+use flightdeck_protocol::desktop::error_codes::{NOT_RESUMABLE, RUNNER_QUEUE_FULL, TURN_IN_PROGRESS};
 use flightdeck_protocol::rules::task_title;
-use flightdeck_protocol::{Executor, Placement, Task, TaskPayload, TaskSource};
+use flightdeck_protocol::{Placement, Task, TaskPayload, TaskSource};
 
 use crate::db::{PendingDecision, Principal, RunState};
 use crate::error::AppError;

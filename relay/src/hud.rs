@@ -448,7 +448,8 @@ fn start_executors(capabilities: &[String]) -> Vec<String> {
     executors
 }
 
-/// Starts a task from the HUD: claude (the default) or shell (the prompt is the command), on
+/// Starts a task from the HUD: claude (the default), shell (the prompt is the command) or an
+/// ACP agent (`executor: "acp"` with `agent`, SPEC 14), on
 /// the repo's agent or in a container (with the owner's `cloneUrl` when the repo has no
 /// `origin`). Owner only; with a session cookie the request must
 /// carry a same-origin `Origin` (bearer keys are exempt: a browser never sends them itself).
@@ -468,14 +469,16 @@ pub async fn start(
     if request.prompt.trim().is_empty() {
         return Err(AppError::field("$.prompt", "must not be empty"));
     }
-    if request.agent.is_some() {
-        // SPEC 14's `acp` executor is not in this relay's protocol yet.
-        return Err(AppError::field("$.agent", "names an ACP agent; this relay does not run executor acp yet"));
-    }
-    let executor = request.executor.unwrap_or(Executor::Claude);
-    let payload = match executor {
-        Executor::Claude => TaskPayload { prompt: Some(request.prompt), ..TaskPayload::default() },
-        Executor::Shell => TaskPayload { command: Some(request.prompt), ..TaskPayload::default() },
+    let executor = request.executor.unwrap_or(if request.agent.is_some() { Executor::Acp } else { Executor::Claude });
+    let agent = request.agent.map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
+    let payload = match (executor, agent) {
+        (Executor::Claude, None) => TaskPayload { prompt: Some(request.prompt), ..TaskPayload::default() },
+        (Executor::Shell, None) => TaskPayload { command: Some(request.prompt), ..TaskPayload::default() },
+        (Executor::Acp, Some(agent)) => {
+            TaskPayload { prompt: Some(request.prompt), agent: Some(agent), ..TaskPayload::default() }
+        }
+        (Executor::Acp, None) => return Err(AppError::field("$.agent", "names the ACP agent to run (executor acp)")),
+        (_, Some(_)) => return Err(AppError::field("$.agent", "is only for executor acp")),
     };
     let clone_url = request.clone_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
     let create = CreateTaskRequest {

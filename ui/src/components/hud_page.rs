@@ -60,7 +60,7 @@ pub fn hud_page(props: &HudPageProps) -> Html {
                 prompt: start.prompt,
                 // Claude is the relay's default: sent only when it is something else.
                 executor: (start.executor != Executor::Claude).then_some(start.executor),
-                agent: None,
+                agent: start.agent,
                 placement: Some(start.placement),
                 clone_url: start.clone_url,
             };

@@ -11,6 +11,8 @@ pub struct StartTask {
     /// The prompt, or the command of a shell task.
     pub prompt: String,
     pub executor: Executor,
+    /// The ACP agent to run (executor `acp`, SPEC 14).
+    pub agent: Option<String>,
     pub placement: PlacementRequest,
     /// For a container run of a repo without an `origin` remote.
     pub clone_url: Option<String>,
@@ -41,19 +43,55 @@ pub struct StartFormProps {
     pub executors: Rc<Vec<String>>,
 }
 
-/// The executors the form offers, from the relay's list (SPEC 12). `acp:<name>` agents are not
-/// offered: this protocol has no `acp` executor to start them with yet (SPEC 14).
-pub fn offered_executors(reported: &[String]) -> Vec<Executor> {
-    let mut offered: Vec<Executor> = reported
-        .iter()
-        .filter_map(|e| match e.as_str() {
-            "claude" => Some(Executor::Claude),
-            "shell" => Some(Executor::Shell),
-            _ => None,
-        })
-        .collect();
+/// One thing the start form can run: Claude, a shell command, or an ACP agent by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartChoice {
+    Claude,
+    Shell,
+    Acp(String),
+}
+
+impl StartChoice {
+    /// As the relay reports it (`claude`, `shell`, `acp:<name>`), and as the select's value.
+    fn parse(value: &str) -> Option<StartChoice> {
+        match value {
+            "claude" => Some(StartChoice::Claude),
+            "shell" => Some(StartChoice::Shell),
+            other => other.strip_prefix("acp:").filter(|n| !n.is_empty()).map(|n| StartChoice::Acp(n.to_string())),
+        }
+    }
+
+    fn value(&self) -> String {
+        match self {
+            StartChoice::Claude => "claude".into(),
+            StartChoice::Shell => "shell".into(),
+            StartChoice::Acp(name) => format!("acp:{name}"),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            StartChoice::Claude => "Claude Code".into(),
+            StartChoice::Shell => "Shell command".into(),
+            StartChoice::Acp(name) => format!("{name} (ACP)"),
+        }
+    }
+
+    fn executor(&self) -> Executor {
+        match self {
+            StartChoice::Claude => Executor::Claude,
+            StartChoice::Shell => Executor::Shell,
+            StartChoice::Acp(_) => Executor::Acp,
+        }
+    }
+}
+
+/// What the form offers, from the relay's list (SPEC 12): claude, shell and each ACP agent the
+/// repo's agent reports, in that order; claude and shell when it reports none of them.
+pub fn offered_executors(reported: &[String]) -> Vec<StartChoice> {
+    let mut offered: Vec<StartChoice> = reported.iter().filter_map(|e| StartChoice::parse(e)).collect();
     if offered.is_empty() {
-        offered = vec![Executor::Claude, Executor::Shell];
+        offered = vec![StartChoice::Claude, StartChoice::Shell];
     }
     offered.dedup();
     offered
@@ -69,14 +107,14 @@ pub fn start_form(props: &StartFormProps) -> Html {
         Callback::from(move |e: InputEvent| prompt.set(e.target_unchecked_into::<HtmlTextAreaElement>().value()))
     };
     let offered = offered_executors(&props.executors);
-    let executor = use_state(|| Executor::Claude);
+    let executor = use_state(|| StartChoice::Claude);
     // A choice the agent stopped offering falls back to the first one it offers.
-    let chosen = if offered.contains(&executor) { *executor } else { offered[0] };
+    let chosen = if offered.contains(&executor) { (*executor).clone() } else { offered[0].clone() };
     let on_executor = {
         let executor = executor.clone();
         Callback::from(move |e: Event| {
             let value = e.target_unchecked_into::<HtmlSelectElement>().value();
-            executor.set(if value == "shell" { Executor::Shell } else { Executor::Claude });
+            executor.set(StartChoice::parse(&value).unwrap_or(StartChoice::Claude));
         })
     };
     let placement = use_state(|| PlacementRequest::Auto);
@@ -107,6 +145,7 @@ pub fn start_form(props: &StartFormProps) -> Html {
         let placement = *placement;
         let clone_url = clone_url.clone();
         let on_start = props.on_start.clone();
+        let chosen = chosen.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             let text = prompt.trim().to_string();
@@ -114,7 +153,11 @@ pub fn start_form(props: &StartFormProps) -> Html {
                 let url = clone_url.trim().to_string();
                 on_start.emit(StartTask {
                     prompt: text,
-                    executor: chosen,
+                    executor: chosen.executor(),
+                    agent: match &chosen {
+                        StartChoice::Acp(name) => Some(name.clone()),
+                        _ => None,
+                    },
                     placement,
                     clone_url: (ask_clone_url && !url.is_empty()).then_some(url),
                 });
@@ -128,9 +171,7 @@ pub fn start_form(props: &StartFormProps) -> Html {
                 <label for="start-executor">{ "Run" }</label>
                 <select id="start-executor" onchange={on_executor} disabled={disabled}>
                     { for offered.iter().map(|e| html! {
-                        <option value={e.as_str()} selected={*e == chosen}>
-                            { match e { Executor::Claude => "Claude Code", Executor::Shell => "Shell command" } }
-                        </option>
+                        <option value={e.value()} selected={*e == chosen}>{ e.label() }</option>
                     }) }
                 </select>
             </span>
@@ -145,7 +186,7 @@ pub fn start_form(props: &StartFormProps) -> Html {
             </select>
         }
     });
-    let shell = chosen == Executor::Shell;
+    let shell = chosen == StartChoice::Shell;
     html! {
         <form class="panel start" onsubmit={on_submit} aria-label="Start a task">
             <h3><label for="start-prompt">{ if shell { "Run a command" } else { "Start a task" } }</label></h3>
@@ -189,10 +230,14 @@ mod tests {
     #[test]
     fn the_form_offers_what_the_relay_reports() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(offered_executors(&s(&["claude", "shell"])), [Executor::Claude, Executor::Shell]);
-        assert_eq!(offered_executors(&s(&["shell"])), [Executor::Shell]);
+        assert_eq!(offered_executors(&s(&["claude", "shell"])), [StartChoice::Claude, StartChoice::Shell]);
+        assert_eq!(offered_executors(&s(&["shell"])), [StartChoice::Shell]);
         // ACP agents cannot be started through this protocol yet; nothing known means both.
-        assert_eq!(offered_executors(&s(&["acp:codex", "claude"])), [Executor::Claude]);
-        assert_eq!(offered_executors(&[]), [Executor::Claude, Executor::Shell]);
+        assert_eq!(
+            offered_executors(&s(&["claude", "acp:codex", "acp:"])),
+            [StartChoice::Claude, StartChoice::Acp("codex".into())]
+        );
+        assert_eq!(offered_executors(&[]), [StartChoice::Claude, StartChoice::Shell]);
+        assert_eq!(StartChoice::Acp("codex".into()).executor(), Executor::Acp);
     }
 }
