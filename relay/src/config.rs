@@ -303,7 +303,10 @@ pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("push_contact", "push: the VAPID sub (mailto: or https:); none: public_url, else the relay's URL"),
     ("push_max_targets", "push: subscriptions and channels one user may have"),
     ("push_outbox_max", "push: messages waiting at most; beyond, new ones are dropped"),
-    ("push_poll_ms", "push: how often an idle node looks for messages it was not told about (leases and retries of dead nodes)"),
+    (
+        "push_poll_ms",
+        "push: how often an idle node looks for messages it was not told about (leases and retries of dead nodes)",
+    ),
     ("push_lease_ms", "push: how long a node holds a message it is sending before another may"),
     ("push_retry_base_ms", "push: first retry delay after 429/5xx without Retry-After (doubles)"),
     ("push_send_timeout_ms", "push: timeout of one push request"),

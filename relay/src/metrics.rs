@@ -86,11 +86,7 @@ impl Metrics {
                 "Push messages dropped because their host resolved to an internal address when sent.",
                 &self.push_endpoint_refused,
             ),
-            (
-                "flightdeck_push_claims_total",
-                "Looks into the push outbox for due messages.",
-                &self.push_claims,
-            ),
+            ("flightdeck_push_claims_total", "Looks into the push outbox for due messages.", &self.push_claims),
         ];
         for (name, help, value) in counters {
             let _ =

@@ -80,8 +80,7 @@ impl Push {
     pub async fn key(&self, store: &dyn Store) -> Result<&VapidKey, StoreError> {
         self.key
             .get_or_try_init(|| async {
-                let stored =
-                    store.push_vapid_key(&VapidKey::generate_secret(), self.clock.now_ms()).await?;
+                let stored = store.push_vapid_key(&VapidKey::generate_secret(), self.clock.now_ms()).await?;
                 VapidKey::from_secret(&stored).map_err(|message| StoreError::Server { message, retryable: false })
             })
             .await

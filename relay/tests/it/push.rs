@@ -679,7 +679,8 @@ impl Lookup for Rebinding {
         &self,
         host: String,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<std::net::IpAddr>>> + Send>> {
-        let ip = if self.rebound.load(std::sync::atomic::Ordering::SeqCst) { [127, 0, 0, 1] } else { [93, 184, 216, 34] };
+        let ip =
+            if self.rebound.load(std::sync::atomic::Ordering::SeqCst) { [127, 0, 0, 1] } else { [93, 184, 216, 34] };
         assert_eq!(host, "push.rebinding.test");
         Box::pin(async move { Ok(vec![std::net::IpAddr::from(ip)]) })
     }
