@@ -89,8 +89,9 @@ pub struct Settings {
     pub push_max_targets: usize,
     /// Messages waiting in the push outbox at most; beyond, new ones are dropped (logged).
     pub push_outbox_max: u64,
-    /// How often each node looks for due push messages (its own are sent at once; this finds
-    /// other nodes' leases that ran out, and retries).
+    /// How often an idle node looks for push messages it was not told about: other nodes'
+    /// leases that ran out and their retries. What a node enqueues wakes it, and it times its
+    /// own retries, so this poll is a fallback and can be rare.
     pub push_poll_ms: u64,
     /// How long a node holds a claimed push message before another node may send it.
     pub push_lease_ms: u64,
@@ -248,7 +249,7 @@ impl Default for Settings {
             push_contact: None,
             push_max_targets: 20,
             push_outbox_max: 100_000,
-            push_poll_ms: 1000,
+            push_poll_ms: 10_000,
             push_lease_ms: 60_000,
             push_retry_base_ms: 1000,
             push_send_timeout_ms: 10_000,
@@ -302,7 +303,10 @@ pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("push_contact", "push: the VAPID sub (mailto: or https:); none: public_url, else the relay's URL"),
     ("push_max_targets", "push: subscriptions and channels one user may have"),
     ("push_outbox_max", "push: messages waiting at most; beyond, new ones are dropped"),
-    ("push_poll_ms", "push: how often a node looks for due messages (retries, leases of dead nodes)"),
+    (
+        "push_poll_ms",
+        "push: how often an idle node looks for messages it was not told about (leases and retries of dead nodes)",
+    ),
     ("push_lease_ms", "push: how long a node holds a message it is sending before another may"),
     ("push_retry_base_ms", "push: first retry delay after 429/5xx without Retry-After (doubles)"),
     ("push_send_timeout_ms", "push: timeout of one push request"),

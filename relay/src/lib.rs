@@ -145,13 +145,25 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let push = push::Push::new(&settings);
+    run_with_push(listener, settings, push, shutdown).await
+}
+
+/// [`run`] with the push sender built by the caller: a test's clock it moves instead of
+/// sleeping, or a resolver that maps names as it likes.
+pub async fn run_with_push(
+    listener: TcpListener,
+    settings: Settings,
+    push: push::Push,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     // With a broker, other nodes share the database and their agents are still online.
     let alone = settings.broker.is_none();
     let store = store::open(&settings).await?;
     if alone {
         store.mark_all_agents_offline().await?;
     }
-    serve(listener, AppState::new(settings, store), shutdown).await
+    serve(listener, AppState::with_push(settings, store, push), shutdown).await
 }
 
 /// Serves an already built state (see [`run`]).

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub push_failed: AtomicU64,
     /// Push messages not enqueued because the outbox was full.
     pub push_outbox_full: AtomicU64,
+    /// Push messages dropped because their host resolved to an internal address at send time.
+    pub push_endpoint_refused: AtomicU64,
+    /// Looks into the push outbox (each one a statement on the store).
+    pub push_claims: AtomicU64,
 }
 
 impl Metrics {
@@ -77,6 +81,12 @@ impl Metrics {
                 "Push messages not enqueued because the outbox was full.",
                 &self.push_outbox_full,
             ),
+            (
+                "flightdeck_push_endpoint_refused_total",
+                "Push messages dropped because their host resolved to an internal address when sent.",
+                &self.push_endpoint_refused,
+            ),
+            ("flightdeck_push_claims_total", "Looks into the push outbox for due messages.", &self.push_claims),
         ];
         for (name, help, value) in counters {
             let _ =

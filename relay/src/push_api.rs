@@ -47,7 +47,7 @@ fn decode_b64(text: &str) -> Option<Vec<u8>> {
 async fn checked_url(state: &AppState, field: &str, raw: &str) -> Result<String, AppError> {
     let allow = state.settings.push_allow_private_endpoints;
     let url = check_url(raw, allow).map_err(|p| AppError::field(field, p))?;
-    check_resolves_public(&url, allow).await.map_err(|p| AppError::field(field, p))?;
+    check_resolves_public(&url, allow, state.push.lookup.as_ref()).await.map_err(|p| AppError::field(field, p))?;
     Ok(url.to_string())
 }
 

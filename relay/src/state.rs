@@ -59,10 +59,15 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(settings: Settings, store: Arc<dyn Store>) -> AppState {
+        let push = crate::push::Push::new(&settings);
+        AppState::with_push(settings, store, push)
+    }
+
+    /// With a push sender built by the caller (a test's clock and resolver).
+    pub fn with_push(settings: Settings, store: Arc<dyn Store>, push: crate::push::Push) -> AppState {
         let metrics = Arc::new(Metrics::default());
         let ws_limiter = RateLimiter::new(settings.ws_connections_per_minute);
         let login_limiter = RateLimiter::new(settings.logins_per_minute);
-        let push = crate::push::Push::new(&settings);
         AppState {
             inner: Arc::new(Inner {
                 settings,

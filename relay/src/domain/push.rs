@@ -107,7 +107,7 @@ async fn enqueue(st: &AppState, user: &str, event_key: String, m: Message, token
         if messages.is_empty() {
             return Ok(Enqueued::Queued(0));
         }
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = st.push.clock.now_ms();
         let event = PushEvent {
             user: user.to_string(),
             event_key,
@@ -179,7 +179,7 @@ pub async fn on_request(
         hash: hash_secret(&token),
         task_id: task_id.to_string(),
         request_id: request_id.to_string(),
-        expires_ms: Utc::now().timestamp_millis() + (ttl * 1000) as i64,
+        expires_ms: st.push.clock.now_ms() + (ttl * 1000) as i64,
     };
     let question = tool_name == "AskUserQuestion";
     let m = Message {
@@ -310,7 +310,7 @@ pub async fn decide(st: &AppState, user: &str, decision: PendingDecision) -> Res
 /// and changes nothing (the token is spent either way).
 pub async fn act(st: &AppState, request: ActRequest) -> Result<(), AppError> {
     let refused = || AppError::Forbidden("this action is no longer valid".into());
-    let now = Utc::now().timestamp_millis();
+    let now = st.push.clock.now_ms();
     let token = st.store().use_push_token(&hash_secret(&request.token), now).await?.ok_or_else(refused)?;
     let decision = PendingDecision {
         task_id: token.task_id,

@@ -6,9 +6,36 @@
 //!
 //! `push_allow_private_endpoints` lifts every rule but the URL's shape (tests, closed networks).
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
 
 use reqwest::Url;
+
+/// How names become addresses: [`SystemLookup`] in production; a test passes in its own (a
+/// name that turns internal between subscribe and send, as DNS rebinding does).
+pub trait Lookup: Send + Sync + 'static {
+    fn lookup(&self, host: String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+}
+
+/// The system's resolver (`getaddrinfo`, through tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup(&self, host: String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).collect()) })
+    }
+}
+
+/// The resolver refused a name: one of its addresses is internal. The sender finds it in a
+/// failed request's error chain and drops the message (it is not a network error to retry).
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to an internal address: not sent")]
+pub struct InternalAddress {
+    pub host: String,
+}
 
 /// Longest URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
@@ -53,18 +80,16 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
 }
 
 /// Resolves `url`'s host now and checks every address (at subscribe time, for a clear 400).
-pub async fn check_resolves_public(url: &Url, allow_private: bool) -> Result<(), String> {
+pub async fn check_resolves_public(url: &Url, allow_private: bool, lookup: &dyn Lookup) -> Result<(), String> {
     if allow_private {
         return Ok(());
     }
     let Some(url::Host::Domain(name)) = url.host() else { return Ok(()) };
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host((name, port)).await.map_err(|e| format!("cannot resolve {name}: {e}"))?.collect();
+    let addrs = lookup.lookup(name.to_string()).await.map_err(|e| format!("cannot resolve {name}: {e}"))?;
     if addrs.is_empty() {
         return Err(format!("{name} has no address"));
     }
-    if addrs.iter().any(|a| !is_public(a.ip())) {
+    if addrs.iter().any(|ip| !is_public(*ip)) {
         return Err("resolves to a loopback, private, link-local or other internal address".into());
     }
     Ok(())
@@ -126,24 +151,26 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])) // discard-only 100::/64
 }
 
-/// The HTTP client's resolver: resolves with the system, and refuses a name any of whose
-/// addresses is internal (unless private endpoints are allowed). The client connects only to
-/// the addresses returned here.
-#[derive(Debug, Clone, Copy)]
+/// The HTTP client's resolver: resolves with `lookup`, and refuses a name any of whose
+/// addresses is internal (unless private endpoints are allowed) with [`InternalAddress`]. The
+/// client connects only to the addresses returned here.
+#[derive(Clone)]
 pub struct GuardedResolver {
     pub allow_private: bool,
+    pub lookup: Arc<dyn Lookup>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let allow_private = self.allow_private;
+        let lookup = self.lookup.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
-                return Err(format!("{host} resolves to an internal address: not sent").into());
+            let ips = lookup.lookup(host.clone()).await?;
+            if !allow_private && ips.iter().any(|ip| !is_public(*ip)) {
+                return Err(Box::new(InternalAddress { host }) as Box<dyn std::error::Error + Send + Sync>);
             }
-            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            let addrs: reqwest::dns::Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }

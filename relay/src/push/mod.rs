@@ -3,6 +3,7 @@
 //! - [`vapid`]: the relay's VAPID key (in the store, the same on every node) and its JWT.
 //! - [`address`]: where the relay may post (no SSRF): URL rules and the resolver the client
 //!   connects through.
+//! - [`clock`]: the time push decides by, which tests move instead of sleeping.
 //! - [`sender`]: the loop each node runs: claims due messages from the store's outbox with a
 //!   lease, sends them, deletes them (or retries, or drops a gone subscription).
 //!
@@ -20,21 +21,29 @@
 //! JWT is a few lines on `p256`'s ECDSA ([`vapid`]).
 
 pub mod address;
+pub mod clock;
 pub mod sender;
 pub mod vapid;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell};
+
+use address::{Lookup, SystemLookup};
+use clock::Clock;
 
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
 use vapid::VapidKey;
 
 /// What a node needs to send pushes: the HTTP client, the VAPID key once loaded, and the
-/// sender's wake-up.
+/// sender's wake-up, and what it takes from outside (the clock, the resolver).
 pub struct Push {
     pub client: reqwest::Client,
+    /// Names to addresses, at subscribe and (through `client`) at send.
+    pub lookup: Arc<dyn Lookup>,
+    pub clock: Clock,
     key: OnceCell<VapidKey>,
     wake: Notify,
 }
@@ -46,8 +55,15 @@ impl std::fmt::Debug for Push {
 }
 
 impl Push {
+    /// With the system's clock and resolver.
     pub fn new(settings: &Settings) -> Push {
-        let resolver = address::GuardedResolver { allow_private: settings.push_allow_private_endpoints };
+        Push::with(settings, Clock::default(), Arc::new(SystemLookup))
+    }
+
+    /// With a clock and a resolver passed in (tests: a clock they move, names they map).
+    pub fn with(settings: &Settings, clock: Clock, lookup: Arc<dyn Lookup>) -> Push {
+        let resolver =
+            address::GuardedResolver { allow_private: settings.push_allow_private_endpoints, lookup: lookup.clone() };
         let client = reqwest::Client::builder()
             .dns_resolver(std::sync::Arc::new(resolver))
             // A redirect would leave the checked address.
@@ -57,15 +73,14 @@ impl Push {
             .user_agent(concat!("flightdeck-relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Push { client, key: OnceCell::new(), wake: Notify::new() }
+        Push { client, lookup, clock, key: OnceCell::new(), wake: Notify::new() }
     }
 
     /// The VAPID key: read from the store, made there first if no node made it yet.
     pub async fn key(&self, store: &dyn Store) -> Result<&VapidKey, StoreError> {
         self.key
             .get_or_try_init(|| async {
-                let stored =
-                    store.push_vapid_key(&VapidKey::generate_secret(), chrono::Utc::now().timestamp_millis()).await?;
+                let stored = store.push_vapid_key(&VapidKey::generate_secret(), self.clock.now_ms()).await?;
                 VapidKey::from_secret(&stored).map_err(|message| StoreError::Server { message, retryable: false })
             })
             .await

@@ -24,7 +24,7 @@ use reqwest::StatusCode;
 use sha2::Sha256;
 use tokio::task::JoinSet;
 
-use super::address::check_url;
+use super::address::{check_url, InternalAddress};
 use super::vapid::MAX_JWT_SECS;
 use crate::state::AppState;
 use crate::store::push::{OutboxRow, PushTarget, TargetKind};
@@ -45,6 +45,8 @@ enum Outcome {
     Retry(Option<Duration>),
     /// Will never work (bad keys, a 4xx): dropped.
     Drop(String),
+    /// The host resolved to an internal address when sent (DNS rebinding): dropped, counted.
+    Refused(String),
 }
 
 /// Starts this node's sender; it stops at shutdown.
@@ -54,10 +56,17 @@ pub fn start(state: &AppState) {
 }
 
 async fn run(state: AppState) {
-    let poll = Duration::from_millis(state.settings.push_poll_ms.max(10));
+    let poll = state.settings.push_poll_ms.max(10) as i64;
     let lease = state.settings.push_lease_ms.max(100) as i64;
+    let clock = &state.push.clock;
+    // The earliest retry this node scheduled: it looks then, not on every poll.
+    let mut next_due: Option<i64> = None;
     loop {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = clock.now_ms();
+        if next_due.is_some_and(|due| due <= now) {
+            next_due = None;
+        }
+        state.metrics.push_claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let claimed = state.store().claim_push(&state.node_id, now, lease, CLAIM_BATCH).await;
         let rows = match claimed {
             Ok(rows) => rows,
@@ -67,10 +76,14 @@ async fn run(state: AppState) {
             }
         };
         if rows.is_empty() {
+            // Idle, and cheap so: what this node enqueues wakes it, its own retries are timed
+            // above, and `push_poll_ms` only bounds how late it finds what it was not told
+            // about (a dead node's leased messages and retries, which wait a lease anyway).
+            let until = next_due.map_or(now + poll, |due| due.min(now + poll));
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
                 _ = state.push.woken() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = clock.sleep_until_ms(until) => {}
             }
             continue;
         }
@@ -80,28 +93,37 @@ async fn run(state: AppState) {
             let state = state.clone();
             sends.spawn(async move { deliver(&state, row).await });
         }
+        let all_sent = async {
+            while let Some(result) = sends.join_next().await {
+                if let Ok(Some(retry_at)) = result {
+                    next_due = Some(next_due.map_or(retry_at, |due| due.min(retry_at)));
+                }
+            }
+        };
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = async { while sends.join_next().await.is_some() {} } => {}
+            _ = all_sent => {}
         }
     }
 }
 
-/// One attempt at one message, and what the outbox does after it.
-async fn deliver(state: &AppState, row: OutboxRow) {
+/// One attempt at one message, and what the outbox does after it; when a retry was
+/// scheduled, its time.
+async fn deliver(state: &AppState, row: OutboxRow) -> Option<i64> {
     let store = state.store();
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = state.push.clock.now_ms();
     let target = match store.push_target(&row.target_id).await {
         Ok(Some(target)) => target,
         Ok(None) => {
             // Unsubscribed meanwhile.
             let _ = store.push_done(row.id).await;
-            return;
+            return None;
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read a push target");
-            let _ = store.push_retry(row.id, now + state.settings.push_retry_base_ms as i64).await;
-            return;
+            let next = now + state.settings.push_retry_base_ms as i64;
+            let _ = store.push_retry(row.id, next).await;
+            return Some(next);
         }
     };
     let outcome = if now > row.give_up_ms {
@@ -113,6 +135,7 @@ async fn deliver(state: &AppState, row: OutboxRow) {
             TargetKind::Webhook => webhook(state, &target, &row).await,
         }
     };
+    let mut retry_at = None;
     let result = match outcome {
         Outcome::Sent => {
             state.metrics.push_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -130,8 +153,20 @@ async fn deliver(state: &AppState, row: OutboxRow) {
                 state.metrics.push_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 store.push_done(row.id).await
             } else {
+                retry_at = Some(next);
                 store.push_retry(row.id, next).await
             }
+        }
+        Outcome::Refused(host) => {
+            tracing::warn!(
+                target = %target.id,
+                user = %target.user,
+                %host,
+                "push not sent: the endpoint's host resolves to an internal address now; dropped"
+            );
+            state.metrics.push_endpoint_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.push_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            store.push_done(row.id).await
         }
         Outcome::Drop(why) => {
             tracing::warn!(target = %target.id, %why, "push dropped");
@@ -143,6 +178,7 @@ async fn deliver(state: &AppState, row: OutboxRow) {
         // The lease runs out and another attempt follows.
         tracing::warn!(error = %e, "cannot record a push attempt");
     }
+    retry_at
 }
 
 /// `base * 2^(attempts - 1)` with up to a quarter of jitter, at most [`MAX_BACKOFF`].
@@ -178,11 +214,26 @@ fn outcome_of(status: StatusCode, headers: &HeaderMap) -> Outcome {
 async fn post(state: &AppState, url: reqwest::Url, headers: HeaderMap, body: Vec<u8>) -> Outcome {
     match state.push.client.post(url).headers(headers).body(body).send().await {
         Ok(response) => outcome_of(response.status(), response.headers()),
-        Err(e) => {
-            tracing::debug!(error = %e, "push request failed");
-            Outcome::Retry(None)
-        }
+        Err(e) => match refused_host(&e) {
+            Some(host) => Outcome::Refused(host),
+            None => {
+                tracing::debug!(error = %e, "push request failed");
+                Outcome::Retry(None)
+            }
+        },
     }
+}
+
+/// The host the resolver refused, if that is why `error` happened.
+fn refused_host(error: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<InternalAddress>() {
+            return Some(refused.host.clone());
+        }
+        cause = e.source();
+    }
+    None
 }
 
 fn decode_b64(text: &str) -> Option<Vec<u8>> {

@@ -20,6 +20,10 @@ use rand::RngCore;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use flightdeck_relay::push::address::{Lookup, SystemLookup};
+use flightdeck_relay::push::clock::Clock;
+use flightdeck_relay::push::Push;
+
 use crate::support::*;
 
 // ----- a push service, a browser ---------------------------------------------------------------
@@ -30,7 +34,6 @@ pub struct Seen {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
-    pub at: tokio::time::Instant,
     /// This request is held open (never answered).
     pub held: bool,
 }
@@ -71,8 +74,7 @@ impl Service {
                         let mut script = script.lock().unwrap();
                         let reply = script.pop_front().unwrap_or(Reply::Status(201, None));
                         let held = matches!(reply, Reply::Hold);
-                        let at = tokio::time::Instant::now();
-                        let _ = tx.send(Seen { path: uri.path().to_string(), headers, body: body.to_vec(), at, held });
+                        let _ = tx.send(Seen { path: uri.path().to_string(), headers, body: body.to_vec(), held });
                         reply
                     };
                     match reply {
@@ -185,13 +187,20 @@ impl Browser {
 
 // ----- the relay side ------------------------------------------------------------------------
 
+fn push_settings(s: &mut flightdeck_relay::Settings) {
+    s.push_allow_private_endpoints = true;
+    s.push_poll_ms = 50;
+    s.push_retry_base_ms = 100;
+}
+
 async fn push_relay() -> Relay {
-    Relay::start_with(|s| {
-        s.push_allow_private_endpoints = true;
-        s.push_poll_ms = 50;
-        s.push_retry_base_ms = 100;
-    })
-    .await
+    Relay::start_with(push_settings).await
+}
+
+/// A push relay whose time is `clock` (tests move it rather than sleep).
+async fn push_relay_on(clock: &Clock, configure: impl FnOnce(&mut flightdeck_relay::Settings)) -> Relay {
+    let clock = clock.clone();
+    Relay::start_with_push(configure, move |s| Push::with(s, clock, Arc::new(SystemLookup))).await
 }
 
 async fn relay_key(relay: &Relay) -> String {
@@ -426,7 +435,14 @@ async fn a_waiting_task_pushes_to_each_subscription_and_its_token_decides_once()
 
 #[tokio::test]
 async fn a_gone_subscription_is_removed_and_429_is_retried_after_retry_after() {
-    let relay = push_relay().await;
+    // Retries come due by the relay's clock, which the test moves: no waiting out Retry-After.
+    // The default poll (seconds): the sender times its own retries.
+    let clock = Clock::default();
+    let relay = push_relay_on(&clock, |s| {
+        s.push_allow_private_endpoints = true;
+        s.push_retry_base_ms = 60_000;
+    })
+    .await;
     let key = relay_key(&relay).await;
     let mut gone_service = Service::start().await;
     let mut busy_service = Service::start().await;
@@ -435,7 +451,7 @@ async fn a_gone_subscription_is_removed_and_429_is_retried_after_retry_after() {
     let gone_id = subscribe(&relay, &gone, "old phone", None).await["id"].as_str().unwrap().to_string();
     subscribe(&relay, &busy, "busy phone", None).await;
     gone_service.reply_next(Reply::Status(410, None));
-    busy_service.reply_next(Reply::Status(429, Some("1")));
+    busy_service.reply_next(Reply::Status(429, Some("600")));
     busy_service.reply_next(Reply::Status(503, None));
     let (status, _) = relay.post("/api/push/test", &relay.keys.owner, &json!({})).await;
     assert_eq!(status, 200);
@@ -448,9 +464,20 @@ async fn a_gone_subscription_is_removed_and_429_is_retried_after_retry_after() {
     })
     .await;
 
-    let first = busy_service.next().await;
-    let second = busy_service.next().await;
-    assert!(second.at - first.at >= Duration::from_millis(950), "Retry-After: 1 honoured: {:?}", second.at - first.at);
+    busy_service.next().await;
+    // The retry is stored once the sender looks again (claims: at start, the batch, after it).
+    eventually("the 429 recorded", || async {
+        (relay.metric("flightdeck_push_claims_total").await >= 3.0).then_some(())
+    })
+    .await;
+    // 10 s short of Retry-After: 600 (real time passes too), then past it.
+    clock.advance(Duration::from_secs(590));
+    assert!(busy_service.seen.try_recv().is_err(), "not before Retry-After: 600");
+    clock.advance(Duration::from_secs(10));
+    busy_service.next().await;
+    // The 503 (second attempt) is retried after twice the base delay (120 s) and its jitter (at
+    // most a quarter).
+    clock.advance(Duration::from_secs(150));
     let third = busy_service.next().await;
     let payload = busy.open(&third, &key, &busy_service.origin());
     assert_eq!(payload.kind, PushKind::Test);
@@ -562,7 +589,8 @@ async fn a_request_decided_elsewhere_kills_its_token() {
 
 #[tokio::test]
 async fn a_token_lives_as_long_as_its_request_can_be_decided() {
-    let relay = push_relay().await;
+    let clock = Clock::default();
+    let relay = push_relay_on(&clock, push_settings).await;
     let key = relay_key(&relay).await;
     let mut service = Service::start().await;
     let phone = Browser::new(service.url("/push/phone"));
@@ -573,8 +601,8 @@ async fn a_token_lives_as_long_as_its_request_can_be_decided() {
     let seen = service.next().await;
     assert_eq!(seen.header("ttl"), Some("1"), "the TTL is the request's decision timeout");
     let token = phone.open(&seen, &key, &service.origin()).action_token.unwrap();
-    // Not a synchronisation: the token's life is wall-clock time, and it must be over.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The token's life is the relay's time: moved past the request's second.
+    clock.advance(Duration::from_millis(1001));
     let (status, _) = act(&relay, &json!({"token": token, "behavior": "allow"})).await;
     assert_eq!(status, 403, "expired");
     // It changed nothing: the request is still open to the owner.
@@ -638,4 +666,83 @@ async fn a_user_has_at_most_the_configured_targets_and_payloads_fit_in_3_kb() {
     let payload = phone.open(&seen[1], &key, &service.origin());
     assert!(payload.body.starts_with("Bash: echo \"é\"") && payload.body.ends_with('…'), "{}", payload.body);
     assert!(payload.action_token.is_some(), "cut, but whole where it counts");
+}
+
+/// A name that resolves to a public address at subscribe and to 127.0.0.1 at send (DNS
+/// rebinding), through the resolver the relay is built with.
+struct Rebinding {
+    rebound: std::sync::atomic::AtomicBool,
+}
+
+impl Lookup for Rebinding {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<std::net::IpAddr>>> + Send>> {
+        let ip =
+            if self.rebound.load(std::sync::atomic::Ordering::SeqCst) { [127, 0, 0, 1] } else { [93, 184, 216, 34] };
+        assert_eq!(host, "push.rebinding.test");
+        Box::pin(async move { Ok(vec![std::net::IpAddr::from(ip)]) })
+    }
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_internal_at_send_time_is_not_posted_to_and_the_message_is_dropped() {
+    let lookup = Arc::new(Rebinding { rebound: false.into() });
+    // No `push_allow_private_endpoints`: production rules.
+    let relay = Relay::start_with_push(|_| {}, {
+        let lookup = lookup.clone();
+        move |s| Push::with(s, Clock::default(), lookup)
+    })
+    .await;
+    // What the relay would reach on 127.0.0.1: any connection to it is a failure.
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = internal.local_addr().unwrap().port();
+    let phone = Browser::new(format!("https://push.rebinding.test:{port}/push/phone"));
+    subscribe(&relay, &phone, "Pixel", None).await;
+    lookup.rebound.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let (status, body) = relay.post("/api/push/test", &relay.keys.owner, &json!({})).await;
+    assert_eq!((status, body["queued"].as_u64()), (200, Some(1)), "{body}");
+    eventually("the message refused at send", || async {
+        (relay.metric("flightdeck_push_endpoint_refused_total").await == 1.0).then_some(())
+    })
+    .await;
+    // Counted as failed only when dropped (a retry would not be, for an hour).
+    assert_eq!(relay.metric("flightdeck_push_failed_total").await, 1.0, "dropped, not retried");
+    assert_eq!(relay.metric("flightdeck_push_sent_total").await, 0.0);
+    let connected = tokio::time::timeout(Duration::ZERO, internal.accept()).await;
+    assert!(connected.is_err(), "nothing connected to 127.0.0.1: {connected:?}");
+}
+
+#[tokio::test]
+async fn an_idle_sender_looks_into_the_outbox_when_woken_or_once_per_poll() {
+    // A ten-minute poll: an idle relay (every relay in these tests) leaves the store alone.
+    let clock = Clock::default();
+    let relay = push_relay_on(&clock, |s| {
+        s.push_allow_private_endpoints = true;
+        s.push_poll_ms = 600_000;
+    })
+    .await;
+    let claims = || relay.metric("flightdeck_push_claims_total");
+    eventually("the claim at start", || async { (claims().await >= 1.0).then_some(()) }).await;
+    let at_start = claims().await;
+    assert_eq!(at_start, 1.0);
+    // Nothing due before the poll's time (10 s short of it: real time passes too).
+    clock.advance(Duration::from_secs(590));
+    assert_eq!(claims().await, at_start);
+    clock.advance(Duration::from_secs(10));
+    eventually("one claim at the poll's time", || async { (claims().await == at_start + 1.0).then_some(()) }).await;
+
+    // What this node enqueues wakes it: sent at once, not at the next poll.
+    let mut hook = Service::start().await;
+    let body = json!({"url": hook.url("/hook"), "secret": "a-webhook-secret-of-some-length"});
+    let r = relay.http().put(relay.url("/api/push/channels/webhook")).bearer_auth(&relay.keys.owner).json(&body);
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    let (status, _) = relay.post("/api/push/test", &relay.keys.owner, &json!({})).await;
+    assert_eq!(status, 200);
+    hook.next().await;
+    eventually("sent", || async { (relay.metric("flightdeck_push_sent_total").await == 1.0).then_some(()) }).await;
+    // The claim that found it and the one that found the outbox empty again.
+    eventually("idle again", || async { (claims().await == at_start + 3.0).then_some(()) }).await;
 }

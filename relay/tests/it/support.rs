@@ -96,13 +96,34 @@ impl Relay {
         relay
     }
 
+    /// A relay whose push sender the test builds (its clock, its resolver).
+    pub async fn start_with_push(
+        configure: impl FnOnce(&mut Settings),
+        push: impl FnOnce(&Settings) -> flightdeck_relay::push::Push,
+    ) -> Relay {
+        let tempdir = tempfile::tempdir().unwrap();
+        let dir = tempdir.path().to_path_buf();
+        let keys = make_keys(&dir);
+        let mut settings = test_settings(&dir);
+        configure(&mut settings);
+        let push = push(&settings);
+        let mut relay = Relay::launch_with_push(settings, keys, push).await;
+        relay._tempdir = Some(tempdir);
+        relay
+    }
+
     /// Starts a relay on an existing data dir (a restart).
     pub async fn launch(settings: Settings, keys: Keys) -> Relay {
+        let push = flightdeck_relay::push::Push::new(&settings);
+        Relay::launch_with_push(settings, keys, push).await
+    }
+
+    async fn launch_with_push(settings: Settings, keys: Keys, push: flightdeck_relay::push::Push) -> Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let dir = settings.data_dir.clone();
-        let handle = tokio::spawn(flightdeck_relay::run(listener, settings, async move {
+        let handle = tokio::spawn(flightdeck_relay::run_with_push(listener, settings, push, async move {
             let _ = stopped.await;
         }));
         Relay { addr, dir, keys, _tempdir: None, stop: Some(stop), handle: Some(handle) }
