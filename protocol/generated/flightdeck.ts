@@ -245,6 +245,8 @@ export type ControlRequest = ({
   request: DecideRequest;
   type: "decide";
 }) | ({
+  type: "pending";
+}) | ({
   input: HookInput;
   type: "hook";
 });
@@ -258,6 +260,9 @@ export type ControlResponse = ({
 }) | ({
   decision?: HookDecision | null;
   type: "hook";
+}) | ({
+  requests: PendingRequest[];
+  type: "pending";
 }) | ({
   error: CommandError;
   type: "error";
@@ -636,6 +641,28 @@ export type OnceReport = {
    */
   status?: TaskStatus | null;
   taskId: string;
+};
+
+/**
+ * A permission request waiting for a decision (`flightdeck-agent pending`).
+ */
+export type PendingRequest = {
+  repo: string;
+  /**
+   * The id `flightdeck-agent decide TASK REQUEST` takes.
+   */
+  requestId: string;
+  /**
+   * What the tool would do, on one line: a command, a file, or its input.
+   */
+  summary: string;
+  taskId: string;
+  taskTitle: string;
+  toolName: string;
+  /**
+   * Since when the task waits (its `waitingSince`).
+   */
+  waitingSince?: string | null;
 };
 
 /**
