@@ -506,3 +506,53 @@ async fn a_session_killed_mid_turn_ends_its_task_interrupted() {
     let events = rest_transcript(&s.relay, &task.id).await;
     assert!(matches!(events.last().map(|e| &e.event), Some(TaskEvent::Status { status: TaskStatus::Interrupted, .. })));
 }
+
+// (g) The hooks installed in the HOME the agent itself runs in (the usual case: one person, one
+//     `~/.claude/settings.json`): a Claude task the agent runs (started over REST) is exactly
+//     one task, at the relay and in the agent's database, not that task plus an "external" twin
+//     made of its own `claude` child's hooks. A session started in a terminal is still seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_hooks_installed_the_agents_own_claude_task_is_one_task() {
+    let api = ScriptedApi::start(vec![
+        text_turn("msg_1", 100, &["Hello from the agent's task."], 5),
+        text_turn("msg_2", 100, &["Hello from the terminal."], 5),
+    ])
+    .await;
+    let s = Setup::new().await;
+    let out = hooks(s.home.path(), s.agent_data.path(), "install");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _agent = s.agent(s.relay.http(), Some(&api.url));
+    s.wait_repo_known().await;
+
+    let body = json!({"executor": "claude", "repo": s.slug(), "payload": {"prompt": "say hello"}});
+    let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["task"]["id"].as_str().unwrap().to_string();
+    let done = s.relay.wait_task(&id, "the agent's task ends", |t| t.status.is_terminal()).await;
+    assert_eq!(done.status, TaskStatus::Completed, "{done:?}");
+
+    // The same HOME, hooks and repo, in a terminal: seen, as before.
+    let out = finished(claude(s.home.path(), s.repo.path(), &api, "say hello here", &[])).await;
+    assert!(out.contains("Hello from the terminal."), "{out}");
+    let terminal = wait_external(&s, "the terminal session's task ends", |t| t.status.is_terminal()).await;
+    assert_eq!((terminal.title.as_str(), terminal.status), ("say hello here", TaskStatus::Completed));
+
+    // The terminal's task went through the same outbox after the agent's task, so the relay
+    // has everything before it: exactly the two tasks.
+    let summary = |tasks: &[Task]| -> Vec<(String, String, String)> {
+        let mut rows: Vec<_> =
+            tasks.iter().map(|t| (t.id.clone(), format!("{:?}", t.source), t.title.clone())).collect();
+        rows.sort();
+        rows
+    };
+    let mut want = vec![
+        (id.clone(), format!("{:?}", TaskSource::Remote), "say hello".to_string()),
+        (terminal.id.clone(), format!("{:?}", TaskSource::External), "say hello here".to_string()),
+    ];
+    want.sort();
+    assert_eq!(summary(&relay_tasks(&s).await), want, "the relay's tasks");
+    let store = flightdeck_agent_core::store::Store::open(s.agent_data.path()).unwrap();
+    let filter = flightdeck_agent_core::store::TaskFilter { limit: 100, ..Default::default() };
+    let (local, _) = store.tasks(&filter).unwrap();
+    assert_eq!(summary(&local), want, "the agent's database");
+}
