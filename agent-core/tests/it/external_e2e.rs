@@ -556,3 +556,81 @@ async fn with_the_hooks_installed_the_agents_own_claude_task_is_one_task() {
     let (local, _) = store.tasks(&filter).unwrap();
     assert_eq!(summary(&local), want, "the agent's database");
 }
+
+// (h) Claude Code writes its transcript on its own schedule: a tool's `PreToolUse` and
+//     `PermissionRequest` hooks may run before the transcript holds the line of its `tool_use`
+//     (on a loaded machine they often do). The request is recorded right after the tool's
+//     `tool_start` all the same, the order a task the agent runs has. Driven by hand so that
+//     the worst order happens every time: the hooks through `flightdeck-agent hook`, the
+//     transcript written by the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_request_that_comes_before_its_tool_line_follows_its_tool_start() {
+    let s = Setup::new().await;
+    // No wait for a decision: each hook returns once the agent has taken it, and so the test
+    // knows the request was taken before the tool's line is written.
+    let _agent = s.agent_with_env(s.relay.http(), &[("FLIGHTDECK_AGENT_HOOK_WAIT_SECS", "0")]);
+    s.wait_repo_known().await;
+    let dir = tempfile::tempdir().unwrap();
+    let transcript = dir.path().join("race-session.jsonl");
+    let tool_input = json!({"command": "touch made-by-claude.txt", "description": "scripted command"});
+    let hook = |event: &str| {
+        let input = json!({"session_id": "race-session", "transcript_path": transcript, "cwd": s.repo.path(),
+            "hook_event_name": event, "prompt": "make the file", "tool_name": "Bash", "tool_input": tool_input,
+            "tool_use_id": "toolu_01", "last_assistant_message": "Refused."});
+        let (_, stdout, code) = run_hook(s.agent_data.path(), &input);
+        assert_eq!((code, stdout.as_str()), (Some(0), ""), "{event}");
+    };
+    let append = |line: Value| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&transcript).unwrap();
+        writeln!(file, "{line}").unwrap();
+    };
+    let assistant = |id: &str, content: Value, stop: &str| {
+        json!({"type": "assistant", "uuid": id, "message": {"id": id, "role": "assistant", "content": [content],
+            "stop_reason": stop, "usage": {"input_tokens": 100, "output_tokens": 20}}})
+    };
+
+    hook("UserPromptSubmit");
+    append(json!({"type": "user", "message": {"role": "user", "content": "make the file"}}));
+    append(assistant("msg_1", json!({"type": "text", "text": "I will make the file."}), "tool_use"));
+    hook("PreToolUse");
+    hook("PermissionRequest");
+    // Only now the tool's line, its result (denied at the terminal) and the last answer.
+    append(assistant(
+        "msg_1",
+        json!({"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": tool_input}),
+        "tool_use",
+    ));
+    append(json!({"type": "user", "message": {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_01", "content": "denied at the terminal", "is_error": true}]}}));
+    append(assistant("msg_2", json!({"type": "text", "text": "Refused."}), "end_turn"));
+    hook("Stop");
+
+    let task = wait_external(&s, "the task completes", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    let kinds: Vec<String> = events_of(&rest_transcript(&s.relay, &task.id).await)
+        .iter()
+        .map(|e| match e {
+            TaskEvent::PermissionDecision { behavior, decided_by, .. } => {
+                format!("permission_decision {} by {decided_by:?}", behavior.as_str())
+            }
+            other => other.kind().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "status",
+            "user_message",
+            "chunk",
+            "tool_start",
+            "permission_request",
+            "permission_decision deny by Terminal",
+            "tool_done",
+            "chunk",
+            "usage",
+            "done",
+            "status"
+        ]
+    );
+}
