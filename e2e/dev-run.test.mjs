@@ -26,12 +26,12 @@ function userPath() {
 
 /** Starts scripts/headless.sh in `repo`; resolves once it printed its HUD URL. */
 async function devRun({ repo, home, data, port, api, env = {} }) {
-  const childEnv = { ...process.env, PATH: userPath(), HOME: home, XDG_DATA_HOME: data, USER: 'alice',
-    FLIGHTDECK_START_DIR: repo, FLIGHTDECK_PORT: String(port), ANTHROPIC_BASE_URL: api.url,
-    ANTHROPIC_API_KEY: 'test', CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', ...env };
+  const childEnv = { ...process.env };
   delete childEnv.FLIGHTDECK_CLAUDE_BIN;
   delete childEnv.FLIGHTDECK_AGENT_CLAUDE_BIN;
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k];
+  Object.assign(childEnv, { PATH: userPath(), HOME: home, XDG_DATA_HOME: data, USER: 'alice',
+    FLIGHTDECK_START_DIR: repo, FLIGHTDECK_PORT: String(port), ANTHROPIC_BASE_URL: api.url,
+    ANTHROPIC_API_KEY: 'test', CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', ...env });
   // Cargo and rustup live in the real HOME; the fresh HOME is the agent's and Claude's.
   childEnv.CARGO_HOME = process.env.CARGO_HOME || path.join(os.homedir(), '.cargo');
   childEnv.RUSTUP_HOME = process.env.RUSTUP_HOME || path.join(os.homedir(), '.rustup');
