@@ -591,6 +591,8 @@ async fn a_permission_request_that_comes_before_its_tool_line_follows_its_tool_s
     };
 
     hook("UserPromptSubmit");
+    // That hook returns before the agent has opened the turn: its lines wait for the task.
+    wait_external(&s, "the turn opens", |t| t.status == TaskStatus::Running).await;
     append(json!({"type": "user", "message": {"role": "user", "content": "make the file"}}));
     append(assistant("msg_1", json!({"type": "text", "text": "I will make the file."}), "tool_use"));
     hook("PreToolUse");
@@ -608,7 +610,12 @@ async fn a_permission_request_that_comes_before_its_tool_line_follows_its_tool_s
 
     let task = wait_external(&s, "the task completes", |t| t.status.is_terminal()).await;
     assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
-    let kinds: Vec<String> = events_of(&rest_transcript(&s.relay, &task.id).await)
+    // The task's state may reach the relay before its last events: wait for the final status.
+    let transcript = wait_event(&s, &task.id, "the final status", |e| {
+        matches!(e, TaskEvent::Status { status: TaskStatus::Completed, .. })
+    })
+    .await;
+    let kinds: Vec<String> = events_of(&transcript)
         .iter()
         .map(|e| match e {
             TaskEvent::PermissionDecision { behavior, decided_by, .. } => {
