@@ -36,6 +36,15 @@ fi
 # shellcheck disable=SC1090
 . "$KEYS"
 
+# The Claude Code CLI the agent runs: the one `./dev` installs into tools/ (the version the tests
+# run), unless one is named (FLIGHTDECK_AGENT_CLAUDE_BIN, `claude_bin` in the agent's settings
+# file, or FLIGHTDECK_CLAUDE_BIN; the first two win over this anyway).
+TOOLS_CLAUDE="$ROOT/tools/node_modules/.bin/claude"
+if [ -z "${FLIGHTDECK_CLAUDE_BIN:-}" ] && [ -x "$TOOLS_CLAUDE" ]; then
+  export FLIGHTDECK_CLAUDE_BIN="$TOOLS_CLAUDE"
+fi
+CLAUDE_SHOWN=${FLIGHTDECK_AGENT_CLAUDE_BIN:-${FLIGHTDECK_CLAUDE_BIN:-claude (on PATH)}}
+
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -60,6 +69,7 @@ cat <<MSG
   HUD:      $HUD
   Log in:   http://127.0.0.1:$PORT/login?next=/hud/$USER_NAME/$SLUG
             with the owner key  $OWNER_KEY
+  Claude:   $CLAUDE_SHOWN
   (keys are kept in $KEYS; Ctrl-C stops everything)
 
 MSG

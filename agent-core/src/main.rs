@@ -12,6 +12,8 @@
 //! - `hooks install | uninstall | status`: Claude Code's hooks in `~/.claude/settings.json`, so
 //!   that sessions started in a terminal in a watched repo show up (SPEC 9).
 //! - `hook`: what those hooks run (fast, no async runtime, exits 0 whatever happens).
+//! - `pending [--json]`: the permission requests waiting for a decision on the running agent.
+//! - `decide TASK REQUEST allow|deny [--message TEXT]`: decides one of them.
 //!
 //! Settings come from `flightdeck_agent_core::config::Settings` (defaults, TOML, environment);
 //! flags win over them.
@@ -23,10 +25,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use flightdeck_agent_core::agent::control;
 use flightdeck_agent_core::config::Settings;
 use flightdeck_agent_core::runner::{NewTask, RunnerEvent, TaskRunner};
 use flightdeck_agent_core::store::Store;
+use flightdeck_protocol::desktop::CommandError;
 use flightdeck_protocol::event::{ChunkStream, PlanEntryStatus, TaskEventRecord};
+use flightdeck_protocol::local::{ControlRequest, ControlResponse, PendingRequest};
 use flightdeck_protocol::{Executor, Task, TaskEvent, TaskPayload, TaskStatus};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -86,6 +91,18 @@ enum Command {
     /// Lists the ACP agents this machine knows (built-in and custom), with their versions and
     /// whether they were found.
     Agents(AgentsArgs),
+    /// Lists the permission requests waiting for a decision on the agent with this data
+    /// directory: task, request id, tool, what it would do, since when.
+    Pending(PendingArgs),
+}
+
+#[derive(Args)]
+struct PendingArgs {
+    /// Print the requests as one JSON array.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -278,6 +295,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Decide(args) => runtime.block_on(decide(args)),
         Command::Agents(args) => runtime.block_on(agents(args)),
+        Command::Pending(args) => runtime.block_on(pending(args)),
         Command::Hooks(args) => hooks(args),
         Command::Hook(_) => unreachable!("served before the runtime starts"),
     };
@@ -333,32 +351,121 @@ fn hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `flightdeck-agent decide`: one request to the running agent's control socket.
-async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
-    use flightdeck_protocol::desktop::DecideRequest;
-    use flightdeck_protocol::event::Behavior;
-    use flightdeck_protocol::local::{ControlRequest, ControlResponse};
+/// The permission requests waiting on the agent serving `data_dir`.
+async fn pending_requests(data_dir: &std::path::Path) -> anyhow::Result<Result<Vec<PendingRequest>, CommandError>> {
+    match control::request(data_dir, &ControlRequest::Pending).await? {
+        ControlResponse::Pending { requests } => Ok(Ok(requests)),
+        ControlResponse::Error { error } => Ok(Err(error)),
+        _ => bail!("the agent answered `pending` with something else"),
+    }
+}
+
+/// `flightdeck-agent pending`: what waits for a decision, and how to decide it.
+async fn pending(args: PendingArgs) -> anyhow::Result<ExitCode> {
     let settings = args.common.settings()?;
+    let data_dir = settings.data_dir();
+    let requests = match pending_requests(&data_dir).await? {
+        Ok(requests) => requests,
+        Err(error) => {
+            eprintln!("flightdeck-agent: {} [{}]", error.message, error.code);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if args.json {
+        out(format_args!("{}", serde_json::to_string(&requests)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if requests.is_empty() {
+        out(format_args!("nothing waits for a decision"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir_flag = match &args.common.data_dir {
+        Some(dir) => format!(" --data-dir {}", dir.display()),
+        None => String::new(),
+    };
+    let now = chrono::Utc::now();
+    for r in &requests {
+        let since = match r.waiting_since {
+            Some(at) => format!(
+                "waiting since {} ({} ago)",
+                at.format("%Y-%m-%d %H:%M:%S UTC"),
+                ago((now - at).to_std().unwrap_or_default())
+            ),
+            None => "waiting".to_string(),
+        };
+        out(format_args!("task {} \"{}\" in {}, {since}", r.task_id, one_line(&r.task_title, 80), r.repo))?;
+        out(format_args!("  request {}: {} {}", r.request_id, r.tool_name, r.summary))?;
+        out(format_args!("  decide: flightdeck-agent decide {} {} allow|deny{dir_flag}", r.task_id, r.request_id))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A duration as a person says it: "42 s", "3 min", "2 h 5 min".
+fn ago(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// `flightdeck-agent decide`: one request to the running agent's control socket, then a line
+/// that says what happened (or why nothing did).
+async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
+    use flightdeck_protocol::desktop::{error_codes, DecideRequest};
+    use flightdeck_protocol::event::Behavior;
+    let settings = args.common.settings()?;
+    let data_dir = settings.data_dir();
     let behavior = if args.behavior == "allow" { Behavior::Allow } else { Behavior::Deny };
+    // What is decided, for the message: the request as `pending` lists it (if it is listed).
+    let asked = pending_requests(&data_dir)
+        .await?
+        .ok()
+        .and_then(|all| all.into_iter().find(|r| r.task_id == args.task_id && r.request_id == args.request_id));
     let request = ControlRequest::Decide {
         request: DecideRequest {
-            task_id: args.task_id,
-            request_id: args.request_id,
+            task_id: args.task_id.clone(),
+            request_id: args.request_id.clone(),
             behavior,
             updated_input: None,
-            message: args.message,
+            message: args.message.clone(),
         },
     };
-    match flightdeck_agent_core::agent::control::request(&settings.data_dir(), &request).await? {
+    match control::request(&data_dir, &request).await? {
         ControlResponse::Task { task } => {
-            out(format_args!("{} decided: task {} is {}", behavior.as_str(), task.id, task.status.as_str()))?;
+            let verb = if behavior == Behavior::Allow { "allowed" } else { "denied" };
+            let what = match &asked {
+                Some(r) if r.summary.is_empty() => r.tool_name.clone(),
+                Some(r) => format!("{} ({})", r.tool_name, one_line(&r.summary, 80)),
+                None => format!("request {}", args.request_id),
+            };
+            let told = match (&args.message, behavior) {
+                (Some(m), Behavior::Deny) => format!(", telling Claude \"{}\"", one_line(m, 80)),
+                _ => String::new(),
+            };
+            // Not the task's status: the decision reaches the task's session after this answer.
+            out(format_args!("{verb} {what} for task {}{told}", task.id))?;
             Ok(ExitCode::SUCCESS)
         }
         ControlResponse::Error { error } => {
-            eprintln!("flightdeck-agent: {} [{}]", error.message, error.code);
+            let why = match error.code.as_str() {
+                error_codes::NOT_PENDING => format!(
+                    "task {} has no request {} waiting for a decision: it was decided already, or its task \
+                     ended, or the id is wrong (`flightdeck-agent pending` lists what waits)",
+                    args.task_id, args.request_id
+                ),
+                error_codes::TASK_NOT_FOUND => format!(
+                    "the agent with the data directory {} has no task {} (`flightdeck-agent pending` lists what waits)",
+                    data_dir.display(),
+                    args.task_id
+                ),
+                _ => error.message.clone(),
+            };
+            eprintln!("flightdeck-agent: cannot {} {}: {why} [{}]", args.behavior, args.request_id, error.code);
             Ok(ExitCode::FAILURE)
         }
-        ControlResponse::Hook { .. } => bail!("the agent answered a decision as if it were a hook"),
+        _ => bail!("the agent answered a decision with something else"),
     }
 }
 

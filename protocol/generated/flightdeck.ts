@@ -289,6 +289,8 @@ export type ControlRequest = ({
   request: DecideRequest;
   type: "decide";
 }) | ({
+  type: "pending";
+}) | ({
   input: HookInput;
   type: "hook";
 });
@@ -302,6 +304,9 @@ export type ControlResponse = ({
 }) | ({
   decision?: HookDecision | null;
   type: "hook";
+}) | ({
+  requests: PendingRequest[];
+  type: "pending";
 }) | ({
   error: CommandError;
   type: "error";
@@ -749,6 +754,28 @@ export type OnceReport = {
    */
   status?: TaskStatus | null;
   taskId: string;
+};
+
+/**
+ * A permission request waiting for a decision (`flightdeck-agent pending`).
+ */
+export type PendingRequest = {
+  repo: string;
+  /**
+   * The id `flightdeck-agent decide TASK REQUEST` takes.
+   */
+  requestId: string;
+  /**
+   * What the tool would do, on one line: a command, a file, or its input.
+   */
+  summary: string;
+  taskId: string;
+  taskTitle: string;
+  toolName: string;
+  /**
+   * Since when the task waits (its `waitingSince`).
+   */
+  waitingSince?: string | null;
 };
 
 /**

@@ -95,6 +95,7 @@ fn definitions() -> BTreeMap<String, Value> {
         local::ControlResponse,
         local::HookInput,
         local::HookDecision,
+        local::PendingRequest,
         desktop::ClaudeHooks,
         desktop::TaskQuery,
         desktop::AlertQuery,

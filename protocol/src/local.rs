@@ -1,6 +1,6 @@
 //! The agent's local control socket (`<data dir>/agent.sock`, owner-only): one JSON request per
-//! line from a command on the same machine (`flightdeck-agent decide`, `flightdeck-agent hook`),
-//! one JSON answer per line.
+//! line from a command on the same machine (`flightdeck-agent decide`, `flightdeck-agent pending`,
+//! `flightdeck-agent hook`), one JSON answer per line.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::desktop::{CommandError, DecideRequest};
 use crate::event::Behavior;
 use crate::model::Task;
+use crate::Timestamp;
 
 /// What a local command asks the running agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -16,6 +17,9 @@ use crate::model::Task;
 pub enum ControlRequest {
     /// Decide a pending permission request (`decidedBy: "local"`).
     Decide { request: DecideRequest },
+    /// The permission requests waiting for a decision, of every task of this agent (those it
+    /// runs and the terminal sessions it follows). Answered with `pending`.
+    Pending,
     /// A Claude Code hook fired in a terminal session (SPEC 9), handed over by `flightdeck-agent
     /// hook`. Answered at once with `hook` (no decision), except a `PermissionRequest` of a
     /// watched session, which is answered when someone decides or the agent's wait is over.
@@ -92,7 +96,29 @@ pub enum ControlResponse {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         decision: Option<HookDecision>,
     },
+    /// The answer to `pending`: oldest first.
+    Pending {
+        requests: Vec<PendingRequest>,
+    },
     Error {
         error: CommandError,
     },
+}
+
+/// A permission request waiting for a decision (`flightdeck-agent pending`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct PendingRequest {
+    pub task_id: String,
+    pub task_title: String,
+    pub repo: String,
+    /// The id `flightdeck-agent decide TASK REQUEST` takes.
+    pub request_id: String,
+    pub tool_name: String,
+    /// What the tool would do, on one line: a command, a file, or its input.
+    pub summary: String,
+    /// Since when the task waits (its `waitingSince`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Timestamp>,
 }

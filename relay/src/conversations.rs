@@ -1,8 +1,9 @@
 //! Conversations and remote decisions (SPEC 8): the REST routes that continue a conversation
 //! and decide a permission request, and the delivery of decisions to agents.
 //!
-//! Deciding and replying are the owner's alone: a viewer key or session and an anonymous caller
-//! get 403 (a HUD shows them that a decision is pending, never the buttons).
+//! Deciding and replying are the owner's alone: a viewer key or session gets 403, an anonymous
+//! caller 401 as on every other route (a HUD shows them that a decision is pending, never the
+//! buttons).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,19 +15,10 @@ use flightdeck_protocol::desktop::error_codes::{NOT_RESUMABLE, RUNNER_QUEUE_FULL
 use flightdeck_protocol::rules::task_title;
 use flightdeck_protocol::{Placement, Task, TaskPayload, TaskSource};
 
-use crate::db::{PendingDecision, Principal, RunState};
+use crate::db::{PendingDecision, RunState};
 use crate::error::AppError;
 use crate::request::{parse_body, task_id_param};
 use crate::state::{AppState, Auth};
-
-/// The owner, or 403: unlike reads (401 for anonymous), nobody but the owner is even asked to
-/// authenticate here, as SPEC 8 says viewers and anonymous callers may not decide.
-fn owner(auth: &Auth) -> Result<&Principal, AppError> {
-    if auth.principal.is_none() {
-        return Err(AppError::Forbidden("only the owner can decide or reply".into()));
-    }
-    auth.owner()
-}
 
 /// `POST /api/cockpit/tasks/:id/reply`: the next turn of the task's conversation, a new claude
 /// task that resumes the task's Claude session on the agent that ran it (the session lives
@@ -50,7 +42,7 @@ pub async fn reply(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<TaskResponse>), AppError> {
-    let user = owner(&auth)?.user.clone();
+    let user = auth.owner()?.user.clone();
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
     let request: ReplyRequest = parse_body(&body)?;
@@ -191,7 +183,7 @@ pub async fn decide(
     Path((id, request_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<TaskResponse>, AppError> {
-    let user = owner(&auth)?.user.clone();
+    let user = auth.owner()?.user.clone();
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
     let request: DecisionRequest = parse_body(&body)?;

@@ -58,13 +58,16 @@ impl Output {
 /// A session's terminals.
 pub struct Terminals {
     events: mpsc::Sender<TaskEvent>,
+    /// The task the terminals run for: their processes carry it (`FLIGHTDECK_TASK_ID`), like
+    /// every process a task spawns.
+    task_id: String,
     // A std Mutex inside each terminal: nothing awaits while holding it.
     open: HashMap<String, Terminal>,
 }
 
 impl Terminals {
-    pub fn new(events: mpsc::Sender<TaskEvent>) -> Terminals {
-        Terminals { events, open: HashMap::new() }
+    pub fn new(events: mpsc::Sender<TaskEvent>, task_id: String) -> Terminals {
+        Terminals { events, task_id, open: HashMap::new() }
     }
 
     /// `terminal/create`: starts the command in the working tree; answers `{terminalId}`.
@@ -93,7 +96,8 @@ impl Terminals {
                 cmd.env(name, value);
             }
         }
-        let mut child = GroupChild::spawn(&mut cmd).map_err(|e| format!("cannot start `{command}`: {e}"))?;
+        let mut child =
+            GroupChild::spawn(&mut cmd, &self.task_id).map_err(|e| format!("cannot start `{command}`: {e}"))?;
         *counter += 1;
         let terminal_id = format!("term-{counter}");
         let limit = params["outputByteLimit"].as_u64().map(|l| l as usize).unwrap_or(DEFAULT_OUTPUT_LIMIT);

@@ -1,7 +1,7 @@
 //! The local control socket: `<data dir>/agent.sock`, owner-only (0600 in a 0700 directory), one
 //! JSON [`ControlRequest`] per line in, one [`ControlResponse`] per line out. It lets a command
-//! on the same machine (`flightdeck-agent decide`, and `flightdeck-agent hook` run by Claude
-//! Code's hooks) reach the agent that runs the tasks.
+//! on the same machine (`flightdeck-agent decide` and `pending`, and `flightdeck-agent hook` run
+//! by Claude Code's hooks) reach the agent that runs the tasks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,6 +72,10 @@ async fn answer(inner: Arc<Inner>, stream: UnixStream) {
         Ok(Ok(n)) if n > 0 => match serde_json::from_str::<ControlRequest>(line.trim()) {
             Ok(ControlRequest::Decide { request }) => match inner.decide(request).await {
                 Ok(task) => ControlResponse::Task { task },
+                Err(e) => ControlResponse::Error { error: e.to_command_error() },
+            },
+            Ok(ControlRequest::Pending) => match inner.pending().await {
+                Ok(requests) => ControlResponse::Pending { requests },
                 Err(e) => ControlResponse::Error { error: e.to_command_error() },
             },
             Ok(ControlRequest::Hook { input }) => ControlResponse::Hook { decision: inner.external.hook(input).await },

@@ -30,6 +30,7 @@ use flightdeck_protocol::desktop::{
     error_codes, AgentEvent, AlertQuery, ClaudeHooks, CockpitState, CommandError, DecideRequest, LinkStatus,
     ReplyTaskRequest, SettingsUpdate, SettingsView, StartTaskRequest, TaskQuery,
 };
+use flightdeck_protocol::local::PendingRequest;
 use flightdeck_protocol::names::{validate_agent_id, validate_user};
 use flightdeck_protocol::realtime::TaskSnapshot;
 use flightdeck_protocol::{Alert, Executor, RepoStatus, Task, TaskPayload, TaskSource, TaskStatus, Timestamp};
@@ -847,6 +848,23 @@ impl Inner {
         }
     }
 
+    /// The permission requests waiting for a decision, oldest first: each `waiting` task's
+    /// requests that its transcript holds no decision for.
+    async fn pending(&self) -> Result<Vec<PendingRequest>> {
+        let store = self.store.clone();
+        blocking(move || {
+            let filter = TaskFilter { status: Some(TaskStatus::Waiting), limit: MAX_LIMIT, ..Default::default() };
+            let (mut tasks, _) = store.tasks(&filter)?;
+            tasks.sort_by(|a, b| (a.waiting_since, &a.id).cmp(&(b.waiting_since, &b.id)));
+            let mut pending = Vec::new();
+            for task in tasks {
+                pending.extend(open_requests(&task, &store.transcript(&task.id)?));
+            }
+            Ok(pending)
+        })
+        .await
+    }
+
     async fn decide(&self, request: DecideRequest) -> Result<Task> {
         let store = self.store.clone();
         let id = request.task_id.clone();
@@ -959,6 +977,52 @@ fn watch_error(e: WatchError) -> AgentError {
 }
 
 /// Runs a store call on the blocking pool: rusqlite never runs on the async threads.
+/// The permission requests of `task` that `transcript` shows no decision for, in order.
+fn open_requests(task: &Task, transcript: &[flightdeck_protocol::SeqEvent]) -> Vec<PendingRequest> {
+    use flightdeck_protocol::TaskEvent;
+    let mut open: Vec<PendingRequest> = Vec::new();
+    for record in transcript {
+        match &record.event {
+            TaskEvent::PermissionRequest { request_id, tool_name, input, description, .. } => {
+                open.push(PendingRequest {
+                    task_id: task.id.clone(),
+                    task_title: task.title.clone(),
+                    repo: task.repo.clone(),
+                    request_id: request_id.clone(),
+                    tool_name: tool_name.clone(),
+                    summary: request_summary(input, description.as_deref()),
+                    waiting_since: task.waiting_since,
+                })
+            }
+            TaskEvent::PermissionDecision { request_id, .. } => open.retain(|r| r.request_id != *request_id),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// What a tool would do, on one line of at most 200 characters: its command, file, question or
+/// description, else its input as JSON.
+fn request_summary(input: &serde_json::Value, description: Option<&str>) -> String {
+    let field = ["command", "file_path", "path", "url", "pattern", "prompt"]
+        .iter()
+        .find_map(|key| input.get(key).and_then(serde_json::Value::as_str))
+        .map(String::from);
+    let question = || input.pointer("/questions/0/question").and_then(serde_json::Value::as_str).map(String::from);
+    let text = field.or_else(question).or_else(|| description.map(String::from)).unwrap_or_else(|| {
+        if input.is_null() {
+            String::new()
+        } else {
+            input.to_string()
+        }
+    });
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await

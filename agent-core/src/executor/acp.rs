@@ -117,7 +117,7 @@ pub async fn run(ctx: ExecContext, events: mpsc::Sender<TaskEvent>, input: mpsc:
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let shown = agent.command.join(" ");
-    let mut child = match GroupChild::spawn_recorded(&mut cmd, ctx.group_record.as_deref()) {
+    let mut child = match GroupChild::spawn_recorded(&mut cmd, &ctx.task_id, ctx.group_record.as_deref()) {
         Ok(child) => child,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let hint = install_hint(&name).map(|h| format!(": install it with `{h}`")).unwrap_or_default();
@@ -227,7 +227,7 @@ impl Session {
         out: Outgoing,
         events: mpsc::Sender<TaskEvent>,
     ) -> Session {
-        let terminals = Terminals::new(events.clone());
+        let terminals = Terminals::new(events.clone(), ctx.task_id.clone());
         Session {
             task_id: ctx.task_id.clone(),
             agent,
@@ -818,7 +818,7 @@ mod tests {
 
     #[test]
     fn tool_output_prefers_content_then_raw_output() {
-        let terminals = Terminals::new(mpsc::channel(1).0);
+        let terminals = Terminals::new(mpsc::channel(1).0, "t-test".into());
         let cases = vec![
             (json!({"content": [{"type": "content", "content": {"type": "text", "text": "hi"}}]}), "hi"),
             (json!({"rawOutput": {"exit": 0}}), "{\"exit\":0}"),

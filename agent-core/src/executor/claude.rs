@@ -156,7 +156,7 @@ pub async fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match GroupChild::spawn_recorded(&mut cmd, ctx.group_record.as_deref()) {
+    let mut child = match GroupChild::spawn_recorded(&mut cmd, &ctx.task_id, ctx.group_record.as_deref()) {
         Ok(child) => child,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return fail(&events, format!("Claude Code CLI not found (`{}`): {INSTALL_HINT}", bin.display())).await;

@@ -9,6 +9,18 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::process::{Child, Command};
 
+/// The environment variable that marks every process a task runs, and so everything that
+/// process starts: its value is the task's id. The agent's own `claude` children inherit it, and
+/// so do the hooks they run from `~/.claude/settings.json`: `flightdeck-agent hook` ignores a
+/// hook that carries it, since the agent already records that session as the task itself (not
+/// as a terminal session next to it).
+pub const TASK_ENV: &str = "FLIGHTDECK_TASK_ID";
+
+/// Whether this process was started by a task of an agent (see [`TASK_ENV`]).
+pub fn started_by_a_task() -> bool {
+    std::env::var_os(TASK_ENV).is_some_and(|v| !v.is_empty())
+}
+
 /// A spawned process that leads its own process group (`setpgid(0, 0)`).
 pub struct GroupChild {
     pub child: Child,
@@ -18,16 +30,17 @@ pub struct GroupChild {
 }
 
 impl GroupChild {
-    /// Spawns `command` as the leader of a new process group; killed (SIGKILL, leader only) if
-    /// dropped while still running, which [`GroupChild::terminate`] makes group-wide.
-    pub fn spawn(command: &mut Command) -> io::Result<GroupChild> {
-        GroupChild::spawn_recorded(command, None)
+    /// Spawns `command` for the task `task_id` (marked with [`TASK_ENV`]) as the leader of a
+    /// new process group; killed (SIGKILL, leader only) if dropped while still running, which
+    /// [`GroupChild::terminate`] makes group-wide.
+    pub fn spawn(command: &mut Command, task_id: &str) -> io::Result<GroupChild> {
+        GroupChild::spawn_recorded(command, task_id, None)
     }
 
     /// Like [`GroupChild::spawn`], and writes the group down at `record` for as long as it
     /// runs, so that an agent restarted after a crash can stop it ([`kill_recorded_group`]).
-    pub fn spawn_recorded(command: &mut Command, record: Option<&Path>) -> io::Result<GroupChild> {
-        command.process_group(0).kill_on_drop(true);
+    pub fn spawn_recorded(command: &mut Command, task_id: &str, record: Option<&Path>) -> io::Result<GroupChild> {
+        command.env(TASK_ENV, task_id).process_group(0).kill_on_drop(true);
         let child = command.spawn()?;
         let pgid = child.id().map(|id| id as i32).unwrap_or(0);
         let record = record.and_then(|path| match GroupRecord::write(path, pgid) {

@@ -29,7 +29,7 @@ pub async fn run(ctx: ExecContext, events: mpsc::Sender<TaskEvent>) -> ExecOutco
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match GroupChild::spawn_recorded(&mut cmd, ctx.group_record.as_deref()) {
+    let mut child = match GroupChild::spawn_recorded(&mut cmd, &ctx.task_id, ctx.group_record.as_deref()) {
         Ok(child) => child,
         Err(err) => return fail(&events, format!("cannot start `sh` in {}: {err}", ctx.cwd.display())).await,
     };

@@ -6,7 +6,9 @@
 //! decision for a `PermissionRequest` prints anything: Claude Code's `hookSpecificOutput`, which
 //! allows or denies the tool. Every other outcome (no agent, a session outside the watched
 //! repos, a bad input, no decision within the agent's wait) prints nothing, so Claude Code goes
-//! on as if there were no hook (for a permission, the terminal asks).
+//! on as if there were no hook (for a permission, the terminal asks). A hook fired by a
+//! Claude Code that an agent's task runs is ignored the same way: the agent follows that session
+//! as its task, not as a terminal session.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -26,7 +28,14 @@ const MAX_INPUT: u64 = MAX_LINE as u64 - 1024;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the hook: `stdin` is Claude Code's JSON, `stdout` what Claude Code reads back.
+///
+/// A hook of a Claude Code that an agent's task runs (its environment carries
+/// [`TASK_ENV`](crate::executor::process::TASK_ENV)) is not a terminal session: that agent
+/// records the session as the task itself, so the hook does nothing at all.
 pub fn run(data_dir: &Path, stdin: impl Read, stdout: impl Write) {
+    if crate::executor::process::started_by_a_task() {
+        return;
+    }
     let Some(mut input) = read_input(stdin) else { return };
     input.claude_pid = claude_process();
     let Some(decision) = ask_agent(data_dir, input) else { return };

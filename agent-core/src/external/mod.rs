@@ -178,8 +178,34 @@ struct Turn {
     tools: HashMap<String, (String, Value)>,
     /// `PermissionRequest` hooks waiting for a decision: request id -> (answer, deadline).
     hooks: HashMap<String, (oneshot::Sender<Option<HookDecision>>, Instant)>,
+    /// Permission requests about a tool whose `tool_use` line the transcript does not show yet
+    /// (see [`Held`]), in the order they came.
+    held: Vec<Held>,
     /// `Stop` came: end the turn once the transcript shows its end, or at this deadline.
     stopping: Option<(Instant, Option<String>)>,
+}
+
+/// A permission request that came before its tool's `tool_start`.
+///
+/// Claude Code writes its transcript on its own schedule: the `PreToolUse` and
+/// `PermissionRequest` hooks of a tool may run before the line with its `tool_use` is in the
+/// file. The request is then held, and recorded right after that `tool_start` once the
+/// transcript shows it (or at `deadline`, if it never does), so a transcript always reads
+/// `tool_start`, `permission_request`, as for a task the agent runs.
+struct Held {
+    event: TaskEvent,
+    /// The hook's answer (`None` once answered: no wait configured).
+    reply: Option<oneshot::Sender<Option<HookDecision>>>,
+    deadline: Instant,
+}
+
+impl Held {
+    fn request_id(&self) -> &str {
+        match &self.event {
+            TaskEvent::PermissionRequest { request_id, .. } => request_id,
+            _ => "",
+        }
+    }
 }
 
 /// `(session id, pid)` of a session whose Claude Code process exited.
@@ -238,6 +264,7 @@ impl Service {
                     .values()
                     .map(|(_, d)| *d)
                     .chain(t.stopping.as_ref().map(|(d, _)| *d))
+                    .chain(t.held.iter().map(|h| h.deadline))
                     .chain(t.rec.wire_deadline())
             })
             .min()
@@ -250,6 +277,19 @@ impl Service {
             let Some(turn) = self.sessions.get_mut(&id).and_then(|s| s.turn.as_mut()) else { continue };
             if turn.rec.wire_deadline().is_some_and(|d| d <= now) {
                 turn.rec.release_due().await;
+            }
+            // A request whose tool line never came: recorded as it is.
+            if turn.held.iter().any(|h| h.deadline <= now) {
+                let (due, keep): (Vec<Held>, Vec<Held>) =
+                    std::mem::take(&mut turn.held).into_iter().partition(|h| h.deadline <= now);
+                turn.held = keep;
+                let wait = self.config.permission_wait;
+                let events: Vec<TaskEvent> = due.into_iter().map(|h| open_request(turn, h, wait)).collect();
+                let requests: Vec<Request> = events.iter().filter_map(Request::of).collect();
+                turn.rec.record(events).await;
+                for request in requests {
+                    turn.waiting.apply(request, &mut turn.rec).await;
+                }
             }
             // The wait is over: the hook answers nothing and the terminal asks. The request
             // stays pending until the tool's result shows what was decided there.
@@ -390,6 +430,7 @@ impl Service {
             waiting: Waiting::default(),
             tools: HashMap::new(),
             hooks: HashMap::new(),
+            held: Vec::new(),
             stopping: None,
         });
         self.watch(id);
@@ -445,16 +486,26 @@ impl Service {
             return;
         };
         let mut events = Vec::new();
+        // Requests released in this batch: pending once it is recorded.
+        let mut opened: HashSet<String> = HashSet::new();
+        let wait = self.config.permission_wait;
         for line in &lines {
             for event in session.cursor.turn.line(&mut turn.parser, line) {
+                let mut after = None;
                 match &event {
                     TaskEvent::ToolStart { tool_id, tool_name, params } => {
                         turn.tools.insert(tool_id.clone(), (tool_name.clone(), params.clone()));
+                        // A request held for this tool's line goes right after it.
+                        if let Some(at) = turn.held.iter().position(|h| h.request_id() == tool_id) {
+                            let held = turn.held.remove(at);
+                            opened.insert(tool_id.clone());
+                            after = Some(open_request(turn, held, wait));
+                        }
                     }
                     TaskEvent::ToolDone { tool_id, is_error, .. } => {
                         turn.tools.remove(tool_id);
                         // A request the terminal decided: its result says how.
-                        if turn.waiting.is_pending(tool_id) {
+                        if turn.waiting.is_pending(tool_id) || opened.contains(tool_id) {
                             if let Some((reply, _)) = turn.hooks.remove(tool_id) {
                                 let _ = reply.send(None);
                             }
@@ -470,6 +521,7 @@ impl Service {
                     _ => {}
                 }
                 events.push(event);
+                events.extend(after);
             }
         }
         let limit = self.shared.config.tool_output_limit;
@@ -501,27 +553,41 @@ impl Service {
         let tool_input = input.tool_input.unwrap_or(Value::Null);
         // The request is about the tool just started with this name and input.
         let same = |name: &String, params: &Value| *name == tool_name && *params == tool_input;
-        let request_id = session
+        let announced = session
             .last_tool
             .as_ref()
             .filter(|(_, name, params)| same(name, params))
             .map(|(id, _, _)| id.clone())
+            .filter(|id| !turn.waiting.is_pending(id));
+        let request_id = announced
+            .clone()
             .or_else(|| turn.tools.iter().find(|(_, (n, p))| same(n, p)).map(|(id, _)| id.clone()))
             .filter(|id| !turn.waiting.is_pending(id))
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let event = TaskEvent::PermissionRequest {
             request_id: request_id.clone(),
-            tool_name: tool_name.clone(),
+            tool_name,
             input: tool_input,
             description: None,
             suggestions: input.permission_suggestions.filter(|s| !s.is_empty()),
         };
+        let mut held = Held { event, reply: Some(reply), deadline: Instant::now() + self.config.stop_grace };
+        if announced.is_some() && !turn.tools.contains_key(&request_id) {
+            // Its tool's line is not in the transcript yet: the record waits for it. With no
+            // wait configured the terminal asks at once all the same.
+            if wait.is_zero() {
+                if let Some(reply) = held.reply.take() {
+                    let _ = reply.send(None);
+                }
+            }
+            turn.held.push(held);
+            return;
+        }
+        let event = open_request(turn, held, wait);
+        let requests: Vec<Request> = Request::of(&event).into_iter().collect();
         turn.rec.record(vec![event]).await;
-        turn.waiting.apply(Request::Opened { request_id: request_id.clone(), tool_name }, &mut turn.rec).await;
-        if wait.is_zero() {
-            let _ = reply.send(None);
-        } else {
-            turn.hooks.insert(request_id, (reply, Instant::now() + wait));
+        for request in requests {
+            turn.waiting.apply(request, &mut turn.rec).await;
         }
     }
 
@@ -580,6 +646,11 @@ impl Service {
         };
         for (_, (reply, _)) in turn.hooks.drain() {
             let _ = reply.send(None);
+        }
+        for held in turn.held.drain(..) {
+            if let Some(reply) = held.reply {
+                let _ = reply.send(None);
+            }
         }
         let progress = std::mem::take(&mut session.cursor.turn);
         turn.rec.stage_setting(cursor_key(id), cursor_json(&session.cursor));
@@ -662,6 +733,7 @@ impl Service {
                 waiting: Waiting::resume(pending, alert),
                 tools: HashMap::new(),
                 hooks: HashMap::new(),
+                held: Vec::new(),
                 stopping: None,
             };
             let pid = cursor.pid;
@@ -718,6 +790,20 @@ fn resumable(
         out.push((task, cursor, pending, alert));
     }
     Ok(out)
+}
+
+/// A permission request about to be recorded: its hook now waits for a decision (until
+/// `wait` from now; with no wait the hook has its empty answer already). Returns the event to
+/// record; the caller applies it to the turn's waiting state once recorded.
+fn open_request(turn: &mut Turn, mut held: Held, wait: Duration) -> TaskEvent {
+    if let Some(reply) = held.reply.take() {
+        if wait.is_zero() {
+            let _ = reply.send(None);
+        } else {
+            turn.hooks.insert(held.request_id().to_string(), (reply, Instant::now() + wait));
+        }
+    }
+    held.event
 }
 
 fn cursor_key(session_id: &str) -> String {

@@ -19,7 +19,8 @@
 //!   (`sk_live_`, `rk_live_`), AWS access key ids (`AKIA`...), GitHub (`ghp_`, `gho_`, `ghu_`,
 //!   `ghs_`, `ghr_`, `github_pat_`), GitLab (`glpat-`...), npm (`npm_`), PyPI (`pypi-`), Slack
 //!   (`xox?-` tokens, webhook URLs), Twilio (`SK`/`AC` + 32 hex), SendGrid (`SG.`), Hugging
-//!   Face (`hf_`), DigitalOcean (`dop_v1_`...), Google API keys (`AIza`), JWTs;
+//!   Face (`hf_`), DigitalOcean (`dop_v1_`...), Google API keys (`AIza`), age secret keys
+//!   (`AGE-SECRET-KEY-1`), Telegram bot tokens (`<id>:AA...`), JWTs;
 //! - labelled secrets: AWS secret keys after any `AWS_SECRET`/`SECRET_ACCESS_KEY`-like label,
 //!   Azure `AccountKey=` and SAS `sig=`, `Authorization: Bearer`/`Basic`, passwords in URLs,
 //!   and any `*_SECRET`/`*_TOKEN`/`*PASSWORD`/`*_API_KEY`/... assignment (env, YAML or JSON
@@ -28,6 +29,10 @@
 //! - the values of the repo's `.env` files (`.env`, `.env.*`): every value of at least
 //!   [`MIN_ENV_VALUE_LEN`] characters that is not a plain number or a common word such as
 //!   `production` or `localhost` (which would mask ordinary text everywhere).
+//!
+//! - a Docker `config.json`'s `"auth": "<base64>"` values;
+//! - everything the rules of gitleaks' default configuration find (`gitleaks`: the version in
+//!   [`GITLEAKS_VERSION`], read as data; masked `[REDACTED:<rule id>]`), after the shapes above.
 //!
 //! Ordinary output (git SHAs, UUIDs, paths, hashes, base64 in code) is left alone.
 //!
@@ -38,6 +43,7 @@
 //! change of its files.
 
 mod env;
+mod gitleaks;
 mod patterns;
 mod stream;
 
@@ -53,6 +59,7 @@ use flightdeck_protocol::{Alert, Task, TaskEvent};
 use serde_json::Value;
 
 pub use env::{env_file_values, parse_env, RepoRedactors};
+pub use gitleaks::VERSION as GITLEAKS_VERSION;
 pub use stream::StreamRedactor;
 
 use patterns::{pem_blocks, Compiled, Lead, PatternSource, Span, BUILTIN, ENV_LEAD_CHARS, PEM_KIND};
@@ -263,6 +270,9 @@ impl Redactor {
             rank += env.len();
         }
         BUILTIN.find(bytes, rank, &mut spans);
+        rank += BUILTIN.len();
+        // The maintained rules after the project's own: where both find a secret, ours names it.
+        gitleaks::RULES.find(bytes, rank, &mut spans);
         Scan { spans: normalize(text, spans), blocks }
     }
 

@@ -97,6 +97,9 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
         token("huggingface-token", r"\bhf_", r"[A-Za-z0-9]{30,40}", B),
         token("digitalocean-token", r"do[opr]_v1_", r"[a-f0-9]{64}", B),
         token("google-api-key", r"AIza", r"[0-9A-Za-z_\-]{35}", ""),
+        token("age-secret-key", r"AGE-SECRET-KEY-1", r"[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", ""),
+        // `<bot id>:AA<33>`, with or without a label (gitleaks wants a `telegr...` label).
+        token("telegram-bot-token", r"\b[0-9]{8,10}:AA", r"[A-Za-z0-9_\-]{33}", B),
         token(
             "jwt",
             r"\beyJ",
@@ -104,6 +107,8 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
             "",
         ),
         labelled("azure-storage-key", r"(?i)\bAccountKey=", r"[A-Za-z0-9+/]{40,100}={0,2}"),
+        // A registry login in a Docker `config.json` (`"auths": {"host": {"auth": "<base64>"}}`).
+        labelled("docker-auth", r#""auth"[ \t]{0,4}:[ \t]{0,4}""#, r"[A-Za-z0-9+/]{8,1000}={0,2}"),
         labelled("azure-sas", r"(?i)[?&;]sig=", r"[A-Za-z0-9%+/]{20,200}={0,2}"),
         labelled(
             "aws-secret-key",

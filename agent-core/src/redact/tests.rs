@@ -1023,3 +1023,182 @@ fn ordinary_streams_pass_through_unheld_and_unchanged() {
         .collect();
     assert_eq!(joined, paragraph);
 }
+
+/// Secrets that outside tests printed and that reached the relay before the maintained rules:
+/// an age key, a Telegram bot token, a Docker `config.json` login.
+#[test]
+fn the_shapes_that_once_reached_the_relay_are_masked() {
+    let age = "AGE-SECRET-KEY-1QQPZRY9X8GF2TVDW0S3JN54KHCE6MUA7LQPZRY9X8GF2TVDW0S3JN54KHC";
+    let telegram = "5913827461:AAH4kGz0w9qL3yN7bV2xC8mR5tJ1pD6sE0f";
+    let cases = [
+        (format!("# created: now\n{age}\n"), "# created: now\n[REDACTED:age-secret-key]\n".to_string()),
+        (format!("bot {telegram} ready"), "bot [REDACTED:telegram-bot-token] ready".to_string()),
+        (format!("TELEGRAM_BOT_TOKEN={telegram}"), "TELEGRAM_BOT_TOKEN=[REDACTED:telegram-bot-token]".to_string()),
+        (
+            r#"{"auths": {"ghcr.io": {"auth": "ZGV2LXVzZXI6czNjcjN0LXBhc3N3MHJk"}}}"#.to_string(),
+            r#"{"auths": {"ghcr.io": {"auth": "[REDACTED:docker-auth]"}}}"#.to_string(),
+        ),
+        (
+            "\t\t\t\"auth\": \"cm9ib3Q6ZXhhbXBsZS10b2tlbi12YWx1ZQ==\"".to_string(),
+            "\t\t\t\"auth\": \"[REDACTED:docker-auth]\"".to_string(),
+        ),
+    ];
+    let r = Redactor::new();
+    for (input, want) in cases {
+        assert_eq!(r.redact(&input), want, "{input}");
+    }
+    // Inside a tool's JSON input too.
+    let params = json!({"auths": {"ghcr.io": {"auth": "ZGV2LXVzZXI6czNjcjN0LXBhc3N3MHJk"}}});
+    assert_eq!(r.redact_json(&params), json!({"auths": {"ghcr.io": {"auth": "[REDACTED:docker-auth]"}}}));
+}
+
+/// A text that matches a regex, made from its syntax tree with a small random generator (a
+/// different text per seed): printable ASCII where a class allows it, every repetition a
+/// random count up to 40 past its minimum.
+mod sample {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+
+    pub(super) struct Generator(u64);
+
+    impl Generator {
+        pub(super) fn new(seed: u64) -> Generator {
+            Generator(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            if n == 0 {
+                0
+            } else {
+                (self.next() % n as u64) as usize
+            }
+        }
+
+        /// A printable byte of `ranges` (inclusive) if it has one, else any of its bytes.
+        fn byte_of(&mut self, ranges: &[(u32, u32)]) -> Vec<u8> {
+            let printable: Vec<(u32, u32)> = ranges
+                .iter()
+                .filter_map(|(a, b)| {
+                    let (a, b) = ((*a).max(0x21), (*b).min(0x7e));
+                    (a <= b).then_some((a, b))
+                })
+                .collect();
+            let pool = if printable.is_empty() { ranges.to_vec() } else { printable };
+            let total: u32 = pool.iter().map(|(a, b)| b - a + 1).sum();
+            let mut at = self.below(total as usize) as u32;
+            for (a, b) in pool {
+                if at <= b - a {
+                    let c = char::from_u32(a + at).unwrap_or('x');
+                    return c.to_string().into_bytes();
+                }
+                at -= b - a + 1;
+            }
+            b"x".to_vec()
+        }
+
+        pub(super) fn generate(&mut self, hir: &Hir, out: &mut Vec<u8>) {
+            match hir.kind() {
+                HirKind::Empty | HirKind::Look(_) => {}
+                HirKind::Literal(literal) => out.extend_from_slice(&literal.0),
+                HirKind::Class(Class::Bytes(class)) => {
+                    let ranges: Vec<(u32, u32)> =
+                        class.ranges().iter().map(|r| (r.start() as u32, r.end() as u32)).collect();
+                    out.extend(self.byte_of(&ranges));
+                }
+                HirKind::Class(Class::Unicode(class)) => {
+                    let ranges: Vec<(u32, u32)> =
+                        class.ranges().iter().map(|r| (r.start() as u32, r.end() as u32)).collect();
+                    out.extend(self.byte_of(&ranges));
+                }
+                HirKind::Repetition(rep) => {
+                    let max = rep.max.unwrap_or(rep.min + 40).min(rep.min + 40);
+                    let count = rep.min as usize + self.below((max - rep.min) as usize + 1);
+                    for _ in 0..count {
+                        self.generate(&rep.sub, out);
+                    }
+                }
+                HirKind::Capture(capture) => self.generate(&capture.sub, out),
+                HirKind::Concat(all) => all.iter().for_each(|h| self.generate(h, out)),
+                HirKind::Alternation(any) => {
+                    let pick = self.below(any.len());
+                    self.generate(&any[pick], out);
+                }
+            }
+        }
+    }
+}
+
+/// Every rule of gitleaks' set that is used gets a sample of its own, generated from its regex
+/// until one is a finding of that rule (its keyword, entropy and allowlists included); each
+/// such sample is masked by the redactor as a whole (whichever rule names the mask). The rules
+/// the set skips are counted, each with its reason.
+#[test]
+fn every_maintained_rule_masks_a_sample_of_its_own() {
+    use super::gitleaks::RULES;
+    let rules = &*RULES;
+    for (id, why) in &rules.skipped {
+        println!("gitleaks rule {id} skipped: {why}");
+    }
+    assert!(rules.len() >= 200, "{} rules used", rules.len());
+    assert!(
+        rules.skipped.iter().all(|(_, why)| !why.starts_with("does not compile")),
+        "a rule that does not compile: {:?}",
+        rules.skipped
+    );
+    assert_eq!(rules.skipped.len(), 5, "skipped: {:?}", rules.skipped);
+    let redactor = Redactor::new();
+    let mut failures = Vec::new();
+    for rule in &rules.rules {
+        let hir = regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(&format!("(?-u:{})", rule.source))
+            .or_else(|_| regex_syntax::parse(&rule.source))
+            .unwrap();
+        let found = (0..500u64).find_map(|seed| {
+            let mut text = Vec::new();
+            sample::Generator::new(seed + 1).generate(&hir, &mut text);
+            let text = String::from_utf8(text).ok()?;
+            // A rule whose keyword its regex does not spell out (`.` for a dot, another
+            // spelling) finds its secret once the keyword is near, as in a real text.
+            let texts = std::iter::once(text.clone()).chain(rule.keywords.iter().map(|k| format!("{k} {text}")));
+            texts.into_iter().find_map(|text| {
+                let mut spans = Vec::new();
+                rules.find(text.as_bytes(), 0, &mut spans);
+                let span = spans.into_iter().find(|s| s.kind == rule.id.as_str())?;
+                Some((text.clone(), text[span.start..span.end].to_string()))
+            })
+        });
+        let Some((text, secret)) = found else {
+            failures.push(format!("{}: no sample found of /{}/", rule.id, rule.source));
+            continue;
+        };
+        let masked = redactor.redact(&text);
+        if masked.contains(&secret) || !masked.contains("[REDACTED:") {
+            failures.push(format!("{}: {text:?} became {masked:?}", rule.id));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} rules:\n{}", failures.len(), rules.len(), failures.join("\n"));
+}
+
+#[test]
+fn go_regexes_are_read_as_go_reads_them() {
+    use super::gitleaks::translate;
+    let table = [
+        (r"^\$(?:\d+|{\d+})$", r"^\$(?:\d+|\{\d+})$"),
+        (r"^\{\{[ \t]*[\w ().|]+[ \t]*}}$", r"^\{\{[ \t]*[\w ().|]+[ \t]*}}$"),
+        (r"a{2}b{2,}c{2,5}", r"a{2}b{2,}c{2,5}"),
+        (r"[{}]{1,3}x{", r"[{}]{1,3}x\{"),
+        (r"[[:alnum:]{]{4}", r"[[:alnum:]{]{4}"),
+    ];
+    for (go, rust) in table {
+        assert_eq!(translate(go), rust, "{go}");
+    }
+}

@@ -200,3 +200,93 @@ async fn a_reply_over_rest_resumes_the_session() {
     let ids: Vec<&str> = conversation["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [first.as_str(), second.as_str()]);
 }
+
+/// `flightdeck-agent ARGS --data-dir DIR` against the test's agent: (exit code, stdout, stderr).
+fn agent_cli(s: &Setup, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flightdeck-agent"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(s.agent_data.path())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+// `flightdeck-agent pending` lists what waits for a decision (task, request id, tool, what it
+// would do, since when, and the command that decides it); `decide` says what it did, or why it
+// did nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_lists_what_waits_and_decide_says_what_it_did() {
+    use flightdeck_protocol::local::PendingRequest;
+    let api = ScriptedApi::start(vec![
+        bash_turn("msg_1", 100, &["I will make the file."], "toolu_01", TOUCH, 20),
+        text_turn("msg_2", 150, &["Made it."], 5),
+    ])
+    .await;
+    let s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), Some(&api.url));
+    s.wait_repo_known().await;
+    let nothing = (Some(0), "nothing waits for a decision\n".to_string(), String::new());
+    assert_eq!(agent_cli(&s, &["pending"]), nothing);
+
+    let (id, request_id) = waiting_task(&s).await;
+    let (code, json, err) = agent_cli(&s, &["pending", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Vec<PendingRequest> = serde_json::from_str(&json).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let r = &listed[0];
+    assert_eq!(
+        (r.task_id.as_str(), r.request_id.as_str(), r.tool_name.as_str(), r.summary.as_str()),
+        (id.as_str(), request_id.as_str(), "Bash", TOUCH)
+    );
+    assert_eq!((r.task_title.as_str(), r.repo.clone()), ("make the file", s.slug()));
+    assert!(r.waiting_since.is_some());
+    let (code, text, _) = agent_cli(&s, &["pending"]);
+    assert_eq!(code, Some(0));
+    let data = s.agent_data.path().display();
+    for line in [
+        format!("task {id} \"make the file\" in {}, waiting since ", s.slug()),
+        format!("  request {request_id}: Bash {TOUCH}"),
+        format!("  decide: flightdeck-agent decide {id} {request_id} allow|deny --data-dir {data}"),
+    ] {
+        assert!(text.contains(&line), "{line:?} in:\n{text}");
+    }
+
+    // Errors say why, and where to look.
+    let (code, out, err) = agent_cli(&s, &["decide", &id, "no-such-request", "allow"]);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert_eq!(
+        err,
+        format!(
+            "flightdeck-agent: cannot allow no-such-request: task {id} has no request no-such-request waiting for a \
+             decision: it was decided already, or its task ended, or the id is wrong (`flightdeck-agent pending` \
+             lists what waits) [not_pending]\n"
+        )
+    );
+    let (code, _, err) = agent_cli(&s, &["decide", "no-such-task", &request_id, "deny"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("has no task no-such-task") && err.ends_with("[task_not_found]\n"), "{err}");
+    assert!(!s.repo.path().join("made-by-claude.txt").exists());
+
+    // Success says what was decided.
+    let (code, out, err) = agent_cli(&s, &["decide", &id, &request_id, "allow"]);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    assert_eq!(out, format!("allowed Bash ({TOUCH}) for task {id}\n"));
+    let task = s.relay.wait_task(&id, "the task completes", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert!(s.repo.path().join("made-by-claude.txt").exists());
+    assert_eq!(agent_cli(&s, &["pending"]), nothing);
+
+    // Without an agent: says so.
+    let (code, _, err) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_flightdeck-agent"))
+            .args(["pending", "--data-dir"])
+            .arg(s.agent_data.path().join("elsewhere"))
+            .output()
+            .unwrap();
+        (out.status.code(), (), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no agent runs with the data directory"), "{err}");
+}

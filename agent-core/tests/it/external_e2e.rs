@@ -506,3 +506,138 @@ async fn a_session_killed_mid_turn_ends_its_task_interrupted() {
     let events = rest_transcript(&s.relay, &task.id).await;
     assert!(matches!(events.last().map(|e| &e.event), Some(TaskEvent::Status { status: TaskStatus::Interrupted, .. })));
 }
+
+// (g) The hooks installed in the HOME the agent itself runs in (the usual case: one person, one
+//     `~/.claude/settings.json`): a Claude task the agent runs (started over REST) is exactly
+//     one task, at the relay and in the agent's database, not that task plus an "external" twin
+//     made of its own `claude` child's hooks. A session started in a terminal is still seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_hooks_installed_the_agents_own_claude_task_is_one_task() {
+    let api = ScriptedApi::start(vec![
+        text_turn("msg_1", 100, &["Hello from the agent's task."], 5),
+        text_turn("msg_2", 100, &["Hello from the terminal."], 5),
+    ])
+    .await;
+    let s = Setup::new().await;
+    let out = hooks(s.home.path(), s.agent_data.path(), "install");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _agent = s.agent(s.relay.http(), Some(&api.url));
+    s.wait_repo_known().await;
+
+    let body = json!({"executor": "claude", "repo": s.slug(), "payload": {"prompt": "say hello"}});
+    let (status, body) = s.relay.api(reqwest::Method::POST, "/api/cockpit/tasks", Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["task"]["id"].as_str().unwrap().to_string();
+    let done = s.relay.wait_task(&id, "the agent's task ends", |t| t.status.is_terminal()).await;
+    assert_eq!(done.status, TaskStatus::Completed, "{done:?}");
+
+    // The same HOME, hooks and repo, in a terminal: seen, as before.
+    let out = finished(claude(s.home.path(), s.repo.path(), &api, "say hello here", &[])).await;
+    assert!(out.contains("Hello from the terminal."), "{out}");
+    let terminal = wait_external(&s, "the terminal session's task ends", |t| t.status.is_terminal()).await;
+    assert_eq!((terminal.title.as_str(), terminal.status), ("say hello here", TaskStatus::Completed));
+
+    // The terminal's task went through the same outbox after the agent's task, so the relay
+    // has everything before it: exactly the two tasks.
+    let summary = |tasks: &[Task]| -> Vec<(String, String, String)> {
+        let mut rows: Vec<_> =
+            tasks.iter().map(|t| (t.id.clone(), format!("{:?}", t.source), t.title.clone())).collect();
+        rows.sort();
+        rows
+    };
+    let mut want = vec![
+        (id.clone(), format!("{:?}", TaskSource::Remote), "say hello".to_string()),
+        (terminal.id.clone(), format!("{:?}", TaskSource::External), "say hello here".to_string()),
+    ];
+    want.sort();
+    assert_eq!(summary(&relay_tasks(&s).await), want, "the relay's tasks");
+    let store = flightdeck_agent_core::store::Store::open(s.agent_data.path()).unwrap();
+    let filter = flightdeck_agent_core::store::TaskFilter { limit: 100, ..Default::default() };
+    let (local, _) = store.tasks(&filter).unwrap();
+    assert_eq!(summary(&local), want, "the agent's database");
+}
+
+// (h) Claude Code writes its transcript on its own schedule: a tool's `PreToolUse` and
+//     `PermissionRequest` hooks may run before the transcript holds the line of its `tool_use`
+//     (on a loaded machine they often do). The request is recorded right after the tool's
+//     `tool_start` all the same, the order a task the agent runs has. Driven by hand so that
+//     the worst order happens every time: the hooks through `flightdeck-agent hook`, the
+//     transcript written by the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_request_that_comes_before_its_tool_line_follows_its_tool_start() {
+    let s = Setup::new().await;
+    // No wait for a decision: each hook returns once the agent has taken it, and so the test
+    // knows the request was taken before the tool's line is written.
+    let _agent = s.agent_with_env(s.relay.http(), &[("FLIGHTDECK_AGENT_HOOK_WAIT_SECS", "0")]);
+    s.wait_repo_known().await;
+    let dir = tempfile::tempdir().unwrap();
+    let transcript = dir.path().join("race-session.jsonl");
+    let tool_input = json!({"command": "touch made-by-claude.txt", "description": "scripted command"});
+    let hook = |event: &str| {
+        let input = json!({"session_id": "race-session", "transcript_path": transcript, "cwd": s.repo.path(),
+            "hook_event_name": event, "prompt": "make the file", "tool_name": "Bash", "tool_input": tool_input,
+            "tool_use_id": "toolu_01", "last_assistant_message": "Refused."});
+        let (_, stdout, code) = run_hook(s.agent_data.path(), &input);
+        assert_eq!((code, stdout.as_str()), (Some(0), ""), "{event}");
+    };
+    let append = |line: Value| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&transcript).unwrap();
+        writeln!(file, "{line}").unwrap();
+    };
+    let assistant = |id: &str, content: Value, stop: &str| {
+        json!({"type": "assistant", "uuid": id, "message": {"id": id, "role": "assistant", "content": [content],
+            "stop_reason": stop, "usage": {"input_tokens": 100, "output_tokens": 20}}})
+    };
+
+    hook("UserPromptSubmit");
+    // That hook returns before the agent has opened the turn: its lines wait for the task.
+    wait_external(&s, "the turn opens", |t| t.status == TaskStatus::Running).await;
+    append(json!({"type": "user", "message": {"role": "user", "content": "make the file"}}));
+    append(assistant("msg_1", json!({"type": "text", "text": "I will make the file."}), "tool_use"));
+    hook("PreToolUse");
+    hook("PermissionRequest");
+    // Only now the tool's line, its result (denied at the terminal) and the last answer.
+    append(assistant(
+        "msg_1",
+        json!({"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": tool_input}),
+        "tool_use",
+    ));
+    append(json!({"type": "user", "message": {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_01", "content": "denied at the terminal", "is_error": true}]}}));
+    append(assistant("msg_2", json!({"type": "text", "text": "Refused."}), "end_turn"));
+    hook("Stop");
+
+    let task = wait_external(&s, "the task completes", |t| t.status.is_terminal()).await;
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    // The task's state may reach the relay before its last events: wait for the final status.
+    let transcript = wait_event(&s, &task.id, "the final status", |e| {
+        matches!(e, TaskEvent::Status { status: TaskStatus::Completed, .. })
+    })
+    .await;
+    let kinds: Vec<String> = events_of(&transcript)
+        .iter()
+        .map(|e| match e {
+            TaskEvent::PermissionDecision { behavior, decided_by, .. } => {
+                format!("permission_decision {} by {decided_by:?}", behavior.as_str())
+            }
+            other => other.kind().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "status",
+            "user_message",
+            "chunk",
+            "tool_start",
+            "permission_request",
+            "permission_decision deny by Terminal",
+            "tool_done",
+            "chunk",
+            "usage",
+            "done",
+            "status"
+        ]
+    );
+}

@@ -387,7 +387,7 @@ pub(crate) struct Setup {
     pub(crate) relay: Relay,
     pub(crate) repo: tempfile::TempDir,
     pub(crate) agent_data: tempfile::TempDir,
-    home: tempfile::TempDir,
+    pub(crate) home: tempfile::TempDir,
 }
 
 impl Setup {

@@ -389,3 +389,100 @@ async fn error_pages_are_styled_and_every_page_has_an_icon() {
         assert!(body.contains(r#"<link rel="icon" href="/favicon.ico""#), "{page}: {body}");
     }
 }
+
+/// The routes `relay/src/lib.rs` declares, as `(method, path template)`: read from the source, so
+/// a route added there is walked by [`anonymous_callers_get_401_wherever_credentials_are_needed`]
+/// without anyone remembering to list it.
+fn declared_routes() -> Vec<(Method, String)> {
+    let source = include_str!("../../src/lib.rs");
+    let mut routes = Vec::new();
+    for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+        let path = line.trim_start_matches(".route(\"").split('"').next().unwrap().to_string();
+        let rest = &line[".route(\"".len() + path.len()..];
+        for (needle, method) in
+            [("get(", Method::GET), ("post(", Method::POST), ("put(", Method::PUT), ("delete(", Method::DELETE)]
+        {
+            let found = rest.match_indices(needle).any(|(i, _)| {
+                // `get(` but not `budget(`: the method is a word of its own.
+                i == 0 || !rest.as_bytes()[i - 1].is_ascii_alphanumeric()
+            });
+            if found {
+                routes.push((method, path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// Every route, asked without credentials: 401 wherever a key or session would be needed (never
+/// 403, which is for credentials without the right), the public answer elsewhere.
+#[tokio::test]
+async fn anonymous_callers_get_401_wherever_credentials_are_needed() {
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("pub", RepoState::Clean)], full: Some(true) }).await;
+    let owner = relay.keys.owner.clone();
+    eventually("the repo", || async {
+        let (_, r) = relay.get("/api/cockpit/repos", &owner).await;
+        (r["repos"].as_array().is_some_and(|r| !r.is_empty())).then_some(())
+    })
+    .await;
+    relay.set_hud("pub", true, true).await;
+    // What a route answers an anonymous caller when it is public (not 401).
+    #[rustfmt::skip]
+    let public: [(&str, &str, u16); 16] = [
+        ("GET", "/healthz", 200),
+        ("GET", "/metrics", 200),
+        ("POST", "/api/login", 400),
+        ("POST", "/api/logout", 204),
+        ("GET", "/login", 200),
+        ("GET", "/api/realtime", 101),
+        ("GET", "/api/hud/session", 200),
+        ("GET", "/", 200),
+        ("GET", "/hud", 200),
+        ("GET", "/hud/", 200),
+        ("GET", "/hud/{user}", 200),
+        ("GET", "/hud/{user}/", 200),
+        ("GET", "/hud/{user}/{repo}", 200),
+        ("GET", "/hud/{user}/{repo}/", 200),
+        ("GET", "/embed/{user}/{repo}", 200),
+        ("GET", "/assets/{file}", 404),
+    ];
+    let routes = declared_routes();
+    assert!(routes.len() >= 30, "the route list was read from lib.rs: {routes:?}");
+    let mut failures = Vec::new();
+    for (method, template) in &routes {
+        let path = template
+            .replace("{user}", "alice")
+            .replace("{repo}", "pub")
+            .replace("{request_id}", "req-1")
+            .replace("{name}", "SOME_SECRET")
+            .replace("{file}", "nothing.js")
+            .replace("{id}", "t-1");
+        let path = if path == "/api/hud/session" || path == "/api/hud/settings" {
+            format!("{path}?repo=alice/pub")
+        } else {
+            path
+        };
+        let got = if path == "/api/ws" || path == "/api/realtime" {
+            // The sockets, asked as sockets: a plain GET is refused before anyone is asked who
+            // they are.
+            ws_status(&relay, &path, None).await
+        } else {
+            let mut request = relay.http().request(method.clone(), relay.url(&path));
+            if *method != Method::GET {
+                request = request.json(&json!({}));
+            }
+            request.send().await.unwrap().status().as_u16()
+        };
+        let want = public
+            .iter()
+            .find(|(m, p, _)| *m == method.as_str() && p == template)
+            .map(|(_, _, status)| *status)
+            .unwrap_or(401);
+        if got != want {
+            failures.push(format!("{method} {path}: got {got}, want {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "anonymous callers:\n{}", failures.join("\n"));
+}

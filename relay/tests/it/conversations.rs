@@ -398,7 +398,7 @@ async fn viewers_and_anonymous_can_neither_decide_nor_reply() {
         let (status, answer) = relay.post(path, &relay.keys.viewer, body).await;
         assert_eq!((status, code(&answer)), (403, "forbidden"), "viewer key: {path}");
         let r = http.post(relay.url(path)).json(body).send().await.unwrap();
-        assert_eq!(r.status(), 403, "anonymous: {path}");
+        assert_eq!(r.status(), 401, "anonymous: {path}");
     }
 
     // Session cookies: a viewer's never; the owner's only from this origin.
