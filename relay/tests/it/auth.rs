@@ -228,8 +228,12 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
         }
         other => panic!("expected the HUD's shell task, got {other:?}"),
     }
-    let acp = json!({"repo": "alice/web", "prompt": "hi", "agent": "codex"});
-    let (status, body) = relay.post("/api/hud/start", &owner, &acp).await;
+    // `agent` is for executor acp only; acp without an agent says which field is missing.
+    let shell_agent = json!({"repo": "alice/web", "prompt": "hi", "executor": "shell", "agent": "codex"});
+    let (status, body) = relay.post("/api/hud/start", &owner, &shell_agent).await;
+    assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (400, Some("$.agent")), "{body}");
+    let acp_nobody = json!({"repo": "alice/web", "prompt": "hi", "executor": "acp"});
+    let (status, body) = relay.post("/api/hud/start", &owner, &acp_nobody).await;
     assert_eq!((status, body["error"]["details"][0]["path"].as_str()), (400, Some("$.agent")), "{body}");
     // The session says what the form may offer: what the agent reports running (this test
     // agent's capabilities are git and shell).
@@ -252,7 +256,9 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
         )
     );
     assert!(nonce.len() >= 32, "{nonce}");
-    assert_eq!(html.matches("<script").count(), 2, "{html}");
+    // The page's two inline scripts carry the nonce; the third is push.js, from the relay itself.
+    assert_eq!(html.matches("<script").count(), 3, "{html}");
+    assert_eq!(html.matches("<script src=\"/assets/push.js\" defer>").count(), 1, "{html}");
     assert_eq!(html.matches(&format!("<script nonce=\"{nonce}\">")).count(), 1, "{html}");
     assert_eq!(html.matches(&format!("<script type=\"module\" nonce=\"{nonce}\">")).count(), 1, "{html}");
     let again = relay.http().get(relay.url("/hud/alice/web")).send().await.unwrap();
@@ -430,7 +436,7 @@ async fn anonymous_callers_get_401_wherever_credentials_are_needed() {
     relay.set_hud("pub", true, true).await;
     // What a route answers an anonymous caller when it is public (not 401).
     #[rustfmt::skip]
-    let public: [(&str, &str, u16); 16] = [
+    let public: [(&str, &str, u16); 21] = [
         ("GET", "/healthz", 200),
         ("GET", "/metrics", 200),
         ("POST", "/api/login", 400),
@@ -447,6 +453,12 @@ async fn anonymous_callers_get_401_wherever_credentials_are_needed() {
         ("GET", "/hud/{user}/{repo}/", 200),
         ("GET", "/embed/{user}/{repo}", 200),
         ("GET", "/assets/{file}", 404),
+        ("GET", "/favicon.ico", 200),
+        ("GET", "/sw.js", 200),
+        ("GET", "/manifest.webmanifest", 200),
+        ("GET", "/api/push/key", 200),
+        // The notification's token is the credential: a body without one is a bad request.
+        ("POST", "/api/push/act", 400),
     ];
     let routes = declared_routes();
     assert!(routes.len() >= 30, "the route list was read from lib.rs: {routes:?}");
