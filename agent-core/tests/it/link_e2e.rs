@@ -796,6 +796,7 @@ pub(crate) async fn rest_transcript(relay: &Relay, id: &str) -> Vec<SeqEvent> {
 /// `seq` arrives once and in order at the relay, in both viewers and over REST.
 async fn burst_arrives_whole(lines: u32, command: &str, expected: impl Fn(u32) -> String) {
     const WITHIN: Duration = Duration::from_secs(240);
+    let _turn = crate::support::throughput_test().await;
     let s = Setup::new().await;
     let _agent = s.agent(s.relay.http(), None);
     s.wait_repo_known().await;

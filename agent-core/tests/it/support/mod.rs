@@ -159,6 +159,15 @@ impl Harness {
 }
 
 /// Waits until `condition` holds, checking every 20 ms; panics with `what` at the deadline.
+/// Held by a test that measures throughput on its own processes (an agent, a relay and a
+/// viewer pushing a burst as fast as they can): two of them at once on this machine's two cores
+/// each ran at a third of its speed, and one missed its deadline. They take turns; the other
+/// tests still run beside them.
+pub async fn throughput_test() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 pub async fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !condition() {
