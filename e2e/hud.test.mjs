@@ -1104,7 +1104,8 @@ test('UI polish: long alerts get the width, a call waiting for permission is not
   const context = await ownerContext();
   const page = await context.newPage();
   await page.setViewportSize({ width: 1280, height: 900 });
-  await page.goto('/hud/alice/polish');
+  // The two tasks of this repo may share a creation millisecond: name the one to show.
+  await page.goto(`/hud/alice/polish?task=${task.id}`);
   const tool = page.locator('.tool[data-tool-id="toolu_polish"]');
   await tool.locator('[data-testid="awaiting-permission"]').waitFor({ timeout: 10000 });
   assert.equal(await tool.getAttribute('data-state'), 'asking');

@@ -276,7 +276,7 @@ fn render_page(page: &AppPage<'_>, bundle_present: bool, nonce: &str) -> String 
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\n\
          <link rel=\"manifest\" href=\"/manifest.webmanifest\">\n<meta name=\"theme-color\" content=\"{THEME_BACKGROUND}\">\n\
          <link rel=\"apple-touch-icon\" href=\"/assets/web-192.png\">\n\
-         <script src=\"/assets/push.js\" defer></script>\n\
+         <script src=\"/assets/push.js\" async></script>\n\
          <script nonce=\"{nonce}\">{early}\nwindow.{global} = {context};</script>\n</head>\n<body>\n{notice}\
          <div id=\"app\"></div>\n<script type=\"module\" nonce=\"{nonce}\">import init from \"/assets/flightdeck_ui.js\"; \
          init();</script>\n</body>\n</html>\n",
@@ -580,7 +580,7 @@ mod tests {
             DashboardContext { username: "alice".into(), is_owner: true, ws_url: "ws://x/api/realtime".into() };
         let html = render_page(&AppPage::Dashboard(&context), true, "n0nce");
         assert!(html.contains("<link rel=\"manifest\" href=\"/manifest.webmanifest\">"), "{html}");
-        assert!(html.contains("<script src=\"/assets/push.js\" defer></script>"), "{html}");
+        assert!(html.contains("<script src=\"/assets/push.js\" async></script>"), "{html}");
     }
 
     #[test]

@@ -117,6 +117,14 @@
     test: () => api('POST', '/api/push/test'),
   };
 
-  // The worker is what makes the HUD installable and usable offline; register it on every page.
-  if (supported) register().catch(() => undefined);
+  // The worker is what makes the web app installable and usable offline: the dashboard (where
+  // the app starts) registers it once the page has loaded, so that installing it never
+  // competes with the page's own bundle; `enable` registers it wherever it is called.
+  if (supported) {
+    const later = () => {
+      if (window.DASHBOARD_CONTEXT) register().catch(() => undefined);
+    };
+    if (document.readyState === 'complete') later();
+    else window.addEventListener('load', later, { once: true });
+  }
 })();

@@ -1,8 +1,7 @@
 // Flightdeck's service worker (SPEC 13), served by the relay at /sw.js with scope /.
 //
-// - Offline shell: pages and the ui bundle come from the network first; when the network is
-//   gone, the last copy of the bundle is used and a page says the relay cannot be reached.
-//   The API is never cached.
+// - Offline shell: pages come from the network (with navigation preload); when the network is
+//   gone, a page says the relay cannot be reached. Nothing else is cached or passed through.
 // - Push: each message is the relay's JSON payload (decrypted by the browser). `needs_input`
 //   shows Allow/Deny actions (where the platform shows actions) and is tagged with its request
 //   id; `resolved` closes the notification of that request on this device (it was decided
@@ -10,9 +9,10 @@
 //   tap on the body focuses a window of the relay on the notification's url, or opens one.
 'use strict';
 
-const CACHE = 'flightdeck-shell-v1';
-const SHELL = ['/assets/style.css', '/assets/flightdeck_ui.js', '/assets/flightdeck_ui_bg.wasm', '/assets/push.js',
-  '/assets/web-192.png'];
+const CACHE = 'flightdeck-shell-v2';
+// What the offline page needs, kept at install. Nothing else goes through this worker: a page
+// and its bundle (a megabyte of wasm) load straight from the relay, as fast as without a worker.
+const SHELL = ['/assets/style.css', '/assets/web-192.png'];
 const OFFLINE_PAGE = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Offline · Flightdeck</title>
 <link rel="stylesheet" href="/assets/style.css"></head><body><main class="error-page">
@@ -27,32 +27,31 @@ self.addEventListener('install', (event) => {
 });
 
 self.addEventListener('activate', (event) => {
-  event.waitUntil(caches.keys()
-    .then((names) => Promise.all(names.filter((n) => n !== CACHE).map((n) => caches.delete(n))))
-    .then(() => self.clients.claim()));
+  event.waitUntil(Promise.all([
+    caches.keys().then((names) => Promise.all(names.filter((n) => n !== CACHE).map((n) => caches.delete(n)))),
+    // The browser starts a navigation's request while this worker wakes up.
+    self.registration.navigationPreload ? self.registration.navigationPreload.enable() : undefined,
+  ]).then(() => self.clients.claim()));
 });
 
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
-  if (request.method !== 'GET' || url.origin !== self.location.origin || url.pathname.startsWith('/api/')) {
-    return; // the browser does what it always does
-  }
+  if (request.method !== 'GET' || url.origin !== self.location.origin) return;
   if (request.mode === 'navigate') {
-    event.respondWith(fetch(request).catch(() =>
-      new Response(OFFLINE_PAGE, { status: 503, headers: { 'Content-Type': 'text/html; charset=utf-8' } })));
+    event.respondWith((async () => {
+      try {
+        return (await event.preloadResponse) || await fetch(request);
+      } catch (_) {
+        return new Response(OFFLINE_PAGE, { status: 503, headers: { 'Content-Type': 'text/html; charset=utf-8' } });
+      }
+    })());
     return;
   }
-  if (url.pathname.startsWith('/assets/')) {
-    // Network first (the relay says no-cache: a new bundle shows at once), the last copy offline.
-    event.respondWith(fetch(request).then((response) => {
-      if (response.ok) {
-        const copy = response.clone();
-        caches.open(CACHE).then((cache) => cache.put(request, copy)).catch(() => undefined);
-      }
-      return response;
-    }).catch(() => caches.match(request).then((hit) => hit || Response.error())));
+  if (SHELL.includes(url.pathname)) {
+    event.respondWith(fetch(request).catch(() => caches.match(request).then((hit) => hit || Response.error())));
   }
+  // Anything else: the browser fetches it itself.
 });
 
 /** Shows one push message (the relay's payload), or closes what a `resolved` one names. */

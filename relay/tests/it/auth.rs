@@ -258,7 +258,7 @@ async fn hud_pages_carry_their_context_and_frame_policy() {
     assert!(nonce.len() >= 32, "{nonce}");
     // The page's two inline scripts carry the nonce; the third is push.js, from the relay itself.
     assert_eq!(html.matches("<script").count(), 3, "{html}");
-    assert_eq!(html.matches("<script src=\"/assets/push.js\" defer>").count(), 1, "{html}");
+    assert_eq!(html.matches("<script src=\"/assets/push.js\" async>").count(), 1, "{html}");
     assert_eq!(html.matches(&format!("<script nonce=\"{nonce}\">")).count(), 1, "{html}");
     assert_eq!(html.matches(&format!("<script type=\"module\" nonce=\"{nonce}\">")).count(), 1, "{html}");
     let again = relay.http().get(relay.url("/hud/alice/web")).send().await.unwrap();
