@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import { ROOT, until, freePort } from './lib/relay.mjs';
-import { MessagesApi } from './lib/messages-api.mjs';
+import { ScriptedApi, textTurn } from './lib/scripted-api.mjs';
 
 const TOOLS_BIN = path.join(ROOT, 'tools/node_modules/.bin');
 
@@ -102,7 +102,7 @@ async function events(port, owner, id) {
 test('./dev run: a Claude task started from the HUD runs the Claude Code CLI ./dev installed in tools/', async () => {
   assert.ok(fs.existsSync(path.join(TOOLS_BIN, 'claude')), 'the Claude Code CLI is not installed: run `npm ci` in tools/');
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fd-dev-run-'));
-  const llm = await MessagesApi.start(['Hello from the dev run.']);
+  const llm = await ScriptedApi.start([textTurn('msg_1', ['Hello from the dev run.'])]);
   const port = await freePort();
   const run = await devRun({ repo: gitRepo(path.join(tmp, 'project')), home: path.join(tmp, 'home'),
     data: path.join(tmp, 'data'), port, api: llm });
@@ -123,7 +123,7 @@ test('./dev run: a Claude task started from the HUD runs the Claude Code CLI ./d
 
 test('./dev run: a Claude task whose CLI cannot start ends failed at the relay, with why, and cannot be replied to', async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fd-dev-run-'));
-  const llm = await MessagesApi.start([]);
+  const llm = await ScriptedApi.start([]);
   const port = await freePort();
   const missing = path.join(tmp, 'no-such-claude');
   const run = await devRun({ repo: gitRepo(path.join(tmp, 'project')), home: path.join(tmp, 'home'),

@@ -1,5 +1,5 @@
 // A scripted Anthropic Messages API on 127.0.0.1:0 for the real Claude Code CLI, in the e2e
-// tests (the Rust tests have agent-core/tests/it/support/scripted_api.rs). Each streaming
+// tests (./dev run's and push's) (the Rust tests have agent-core/tests/it/support/scripted_api.rs). Each streaming
 // `POST /v1/messages` gets the next turn of the script as server-sent events; whatever else the
 // CLI asks (non-streaming messages, count_tokens, probes) gets a harmless answer.
 import http from 'node:http';
