@@ -154,17 +154,8 @@ pub async fn run(ctx: ExecContext, events: mpsc::Sender<TaskEvent>, input: mpsc:
         Ending::Eof => None,
     };
     // stdout is closed (or the turn is over): reap the agent, still stoppable.
-    let status = tokio::select! {
-        status = child.child.wait() => status,
-        _ = ctx.stop.cancelled() => {
-            let _ = child.terminate(ctx.kill_grace).await;
-            return ExecOutcome::Stopped;
-        }
-    };
-    child.kill_leftovers();
-    let tail = match tokio::time::timeout(Duration::from_secs(2), stderr_tail).await {
-        Ok(Ok(tail)) => tail,
-        _ => String::new(),
+    let Some((status, tail)) = child.reap(&ctx.stop, ctx.kill_grace, stderr_tail).await else {
+        return ExecOutcome::Stopped;
     };
     if let Some(outcome) = outcome {
         if let ExecOutcome::Failed { error } = &outcome {

@@ -302,17 +302,8 @@ pub async fn run(
     drop(stdin);
 
     // stdout is closed: the CLI is exiting. Reap it (still stoppable: a hung exit is killed).
-    let status = tokio::select! {
-        status = child.child.wait() => status,
-        _ = ctx.stop.cancelled() => {
-            let _ = child.terminate(ctx.kill_grace).await;
-            return ExecOutcome::Stopped;
-        }
-    };
-    child.kill_leftovers();
-    let tail = match tokio::time::timeout(Duration::from_secs(2), stderr_tail).await {
-        Ok(Ok(tail)) => tail,
-        _ => String::new(),
+    let Some((status, tail)) = child.reap(&ctx.stop, ctx.kill_grace, stderr_tail).await else {
+        return ExecOutcome::Stopped;
     };
     if let Some(ending) = ending {
         return ending;

@@ -70,6 +70,30 @@ impl GroupChild {
 
     /// Kills whatever the finished leader left running in its group: a task's processes
     /// never outlive it.
+    /// Reaps the leader once its output has closed, still stoppable (a hung exit is killed when
+    /// `stop` fires: `None`), kills what it left in its group, and takes the stderr tail the
+    /// drain gathered (waiting at most 2 s more for it).
+    pub async fn reap(
+        &mut self,
+        stop: &tokio_util::sync::CancellationToken,
+        grace: Duration,
+        stderr_tail: tokio::task::JoinHandle<String>,
+    ) -> Option<(io::Result<ExitStatus>, String)> {
+        let status = tokio::select! {
+            status = self.child.wait() => status,
+            _ = stop.cancelled() => {
+                let _ = self.terminate(grace).await;
+                return None;
+            }
+        };
+        self.kill_leftovers();
+        let tail = match tokio::time::timeout(Duration::from_secs(2), stderr_tail).await {
+            Ok(Ok(tail)) => tail,
+            _ => String::new(),
+        };
+        Some((status, tail))
+    }
+
     pub fn kill_leftovers(&self) {
         signal_group(self.pgid, libc::SIGKILL);
     }
