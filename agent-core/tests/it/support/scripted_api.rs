@@ -59,18 +59,8 @@ impl ScriptedApi {
             })
             // Like the real API (32 MB), not axum's 2 MB default.
             .layer(axum::extract::DefaultBodyLimit::max(32 << 20));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        ScriptedApi { url, requests, _shutdown: tx }
+        let (addr, shutdown) = serve(app).await;
+        ScriptedApi { url: format!("http://{addr}"), requests, _shutdown: shutdown }
     }
 
     /// The streaming message requests made so far.
@@ -139,7 +129,25 @@ fn answer(state: State, method: Method, uri: Uri, body: Bytes) -> Response {
     }
 }
 
-fn sse(events: Vec<Value>, hang: bool) -> Response {
+/// Serves `app` on 127.0.0.1:0 until the returned sender is dropped (the scripted model APIs).
+pub async fn serve(app: Router) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, tx)
+}
+
+/// `events` as server-sent events (each named by its `type`), then the end of the response, or
+/// nothing more ever when `hang`.
+pub fn sse(events: Vec<Value>, hang: bool) -> Response {
     let frames: Vec<Result<Bytes, Infallible>> = events
         .into_iter()
         .map(|e| Ok(Bytes::from(format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))))

@@ -5,14 +5,12 @@
 //! without completing and hang, for cancel tests. Anything else is answered 404 and logged, so a
 //! new Codex version calling something new shows up in the test output.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::http::{Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Router;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 /// One answer: its SSE events, and whether the response then hangs (never completes).
@@ -45,7 +43,7 @@ impl ScriptedResponses {
                     }
                     seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
                     match turns.lock().unwrap().pop_front() {
-                        Some(turn) => sse(turn),
+                        Some(turn) => super::scripted_api::sse(turn.events, turn.hang),
                         None => (
                             StatusCode::BAD_REQUEST,
                             axum::Json(json!({"error": {"message": "the script is exhausted"}})),
@@ -55,34 +53,9 @@ impl ScriptedResponses {
                 }
             })
             .layer(axum::extract::DefaultBodyLimit::max(32 << 20));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        ScriptedResponses { url, requests, _shutdown: tx }
+        let (addr, shutdown) = super::scripted_api::serve(app).await;
+        ScriptedResponses { url: format!("http://{addr}/v1"), requests, _shutdown: shutdown }
     }
-}
-
-fn sse(turn: Turn) -> Response {
-    let frames: Vec<Result<Bytes, Infallible>> = turn
-        .events
-        .into_iter()
-        .map(|e| Ok(Bytes::from(format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))))
-        .collect();
-    let stream = futures_util::stream::iter(frames);
-    let body = if turn.hang {
-        Body::from_stream(stream.chain(futures_util::stream::pending()))
-    } else {
-        Body::from_stream(stream)
-    };
-    Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
 }
 
 /// An assistant message streamed in `parts`.
