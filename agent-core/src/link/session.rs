@@ -354,10 +354,21 @@ impl Worker {
             .map_err(store_failed)?
             .map_err(store_failed)?;
             let Some(task) = outgoing else { continue };
-            self.feed_task(socket, &task).await?;
-            self.resend_events(socket, &task.id, relay_seq, &mut sent).await?;
-            if let Some(result) = task_result(&task) {
-                feed(socket, &result).await?;
+            if task.status.is_terminal() {
+                // The relay shows a task ended only once its transcript is whole: the events go
+                // first, the final state after them. A task it has never seen is announced as
+                // running first, since the relay takes no events for a task it does not know.
+                if !last_seqs.contains_key(&task.id) {
+                    let mut opening = task.clone();
+                    opening.status = TaskStatus::Running;
+                    opening.finished_at = None;
+                    self.feed_task(socket, &opening).await?;
+                }
+                self.resend_events(socket, &task.id, relay_seq, &mut sent).await?;
+                self.feed_task(socket, &task).await?;
+            } else {
+                self.feed_task(socket, &task).await?;
+                self.resend_events(socket, &task.id, relay_seq, &mut sent).await?;
             }
         }
         for alert in alerts.into_iter().rev() {

@@ -605,6 +605,50 @@ async fn relay_killed_mid_task_loses_nothing() {
     assert_eq!(events.len() as u64, task.last_seq);
 }
 
+// c2. A task that ends while the relay is down: when the agent is back, the relay shows the task
+//     ended only once it holds the whole transcript (a client reading the events of an ended task
+//     gets them all), at every moment it can be asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_ended_offline_is_shown_ended_only_with_its_whole_transcript() {
+    const LINES: u64 = 5000;
+    let mut s = Setup::new().await;
+    let _agent = s.agent(s.relay.http(), None);
+    s.wait_repo_known().await;
+    let go = s.home.path().join("go");
+    let command = format!("while [ ! -e '{}' ]; do sleep 0.02; done; seq 1 {LINES}", go.display());
+    let id = s.post_shell(&command).await;
+    s.relay.wait_task(&id, "running", |t| t.status == TaskStatus::Running).await;
+    s.relay.kill();
+    std::fs::write(&go, "").unwrap();
+    let store = flightdeck_agent_core::store::Store::open(s.agent_data.path()).unwrap();
+    let ended = eventually("the task ended on the agent", || async {
+        match store.task(&id).unwrap() {
+            Some(t) if t.status.is_terminal() => Ok(t),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(ended.status, TaskStatus::Completed);
+    s.relay.restart().await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let task = eventually("the relay has the task ended", || async {
+        let task = s.relay.task(&id).await;
+        seen.lock().unwrap().push((task.status, task.last_seq));
+        if task.status.is_terminal() {
+            Ok(task)
+        } else {
+            Err(format!("{task:?}"))
+        }
+    })
+    .await;
+    assert_eq!(task.last_seq, ended.last_seq, "ended at the relay before its transcript was whole; seen {:?}", seen.lock().unwrap());
+    assert!(ended.last_seq > LINES / 10, "the transcript has many events: {}", ended.last_seq);
+    let mut viewer = Viewer::connect(&s.relay, &[format!("task:{id}")]).await;
+    let (_, events) = viewer.follow_task(&id).await;
+    assert_whole(&events);
+    assert_eq!(events.len() as u64, ended.last_seq);
+}
+
 /// A TCP proxy that can cut every connection and refuse new ones, then heal.
 struct Proxy {
     port: u16,
