@@ -641,7 +641,12 @@ async fn a_task_that_ended_offline_is_shown_ended_only_with_its_whole_transcript
         }
     })
     .await;
-    assert_eq!(task.last_seq, ended.last_seq, "ended at the relay before its transcript was whole; seen {:?}", seen.lock().unwrap());
+    assert_eq!(
+        task.last_seq,
+        ended.last_seq,
+        "ended at the relay before its transcript was whole; seen {:?}",
+        seen.lock().unwrap()
+    );
     assert!(ended.last_seq > LINES / 10, "the transcript has many events: {}", ended.last_seq);
     let mut viewer = Viewer::connect(&s.relay, &[format!("task:{id}")]).await;
     let (_, events) = viewer.follow_task(&id).await;
