@@ -12,6 +12,7 @@
 //! - [`backend`]: REST calls to the relay, or Tauri commands, behind one enum.
 //! - [`tauri`]: `window.__TAURI_INTERNALS__` invoke and event listening.
 //! - [`env`]: which mode the page is in.
+//! - [`js`]: helpers over `wasm_bindgen` shared by the modules that call JavaScript.
 //! - [`hooks`], [`components`]: the views (yew function components, one per file).
 //!
 //! The UI never builds JSON by hand: everything on the wire is a `flightdeck-protocol` type.
@@ -22,6 +23,7 @@ pub mod components;
 pub mod connection;
 pub mod env;
 pub mod hooks;
+pub mod js;
 pub mod markdown;
 pub mod patch;
 pub mod permission;

@@ -7,7 +7,7 @@
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::backend::js_message;
+use crate::js::js_message;
 
 /// What a notification can be about (SPEC 13 `kinds`), with the words the panel shows.
 pub const KINDS: [(&str, &str); 3] =

@@ -22,7 +22,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::backend::js_message;
+use crate::js::js_message;
 
 pub use flightdeck_protocol::desktop::{commands, CockpitFocus, FOCUS_EVENT, REALTIME_EVENT};
 
