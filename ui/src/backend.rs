@@ -24,12 +24,15 @@ pub enum Backend {
     Tauri,
 }
 
-/// A request that did not succeed.
+/// A request that did not succeed. Views match on `code`, never on `status`: the desktop's
+/// commands have codes but no HTTP status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    /// The HTTP status, when there was an answer.
+    /// The HTTP status, when the relay answered.
     pub status: Option<u16>,
-    /// The relay's error code (`not_resumable`, `turn_in_progress` ...), when it sent one.
+    /// Why, as the relay or the local agent says it: one of
+    /// `flightdeck_protocol::desktop::error_codes` (`not_pending`, `turn_in_progress` ...), when
+    /// it sent one.
     pub code: Option<String>,
     pub message: String,
 }
@@ -37,6 +40,19 @@ pub struct Failure {
 impl Failure {
     fn network(e: JsValue) -> Failure {
         Failure { status: None, code: None, message: format!("network error: {}", js_message(&e)) }
+    }
+
+    /// A relay's answer outside 2xx: its `{"error": {code, message}}`, or just the status.
+    pub fn from_http(status: u16, body: &str) -> Failure {
+        match serde_json::from_str::<ApiError>(body) {
+            Ok(e) => Failure { status: Some(status), code: Some(e.error.code), message: e.error.message },
+            Err(_) => Failure { status: Some(status), code: None, message: format!("HTTP {status}") },
+        }
+    }
+
+    /// Whether the relay or the local agent gave this code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
     }
 
     /// The caller may not do this: polling stops instead of retrying (401, 403, 404).
@@ -47,6 +63,16 @@ impl Failure {
     /// There was an answer: the API is reachable, whatever it said.
     pub fn reached_server(&self) -> bool {
         self.status.is_some()
+    }
+}
+
+/// A command's failure: the shell's code and message, or what went wrong on the way.
+impl From<tauri::InvokeError> for Failure {
+    fn from(e: tauri::InvokeError) -> Failure {
+        match e {
+            tauri::InvokeError::Command(e) => Failure { status: None, code: Some(e.code), message: e.message },
+            tauri::InvokeError::Other(message) => Failure { status: None, code: None, message },
+        }
     }
 }
 
@@ -93,11 +119,7 @@ impl Backend {
             Err(_) => String::new(),
         };
         if !(200..300).contains(&status) {
-            let (code, message) = match serde_json::from_str::<ApiError>(&text) {
-                Ok(e) => (Some(e.error.code), e.error.message),
-                Err(_) => (None, format!("HTTP {status}")),
-            };
-            return Err(Failure { status: Some(status), code, message });
+            return Err(Failure::from_http(status, &text));
         }
         serde_json::from_str(&text).map_err(|e| Failure {
             status: Some(status),
@@ -107,7 +129,7 @@ impl Backend {
     }
 
     async fn call<A: Serialize, T: DeserializeOwned>(&self, command: &str, args: &A) -> Result<T, Failure> {
-        tauri::invoke(command, args).await.map_err(|message| Failure { status: None, code: None, message })
+        tauri::invoke(command, args).await.map_err(Failure::from)
     }
 
     /// Whether the API answers at all (`GET /healthz`, or the `health` command).
@@ -164,8 +186,9 @@ impl Backend {
         }
     }
 
-    /// Decides a pending permission request (SPEC 8); answers the task's state. A 409 means
-    /// the request is no longer pending (someone else decided, or the task ended).
+    /// Decides a pending permission request (SPEC 8); answers the task's state. The code
+    /// `not_pending` means the request is no longer pending (someone else decided, or the task
+    /// ended).
     pub async fn decide(&self, task_id: &str, request_id: &str, decision: &DecisionRequest) -> Result<Task, Failure> {
         match self {
             Backend::Relay { .. } => self

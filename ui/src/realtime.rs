@@ -276,10 +276,10 @@ impl Inner {
         }
         if self.config.ws_url.is_none() {
             spawn_local(async move {
-                let r: Result<serde_json::Value, String> =
+                let r: Result<serde_json::Value, tauri::InvokeError> =
                     tauri::invoke(tauri::commands::REALTIME_SUBSCRIBE, &tauri::SubscribeArgs { topics }).await;
                 if let Err(e) = r {
-                    web_sys::console::warn_1(&JsValue::from_str(&e));
+                    web_sys::console::warn_1(&JsValue::from_str(&e.to_string()));
                 }
             });
             return;

@@ -100,23 +100,53 @@ fn method(object: &JsValue, name: &str) -> Result<js_sys::Function, String> {
         .map_err(|_| format!("__TAURI_INTERNALS__.{name} is not a function"))
 }
 
-async fn invoke_raw(command: &str, args: JsValue) -> Result<JsValue, String> {
+/// Why a command did not answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InvokeError {
+    /// The shell refused it: its `CommandError`, whose code the views match on.
+    Command(CommandError),
+    /// Anything else: no shell, a JS exception, an answer that does not decode.
+    Other(String),
+}
+
+impl InvokeError {
+    /// A rejection, as JSON text when it has one: the shell's `CommandError`, or else `other`.
+    pub fn from_rejection(json: Option<&str>, other: impl FnOnce() -> String) -> InvokeError {
+        match json.and_then(|s| serde_json::from_str::<CommandError>(s).ok()) {
+            Some(error) => InvokeError::Command(error),
+            None => InvokeError::Other(other()),
+        }
+    }
+}
+
+impl From<String> for InvokeError {
+    fn from(message: String) -> InvokeError {
+        InvokeError::Other(message)
+    }
+}
+
+impl std::fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvokeError::Command(e) => f.write_str(&e.message),
+            InvokeError::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+async fn invoke_raw(command: &str, args: JsValue) -> Result<JsValue, InvokeError> {
     let internals = internals()?;
     let invoke = method(&internals, "invoke")?;
     let promise = invoke.call2(&internals, &JsValue::from_str(command), &args).map_err(|e| js_message(&e))?;
-    JsFuture::from(promise.dyn_into::<js_sys::Promise>().map_err(|_| "invoke did not return a promise")?)
+    JsFuture::from(promise.dyn_into::<js_sys::Promise>().map_err(|_| "invoke did not return a promise".to_string())?)
         .await
         .map_err(|e| command_error(&e))
 }
 
-/// A rejected command: the shell's `CommandError` as "message (code)", or whatever JS threw.
-fn command_error(e: &JsValue) -> String {
-    js_sys::JSON::stringify(e)
-        .ok()
-        .and_then(|s| s.as_string())
-        .and_then(|s| serde_json::from_str::<CommandError>(&s).ok())
-        .map(|c| format!("{} ({})", c.message, c.code))
-        .unwrap_or_else(|| js_message(e))
+/// A rejected command: the shell's `CommandError`, or whatever JS threw.
+fn command_error(e: &JsValue) -> InvokeError {
+    let json = js_sys::JSON::stringify(e).ok().and_then(|s| s.as_string());
+    InvokeError::from_rejection(json.as_deref(), || js_message(e))
 }
 
 fn to_js<A: Serialize>(args: &A) -> Result<JsValue, String> {
@@ -125,14 +155,14 @@ fn to_js<A: Serialize>(args: &A) -> Result<JsValue, String> {
 }
 
 /// Calls a command and decodes its answer with the protocol's types.
-pub async fn invoke<A: Serialize, T: DeserializeOwned>(command: &str, args: &A) -> Result<T, String> {
+pub async fn invoke<A: Serialize, T: DeserializeOwned>(command: &str, args: &A) -> Result<T, InvokeError> {
     let value = invoke_raw(command, to_js(args)?).await?;
     let text = if value.is_undefined() {
         "null".to_string()
     } else {
         js_sys::JSON::stringify(&value).map_err(|e| js_message(&e))?.as_string().unwrap_or_default()
     };
-    serde_json::from_str(&text).map_err(|e| format!("{command}: {e}"))
+    serde_json::from_str(&text).map_err(|e| InvokeError::Other(format!("{command}: {e}")))
 }
 
 /// A listener for a Tauri event; dropping it stops listening.
@@ -143,7 +173,7 @@ pub struct Listener {
 }
 
 /// Listens to `event`, calling `on_payload` with each payload as JSON text.
-pub async fn listen(event: &str, mut on_payload: impl FnMut(String) + 'static) -> Result<Listener, String> {
+pub async fn listen(event: &str, mut on_payload: impl FnMut(String) + 'static) -> Result<Listener, InvokeError> {
     let internals = internals()?;
     let callback = Closure::<dyn FnMut(JsValue)>::new(move |message: JsValue| {
         let payload = js_sys::Reflect::get(&message, &JsValue::from_str("payload")).unwrap_or(JsValue::NULL);

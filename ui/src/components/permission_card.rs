@@ -1,4 +1,5 @@
 use flightdeck_protocol::api::DecisionRequest;
+use flightdeck_protocol::desktop::error_codes;
 use flightdeck_protocol::event::{Behavior, DecidedBy};
 use flightdeck_protocol::TaskStatus;
 use serde_json::Value;
@@ -7,12 +8,22 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::Shared;
+use crate::backend::Failure;
 use crate::hooks::use_app;
 use crate::permission::{
     all_answered, answers_input, choose, extra_note, input_view, DiffLine, InputView, Question, MAX_DIFF_LINES,
 };
 use crate::state::Action;
 use crate::transcript::{Decision, Item, PermissionCall};
+
+/// What the card says when a decision was refused: by its code, whichever backend answered.
+fn decide_notice(e: &Failure) -> String {
+    if e.has_code(error_codes::NOT_PENDING) {
+        format!("That request was already decided, or its task ended ({e}).")
+    } else {
+        format!("Could not send the decision: {e}")
+    }
+}
 
 #[derive(Properties, PartialEq)]
 pub struct PermissionCardProps {
@@ -65,12 +76,7 @@ pub fn permission_card(props: &PermissionCardProps) -> Html {
                     }
                     Err(e) => {
                         sending.set(Sending::Idle);
-                        let notice = if e.status == Some(409) {
-                            "That request was already decided, or its task ended.".to_string()
-                        } else {
-                            format!("Could not send the decision: {e}")
-                        };
-                        dispatch.dispatch(Action::Notice(Some(notice)));
+                        dispatch.dispatch(Action::Notice(Some(decide_notice(&e))));
                     }
                 }
             });
@@ -296,5 +302,35 @@ fn outcome(decision: &Decision) -> Html {
             <strong>{ verb }</strong>{ by }
             if let Some(m) = &decision.message { { ": " }<span class="perm-message">{ m }</span> }
         </p>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tauri::InvokeError;
+    use flightdeck_protocol::desktop::CommandError;
+
+    #[test]
+    fn a_decision_too_late_says_so_from_either_backend() {
+        // The relay's 409 body, and the desktop's command error (no HTTP status): one notice.
+        let relay = Failure::from_http(409, r#"{"error":{"code":"not_pending","message":"the task is completed"}}"#);
+        assert_eq!(
+            decide_notice(&relay),
+            "That request was already decided, or its task ended (the task is completed)."
+        );
+        let desktop = Failure::from(InvokeError::Command(CommandError {
+            code: "not_pending".into(),
+            message: "no permission request r1 is pending on task t1".into(),
+        }));
+        assert_eq!(desktop.status, None);
+        assert_eq!(
+            decide_notice(&desktop),
+            "That request was already decided, or its task ended (no permission request r1 is pending on task t1)."
+        );
+        // Any other failure says what went wrong, from either backend.
+        assert_eq!(decide_notice(&Failure::from_http(502, "bad gateway")), "Could not send the decision: HTTP 502");
+        let thrown = Failure::from(InvokeError::from_rejection(Some("\"boom\""), || "boom".into()));
+        assert_eq!(decide_notice(&thrown), "Could not send the decision: boom");
     }
 }

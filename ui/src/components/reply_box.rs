@@ -1,11 +1,24 @@
 use flightdeck_protocol::api::ReplyRequest;
+use flightdeck_protocol::desktop::error_codes;
 use flightdeck_protocol::TaskStatus;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlTextAreaElement;
 use yew::prelude::*;
 
+use crate::backend::Failure;
 use crate::hooks::use_app;
 use crate::state::Action;
+
+/// What the box says when a reply was refused: by its code, whichever backend answered.
+fn reply_notice(e: &Failure) -> String {
+    if e.has_code(error_codes::TURN_IN_PROGRESS) {
+        "A turn of this conversation is still running; reply once it has ended.".to_string()
+    } else if e.has_code(error_codes::NOT_RESUMABLE) {
+        format!("This conversation cannot be continued: {e}")
+    } else {
+        format!("Could not send the reply: {e}")
+    }
+}
 
 #[derive(Properties, PartialEq)]
 pub struct ReplyBoxProps {
@@ -52,14 +65,7 @@ pub fn reply_box(props: &ReplyBoxProps) -> Html {
                         text.set(String::new());
                     }
                     Err(e) => {
-                        let notice = if e.code.as_deref() == Some("turn_in_progress") {
-                            "A turn of this conversation is still running; reply once it has ended.".to_string()
-                        } else if e.code.as_deref() == Some("not_resumable") {
-                            format!("This conversation cannot be continued: {e}")
-                        } else {
-                            format!("Could not send the reply: {e}")
-                        };
-                        dispatch.dispatch(Action::Notice(Some(notice)));
+                        dispatch.dispatch(Action::Notice(Some(reply_notice(&e))));
                     }
                 }
                 sending.set(false);
@@ -84,5 +90,34 @@ pub fn reply_box(props: &ReplyBoxProps) -> Html {
                 <span id="reply-hint" class="muted" aria-live="polite">{ hint }</span>
             </div>
         </form>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tauri::InvokeError;
+
+    #[test]
+    fn a_refused_reply_says_why_from_either_backend() {
+        let relay = |code: &str, message: &str| {
+            let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+            Failure::from_http(409, &body)
+        };
+        let desktop = |code: &str, message: &str| {
+            let json = format!(r#"{{"code":"{code}","message":"{message}"}}"#);
+            Failure::from(InvokeError::from_rejection(Some(&json), || unreachable!("a CommandError")))
+        };
+        for failure in [relay, desktop] {
+            assert_eq!(
+                reply_notice(&failure("turn_in_progress", "another turn was just added")),
+                "A turn of this conversation is still running; reply once it has ended."
+            );
+            assert_eq!(
+                reply_notice(&failure("not_resumable", "the task has no session to resume")),
+                "This conversation cannot be continued: the task has no session to resume"
+            );
+            assert_eq!(reply_notice(&failure("internal", "disk full")), "Could not send the reply: disk full");
+        }
     }
 }
