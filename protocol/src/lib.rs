@@ -8,6 +8,7 @@
 //! - [`push`]: Web Push, ntfy and webhook bodies and the push payload (SPEC 13).
 //! - [`broker`]: node-to-node messages of a multi-node relay (Redis broker).
 //! - [`rules`]: the rules of a new task (payload checks, the default title), for every front end.
+//! - [`views`]: what each realtime topic shows, for the relay and the desktop alike.
 //! - [`names`]: validation of user names and repo slugs (length, characters, no traversal).
 //! - [`validate`]: strict parsing that reports every problem as `{path, problem}` details.
 //! - [`desktop`]: the desktop app's Tauri commands, their errors and the events pushed to the window.
@@ -31,6 +32,7 @@ pub mod push;
 pub mod realtime;
 pub mod rules;
 pub mod validate;
+pub mod views;
 
 pub use agent::{AgentMessage, RelayMessage};
 pub use event::{SeqEvent, TaskEvent};

@@ -8,9 +8,10 @@
 //! number shows the newer state and viewers keep it (see [`crate::hub`]).
 
 use flightdeck_protocol::realtime::{DashboardEvent, HudEvent, RepoEvent};
+use flightdeck_protocol::views::{hud_shows_task, public_task};
 use flightdeck_protocol::{RelayMessage, ServerMessage, Task, Topic};
 
-use crate::domain::views::{public_task, read_dashboard_entry};
+use crate::domain::views::read_dashboard_entry;
 use crate::error::AppError;
 use crate::hub::{Frame, Position, TopicKey};
 use crate::state::AppState;
@@ -130,7 +131,7 @@ impl AppState {
         let dashboard = TopicKey::new(user, Topic::Dashboard { user: user.into() });
         let (hud_watched, dashboard_watched) = (self.hub.has_subscribers(&key), self.hub.has_subscribers(&dashboard));
         if (hud_watched || dashboard_watched)
-            && self.store().hud_task_id(user, &task.repo).await?.is_some_and(|id| id == task.id)
+            && hud_shows_task(self.store().hud_task_id(user, &task.repo).await?.as_deref(), &task.id)
         {
             if hud_watched {
                 let event = HudEvent::Task { task: public_task(task.clone()) };

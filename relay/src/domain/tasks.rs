@@ -294,7 +294,7 @@ pub async fn apply_events(
                     id
                 }
             };
-            (hud_task.as_deref() == Some(task_id.as_str()))
+            flightdeck_protocol::views::hud_shows_task(hud_task.as_deref(), &task_id)
                 .then(|| HudEvent::TaskEvent(TaskEventRecord { task_id: task_id.clone(), seq, event: event.clone() }))
         } else {
             None

@@ -2,17 +2,13 @@
 //! snapshots a viewer gets when it subscribes.
 
 use flightdeck_protocol::realtime::{DashboardRepo, DashboardSnapshot, StoredHudSnapshot, StoredTaskSnapshot};
+use flightdeck_protocol::views::{hud_view, ALERTS_SNAPSHOT_LEN, TASKS_SNAPSHOT_LEN};
 use flightdeck_protocol::Topic;
 use serde_json::value::{to_raw_value, RawValue};
 
 use crate::error::AppError;
 use crate::hub::{Cover, TopicKey};
 use crate::store::{Store, TaskFilter};
-
-/// Newest tasks in a `tasks` snapshot.
-const TASKS_SNAPSHOT_LEN: u32 = 100;
-/// Most unacknowledged alerts in an `alerts` snapshot.
-const ALERTS_SNAPSHOT_LEN: u32 = 1000;
 
 /// Who asks for a topic of one user, as far as what they may see goes (the transport works it
 /// out from the request's credentials).
@@ -22,11 +18,6 @@ pub struct Audience {
     pub can_view_private: bool,
     /// The user's owner key: the owner-only topics (agents, repos, tasks, alerts, a task).
     pub is_owner: bool,
-}
-
-/// A task as HUDs show it: without the agent (a host name is the owner's business).
-pub fn public_task(task: flightdeck_protocol::Task) -> flightdeck_protocol::Task {
-    flightdeck_protocol::Task { agent_id: None, ..task }
 }
 
 /// A repo's dashboard entry when its HUD is public (`None` for a private or unknown repo): the
@@ -40,11 +31,12 @@ pub async fn read_dashboard_entry(
         return Ok(None);
     }
     let Some((status, _agent)) = store.repo(user, repo).await? else { return Ok(None) };
+    let (repo_status, task) = hud_view(Some(&status), store.hud_task(user, repo).await?);
     Ok(Some(DashboardRepo {
         repo: repo.to_string(),
         agent_online: store.repo_agent_online(user, repo).await?.is_some(),
-        repo_status: Some(status.public_view()),
-        task: store.hud_task(user, repo).await?.map(public_task),
+        repo_status,
+        task,
     }))
 }
 
@@ -60,7 +52,8 @@ async fn dashboard_snapshot(store: &dyn Store, user: &str) -> Result<DashboardSn
     Ok(DashboardSnapshot { user: user.to_string(), repos })
 }
 
-/// A HUD's state: public fields only, whoever asks; and the transcript it holds.
+/// A HUD's state: public fields only, whoever asks; and the transcript it holds. Shaped by
+/// `flightdeck_protocol::views` (as the desktop's), its events kept as stored.
 async fn hud_snapshot(
     store: &dyn Store,
     user: &str,
@@ -77,13 +70,15 @@ async fn hud_snapshot(
         }
         None => (Vec::new(), cover),
     };
+    let repo_status = store.repo(user, repo).await?.map(|(r, _)| r);
+    let (repo_status, task) = hud_view(repo_status.as_ref(), task);
     let snapshot = StoredHudSnapshot {
         user: user.to_string(),
         repo: repo.to_string(),
         public,
         agent_online: store.repo_agent_online(user, repo).await?.is_some(),
-        repo_status: store.repo(user, repo).await?.map(|(r, _)| r.public_view()),
-        task: task.map(public_task),
+        repo_status,
+        task,
         events,
     };
     Ok((snapshot, cover))

@@ -190,6 +190,42 @@ async fn a_stalled_viewer_is_closed_with_4001_and_the_fast_one_gets_everything()
     assert_eq!((code, reason.as_str()), (4001, "too slow"));
 }
 
+/// The relay serves a HUD as `flightdeck_protocol::views` defines it (as the desktop does, see
+/// agent-core's `the_cockpit_bus_serves_a_hud_as_the_protocol_views_define_it`): the repo's
+/// newest task with its whole transcript, public fields only; events of the repo's older tasks
+/// are not on it.
+#[tokio::test]
+async fn a_hud_is_the_protocol_view_of_the_stored_rows() {
+    use flightdeck_protocol::realtime::{HudSnapshot, TaskSnapshot};
+    use flightdeck_protocol::views::{hud_snapshot, HudData};
+    use flightdeck_protocol::RepoStatus;
+
+    let relay = Relay::start().await;
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Dirty)], full: Some(true) }).await;
+    running_task(&relay, &mut agent, "t1", "web", 2).await;
+    running_task(&relay, &mut agent, "t2", "web", 3).await;
+
+    let mut owner = relay.viewer(Some(&relay.keys.owner)).await;
+    let repos: Vec<RepoStatus> = serde_json::from_value(subscribe(&mut owner, "repos").await).unwrap();
+    let task: TaskSnapshot = serde_json::from_value(subscribe(&mut owner, "task:t2").await).unwrap();
+    let served: HudSnapshot = serde_json::from_value(subscribe(&mut owner, "hud:alice/web").await).unwrap();
+    let data = HudData {
+        public: false,
+        agent_online: true,
+        repo_status: repos.into_iter().find(|r| r.name == "web"),
+        task: Some(task.task),
+        events: task.events,
+    };
+    assert_eq!(served, hud_snapshot("alice", "web", data));
+
+    // An event of the older task is not on the HUD; the next one of its task is.
+    send(&mut agent, &event_message("t1", 3, "older")).await;
+    send(&mut agent, &event_message("t2", 4, "newer")).await;
+    let event = next_event(&mut owner, "hud:alice/web").await;
+    assert_eq!((&event["taskId"], &event["seq"]), (&json!("t2"), &json!(4)));
+}
+
 #[tokio::test]
 async fn a_hud_turned_private_drops_its_anonymous_viewers() {
     let relay = Relay::start().await;
