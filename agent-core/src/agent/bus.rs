@@ -13,15 +13,13 @@ use std::sync::Mutex;
 use chrono::Utc;
 use flightdeck_protocol::desktop::{AgentEvent, AlertQuery, LinkStatus, TaskQuery};
 use flightdeck_protocol::event::SeqEvent;
-use flightdeck_protocol::realtime::{HudEvent, HudSnapshot, RepoEvent};
-use flightdeck_protocol::{AgentInfo, AgentState, ServerMessage, Topic};
+use flightdeck_protocol::realtime::{HudEvent, RepoEvent};
+use flightdeck_protocol::views::{self, HudData, ALERTS_SNAPSHOT_LEN, TASKS_SNAPSHOT_LEN};
+use flightdeck_protocol::{AgentInfo, AgentState, ServerMessage, Task, Topic};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Agent, Result};
-
-/// Newest tasks in a `tasks` snapshot, as on the relay.
-const SNAPSHOT_TASKS: u32 = 100;
+use super::{Agent, Result, MAX_LIMIT};
 
 /// The topics one front end follows.
 #[derive(Default)]
@@ -127,17 +125,18 @@ impl CockpitBus {
                     }
                 }
                 (Topic::Hud { repo, .. }, AgentEvent::RepoStatus { repo: status }) if status.name == *repo => {
-                    out.push(frame(event, topic, HudEvent::RepoStatus { repo_status: status.clone() }))
+                    out.push(frame(event, topic, HudEvent::RepoStatus { repo_status: status.public_view() }))
                 }
-                (Topic::Hud { repo, .. }, AgentEvent::TaskUpdate { task }) if task.repo == *repo => {
-                    out.push(frame(event, topic, HudEvent::Task { task: task.clone() }))
+                (Topic::Hud { repo, .. }, AgentEvent::TaskUpdate { task })
+                    if task.repo == *repo && on_hud(agent, repo, &task.id).await =>
+                {
+                    out.push(frame(event, topic, HudEvent::Task { task: views::public_task(task.clone()) }))
                 }
                 (Topic::Hud { repo, .. }, AgentEvent::TaskEvent { record }) => {
-                    // Only the events of the repo's tasks; the store knows which repo a task is in.
-                    if let Ok(task) = agent.task(&record.task_id).await {
-                        if task.repo == *repo {
-                            out.push(frame(event, topic, HudEvent::TaskEvent(record.clone())));
-                        }
+                    // The store knows which repo a task is in.
+                    let in_repo = agent.task(&record.task_id).await.is_ok_and(|task| task.repo == *repo);
+                    if in_repo && on_hud(agent, repo, &record.task_id).await {
+                        out.push(frame(event, topic, HudEvent::TaskEvent(record.clone())));
                     }
                 }
                 _ => {}
@@ -151,11 +150,13 @@ impl CockpitBus {
             Topic::Agents => frame(snapshot, topic, vec![agent_info(agent).await?]),
             Topic::Repos => frame(snapshot, topic, agent.repos().await?),
             Topic::Tasks => {
-                let query = TaskQuery { limit: Some(SNAPSHOT_TASKS), ..Default::default() };
+                let query = TaskQuery { limit: Some(TASKS_SNAPSHOT_LEN), ..Default::default() };
                 frame(snapshot, topic, agent.tasks(query).await?.tasks)
             }
             Topic::Alerts => {
-                let query = AlertQuery { acknowledged: Some(false), limit: Some(500), ..Default::default() };
+                // No more than a page of the agent's API holds.
+                let limit = ALERTS_SNAPSHOT_LEN.min(MAX_LIMIT);
+                let query = AlertQuery { acknowledged: Some(false), limit: Some(limit), ..Default::default() };
                 frame(snapshot, topic, agent.alerts(query).await?.alerts)
             }
             Topic::Task(id) => match agent.transcript(id).await {
@@ -165,23 +166,7 @@ impl CockpitBus {
                 }
             },
             Topic::Hud { user, repo } => {
-                let repo_status = agent.repos().await?.into_iter().find(|r| r.name == *repo);
-                let query = TaskQuery { repo: Some(repo.clone()), limit: Some(1), ..Default::default() };
-                let task = agent.tasks(query).await?.tasks.into_iter().next();
-                let events = match &task {
-                    Some(task) => agent.transcript(&task.id).await?.events,
-                    None => Vec::new(),
-                };
-                let hud = HudSnapshot {
-                    user: user.clone(),
-                    repo: repo.clone(),
-                    public: false,
-                    agent_online: true,
-                    repo_status,
-                    task,
-                    events,
-                };
-                frame(snapshot, topic, hud)
+                frame(snapshot, topic, views::hud_snapshot(user, repo, hud_data(agent, repo).await?))
             }
             // The dashboard is a relay page; the desktop window lists its repos itself.
             Topic::Dashboard { .. } => ServerMessage::Error {
@@ -195,6 +180,30 @@ impl CockpitBus {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Topic>> {
         self.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What the HUD of a local repo reads: the repo, its newest task and that task's transcript.
+/// A local HUD is private, and this agent (which has the repo) is online.
+async fn hud_data(agent: &Agent, repo: &str) -> Result<HudData> {
+    let repo_status = agent.repos().await?.into_iter().find(|r| r.name == repo);
+    let task = hud_task(agent, repo).await?;
+    let events = match &task {
+        Some(task) => agent.transcript(&task.id).await?.events,
+        None => Vec::new(),
+    };
+    Ok(HudData { public: false, agent_online: true, repo_status, task, events })
+}
+
+/// The task a repo's HUD shows: its newest (the store lists a repo's tasks newest first).
+async fn hud_task(agent: &Agent, repo: &str) -> Result<Option<Task>> {
+    let query = TaskQuery { repo: Some(repo.to_string()), limit: Some(1), ..Default::default() };
+    Ok(agent.tasks(query).await?.tasks.into_iter().next())
+}
+
+/// Whether a change of task `task_id`, of `repo`, shows on the repo's HUD.
+async fn on_hud(agent: &Agent, repo: &str, task_id: &str) -> bool {
+    let shown = hud_task(agent, repo).await.ok().flatten();
+    views::hud_shows_task(shown.as_ref().map(|t| t.id.as_str()), task_id)
 }
 
 /// This agent as the `agents` topic shows it.

@@ -386,6 +386,73 @@ async fn the_cockpit_bus_serves_relay_topics_from_the_local_agent() {
     assert_eq!(polled.next_after, polled.events.last().unwrap().seq);
 }
 
+/// The desktop serves a HUD as `flightdeck_protocol::views` defines it (as the relay does, see
+/// the relay's `a_hud_is_the_protocol_view_of_the_stored_rows`): the repo's newest task with its
+/// whole transcript, public fields only; changes of the repo's older tasks are not on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cockpit_bus_serves_a_hud_as_the_protocol_views_define_it() {
+    use flightdeck_agent_core::agent::CockpitBus;
+    use flightdeck_protocol::event::TaskEventRecord;
+    use flightdeck_protocol::realtime::{HudEvent, HudSnapshot, TopicEvent};
+    use flightdeck_protocol::views::{hud_snapshot, HudData};
+    use flightdeck_protocol::{ServerMessage, Topic};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = git_repo(tmp.path(), "demo");
+    let agent = start(&tmp.path().join("data"), &[&repo]).await;
+    let mut events = agent.subscribe();
+    let mut ended = Vec::new();
+    for command in ["echo older", "echo newer"] {
+        let task = agent.start_task(shell("demo", command)).await.unwrap();
+        next_matching(&mut events, |e| match e {
+            AgentEvent::TaskUpdate { task: t } if t.id == task.id && t.status.is_terminal() => Some(()),
+            _ => None,
+        })
+        .await;
+        ended.push(agent.task(&task.id).await.unwrap());
+    }
+    let (older, newer) = (&ended[0], &ended[1]);
+
+    let bus = CockpitBus::new();
+    let frames = bus.subscribe(&agent, &["hud:alice/demo".to_string()]).await.unwrap();
+    let [ServerMessage::Snapshot { payload, .. }] = &frames[..] else { panic!("{frames:?}") };
+    let served: HudSnapshot = serde_json::from_value(payload.clone()).unwrap();
+    let data = HudData {
+        public: false,
+        agent_online: true,
+        repo_status: agent.repos().await.unwrap().into_iter().find(|r| r.name == "demo"),
+        task: Some(newer.clone()),
+        events: agent.transcript(&newer.id).await.unwrap().events,
+    };
+    assert_eq!(served, hud_snapshot("alice", "demo", data));
+    assert!(served.repo_status.as_ref().unwrap().path.is_none(), "public fields only");
+
+    // A change of the older task is not on the HUD; one of the newer task is.
+    let record = |task: &Task| TaskEventRecord {
+        task_id: task.id.clone(),
+        seq: task.last_seq + 1,
+        event: TaskEvent::Chunk { stream: ChunkStream::Stdout, text: "late".into() },
+    };
+    for (task, shown) in [(older, false), (newer, true)] {
+        for change in [AgentEvent::TaskUpdate { task: task.clone() }, AgentEvent::TaskEvent { record: record(task) }] {
+            let frames = bus.frames(&agent, &change).await;
+            let on_hud: Vec<_> = frames
+                .into_iter()
+                .filter_map(|f| match f {
+                    ServerMessage::Event { topic, payload } => {
+                        Some(TopicEvent::decode(&topic.parse::<Topic>().unwrap(), payload).unwrap())
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(on_hud.len(), usize::from(shown), "{} {change:?}: {on_hud:?}", task.id);
+            if let Some(TopicEvent::Hud(HudEvent::Task { task: t })) = on_hud.first() {
+                assert_eq!(t.agent_id, None, "public fields only");
+            }
+        }
+    }
+}
+
 // Two installations on one host (the desktop app and `./dev run`'s headless agent) used to share
 // the host name as agent id, so one replaced the other at the relay. Each data dir now keeps its
 // own id: the host name plus a suffix, chosen once.
