@@ -17,7 +17,10 @@ use flightdeck_protocol::{AlertKind, Executor, TaskEvent, TaskPayload, TaskStatu
 use crate::support::scripted_chat::{bash, hanging, text, text_turn, tool_results, turn, ScriptedChat, Turn};
 use crate::support::{chunk_text, decision, git_repo, processes_in, wait_until, Harness, TaskWatch};
 
-const LONG: Duration = Duration::from_secs(60);
+/// OpenCode (a Bun program of 180 MB) starts slowly on a busy machine: with the suite beside it
+/// on two cores, `initialize` alone took 20 s and the first permission request came 48 s after the
+/// start. Bounds, not waits.
+const LONG: Duration = Duration::from_secs(180);
 const TOUCH: &str = "touch made-by-opencode.txt";
 
 /// OpenCode's own binary. tools/ installs the build the `opencode-ai` wrapper would pick on Linux
@@ -70,7 +73,7 @@ async fn opencode_against(turns: Vec<Turn>) -> OpenCode {
     for flag in ["MODELS_FETCH", "AUTOUPDATE", "DEFAULT_PLUGINS", "LSP_DOWNLOAD", "SHARE"] {
         env.push((format!("OPENCODE_DISABLE_{flag}"), "1".into()));
     }
-    let acp = AcpConfig { agents, env, ..Default::default() };
+    let acp = AcpConfig { agents, env, handshake_timeout: LONG };
     let h = Harness::start(RunnerConfig { acp, kill_grace: Duration::from_secs(2), ..Default::default() }).await;
     let repo = git_repo();
     h.add_repo("web", repo.path());
