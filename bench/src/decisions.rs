@@ -165,7 +165,7 @@ fn collect_requests(frame: &Value, out: &mut Vec<String>) {
 }
 
 /// One HTTP/1.1 request with the owner key; returns the status and the body.
-async fn http(port: u16, method: &str, path: &str, key: &str, body: Option<&str>) -> Result<(u16, String)> {
+pub(crate) async fn http(port: u16, method: &str, path: &str, key: &str, body: Option<&str>) -> Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let body = body.unwrap_or("");
     let request = format!(

@@ -12,6 +12,8 @@
 //! - [`decisions`]: the round trip of a remote decision (issue 14).
 //! - [`hook`]: the time `flightdeck-agent hook` adds to a Claude Code hook call (issue 15).
 //! - [`containers`]: POST to first event of a container task, warm image (issue 18).
+//! - [`acp`]: POST to first chunk of an `acp` task beside a `claude` task, same script (issue
+//!   25); not in `all` (it needs the agents of tools/).
 //!
 //! Support: [`report`] (the table and JSON), [`servers`] (starting the processes under test,
 //! PostgreSQL and Redis included),
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod acp;
 mod cluster;
 mod containers;
 mod decisions;
@@ -65,6 +68,9 @@ enum Command {
     Hook(hook::HookArgs),
     /// POST to first event of a container task (Podman, warm image).
     Containers(containers::ContainersArgs),
+    /// POST to first chunk of an `acp` task (claude-code-acp) beside a `claude` task, against
+    /// the same scripted Messages API (needs `npm ci` in tools/).
+    Acp(acp::AcpArgs),
     /// A waiting task to the encrypted request at a push service (SPEC 13), p50/p99.
     Push(push::PushArgs),
     /// The Claude Code stand-in the decisions benchmark runs (not for people).
@@ -97,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Push(args) => runtime()?.block_on(push::run(&args)).map(drop),
         Command::Hook(args) => hook::run(&args).map(drop),
         Command::Containers(args) => runtime()?.block_on(containers::run(&args)).map(drop),
+        Command::Acp(args) => runtime()?.block_on(acp::run(&args)).map(drop),
         Command::FakeClaude(args) => decisions::fake_claude(&args),
         Command::All(args) => all(&args),
     }

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flightdeck_agent_core::acp::AcpAgents;
-use flightdeck_agent_core::executor::{AcpConfig, Decision};
+use flightdeck_agent_core::executor::AcpConfig;
 use flightdeck_agent_core::runner::{NewTask, RunnerConfig};
-use flightdeck_protocol::event::{Behavior, ChunkStream, DecidedBy};
+use flightdeck_protocol::event::{Behavior, ChunkStream};
 use flightdeck_protocol::{AlertKind, Executor, TaskEvent, TaskPayload, TaskStatus};
 
 use crate::support::scripted_responses::{exec_command, hanging, message, tool_outputs, turn, ScriptedResponses, Turn};
-use crate::support::{chunk_text, git_repo, processes_in, wait_until, Harness, TaskWatch};
+use crate::support::{chunk_text, decision, git_repo, processes_in, wait_until, Harness, TaskWatch};
 
 const LONG: Duration = Duration::from_secs(60);
 const TOUCH: &str = "touch made-by-codex.txt";
@@ -100,16 +100,6 @@ async fn wait_for_request(watch: &mut TaskWatch) -> String {
     let alert = watch.alerts.iter().find(|a| a.kind == AlertKind::NeedsInput).expect("a needs_input alert");
     assert!(alert.message.contains("codex wants to use touch"), "{}", alert.message);
     request_id
-}
-
-fn decision(request_id: &str, behavior: Behavior) -> Decision {
-    Decision {
-        request_id: request_id.into(),
-        behavior,
-        updated_input: None,
-        message: None,
-        decided_by: DecidedBy::Owner,
-    }
 }
 
 #[tokio::test]

@@ -529,3 +529,65 @@ async fn a_reply_to_a_container_task_resumes_the_session_in_a_new_container() {
     assert_eq!(status, 200, "{conversation}");
     assert_eq!(conversation["tasks"].as_array().map(Vec::len), Some(2), "{conversation}");
 }
+
+// (g) The image holds the ACP agents tools/ installs (SPEC 14): the agent finds each built-in
+// on PATH, and each answers ACP `initialize` there (claude-code-acp through the image's Node.js
+// and the packages copied with it), offline.
+#[tokio::test]
+async fn the_image_runs_the_acp_agents_of_tools() {
+    let agent = env!("CARGO_BIN_EXE_flightdeck-agent");
+    let run = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new("podman");
+        cmd.args(["run", "--rm", "-i", "--network=none", "-v"])
+            .arg(format!("{agent}:/usr/local/bin/flightdeck-agent:ro"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    let listed = run(&[&image(), "agents", "--json"]).output().await.unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&listed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for name in ["codex", "opencode", "claude-acp"] {
+        let entry = listed.iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("no {name}: {listed:?}"));
+        assert_eq!(entry["found"], true, "{entry}");
+        assert!(entry["path"].as_str().unwrap().starts_with("/opt/flightdeck-agents/bin/"), "{entry}");
+    }
+
+    for (program, args) in [("codex-acp", &[][..]), ("opencode", &["acp"][..]), ("claude-code-acp", &[][..])] {
+        // Named, so the check can end it (codex-acp does not end with its input, and killing
+        // `podman run` would leave the container).
+        let name = format!("flightdeck-acp-check-{}-{program}", std::process::id());
+        let mut child = run(&["--name", &name, "--entrypoint", program, &image()]).args(args).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": 1, "clientCapabilities": {}}});
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, format!("{initialize}\n").as_bytes()).await.unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+        // A bound: OpenCode took 20 s to answer `initialize` on a busy two-core machine.
+        let answer = tokio::time::timeout(Duration::from_secs(180), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                if message["id"] == 0 {
+                    return Some(message);
+                }
+            }
+            None
+        })
+        .await;
+        drop(stdin);
+        // It may be ending already (most agents end with their input): then `rm` loses the race
+        // to `podman run --rm`, which is fine, as long as the container is gone after both.
+        let _ = Command::new("podman").args(["rm", "-f", "--time", "0", &name]).output();
+        child.wait().await.unwrap();
+        let exists = Command::new("podman").args(["container", "exists", &name]).status().unwrap();
+        assert!(!exists.success(), "the container {name} is left");
+        let answer = answer
+            .unwrap_or_else(|_| panic!("{program} did not answer initialize within 180 s"))
+            .unwrap_or_else(|| panic!("{program} ended without answering initialize"));
+        assert_eq!(answer["result"]["protocolVersion"], 1, "{program}: {answer}");
+    }
+}

@@ -3,6 +3,7 @@
 mod acp;
 mod acp_claude;
 mod acp_codex;
+mod acp_opencode;
 mod agent;
 mod changes_e2e;
 mod claude;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test module uses a part.
 
 pub mod scripted_api;
+pub mod scripted_chat;
 pub mod scripted_responses;
 
 use std::collections::HashMap;
@@ -218,4 +219,18 @@ pub fn chunk_text(events: &[TaskEvent], stream: flightdeck_protocol::event::Chun
             _ => None,
         })
         .collect()
+}
+
+/// The owner's decision `behavior` on `request_id`, as the ACP tests send it.
+pub fn decision(
+    request_id: &str,
+    behavior: flightdeck_protocol::event::Behavior,
+) -> flightdeck_agent_core::executor::Decision {
+    flightdeck_agent_core::executor::Decision {
+        request_id: request_id.into(),
+        behavior,
+        updated_input: None,
+        message: None,
+        decided_by: flightdeck_protocol::event::DecidedBy::Owner,
+    }
 }

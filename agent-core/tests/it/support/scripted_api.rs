@@ -148,10 +148,14 @@ pub async fn serve(app: Router) -> (std::net::SocketAddr, tokio::sync::oneshot::
 /// `events` as server-sent events (each named by its `type`), then the end of the response, or
 /// nothing more ever when `hang`.
 pub fn sse(events: Vec<Value>, hang: bool) -> Response {
-    let frames: Vec<Result<Bytes, Infallible>> = events
-        .into_iter()
-        .map(|e| Ok(Bytes::from(format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))))
-        .collect();
+    let frames = events.into_iter().map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap())).collect();
+    sse_frames(frames, hang)
+}
+
+/// Server-sent event `frames`, each written as given, then the end of the response, or nothing
+/// more ever when `hang`.
+pub fn sse_frames(frames: Vec<String>, hang: bool) -> Response {
+    let frames: Vec<Result<Bytes, Infallible>> = frames.into_iter().map(|f| Ok(Bytes::from(f))).collect();
     let stream = futures_util::stream::iter(frames);
     let body =
         if hang { Body::from_stream(stream.chain(futures_util::stream::pending())) } else { Body::from_stream(stream) };
