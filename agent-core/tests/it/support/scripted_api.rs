@@ -129,6 +129,50 @@ fn answer(state: State, method: Method, uri: Uri, body: Bytes) -> Response {
     }
 }
 
+/// A scripted model API on 127.0.0.1:0 answering each `POST` whose path ends with `path` with the
+/// next turn of `turns` (`answer` streams it) and recording its body; `aside` may answer a request
+/// outside the script (neither scripted nor recorded). An exhausted script answers 400; anything
+/// else is answered 404 and logged under `name`, so a new agent version calling something new
+/// shows up in the test output. Returns the base URL (`http://127.0.0.1:PORT/v1`), the recorded
+/// bodies, and what keeps the server up.
+pub async fn serve_turns<T: Send + 'static>(
+    name: &'static str,
+    path: &'static str,
+    turns: Vec<T>,
+    answer: fn(T) -> Response,
+    aside: fn(&Value) -> Option<Response>,
+) -> (String, Arc<Mutex<Vec<Value>>>, tokio::sync::oneshot::Sender<()>) {
+    let turns = Arc::new(Mutex::new(std::collections::VecDeque::from(turns)));
+    let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = requests.clone();
+    let app = Router::new()
+        .fallback(move |method: Method, uri: Uri, body: Bytes| {
+            let (turns, seen) = (turns.clone(), seen.clone());
+            async move {
+                if method != Method::POST || !uri.path().ends_with(path) {
+                    eprintln!("{name}: answering an unscripted {method} {uri} with 404");
+                    return StatusCode::NOT_FOUND.into_response();
+                }
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if let Some(response) = aside(&body) {
+                    return response;
+                }
+                seen.lock().unwrap().push(body);
+                let next = turns.lock().unwrap().pop_front();
+                match next {
+                    Some(turn) => answer(turn),
+                    None => {
+                        (StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": "the script is exhausted"}})))
+                            .into_response()
+                    }
+                }
+            }
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(32 << 20));
+    let (addr, shutdown) = serve(app).await;
+    (format!("http://{addr}/v1"), requests, shutdown)
+}
+
 /// Serves `app` on 127.0.0.1:0 until the returned sender is dropped (the scripted model APIs).
 pub async fn serve(app: Router) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

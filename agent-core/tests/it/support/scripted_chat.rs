@@ -10,10 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::response::Response;
 use serde_json::{json, Value};
 
 /// One answer: its chunks (the `choices[0].delta`s and the last one's `finish_reason` and usage),
@@ -34,35 +31,10 @@ pub struct ScriptedChat {
 
 impl ScriptedChat {
     pub async fn start(turns: Vec<Turn>) -> ScriptedChat {
-        let turns = Arc::new(Mutex::new(std::collections::VecDeque::from(turns)));
-        let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let seen = requests.clone();
-        let app = Router::new()
-            .fallback(move |method: Method, uri: Uri, body: Bytes| {
-                let (turns, seen) = (turns.clone(), seen.clone());
-                async move {
-                    if method != Method::POST || !uri.path().ends_with("/chat/completions") {
-                        eprintln!("scripted chat: answering an unscripted {method} {uri} with 404");
-                        return StatusCode::NOT_FOUND.into_response();
-                    }
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    if is_title_request(&body) {
-                        return stream(text_turn(&["A title"], 10, 2));
-                    }
-                    seen.lock().unwrap().push(body);
-                    match turns.lock().unwrap().pop_front() {
-                        Some(turn) => stream(turn),
-                        None => (
-                            StatusCode::BAD_REQUEST,
-                            axum::Json(json!({"error": {"message": "the script is exhausted"}})),
-                        )
-                            .into_response(),
-                    }
-                }
-            })
-            .layer(axum::extract::DefaultBodyLimit::max(32 << 20));
-        let (addr, shutdown) = super::scripted_api::serve(app).await;
-        ScriptedChat { url: format!("http://{addr}/v1"), requests, _shutdown: shutdown }
+        let title = |body: &Value| is_title_request(body).then(|| stream(text_turn(&["A title"], 10, 2)));
+        let (url, requests, shutdown) =
+            super::scripted_api::serve_turns("scripted chat", "/chat/completions", turns, stream, title).await;
+        ScriptedChat { url, requests, _shutdown: shutdown }
     }
 }
 

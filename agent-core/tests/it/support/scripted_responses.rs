@@ -7,10 +7,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::Router;
 use serde_json::{json, Value};
 
 /// One answer: its SSE events, and whether the response then hangs (never completes).
@@ -30,31 +26,10 @@ pub struct ScriptedResponses {
 
 impl ScriptedResponses {
     pub async fn start(turns: Vec<Turn>) -> ScriptedResponses {
-        let turns = Arc::new(Mutex::new(std::collections::VecDeque::from(turns)));
-        let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let seen = requests.clone();
-        let app = Router::new()
-            .fallback(move |method: Method, uri: Uri, body: Bytes| {
-                let (turns, seen) = (turns.clone(), seen.clone());
-                async move {
-                    if method != Method::POST || !uri.path().ends_with("/responses") {
-                        eprintln!("scripted responses: answering an unscripted {method} {uri} with 404");
-                        return StatusCode::NOT_FOUND.into_response();
-                    }
-                    seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    match turns.lock().unwrap().pop_front() {
-                        Some(turn) => super::scripted_api::sse(turn.events, turn.hang),
-                        None => (
-                            StatusCode::BAD_REQUEST,
-                            axum::Json(json!({"error": {"message": "the script is exhausted"}})),
-                        )
-                            .into_response(),
-                    }
-                }
-            })
-            .layer(axum::extract::DefaultBodyLimit::max(32 << 20));
-        let (addr, shutdown) = super::scripted_api::serve(app).await;
-        ScriptedResponses { url: format!("http://{addr}/v1"), requests, _shutdown: shutdown }
+        let answer = |turn: Turn| super::scripted_api::sse(turn.events, turn.hang);
+        let (url, requests, shutdown) =
+            super::scripted_api::serve_turns("scripted responses", "/responses", turns, answer, |_| None).await;
+        ScriptedResponses { url, requests, _shutdown: shutdown }
     }
 }
 
