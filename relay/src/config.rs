@@ -37,11 +37,14 @@ pub struct Settings {
     pub node_timeout_ms: u64,
     /// Largest accepted WebSocket message (1009 above it).
     pub max_frame_bytes: usize,
-    /// Frames a viewer may have waiting before it is closed with 4001.
+    /// Frames a viewer may have waiting: past it, a viewer of a transcript (`task:`, `hud:`)
+    /// catches up from the store, any other is closed with 4001.
     pub viewer_queue_len: usize,
-    /// Bytes a viewer may have waiting (or being written) before it is closed with 4001; one
-    /// frame is always accepted when nothing is waiting.
+    /// Bytes a viewer may have waiting (or being written), as `viewer_queue_len`; one frame is
+    /// always accepted when nothing is waiting.
     pub viewer_queue_bytes: usize,
+    /// A viewer catching up whose queue does not drain for this long is closed with 4001.
+    pub viewer_catchup_ms: u64,
     /// How often viewers get a WebSocket ping.
     pub viewer_ping_ms: u64,
     /// A viewer from which nothing (not even a pong) arrived for this long is closed (1000).
@@ -228,6 +231,7 @@ impl Default for Settings {
             max_frame_bytes: flightdeck_protocol::DEFAULT_MAX_FRAME_BYTES,
             viewer_queue_len: 1024,
             viewer_queue_bytes: 8 * 1024 * 1024,
+            viewer_catchup_ms: 30_000,
             viewer_ping_ms: 30_000,
             viewer_timeout_ms: 75_000,
             agent_queue_len: 1024,
@@ -278,8 +282,12 @@ pub const SETTINGS_HELP: &[(&str, &str)] = &[
     ("agent_offline_grace_ms", "an agent away longer than this raises an agent_offline alert"),
     ("node_timeout_ms", "with a broker: a node not seen alive for this long is dead and its agents go offline"),
     ("max_frame_bytes", "largest accepted WebSocket message (closed with 1009 above it)"),
-    ("viewer_queue_len", "frames waiting for one viewer before it is closed with 4001"),
-    ("viewer_queue_bytes", "bytes waiting for one viewer before it is closed with 4001"),
+    (
+        "viewer_queue_len",
+        "frames waiting for one viewer; past it a task:/hud: viewer catches up from the store, others are closed with 4001",
+    ),
+    ("viewer_queue_bytes", "bytes waiting for one viewer, as viewer_queue_len"),
+    ("viewer_catchup_ms", "a viewer catching up whose queue does not drain for this long is closed with 4001"),
     ("viewer_ping_ms", "how often viewers get a WebSocket ping"),
     ("viewer_timeout_ms", "a viewer silent this long is closed (1000)"),
     ("agent_queue_len", "messages waiting for one agent before it is closed with 4001"),
@@ -379,6 +387,7 @@ impl fmt::Debug for Settings {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("viewer_queue_len", &self.viewer_queue_len)
             .field("viewer_queue_bytes", &self.viewer_queue_bytes)
+            .field("viewer_catchup_ms", &self.viewer_catchup_ms)
             .field("viewer_ping_ms", &self.viewer_ping_ms)
             .field("viewer_timeout_ms", &self.viewer_timeout_ms)
             .field("agent_queue_len", &self.agent_queue_len)

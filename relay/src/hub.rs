@@ -31,6 +31,7 @@ use flightdeck_protocol::Topic;
 use serde::Serialize;
 
 use crate::broker::Broker;
+use crate::catch_up::{CatchUp, Target};
 use crate::metrics::Metrics;
 pub use crate::socket::{Closer, Frame};
 use crate::socket::{QueueError, QueueTx};
@@ -87,8 +88,11 @@ impl Position {
     }
 }
 
+/// The stream name of a task's transcript is this and the task id.
+pub const TRANSCRIPT_PREFIX: &str = "transcript/";
+
 fn transcript_stream(task_id: &str) -> String {
-    format!("transcript/{task_id}")
+    format!("{TRANSCRIPT_PREFIX}{task_id}")
 }
 
 /// What a snapshot already holds: every change numbered up to `changes` (the user's change
@@ -135,6 +139,9 @@ pub struct Subscriber {
     /// While the snapshot is being read: what was published meanwhile, at most `pending_limit`.
     pending: Option<Vec<(Frame, Option<Position>)>>,
     pending_limit: usize,
+    /// For a transcript topic: catch up from the store when the queue is full, instead of
+    /// closing (see [`crate::catch_up`]).
+    catch_up: Option<CatchUp>,
 }
 
 impl Subscriber {
@@ -151,7 +158,23 @@ impl Subscriber {
             seen_changes: HashMap::new(),
             pending: None,
             pending_limit,
+            catch_up: None,
         }
+    }
+
+    /// The same, catching up from the store (see [`crate::catch_up`]) when its queue is full.
+    pub fn catching_up(self, catch_up: CatchUp) -> Subscriber {
+        Subscriber { catch_up: Some(catch_up), ..self }
+    }
+
+    fn target(&self, metrics: &Arc<Metrics>) -> Target {
+        Target { tx: self.tx.clone(), closer: self.closer.clone(), metrics: metrics.clone() }
+    }
+
+    fn too_slow(&self, metrics: &Metrics) -> bool {
+        metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
+        self.closer.close(flightdeck_protocol::close::TOO_SLOW);
+        false
     }
 
     /// Queues a frame; false when this subscriber is gone or was closed for being too slow.
@@ -170,12 +193,16 @@ impl Subscriber {
     /// Takes a published frame: held while the snapshot is read, then dropped when this viewer
     /// already has it (see [`Subscriber::holds`]), queued otherwise. False when the subscriber
     /// must go.
-    fn accept(&mut self, frame: Frame, position: Option<Position>, metrics: &Metrics) -> bool {
+    fn accept(&mut self, frame: Frame, position: Option<Position>, metrics: &Arc<Metrics>) -> bool {
         if let Some(pending) = &mut self.pending {
             if pending.len() >= self.pending_limit {
-                metrics.queue_drops.fetch_add(1, Ordering::Relaxed);
-                self.closer.close(flightdeck_protocol::close::TOO_SLOW);
-                return false;
+                // A transcript's events need not be held: the viewer catches up from the store
+                // after its snapshot.
+                if let (Some(catch_up), Some(Position::Seq { stream, seq })) = (&self.catch_up, &position) {
+                    catch_up.behind_before_snapshot(stream, *seq);
+                    return true;
+                }
+                return self.too_slow(metrics);
             }
             pending.push((frame, position));
             return true;
@@ -187,6 +214,9 @@ impl Subscriber {
             if let Position::Change { stream, change } = p {
                 self.seen_changes.insert(stream.clone(), *change);
             }
+        }
+        if let Some(catch_up) = &self.catch_up {
+            return catch_up.accept(&self.target(metrics), frame, position.as_ref()) || self.too_slow(metrics);
         }
         self.offer(frame, metrics)
     }
@@ -255,7 +285,14 @@ impl Hub {
         let held = sub.pending.take().unwrap_or_default();
         sub.snapshot_seqs = cover.seqs;
         sub.changes = cover.changes;
+        let started = |sub: &Subscriber| match &sub.catch_up {
+            Some(catch_up) => {
+                catch_up.start_from(&sub.target(&self.metrics), &sub.snapshot_seqs) || sub.too_slow(&self.metrics)
+            }
+            None => true,
+        };
         let ok = sub.offer(snapshot, &self.metrics)
+            && started(sub)
             && held.into_iter().all(|(frame, position)| sub.accept(frame, position, &self.metrics));
         if !ok {
             subs.remove(i);
@@ -337,7 +374,7 @@ impl Hub {
         topics: &mut HashMap<TopicKey, Vec<Subscriber>>,
         key: &TopicKey,
         items: Vec<(Frame, Option<Position>)>,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
     ) {
         let Some(subs) = topics.get_mut(key) else { return };
         subs.retain_mut(|s| items.iter().all(|(frame, position)| s.accept(frame.clone(), position.clone(), metrics)));
@@ -537,6 +574,7 @@ mod tests {
     use super::*;
 
     use crate::socket::QueueRx;
+    use flightdeck_protocol::realtime::encode_event;
 
     fn subscriber(id: u64, capacity: usize) -> (Subscriber, QueueRx) {
         let (tx, rx) = crate::socket::queue(capacity, usize::MAX);
@@ -744,6 +782,152 @@ mod tests {
         hub.publish_many(&key, &burst[..1]);
         assert!(fast_rx.try_recv().is_ok());
         assert_eq!(metrics.queue_drops.load(Ordering::Relaxed), 1);
+    }
+
+    /// A store of one task's transcript for catch-up tests: the seqs stored so far.
+    #[derive(Clone, Default)]
+    struct Stored(Arc<Mutex<u64>>);
+
+    impl Stored {
+        fn reader(&self) -> crate::catch_up::TranscriptReader {
+            let stored = self.0.clone();
+            Arc::new(move |task: String, after: u64, limit: u32| {
+                assert_eq!(task, "t");
+                let last = *stored.lock().unwrap();
+                let frames = (after + 1..=last.min(after + u64::from(limit)))
+                    .map(|seq| (seq, Frame::from(encode_event("task:t", &serde_json::json!({ "seq": seq })))))
+                    .collect();
+                Box::pin(async move { Ok(frames) })
+            })
+        }
+
+        /// Stores seq, then publishes it (the relay's order).
+        fn append(&self, hub: &Hub, key: &TopicKey, seq: u64) {
+            *self.0.lock().unwrap() = seq;
+            publish_seq(hub, key, seq);
+        }
+    }
+
+    /// Waits (yielding to the catch-up task) until the viewer is live again; panics after 30 s.
+    async fn live_again(catch_up: &CatchUp) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !catch_up.is_live() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for the viewer to be live");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// What a viewer got: seqs as numbers, changes as `c<n>`.
+    fn received(frame: &Frame) -> String {
+        let value: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        match value["payload"]["seq"].as_u64() {
+            Some(seq) => seq.to_string(),
+            None => format!("c{}", value["payload"]["change"]),
+        }
+    }
+
+    /// Issue 26: a viewer of a transcript whose queue is full is not closed; it catches up from
+    /// the store and ends with every seq once, in order, with a change published mid-burst in
+    /// its place between the seqs around it; then it is live again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_transcript_viewer_catches_up_from_the_store_in_order() {
+        const N: u64 = 3000;
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let key = TopicKey::new("alice", Topic::Task("t".into()));
+        let stored = Stored::default();
+        let (tx, mut rx) = crate::socket::queue(16, usize::MAX);
+        let closer = Closer::new();
+        let catch_up = CatchUp::new(stored.reader(), std::time::Duration::from_secs(30));
+        let sub = Subscriber::new(1, tx, closer.clone(), false, 16).catching_up(catch_up.clone());
+        hub.subscribe_pending(key.clone(), sub);
+        assert!(hub.activate(&key, 1, Frame::from("{}".to_string()), Cover::transcript("t", 0)));
+        assert_eq!(rx.try_recv().unwrap().as_str(), "{}");
+        let publisher = {
+            let (hub, key, stored) = (hub.clone(), key.clone(), stored.clone());
+            std::thread::spawn(move || {
+                for seq in 1..=N {
+                    stored.append(&hub, &key, seq);
+                    if seq == N / 2 {
+                        let change = serde_json::json!({ "change": 1 });
+                        hub.publish_at(&key, [(&change, Some(Position::change("task/t", 1)))]);
+                    }
+                }
+            })
+        };
+        // The viewer reads slowly at first: its queue of 16 overflows at once.
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while got.len() < N as usize + 1 {
+            assert!(tokio::time::Instant::now() < deadline, "got {} frames", got.len());
+            match rx.try_recv() {
+                Ok(frame) => got.push(received(&frame)),
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+        publisher.join().unwrap();
+        let mut want: Vec<String> = (1..=N).map(|s| s.to_string()).collect();
+        want.insert(N as usize / 2, "c1".to_string());
+        assert_eq!(got, want);
+        assert_eq!(closer.code(), 0, "the viewer was not closed");
+        assert!(metrics.catch_ups.load(Ordering::Relaxed) >= 1, "the viewer fell behind at least once");
+        // Live again: the next event is queued at once.
+        live_again(&catch_up).await;
+        stored.append(&hub, &key, N + 1);
+        assert_eq!(received(&rx.try_recv().unwrap()), (N + 1).to_string());
+    }
+
+    /// A viewer that stays behind (its queue does not drain) is closed with 4001 once the
+    /// deadline passes, not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_viewer_that_stays_behind_is_closed_after_the_deadline() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(metrics.clone());
+        let key = TopicKey::new("alice", Topic::Task("t".into()));
+        let stored = Stored::default();
+        let (tx, mut rx) = crate::socket::queue(4, usize::MAX);
+        let closer = Closer::new();
+        let deadline = std::time::Duration::from_secs(30);
+        let sub =
+            Subscriber::new(1, tx, closer.clone(), false, 16).catching_up(CatchUp::new(stored.reader(), deadline));
+        hub.subscribe_pending(key.clone(), sub);
+        assert!(hub.activate(&key, 1, Frame::from("{}".to_string()), Cover::transcript("t", 0)));
+        for seq in 1..=10 {
+            stored.append(&hub, &key, seq);
+        }
+        tokio::time::sleep(deadline - std::time::Duration::from_millis(10)).await;
+        assert_eq!(closer.code(), 0, "not closed before the deadline");
+        assert!(hub.has_subscribers(&key));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(closer.code(), flightdeck_protocol::close::TOO_SLOW);
+        assert_eq!(metrics.queue_drops.load(Ordering::Relaxed), 1);
+        // What it had queued is still there for it: the snapshot, then what fitted.
+        let queued: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).skip(1).map(|f| received(&f)).collect();
+        assert_eq!(queued, ["1", "2", "3"]);
+    }
+
+    /// Events published while a viewer's snapshot is read, past what may be held for it, are
+    /// caught up from the store after the snapshot, not a reason to close it.
+    #[tokio::test]
+    async fn a_viewer_held_too_much_before_its_snapshot_catches_up() {
+        let hub = Hub::new(Arc::new(Metrics::default()));
+        let key = TopicKey::new("alice", Topic::Task("t".into()));
+        let stored = Stored::default();
+        let (tx, mut rx) = crate::socket::queue(64, usize::MAX);
+        let closer = Closer::new();
+        let catch_up = CatchUp::new(stored.reader(), std::time::Duration::from_secs(30));
+        hub.subscribe_pending(
+            key.clone(),
+            Subscriber::new(1, tx, closer.clone(), false, 3).catching_up(catch_up.clone()),
+        );
+        for seq in 1..=10 {
+            stored.append(&hub, &key, seq);
+        }
+        // The snapshot was read when 2 was stored.
+        assert!(hub.activate(&key, 1, Frame::from("2".to_string()), Cover::transcript("t", 2)));
+        live_again(&catch_up).await;
+        assert_eq!(closer.code(), 0);
+        assert_eq!(drain_seqs(&mut rx), (2, (3..=10).collect::<Vec<_>>()));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`domain`]: what the relay does (tasks, publishing, views, messages from other nodes),
 //!   between the transports and `db`/`hub`/`broker`.
 //! - [`hub`]: topic fan-out with bounded per-viewer queues; registries of live sockets.
+//! - [`catch_up`]: a transcript viewer whose queue is full is fed from the store until live.
 //! - [`socket`]: the batched writer and frame limits shared by every WebSocket.
 //! - [`agent_link`]: `/api/ws`, the agent link.
 //! - [`realtime`]: `/api/realtime`, the viewer bus.
@@ -35,6 +36,7 @@
 pub mod agent_link;
 pub mod api;
 pub mod broker;
+pub mod catch_up;
 pub mod config;
 pub mod container_runs;
 pub mod conversations;

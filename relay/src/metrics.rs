@@ -11,6 +11,8 @@ pub struct Metrics {
     pub messages_out: AtomicU64,
     /// Viewers (or agents) closed with 4001 because their queue overflowed.
     pub queue_drops: AtomicU64,
+    /// Times a transcript viewer fell behind and was fed from the store (see `catch_up`).
+    pub catch_ups: AtomicU64,
     pub invalid_frames: AtomicU64,
     pub rate_limited: AtomicU64,
     /// Connections refused by the per-IP cap.
@@ -48,6 +50,11 @@ impl Metrics {
                 "flightdeck_queue_drops_total",
                 "Sockets closed with 4001 because their queue overflowed.",
                 &self.queue_drops,
+            ),
+            (
+                "flightdeck_viewer_catch_ups_total",
+                "Times a transcript viewer fell behind and caught up from the store instead of being closed.",
+                &self.catch_ups,
             ),
             ("flightdeck_invalid_frames_total", "Invalid frames received.", &self.invalid_frames),
             ("flightdeck_rate_limited_total", "Requests refused by a rate limit.", &self.rate_limited),

@@ -18,10 +18,12 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flightdeck_protocol::api::KeyScope;
 use flightdeck_protocol::close;
-use flightdeck_protocol::realtime::{encode_snapshot, LINES_SUBPROTOCOL};
+use flightdeck_protocol::event::{SeqEvent, TaskEventRecord};
+use flightdeck_protocol::realtime::{encode_event, encode_snapshot, HudEvent, LINES_SUBPROTOCOL};
 use flightdeck_protocol::{ClientMessage, Detail, InvalidMessage, ServerMessage, Topic};
 use futures_util::StreamExt;
 
+use crate::catch_up::{CatchUp, TranscriptReader};
 use crate::domain::views::{snapshot, Audience, Snapshot};
 use crate::error::AppError;
 use crate::hub::{Closer, Frame, Subscriber, TopicKey};
@@ -231,13 +233,17 @@ impl Viewer {
         let key = self.key_for(topic.clone());
         let name = topic.to_string();
         let privileged = self.auth.can_view_private(&key.user);
-        let sub = Subscriber::new(
+        let mut sub = Subscriber::new(
             self.id,
             self.tx.clone(),
             self.closer.clone(),
             privileged,
             self.state.settings.viewer_queue_len,
         );
+        if let Some(reader) = transcript_reader(&self.state, &topic) {
+            let deadline = std::time::Duration::from_millis(self.state.settings.viewer_catchup_ms.max(1));
+            sub = sub.catching_up(CatchUp::new(reader, deadline));
+        }
         let audience = Audience { can_view_private: privileged, is_owner: self.auth.is_owner_of(&key.user) };
         self.state.hub.subscribe_pending(key.clone(), sub);
         // Other nodes' events of this topic reach this node before the snapshot is read.
@@ -277,6 +283,37 @@ impl Viewer {
             broker.unwatch(&key.user, &key.topic.to_string()).await;
         }
     }
+}
+
+/// How a viewer of `topic` that fell behind reads a transcript from the store: the frames
+/// the live stream would have carried (see [`crate::catch_up`]). None for topics that carry no
+/// transcript.
+fn transcript_reader(state: &AppState, topic: &Topic) -> Option<TranscriptReader> {
+    let hud = match topic {
+        Topic::Task(_) => false,
+        Topic::Hud { .. } => true,
+        _ => return None,
+    };
+    let name = topic.to_string();
+    let store = state.store_handle();
+    Some(std::sync::Arc::new(move |task_id: String, after: u64, limit: u32| {
+        let (store, name) = (store.clone(), name.clone());
+        Box::pin(async move {
+            let events = store.events(&task_id, after, limit).await.map_err(|e| e.to_string())?;
+            Ok(events
+                .into_iter()
+                .map(|SeqEvent { seq, event }| {
+                    let frame = if hud {
+                        let record = TaskEventRecord { task_id: task_id.clone(), seq, event };
+                        encode_event(&name, &HudEvent::TaskEvent(record))
+                    } else {
+                        encode_event(&name, &SeqEvent { seq, event })
+                    };
+                    (seq, Frame::from(frame))
+                })
+                .collect())
+        }) as futures_util::future::BoxFuture<'static, Result<Vec<(u64, Frame)>, String>>
+    }))
 }
 
 /// Ends a subscribe registered with [`crate::hub::Hub::subscribe_pending`]: queues the snapshot

@@ -1,14 +1,14 @@
 //! What agent and viewer sockets share: upgrade limits, the batched writer, close handling and
 //! the invalid-frame budget.
 
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -67,7 +67,12 @@ impl Closer {
 pub fn queue(max_frames: usize, max_bytes: usize) -> (QueueTx, QueueRx) {
     let (tx, rx) = mpsc::channel(max_frames.max(1));
     let bytes = Arc::new(AtomicUsize::new(0));
-    (QueueTx { tx, bytes: bytes.clone(), max_bytes }, QueueRx { rx, bytes })
+    let drained = Arc::new(Notify::new());
+    let releases = Arc::new(AtomicU64::new(0));
+    (
+        QueueTx { tx, bytes: bytes.clone(), max_bytes, drained: drained.clone(), releases: releases.clone() },
+        QueueRx { rx, bytes, drained, releases },
+    )
 }
 
 /// The sending side of a socket's queue (see [`queue`]); cheap to clone.
@@ -77,6 +82,10 @@ pub struct QueueTx {
     /// Bytes queued or in the writer's current batch: released once written or dropped.
     bytes: Arc<AtomicUsize>,
     max_bytes: usize,
+    /// Woken each time the writer releases frames (see [`QueueTx::room`]).
+    drained: Arc<Notify>,
+    /// Counts those releases.
+    releases: Arc<AtomicU64>,
 }
 
 /// Why a frame was not queued.
@@ -104,6 +113,51 @@ impl QueueTx {
             }
         })
     }
+
+    /// How many frames may be queued now while the queue stays at most half full, in frames
+    /// and in bytes (0 when it is fuller than that). Whoever feeds a queue at its own pace (a
+    /// viewer catching up from the store, see `crate::hub`) fills it to half and waits, so the
+    /// live frames that follow it still find room.
+    pub fn room(&self) -> usize {
+        let half_frames = self.tx.max_capacity() / 2;
+        if self.bytes.load(Ordering::SeqCst) > self.max_bytes / 2 {
+            return 0;
+        }
+        self.tx.capacity().saturating_sub(half_frames)
+    }
+
+    /// How many times the writer has released frames so far (see [`QueueTx::released_since`]).
+    pub fn releases(&self) -> u64 {
+        self.releases.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the writer has released frames since [`QueueTx::releases`] said `seen`.
+    pub async fn released_since(&self, seen: u64) {
+        loop {
+            let drained = self.drained.notified();
+            if self.releases() != seen {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// Waits until [`QueueTx::room`] is not 0, and returns it; never returns once the socket
+    /// is gone (the caller also waits on its closer).
+    pub async fn wait_room(&self) -> usize {
+        loop {
+            // Made before looking, so a release between the look and the wait is not missed.
+            let drained = self.drained.notified();
+            let room = self.room();
+            if room > 0 {
+                return room;
+            }
+            if self.tx.is_closed() {
+                std::future::pending::<()>().await;
+            }
+            drained.await;
+        }
+    }
 }
 
 /// The writer's side of a socket's queue.
@@ -111,6 +165,8 @@ impl QueueTx {
 pub struct QueueRx {
     rx: mpsc::Receiver<Frame>,
     bytes: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+    releases: Arc<AtomicU64>,
 }
 
 impl QueueRx {
@@ -122,7 +178,13 @@ impl QueueRx {
     }
 
     fn release(&self, frames: &[Frame]) {
-        self.bytes.fetch_sub(frames.iter().map(|f| f.len()).sum(), Ordering::SeqCst);
+        self.release_bytes(frames.iter().map(|f| f.len()).sum());
+    }
+
+    fn release_bytes(&self, bytes: usize) {
+        self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        self.drained.notify_waiters();
     }
 
     /// Refuses further frames and frees those still queued (a closing socket sends none).
@@ -256,7 +318,7 @@ pub async fn write_loop(
             written = write => Some(written),
         };
         // Written or dropped with the write: either way no longer held for this socket.
-        queue.bytes.fetch_sub(batch_bytes, Ordering::SeqCst);
+        queue.release_bytes(batch_bytes);
         let Some(written) = written else { break };
         match written {
             Ok(n) => {

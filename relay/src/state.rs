@@ -115,6 +115,11 @@ impl AppState {
         self.inner.store.as_ref()
     }
 
+    /// The same, for a task that outlives the request.
+    pub fn store_handle(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
     // ----- request helpers -------------------------------------------------------------------
 
     /// The `ws://` / `wss://` URL of `/api/realtime` as a browser should reach it.

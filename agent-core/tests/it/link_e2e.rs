@@ -854,22 +854,12 @@ async fn burst_arrives_whole(lines: u32, command: &str, expected: impl Fn(u32) -
     let topics = [format!("task:{id}")];
     let mut live = Viewer::connect(&s.relay, &topics).await;
     let mut slow = Viewer::connect(&s.relay, &topics).await;
-
     let deadline = Instant::now() + WITHIN;
-    // A live viewer on a busy machine may still fall behind the relay's bound: then it is closed
-    // as too slow, and its next subscription's snapshot must make it whole again.
-    let mut closed = 0;
-    let seen = loop {
-        match transcript_until_end(&mut live.ws, &id, deadline).await {
-            Ok(events) => break events,
-            Err(code) => {
-                assert!(code == flightdeck_protocol::close::TOO_SLOW || code == 1006, "live viewer closed with {code}");
-                closed += 1;
-                assert!(closed <= 5, "the live viewer was closed {closed} times");
-                live = Viewer::connect(&s.relay, &topics).await;
-            }
-        }
-    };
+    // A live viewer that falls behind the burst catches up from what the relay stored: it is
+    // never closed (it used to be closed as too slow and come back for a whole snapshot).
+    let seen = transcript_until_end(&mut live.ws, &id, deadline)
+        .await
+        .unwrap_or_else(|code| panic!("the live viewer was closed with {code}"));
     let elapsed = started.elapsed();
     // The stdout chunks, the status events around them, nothing missing.
     assert_whole(&seen);
@@ -878,7 +868,7 @@ async fn burst_arrives_whole(lines: u32, command: &str, expected: impl Fn(u32) -
     let total = seen.len() as u64;
     eprintln!(
         "burst of {lines} lines: {total} events through agent and relay to a viewer in {:.2} s ({:.0} events/s; \
-         the live viewer was closed as too slow {closed} times)",
+         the live viewer was never closed)",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );

@@ -152,39 +152,97 @@ async fn fan_out_to_many_viewers_of_a_public_hud() {
     }
 }
 
-#[tokio::test]
-async fn a_stalled_viewer_is_closed_with_4001_and_the_fast_one_gets_everything() {
-    let relay = Relay::start_with(|s| s.viewer_queue_len = 16).await;
-    let (mut agent, _) = relay.agent("mac").await;
-    running_task(&relay, &mut agent, "flood", "web", 1).await;
-
-    // The stalled viewer reads through a tiny receive buffer and then stops reading.
+/// A viewer socket that reads through a tiny receive buffer (it falls behind at once when it
+/// stops reading), subscribed to `topics`.
+async fn small_buffer_viewer(relay: &Relay, topics: &[&str]) -> Ws {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(relay.addr).await.unwrap();
     let url = relay.ws_url(&format!("/api/realtime?token={}", relay.keys.owner));
-    let (mut stalled, _) =
+    let (mut ws, _) =
         tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
-    subscribe(&mut stalled, "task:flood").await;
+    for topic in topics {
+        subscribe(&mut ws, topic).await;
+    }
+    ws
+}
+
+/// Sends 32 KiB events in lockstep with a fast viewer of `task:flood` until `metric` reaches 1
+/// (the other viewer fell behind, or was closed), then `more` events; returns the last seq.
+async fn flood_until(relay: &Relay, agent: &mut Ws, fast: &mut Ws, metric: &str, more: u64) -> u64 {
+    let text = "z".repeat(32 * 1024);
+    let mut seq = 1;
+    while relay.metric(metric).await < 1.0 {
+        seq += 1;
+        assert!(seq < 3000, "{metric} never counted");
+        send(agent, &event_message("flood", seq, &text)).await;
+        let e = next_event(fast, "task:flood").await;
+        assert_eq!(e["seq"], seq, "the fast viewer gets every event, in order");
+    }
+    for _ in 0..more {
+        seq += 1;
+        send(agent, &event_message("flood", seq, "after")).await;
+        assert_eq!(next_event(fast, "task:flood").await["seq"], seq);
+    }
+    seq
+}
+
+/// Issue 26: a viewer of a transcript that falls behind a burst is not closed (it used to get
+/// 4001 and come back for a whole snapshot): it catches up from what the relay stored and
+/// gets every seq once, in order, on `task:` and `hud:` alike, then is live again.
+#[tokio::test]
+async fn a_viewer_that_falls_behind_catches_up_from_the_store_without_being_closed() {
+    let relay = Relay::start_with(|s| s.viewer_queue_len = 16).await;
+    let (mut agent, _) = relay.agent("mac").await;
+    running_task(&relay, &mut agent, "flood", "web", 1).await;
+    let mut slow = small_buffer_viewer(&relay, &["task:flood", "hud:alice/web"]).await;
     let mut fast = relay.viewer(Some(&relay.keys.owner)).await;
     subscribe(&mut fast, "task:flood").await;
 
-    // Lockstep with the fast viewer, so only the stalled one falls behind.
-    let text = "z".repeat(32 * 1024);
-    let mut seq = 1;
-    while relay.metric("flightdeck_queue_drops_total").await < 1.0 {
-        seq += 1;
-        assert!(seq < 3000, "the stalled viewer was never dropped");
-        send(&mut agent, &event_message("flood", seq, &text)).await;
-        let e = next_event(&mut fast, "task:flood").await;
-        assert_eq!(e["seq"], seq, "the fast viewer gets every event, in order");
+    // The slow viewer reads nothing until it has fallen behind, and well past that.
+    let last = flood_until(&relay, &mut agent, &mut fast, "flightdeck_viewer_catch_ups_total", 200).await;
+    let (mut task_seqs, mut hud_seqs) = (Vec::new(), Vec::new());
+    while task_seqs.last() != Some(&last) || hud_seqs.last() != Some(&last) {
+        match recv_server(&mut slow).await {
+            ServerMessage::Event { topic, payload } if topic == "task:flood" => {
+                task_seqs.push(payload["seq"].as_u64().unwrap())
+            }
+            ServerMessage::Event { topic, payload } if topic == "hud:alice/web" => {
+                assert_eq!(payload["taskId"], "flood");
+                hud_seqs.push(payload["seq"].as_u64().unwrap())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
-    // The fast viewer keeps going.
-    for _ in 0..5 {
-        seq += 1;
-        send(&mut agent, &event_message("flood", seq, "after")).await;
-        assert_eq!(next_event(&mut fast, "task:flood").await["seq"], seq);
-    }
+    let want: Vec<u64> = (2..=last).collect();
+    assert_eq!(task_seqs, want, "task: every seq once, in order");
+    assert_eq!(hud_seqs, want, "hud: every seq once, in order");
+    assert_eq!(relay.metric("flightdeck_queue_drops_total").await, 0.0, "nobody was closed");
+    // Live again.
+    send(&mut agent, &event_message("flood", last + 1, "live")).await;
+    assert_eq!(next_event(&mut slow, "task:flood").await["seq"], last + 1);
+}
+
+/// A viewer that stays behind (reads nothing for `viewer_catchup_ms`) is closed with 4001; the
+/// fast one gets everything meanwhile.
+#[tokio::test]
+async fn a_stalled_viewer_is_closed_with_4001_and_the_fast_one_gets_everything() {
+    let relay = Relay::start_with(|s| {
+        s.viewer_queue_len = 16;
+        s.viewer_catchup_ms = 500;
+    })
+    .await;
+    let (mut agent, _) = relay.agent("mac").await;
+    running_task(&relay, &mut agent, "flood", "web", 1).await;
+    let mut stalled = small_buffer_viewer(&relay, &["task:flood"]).await;
+    let mut fast = relay.viewer(Some(&relay.keys.owner)).await;
+    subscribe(&mut fast, "task:flood").await;
+    flood_until(&relay, &mut agent, &mut fast, "flightdeck_viewer_catch_ups_total", 5).await;
+    // Still stalled past the deadline: closed.
+    eventually("the stalled viewer to be closed", || async {
+        (relay.metric("flightdeck_queue_drops_total").await >= 1.0).then_some(())
+    })
+    .await;
     // The stalled viewer, reading again, finds what got through and then a 4001 close.
     let (code, reason) = recv_close(&mut stalled).await;
     assert_eq!((code, reason.as_str()), (4001, "too slow"));
