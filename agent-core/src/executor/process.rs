@@ -25,6 +25,9 @@ pub fn started_by_a_task() -> bool {
 pub struct GroupChild {
     pub child: Child,
     pub pgid: i32,
+    /// The task this process runs, when it is the task's own process (not one of its
+    /// terminals): when it ends, whatever the task started that left the group ends too.
+    task: Option<String>,
     /// Removed (and so forgotten) when the group is done with.
     _record: Option<GroupRecord>,
 }
@@ -34,11 +37,15 @@ impl GroupChild {
     /// new process group; killed (SIGKILL, leader only) if dropped while still running, which
     /// [`GroupChild::terminate`] makes group-wide.
     pub fn spawn(command: &mut Command, task_id: &str) -> io::Result<GroupChild> {
-        GroupChild::spawn_recorded(command, task_id, None)
+        let mut child = GroupChild::spawn_recorded(command, task_id, None)?;
+        child.task = None;
+        Ok(child)
     }
 
-    /// Like [`GroupChild::spawn`], and writes the group down at `record` for as long as it
-    /// runs, so that an agent restarted after a crash can stop it ([`kill_recorded_group`]).
+    /// Like [`GroupChild::spawn`], for the task's own process: when it is stopped or its group
+    /// is cleaned up, the processes of the task that left the group go too
+    /// ([`kill_escaped`]). Writes the group down at `record` for as long as it runs, so that
+    /// an agent restarted after a crash can stop it ([`kill_recorded_group`]).
     pub fn spawn_recorded(command: &mut Command, task_id: &str, record: Option<&Path>) -> io::Result<GroupChild> {
         command.env(TASK_ENV, task_id).process_group(0).kill_on_drop(true);
         let child = command.spawn()?;
@@ -50,7 +57,7 @@ impl GroupChild {
                 None
             }
         });
-        Ok(GroupChild { child, pgid, _record: record })
+        Ok(GroupChild { child, pgid, task: Some(task_id.to_string()), _record: record })
     }
 
     /// SIGTERM to the whole group, SIGKILL after `grace`, then reaps the leader.
@@ -64,12 +71,10 @@ impl GroupChild {
             }
         };
         // The leader is gone; anything still in its group (a child that ignored SIGTERM) goes now.
-        signal_group(self.pgid, libc::SIGKILL);
+        self.kill_leftovers();
         Ok(status)
     }
 
-    /// Kills whatever the finished leader left running in its group: a task's processes
-    /// never outlive it.
     /// Reaps the leader once its output has closed, still stoppable (a hung exit is killed when
     /// `stop` fires: `None`), kills what it left in its group, and takes the stderr tail the
     /// drain gathered (waiting at most 2 s more for it).
@@ -94,8 +99,13 @@ impl GroupChild {
         Some((status, tail))
     }
 
+    /// Kills whatever the finished leader left running in its group and, for the task's own
+    /// process, what the task started outside it: a task's processes never outlive it.
     pub fn kill_leftovers(&self) {
         signal_group(self.pgid, libc::SIGKILL);
+        if let Some(task) = &self.task {
+            kill_escaped(task);
+        }
     }
 }
 
@@ -103,9 +113,33 @@ impl Drop for GroupChild {
     fn drop(&mut self) {
         // Dropped mid-run (the runner's future was cancelled): leave no orphans behind.
         if self.child.id().is_some() {
-            signal_group(self.pgid, libc::SIGKILL);
+            self.kill_leftovers();
         }
     }
+}
+
+/// Kills the processes of task `task_id` that left its process group: whatever carries
+/// [`TASK_ENV`] with that id. A tool may start its commands in a session of their own (Claude
+/// Code's Bash tool does, through `setsid`), and a loop started that way outlived the task.
+/// Returns how many were signalled. Linux only (it reads `/proc`); elsewhere nothing.
+pub fn kill_escaped(task_id: &str) -> usize {
+    let marker = format!("{TASK_ENV}={task_id}");
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        if pid <= 1 || pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+            #[allow(unsafe_code)]
+            // SAFETY: kill has no memory-safety preconditions; pid > 1 and is not this process.
+            let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed += usize::from(rc == 0);
+        }
+    }
+    killed
 }
 
 /// A file naming a running task's process group: `pgid leader-start-time boot-id`. The start
@@ -246,5 +280,63 @@ pub fn describe_exit(status: &ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => "unknown exit status".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The live processes (not zombies) that carry task `task_id`'s marker, with their group.
+    fn marked(task_id: &str) -> Vec<(i32, i32)> {
+        let marker = format!("{TASK_ENV}={task_id}");
+        let entries = std::fs::read_dir("/proc").unwrap();
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+            })
+            .filter_map(|pid| {
+                let f = stat_fields(pid)?;
+                let group = f.get(2)?.parse().ok()?;
+                (f.first().map(String::as_str) != Some("Z")).then_some((pid, group))
+            })
+            .collect()
+    }
+
+    /// A loop a task started in a session of its own (as Claude Code's Bash tool starts its
+    /// commands) outlived the task: killing the group does not reach it. It ends with the task
+    /// now; a terminal of the task cleaning up its own group leaves it alone.
+    #[tokio::test]
+    async fn a_process_that_left_the_task_group_ends_with_the_task() {
+        let task = format!("escape-{}", std::process::id());
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("setsid sh -c 'while true; do sleep 0.05; done' >/dev/null 2>&1 &");
+        let mut child = GroupChild::spawn_recorded(&mut cmd, &task, None).unwrap();
+        assert!(child.child.wait().await.unwrap().success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let escaped = loop {
+            let outside: Vec<_> = marked(&task).into_iter().filter(|(_, group)| *group != child.pgid).collect();
+            if !outside.is_empty() {
+                break outside;
+            }
+            assert!(std::time::Instant::now() < deadline, "the loop never started");
+            tokio::task::yield_now().await;
+        };
+        signal_group(child.pgid, libc::SIGKILL);
+        // A terminal of the same task: its cleanup is its own group only.
+        let mut terminal = GroupChild::spawn(Command::new("true").env("UNUSED", "1"), &task).unwrap();
+        terminal.child.wait().await.unwrap();
+        terminal.kill_leftovers();
+        for (pid, _) in &escaped {
+            assert!(marked(&task).iter().any(|(p, _)| p == pid), "{pid} survived the group kill and the terminal");
+        }
+        child.kill_leftovers();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !marked(&task).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "still running: {:?}", marked(&task));
+            tokio::task::yield_now().await;
+        }
     }
 }
