@@ -10,8 +10,9 @@
 //! - `discover`: `--scan DIR` ([`discover_repos`]).
 //!
 //! How changes are handled:
-//! - worktree writes are debounced ([`WatchConfig::debounce`]), then only the changed paths are
-//!   re-examined against the cached per-path status;
+//! - the first write of a quiet repo is handled at once; writes behind it are debounced
+//!   ([`WatchConfig::debounce`]); either way only the changed paths are re-examined against the
+//!   cached per-path status;
 //! - writes to ignored paths and inside `.git/objects` cause no work (on Linux ignored directories
 //!   are not even watched: one non-recursive inotify watch per directory);
 //! - `HEAD`, refs, `packed-refs`, the index, `FETCH_HEAD`, `MERGE_HEAD`, rebase state, config:
@@ -70,7 +71,8 @@ impl fmt::Debug for Clock {
 /// How the watcher behaves.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
-    /// Changes are gathered for this long after the first one, then handled together.
+    /// Changes are gathered for this long after the first one, then handled together; the
+    /// first change of a repo quiet for this long is handled at once (leading edge).
     pub debounce: Duration,
     /// A full rescan of every repo this often, as a safety net.
     pub full_rescan_interval: Duration,

@@ -56,6 +56,8 @@ enum FsWatch {
 /// Work gathered during the debounce window.
 #[derive(Default)]
 struct Pending {
+    /// When the window opened: it is handled `debounce` after this (at once for the first
+    /// change of a quiet repo, see [`Worker::on_fs`]).
     since: Option<Instant>,
     full: bool,
     /// Re-walk the directory tree to add missing watches (after an overflow or watcher error).
@@ -84,6 +86,12 @@ pub(crate) struct Worker {
     pending: Pending,
     next_full: Instant,
     next_missing_poll: Option<Instant>,
+    /// When changes were last handled: a change arriving later than `debounce` after it finds
+    /// the repo quiet and is handled at once (leading edge); one arriving sooner waits out the
+    /// window with the ones behind it (a storm is coalesced).
+    last_handled: Option<Instant>,
+    /// A command taken while gathering file-system events, handled next.
+    deferred: Option<WorkerMsg>,
     /// Notices already said, so each is said once.
     said: HashSet<String>,
 }
@@ -110,6 +118,8 @@ impl Worker {
             pending: Pending::default(),
             next_full,
             next_missing_poll: None,
+            last_handled: None,
+            deferred: None,
             said: HashSet::new(),
         }
     }
@@ -118,9 +128,10 @@ impl Worker {
         self.seed_alerts();
         self.connect();
         loop {
-            let msg = match self.next_deadline() {
-                Some(deadline) => self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            let msg = match (self.deferred.take(), self.next_deadline()) {
+                (Some(msg), _) => Ok(msg),
+                (None, Some(deadline)) => self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+                (None, None) => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match msg {
                 Ok(WorkerMsg::Fs(event)) => self.on_fs(event),
@@ -162,6 +173,19 @@ impl Worker {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // File-system events that came together (an editor's save is several) are taken
+            // before a leading-edge status is made, so it sees the whole save.
+            while self.pending.since.is_some() {
+                match self.rx.try_recv() {
+                    Ok(WorkerMsg::Fs(event)) => self.on_fs(event),
+                    Ok(other) => {
+                        // Not an fs event: the loop takes it next.
+                        self.deferred = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
             }
             self.on_deadlines();
         }
@@ -250,6 +274,7 @@ impl Worker {
 
     fn process_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        self.last_handled = Some(Instant::now());
         if !is_present(&self.ident.root) {
             self.go_missing();
             return;
@@ -324,8 +349,12 @@ impl Worker {
                 }
             }
         }
-        if relevant {
-            self.pending.since.get_or_insert_with(Instant::now);
+        if relevant && self.pending.since.is_none() {
+            let now = Instant::now();
+            let debounce = self.shared.config.debounce;
+            let quiet = self.last_handled.is_none_or(|at| now.saturating_duration_since(at) >= debounce);
+            // A quiet repo's first change is handled at once: its window counts as already over.
+            self.pending.since = Some(if quiet { now.checked_sub(debounce).unwrap_or(now) } else { now });
         }
     }
 

@@ -467,6 +467,31 @@ async fn a_write_is_seen_and_ignored_paths_cause_no_work() {
     assert!(stats.events_ignored >= 1, "debug.log is seen and dropped: {stats:?}");
 }
 
+/// Issue 26.3: the first change of a quiet repo goes out at once (leading edge): with a window
+/// of an hour it still arrives (it used to wait out the window). Changes right behind it wait
+/// for the window and are handled together.
+#[tokio::test]
+async fn a_quiet_repos_first_change_goes_out_at_once_and_the_rest_are_coalesced() {
+    let fx = Fixture::new();
+    let config = WatchConfig { debounce: Duration::from_secs(3600), ..test_config() };
+    let (mut live, _) = watch(&fx.repo, config, None).await;
+    let before = live.handle.stats();
+    write(&fx.repo, "a.txt", "changed\n");
+    let status = live.status().await;
+    assert_eq!(status.modified_files, files(&["a.txt"]));
+    assert_eq!(live.handle.stats().incremental_updates, before.incremental_updates + 1);
+    // Within the window: nothing goes out for the storm until it ends (an hour here); the
+    // watcher holds it rather than handling each write.
+    for i in 0..50 {
+        write(&fx.repo, &format!("storm{i}.txt"), "x\n");
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), live.rx.recv()).await.is_err(),
+        "a change right behind another waits for the window"
+    );
+    assert_eq!(live.handle.stats().incremental_updates, before.incremental_updates + 1);
+}
+
 #[tokio::test]
 async fn new_directories_are_watched() {
     let fx = Fixture::new();
