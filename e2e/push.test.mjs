@@ -130,15 +130,34 @@ async function ownerContext(subscription) {
   return context;
 }
 
-/** The page's service worker registration id, from the DevTools protocol. */
-async function registrationId(cdp) {
+/**
+ * Delivers push messages to the page's service worker as a push service would: the worker is
+ * started first and each delivery waits until it runs. (Chromium stops an idle worker after 30 s,
+ * and the second notification of the push test, delivered after Claude's first turn, failed to
+ * show once in a few runs; a delivery into a stopping worker is the one cause found.)
+ */
+async function pushDeliverer(cdp) {
   const registrations = new Map();
+  const versions = new Map();
   cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations: list }) => {
     for (const r of list) registrations.set(r.scopeURL, r);
   });
+  cdp.on('ServiceWorker.workerVersionUpdated', ({ versions: list }) => {
+    for (const v of list) versions.set(v.versionId, v);
+  });
   await cdp.send('ServiceWorker.enable');
-  const reg = await until(() => registrations.get(`${relay.base}/`), 10000, 'the service worker registration');
-  return reg.registrationId;
+  const scopeURL = `${relay.base}/`;
+  const reg = await until(() => registrations.get(scopeURL), 10000, 'the service worker registration');
+  const running = () => [...versions.values()].some((v) => v.registrationId === reg.registrationId
+    && v.status === 'activated' && v.runningStatus === 'running');
+  return async (payload) => {
+    if (!running()) {
+      await cdp.send('ServiceWorker.startWorker', { scopeURL });
+      await until(() => running(), 10000, 'the service worker to run');
+    }
+    await cdp.send('ServiceWorker.deliverPushMessage',
+      { origin: relay.base, registrationId: reg.registrationId, data: JSON.stringify(payload) });
+  };
 }
 
 async function notifications(page) {
@@ -215,9 +234,7 @@ test('subscribe on the dashboard, get the push, Allow from the notification: the
   await relay.api('POST', '/api/push/subscriptions', keys.owner, { ...laptop.json, device: 'Laptop', kinds: ['needs_input'] });
 
   const cdp = await context.newCDPSession(page);
-  const registration = await registrationId(cdp);
-  const deliver = (payload) => cdp.send('ServiceWorker.deliverPushMessage',
-    { origin: relay.base, registrationId: registration, data: JSON.stringify(payload) });
+  const deliver = await pushDeliverer(cdp);
 
   // A real Claude task asks to run a command: the phone is told, with Allow and Deny.
   const { task } = await relay.api('POST', '/api/cockpit/tasks', keys.owner,
