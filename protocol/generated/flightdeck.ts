@@ -1114,6 +1114,11 @@ export type ServerMessage = ({
  * `relayUser` or `key`.
  */
 export type SettingsUpdate = {
+  /**
+   * The custom ACP agents, all of them (name -> command): the set replaces the saved one; an
+   * empty object removes them all.
+   */
+  acpAgents?: { [key: string]: string } | null;
   agentId?: string | null;
   key?: string | null;
   relayUrl?: string | null;
@@ -1129,6 +1134,11 @@ export type SettingsUpdate = {
  * The agent's settings as the window sees them: the relay key is never sent back, only a hint.
  */
 export type SettingsView = {
+  /**
+   * Custom ACP agents added in the settings (SPEC 14): name -> command. Beside the built-ins
+   * and those given at start; one with a built-in's name replaces it.
+   */
+  acpAgents?: { [key: string]: string };
   agentId: string;
   /**
    * The key redacted for display, e.g. `fdk_…9f2c`.

@@ -119,7 +119,11 @@ impl CockpitBus {
                 (Topic::Task(id), AgentEvent::TaskEvent { record }) if *id == record.task_id => {
                     out.push(frame(event, topic, SeqEvent { seq: record.seq, event: record.event.clone() }))
                 }
-                (Topic::Agents, AgentEvent::TaskUpdate { .. } | AgentEvent::Link { .. }) => {
+                // Settings: the ACP agents this agent can run may have changed.
+                (
+                    Topic::Agents,
+                    AgentEvent::TaskUpdate { .. } | AgentEvent::Link { .. } | AgentEvent::Settings { .. },
+                ) => {
                     if let Ok(info) = agent_info(agent).await {
                         out.push(frame(event, topic, info));
                     }

@@ -31,6 +31,8 @@ pub(crate) struct LinkTarget {
     pub url: String,
     pub key: String,
     pub agent_id: String,
+    /// What the agent tells the relay it can run (`agent-status`).
+    pub capabilities: Vec<String>,
 }
 
 pub(crate) enum LinkCommand {
@@ -142,6 +144,7 @@ impl Supervisor {
             }
             None => LinkConfig::new(target.url, target.key, target.agent_id),
         };
+        config.capabilities = target.capabilities;
         config.metadata.insert("app".into(), "flightdeck".into());
         config.redactors = Some(self.parts.redactors.clone());
         let handle = RelayLink::start(config, self.parts.store.clone(), self.parts.inbound.clone());

@@ -52,6 +52,7 @@ pub use settings::key_hint;
 use forward::{forward_runner, forward_watcher, serve_inbound};
 use settings::{default_agent_id, http_base, keys, validate_relay_url, Settings};
 
+use crate::acp::AcpAgents;
 use crate::executor::Decision;
 use crate::external::{settings as claude_settings, ExternalConfig, ExternalSessions, RepoOfDir};
 use crate::link::{LinkConfig, Outbound};
@@ -217,8 +218,12 @@ struct Inner {
     hook_program: Option<PathBuf>,
     claude_settings: Option<PathBuf>,
     permission_wait: Duration,
-    /// What this agent can run, as the relay and the windows are told (`acp:<name>` included).
-    capabilities: Vec<String>,
+    /// What this agent can run, as the relay and the windows are told (`acp:<name>` included):
+    /// `base_capabilities` and the ACP agents found here, which the settings may change.
+    capabilities: std::sync::RwLock<Vec<String>>,
+    base_capabilities: Vec<String>,
+    /// The ACP agents given at start (built-ins, flags, environment, file), below the settings'.
+    base_acp: AcpAgents,
 }
 
 impl Agent {
@@ -286,19 +291,26 @@ impl Agent {
                 watcher.repos().into_iter().find(|r| r.name == slug || r.id == slug).map(|r| r.path)
             })
         };
-        let runner_config = RunnerConfig {
+        let base_acp = config.runner.acp.agents.clone();
+        let acp_agents = acp_agents_with(&base_acp, &settings.acp_agents).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the ACP agents saved in the settings are not valid; using the others");
+            base_acp.clone()
+        });
+        let mut runner_config = RunnerConfig {
             data_dir: Some(data_dir.clone()),
             agent_id: Some(settings.agent_id.clone()),
             ..config.runner.clone()
         };
+        runner_config.acp.agents = acp_agents.clone();
         let runner = TaskRunner::start(store.clone(), runner_config, resolver).await?;
         let runner_events = runner.subscribe();
 
         let (events, _) = broadcast::channel(4096);
         let (inbound, inbound_rx) = mpsc::channel(64);
         // The relay learns which ACP agents can run here (`acp:<name>`, SPEC 14).
-        let mut template = config.link_template.clone().unwrap_or_else(|| LinkConfig::new("", "", ""));
-        template.capabilities.extend(config.runner.acp.agents.capabilities(std::env::var_os("PATH").as_deref()));
+        let template = config.link_template.clone().unwrap_or_else(|| LinkConfig::new("", "", ""));
+        let base_capabilities = template.capabilities.clone();
+        let capabilities = capabilities_with(&base_capabilities, &acp_agents);
         let stop = CancellationToken::new();
         let link = LinkControl::start(LinkParts {
             store: store.clone(),
@@ -335,7 +347,9 @@ impl Agent {
             hook_program: config.hook_program.clone(),
             claude_settings: config.claude_settings.clone(),
             permission_wait: config.external.permission_wait,
-            capabilities: template.capabilities.clone(),
+            capabilities: std::sync::RwLock::new(capabilities),
+            base_capabilities,
+            base_acp,
         });
         tokio::spawn(forward_watcher(inner.clone(), watch_events));
         tokio::spawn(forward_runner(inner.clone(), runner_events));
@@ -362,7 +376,7 @@ impl Agent {
     /// What this agent can run: `git`, `claude`, `shell`, and `acp:<name>` for each ACP agent
     /// found on this machine (SPEC 14).
     pub fn capabilities(&self) -> Vec<String> {
-        self.inner.capabilities.clone()
+        self.inner.capabilities()
     }
 
     /// When this agent started.
@@ -659,6 +673,17 @@ impl Agent {
             validate_agent_id(&id).map_err(|e| AgentError::invalid("agentId", e.to_string()))?;
             changes.push((keys::AGENT_ID, Some(id)));
         }
+        // Custom ACP agents: checked whole before anything is saved.
+        let acp_agents = match update.acp_agents {
+            Some(custom) => {
+                let agents = acp_agents_with(&self.inner.base_acp, &custom)?;
+                let json =
+                    serde_json::to_string(&custom).map_err(|e| AgentError::invalid("acpAgents", e.to_string()))?;
+                changes.push((keys::ACP_AGENTS, Some(json).filter(|_| !custom.is_empty())));
+                Some(agents)
+            }
+            None => None,
+        };
         let upload_history = update.upload_history.unwrap_or(false);
         let store = self.inner.store.clone();
         let (before, after) = blocking(move || {
@@ -682,7 +707,13 @@ impl Agent {
             Ok((before, after))
         })
         .await?;
-        if before.link_identity() != after.link_identity() {
+        // New ACP agents: tasks started from now on run them, and the relay is told what this
+        // agent can run (its link starts again with the new capabilities).
+        let capabilities_changed = match acp_agents {
+            Some(agents) => self.inner.set_acp_agents(agents),
+            None => false,
+        };
+        if before.link_identity() != after.link_identity() || capabilities_changed {
             self.inner.restart_link().await;
         }
         let view = after.view();
@@ -910,6 +941,20 @@ impl Inner {
 
     /// Stops the current link (if any) and starts one with these settings (if configured); the
     /// link status is set when this returns.
+    fn capabilities(&self) -> Vec<String> {
+        self.capabilities.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs tasks with these ACP agents from now on; true when what this agent can run changed.
+    fn set_acp_agents(&self, agents: AcpAgents) -> bool {
+        let capabilities = capabilities_with(&self.base_capabilities, &agents);
+        self.runner.set_acp_agents(agents);
+        let mut current = self.capabilities.write().unwrap_or_else(|e| e.into_inner());
+        let changed = *current != capabilities;
+        *current = capabilities;
+        changed
+    }
+
     async fn restart_link(&self) {
         let _serial = self.link_settings.lock().await;
         // Read under the lock: of two settings changes, the link runs with the last one saved.
@@ -922,9 +967,12 @@ impl Inner {
             }
         };
         let target = match (&settings.relay_url, &settings.relay_key) {
-            (Some(url), Some(key)) => {
-                Some(LinkTarget { url: url.clone(), key: key.clone(), agent_id: settings.agent_id.clone() })
-            }
+            (Some(url), Some(key)) => Some(LinkTarget {
+                url: url.clone(),
+                key: key.clone(),
+                agent_id: settings.agent_id.clone(),
+                capabilities: self.capabilities(),
+            }),
             _ => None,
         };
         let busy = {
@@ -933,6 +981,23 @@ impl Inner {
         };
         self.link.configure(target, busy).await;
     }
+}
+
+/// The ACP agents given at start with the settings' custom ones on top (the settings' command
+/// wins for a name given twice).
+fn acp_agents_with(base: &AcpAgents, custom: &std::collections::BTreeMap<String, String>) -> Result<AcpAgents> {
+    let mut agents = base.clone();
+    for (name, command) in custom {
+        agents.add(name, command).map_err(|e| AgentError::invalid("acpAgents", e.to_string()))?;
+    }
+    Ok(agents)
+}
+
+/// `base` and `acp:<name>` for each of `agents` that can run here (found on `PATH`).
+fn capabilities_with(base: &[String], agents: &AcpAgents) -> Vec<String> {
+    let mut capabilities = base.to_vec();
+    capabilities.extend(agents.capabilities(std::env::var_os("PATH").as_deref()));
+    capabilities
 }
 
 fn validate_payload(executor: Executor, payload: TaskPayload) -> Result<TaskPayload> {

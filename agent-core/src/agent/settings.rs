@@ -1,6 +1,7 @@
 //! The agent's settings as saved in the store: the relay, the key (never shown whole), the agent
 //! id (unique per installation), the watched repos, whether watching is paused.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use flightdeck_protocol::desktop::SettingsView;
@@ -18,6 +19,8 @@ pub(super) mod keys {
     /// A JSON array of the watched repos' paths.
     pub const REPOS: &str = "repos";
     pub const WATCH_PAUSED: &str = "watch.paused";
+    /// A JSON object of the custom ACP agents added in the settings: name -> command.
+    pub const ACP_AGENTS: &str = "acp.agents";
 }
 
 /// Settings as saved in the store.
@@ -29,6 +32,7 @@ pub(super) struct Settings {
     pub(super) agent_id: String,
     pub(super) repos: Vec<PathBuf>,
     pub(super) paused: bool,
+    pub(super) acp_agents: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -43,6 +47,10 @@ impl Settings {
             agent_id: non_empty(store.setting(keys::AGENT_ID)?).unwrap_or_else(default_agent_id),
             repos: repos.into_iter().map(PathBuf::from).collect(),
             paused: store.setting(keys::WATCH_PAUSED)?.as_deref() == Some("true"),
+            acp_agents: store
+                .setting(keys::ACP_AGENTS)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -60,6 +68,7 @@ impl Settings {
             agent_id: self.agent_id.clone(),
             repos: self.repos.iter().map(|p| p.display().to_string()).collect(),
             watching_paused: self.paused,
+            acp_agents: self.acp_agents.clone(),
         }
     }
 }
@@ -74,6 +83,7 @@ impl std::fmt::Debug for Settings {
             .field("agent_id", &self.agent_id)
             .field("repos", &self.repos)
             .field("paused", &self.paused)
+            .field("acp_agents", &self.acp_agents)
             .finish()
     }
 }

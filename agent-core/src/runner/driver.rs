@@ -63,7 +63,7 @@ pub(crate) async fn drive(
         payload: rec.task.payload.clone(),
         cwd,
         claude: shared.config.claude.clone(),
-        acp: shared.config.acp.clone(),
+        acp: shared.acp_config(),
         stop: stop.token.clone(),
         kill_grace: shared.config.kill_grace,
         group_record: shared.config.data_dir.as_deref().map(|d| group_record_path(d, &rec.task.id)),

@@ -219,6 +219,9 @@ pub(crate) struct Shared {
     /// records for but does not run: their decisions go to whoever follows the session.
     // A std Mutex: nothing awaits while holding it.
     external: Mutex<HashMap<String, mpsc::Sender<ExternalDecision>>>,
+    /// The ACP agents tasks start from now on: `config.acp.agents` until the settings change
+    /// them (see [`TaskRunner::set_acp_agents`]).
+    acp_agents: std::sync::RwLock<crate::acp::AcpAgents>,
 }
 
 /// A decision for a task of a terminal session, with the answer `decide` waits for.
@@ -237,6 +240,12 @@ impl Shared {
 
     pub(crate) fn unroute_external(&self, task_id: &str) {
         self.external.lock().unwrap_or_else(|e| e.into_inner()).remove(task_id);
+    }
+
+    /// What a task starting now runs its ACP agent with.
+    pub(crate) fn acp_config(&self) -> crate::executor::AcpConfig {
+        let agents = self.acp_agents.read().unwrap_or_else(|e| e.into_inner()).clone();
+        crate::executor::AcpConfig { agents, ..self.config.acp.clone() }
     }
 
     fn external_route(&self, task_id: &str) -> Option<mpsc::Sender<ExternalDecision>> {
@@ -259,7 +268,9 @@ impl TaskRunner {
     pub async fn start(store: Store, config: RunnerConfig, repos: RepoResolver) -> Result<TaskRunner, RunnerError> {
         let (updates, _) = broadcast::channel(config.broadcast_capacity.max(16));
         let redactors = Arc::new(RepoRedactors::new(repos.clone()));
-        let shared = Arc::new(Shared { store, config, repos, updates, redactors, external: Mutex::default() });
+        let acp_agents = std::sync::RwLock::new(config.acp.agents.clone());
+        let shared =
+            Arc::new(Shared { store, config, repos, updates, redactors, external: Mutex::default(), acp_agents });
         let lock = {
             let shared = shared.clone();
             tokio::task::spawn_blocking(move || recover(&shared)).await.map_err(|_| RunnerError::Stopped)??
@@ -284,6 +295,11 @@ impl TaskRunner {
     /// before creating a task to see all of its events.
     pub fn subscribe(&self) -> broadcast::Receiver<RunnerEvent> {
         self.shared.updates.subscribe()
+    }
+
+    /// The ACP agents tasks started from now on can run (running tasks keep theirs).
+    pub fn set_acp_agents(&self, agents: crate::acp::AcpAgents) {
+        *self.shared.acp_agents.write().unwrap_or_else(|e| e.into_inner()) = agents;
     }
 
     /// The redactors of the watched repos (what the relay link uses for tasks and alerts).

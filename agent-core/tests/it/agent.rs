@@ -494,6 +494,7 @@ async fn turning_the_relay_on_uploads_the_history_only_when_asked() {
                 key: Some(relay.agent_key().into()),
                 agent_id: Some(format!("laptop-{name}")),
                 upload_history: upload,
+                acp_agents: None,
             })
             .await
             .unwrap();
@@ -508,6 +509,83 @@ async fn turning_the_relay_on_uploads_the_history_only_when_asked() {
         }
         agent.shutdown(Duration::from_secs(5)).await.unwrap();
     }
+}
+
+/// Issue 25: a custom ACP agent added in the desktop's settings is saved, runs tasks from then
+/// on, is reported to the relay (and the window's agents topic) as `acp:<name>`, and is back
+/// after a restart; a bad one is refused whole with nothing saved; removing it takes it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acp_agents_added_in_the_settings_run_tasks_and_reach_the_relay() {
+    use std::collections::BTreeMap;
+    let relay = crate::link_e2e::Relay::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = git_repo(tmp.path(), "web");
+    // The scripted agent reads the README.
+    std::fs::write(repo.join("README.md"), "# Web\n").unwrap();
+    git(&repo, &["add", "README.md"]);
+    git(&repo, &["commit", "-q", "-m", "readme"]);
+    let data = tmp.path().join("data");
+    let agent = start(&data, &[&repo]).await;
+    let mut events = agent.subscribe();
+    let base = SettingsUpdate {
+        relay_url: Some(relay.http()),
+        relay_user: Some("alice".into()),
+        key: Some(relay.agent_key().into()),
+        agent_id: Some("laptop".into()),
+        ..Default::default()
+    };
+    agent.set_settings(base).await.unwrap();
+    assert!(!agent.capabilities().contains(&"acp:mine".to_string()));
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/fake_acp_agent.js");
+    let command = format!("node {} good", script.display());
+    let mine = BTreeMap::from([("mine".to_string(), command.clone())]);
+    let view =
+        agent.set_settings(SettingsUpdate { acp_agents: Some(mine.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(view.acp_agents, mine);
+    assert!(agent.capabilities().contains(&"acp:mine".to_string()), "{:?}", agent.capabilities());
+    // The relay is told (the link starts again with the new capabilities).
+    crate::link_e2e::eventually("the relay lists acp:mine", || async {
+        let (_, body) = relay.api(reqwest::Method::GET, "/api/cockpit/agents", None).await;
+        let listed = body["agents"].as_array().is_some_and(|agents| {
+            agents.iter().any(|a| a["agentId"] == "laptop" && a["capabilities"].to_string().contains("acp:mine"))
+        });
+        if listed {
+            Ok(())
+        } else {
+            Err(body.to_string())
+        }
+    })
+    .await;
+    // A task runs it.
+    let request = StartTaskRequest {
+        executor: Executor::Acp,
+        repo: "web".into(),
+        title: None,
+        payload: TaskPayload { prompt: Some("Summarise".into()), agent: Some("mine".into()), ..Default::default() },
+    };
+    let task = agent.start_task(request).await.unwrap();
+    let ended = task_end(&mut events, &task.id).await;
+    assert_eq!(ended.status, TaskStatus::Completed, "{ended:?}");
+
+    // A bad set is refused whole: nothing of it is saved.
+    let bad = BTreeMap::from([("other".to_string(), "ok-acp".to_string()), ("bad name".to_string(), "x".to_string())]);
+    let refused = agent.set_settings(SettingsUpdate { acp_agents: Some(bad), ..Default::default() }).await;
+    assert_eq!(code(refused), "invalid_input");
+    assert_eq!(agent.settings().await.unwrap().acp_agents, mine);
+
+    // Kept across a restart.
+    agent.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(agent);
+    let agent = start(&data, &[&repo]).await;
+    assert_eq!(agent.settings().await.unwrap().acp_agents, mine);
+    assert!(agent.capabilities().contains(&"acp:mine".to_string()));
+    // Removed: gone from what the agent can run.
+    let view =
+        agent.set_settings(SettingsUpdate { acp_agents: Some(BTreeMap::new()), ..Default::default() }).await.unwrap();
+    assert!(view.acp_agents.is_empty());
+    assert!(!agent.capabilities().contains(&"acp:mine".to_string()));
+    agent.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
 // The desktop's settings switch: `set_claude_hooks` installs the hooks (pointing at this agent's

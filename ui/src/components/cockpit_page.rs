@@ -100,7 +100,7 @@ pub fn cockpit_page() -> Html {
                                 empty_text={Some(AttrValue::from("Choose a task to see its transcript."))} />
                 </div>
                 <aside class="side">
-                    <NewTaskForm repos={Rc::new(store.repos.clone())} busy={*creating} on_create={on_create} />
+                    <NewTaskForm repos={Rc::new(store.repos.clone())} agents={Rc::new(store.agents.clone())} busy={*creating} on_create={on_create} />
                     <AlertList alerts={Rc::new(store.alerts.clone())} on_ack={on_ack} />
                     <TaskList tasks={Rc::new(store.tasks.clone())} selected={selected.map(AttrValue::from)} on_select={on_select} />
                     { for store.repos.iter().map(|r| html! { <RepoPanel key={r.id.clone()} repo={Some(r.clone())} /> }) }

@@ -53,7 +53,7 @@ pub enum StartChoice {
 
 impl StartChoice {
     /// As the relay reports it (`claude`, `shell`, `acp:<name>`), and as the select's value.
-    fn parse(value: &str) -> Option<StartChoice> {
+    pub fn parse(value: &str) -> Option<StartChoice> {
         match value {
             "claude" => Some(StartChoice::Claude),
             "shell" => Some(StartChoice::Shell),
@@ -61,7 +61,7 @@ impl StartChoice {
         }
     }
 
-    fn value(&self) -> String {
+    pub fn value(&self) -> String {
         match self {
             StartChoice::Claude => "claude".into(),
             StartChoice::Shell => "shell".into(),
@@ -69,7 +69,7 @@ impl StartChoice {
         }
     }
 
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match self {
             StartChoice::Claude => "Claude Code".into(),
             StartChoice::Shell => "Shell command".into(),
@@ -77,7 +77,7 @@ impl StartChoice {
         }
     }
 
-    fn executor(&self) -> Executor {
+    pub fn executor(&self) -> Executor {
         match self {
             StartChoice::Claude => Executor::Claude,
             StartChoice::Shell => Executor::Shell,
