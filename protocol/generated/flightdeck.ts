@@ -1115,10 +1115,10 @@ export type ServerMessage = ({
  */
 export type SettingsUpdate = {
   /**
-   * The custom ACP agents, all of them (name -> command): the set replaces the saved one; an
-   * empty object removes them all.
+   * The custom ACP agents, all of them, each `NAME=COMMAND`: the set replaces the saved one
+   * (checked whole first); an empty list removes them all.
    */
-  acpAgents?: { [key: string]: string } | null;
+  acpAgents?: string[] | null;
   agentId?: string | null;
   key?: string | null;
   relayUrl?: string | null;
@@ -1135,10 +1135,11 @@ export type SettingsUpdate = {
  */
 export type SettingsView = {
   /**
-   * Custom ACP agents added in the settings (SPEC 14): name -> command. Beside the built-ins
-   * and those given at start; one with a built-in's name replaces it.
+   * Custom ACP agents added in the settings (SPEC 14), each `NAME=COMMAND` (as
+   * `--acp-agent` takes them), by name. Beside the built-ins and those given at start; one
+   * with a built-in's name replaces it.
    */
-  acpAgents?: { [key: string]: string };
+  acpAgents?: string[];
   agentId: string;
   /**
    * The key redacted for display, e.g. `fdk_…9f2c`.

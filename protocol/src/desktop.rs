@@ -273,10 +273,11 @@ pub struct SettingsView {
     /// The watched repos' paths.
     pub repos: Vec<String>,
     pub watching_paused: bool,
-    /// Custom ACP agents added in the settings (SPEC 14): name -> command. Beside the built-ins
-    /// and those given at start; one with a built-in's name replaces it.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub acp_agents: std::collections::BTreeMap<String, String>,
+    /// Custom ACP agents added in the settings (SPEC 14), each `NAME=COMMAND` (as
+    /// `--acp-agent` takes them), by name. Beside the built-ins and those given at start; one
+    /// with a built-in's name replaces it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acp_agents: Vec<String>,
 }
 
 /// `set_settings`: absent fields are left as they are; an empty string clears `relayUrl`,
@@ -297,10 +298,10 @@ pub struct SettingsUpdate {
     /// recorded before it are uploaded too. Default: no, only what happens from now on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_history: Option<bool>,
-    /// The custom ACP agents, all of them (name -> command): the set replaces the saved one; an
-    /// empty object removes them all.
+    /// The custom ACP agents, all of them, each `NAME=COMMAND`: the set replaces the saved one
+    /// (checked whole first); an empty list removes them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acp_agents: Option<std::collections::BTreeMap<String, String>>,
+    pub acp_agents: Option<Vec<String>>,
 }
 
 /// The relay link as the window sees it.

@@ -675,7 +675,8 @@ impl Agent {
         }
         // Custom ACP agents: checked whole before anything is saved.
         let acp_agents = match update.acp_agents {
-            Some(custom) => {
+            Some(specs) => {
+                let custom = acp_specs(&specs)?;
                 let agents = acp_agents_with(&self.inner.base_acp, &custom)?;
                 let json =
                     serde_json::to_string(&custom).map_err(|e| AgentError::invalid("acpAgents", e.to_string()))?;
@@ -981,6 +982,21 @@ impl Inner {
         };
         self.link.configure(target, busy).await;
     }
+}
+
+/// `NAME=COMMAND` specs by name; a name given twice is refused.
+fn acp_specs(specs: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut custom = std::collections::BTreeMap::new();
+    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (name, command) = spec
+            .split_once('=')
+            .ok_or_else(|| AgentError::invalid("acpAgents", format!("`{spec}` is not NAME=COMMAND")))?;
+        let (name, command) = (name.trim().to_string(), command.trim().to_string());
+        if custom.insert(name.clone(), command).is_some() {
+            return Err(AgentError::invalid("acpAgents", format!("agent `{name}` is given twice")));
+        }
+    }
+    Ok(custom)
 }
 
 /// The ACP agents given at start with the settings' custom ones on top (the settings' command

@@ -68,7 +68,7 @@ impl Settings {
             agent_id: self.agent_id.clone(),
             repos: self.repos.iter().map(|p| p.display().to_string()).collect(),
             watching_paused: self.paused,
-            acp_agents: self.acp_agents.clone(),
+            acp_agents: self.acp_agents.iter().map(|(name, command)| format!("{name}={command}")).collect(),
         }
     }
 }

@@ -516,7 +516,6 @@ async fn turning_the_relay_on_uploads_the_history_only_when_asked() {
 /// after a restart; a bad one is refused whole with nothing saved; removing it takes it away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acp_agents_added_in_the_settings_run_tasks_and_reach_the_relay() {
-    use std::collections::BTreeMap;
     let relay = crate::link_e2e::Relay::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let repo = git_repo(tmp.path(), "web");
@@ -539,7 +538,7 @@ async fn acp_agents_added_in_the_settings_run_tasks_and_reach_the_relay() {
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/fake_acp_agent.js");
     let command = format!("node {} good", script.display());
-    let mine = BTreeMap::from([("mine".to_string(), command.clone())]);
+    let mine = vec![format!("mine={command}")];
     let view =
         agent.set_settings(SettingsUpdate { acp_agents: Some(mine.clone()), ..Default::default() }).await.unwrap();
     assert_eq!(view.acp_agents, mine);
@@ -569,10 +568,15 @@ async fn acp_agents_added_in_the_settings_run_tasks_and_reach_the_relay() {
     assert_eq!(ended.status, TaskStatus::Completed, "{ended:?}");
 
     // A bad set is refused whole: nothing of it is saved.
-    let bad = BTreeMap::from([("other".to_string(), "ok-acp".to_string()), ("bad name".to_string(), "x".to_string())]);
-    let refused = agent.set_settings(SettingsUpdate { acp_agents: Some(bad), ..Default::default() }).await;
-    assert_eq!(code(refused), "invalid_input");
-    assert_eq!(agent.settings().await.unwrap().acp_agents, mine);
+    for bad in [
+        vec!["other=ok-acp".to_string(), "bad name=x".to_string()],
+        vec!["no-command".to_string()],
+        vec!["twice=a".to_string(), "twice=b".to_string()],
+    ] {
+        let refused = agent.set_settings(SettingsUpdate { acp_agents: Some(bad.clone()), ..Default::default() }).await;
+        assert_eq!(code(refused), "invalid_input", "{bad:?}");
+        assert_eq!(agent.settings().await.unwrap().acp_agents, mine);
+    }
 
     // Kept across a restart.
     agent.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -581,8 +585,7 @@ async fn acp_agents_added_in_the_settings_run_tasks_and_reach_the_relay() {
     assert_eq!(agent.settings().await.unwrap().acp_agents, mine);
     assert!(agent.capabilities().contains(&"acp:mine".to_string()));
     // Removed: gone from what the agent can run.
-    let view =
-        agent.set_settings(SettingsUpdate { acp_agents: Some(BTreeMap::new()), ..Default::default() }).await.unwrap();
+    let view = agent.set_settings(SettingsUpdate { acp_agents: Some(Vec::new()), ..Default::default() }).await.unwrap();
     assert!(view.acp_agents.is_empty());
     assert!(!agent.capabilities().contains(&"acp:mine".to_string()));
     agent.shutdown(Duration::from_secs(5)).await.unwrap();

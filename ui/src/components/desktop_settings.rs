@@ -18,8 +18,7 @@ pub fn desktop_settings() -> Html {
     let relay_user = use_node_ref();
     let key = use_node_ref();
     let agent_id = use_node_ref();
-    let acp_name = use_node_ref();
-    let acp_command = use_node_ref();
+    let acp_agents = use_node_ref();
     let saved = use_state(|| None::<AttrValue>);
     // Turning the relay on asks first whether the earlier local tasks go too.
     let asking = use_state(|| None::<SettingsUpdate>);
@@ -79,6 +78,8 @@ pub fn desktop_settings() -> Html {
         let relay_was_on = current.relay_url.is_some();
         let (relay_url, relay_user, key, agent_id) =
             (relay_url.clone(), relay_user.clone(), key.clone(), agent_id.clone());
+        let acp_agents = acp_agents.clone();
+        let saved_agents = current.acp_agents.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             let update = SettingsUpdate {
@@ -88,7 +89,11 @@ pub fn desktop_settings() -> Html {
                 key: value(&key).filter(|k| !k.is_empty()),
                 agent_id: value(&agent_id).filter(|a| !a.is_empty()),
                 upload_history: None,
-                acp_agents: None,
+                // Sent only when changed (the agent checks the whole set before saving it).
+                acp_agents: acp_agents
+                    .cast::<web_sys::HtmlTextAreaElement>()
+                    .map(|t| t.value().lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+                    .filter(|agents: &Vec<String>| *agents != saved_agents),
             };
             let turns_relay_on = !relay_was_on && update.relay_url.as_deref().is_some_and(|u| !u.trim().is_empty());
             if turns_relay_on {
@@ -196,34 +201,15 @@ pub fn desktop_settings() -> Html {
             });
         })
     };
-    // Custom ACP agents: each change saves the whole set (the agent checks it before saving).
-    let save_agents = {
-        let save = save.clone();
-        Callback::from(move |agents: std::collections::BTreeMap<String, String>| {
-            save.emit(SettingsUpdate { acp_agents: Some(agents), ..SettingsUpdate::default() })
+    // Which of them this agent found (on PATH, or as a path given).
+    let found: Vec<&str> = current
+        .acp_agents
+        .iter()
+        .filter_map(|spec| spec.split_once('=').map(|(name, _)| name))
+        .filter(|name| {
+            app.store.agents.iter().any(|a| a.capabilities.iter().any(|c| c.strip_prefix("acp:") == Some(name)))
         })
-    };
-    let on_add_agent = {
-        let (save_agents, current) = (save_agents.clone(), current.clone());
-        let (acp_name, acp_command) = (acp_name.clone(), acp_command.clone());
-        Callback::from(move |_: MouseEvent| {
-            let (Some(name), Some(command)) = (value(&acp_name), value(&acp_command)) else { return };
-            let (name, command) = (name.trim().to_string(), command.trim().to_string());
-            if name.is_empty() || command.is_empty() {
-                return;
-            }
-            let mut agents = current.acp_agents.clone();
-            agents.insert(name, command);
-            save_agents.emit(agents);
-            for field in [&acp_name, &acp_command] {
-                if let Some(input) = field.cast::<HtmlInputElement>() {
-                    input.set_value("");
-                }
-            }
-        })
-    };
-    // Which ACP agents this agent found (on PATH, or as a path given).
-    let runnable: Vec<String> = app.store.agents.iter().flat_map(|a| a.capabilities.iter().cloned()).collect();
+        .collect();
     let on_open_hud = {
         let backend = app.backend.clone();
         let dispatch = app.store.dispatcher();
@@ -258,6 +244,13 @@ pub fn desktop_settings() -> Html {
                     <label for="set-agent-id">{ "Agent id" }</label>
                     <input id="set-agent-id" ref={agent_id} value={shown(|u| u.agent_id.clone(), Some(current.agent_id.clone()))} />
                 </div>
+                <div class="field">
+                    <label for="set-acp-agents">{ "ACP agents" }</label>
+                    <textarea id="set-acp-agents" ref={acp_agents} rows="2" placeholder="mine=my-agent --acp"
+                              value={current.acp_agents.join("\n")}></textarea>
+                    <span class="muted hint">{ "One per line, NAME=COMMAND (the command starts the agent on stdio). Found: " }
+                        { if found.is_empty() { "none".to_string() } else { found.join(", ") } }</span>
+                </div>
                 <div class="row">
                     <button type="submit" class="primary">{ "Save" }</button>
                     <span class="muted" aria-live="polite">{ (*saved).clone().unwrap_or_default() }</span>
@@ -284,38 +277,6 @@ pub fn desktop_settings() -> Html {
             <div class="switch">
                 <input type="checkbox" id="set-paused" role="switch" checked={current.watching_paused} onchange={on_pause} />
                 <label for="set-paused">{ "Pause watching" }</label>
-            </div>
-            <h3>{ "ACP agents" }</h3>
-            <p class="muted hint">{ "Agents that speak the Agent Client Protocol, beside the built-in Codex, OpenCode, \
-                Gemini and Claude (ACP): a name and the command that starts the agent on stdio." }</p>
-            <ul class="paths acp-agents">
-                { for current.acp_agents.iter().map(|(name, command)| {
-                    let remove = {
-                        let (save_agents, agents, name) = (save_agents.clone(), current.acp_agents.clone(), name.clone());
-                        Callback::from(move |_: MouseEvent| {
-                            let mut agents = agents.clone();
-                            agents.remove(&name);
-                            save_agents.emit(agents);
-                        })
-                    };
-                    let found = runnable.contains(&format!("acp:{name}"));
-                    html! {
-                        <li data-testid="acp-agent">
-                            <strong>{ name }</strong>{ " " }<code>{ command }</code>{ " " }
-                            <span class={if found { "badge online" } else { "badge offline" }}>
-                                { if found { "ready" } else { "not found" } }
-                            </span>
-                            <button type="button" class="small remove" aria-label={format!("Remove the agent {name}")} onclick={remove}>{ "Remove" }</button>
-                        </li>
-                    }
-                }) }
-            </ul>
-            <div class="row acp-add">
-                <label for="set-acp-name" class="visually-hidden">{ "Agent name" }</label>
-                <input id="set-acp-name" ref={acp_name} placeholder="name (my-agent)" />
-                <label for="set-acp-command" class="visually-hidden">{ "Command" }</label>
-                <input id="set-acp-command" ref={acp_command} placeholder="command (my-agent --acp)" />
-                <button type="button" class="small" onclick={on_add_agent}>{ "Add agent" }</button>
             </div>
             if let Some(h) = (*hooks).clone() {
                 <div class="switch">
