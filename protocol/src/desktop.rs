@@ -148,9 +148,11 @@ pub mod error_codes {
     pub const RUNNER_QUEUE_FULL: &str = "runner_queue_full";
     /// The task cannot be continued (not a Claude task, or it has no session to resume).
     pub const NOT_RESUMABLE: &str = "not_resumable";
-    /// The task cannot be cancelled from here: a Claude session started in a terminal is
-    /// stopped in its terminal (SPEC 9).
+    /// The task cannot be cancelled: it has already ended, or it is a Claude session started
+    /// in a terminal, which is stopped in its terminal (SPEC 9).
     pub const NOT_CANCELLABLE: &str = "not_cancellable";
+    /// The agent that runs the task is offline: it cannot be told (try again when it is back).
+    pub const AGENT_OFFLINE: &str = "agent_offline";
     /// The user's Claude Code settings file cannot be read or is not a JSON object: it is left
     /// as it is (the message names the file and the problem).
     pub const CLAUDE_SETTINGS_INVALID: &str = "claude_settings_invalid";

@@ -233,11 +233,12 @@ pub async fn cancel_task(
     state.check_same_origin(&auth, &headers)?;
     task_id_param(&id)?;
     let mut task = state.store().task(&user, &id).await?.ok_or_else(AppError::not_found)?;
+    use flightdeck_protocol::desktop::error_codes::{AGENT_OFFLINE, NOT_CANCELLABLE};
     if task.status.is_terminal() {
-        return Err(AppError::Conflict(format!("task already {}", task.status.as_str())));
+        return Err(AppError::conflict(NOT_CANCELLABLE, format!("task already {}", task.status.as_str())));
     }
     if let Some(reason) = flightdeck_protocol::rules::cancel_refusal(&task) {
-        return Err(AppError::conflict(flightdeck_protocol::desktop::error_codes::NOT_CANCELLABLE, reason));
+        return Err(AppError::conflict(NOT_CANCELLABLE, reason));
     }
     let cancel = Frame::from(RelayMessage::Cancel { task_id: id.clone() }.to_json());
     if let Some(agent) = &task.agent_id {
@@ -252,7 +253,7 @@ pub async fn cancel_task(
         }
     }
     if task.status != TaskStatus::Queued {
-        return Err(AppError::Conflict("the agent running this task is offline".into()));
+        return Err(AppError::conflict(AGENT_OFFLINE, "the agent running this task is offline"));
     }
     task.status = TaskStatus::Cancelled;
     task.finished_at = Some(Utc::now());

@@ -532,3 +532,31 @@ async fn seqs_and_after_at_or_above_2_pow_63_are_refused() {
     let (status, body) = relay.get("/api/cockpit/tasks?offset=9223372036854775808", key).await;
     assert_eq!((status, &body["error"]["details"][0]["path"]), (400, &json!("$.offset")), "{body}");
 }
+
+/// Cancelling a running task whose agent is offline is refused with `agent_offline` (it used
+/// to be a bare `conflict`): nothing can tell the agent, and the task is left as it is.
+#[tokio::test]
+async fn cancel_of_a_task_whose_agent_is_offline_says_so() {
+    let relay = Relay::start().await;
+    let key = relay.keys.owner.clone();
+    let (mut agent, _) = relay.agent("mac").await;
+    send(&mut agent, &AgentMessage::GitStatus { repos: vec![repo("web", RepoState::Clean)], full: Some(true) }).await;
+    send(&mut agent, &AgentMessage::TaskUpdate { task: local_task("t1", "web", TaskStatus::Running) }).await;
+    eventually("the running task", || {
+        let (relay, key) = (&relay, key.clone());
+        async move { (relay.get("/api/cockpit/tasks/t1", &key).await.1["task"]["status"] == "running").then_some(()) }
+    })
+    .await;
+    drop(agent);
+    eventually("the agent offline", || {
+        let (relay, key) = (&relay, key.clone());
+        async move {
+            let (_, body) = relay.get("/api/cockpit/agents", &key).await;
+            (body["agents"][0]["status"] == "offline").then_some(())
+        }
+    })
+    .await;
+    let (status, body) = relay.post("/api/cockpit/tasks/t1/cancel", &key, &json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("agent_offline")), "{body}");
+    assert_eq!(relay.get("/api/cockpit/tasks/t1", &key).await.1["task"]["status"], "running");
+}

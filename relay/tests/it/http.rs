@@ -113,11 +113,12 @@ async fn seed_004_tasks_examples() {
     let (status, _) = relay.get("/api/cockpit/tasks/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", &key).await;
     assert_eq!(status, 404);
 
-    // Cancel: no agent has it, so it is cancelled here; a second cancel conflicts.
+    // Cancel: no agent has it, so it is cancelled here; a second cancel is refused with its code.
     let (status, body) = relay.post(&format!("/api/cockpit/tasks/{id}/cancel"), &key, &json!({})).await;
     assert_eq!((status, body["task"]["status"].as_str()), (200, Some("cancelled")));
     let (status, body) = relay.post(&format!("/api/cockpit/tasks/{id}/cancel"), &key, &json!({})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_cancellable")));
+    assert_eq!(body["error"]["message"], "task already cancelled");
 }
 
 #[tokio::test]
