@@ -123,7 +123,13 @@ impl Drop for GroupChild {
 /// Code's Bash tool does, through `setsid`), and a loop started that way outlived the task.
 /// Returns how many were signalled. Linux only (it reads `/proc`); elsewhere nothing.
 pub fn kill_escaped(task_id: &str) -> usize {
-    let marker = format!("{TASK_ENV}={task_id}");
+    kill_marked(TASK_ENV, task_id)
+}
+
+/// Kills (SIGKILL) every process, other than this one, whose environment has `var=value`; returns
+/// how many were signalled. Linux only (it reads `/proc`); elsewhere nothing.
+pub fn kill_marked(var: &str, value: &str) -> usize {
+    let marker = format!("{var}={value}");
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     let mut killed = 0;
@@ -132,7 +138,7 @@ pub fn kill_escaped(task_id: &str) -> usize {
             continue;
         }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+        if environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
             #[allow(unsafe_code)]
             // SAFETY: kill has no memory-safety preconditions; pid > 1 and is not this process.
             let rc = unsafe { libc::kill(pid, libc::SIGKILL) };

@@ -475,9 +475,15 @@ async fn a_session_killed_mid_turn_ends_its_task_interrupted() {
     let _agent = s.agent(s.relay.http(), None);
     s.wait_repo_known().await;
     let home = claude_home(s.agent_data.path());
+    // What the terminal's Claude started: its Bash tool runs the loop in a session of its own,
+    // which the group kill below does not reach (as when a terminal closes); found by this mark
+    // and ended with the test.
+    let mark = uuid::Uuid::new_v4().to_string();
+    let _loop_ends = KillMarked("FLIGHTDECK_TEST_SESSION", mark.clone());
     let mut cmd = tokio::process::Command::new(claude_bin());
     cmd.args(["-p", "wait forever", "--model", MODEL, "--allowedTools", "Bash"])
         .current_dir(s.repo.path())
+        .env("FLIGHTDECK_TEST_SESSION", &mark)
         .env("HOME", home.path())
         .env("ANTHROPIC_BASE_URL", &api.url)
         .env("ANTHROPIC_API_KEY", "test")
@@ -640,4 +646,13 @@ async fn a_permission_request_that_comes_before_its_tool_line_follows_its_tool_s
             "status"
         ]
     );
+}
+
+/// Kills the processes marked `var=value` when dropped (the test ends, or fails).
+struct KillMarked(&'static str, String);
+
+impl Drop for KillMarked {
+    fn drop(&mut self) {
+        flightdeck_agent_core::executor::process::kill_marked(self.0, &self.1);
+    }
 }
