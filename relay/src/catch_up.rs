@@ -132,15 +132,23 @@ impl CatchUp {
     }
 
     fn lock(&self) -> MutexGuard<'_, Behind> {
-        self.shared.behind.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock()
     }
 
     /// Queues a published frame for a live viewer, or keeps what a viewer that is (or now
     /// falls) behind needs to catch up. False when the viewer must be closed as too slow: a
     /// frame with no position cannot be caught up, nor can more than [`MAX_HELD`] changes.
-    pub fn accept(&self, target: &Target, frame: Frame, position: Option<&Position>) -> bool {
+    ///
+    /// `target` is called only when a catch-up task must start (the live path builds nothing).
+    pub fn accept(
+        &self,
+        tx: &QueueTx,
+        frame: Frame,
+        position: Option<&Position>,
+        target: impl FnOnce() -> Target,
+    ) -> bool {
         if self.is_live() {
-            match target.tx.try_send(frame.clone()) {
+            match tx.try_send(frame.clone()) {
                 Ok(()) => return true,
                 Err(QueueError::Closed) => return false,
                 Err(QueueError::Full) => {}
@@ -150,7 +158,7 @@ impl CatchUp {
         // Live again meanwhile (the catch-up task finished), or still live after a full
         // queue: one more try, then behind.
         if self.is_live() {
-            match target.tx.try_send(frame.clone()) {
+            match tx.try_send(frame.clone()) {
                 Ok(()) => return true,
                 Err(QueueError::Closed) => return false,
                 Err(QueueError::Full) => self.shared.live.store(false, Ordering::Release),
@@ -194,7 +202,7 @@ impl CatchUp {
 
     /// After the snapshot of a viewer that started behind was queued: each transcript continues
     /// after the seq its snapshot holds. False when the catch-up cannot start.
-    pub fn start_from(&self, target: &Target, snapshot_seqs: &HashMap<String, u64>) -> bool {
+    pub fn start_from(&self, snapshot_seqs: &HashMap<String, u64>, target: impl FnOnce() -> Target) -> bool {
         if self.is_live() {
             return true;
         }
@@ -205,13 +213,13 @@ impl CatchUp {
         self.ensure_running(&mut behind, target)
     }
 
-    fn ensure_running(&self, behind: &mut Behind, target: &Target) -> bool {
+    fn ensure_running(&self, behind: &mut Behind, target: impl FnOnce() -> Target) -> bool {
         if behind.running {
             return true;
         }
         let Some(runtime) = &self.runtime else { return false };
         behind.running = true;
-        runtime.spawn(self.clone_for_task().run(target.clone()));
+        runtime.spawn(self.clone_for_task().run(target()));
         true
     }
 
@@ -240,9 +248,15 @@ enum Step {
     Live,
 }
 
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Behind> {
+        self.behind.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl TaskHandle {
     fn lock(&self) -> MutexGuard<'_, Behind> {
-        self.shared.behind.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock()
     }
 
     async fn run(self, target: Target) {

@@ -216,7 +216,8 @@ impl Subscriber {
             }
         }
         if let Some(catch_up) = &self.catch_up {
-            return catch_up.accept(&self.target(metrics), frame, position.as_ref()) || self.too_slow(metrics);
+            return catch_up.accept(&self.tx, frame, position.as_ref(), || self.target(metrics))
+                || self.too_slow(metrics);
         }
         self.offer(frame, metrics)
     }
@@ -287,7 +288,7 @@ impl Hub {
         sub.changes = cover.changes;
         let started = |sub: &Subscriber| match &sub.catch_up {
             Some(catch_up) => {
-                catch_up.start_from(&sub.target(&self.metrics), &sub.snapshot_seqs) || sub.too_slow(&self.metrics)
+                catch_up.start_from(&sub.snapshot_seqs, || sub.target(&self.metrics)) || sub.too_slow(&self.metrics)
             }
             None => true,
         };
