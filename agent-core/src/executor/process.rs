@@ -129,23 +129,29 @@ pub fn kill_escaped(task_id: &str) -> usize {
 /// Kills (SIGKILL) every process, other than this one, whose environment has `var=value`; returns
 /// how many were signalled. Linux only (it reads `/proc`); elsewhere nothing.
 pub fn kill_marked(var: &str, value: &str) -> usize {
-    let marker = format!("{var}={value}");
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     let mut killed = 0;
-    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
-        if pid <= 1 || pid == me {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
-            #[allow(unsafe_code)]
-            // SAFETY: kill has no memory-safety preconditions; pid > 1 and is not this process.
-            let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
-            killed += usize::from(rc == 0);
-        }
+    for pid in marked_pids(var, value) {
+        #[allow(unsafe_code)]
+        // SAFETY: kill has no memory-safety preconditions; pid > 1 and is not this process.
+        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        killed += usize::from(rc == 0);
     }
     killed
+}
+
+/// The processes, other than this one, whose environment has `var=value` (Linux: `/proc`).
+fn marked_pids(var: &str, value: &str) -> Vec<i32> {
+    let marker = format!("{var}={value}");
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid > 1 && *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .collect()
 }
 
 /// A file naming a running task's process group: `pgid leader-start-time boot-id`. The start
@@ -295,14 +301,8 @@ mod tests {
 
     /// The live processes (not zombies) that carry task `task_id`'s marker, with their group.
     fn marked(task_id: &str) -> Vec<(i32, i32)> {
-        let marker = format!("{TASK_ENV}={task_id}");
-        let entries = std::fs::read_dir("/proc").unwrap();
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
-            })
+        marked_pids(TASK_ENV, task_id)
+            .into_iter()
             .filter_map(|pid| {
                 let f = stat_fields(pid)?;
                 let group = f.get(2)?.parse().ok()?;
